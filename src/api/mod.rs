@@ -1,0 +1,64 @@
+//! The wasm-bindgen surface. Errors cross as JS `Error`s whose `name` and `code` are stable
+//! (`WebGpuUnavailable`, `DeviceLost`, …) so that callers can branch on them.
+
+use std::rc::Rc;
+
+use wasm_bindgen::prelude::*;
+
+use crate::gpu::{GpuContext, GpuError};
+
+#[wasm_bindgen(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// A JS `Error` with `name` = `code` = the error's stable code.
+fn js_error(code: &str, message: &str) -> JsValue {
+    let err = js_sys::Error::new(message);
+    err.set_name(code);
+    let _ = js_sys::Reflect::set(&err, &JsValue::from_str("code"), &JsValue::from_str(code));
+    err.into()
+}
+
+impl From<GpuError> for JsValue {
+    fn from(e: GpuError) -> Self {
+        js_error(e.code(), &e.to_string())
+    }
+}
+
+fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsValue> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| js_error("Internal", &e.to_string()))
+}
+
+/// A WebGPU device with its capability report.
+#[wasm_bindgen]
+pub struct Gpu {
+    ctx: Rc<GpuContext>,
+}
+
+#[wasm_bindgen]
+impl Gpu {
+    /// Requests an adapter and a device; rejects with `WebGpuUnavailable` when there is none.
+    pub async fn create() -> Result<Gpu, JsValue> {
+        Ok(Gpu { ctx: Rc::new(GpuContext::new().await?) })
+    }
+
+    /// `{ backend, name, vendor, architecture, deviceType, shaderF16, subgroups, timestampQuery,
+    /// limits: { maxStorageBufferBindingSize, … } }`
+    pub fn report(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.ctx.report)
+    }
+
+    /// Runs a seeded random `rows × cols` matvec and compares it with the CPU reference:
+    /// resolves to `{ len, passed, maxAbsErr, worstRatio, worstIndex, … }`.
+    #[wasm_bindgen(js_name = matvecCheck)]
+    pub fn matvec_check(&self, rows: u32, cols: u32, seed: u32) -> js_sys::Promise {
+        let ctx = self.ctx.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let report = crate::gpu::ops::matvec::check_against_reference(&ctx, rows as usize, cols as usize, u64::from(seed)).await?;
+            to_js(&report)
+        })
+    }
+}

@@ -1,0 +1,110 @@
+//! Comparing a kernel's output with its CPU reference.
+//!
+//! Every comparison is elementwise against a per-element bound, and a failure names the worst index
+//! so that a wrong index in a shader shows up as "row 17: got …, expected …", not as "not close".
+
+use serde::Serialize;
+
+/// The result of comparing `actual` with `expected` under a per-element bound.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Comparison {
+    pub len: usize,
+    pub passed: bool,
+    /// Largest |actual - expected| seen.
+    pub max_abs_err: f64,
+    /// Largest |actual - expected| / bound seen: ≤ 1 means every element is within its bound.
+    pub worst_ratio: f64,
+    /// Index of the element with the largest ratio (the first non-finite element wins).
+    pub worst_index: usize,
+    pub worst_actual: f64,
+    pub worst_expected: f64,
+    pub worst_bound: f64,
+}
+
+impl Comparison {
+    /// Compares elementwise; `bound(i)` is the largest error allowed at index `i`.
+    /// A NaN or infinite `actual` always fails. Lengths that differ fail at index `min(len)`.
+    pub fn elementwise(actual: &[f32], expected: &[f64], bound: impl Fn(usize) -> f64) -> Self {
+        let mut report = Comparison {
+            len: expected.len(),
+            passed: actual.len() == expected.len(),
+            max_abs_err: 0.0,
+            worst_ratio: -1.0,
+            worst_index: actual.len().min(expected.len()),
+            worst_actual: f64::NAN,
+            worst_expected: f64::NAN,
+            worst_bound: f64::NAN,
+        };
+        for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
+            let a = f64::from(a);
+            let err = (a - e).abs();
+            let b = bound(i);
+            let ratio = match err {
+                e if e == 0.0 => 0.0,
+                e if e.is_finite() => e / b,
+                _ => f64::INFINITY, // NaN or ±∞ on either side
+            };
+            if ratio > report.worst_ratio {
+                report.worst_ratio = ratio;
+                report.worst_index = i;
+                report.worst_actual = a;
+                report.worst_expected = e;
+                report.worst_bound = b;
+            }
+            if err.is_finite() {
+                report.max_abs_err = report.max_abs_err.max(err);
+            }
+        }
+        report.worst_ratio = report.worst_ratio.max(0.0);
+        report.passed &= report.worst_ratio <= 1.0;
+        report
+    }
+}
+
+impl std::fmt::Display for Comparison {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of {} elements: worst at index {}: got {}, expected {}, |err| {:.3e} vs bound {:.3e} (max |err| {:.3e})",
+            if self.passed { "ok" } else { "MISMATCH" },
+            self.len,
+            self.worst_index,
+            self.worst_actual,
+            self.worst_expected,
+            (self.worst_actual - self.worst_expected).abs(),
+            self.worst_bound,
+            self.max_abs_err
+        )
+    }
+}
+
+/// Unit roundoff of f32 (2^-24).
+pub const F32_UNIT_ROUNDOFF: f64 = 1.0 / 16_777_216.0;
+
+/// Higham's γ_k = k·u / (1 − k·u): the relative error bound of `k` chained f32 operations, applied
+/// to Σ|terms| it bounds the error of any summation order of depth `k`.
+pub fn gamma_f32(k: u64) -> f64 {
+    let ku = k as f64 * F32_UNIT_ROUNDOFF;
+    ku / (1.0 - ku)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_the_worst_index() {
+        let c = Comparison::elementwise(&[1.0, 2.5, 3.0], &[1.0, 2.0, 3.0], |_| 0.1);
+        assert!(!c.passed);
+        assert_eq!(c.worst_index, 1);
+        assert!((c.max_abs_err - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn nan_fails_and_length_mismatch_fails() {
+        assert!(!Comparison::elementwise(&[f32::NAN], &[0.0], |_| 1.0).passed);
+        assert!(!Comparison::elementwise(&[0.0], &[0.0, 0.0], |_| 1.0).passed);
+        assert!(Comparison::elementwise(&[0.0, 1.0], &[0.0, 1.0], |_| 1e-9).passed);
+    }
+}

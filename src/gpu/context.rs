@@ -1,0 +1,248 @@
+//! Adapter and device creation, capability detection, and device-loss tracking.
+//!
+//! We request the adapter's own limits (not wgpu's conservative defaults): SwiftShader offers 1 GiB
+//! storage bindings only when asked, and a 4096×4097 f32 matrix already needs 64 MiB. Optional
+//! features (shader-f16, subgroups, timestamp queries) are requested when present and reported,
+//! so kernels choose their variant at run time, never by a cargo feature.
+
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use super::error::GpuError;
+use super::pipelines::PipelineCache;
+
+/// Features we use when the adapter has them.
+const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::TIMESTAMP_QUERY);
+
+/// The limits that matter to our kernels, as granted to the device.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsReport {
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_storage_buffers_per_shader_stage: u32,
+    pub max_compute_workgroup_size_x: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_workgroups_per_dimension: u32,
+}
+
+impl From<&wgpu::Limits> for LimitsReport {
+    fn from(l: &wgpu::Limits) -> Self {
+        Self {
+            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
+            max_buffer_size: l.max_buffer_size,
+            max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
+            max_compute_workgroup_size_x: l.max_compute_workgroup_size_x,
+            max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+            max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+            max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+        }
+    }
+}
+
+/// What the adapter is and what the device got: shown on the page and printed by tests.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdapterReport {
+    /// "vulkan", "metal", "webgpu", …
+    pub backend: String,
+    /// Adapter name natively ("llvmpipe (LLVM 15.0.6, 256 bits)"); `adapter.info.description`
+    /// or `device` in the browser (often empty there).
+    pub name: String,
+    /// Vendor: a PCI id natively, `adapter.info.vendor` in the browser ("google").
+    pub vendor: String,
+    /// `adapter.info.architecture` in the browser ("swiftshader"); the driver natively.
+    pub architecture: String,
+    /// "Cpu", "DiscreteGpu", … natively; "fallback" or "" in the browser.
+    pub device_type: String,
+    pub shader_f16: bool,
+    pub subgroups: bool,
+    pub timestamp_query: bool,
+    pub limits: LimitsReport,
+}
+
+/// One wgpu device and queue, with the state every op needs.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub features: wgpu::Features,
+    pub limits: wgpu::Limits,
+    pub report: AdapterReport,
+    pub(crate) pipelines: PipelineCache,
+    /// Set by the device-lost callback; checked before work is encoded.
+    lost: Arc<Mutex<Option<String>>>,
+    /// Errors that no error scope caught; tests assert this stays empty.
+    uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+impl GpuContext {
+    /// Finds an adapter and creates a device with the adapter's limits and our optional features.
+    /// Natively, `WGPU_BACKEND` and `WGPU_ADAPTER_NAME` select the adapter.
+    pub async fn new() -> Result<Self, GpuError> {
+        #[cfg(target_arch = "wasm32")]
+        let web_info = web::adapter_info().await?;
+
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = wgpu::util::initialize_adapter_from_env_or_default(&instance, None)
+            .await
+            .map_err(|e| GpuError::NoAdapter { detail: e.to_string() })?;
+
+        let features = adapter.features() & OPTIONAL_FEATURES;
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("hugrt"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| GpuError::RequestDevice { detail: e.to_string() })?;
+
+        let lost = Arc::new(Mutex::new(None));
+        let lost_flag = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut slot) = lost_flag.lock() {
+                *slot = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |err: wgpu::Error| {
+            if let Ok(mut errors) = sink.lock() {
+                errors.push(err.to_string());
+            }
+        }));
+
+        let info = adapter.get_info();
+        let granted = device.limits();
+        #[cfg_attr(not(target_arch = "wasm32"), allow(unused_mut))]
+        let mut report = AdapterReport {
+            backend: format!("{:?}", info.backend).to_lowercase(),
+            name: info.name.clone(),
+            vendor: format!("{:#06x}", info.vendor),
+            architecture: info.driver.clone(),
+            device_type: format!("{:?}", info.device_type),
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            limits: LimitsReport::from(&granted),
+        };
+        #[cfg(target_arch = "wasm32")]
+        web_info.fill(&mut report);
+
+        Ok(Self {
+            device,
+            queue,
+            features,
+            limits: granted,
+            report,
+            pipelines: PipelineCache::default(),
+            lost,
+            uncaptured,
+        })
+    }
+
+    /// `Err(DeviceLost)` once the device is gone; ops call this before encoding work.
+    pub fn check_alive(&self) -> Result<(), GpuError> {
+        match self.lost.lock().ok().and_then(|slot| slot.clone()) {
+            Some(reason) => Err(GpuError::DeviceLost { reason }),
+            None => Ok(()),
+        }
+    }
+
+    /// Errors that escaped every error scope since the last call.
+    pub fn take_uncaptured_errors(&self) -> Vec<String> {
+        self.uncaptured.lock().map(|mut e| std::mem::take(&mut *e)).unwrap_or_default()
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes, turning what they catch into
+    /// a typed error naming `op`.
+    pub async fn scoped<T>(&self, op: &str, f: impl FnOnce() -> T) -> Result<T, GpuError> {
+        self.check_alive()?;
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let validation_error = validation.pop().await;
+        let oom_error = oom.pop().await;
+        if let Some(err) = oom_error.or(validation_error) {
+            return Err(GpuError::from_scope(op, err));
+        }
+        self.check_alive()?;
+        Ok(value)
+    }
+}
+
+/// The browser's own adapter description: wgpu's `get_info()` is nearly empty on the web.
+#[cfg(target_arch = "wasm32")]
+mod web {
+    use js_sys::{Object, Reflect};
+    use wasm_bindgen::{JsCast, JsValue};
+    use wasm_bindgen_futures::JsFuture;
+
+    use super::{AdapterReport, GpuError};
+
+    pub struct WebAdapterInfo {
+        vendor: String,
+        architecture: String,
+        description: String,
+        is_fallback: bool,
+    }
+
+    fn get(obj: &JsValue, key: &str) -> JsValue {
+        Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    }
+
+    fn get_string(obj: &JsValue, key: &str) -> String {
+        get(obj, key).as_string().unwrap_or_default()
+    }
+
+    /// `navigator.gpu.requestAdapter()` and its `info`; `WebGpuUnavailable` when `navigator.gpu`
+    /// is missing, `NoAdapter` when the request yields null.
+    pub async fn adapter_info() -> Result<WebAdapterInfo, GpuError> {
+        let navigator = get(&js_sys::global(), "navigator");
+        let gpu = get(&navigator, "gpu");
+        if gpu.is_undefined() || gpu.is_null() {
+            return Err(GpuError::WebGpuUnavailable);
+        }
+        let request = get(&gpu, "requestAdapter")
+            .dyn_into::<js_sys::Function>()
+            .map_err(|_| GpuError::WebGpuUnavailable)?;
+        let promise = request
+            .call1(&gpu, &Object::new())
+            .map_err(|e| GpuError::NoAdapter { detail: format!("{e:?}") })?;
+        let adapter = JsFuture::from(js_sys::Promise::from(promise))
+            .await
+            .map_err(|e| GpuError::NoAdapter { detail: format!("{e:?}") })?;
+        if adapter.is_null() || adapter.is_undefined() {
+            return Err(GpuError::NoAdapter { detail: "navigator.gpu.requestAdapter() returned null".into() });
+        }
+        let info = get(&adapter, "info");
+        Ok(WebAdapterInfo {
+            vendor: get_string(&info, "vendor"),
+            architecture: get_string(&info, "architecture"),
+            description: {
+                let d = get_string(&info, "description");
+                if d.is_empty() { get_string(&info, "device") } else { d }
+            },
+            is_fallback: get(&info, "isFallbackAdapter").as_bool().unwrap_or(false)
+                || get(&adapter, "isFallbackAdapter").as_bool().unwrap_or(false),
+        })
+    }
+
+    impl WebAdapterInfo {
+        pub fn fill(self, report: &mut AdapterReport) {
+            report.backend = "webgpu".into();
+            report.vendor = self.vendor;
+            report.architecture = self.architecture;
+            report.name = self.description;
+            report.device_type = if self.is_fallback { "fallback".into() } else { String::new() };
+        }
+    }
+}

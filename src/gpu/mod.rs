@@ -1,0 +1,12 @@
+//! The GPU side: a wgpu device (Vulkan/Metal natively, WebGPU in the browser), its capabilities,
+//! the pipeline cache, buffer helpers, and one file per op under `ops/`.
+
+pub mod buffers;
+pub mod context;
+pub mod error;
+pub mod ops;
+pub mod pipelines;
+pub mod shaders;
+
+pub use context::{AdapterReport, GpuContext, LimitsReport};
+pub use error::GpuError;

@@ -1,0 +1,66 @@
+//! Compute pipelines, created once per typed key and cached for the device's lifetime.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::context::GpuContext;
+use super::error::GpuError;
+use super::shaders::ShaderId;
+
+/// Everything that makes two pipelines differ: the shader, its entry point and the values of its
+/// `override` constants. Tensor shapes are never part of it (they travel in uniforms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PipelineKey {
+    pub shader: ShaderId,
+    pub entry_point: &'static str,
+    /// The WGSL `override WG` (invocations per workgroup).
+    pub workgroup_size: u32,
+}
+
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    modules: Mutex<HashMap<ShaderId, wgpu::ShaderModule>>,
+}
+
+impl GpuContext {
+    /// The pipeline for `key`, compiled on first use. Compile errors (the browser's compiler may
+    /// reject what naga accepted) come back as `GpuError::Validation` naming the shader.
+    pub async fn pipeline(&self, key: PipelineKey) -> Result<wgpu::ComputePipeline, GpuError> {
+        if let Some(p) = self.pipelines.pipelines.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(p);
+        }
+        let op = format!("compiling {} ({})", key.shader.name(), key.entry_point);
+        let cached_module = self.pipelines.modules.lock().ok().and_then(|m| m.get(&key.shader).cloned());
+        let pipeline = self
+            .scoped(&op, || {
+                let module = cached_module.unwrap_or_else(|| {
+                    self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(key.shader.name()),
+                        source: wgpu::ShaderSource::Wgsl(key.shader.source().into()),
+                    })
+                });
+                let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(key.shader.name()),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some(key.entry_point),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &[("WG", f64::from(key.workgroup_size))],
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                });
+                (module, pipeline)
+            })
+            .await?;
+        let (module, pipeline) = pipeline;
+        if let Ok(mut m) = self.pipelines.modules.lock() {
+            m.insert(key.shader, module);
+        }
+        if let Ok(mut m) = self.pipelines.pipelines.lock() {
+            m.insert(key, pipeline.clone());
+        }
+        Ok(pipeline)
+    }
+}

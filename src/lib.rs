@@ -1,0 +1,12 @@
+//! hugrt: hub models in the browser.
+//!
+//! Data path (see ARCHITECTURE.md): hub → fetch stream → verified IndexedDB chunks → format readers
+//! → GPU buffers → WGSL kernels → tokens. This crate builds for `wasm32-unknown-unknown` (the npm
+//! package) and natively (tests, CLI, benchmarks on wgpu/Vulkan).
+
+pub mod check;
+pub mod gpu;
+pub mod rng;
+
+#[cfg(target_arch = "wasm32")]
+pub mod api;
