@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs every test: native (wgpu on Vulkan; lavapipe without a GPU), the same tests compiled to
+# wasm32 in headless Chromium (WebGPU on SwiftShader), and end-to-end page tests (playwright-core).
+# Installs what is missing first. Logs and screenshots go to artifacts/.
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+set +e
+
+ARTIFACTS="$ROOT/artifacts"
+mkdir -p "$ARTIFACTS/logs"
+start=$(date +%s)
+declare -A passed failed
+failures=()
+
+# Sums "test result: ok. N passed; M failed" lines of cargo's output.
+count_cargo() { awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { print p+0, f+0 }' "$1"; }
+# node --test's spec reporter ends with "ℹ pass N" / "ℹ fail N".
+count_node() { awk '/^ℹ pass / { p = $3 } /^ℹ fail / { f = $3 } END { print p+0, f+0 }' "$1"; }
+
+phase() { # name, counter, command...
+  local name="$1" counter="$2"; shift 2
+  local log="$ARTIFACTS/logs/$name.log"
+  say "$name: $*"
+  "$@" 2>&1 | tee "$log"
+  local status=${PIPESTATUS[0]}
+  read -r p f < <("$counter" "$log")
+  passed[$name]=$p; failed[$name]=$f
+  if [ "$status" -ne 0 ] || [ "$p" -eq 0 ]; then
+    failures+=("$name (exit $status, $p passed, $f failed; log: artifacts/logs/$name.log)")
+    [ "$f" -eq 0 ] && failed[$name]=1   # a phase that ran nothing or crashed counts as a failure
+  fi
+}
+
+phase native count_cargo cargo test --all-targets
+WASM_BINDGEN_TEST_TIMEOUT=600 CHROMEDRIVER=/usr/bin/chromedriver \
+  phase browser count_cargo cargo test --target wasm32-unknown-unknown
+phase e2e count_node bash -c 'scripts/build-pkg.sh && node --test --test-reporter=spec tests/e2e/'
+
+total_p=0; total_f=0
+echo
+echo "== hugrt tests ($(( $(date +%s) - start )) s) =="
+for name in native browser e2e; do
+  printf '%-8s %4d passed, %d failed\n' "$name" "${passed[$name]}" "${failed[$name]}"
+  total_p=$((total_p + passed[$name])); total_f=$((total_f + failed[$name]))
+done
+for f in "${failures[@]}"; do echo "FAILED: $f"; done
+echo "total: $total_p passed, $total_f failed"
+[ ${#failures[@]} -eq 0 ]
