@@ -5,6 +5,7 @@
 //! package) and natively (tests, CLI, benchmarks on wgpu/Vulkan).
 
 pub mod check;
+pub mod formats;
 pub mod gpu;
 pub mod rng;
 
