@@ -11,3 +11,6 @@ pub mod rng;
 
 #[cfg(target_arch = "wasm32")]
 pub mod api;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;

@@ -1,0 +1,50 @@
+//! The native CLI. Every subcommand prints machine-readable JSON with `--json`; errors go to
+//! stderr (as `{"error": {"code", "message"}}` with `--json`) with a non-zero exit status.
+
+mod inspect;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "hugrt", version, about = "Hub models on WebGPU: native tools and test instruments")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the tensor table and metadata of a safetensors or GGUF file.
+    Inspect(inspect::Args),
+}
+
+/// A failure to report: a stable code and a message.
+pub struct CliError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (json, result) = match cli.command {
+        Command::Inspect(args) => (args.json, inspect::run(&args)),
+    };
+    match result {
+        Ok(report) => {
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), report.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if json {
+                let body = serde_json::json!({ "error": { "code": e.code, "message": e.message } });
+                eprintln!("{body}");
+            } else {
+                eprintln!("error: {}", e.message);
+            }
+            ExitCode::from(2)
+        }
+    }
+}

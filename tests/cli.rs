@@ -1,0 +1,64 @@
+//! The `hugrt` binary as a user and a test harness run it: `inspect --json` on real and crafted
+//! files; bad files give exit status 2 and a typed JSON error, never a panic.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::process::Command;
+
+use hugrt::formats::gguf;
+use hugrt::formats::{DType, GgufValue};
+
+fn inspect(bytes: &[u8], name: &str) -> (i32, serde_json::Value, String) {
+    let dir = std::env::temp_dir().join(format!("hugrt-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_hugrt")).arg("inspect").arg(&path).arg("--json").output().expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_str(if out.status.success() { &stdout } else { &stderr }).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap_or(-1), json, stderr)
+}
+
+#[test]
+fn inspect_json_lists_tensors() {
+    let meta = vec![("general.architecture".to_owned(), GgufValue::String("llama".into()))];
+    let bytes = gguf::write(&meta, &[("w".into(), DType::Q8_0, vec![2, 32], vec![0; 68])], 32);
+    let (code, json, _) = inspect(&bytes, "m.gguf");
+    assert_eq!(code, 0);
+    assert_eq!(json["format"], "gguf");
+    assert_eq!(json["metadata"]["kv"]["general.architecture"], "llama");
+    assert_eq!(json["tensors"][0]["name"], "w");
+    assert_eq!(json["tensors"][0]["dtype"], "Q8_0");
+    assert_eq!(json["tensors"][0]["shape"], serde_json::json!([2, 32]));
+    assert_eq!(json["tensors"][0]["end"].as_u64().unwrap() - json["tensors"][0]["start"].as_u64().unwrap(), 68);
+}
+
+#[test]
+fn inspect_refuses_bad_files_with_a_typed_error() {
+    let good = gguf::write(&[], &[("w".into(), DType::F32, vec![8], vec![0; 32])], 32);
+    let mut cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"version https://git-lfs.github.com/spec/v1\n".to_vec(), "model.safetensors"),
+        (b"<html>404</html>".to_vec(), "model.gguf"),
+        (b"PK\x03\x04rest-of-zip".to_vec(), "pytorch_model.bin"),
+        (Vec::new(), "empty.gguf"),
+        (good[..good.len() - 5].to_vec(), "truncated.gguf"),
+    ];
+    // Every single-byte truncation and a sweep of byte flips over the header.
+    for cut in (0..good.len()).step_by(7) {
+        cases.push((good[..cut].to_vec(), "cut.gguf"));
+    }
+    for at in 0..96 {
+        let mut b = good.clone();
+        b[at] ^= 0xA5;
+        cases.push((b, "flip.gguf"));
+    }
+    for (bytes, name) in &cases {
+        let (code, json, stderr) = inspect(bytes, name);
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        assert!(code == 0 || code == 2, "{name}: exit {code}");
+        if code == 2 {
+            assert_eq!(json["error"]["code"], "BadModelFile", "{name}: {stderr}");
+        }
+    }
+    assert_eq!(inspect(&cases[0].0, cases[0].1).0, 2);
+}
