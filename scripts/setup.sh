@@ -8,6 +8,7 @@ cd "$ROOT"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+ARTIFACTS_DIR="$ROOT/artifacts"
 # Builds persist outside the clone, so a second run (and CI on the same machine) rebuilds nothing.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hugrt/target}"
 export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-0}"   # wasm test builds ~3x faster
@@ -50,4 +51,16 @@ if [ "$(cat node_modules/.hugrt-lock-sha256 2>/dev/null)" != "$lock_hash" ]; the
   say "npm ci"
   npm ci --ignore-scripts --no-audit --no-fund >/dev/null
   echo "$lock_hash" > node_modules/.hugrt-lock-sha256
+fi
+
+# 5. Fuzzing: a nightly toolchain and cargo-fuzz.
+if [ "${HUGRT_NEED_FUZZ:-0}" = 1 ]; then
+  if ! cargo +nightly --version >/dev/null 2>&1; then
+    say "rustup toolchain install nightly"
+    rustup toolchain install nightly --profile minimal
+  fi
+  if ! command -v cargo-fuzz >/dev/null; then
+    say "cargo install cargo-fuzz"
+    cargo install cargo-fuzz --version 0.13.2
+  fi
 fi

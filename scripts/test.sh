@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: native (wgpu on Vulkan; lavapipe without a GPU), the same tests compiled to
-# wasm32 in headless Chromium (WebGPU on SwiftShader), and end-to-end page tests (playwright-core).
+# wasm32 in headless Chromium (WebGPU on SwiftShader), end-to-end page tests (playwright-core),
+# and a bounded fuzzing run of the file readers (FUZZ_SECONDS per target, default 60).
 # Installs what is missing first. Logs and screenshots go to artifacts/.
 set -uo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+HUGRT_NEED_FUZZ=1 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 set +e
 
 ARTIFACTS="$ROOT/artifacts"
@@ -14,6 +15,8 @@ failures=()
 
 # Sums "test result: ok. N passed; M failed" lines of cargo's output.
 count_cargo() { awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { print p+0, f+0 }' "$1"; }
+# A plain "NAME: N passed, M failed" line.
+count_plain() { awk '/ passed, [0-9]+ failed$/ { p = $(NF-3); f = $(NF-1) } END { print p+0, f+0 }' "$1"; }
 # node --test's spec reporter ends with "ℹ pass N" / "ℹ fail N".
 count_node() { awk '/^ℹ pass / { p = $3 } /^ℹ fail / { f = $3 } END { print p+0, f+0 }' "$1"; }
 
@@ -35,11 +38,12 @@ phase native count_cargo cargo test --all-targets
 WASM_BINDGEN_TEST_TIMEOUT=600 CHROMEDRIVER=/usr/bin/chromedriver \
   phase browser count_cargo cargo test --target wasm32-unknown-unknown
 phase e2e count_node bash -c 'scripts/build-pkg.sh && node --test --test-reporter=spec tests/e2e/'
+phase fuzz count_plain bash scripts/fuzz.sh
 
 total_p=0; total_f=0
 echo
 echo "== hugrt tests ($(( $(date +%s) - start )) s) =="
-for name in native browser e2e; do
+for name in native browser e2e fuzz; do
   printf '%-8s %4d passed, %d failed\n' "$name" "${passed[$name]}" "${failed[$name]}"
   total_p=$((total_p + passed[$name])); total_f=$((total_f + failed[$name]))
 done

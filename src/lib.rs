@@ -6,11 +6,12 @@
 
 pub mod check;
 pub mod formats;
+#[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod rng;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(feature = "gpu", target_arch = "wasm32"))]
 pub mod api;
 
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
 pub mod cli;

@@ -75,7 +75,7 @@ pub fn run(args: &Args) -> Result<String, CliError> {
             let _ = writeln!(out, "  {k} = {text}");
         }
     }
-    let width = table.tensors.iter().map(|t| t.name.len()).max().unwrap_or(4);
+    let width = table.tensors.iter().map(|t| t.name.len()).max().unwrap_or(0).max(4);
     let _ = writeln!(out, "  {:width$}  {:6}  {:24}  byte range", "name", "dtype", "shape");
     for t in &table.tensors {
         let _ = writeln!(out, "  {:width$}  {:6}  {:24}  {}..{}", t.name, t.dtype.to_string(), format!("{:?}", t.shape), t.range.start, t.range.end);
