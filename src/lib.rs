@@ -9,6 +9,7 @@ pub mod formats;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod rng;
+pub mod tokenizer;
 
 #[cfg(all(feature = "gpu", target_arch = "wasm32"))]
 pub mod api;

@@ -2,6 +2,7 @@
 //! stderr (as `{"error": {"code", "message"}}` with `--json`) with a non-zero exit status.
 
 mod inspect;
+mod tokenize;
 
 use std::process::ExitCode;
 
@@ -18,6 +19,8 @@ struct Cli {
 enum Command {
     /// Print the tensor table and metadata of a safetensors or GGUF file.
     Inspect(inspect::Args),
+    /// Encode text with a tokenizer.json or a GGUF file's vocabulary.
+    Tokenize(tokenize::Args),
 }
 
 /// A failure to report: a stable code and a message.
@@ -30,6 +33,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let (json, result) = match cli.command {
         Command::Inspect(args) => (args.json, inspect::run(&args)),
+        Command::Tokenize(args) => (args.json, tokenize::run(&args)),
     };
     match result {
         Ok(report) => {

@@ -1,0 +1,87 @@
+//! Tokenizers: a hub `tokenizer.json` through the `tokenizers` crate, or the vocabulary embedded
+//! in a GGUF file (`tokenizer.ggml.*`) turned into the same `tokenizers::Tokenizer`.
+//!
+//! A GGUF vocabulary is converted into a `tokenizer.json` document (what `transformers` does when
+//! it loads a GGUF), so that one well-tested engine encodes both kinds of checkpoints.
+
+mod gguf_vocab;
+
+use thiserror::Error;
+
+use crate::formats::GgufMetadata;
+
+#[derive(Clone, Debug, Error, PartialEq)]
+pub enum TokenizerError {
+    #[error("tokenizer.json could not be loaded: {0}")]
+    BadJson(String),
+    #[error("GGUF tokenizer: {key}: {problem}")]
+    BadGguf { key: &'static str, problem: String },
+    #[error("GGUF tokenizer: {what} {name:?} is not supported yet")]
+    Unsupported { what: &'static str, name: String },
+    #[error("encoding failed: {0}")]
+    Encode(String),
+    #[error("decoding failed: {0}")]
+    Decode(String),
+}
+
+/// A tokenizer with the special-token facts generation needs.
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    /// Beginning-of-sequence id, if the vocabulary has one.
+    pub bos_id: Option<u32>,
+    /// End-of-sequence id, if the vocabulary has one.
+    pub eos_id: Option<u32>,
+    /// A chat template (Jinja) shipped with the vocabulary (GGUF `tokenizer.chat_template`).
+    pub chat_template: Option<String>,
+}
+
+impl Tokenizer {
+    /// Loads a hub `tokenizer.json`. Padding and truncation settings in the file are dropped:
+    /// callers pad a batch to its longest member and bound lengths by the model's context.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, TokenizerError> {
+        let mut inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| TokenizerError::BadJson(e.to_string()))?;
+        inner.with_padding(None);
+        inner
+            .with_truncation(None)
+            .map_err(|e| TokenizerError::BadJson(e.to_string()))?;
+        Ok(Self { inner, bos_id: None, eos_id: None, chat_template: None })
+    }
+
+    /// Builds the tokenizer described by GGUF metadata (`tokenizer.ggml.model` "gpt2" byte-level
+    /// BPE or "llama" SentencePiece BPE).
+    pub fn from_gguf(meta: &GgufMetadata) -> Result<Self, TokenizerError> {
+        let vocab = gguf_vocab::GgufVocab::read(meta)?;
+        let json = vocab.to_tokenizer_json()?;
+        let inner = tokenizers::Tokenizer::from_bytes(json.to_string().as_bytes())
+            .map_err(|e| TokenizerError::BadJson(e.to_string()))?;
+        Ok(Self { inner, bos_id: vocab.bos_id, eos_id: vocab.eos_id, chat_template: vocab.chat_template })
+    }
+
+    /// Token ids of `text`; `add_special` adds what the post-processor adds (BOS, `[CLS]`/`[SEP]`).
+    /// Special tokens written in `text` (`<|im_start|>`) are recognised either way.
+    pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, TokenizerError> {
+        let encoding = self.inner.encode(text, add_special).map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, TokenizerError> {
+        self.inner.decode(ids, skip_special).map_err(|e| TokenizerError::Decode(e.to_string()))
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The underlying `tokenizers` tokenizer.
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+}
