@@ -6,7 +6,10 @@
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
-/// A seeded stream of uniform floats.
+use crate::formats::DType;
+use crate::formats::quant::f16_scale_offsets;
+
+/// A seeded stream of uniform floats and bytes.
 pub struct SeededRng(ChaCha8Rng);
 
 impl SeededRng {
@@ -23,5 +26,28 @@ impl SeededRng {
     /// `len` uniform floats in [-1, 1).
     pub fn signed_unit_vec(&mut self, len: usize) -> Vec<f32> {
         (0..len).map(|_| self.next_signed_unit()).collect()
+    }
+
+    /// The file bytes of `elems` values of `dtype`: plain types hold uniform values in [-1, 1);
+    /// quantized blocks are random bytes with every f16 scale set to a finite value in ±1/64, so
+    /// every bit pattern of the quants is exercised and no block decodes to NaN or infinity.
+    pub fn tensor_bytes(&mut self, dtype: DType, elems: usize) -> Vec<u8> {
+        match dtype {
+            DType::F32 => self.signed_unit_vec(elems).iter().flat_map(|v| v.to_le_bytes()).collect(),
+            DType::F16 => (0..elems).flat_map(|_| half::f16::from_f32(self.next_signed_unit()).to_le_bytes()).collect(),
+            DType::BF16 => (0..elems).flat_map(|_| half::bf16::from_f32(self.next_signed_unit()).to_le_bytes()).collect(),
+            _ => {
+                let blocks = elems / dtype.block_elems() as usize;
+                let mut bytes = vec![0u8; blocks * dtype.block_bytes() as usize];
+                self.0.fill_bytes(&mut bytes);
+                for block in bytes.chunks_exact_mut(dtype.block_bytes() as usize) {
+                    for &at in f16_scale_offsets(dtype) {
+                        let scale = half::f16::from_f32(self.next_signed_unit() / 64.0);
+                        block[at..at + 2].copy_from_slice(&scale.to_le_bytes());
+                    }
+                }
+                bytes
+            }
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! Chromium (`cargo test --target wasm32-unknown-unknown`: WebGPU on SwiftShader).
 //! A missing adapter fails the test: it never passes by skipping.
 
+use hugrt::formats::DType;
 use hugrt::gpu::GpuContext;
 use hugrt::gpu::ops::matvec;
 
@@ -42,12 +43,12 @@ async fn context() -> GpuContext {
     }
 }
 
-async fn check_matvec(ctx: &GpuContext, rows: usize, cols: usize, seed: u64) {
-    let report = matvec::check_against_reference(ctx, rows, cols, seed)
+async fn check_matvec(ctx: &GpuContext, dtype: DType, rows: usize, cols: usize, seed: u64, max_part_bytes: Option<u64>) {
+    let report = matvec::check_against_reference(ctx, dtype, rows, cols, seed, max_part_bytes)
         .await
-        .unwrap_or_else(|e| panic!("matvec {rows}x{cols}: {e}"));
-    log(&format!("matvec {rows}x{cols}: {report}"));
-    assert!(report.passed, "matvec {rows}x{cols}: {report}");
+        .unwrap_or_else(|e| panic!("matvec {dtype} {rows}x{cols}: {e}"));
+    log(&format!("matvec {dtype} {rows}x{cols}: {report}"));
+    assert!(report.passed, "matvec {dtype} {rows}x{cols}: {report}");
     assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
 }
 
@@ -56,19 +57,53 @@ gpu_test!(matvec_f32_awkward_sizes, async {
     // 1×1; sizes that are not multiples of the workgroup size; primes; one row longer than the
     // workgroup many times over; more rows than one grid dimension holds (2-D fold).
     for (i, &(rows, cols)) in [(1, 1), (7, 13), (1, 257), (1021, 1031), (257, 4099), (70_001, 3)].iter().enumerate() {
-        check_matvec(&ctx, rows, cols, 0x5eed + i as u64).await;
+        check_matvec(&ctx, DType::F32, rows, cols, 0x5eed + i as u64, None).await;
     }
 });
 
 gpu_test!(matvec_f32_4096x4097, async {
     let ctx = context().await;
-    check_matvec(&ctx, 4096, 4097, 42).await;
+    check_matvec(&ctx, DType::F32, 4096, 4097, 42, None).await;
+});
+
+gpu_test!(matvec_every_weight_type, async {
+    let ctx = context().await;
+    let types = [
+        DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+        DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
+    ];
+    for (i, dtype) in types.into_iter().enumerate() {
+        let block = dtype.block_elems().max(2) as usize;
+        // One block per row; a prime number of blocks per row and of rows; more blocks per row
+        // than invocations per workgroup.
+        for (j, &(rows, blocks)) in [(1, 1), (13, 7), (3, 67)].iter().enumerate() {
+            check_matvec(&ctx, dtype, rows, blocks * block, (100 * i + j) as u64, None).await;
+        }
+    }
+});
+
+gpu_test!(matvec_weight_split_across_bindings, async {
+    let ctx = context().await;
+    // Parts of at most 5 rows: 37 rows in 8 parts, each dispatch writing its own rows of y.
+    check_matvec(&ctx, DType::Q4_1, 37, 96, 7, Some(5 * 3 * 20)).await;
+    check_matvec(&ctx, DType::F32, 37, 13, 8, Some(5 * 13 * 4)).await;
+});
+
+gpu_test!(matvec_vocabulary_projection_150mb, async {
+    let ctx = context().await;
+    // A 151936 × 1024 Q8_0 projection (165 MB): more than lavapipe's 128 MiB binding limit, so
+    // it is split there; more rows than one grid dimension holds.
+    check_matvec(&ctx, DType::Q8_0, 151_936, 1024, 151_936, None).await;
 });
 
 gpu_test!(matvec_rejects_bad_shapes_with_typed_errors, async {
     let ctx = context().await;
-    let op = matvec::Matvec::new(3, 5).expect("valid shape");
-    let err = op.run(&ctx, &[0.0; 14], &[0.0; 5]).await.expect_err("W one value short");
+    let w = hugrt::gpu::weights::GpuWeight::new(&ctx, "W", DType::F32, 3, 5, None).expect("valid shape");
+    let err = matvec::run(&ctx, &w, &[0.0; 4]).await.expect_err("x one value short");
+    assert!(matches!(err, hugrt::gpu::GpuError::Shape { .. }), "{err:?}");
+    let err = w.write_rows(&ctx, 2, &[0u8; 40]).expect_err("rows past the end");
+    assert!(matches!(err, hugrt::gpu::GpuError::Shape { .. }), "{err:?}");
+    let err = hugrt::gpu::weights::GpuWeight::new(&ctx, "W", DType::Q4_0, 3, 33, None).expect_err("not whole blocks");
     assert!(matches!(err, hugrt::gpu::GpuError::Shape { .. }), "{err:?}");
     let limit = ctx.limits.max_storage_buffer_binding_size;
     let err = ctx.check_binding("matvec", "W", limit + 4).expect_err("over the binding limit");

@@ -37,19 +37,19 @@ async function main() {
   for (const [key, value] of Object.entries(report.limits)) row($('limits'), [key, value]);
 
   document.body.dataset.status = 'running';
-  const shapes = [[1, 1], [7, 13], [1021, 1031], [4096, 4097]];
+  const shapes = [['F32', 1, 1], ['F32', 7, 13], ['F32', 1021, 1031], ['F32', 4096, 4097], ['Q4_1', 576, 1536], ['Q8_0', 1536, 576], ['Q4_K', 576, 1536], ['Q6_K', 257, 512]];
   let allPassed = true;
-  for (const [i, [rows, cols]] of shapes.entries()) {
+  for (const [i, [dtype, rows, cols]] of shapes.entries()) {
     const t0 = performance.now();
     try {
-      const r = await gpu.matvecCheck(rows, cols, 1000 + i);
+      const r = await gpu.matvecCheck(dtype, rows, cols, 1000 + i);
       const ms = performance.now() - t0;
       allPassed &&= r.passed;
-      row($('kernel'), [`${rows}×${cols}`, r.passed ? 'pass' : 'FAIL', r.maxAbsErr.toExponential(2),
+      row($('kernel'), [`${dtype} ${rows}×${cols}`, r.passed ? 'pass' : 'FAIL', r.maxAbsErr.toExponential(2),
         r.worstRatio.toFixed(4), `${ms.toFixed(0)} ms (data, upload, GPU, CPU reference)`], r.passed ? 'pass' : 'fail');
     } catch (err) {
       allPassed = false;
-      row($('kernel'), [`${rows}×${cols}`, `${err.code ?? err.name}: ${err.message}`, '', '', ''], 'fail');
+      row($('kernel'), [`${dtype} ${rows}×${cols}`, `${err.code ?? err.name}: ${err.message}`, '', '', ''], 'fail');
     }
   }
   $('kernel-status').textContent = allPassed

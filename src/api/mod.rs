@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 
+use crate::formats::DType;
 use crate::gpu::{GpuContext, GpuError};
 
 #[wasm_bindgen(start)]
@@ -51,13 +52,15 @@ impl Gpu {
         to_js(&self.ctx.report)
     }
 
-    /// Runs a seeded random `rows × cols` matvec and compares it with the CPU reference:
-    /// resolves to `{ len, passed, maxAbsErr, worstRatio, worstIndex, … }`.
+    /// Runs a seeded random `rows × cols` matvec with weights of `dtype` ("F32", "Q4_K", …) and
+    /// compares it with the CPU reference: resolves to `{ len, passed, maxAbsErr, worstRatio, … }`.
     #[wasm_bindgen(js_name = matvecCheck)]
-    pub fn matvec_check(&self, rows: u32, cols: u32, seed: u32) -> js_sys::Promise {
+    pub fn matvec_check(&self, dtype: String, rows: u32, cols: u32, seed: u32) -> js_sys::Promise {
         let ctx = self.ctx.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let report = crate::gpu::ops::matvec::check_against_reference(&ctx, rows as usize, cols as usize, u64::from(seed)).await?;
+            let dtype = DType::from_name(&dtype).ok_or_else(|| js_error("Unsupported", &format!("unknown dtype {dtype:?}")))?;
+            let report =
+                crate::gpu::ops::matvec::check_against_reference(&ctx, dtype, rows as usize, cols as usize, u64::from(seed), None).await?;
             to_js(&report)
         })
     }

@@ -109,6 +109,16 @@ impl DType {
         })
     }
 
+    /// The type named as `Display` writes it ("F32", "Q4_K", …).
+    pub fn from_name(name: &str) -> Option<Self> {
+        use DType::*;
+        const ALL: [DType; 26] = [
+            Bool, U8, I8, U16, I16, U32, I32, U64, I64, F16, BF16, F32, F64, F8_E4M3, F8_E5M2, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+            Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K,
+        ];
+        ALL.into_iter().find(|d| d.to_string() == name)
+    }
+
     /// The type for ggml's type id, `Err(Some(name))` for a known ggml type we do not read
     /// (the IQ and ternary families, MXFP4, Q8_1 which only ggml's activations use, …), `Err(None)` for an unknown id.
     pub fn from_ggml(id: u32) -> Result<Self, Option<&'static str>> {

@@ -236,3 +236,16 @@ mod tests {
         assert!(matches!(dequantize(DType::F8_E4M3, &[0; 4]), Err(QuantError::Unsupported { .. })));
     }
 }
+
+/// Byte offsets of the f16 scale fields (d, m, dmin) inside one block of `dtype`: what test-data
+/// generators must keep finite when they fill a block with random bytes.
+pub fn f16_scale_offsets(dtype: DType) -> &'static [usize] {
+    match dtype {
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => &[0],
+        DType::Q4_1 | DType::Q5_1 | DType::Q4_K | DType::Q5_K => &[0, 2],
+        DType::Q2_K => &[80, 82],
+        DType::Q3_K => &[108],
+        DType::Q6_K => &[208],
+        _ => &[],
+    }
+}

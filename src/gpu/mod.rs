@@ -7,6 +7,7 @@ pub mod error;
 pub mod ops;
 pub mod pipelines;
 pub mod shaders;
+pub mod weights;
 
 pub use context::{AdapterReport, GpuContext, LimitsReport};
 pub use error::GpuError;

@@ -35,7 +35,7 @@ test('device report page shows the adapter and a passing matvec check', { timeou
   console.log(`adapter: ${adapter}\nkernel: ${kernel}`);
   assert.equal(status, 'passed', `page status ${status}: ${kernel} ${problems.join('; ')}`);
   assert.match(adapter, /swiftshader/i, 'the page names the SwiftShader adapter');
-  assert.equal(await page.locator('#kernel tbody tr.pass').count(), 4, 'four kernel rows pass');
+  assert.equal(await page.locator('#kernel tbody tr.pass').count(), 8, 'eight kernel rows pass');
   assert.ok(Number(await page.locator('#limits tr').count()) >= 5, 'limits are listed');
   assert.deepEqual(problems, []);
   await page.close();

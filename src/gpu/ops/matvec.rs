@@ -1,11 +1,14 @@
-//! `y = W·x` with f32 weights: the decode-time workhorse (one weight row per workgroup).
+//! `y = W·x` for every weight type: the decode-time workhorse (one weight row per workgroup,
+//! weights decoded in registers, see shaders/matvec.wgsl).
 
-use crate::check::gamma_f32;
+use crate::check::{Comparison, gamma_f32};
+use crate::formats::{DType, quant};
 use crate::gpu::context::GpuContext;
 use crate::gpu::error::GpuError;
 use crate::gpu::ops::grid_2d;
 use crate::gpu::pipelines::PipelineKey;
 use crate::gpu::shaders::ShaderId;
+use crate::gpu::weights::GpuWeight;
 
 const OP: &str = "matvec";
 
@@ -16,70 +19,60 @@ pub struct MatvecParams {
     pub rows: u32,
     pub cols: u32,
     pub groups_x: u32,
-    pub _pad: u32,
+    pub row_offset: u32,
 }
 
-/// A matrix-vector product of a given shape.
-#[derive(Clone, Copy, Debug)]
-pub struct Matvec {
-    pub rows: u32,
-    pub cols: u32,
-    /// Invocations per workgroup: a power of two in 1..=256.
-    pub workgroup_size: u32,
+/// Invocations per workgroup.
+pub const WORKGROUP: u32 = 64;
+
+fn entry_point(dtype: DType) -> Result<&'static str, GpuError> {
+    Ok(match dtype {
+        DType::F32 => "matvec_f32",
+        DType::F16 => "matvec_f16",
+        DType::BF16 => "matvec_bf16",
+        DType::Q4_0 => "matvec_q4_0",
+        DType::Q4_1 => "matvec_q4_1",
+        DType::Q5_0 => "matvec_q5_0",
+        DType::Q5_1 => "matvec_q5_1",
+        DType::Q8_0 => "matvec_q8_0",
+        DType::Q2_K => "matvec_q2_k",
+        DType::Q3_K => "matvec_q3_k",
+        DType::Q4_K => "matvec_q4_k",
+        DType::Q5_K => "matvec_q5_k",
+        DType::Q6_K => "matvec_q6_k",
+        other => return Err(GpuError::Shape { op: OP, detail: format!("no matvec for {other}") }),
+    })
 }
 
-impl Matvec {
-    pub fn new(rows: usize, cols: usize) -> Result<Self, GpuError> {
-        let shape = || format!("W is ({rows}, {cols})");
-        let rows = u32::try_from(rows).map_err(|_| GpuError::Shape { op: OP, detail: shape() })?;
-        let cols = u32::try_from(cols).map_err(|_| GpuError::Shape { op: OP, detail: shape() })?;
-        if rows == 0 || cols == 0 {
-            return Err(GpuError::Shape { op: OP, detail: format!("{}: empty", shape()) });
+/// Records `y = W·x` into `encoder`: one dispatch per part of `w`.
+/// Buffers: `x` (cols f32), `y` (rows f32, written).
+pub async fn encode(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    w: &GpuWeight,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Result<(), GpuError> {
+    for (buffer, needed, what) in [(x, u64::from(w.cols) * 4, "x"), (y, u64::from(w.rows) * 4, "y")] {
+        if buffer.size() < needed {
+            return Err(GpuError::Shape { op: OP, detail: format!("{what} has {} bytes, needs {needed}", buffer.size()) });
         }
-        // The shader indexes W with a u32 (row * cols + c).
-        if u64::from(rows) * u64::from(cols) > u64::from(u32::MAX) {
-            return Err(GpuError::Shape { op: OP, detail: format!("{}: more than 2^32 elements", shape()) });
-        }
-        Ok(Self { rows, cols, workgroup_size: 256 })
     }
-
-    /// Records the product into `encoder`. Buffers: `w` (rows·cols f32), `x` (cols f32),
-    /// `y` (rows f32, written).
-    pub async fn encode(
-        &self,
-        ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        w: &wgpu::Buffer,
-        x: &wgpu::Buffer,
-        y: &wgpu::Buffer,
-    ) -> Result<(), GpuError> {
-        let wg = self.workgroup_size;
-        if !wg.is_power_of_two() || wg > 256 || wg > ctx.limits.max_compute_invocations_per_workgroup {
-            return Err(GpuError::Shape { op: OP, detail: format!("workgroup size {wg} is not a power of two ≤ 256 allowed here") });
-        }
-        let f32_bytes = |n: u32| u64::from(n) * 4;
-        for (buffer, needed, what) in [
-            (w, f32_bytes(self.rows) * u64::from(self.cols), "W"),
-            (x, f32_bytes(self.cols), "x"),
-            (y, f32_bytes(self.rows), "y"),
-        ] {
-            if buffer.size() < needed {
-                return Err(GpuError::Shape { op: OP, detail: format!("{what} has {} bytes, needs {needed}", buffer.size()) });
-            }
-        }
-        let (groups_x, groups_y) = grid_2d(self.rows, ctx.limits.max_compute_workgroups_per_dimension)
-            .ok_or_else(|| GpuError::Shape { op: OP, detail: format!("{} rows exceed the dispatch grid", self.rows) })?;
-
-        let pipeline = ctx
-            .pipeline(PipelineKey { shader: ShaderId::Matvec, entry_point: "matvec_f32", workgroup_size: wg })
-            .await?;
-        let params = ctx.uniform("matvec params", &MatvecParams { rows: self.rows, cols: self.cols, groups_x, _pad: 0 });
+    let pipeline = ctx
+        .pipeline(PipelineKey { shader: ShaderId::Matvec, entry_point: entry_point(w.dtype)?, workgroup_size: WORKGROUP })
+        .await?;
+    let layout = pipeline.get_bind_group_layout(0);
+    for part in &w.parts {
+        let (groups_x, groups_y) = grid_2d(part.rows, ctx.limits.max_compute_workgroups_per_dimension)
+            .ok_or_else(|| GpuError::Shape { op: OP, detail: format!("{} rows exceed the dispatch grid", part.rows) })?;
+        let params = MatvecParams { rows: part.rows, cols: w.cols, groups_x, row_offset: part.first_row };
+        let uniforms = ctx.uniform("matvec params", &params);
         let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(OP),
-            layout: &pipeline.get_bind_group_layout(0),
+            layout: &layout,
             entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 1, resource: w.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 0, resource: uniforms.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 1, resource: part.buffer.as_entire_binding() },
                 wgpu::BindGroupEntry { binding: 2, resource: x.as_entire_binding() },
                 wgpu::BindGroupEntry { binding: 3, resource: y.as_entire_binding() },
             ],
@@ -88,46 +81,51 @@ impl Matvec {
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(groups_x, groups_y, 1);
-        Ok(())
     }
-
-    /// Uploads `w` and `x`, runs the product and reads `y` back: for tests and self-checks.
-    pub async fn run(&self, ctx: &GpuContext, w: &[f32], x: &[f32]) -> Result<Vec<f32>, GpuError> {
-        let (rows, cols) = (self.rows as usize, self.cols as usize);
-        if w.len() != rows * cols || x.len() != cols {
-            return Err(GpuError::Shape {
-                op: OP,
-                detail: format!("W has {} values and x {}, expected {} and {cols}", w.len(), x.len(), rows * cols),
-            });
-        }
-        let w_buf = ctx.storage_from(OP, "W", w)?;
-        let x_buf = ctx.storage_from(OP, "x", x)?;
-        let y_buf = ctx.storage_output(OP, "y", rows as u64 * 4)?;
-        let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(OP) });
-        self.encode(ctx, &mut encoder, &w_buf, &x_buf, &y_buf).await?;
-        ctx.scoped(OP, || ctx.queue.submit([encoder.finish()])).await?;
-        ctx.read_f32(&y_buf, rows).await
-    }
-
-    /// The bound on |GPU − exact| for each row: the shader's summation depth (a sequential run of
-    /// ceil(cols/WG) products, then log2(WG) tree levels, plus the product's own rounding) times
-    /// Σ|W·x|. Rigorous for any rounding mode, so a pass is never luck and a wrong index fails.
-    pub fn error_bound<'a>(&self, abs_sums: &'a [f64]) -> impl Fn(usize) -> f64 + 'a {
-        let depth = u64::from(self.cols.div_ceil(self.workgroup_size))
-            + u64::from(self.workgroup_size.trailing_zeros())
-            + 1;
-        let gamma = gamma_f32(depth);
-        // Plus an absolute term for flushed subnormal products (≤ 2^-126 each).
-        let flush = f64::from(self.cols) * f64::from(f32::MIN_POSITIVE);
-        move |row| gamma * abs_sums[row] + flush
-    }
+    Ok(())
 }
 
-/// CPU reference: exact-as-f64 `W·x` and, per row, Σ|W·x| (for the error bound).
-pub fn reference(w: &[f32], x: &[f32], rows: usize, cols: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut y = Vec::with_capacity(rows);
-    let mut abs_sums = Vec::with_capacity(rows);
-    for row in w.chunks_exact(cols).take(rows) {
+/// Uploads `x`, runs `W·x` and reads `y` back: for tests, checks and benchmarks.
+pub async fn run(ctx: &GpuContext, w: &GpuWeight, x: &[f32]) -> Result<Vec<f32>, GpuError> {
+    if x.len() != w.cols as usize {
+        return Err(GpuError::Shape { op: OP, detail: format!("x has {} values, W has {} columns", x.len(), w.cols) });
+    }
+    let x_buf = ctx.storage_from(OP, "x", x)?;
+    let y_buf = ctx.storage_output(OP, "y", u64::from(w.rows) * 4)?;
+    let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(OP) });
+    encode(ctx, &mut encoder, w, &x_buf, &y_buf).await?;
+    ctx.scoped(OP, || ctx.queue.submit([encoder.finish()])).await?;
+    ctx.read_f32(&y_buf, w.rows as usize).await
+}
+
+/// The bound on |GPU − exact| per row: the longest chain of f32 operations any one result went
+/// through (the products one invocation accumulates in sequence, the tree of log2(WG) levels, and
+/// a few roundings of the decode itself) times Σ|W·x|. Rigorous for any rounding mode and
+/// fused multiply-adds, so a pass is never luck and a wrong index fails.
+pub fn error_bound(dtype: DType, cols: u32, abs_sums: &[f64]) -> impl Fn(usize) -> f64 + '_ {
+    let per_step = match dtype {
+        DType::F32 => 1,
+        DType::F16 | DType::BF16 => 2,
+        other => other.block_elems(),
+    };
+    let steps = u64::from(cols).div_ceil(per_step).div_ceil(u64::from(WORKGROUP));
+    let depth = steps * per_step + u64::from(WORKGROUP.trailing_zeros()) + 3;
+    let gamma = gamma_f32(depth);
+    let flush = f64::from(cols) * f64::from(f32::MIN_POSITIVE);
+    move |row| gamma * abs_sums[row] + flush
+}
+
+/// CPU reference: `W·x` in f64 from the weights dequantized row by row (never the whole matrix
+/// at once), and Σ|W·x| per row for the error bound.
+pub fn reference(dtype: DType, w_bytes: &[u8], x: &[f32]) -> Result<(Vec<f64>, Vec<f64>), GpuError> {
+    let cols = x.len() as u64;
+    let row_bytes = dtype.bytes_for(cols).filter(|&b| b > 0).ok_or_else(|| GpuError::Shape { op: OP, detail: "bad row".into() })? as usize;
+    let mut y = Vec::with_capacity(w_bytes.len() / row_bytes);
+    let mut abs_sums = Vec::with_capacity(w_bytes.len() / row_bytes);
+    let mut row = Vec::with_capacity(x.len());
+    for row_bytes in w_bytes.chunks_exact(row_bytes) {
+        row.clear();
+        quant::dequantize_into(dtype, row_bytes, &mut row).map_err(|e| GpuError::Shape { op: OP, detail: e.to_string() })?;
         let (mut sum, mut abs_sum) = (0.0f64, 0.0f64);
         for (&wv, &xv) in row.iter().zip(x) {
             let p = f64::from(wv) * f64::from(xv);
@@ -137,7 +135,28 @@ pub fn reference(w: &[f32], x: &[f32], rows: usize, cols: usize) -> (Vec<f64>, V
         y.push(sum);
         abs_sums.push(abs_sum);
     }
-    (y, abs_sums)
+    Ok((y, abs_sums))
+}
+
+/// Runs a seeded random `rows × cols` product of `dtype` on the GPU (weights split into parts of
+/// at most `max_part_bytes` when given) and compares it with the CPU reference. Shared by the
+/// native and browser tests and by the demo page.
+pub async fn check_against_reference(
+    ctx: &GpuContext,
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+    seed: u64,
+    max_part_bytes: Option<u64>,
+) -> Result<Comparison, GpuError> {
+    let mut rng = crate::rng::SeededRng::new(seed);
+    let w_bytes = rng.tensor_bytes(dtype, rows * cols);
+    let x = rng.signed_unit_vec(cols);
+    let w = GpuWeight::new(ctx, "W", dtype, rows as u64, cols as u64, max_part_bytes)?;
+    w.write_rows(ctx, 0, &w_bytes)?;
+    let y = run(ctx, &w, &x).await?;
+    let (expected, abs_sums) = reference(dtype, &w_bytes, &x)?;
+    Ok(Comparison::elementwise(&y, &expected, error_bound(dtype, w.cols, &abs_sums)))
 }
 
 #[cfg(test)]
@@ -147,7 +166,8 @@ mod tests {
     #[test]
     fn reference_on_a_known_case() {
         // [[1, 2, 3], [-4, 5, -6]] · [1, 0.5, -1] = [-1, 4.5]
-        let (y, abs) = reference(&[1.0, 2.0, 3.0, -4.0, 5.0, -6.0], &[1.0, 0.5, -1.0], 2, 3);
+        let w: Vec<u8> = [1.0f32, 2.0, 3.0, -4.0, 5.0, -6.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let (y, abs) = reference(DType::F32, &w, &[1.0, 0.5, -1.0]).unwrap();
         assert_eq!(y, vec![-1.0, 4.5]);
         assert_eq!(abs, vec![5.0, 12.5]);
     }
@@ -155,27 +175,8 @@ mod tests {
     #[test]
     fn reference_handles_large_values_without_overflow() {
         let big = f32::MAX / 2.0;
-        let (y, _) = reference(&[big, big, -big], &[2.0, 2.0, 2.0], 1, 3);
+        let w: Vec<u8> = [big, big, -big].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let (y, _) = reference(DType::F32, &w, &[2.0, 2.0, 2.0]).unwrap();
         assert!(y[0].is_finite() && (y[0] - f64::from(big) * 2.0).abs() < 1e30);
     }
-
-    #[test]
-    fn shape_guards() {
-        assert!(Matvec::new(0, 3).is_err());
-        assert!(Matvec::new(3, 0).is_err());
-        assert!(Matvec::new(1 << 17, 1 << 16).is_err());
-        assert!(Matvec::new(4096, 4097).is_ok());
-    }
-}
-
-/// Runs a seeded random `rows × cols` product on the GPU and compares it with the CPU reference
-/// under `error_bound`. Shared by the native and browser tests and by the demo page.
-pub async fn check_against_reference(ctx: &GpuContext, rows: usize, cols: usize, seed: u64) -> Result<crate::check::Comparison, GpuError> {
-    let op = Matvec::new(rows, cols)?;
-    let mut rng = crate::rng::SeededRng::new(seed);
-    let w = rng.signed_unit_vec(rows * cols);
-    let x = rng.signed_unit_vec(cols);
-    let y = op.run(ctx, &w, &x).await?;
-    let (expected, abs_sums) = reference(&w, &x, rows, cols);
-    Ok(crate::check::Comparison::elementwise(&y, &expected, op.error_bound(&abs_sums)))
 }
