@@ -79,6 +79,26 @@ impl std::fmt::Display for Comparison {
     }
 }
 
+impl Comparison {
+    /// Compares under a named tolerance: |actual − expected| ≤ max(rel·|expected|, abs).
+    pub fn within(actual: &[f32], expected: &[f64], tol: Tolerance) -> Self {
+        Self::elementwise(actual, expected, |i| (tol.rel * expected.get(i).map_or(0.0, |e| e.abs())).max(tol.abs))
+    }
+}
+
+/// A relative-or-absolute tolerance for ops whose error has no simple closed bound (the GPU's
+/// exp, sin and inverseSqrt are only specified to a few ULP).
+#[derive(Clone, Copy, Debug)]
+pub struct Tolerance {
+    pub rel: f64,
+    pub abs: f64,
+}
+
+/// Transcendental functions (exp, tanh, erf) on f32.
+pub const TRANSCENDENTAL: Tolerance = Tolerance { rel: 2e-5, abs: 2e-6 };
+/// Normalisations: a reduction, an inverse square root, a product.
+pub const NORMALISED: Tolerance = Tolerance { rel: 2e-5, abs: 2e-6 };
+
 /// Unit roundoff of f32 (2^-24).
 pub const F32_UNIT_ROUNDOFF: f64 = 1.0 / 16_777_216.0;
 

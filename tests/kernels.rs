@@ -109,3 +109,75 @@ gpu_test!(matvec_rejects_bad_shapes_with_typed_errors, async {
     let err = ctx.check_binding("matvec", "W", limit + 4).expect_err("over the binding limit");
     assert!(matches!(err, hugrt::gpu::GpuError::BindingTooLarge { bytes, .. } if bytes == limit + 4), "{err:?}");
 });
+
+gpu_test!(elementwise_ops, async {
+    use hugrt::gpu::ops::elementwise::{Elementwise::*, check_against_reference};
+    let ctx = context().await;
+    let ops = [Scale(-0.37), Add, Mul, AddRow { cols: 7 }, MulRow { cols: 7 }, Silu, SwiGlu, GeluTanh, GeluErf];
+    for (i, op) in ops.into_iter().enumerate() {
+        // 1 value; a prime count; more than one grid dimension of workgroups (2-D fold).
+        for (j, &n) in [7usize, 1_000_003, 16_777_223].iter().enumerate() {
+            let n = if matches!(op, AddRow { .. } | MulRow { .. }) { n / 7 * 7 } else { n };
+            let report = check_against_reference(&ctx, op, n, 8.0, (10 * i + j) as u64).await.unwrap_or_else(|e| panic!("{op:?}: {e}"));
+            log(&format!("{op:?} n={n}: {report}"));
+            assert!(report.passed, "{op:?} n={n}: {report}");
+        }
+    }
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+});
+
+gpu_test!(norms, async {
+    use hugrt::gpu::ops::norm::{Norm, check_against_reference};
+    let ctx = context().await;
+    for norm in [Norm::Rms { eps: 1e-5 }, Norm::Layer { eps: 1e-12 }] {
+        for (i, &(rows, cols, offset)) in [(1, 1, 0.0), (3, 384, 0.0), (7, 577, 3.0), (2, 4099, -1.0)].iter().enumerate() {
+            let report = check_against_reference(&ctx, norm, rows, cols, offset, i as u64).await.unwrap_or_else(|e| panic!("{norm:?}: {e}"));
+            log(&format!("{norm:?} {rows}x{cols}: {report}"));
+            assert!(report.passed, "{norm:?} {rows}x{cols}: {report}");
+        }
+    }
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+});
+
+gpu_test!(rope_layouts_positions_and_scaling, async {
+    use hugrt::gpu::ops::rope::{RopeLayout, RopeScaling, check_against_reference};
+    let ctx = context().await;
+    let llama3 = RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position: 8192.0 };
+    let cases = [
+        // (tokens, heads, head_dim, rot_dim, pos0, scaling)
+        (1, 1, 2, 2, 0, RopeScaling::None),
+        (5, 9, 64, 64, 0, RopeScaling::None),
+        (3, 3, 64, 32, 8000, RopeScaling::Linear { factor: 4.0 }),
+        (1, 32, 128, 128, 131_000, llama3),
+    ];
+    for layout in [RopeLayout::Normal, RopeLayout::NeoX] {
+        for (i, &(tokens, heads, head_dim, rot_dim, pos0, scaling)) in cases.iter().enumerate() {
+            let report = check_against_reference(&ctx, layout, tokens, heads, head_dim, rot_dim, pos0, scaling, i as u64)
+                .await
+                .unwrap_or_else(|e| panic!("{layout:?}: {e}"));
+            log(&format!("rope {layout:?} case {i}: {report}"));
+            assert!(report.passed, "rope {layout:?} case {i}: {report}");
+        }
+    }
+});
+
+gpu_test!(softmax_and_argmax, async {
+    use hugrt::gpu::ops::reduce::{argmax, argmax_reference, check_softmax};
+    let ctx = context().await;
+    for (i, &(rows, cols, range)) in [(1, 1, 1.0), (3, 17, 1.0), (9, 1031, 30.0), (2, 151_936, 1000.0)].iter().enumerate() {
+        let report = check_softmax(&ctx, rows, cols, range, i as u64).await.expect("softmax");
+        log(&format!("softmax {rows}x{cols} ±{range}: {report}"));
+        assert!(report.passed, "softmax {rows}x{cols}: {report}");
+    }
+    let mut rng = hugrt::rng::SeededRng::new(5);
+    for cols in [1usize, 7, 257, 151_936] {
+        let x = rng.signed_unit_vec(3 * cols);
+        let want: Vec<u32> = x.chunks_exact(cols).map(argmax_reference).collect();
+        assert_eq!(argmax(&ctx, &x, cols).await.expect("argmax"), want, "cols {cols}");
+    }
+    // Ties go to the first index; NaN never wins; an all-NaN row gives 0.
+    let tied = [1.0, 5.0, f32::NAN, 5.0, -2.0, f32::NAN, f32::NAN, f32::NAN, f32::NAN, f32::NAN, f32::NEG_INFINITY, f32::NEG_INFINITY, f32::NAN, f32::NEG_INFINITY, 0.0];
+    assert_eq!(argmax(&ctx, &tied, 5).await.expect("argmax"), vec![1, 0, 4]);
+    assert_eq!(tied.chunks_exact(5).map(argmax_reference).collect::<Vec<_>>(), vec![1, 0, 4]);
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+});

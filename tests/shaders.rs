@@ -59,16 +59,49 @@ fn assert_layout(shader: ShaderId, name: &str, size: usize, members: &[(&str, us
     assert_eq!(wgsl, members, "{name}: member offsets differ");
 }
 
+/// `layout!(Shader, RustType, "WgslName", field, …)`: the WGSL struct has the Rust struct's
+/// size and these members at the Rust offsets, in order.
+macro_rules! layout {
+    ($shader:expr, $ty:ty, $name:literal, $($field:ident),+) => {
+        assert_layout($shader, $name, std::mem::size_of::<$ty>(), &[$((stringify!($field), std::mem::offset_of!($ty, $field))),+])
+    };
+}
+
 #[test]
 fn uniform_structs_match_their_wgsl_layout() {
-    use hugrt::gpu::ops::matvec::MatvecParams as P;
-    use std::mem::{offset_of, size_of};
-    assert_layout(
-        ShaderId::Matvec,
-        "MatvecParams",
-        size_of::<P>(),
-        &[("rows", offset_of!(P, rows)), ("cols", offset_of!(P, cols)), ("groups_x", offset_of!(P, groups_x)), ("row_offset", offset_of!(P, row_offset))],
-    );
+    use hugrt::gpu::ops::{elementwise::EltParams, matvec::MatvecParams, norm::NormParams, reduce::ReduceParams, rope::RopeParams};
+    layout!(ShaderId::Matvec, MatvecParams, "MatvecParams", rows, cols, groups_x, row_offset);
+    layout!(ShaderId::Elementwise, EltParams, "EltParams", n, cols, groups_x, s);
+    layout!(ShaderId::Norm, NormParams, "NormParams", rows, cols, groups_x, eps);
+    layout!(ShaderId::Rope, RopeParams, "RopeParams", tokens, heads, head_dim, rot_dim, groups_x, _pad0, _pad1, _pad2);
+    layout!(ShaderId::Reduce, ReduceParams, "ReduceParams", rows, cols, groups_x, _pad);
+}
+
+/// The binding list in Rust (the explicit pipeline layout) matches the module's declarations.
+#[test]
+fn binding_lists_match_the_wgsl_declarations() {
+    use hugrt::gpu::shaders::Binding;
+    for &id in ShaderId::ALL {
+        let module = validate(id.name(), id.source());
+        let mut declared: Vec<(u32, Binding)> = module
+            .global_variables
+            .iter()
+            .filter_map(|(_, g)| {
+                let b = g.binding.as_ref()?;
+                assert_eq!(b.group, 0, "{}: group {}", id.name(), b.group);
+                let kind = match g.space {
+                    naga::AddressSpace::Uniform => Binding::Uniform,
+                    naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => Binding::ReadWrite,
+                    naga::AddressSpace::Storage { .. } => Binding::Read,
+                    other => panic!("{}: binding in {other:?}", id.name()),
+                };
+                Some((b.binding, kind))
+            })
+            .collect();
+        declared.sort_by_key(|d| d.0);
+        let listed: Vec<(u32, Binding)> = id.bindings().iter().enumerate().map(|(i, &b)| (i as u32, b)).collect();
+        assert_eq!(declared, listed, "{}", id.name());
+    }
 }
 
 /// wasm-pack reads `[package.metadata.wasm-pack]` in Cargo.toml; our build reads wasm-pack.toml.

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use super::context::GpuContext;
 use super::error::GpuError;
-use super::shaders::ShaderId;
+use super::shaders::{Binding, ShaderId};
 
 /// Everything that makes two pipelines differ: the shader, its entry point and the values of its
 /// `override` constants. Tensor shapes are never part of it (they travel in uniforms).
@@ -20,7 +20,35 @@ pub struct PipelineKey {
 #[derive(Default)]
 pub(crate) struct PipelineCache {
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
-    modules: Mutex<HashMap<ShaderId, wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<ShaderId, (wgpu::ShaderModule, wgpu::PipelineLayout)>>,
+}
+
+fn pipeline_layout(device: &wgpu::Device, shader: ShaderId) -> wgpu::PipelineLayout {
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = shader
+        .bindings()
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+            binding: i as u32,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: match b {
+                    Binding::Uniform => wgpu::BufferBindingType::Uniform,
+                    Binding::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                    Binding::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        })
+        .collect();
+    let group = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(shader.name()), entries: &entries });
+    device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(shader.name()),
+        bind_group_layouts: &[Some(&group)],
+        immediate_size: 0,
+    })
 }
 
 impl GpuContext {
@@ -34,15 +62,16 @@ impl GpuContext {
         let cached_module = self.pipelines.modules.lock().ok().and_then(|m| m.get(&key.shader).cloned());
         let pipeline = self
             .scoped(&op, || {
-                let module = cached_module.unwrap_or_else(|| {
-                    self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                let (module, layout) = cached_module.unwrap_or_else(|| {
+                    let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(key.shader.name()),
                         source: wgpu::ShaderSource::Wgsl(key.shader.source().into()),
-                    })
+                    });
+                    (module, pipeline_layout(&self.device, key.shader))
                 });
                 let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(key.shader.name()),
-                    layout: None,
+                    layout: Some(&layout),
                     module: &module,
                     entry_point: Some(key.entry_point),
                     compilation_options: wgpu::PipelineCompilationOptions {
@@ -51,7 +80,7 @@ impl GpuContext {
                     },
                     cache: None,
                 });
-                (module, pipeline)
+                ((module, layout), pipeline)
             })
             .await?;
         let (module, pipeline) = pipeline;

@@ -1,32 +1,70 @@
 //! The WGSL modules, embedded at build time. A module is one or more files of `shaders/`
 //! concatenated (WGSL has no includes; declarations may come in any order), e.g. a kernel file
 //! followed by the weight decoders of `quant.wgsl`.
+//!
+//! Each module declares its bindings here too (group 0, in binding order): pipelines get an
+//! explicit layout from this list, shared by all entry points of the module, and a test checks it
+//! against the WGSL declarations.
+
+/// What a binding holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding {
+    Uniform,
+    Read,
+    ReadWrite,
+}
 
 /// Identifies a shader module; part of every pipeline key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ShaderId {
     Matvec,
+    Elementwise,
+    Norm,
+    Rope,
+    Reduce,
+}
+
+macro_rules! wgsl {
+    ($($file:literal),+) => { concat!($(include_str!(concat!("../../shaders/", $file))),+) };
 }
 
 impl ShaderId {
-    pub const ALL: &'static [ShaderId] = &[ShaderId::Matvec];
+    pub const ALL: &'static [ShaderId] = &[ShaderId::Matvec, ShaderId::Elementwise, ShaderId::Norm, ShaderId::Rope, ShaderId::Reduce];
 
-    pub fn name(self) -> &'static str {
-        match self {
-            ShaderId::Matvec => "matvec.wgsl",
-        }
-    }
-
-    /// The files (under `shaders/`) this module is made of, in order.
+    /// The files (under `shaders/`) this module is made of, in order; the first names it.
     pub fn files(self) -> &'static [&'static str] {
         match self {
             ShaderId::Matvec => &["matvec.wgsl", "quant.wgsl"],
+            ShaderId::Elementwise => &["elementwise.wgsl"],
+            ShaderId::Norm => &["norm.wgsl"],
+            ShaderId::Rope => &["rope.wgsl"],
+            ShaderId::Reduce => &["reduce.wgsl"],
         }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.files()[0]
     }
 
     pub fn source(self) -> &'static str {
         match self {
-            ShaderId::Matvec => concat!(include_str!("../../shaders/matvec.wgsl"), include_str!("../../shaders/quant.wgsl")),
+            ShaderId::Matvec => wgsl!("matvec.wgsl", "quant.wgsl"),
+            ShaderId::Elementwise => wgsl!("elementwise.wgsl"),
+            ShaderId::Norm => wgsl!("norm.wgsl"),
+            ShaderId::Rope => wgsl!("rope.wgsl"),
+            ShaderId::Reduce => wgsl!("reduce.wgsl"),
+        }
+    }
+
+    /// Bindings 0, 1, … of group 0.
+    pub fn bindings(self) -> &'static [Binding] {
+        use Binding::*;
+        match self {
+            ShaderId::Matvec => &[Uniform, Read, Read, ReadWrite],
+            ShaderId::Elementwise => &[Uniform, Read, Read, ReadWrite],
+            ShaderId::Norm => &[Uniform, Read, Read, Read, ReadWrite],
+            ShaderId::Rope => &[Uniform, Read, ReadWrite],
+            ShaderId::Reduce => &[Uniform, Read, ReadWrite, ReadWrite],
         }
     }
 }

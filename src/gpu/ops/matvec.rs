@@ -5,8 +5,7 @@ use crate::check::{Comparison, gamma_f32};
 use crate::formats::{DType, quant};
 use crate::gpu::context::GpuContext;
 use crate::gpu::error::GpuError;
-use crate::gpu::ops::grid_2d;
-use crate::gpu::pipelines::PipelineKey;
+use crate::gpu::ops::{Dispatch, check_len, grid, new_encoder, submit};
 use crate::gpu::shaders::ShaderId;
 use crate::gpu::weights::GpuWeight;
 
@@ -53,34 +52,15 @@ pub async fn encode(
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
-    for (buffer, needed, what) in [(x, u64::from(w.cols) * 4, "x"), (y, u64::from(w.rows) * 4, "y")] {
-        if buffer.size() < needed {
-            return Err(GpuError::Shape { op: OP, detail: format!("{what} has {} bytes, needs {needed}", buffer.size()) });
-        }
-    }
-    let pipeline = ctx
-        .pipeline(PipelineKey { shader: ShaderId::Matvec, entry_point: entry_point(w.dtype)?, workgroup_size: WORKGROUP })
-        .await?;
-    let layout = pipeline.get_bind_group_layout(0);
+    check_len(OP, "x", x, u64::from(w.cols))?;
+    check_len(OP, "y", y, u64::from(w.rows))?;
+    let entry_point = entry_point(w.dtype)?;
     for part in &w.parts {
-        let (groups_x, groups_y) = grid_2d(part.rows, ctx.limits.max_compute_workgroups_per_dimension)
-            .ok_or_else(|| GpuError::Shape { op: OP, detail: format!("{} rows exceed the dispatch grid", part.rows) })?;
-        let params = MatvecParams { rows: part.rows, cols: w.cols, groups_x, row_offset: part.first_row };
-        let uniforms = ctx.uniform("matvec params", &params);
-        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(OP),
-            layout: &layout,
-            entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: uniforms.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 1, resource: part.buffer.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 2, resource: x.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 3, resource: y.as_entire_binding() },
-            ],
-        });
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(OP), timestamp_writes: None });
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(groups_x, groups_y, 1);
+        let groups = grid(ctx, OP, u64::from(part.rows))?;
+        let params = MatvecParams { rows: part.rows, cols: w.cols, groups_x: groups.0, row_offset: part.first_row };
+        Dispatch { shader: ShaderId::Matvec, entry_point, workgroup_size: WORKGROUP, params, buffers: &[&part.buffer, x, y], groups }
+            .encode(ctx, encoder)
+            .await?;
     }
     Ok(())
 }
@@ -92,9 +72,9 @@ pub async fn run(ctx: &GpuContext, w: &GpuWeight, x: &[f32]) -> Result<Vec<f32>,
     }
     let x_buf = ctx.storage_from(OP, "x", x)?;
     let y_buf = ctx.storage_output(OP, "y", u64::from(w.rows) * 4)?;
-    let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(OP) });
+    let mut encoder = new_encoder(ctx, OP);
     encode(ctx, &mut encoder, w, &x_buf, &y_buf).await?;
-    ctx.scoped(OP, || ctx.queue.submit([encoder.finish()])).await?;
+    submit(ctx, OP, encoder).await?;
     ctx.read_f32(&y_buf, w.rows as usize).await
 }
 

@@ -1,6 +1,15 @@
 //! One file per op: its uniforms struct, its guards, its GPU encoding and its CPU reference.
 
+pub mod elementwise;
 pub mod matvec;
+pub mod norm;
+pub mod reduce;
+pub mod rope;
+
+use super::context::GpuContext;
+use super::error::GpuError;
+use super::pipelines::PipelineKey;
+use super::shaders::ShaderId;
 
 /// Splits `groups` workgroups into an (x, y) grid within the per-dimension limit, so 1-D work
 /// larger than 65535 groups (a 151936-row vocabulary projection) still dispatches.
@@ -11,6 +20,68 @@ pub fn grid_2d(groups: u32, max_per_dim: u32) -> Option<(u32, u32)> {
     let x = groups.min(max_per_dim);
     let y = groups.div_ceil(x);
     (y <= max_per_dim).then_some((x, y))
+}
+
+/// One compute dispatch: `params` at binding 0, then `buffers` at bindings 1, 2, … as the
+/// module's binding list says.
+pub(crate) struct Dispatch<'a, P: bytemuck::Pod> {
+    pub shader: ShaderId,
+    pub entry_point: &'static str,
+    pub workgroup_size: u32,
+    pub params: P,
+    pub buffers: &'a [&'a wgpu::Buffer],
+    pub groups: (u32, u32),
+}
+
+impl<P: bytemuck::Pod> Dispatch<'_, P> {
+    pub async fn encode(self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder) -> Result<(), GpuError> {
+        let op = self.entry_point;
+        if self.buffers.len() + 1 != self.shader.bindings().len() {
+            return Err(GpuError::Shape { op: "dispatch", detail: format!("{op}: {} buffers for {} bindings", self.buffers.len(), self.shader.bindings().len()) });
+        }
+        let key = PipelineKey { shader: self.shader, entry_point: self.entry_point, workgroup_size: self.workgroup_size };
+        let pipeline = ctx.pipeline(key).await?;
+        let uniforms = ctx.uniform(op, &self.params);
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniforms.as_entire_binding() }];
+        entries.extend(
+            self.buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() }),
+        );
+        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(op),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(op), timestamp_writes: None });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(self.groups.0, self.groups.1, 1);
+        Ok(())
+    }
+}
+
+/// The grid for `groups` workgroups on this device, or a shape error naming `op`.
+pub(crate) fn grid(ctx: &GpuContext, op: &'static str, groups: u64) -> Result<(u32, u32), GpuError> {
+    u32::try_from(groups)
+        .ok()
+        .and_then(|g| grid_2d(g, ctx.limits.max_compute_workgroups_per_dimension))
+        .ok_or_else(|| GpuError::Shape { op, detail: format!("{groups} workgroups exceed the dispatch grid") })
+}
+
+/// Checks that `buffer` holds at least `elems` 4-byte values.
+pub(crate) fn check_len(op: &'static str, what: &str, buffer: &wgpu::Buffer, elems: u64) -> Result<(), GpuError> {
+    if buffer.size() < elems * 4 {
+        return Err(GpuError::Shape { op, detail: format!("{what} has {} bytes, needs {}", buffer.size(), elems * 4) });
+    }
+    Ok(())
+}
+
+/// Submits `encoder` inside error scopes.
+pub(crate) async fn submit(ctx: &GpuContext, op: &str, encoder: wgpu::CommandEncoder) -> Result<(), GpuError> {
+    ctx.scoped(op, || ctx.queue.submit([encoder.finish()])).await.map(|_| ())
+}
+
+pub(crate) fn new_encoder(ctx: &GpuContext, op: &str) -> wgpu::CommandEncoder {
+    ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) })
 }
 
 #[cfg(test)]

@@ -1,0 +1,73 @@
+// Row normalisations, one workgroup per row of `cols` values:
+//   rms_norm    y = x / sqrt(mean(x²) + eps) · g
+//   layer_norm  y = (x − mean(x)) / sqrt(var(x) + eps) · g + b      (two-pass: mean, then variance)
+// Each invocation sums a strided slice, then a tree reduction in workgroup memory.
+//   X: (rows, cols)   G: (cols)   B: (cols), ignored by rms_norm   Y: (rows, cols)
+
+struct NormParams {
+    rows: u32,
+    cols: u32,
+    groups_x: u32,
+    eps: f32,
+}
+
+override WG: u32 = 256u;
+const MAX_WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> P: NormParams;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> G: array<f32>;
+@group(0) @binding(3) var<storage, read> B: array<f32>;
+@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
+
+var<workgroup> partial: array<f32, MAX_WG>;
+
+// The sum over the workgroup of each invocation's `value`; every invocation gets the total.
+fn workgroup_sum(lid: u32, value: f32) -> f32 {
+    partial[lid] = value;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid < stride) {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(WG)
+fn rms_norm(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = group.x + group.y * P.groups_x;
+    let live = row < P.rows;
+    let base = row * P.cols;
+    var ss = 0.0;
+    if (live) {
+        for (var c = lid; c < P.cols; c += WG) { ss += X[base + c] * X[base + c]; }
+    }
+    let inv = inverseSqrt(workgroup_sum(lid, ss) / f32(P.cols) + P.eps);
+    if (live) {
+        for (var c = lid; c < P.cols; c += WG) { Y[base + c] = X[base + c] * inv * G[c]; }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn layer_norm(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = group.x + group.y * P.groups_x;
+    let live = row < P.rows;
+    let base = row * P.cols;
+    var s = 0.0;
+    if (live) {
+        for (var c = lid; c < P.cols; c += WG) { s += X[base + c]; }
+    }
+    let mean = workgroup_sum(lid, s) / f32(P.cols);
+    var ss = 0.0;
+    if (live) {
+        for (var c = lid; c < P.cols; c += WG) { let d = X[base + c] - mean; ss += d * d; }
+    }
+    let inv = inverseSqrt(workgroup_sum(lid, ss) / f32(P.cols) + P.eps);
+    if (live) {
+        for (var c = lid; c < P.cols; c += WG) { Y[base + c] = (X[base + c] - mean) * inv * G[c] + B[c]; }
+    }
+}

@@ -1,0 +1,104 @@
+//! RMSNorm and LayerNorm over rows (shaders/norm.wgsl).
+
+use crate::check::{Comparison, NORMALISED};
+use crate::gpu::context::GpuContext;
+use crate::gpu::error::GpuError;
+use crate::gpu::ops::{Dispatch, check_len, grid, new_encoder, submit};
+use crate::gpu::shaders::ShaderId;
+
+const OP: &str = "norm";
+const WORKGROUP: u32 = 256;
+
+/// Uniforms of `struct NormParams`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct NormParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub groups_x: u32,
+    pub eps: f32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Norm {
+    /// x / sqrt(mean(x²) + eps) · g
+    Rms { eps: f32 },
+    /// (x − mean) / sqrt(var + eps) · g + b
+    Layer { eps: f32 },
+}
+
+impl Norm {
+    fn eps(self) -> f32 {
+        match self {
+            Norm::Rms { eps } | Norm::Layer { eps } => eps,
+        }
+    }
+
+    /// Records `y = norm(x)` for `rows` rows of `cols`: `g` (cols), `b` (cols, LayerNorm only;
+    /// pass `g` for RMSNorm).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn encode(
+        self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        rows: u32,
+        cols: u32,
+        x: &wgpu::Buffer,
+        g: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+    ) -> Result<(), GpuError> {
+        let n = u64::from(rows) * u64::from(cols);
+        if cols == 0 {
+            return Err(GpuError::Shape { op: OP, detail: "rows of 0 values".into() });
+        }
+        check_len(OP, "x", x, n)?;
+        check_len(OP, "y", y, n)?;
+        check_len(OP, "g", g, u64::from(cols))?;
+        check_len(OP, "b", b, if matches!(self, Norm::Layer { .. }) { u64::from(cols) } else { 0 })?;
+        let groups = grid(ctx, OP, u64::from(rows))?;
+        let entry_point = if matches!(self, Norm::Rms { .. }) { "rms_norm" } else { "layer_norm" };
+        let params = NormParams { rows, cols, groups_x: groups.0, eps: self.eps() };
+        Dispatch { shader: ShaderId::Norm, entry_point, workgroup_size: WORKGROUP, params, buffers: &[x, g, b, y], groups }
+            .encode(ctx, encoder)
+            .await
+    }
+
+    /// CPU reference in f64.
+    pub fn reference(self, x: &[f32], g: &[f32], b: &[f32], cols: usize) -> Vec<f64> {
+        let mut out = Vec::with_capacity(x.len());
+        for row in x.chunks_exact(cols) {
+            let n = cols as f64;
+            let (mean, center) = match self {
+                Norm::Rms { .. } => (0.0, false),
+                Norm::Layer { .. } => (row.iter().map(|&v| f64::from(v)).sum::<f64>() / n, true),
+            };
+            let var = row.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+            let inv = 1.0 / (var + f64::from(self.eps())).sqrt();
+            for (c, &v) in row.iter().enumerate() {
+                let mut y = (f64::from(v) - mean) * inv * f64::from(g[c]);
+                if center {
+                    y += f64::from(b[c]);
+                }
+                out.push(y);
+            }
+        }
+        out
+    }
+}
+
+/// Normalises seeded random rows (values offset by `offset`, to exercise the mean) and compares
+/// with the reference.
+pub async fn check_against_reference(ctx: &GpuContext, norm: Norm, rows: usize, cols: usize, offset: f32, seed: u64) -> Result<Comparison, GpuError> {
+    let mut rng = crate::rng::SeededRng::new(seed);
+    let x: Vec<f32> = rng.signed_unit_vec(rows * cols).iter().map(|v| v + offset).collect();
+    let g = rng.signed_unit_vec(cols);
+    let b = rng.signed_unit_vec(cols);
+    let (x_buf, g_buf, b_buf) = (ctx.storage_from(OP, "x", &x)?, ctx.storage_from(OP, "g", &g)?, ctx.storage_from(OP, "b", &b)?);
+    let y_buf = ctx.storage_output(OP, "y", (rows * cols) as u64 * 4)?;
+    let mut encoder = new_encoder(ctx, OP);
+    norm.encode(ctx, &mut encoder, rows as u32, cols as u32, &x_buf, &g_buf, &b_buf, &y_buf).await?;
+    submit(ctx, OP, encoder).await?;
+    let y = ctx.read_f32(&y_buf, rows * cols).await?;
+    Ok(Comparison::within(&y, &norm.reference(&x, &g, &b, cols), NORMALISED))
+}
