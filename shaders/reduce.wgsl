@@ -1,6 +1,7 @@
 // Row reductions, one workgroup per row of `cols` values:
 //   softmax  y = exp(x − max(x)) / Σ exp(x − max(x))   (max-subtracted: no overflow for large x)
-//   argmax   out[row] = the first index of the largest value (NaN never wins), as a u32
+//   argmax   out[row] = the first index of the largest value (NaN and -inf never win; a row
+//            without a finite value gives 0), as a u32
 //
 //   X: (rows, cols)   Y: (rows, cols) for softmax   I: (rows) u32 for argmax
 
@@ -51,7 +52,7 @@ fn softmax(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_in
     let row = group.x + group.y * P.groups_x;
     let live = row < P.rows;
     let base = row * P.cols;
-    var m = -3.4028235e38;
+    var m = bitcast<f32>(0xFF7FFFFFu); // -f32::MAX (Tint rejects the decimal literal as out of range)
     if (live) {
         for (var c = lid; c < P.cols; c += WG) { m = max(m, X[base + c]); }
     }
@@ -75,7 +76,9 @@ fn beats(va: f32, ia: u32, vb: f32, ib: u32) -> bool {
 fn argmax(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = group.x + group.y * P.groups_x;
     let base = row * P.cols;
-    var best = bitcast<f32>(0xFF800000u); // -inf: every non-NaN value beats it
+    // -f32::MAX (WGSL rejects constant infinities): every finite value but -MAX beats it, and
+    // -MAX itself wins through the index.
+    var best = bitcast<f32>(0xFF7FFFFFu);
     var best_i = 0xFFFFFFFFu;
     if (row < P.rows) {
         for (var c = lid; c < P.cols; c += WG) {
@@ -94,7 +97,7 @@ fn argmax(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_ind
         workgroupBarrier();
     }
     if (lid == 0u && row < P.rows) {
-        // An all-NaN row: index 0.
+        // A row without a finite value: index 0.
         I[row] = select(indices[0], 0u, indices[0] == 0xFFFFFFFFu);
     }
 }
