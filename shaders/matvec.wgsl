@@ -1,206 +1,133 @@
-// Matrix-vector product y = W·x, the decode-time workhorse, for every weight type.
+// Y = X·Wᵀ for every weight type: matrix-vector products at decode time (one token) and small
+// matrix products at prefill (tokens in tiles of TM), weights decoded in registers.
 //
 //   W: (rows, cols) in the repacked block layout of quant.wgsl (appended to this module)
-//   x: (cols) f32      y: (row_offset + rows) f32; this dispatch writes y[row_offset ..][..rows]
+//   X: (tokens, cols) f32
+//   Y: (tokens, out_stride) f32; this dispatch writes columns row_offset .. row_offset + rows
 //
-// One workgroup per row. Invocation `lid` takes elements (f32) or blocks (quantized) lid,
-// lid + WG, … of the row and dots them with x, decoding in registers; the WG partial sums are
-// then added in a log2(WG)-step tree in workgroup memory. Rows beyond 65535 fold into the grid's
-// y dimension. A weight larger than one storage binding is split by rows into parts, one
-// dispatch each (row_offset says where a part's rows land in y).
-// Error bound (tests): γ(per-invocation terms + log2(WG) + 3) · Σ|W[r,c]·x[c]|.
+// Grid: workgroup (x + y·groups_x) is a weight row, z a tile of TM tokens. Invocation `lid` takes
+// blocks lid, lid + WG, … of the row (elements for F32, word pairs for F16/BF16), decodes each
+// once per token of the tile and accumulates one sum per token; the workgroup then adds its WG
+// partial sums per token in a log2(WG)-step tree. Weights are read from memory once per tile.
+// A weight larger than one storage binding is split by rows into parts, one dispatch each.
+// KIND (an override, so each weight type gets its own specialised pipeline) picks the decoder.
+// Error bound (tests): γ(products per invocation + log2(WG) + 3) · Σ|W[r,c]·x[c]|.
 
 struct MatvecParams {
     rows: u32,
     cols: u32,
-    // Workgroups along x in the dispatch grid.
     groups_x: u32,
     row_offset: u32,
+    tokens: u32,
+    out_stride: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
-// Invocations per workgroup; a power of two ≤ MAX_WG, set from Rust.
 override WG: u32 = 64u;
+override KIND: u32 = 0u;
 const MAX_WG: u32 = 256u;
+const TM: u32 = 8u;
+
+// KIND values (src/gpu/ops/matvec.rs, `kind`).
+const F32: u32 = 0u;
+const F16: u32 = 1u;
+const BF16: u32 = 2u;
+const Q4_0: u32 = 3u;
+const Q4_1: u32 = 4u;
+const Q5_0: u32 = 5u;
+const Q5_1: u32 = 6u;
+const Q8_0: u32 = 7u;
+const Q2_K: u32 = 8u;
+const Q3_K: u32 = 9u;
+const Q4_K: u32 = 10u;
+const Q5_K: u32 = 11u;
+const Q6_K: u32 = 12u;
 
 @group(0) @binding(0) var<uniform> P: MatvecParams;
 @group(0) @binding(1) var<storage, read> W: array<u32>;
 @group(0) @binding(2) var<storage, read> X: array<f32>;
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
 
-var<workgroup> partial: array<f32, MAX_WG>;
+var<workgroup> partial: array<f32, MAX_WG * TM>;
 
-fn row_of(group: vec3<u32>) -> u32 {
-    return group.x + group.y * P.groups_x;
+// Values per block and words per repacked block of KIND.
+fn block_elems() -> u32 {
+    switch KIND {
+        case 0u: { return 1u; }
+        case 1u, 2u: { return 2u; }
+        case 8u, 9u, 10u, 11u, 12u: { return 256u; }
+        default: { return 32u; }
+    }
 }
 
-// Adds the workgroup's partial sums and writes row `row`. Called in uniform control flow.
-fn finish(row: u32, lid: u32, acc: f32) {
-    partial[lid] = acc;
+fn block_words() -> u32 {
+    switch KIND {
+        case 0u, 1u, 2u: { return 1u; }
+        case 3u, 4u: { return 5u; }
+        case 5u, 6u: { return 6u; }
+        case 7u: { return 9u; }
+        case 8u: { return 21u; }
+        case 9u: { return 28u; }
+        case 10u: { return 36u; }
+        case 11u: { return 44u; }
+        default: { return 53u; }
+    }
+}
+
+// Σ over block `wb` of w·x, x starting at X[xb].
+fn dot_block(wb: u32, xb: u32) -> f32 {
+    switch KIND {
+        case 0u: { return bitcast<f32>(W[wb]) * X[xb]; }
+        case 1u: { let w = unpack2x16float(W[wb]); return w.x * X[xb] + w.y * X[xb + 1u]; }
+        case 2u: {
+            let w = W[wb];
+            return bitcast<f32>(w << 16u) * X[xb] + bitcast<f32>(w & 0xFFFF0000u) * X[xb + 1u];
+        }
+        case 3u: { return dot_q4_0(wb, xb); }
+        case 4u: { return dot_q4_1(wb, xb); }
+        case 5u: { return dot_q5_0(wb, xb); }
+        case 6u: { return dot_q5_1(wb, xb); }
+        case 7u: { return dot_q8_0(wb, xb); }
+        case 8u: { return dot_q2_k(wb, xb); }
+        case 9u: { return dot_q3_k(wb, xb); }
+        case 10u: { return dot_q4_k(wb, xb); }
+        case 11u: { return dot_q5_k(wb, xb); }
+        default: { return dot_q6_k(wb, xb); }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn matvec(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = group.x + group.y * P.groups_x;
+    let tok0 = group.z * TM;
+    // Uniform per workgroup: the loops and barriers below stay in uniform control flow.
+    let nt = min(TM, P.tokens - min(tok0, P.tokens));
+    var acc: array<f32, TM>;
+    if (row < P.rows) {
+        let nb = P.cols / block_elems();
+        let bw = block_words();
+        for (var b = lid; b < nb; b += WG) {
+            let wb = (row * nb + b) * bw;
+            let xb = b * block_elems();
+            for (var t = 0u; t < nt; t++) {
+                acc[t] += dot_block(wb, (tok0 + t) * P.cols + xb);
+            }
+        }
+    }
+    for (var t = 0u; t < nt; t++) {
+        partial[t * WG + lid] = acc[t];
+    }
     workgroupBarrier();
     for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
         if (lid < stride) {
-            partial[lid] += partial[lid + stride];
+            for (var t = 0u; t < nt; t++) {
+                partial[t * WG + lid] += partial[t * WG + lid + stride];
+            }
         }
         workgroupBarrier();
     }
-    if (lid == 0u && row < P.rows) {
-        Y[P.row_offset + row] = partial[0];
+    if (lid < nt && row < P.rows) {
+        Y[(tok0 + lid) * P.out_stride + P.row_offset + row] = partial[lid * WG];
     }
-}
-
-@compute @workgroup_size(WG)
-fn matvec_f32(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = row_of(group);
-    var acc = 0.0;
-    if (row < P.rows) {
-        let base = row * P.cols;
-        for (var c = lid; c < P.cols; c += WG) {
-            acc += bitcast<f32>(W[base + c]) * X[c];
-        }
-    }
-    finish(row, lid, acc);
-}
-
-// F16 and BF16: two values per word; cols is even (checked on the host).
-@compute @workgroup_size(WG)
-fn matvec_f16(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = row_of(group);
-    var acc = 0.0;
-    if (row < P.rows) {
-        let base = row * P.cols / 2u;
-        for (var c = lid; c < P.cols / 2u; c += WG) {
-            let w = unpack2x16float(W[base + c]);
-            acc += w.x * X[2u * c] + w.y * X[2u * c + 1u];
-        }
-    }
-    finish(row, lid, acc);
-}
-
-@compute @workgroup_size(WG)
-fn matvec_bf16(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = row_of(group);
-    var acc = 0.0;
-    if (row < P.rows) {
-        let base = row * P.cols / 2u;
-        for (var c = lid; c < P.cols / 2u; c += WG) {
-            let w = W[base + c];
-            acc += bitcast<f32>(w << 16u) * X[2u * c] + bitcast<f32>(w & 0xFFFF0000u) * X[2u * c + 1u];
-        }
-    }
-    finish(row, lid, acc);
-}
-
-// Quantized types: BLOCK values per block of WORDS words; one entry point per type, all alike.
-fn blocks_per_row(block: u32) -> u32 {
-    return P.cols / block;
-}
-
-@compute @workgroup_size(WG)
-fn matvec_q4_0(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = row_of(group);
-    var acc = 0.0;
-    if (row < P.rows) {
-        let nb = blocks_per_row(32u);
-        for (var b = lid; b < nb; b += WG) { acc += dot_q4_0((row * nb + b) * 5u, b * 32u); }
-    }
-    finish(row, lid, acc);
-}
-
-@compute @workgroup_size(WG)
-fn matvec_q4_1(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = row_of(group);
-    var acc = 0.0;
-    if (row < P.rows) {
-        let nb = blocks_per_row(32u);
-        for (var b = lid; b < nb; b += WG) { acc += dot_q4_1((row * nb + b) * 5u, b * 32u); }
-    }
-    finish(row, lid, acc);
-}
-
-@compute @workgroup_size(WG)
-fn matvec_q5_0(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = row_of(group);
-    var acc = 0.0;
-    if (row < P.rows) {
-        let nb = blocks_per_row(32u);
-        for (var b = lid; b < nb; b += WG) { acc += dot_q5_0((row * nb + b) * 6u, b * 32u); }
-    }
-    finish(row, lid, acc);
-}
-
-@compute @workgroup_size(WG)
-fn matvec_q5_1(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = row_of(group);
-    var acc = 0.0;
-    if (row < P.rows) {
-        let nb = blocks_per_row(32u);
-        for (var b = lid; b < nb; b += WG) { acc += dot_q5_1((row * nb + b) * 6u, b * 32u); }
-    }
-    finish(row, lid, acc);
-}
-
-@compute @workgroup_size(WG)
-fn matvec_q8_0(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = row_of(group);
-    var acc = 0.0;
-    if (row < P.rows) {
-        let nb = blocks_per_row(32u);
-        for (var b = lid; b < nb; b += WG) { acc += dot_q8_0((row * nb + b) * 9u, b * 32u); }
-    }
-    finish(row, lid, acc);
-}
-
-@compute @workgroup_size(WG)
-fn matvec_q2_k(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = row_of(group);
-    var acc = 0.0;
-    if (row < P.rows) {
-        let nb = blocks_per_row(256u);
-        for (var b = lid; b < nb; b += WG) { acc += dot_q2_k((row * nb + b) * 21u, b * 256u); }
-    }
-    finish(row, lid, acc);
-}
-
-@compute @workgroup_size(WG)
-fn matvec_q3_k(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = row_of(group);
-    var acc = 0.0;
-    if (row < P.rows) {
-        let nb = blocks_per_row(256u);
-        for (var b = lid; b < nb; b += WG) { acc += dot_q3_k((row * nb + b) * 28u, b * 256u); }
-    }
-    finish(row, lid, acc);
-}
-
-@compute @workgroup_size(WG)
-fn matvec_q4_k(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = row_of(group);
-    var acc = 0.0;
-    if (row < P.rows) {
-        let nb = blocks_per_row(256u);
-        for (var b = lid; b < nb; b += WG) { acc += dot_q4_k((row * nb + b) * 36u, b * 256u); }
-    }
-    finish(row, lid, acc);
-}
-
-@compute @workgroup_size(WG)
-fn matvec_q5_k(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = row_of(group);
-    var acc = 0.0;
-    if (row < P.rows) {
-        let nb = blocks_per_row(256u);
-        for (var b = lid; b < nb; b += WG) { acc += dot_q5_k((row * nb + b) * 44u, b * 256u); }
-    }
-    finish(row, lid, acc);
-}
-
-@compute @workgroup_size(WG)
-fn matvec_q6_k(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = row_of(group);
-    var acc = 0.0;
-    if (row < P.rows) {
-        let nb = blocks_per_row(256u);
-        for (var b = lid; b < nb; b += WG) { acc += dot_q6_k((row * nb + b) * 53u, b * 256u); }
-    }
-    finish(row, lid, acc);
 }

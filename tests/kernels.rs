@@ -44,11 +44,15 @@ async fn context() -> GpuContext {
 }
 
 async fn check_matvec(ctx: &GpuContext, dtype: DType, rows: usize, cols: usize, seed: u64, max_part_bytes: Option<u64>) {
-    let report = matvec::check_against_reference(ctx, dtype, rows, cols, seed, max_part_bytes)
+    check_matmul(ctx, dtype, rows, cols, 1, seed, max_part_bytes).await;
+}
+
+async fn check_matmul(ctx: &GpuContext, dtype: DType, rows: usize, cols: usize, tokens: usize, seed: u64, max_part_bytes: Option<u64>) {
+    let report = matvec::check_against_reference(ctx, dtype, rows, cols, tokens, seed, max_part_bytes)
         .await
-        .unwrap_or_else(|e| panic!("matvec {dtype} {rows}x{cols}: {e}"));
-    log(&format!("matvec {dtype} {rows}x{cols}: {report}"));
-    assert!(report.passed, "matvec {dtype} {rows}x{cols}: {report}");
+        .unwrap_or_else(|e| panic!("matvec {dtype} {rows}x{cols}, {tokens} tokens: {e}"));
+    log(&format!("matvec {dtype} {rows}x{cols}, {tokens} tokens: {report}"));
+    assert!(report.passed, "matvec {dtype} {rows}x{cols}, {tokens} tokens: {report}");
     assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
 }
 
@@ -82,6 +86,16 @@ gpu_test!(matvec_every_weight_type, async {
     }
 });
 
+gpu_test!(matmul_token_tiles, async {
+    let ctx = context().await;
+    // Token counts around the tile of 8: 1, a partial tile, two tiles and a bit.
+    for (i, &tokens) in [2usize, 7, 8, 17].iter().enumerate() {
+        check_matmul(&ctx, DType::Q4_1, 13, 96, tokens, 300 + i as u64, None).await;
+        check_matmul(&ctx, DType::F32, 5, 33, tokens, 400 + i as u64, None).await;
+        check_matmul(&ctx, DType::Q6_K, 3, 512, tokens, 500 + i as u64, Some(2 * 53 * 2 * 4)).await;
+    }
+});
+
 gpu_test!(matvec_weight_split_across_bindings, async {
     let ctx = context().await;
     // Parts of at most 5 rows: 37 rows in 8 parts, each dispatch writing its own rows of y.
@@ -99,7 +113,7 @@ gpu_test!(matvec_vocabulary_projection_150mb, async {
 gpu_test!(matvec_rejects_bad_shapes_with_typed_errors, async {
     let ctx = context().await;
     let w = hugrt::gpu::weights::GpuWeight::new(&ctx, "W", DType::F32, 3, 5, None).expect("valid shape");
-    let err = matvec::run(&ctx, &w, &[0.0; 4]).await.expect_err("x one value short");
+    let err = matvec::run(&ctx, &w, &[0.0; 4]).await.expect_err("x not whole rows of 5");
     assert!(matches!(err, hugrt::gpu::GpuError::Shape { .. }), "{err:?}");
     let err = w.write_rows(&ctx, 2, &[0u8; 40]).expect_err("rows past the end");
     assert!(matches!(err, hugrt::gpu::GpuError::Shape { .. }), "{err:?}");

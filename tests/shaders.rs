@@ -70,7 +70,7 @@ macro_rules! layout {
 #[test]
 fn uniform_structs_match_their_wgsl_layout() {
     use hugrt::gpu::ops::{elementwise::EltParams, matvec::MatvecParams, norm::NormParams, reduce::ReduceParams, rope::RopeParams};
-    layout!(ShaderId::Matvec, MatvecParams, "MatvecParams", rows, cols, groups_x, row_offset);
+    layout!(ShaderId::Matvec, MatvecParams, "MatvecParams", rows, cols, groups_x, row_offset, tokens, out_stride, _pad0, _pad1);
     layout!(ShaderId::Elementwise, EltParams, "EltParams", n, cols, groups_x, s);
     layout!(ShaderId::Norm, NormParams, "NormParams", rows, cols, groups_x, eps);
     layout!(ShaderId::Rope, RopeParams, "RopeParams", tokens, heads, head_dim, rot_dim, groups_x, _pad0, _pad1, _pad2);

@@ -60,7 +60,7 @@ impl Gpu {
         wasm_bindgen_futures::future_to_promise(async move {
             let dtype = DType::from_name(&dtype).ok_or_else(|| js_error("Unsupported", &format!("unknown dtype {dtype:?}")))?;
             let report =
-                crate::gpu::ops::matvec::check_against_reference(&ctx, dtype, rows as usize, cols as usize, u64::from(seed), None).await?;
+                crate::gpu::ops::matvec::check_against_reference(&ctx, dtype, rows as usize, cols as usize, 1, u64::from(seed), None).await?;
             to_js(&report)
         })
     }

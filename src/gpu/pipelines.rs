@@ -15,6 +15,8 @@ pub struct PipelineKey {
     pub entry_point: &'static str,
     /// The WGSL `override WG` (invocations per workgroup).
     pub workgroup_size: u32,
+    /// The WGSL `override KIND` of modules that specialise on it (the weight type), else None.
+    pub kind: Option<u32>,
 }
 
 #[derive(Default)]
@@ -60,6 +62,8 @@ impl GpuContext {
         }
         let op = format!("compiling {} ({})", key.shader.name(), key.entry_point);
         let cached_module = self.pipelines.modules.lock().ok().and_then(|m| m.get(&key.shader).cloned());
+        let mut constants = vec![("WG", f64::from(key.workgroup_size))];
+        constants.extend(key.kind.map(|k| ("KIND", f64::from(k))));
         let pipeline = self
             .scoped(&op, || {
                 let (module, layout) = cached_module.unwrap_or_else(|| {
@@ -75,7 +79,7 @@ impl GpuContext {
                     module: &module,
                     entry_point: Some(key.entry_point),
                     compilation_options: wgpu::PipelineCompilationOptions {
-                        constants: &[("WG", f64::from(key.workgroup_size))],
+                        constants: &constants,
                         zero_initialize_workgroup_memory: false,
                     },
                     cache: None,

@@ -1,5 +1,6 @@
-//! `y = W·x` for every weight type: the decode-time workhorse (one weight row per workgroup,
-//! weights decoded in registers, see shaders/matvec.wgsl).
+//! `Y = X·Wᵀ` for every weight type: matrix-vector products at decode time and small matrix
+//! products at prefill (one weight row per workgroup, tokens in tiles of 8, weights decoded in
+//! registers; see shaders/matvec.wgsl).
 
 use crate::check::{Comparison, gamma_f32};
 use crate::formats::{DType, quant};
@@ -19,63 +20,98 @@ pub struct MatvecParams {
     pub cols: u32,
     pub groups_x: u32,
     pub row_offset: u32,
+    pub tokens: u32,
+    pub out_stride: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
 }
+
+/// Tokens per workgroup (the shader's `TM`).
+pub const TOKEN_TILE: u32 = 8;
 
 /// Invocations per workgroup.
 pub const WORKGROUP: u32 = 64;
 
-fn entry_point(dtype: DType) -> Result<&'static str, GpuError> {
+/// The shader's `KIND` for a weight type.
+fn kind(dtype: DType) -> Result<u32, GpuError> {
     Ok(match dtype {
-        DType::F32 => "matvec_f32",
-        DType::F16 => "matvec_f16",
-        DType::BF16 => "matvec_bf16",
-        DType::Q4_0 => "matvec_q4_0",
-        DType::Q4_1 => "matvec_q4_1",
-        DType::Q5_0 => "matvec_q5_0",
-        DType::Q5_1 => "matvec_q5_1",
-        DType::Q8_0 => "matvec_q8_0",
-        DType::Q2_K => "matvec_q2_k",
-        DType::Q3_K => "matvec_q3_k",
-        DType::Q4_K => "matvec_q4_k",
-        DType::Q5_K => "matvec_q5_k",
-        DType::Q6_K => "matvec_q6_k",
+        DType::F32 => 0,
+        DType::F16 => 1,
+        DType::BF16 => 2,
+        DType::Q4_0 => 3,
+        DType::Q4_1 => 4,
+        DType::Q5_0 => 5,
+        DType::Q5_1 => 6,
+        DType::Q8_0 => 7,
+        DType::Q2_K => 8,
+        DType::Q3_K => 9,
+        DType::Q4_K => 10,
+        DType::Q5_K => 11,
+        DType::Q6_K => 12,
         other => return Err(GpuError::Shape { op: OP, detail: format!("no matvec for {other}") }),
     })
 }
 
-/// Records `y = W·x` into `encoder`: one dispatch per part of `w`.
-/// Buffers: `x` (cols f32), `y` (rows f32, written).
+/// Records `Y = X·Wᵀ` for `tokens` rows of `x` (tokens, cols) into `y` (tokens, rows): one
+/// dispatch per part of `w`.
 pub async fn encode(
     ctx: &GpuContext,
     encoder: &mut wgpu::CommandEncoder,
     w: &GpuWeight,
+    tokens: u32,
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
-    check_len(OP, "x", x, u64::from(w.cols))?;
-    check_len(OP, "y", y, u64::from(w.rows))?;
-    let entry_point = entry_point(w.dtype)?;
+    check_len(OP, "x", x, u64::from(tokens) * u64::from(w.cols))?;
+    check_len(OP, "y", y, u64::from(tokens) * u64::from(w.rows))?;
+    if u64::from(tokens) * u64::from(w.cols.max(w.rows)) > u64::from(u32::MAX) {
+        return Err(GpuError::Shape { op: OP, detail: format!("{tokens} tokens of {} values overflow u32 indexing", w.cols) });
+    }
+    let kind = kind(w.dtype)?;
+    let tiles = tokens.div_ceil(TOKEN_TILE);
+    if tiles > ctx.limits.max_compute_workgroups_per_dimension {
+        return Err(GpuError::Shape { op: OP, detail: format!("{tokens} tokens exceed the dispatch grid") });
+    }
     for part in &w.parts {
-        let groups = grid(ctx, OP, u64::from(part.rows))?;
-        let params = MatvecParams { rows: part.rows, cols: w.cols, groups_x: groups.0, row_offset: part.first_row };
-        Dispatch { shader: ShaderId::Matvec, entry_point, workgroup_size: WORKGROUP, params, buffers: &[&part.buffer, x, y], groups }
-            .encode(ctx, encoder)
-            .await?;
+        let (gx, gy, _) = grid(ctx, OP, u64::from(part.rows))?;
+        let params = MatvecParams {
+            rows: part.rows,
+            cols: w.cols,
+            groups_x: gx,
+            row_offset: part.first_row,
+            tokens,
+            out_stride: w.rows,
+            _pad0: 0,
+            _pad1: 0,
+        };
+        Dispatch {
+            shader: ShaderId::Matvec,
+            entry_point: "matvec",
+            workgroup_size: WORKGROUP,
+            kind: Some(kind),
+            params,
+            buffers: &[&part.buffer, x, y],
+            groups: (gx, gy, tiles),
+        }
+        .encode(ctx, encoder)
+        .await?;
     }
     Ok(())
 }
 
-/// Uploads `x`, runs `W·x` and reads `y` back: for tests, checks and benchmarks.
+/// Uploads `x` (tokens × cols), runs `X·Wᵀ` and reads `Y` (tokens × rows) back: for tests,
+/// checks and benchmarks.
 pub async fn run(ctx: &GpuContext, w: &GpuWeight, x: &[f32]) -> Result<Vec<f32>, GpuError> {
-    if x.len() != w.cols as usize {
+    if x.is_empty() || x.len() % w.cols as usize != 0 {
         return Err(GpuError::Shape { op: OP, detail: format!("x has {} values, W has {} columns", x.len(), w.cols) });
     }
+    let tokens = (x.len() / w.cols as usize) as u32;
     let x_buf = ctx.storage_from(OP, "x", x)?;
-    let y_buf = ctx.storage_output(OP, "y", u64::from(w.rows) * 4)?;
+    let y_buf = ctx.storage_output(OP, "y", u64::from(tokens) * u64::from(w.rows) * 4)?;
     let mut encoder = new_encoder(ctx, OP);
-    encode(ctx, &mut encoder, w, &x_buf, &y_buf).await?;
+    encode(ctx, &mut encoder, w, tokens, &x_buf, &y_buf).await?;
     submit(ctx, OP, encoder).await?;
-    ctx.read_f32(&y_buf, w.rows as usize).await
+    ctx.read_f32(&y_buf, tokens as usize * w.rows as usize).await
 }
 
 /// The bound on |GPU − exact| per row: the longest chain of f32 operations any one result went
@@ -95,8 +131,8 @@ pub fn error_bound(dtype: DType, cols: u32, abs_sums: &[f64]) -> impl Fn(usize) 
     move |row| gamma * abs_sums[row] + flush
 }
 
-/// CPU reference: `W·x` in f64 from the weights dequantized row by row (never the whole matrix
-/// at once), and Σ|W·x| per row for the error bound.
+/// CPU reference for one token: `W·x` in f64 from the weights dequantized row by row (never the
+/// whole matrix at once), and Σ|W·x| per row for the error bound.
 pub fn reference(dtype: DType, w_bytes: &[u8], x: &[f32]) -> Result<(Vec<f64>, Vec<f64>), GpuError> {
     let cols = x.len() as u64;
     let row_bytes = dtype.bytes_for(cols).filter(|&b| b > 0).ok_or_else(|| GpuError::Shape { op: OP, detail: "bad row".into() })? as usize;
@@ -118,24 +154,30 @@ pub fn reference(dtype: DType, w_bytes: &[u8], x: &[f32]) -> Result<(Vec<f64>, V
     Ok((y, abs_sums))
 }
 
-/// Runs a seeded random `rows × cols` product of `dtype` on the GPU (weights split into parts of
-/// at most `max_part_bytes` when given) and compares it with the CPU reference. Shared by the
-/// native and browser tests and by the demo page.
+/// Runs a seeded random `tokens × cols` by `rows × cols` product of `dtype` on the GPU (weights
+/// split into parts of at most `max_part_bytes` when given) and compares it with the CPU
+/// reference. Shared by the native and browser tests and by the demo page.
 pub async fn check_against_reference(
     ctx: &GpuContext,
     dtype: DType,
     rows: usize,
     cols: usize,
+    tokens: usize,
     seed: u64,
     max_part_bytes: Option<u64>,
 ) -> Result<Comparison, GpuError> {
     let mut rng = crate::rng::SeededRng::new(seed);
     let w_bytes = rng.tensor_bytes(dtype, rows * cols);
-    let x = rng.signed_unit_vec(cols);
+    let x = rng.signed_unit_vec(tokens * cols);
     let w = GpuWeight::new(ctx, "W", dtype, rows as u64, cols as u64, max_part_bytes)?;
     w.write_rows(ctx, 0, &w_bytes)?;
     let y = run(ctx, &w, &x).await?;
-    let (expected, abs_sums) = reference(dtype, &w_bytes, &x)?;
+    let (mut expected, mut abs_sums) = (Vec::with_capacity(y.len()), Vec::with_capacity(y.len()));
+    for xt in x.chunks_exact(cols) {
+        let (e, a) = reference(dtype, &w_bytes, xt)?;
+        expected.extend(e);
+        abs_sums.extend(a);
+    }
     Ok(Comparison::elementwise(&y, &expected, error_bound(dtype, w.cols, &abs_sums)))
 }
 

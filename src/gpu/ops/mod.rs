@@ -28,9 +28,12 @@ pub(crate) struct Dispatch<'a, P: bytemuck::Pod> {
     pub shader: ShaderId,
     pub entry_point: &'static str,
     pub workgroup_size: u32,
+    /// The `override KIND` value, for modules that specialise on it.
+    pub kind: Option<u32>,
     pub params: P,
     pub buffers: &'a [&'a wgpu::Buffer],
-    pub groups: (u32, u32),
+    /// Workgroups along x, y and z.
+    pub groups: (u32, u32, u32),
 }
 
 impl<P: bytemuck::Pod> Dispatch<'_, P> {
@@ -39,7 +42,7 @@ impl<P: bytemuck::Pod> Dispatch<'_, P> {
         if self.buffers.len() + 1 != self.shader.bindings().len() {
             return Err(GpuError::Shape { op: "dispatch", detail: format!("{op}: {} buffers for {} bindings", self.buffers.len(), self.shader.bindings().len()) });
         }
-        let key = PipelineKey { shader: self.shader, entry_point: self.entry_point, workgroup_size: self.workgroup_size };
+        let key = PipelineKey { shader: self.shader, entry_point: self.entry_point, workgroup_size: self.workgroup_size, kind: self.kind };
         let pipeline = ctx.pipeline(key).await?;
         let uniforms = ctx.uniform(op, &self.params);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniforms.as_entire_binding() }];
@@ -54,16 +57,17 @@ impl<P: bytemuck::Pod> Dispatch<'_, P> {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(op), timestamp_writes: None });
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(self.groups.0, self.groups.1, 1);
+        pass.dispatch_workgroups(self.groups.0, self.groups.1, self.groups.2);
         Ok(())
     }
 }
 
-/// The grid for `groups` workgroups on this device, or a shape error naming `op`.
-pub(crate) fn grid(ctx: &GpuContext, op: &'static str, groups: u64) -> Result<(u32, u32), GpuError> {
+/// The (x, y, 1) grid for `groups` workgroups on this device, or a shape error naming `op`.
+pub(crate) fn grid(ctx: &GpuContext, op: &'static str, groups: u64) -> Result<(u32, u32, u32), GpuError> {
     u32::try_from(groups)
         .ok()
         .and_then(|g| grid_2d(g, ctx.limits.max_compute_workgroups_per_dimension))
+        .map(|(x, y)| (x, y, 1))
         .ok_or_else(|| GpuError::Shape { op, detail: format!("{groups} workgroups exceed the dispatch grid") })
 }
 
