@@ -195,3 +195,34 @@ gpu_test!(softmax_and_argmax, async {
     assert_eq!(tied.chunks_exact(5).map(argmax_reference).collect::<Vec<_>>(), vec![1, 0, 4]);
     assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
 });
+
+gpu_test!(attention_decode_prefill_and_encoder, async {
+    use hugrt::gpu::ops::attention::{Attention, check_against_reference};
+    let ctx = context().await;
+    let base = Attention { batch: 1, q_len: 1, kv_len: 1, heads: 9, kv_heads: 3, head_dim: 64, q_pos0: 0, causal: true, scale: 0.125 };
+    let cases: Vec<(&str, Attention, Vec<u32>)> = vec![
+        ("decode, 1 key", base, vec![1]),
+        // Decode at position 36 of a 64-slot cache: keys past 37 are stale and must be ignored.
+        ("decode, GQA 9/3, 37 of 64 slots", Attention { kv_len: 64, q_pos0: 36, ..base }, vec![37]),
+        ("decode, 1025 keys", Attention { kv_len: 1025, q_pos0: 1024, heads: 4, kv_heads: 4, ..base }, vec![1025]),
+        ("prefill 17, causal", Attention { q_len: 17, kv_len: 17, heads: 4, kv_heads: 2, head_dim: 32, ..base }, vec![17]),
+        ("prefill chunk of 5 at 12", Attention { q_len: 5, kv_len: 24, q_pos0: 12, heads: 2, kv_heads: 1, head_dim: 16, ..base }, vec![17]),
+        ("encoder, padded batch of 3", Attention { batch: 3, q_len: 7, kv_len: 7, heads: 2, kv_heads: 2, head_dim: 16, causal: false, scale: 0.25, ..base }, vec![7, 3, 1]),
+    ];
+    for (i, (name, attn, lengths)) in cases.into_iter().enumerate() {
+        let report = check_against_reference(&ctx, attn, &lengths, i as u64).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        log(&format!("attention {name}: {report}"));
+        assert!(report.passed, "attention {name}: {report}");
+    }
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+});
+
+gpu_test!(mean_pool_and_normalize, async {
+    use hugrt::gpu::ops::pool::check_against_reference;
+    let ctx = context().await;
+    for (i, (lengths, seq_len, hidden, normalize)) in [(vec![1u32], 1usize, 1usize, true), (vec![5, 2, 9], 9, 384, true), (vec![3], 4, 257, false)].into_iter().enumerate() {
+        let report = check_against_reference(&ctx, &lengths, seq_len, hidden, normalize, i as u64).await.expect("pool");
+        log(&format!("mean pool {lengths:?} {hidden}: {report}"));
+        assert!(report.passed, "mean pool {lengths:?}: {report}");
+    }
+});

@@ -22,6 +22,8 @@ pub enum ShaderId {
     Norm,
     Rope,
     Reduce,
+    Attention,
+    Pool,
 }
 
 macro_rules! wgsl {
@@ -29,7 +31,7 @@ macro_rules! wgsl {
 }
 
 impl ShaderId {
-    pub const ALL: &'static [ShaderId] = &[ShaderId::Matvec, ShaderId::Elementwise, ShaderId::Norm, ShaderId::Rope, ShaderId::Reduce];
+    pub const ALL: &'static [ShaderId] = &[ShaderId::Matvec, ShaderId::Elementwise, ShaderId::Norm, ShaderId::Rope, ShaderId::Reduce, ShaderId::Attention, ShaderId::Pool];
 
     /// The files (under `shaders/`) this module is made of, in order; the first names it.
     pub fn files(self) -> &'static [&'static str] {
@@ -39,6 +41,8 @@ impl ShaderId {
             ShaderId::Norm => &["norm.wgsl"],
             ShaderId::Rope => &["rope.wgsl"],
             ShaderId::Reduce => &["reduce.wgsl"],
+            ShaderId::Attention => &["attention.wgsl"],
+            ShaderId::Pool => &["pool.wgsl"],
         }
     }
 
@@ -53,6 +57,8 @@ impl ShaderId {
             ShaderId::Norm => wgsl!("norm.wgsl"),
             ShaderId::Rope => wgsl!("rope.wgsl"),
             ShaderId::Reduce => wgsl!("reduce.wgsl"),
+            ShaderId::Attention => wgsl!("attention.wgsl"),
+            ShaderId::Pool => wgsl!("pool.wgsl"),
         }
     }
 
@@ -65,6 +71,8 @@ impl ShaderId {
             ShaderId::Norm => &[Uniform, Read, Read, Read, ReadWrite],
             ShaderId::Rope => &[Uniform, Read, ReadWrite],
             ShaderId::Reduce => &[Uniform, Read, ReadWrite, ReadWrite],
+            ShaderId::Attention => &[Uniform, Read, Read, Read, Read, ReadWrite, ReadWrite],
+            ShaderId::Pool => &[Uniform, Read, Read, ReadWrite],
         }
     }
 }

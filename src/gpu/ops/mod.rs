@@ -1,8 +1,10 @@
 //! One file per op: its uniforms struct, its guards, its GPU encoding and its CPU reference.
 
+pub mod attention;
 pub mod elementwise;
 pub mod matvec;
 pub mod norm;
+pub mod pool;
 pub mod reduce;
 pub mod rope;
 

@@ -1,0 +1,109 @@
+// Scaled dot-product attention with grouped-query heads, causal or padding masks:
+//   O = softmax(Q·Kᵀ·scale + mask) · V, per (sequence, query, head).
+//
+//   Q: (batch, q_len, heads, head_dim)          K, V: (batch, kv_len, kv_heads, head_dim)
+//   L: (batch) u32, keys valid per sequence (the rest is padding, or the unused KV cache)
+//   S: (batch, q_len, heads, kv_len) f32 scratch for scores
+//   O: (batch, q_len, heads, head_dim)
+// Query t sits at position q_pos0 + t; when causal, it sees keys p ≤ q_pos0 + t (decode: one
+// query at the end of the cache; prefill: a chunk of queries; encoders: not causal, L masks
+// the padding). Head h reads kv head h / (heads / kv_heads).
+//
+// One workgroup per (query, head), z = sequence. Phase 1: scores into S and their maximum;
+// phase 2: exp(s − max) into S and their sum; phase 3: each invocation owns head dimensions
+// d = lid, lid + WG, … and sums S[p]·V[p, d] over the keys. Max-subtracted, so no overflow.
+
+struct AttnParams {
+    q_len: u32,
+    kv_len: u32,
+    heads: u32,
+    kv_heads: u32,
+    head_dim: u32,
+    q_pos0: u32,
+    causal: u32,
+    groups_x: u32,
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+override WG: u32 = 64u;
+const MAX_WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> P: AttnParams;
+@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(2) var<storage, read> K: array<f32>;
+@group(0) @binding(3) var<storage, read> V: array<f32>;
+@group(0) @binding(4) var<storage, read> L: array<u32>;
+@group(0) @binding(5) var<storage, read_write> S: array<f32>;
+@group(0) @binding(6) var<storage, read_write> O: array<f32>;
+
+var<workgroup> red: array<f32, MAX_WG>;
+
+fn reduce(lid: u32, v: f32, is_max: bool) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid < stride) {
+            red[lid] = select(red[lid] + red[lid + stride], max(red[lid], red[lid + stride]), is_max);
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(WG)
+fn attention(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let qh = group.x + group.y * P.groups_x;       // query * heads + head
+    let b = group.z;
+    let live = qh < P.q_len * P.heads;
+    let t = qh / P.heads;
+    let h = qh % P.heads;
+    let kvh = h / (P.heads / P.kv_heads);
+    var n_keys = min(L[b], P.kv_len);
+    if (P.causal != 0u) {
+        n_keys = min(n_keys, P.q_pos0 + t + 1u);
+    }
+    let q_base = ((b * P.q_len + t) * P.heads + h) * P.head_dim;
+    let s_base = ((b * P.q_len + t) * P.heads + h) * P.kv_len;
+    let kv_row = P.kv_heads * P.head_dim;
+    let kv_base = b * P.kv_len * kv_row + kvh * P.head_dim;
+
+    var m = bitcast<f32>(0xFF7FFFFFu); // -f32::MAX
+    if (live) {
+        for (var p = lid; p < n_keys; p += WG) {
+            var s = 0.0;
+            for (var d = 0u; d < P.head_dim; d++) {
+                s += Q[q_base + d] * K[kv_base + p * kv_row + d];
+            }
+            s *= P.scale;
+            S[s_base + p] = s;
+            m = max(m, s);
+        }
+    }
+    m = reduce(lid, m, true);
+    var sum = 0.0;
+    if (live) {
+        for (var p = lid; p < n_keys; p += WG) {
+            let e = exp(S[s_base + p] - m);
+            S[s_base + p] = e;
+            sum += e;
+        }
+    }
+    sum = reduce(lid, sum, false);
+    storageBarrier();
+    workgroupBarrier();
+    if (live) {
+        let inv = select(0.0, 1.0 / sum, sum > 0.0);
+        for (var d = lid; d < P.head_dim; d += WG) {
+            var acc = 0.0;
+            for (var p = 0u; p < n_keys; p++) {
+                acc += S[s_base + p] * V[kv_base + p * kv_row + d];
+            }
+            O[q_base + d] = acc * inv;
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Attention with grouped-query heads and causal or padding masks (shaders/attention.wgsl): the
+//! decode step over the KV cache, prefill chunks, and non-causal encoders (BERT).
+
+use crate::check::{Comparison, Tolerance};
+use crate::gpu::context::GpuContext;
+use crate::gpu::error::GpuError;
+use crate::gpu::ops::{Dispatch, check_len, grid_2d, new_encoder, submit};
+use crate::gpu::shaders::ShaderId;
+
+const OP: &str = "attention";
+const WORKGROUP: u32 = 64;
+
+/// Uniforms of `struct AttnParams`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AttnParams {
+    pub q_len: u32,
+    pub kv_len: u32,
+    pub heads: u32,
+    pub kv_heads: u32,
+    pub head_dim: u32,
+    pub q_pos0: u32,
+    pub causal: u32,
+    pub groups_x: u32,
+    pub scale: f32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}
+
+/// The shape of one attention call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Attention {
+    pub batch: u32,
+    /// Queries per sequence.
+    pub q_len: u32,
+    /// Key slots per sequence (the KV cache's capacity, or the padded length).
+    pub kv_len: u32,
+    pub heads: u32,
+    pub kv_heads: u32,
+    pub head_dim: u32,
+    /// Position of query 0 (causal masking).
+    pub q_pos0: u32,
+    pub causal: bool,
+    /// Usually 1/√head_dim.
+    pub scale: f32,
+}
+
+impl Attention {
+    fn guard(&self) -> Result<(), GpuError> {
+        let bad = |detail: String| Err(GpuError::Shape { op: OP, detail });
+        if self.heads == 0 || self.kv_heads == 0 || self.heads % self.kv_heads != 0 {
+            return bad(format!("{} heads over {} kv heads", self.heads, self.kv_heads));
+        }
+        if self.head_dim == 0 || self.q_len == 0 || self.kv_len == 0 || self.batch == 0 {
+            return bad(format!("empty shape {self:?}"));
+        }
+        let scores = u64::from(self.batch) * u64::from(self.q_len) * u64::from(self.heads) * u64::from(self.kv_len);
+        if scores > u64::from(u32::MAX) {
+            return bad(format!("{scores} scores overflow u32 indexing: attend in smaller chunks"));
+        }
+        Ok(())
+    }
+
+    /// Bytes of the scores scratch buffer this call needs.
+    pub fn scratch_bytes(&self) -> u64 {
+        u64::from(self.batch) * u64::from(self.q_len) * u64::from(self.heads) * u64::from(self.kv_len) * 4
+    }
+
+    /// Records the attention. `lengths` holds `batch` u32 (valid keys per sequence).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn encode(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        q: &wgpu::Buffer,
+        k: &wgpu::Buffer,
+        v: &wgpu::Buffer,
+        lengths: &wgpu::Buffer,
+        scratch: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> Result<(), GpuError> {
+        self.guard()?;
+        let q_elems = u64::from(self.batch) * u64::from(self.q_len) * u64::from(self.heads) * u64::from(self.head_dim);
+        let kv_elems = u64::from(self.batch) * u64::from(self.kv_len) * u64::from(self.kv_heads) * u64::from(self.head_dim);
+        check_len(OP, "q", q, q_elems)?;
+        check_len(OP, "out", out, q_elems)?;
+        check_len(OP, "k", k, kv_elems)?;
+        check_len(OP, "v", v, kv_elems)?;
+        check_len(OP, "lengths", lengths, u64::from(self.batch))?;
+        check_len(OP, "scores scratch", scratch, self.scratch_bytes() / 4)?;
+        let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
+        let (gx, gy) = grid_2d(self.q_len * self.heads, max_dim)
+            .filter(|_| self.batch <= max_dim)
+            .ok_or_else(|| GpuError::Shape { op: OP, detail: "too many queries for the dispatch grid".into() })?;
+        let params = AttnParams {
+            q_len: self.q_len,
+            kv_len: self.kv_len,
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+            q_pos0: self.q_pos0,
+            causal: u32::from(self.causal),
+            groups_x: gx,
+            scale: self.scale,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        };
+        Dispatch {
+            shader: ShaderId::Attention,
+            entry_point: "attention",
+            workgroup_size: WORKGROUP,
+            kind: None,
+            params,
+            buffers: &[q, k, v, lengths, scratch, out],
+            groups: (gx, gy, self.batch),
+        }
+        .encode(ctx, encoder)
+        .await
+    }
+
+    /// CPU reference in f64.
+    pub fn reference(&self, q: &[f32], k: &[f32], v: &[f32], lengths: &[u32]) -> Vec<f64> {
+        let (hd, h, kvh) = (self.head_dim as usize, self.heads as usize, self.kv_heads as usize);
+        let (ql, kl) = (self.q_len as usize, self.kv_len as usize);
+        let mut out = vec![0.0; q.len()];
+        for b in 0..self.batch as usize {
+            for t in 0..ql {
+                let mut n = (lengths[b] as usize).min(kl);
+                if self.causal {
+                    n = n.min(self.q_pos0 as usize + t + 1);
+                }
+                for head in 0..h {
+                    let g = head / (h / kvh);
+                    let qo = ((b * ql + t) * h + head) * hd;
+                    let kv = |p: usize| (b * kl + p) * kvh * hd + g * hd;
+                    let scores: Vec<f64> = (0..n)
+                        .map(|p| (0..hd).map(|d| f64::from(q[qo + d]) * f64::from(k[kv(p) + d])).sum::<f64>() * f64::from(self.scale))
+                        .collect();
+                    let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+                    let sum: f64 = e.iter().sum();
+                    for d in 0..hd {
+                        out[qo + d] = if n == 0 { 0.0 } else { (0..n).map(|p| e[p] * f64::from(v[kv(p) + d])).sum::<f64>() / sum };
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Outputs are convex combinations of V: an absolute tolerance against max|V| (= 1 here).
+pub const ATTENTION: Tolerance = Tolerance { rel: 1e-5, abs: 1e-5 };
+
+/// Runs `attn` on seeded random Q, K, V in [-1, 1) with the given valid lengths and compares with
+/// the reference.
+pub async fn check_against_reference(ctx: &GpuContext, attn: Attention, lengths: &[u32], seed: u64) -> Result<Comparison, GpuError> {
+    let mut rng = crate::rng::SeededRng::new(seed);
+    let q_elems = (attn.batch * attn.q_len * attn.heads * attn.head_dim) as usize;
+    let kv_elems = (attn.batch * attn.kv_len * attn.kv_heads * attn.head_dim) as usize;
+    let (q, k, v) = (rng.signed_unit_vec(q_elems), rng.signed_unit_vec(kv_elems), rng.signed_unit_vec(kv_elems));
+    let bufs = (ctx.storage_from(OP, "q", &q)?, ctx.storage_from(OP, "k", &k)?, ctx.storage_from(OP, "v", &v)?);
+    let len_buf = ctx.storage_from(OP, "lengths", lengths)?;
+    let scratch = ctx.storage_output(OP, "scores", attn.scratch_bytes())?;
+    let out = ctx.storage_output(OP, "out", q_elems as u64 * 4)?;
+    let mut encoder = new_encoder(ctx, OP);
+    attn.encode(ctx, &mut encoder, &bufs.0, &bufs.1, &bufs.2, &len_buf, &scratch, &out).await?;
+    submit(ctx, OP, encoder).await?;
+    let y = ctx.read_f32(&out, q_elems).await?;
+    Ok(Comparison::within(&y, &attn.reference(&q, &k, &v, lengths), ATTENTION))
+}
