@@ -1,6 +1,7 @@
 //! The native CLI. Every subcommand prints machine-readable JSON with `--json`; errors go to
 //! stderr (as `{"error": {"code", "message"}}` with `--json`) with a non-zero exit status.
 
+mod bench;
 mod inspect;
 mod tokenize;
 
@@ -21,6 +22,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Encode text with a tokenizer.json or a GGUF file's vocabulary.
     Tokenize(tokenize::Args),
+    /// Kernel micro-benchmarks on the native GPU (wgpu: Vulkan/Metal; lavapipe without a GPU).
+    Bench(bench::Args),
 }
 
 /// A failure to report: a stable code and a message.
@@ -34,6 +37,7 @@ pub fn main() -> ExitCode {
     let (json, result) = match cli.command {
         Command::Inspect(args) => (args.json, inspect::run(&args)),
         Command::Tokenize(args) => (args.json, tokenize::run(&args)),
+        Command::Bench(args) => (args.json, bench::run(&args)),
     };
     match result {
         Ok(report) => {

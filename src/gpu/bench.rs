@@ -1,0 +1,177 @@
+//! Kernel micro-benchmarks: time, achieved GB/s (bytes a kernel must move / time) and GFLOP/s
+//! per kernel and size, with a buffer-copy baseline for the bandwidth ratio. A benchmark, not a
+//! test: it prints figures and asserts nothing about speed.
+
+use serde::Serialize;
+
+use super::context::GpuContext;
+use super::error::GpuError;
+use super::ops::{attention::Attention, matvec, new_encoder, norm::Norm};
+use super::weights::GpuWeight;
+use crate::formats::DType;
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BenchRow {
+    pub kernel: String,
+    pub shape: String,
+    pub ms: f64,
+    pub gb_per_s: f64,
+    pub gflop_per_s: f64,
+    /// Achieved GB/s over the device's measured buffer-copy GB/s.
+    pub of_copy_bandwidth: f64,
+}
+
+/// Milliseconds since an arbitrary origin (performance.now() on the web).
+fn now_ms() -> f64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        js_sys::Reflect::get(&js_sys::global(), &"performance".into())
+            .ok()
+            .and_then(|p| js_sys::Reflect::get(&p, &"now".into()).ok().map(|f| (p, f)))
+            .and_then(|(p, f)| js_sys::Function::from(f).call0(&p).ok())
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use std::sync::OnceLock;
+        static START: OnceLock<std::time::Instant> = OnceLock::new();
+        START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64() * 1e3
+    }
+}
+
+/// Waits until the GPU has finished everything submitted so far.
+async fn finish(ctx: &GpuContext) -> Result<(), GpuError> {
+    let (tx, rx) = futures_channel::oneshot::channel();
+    ctx.queue.on_submitted_work_done(move || {
+        let _ = tx.send(());
+    });
+    #[cfg(not(target_arch = "wasm32"))]
+    ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback { detail: e.to_string() })?;
+    rx.await.map_err(|_| GpuError::Readback { detail: "work-done callback dropped".into() })
+}
+
+/// Runs `record` `iters` times in one submission (after one warm-up) and returns ms per run.
+async fn time<F, Fut>(ctx: &GpuContext, iters: u32, mut record: F) -> Result<f64, GpuError>
+where
+    F: FnMut(wgpu::CommandEncoder) -> Fut,
+    Fut: std::future::Future<Output = Result<wgpu::CommandEncoder, GpuError>>,
+{
+    let warm = record(new_encoder(ctx, "bench")).await?;
+    ctx.queue.submit([warm.finish()]);
+    finish(ctx).await?;
+    let mut encoder = new_encoder(ctx, "bench");
+    for _ in 0..iters {
+        encoder = record(encoder).await?;
+    }
+    let t0 = now_ms();
+    ctx.queue.submit([encoder.finish()]);
+    finish(ctx).await?;
+    Ok((now_ms() - t0) / f64::from(iters))
+}
+
+/// Measures the kernels at model-like sizes. `quick` uses fewer iterations (for slow CPU
+/// adapters such as lavapipe and SwiftShader).
+pub async fn bench_kernels(ctx: &GpuContext, quick: bool) -> Result<Vec<BenchRow>, GpuError> {
+    let iters = if quick { 3 } else { 20 };
+    let mut rows = Vec::new();
+    let mut rng = crate::rng::SeededRng::new(1);
+
+    // Baseline: a 64 MiB buffer-to-buffer copy reads and writes 128 MiB.
+    let copy_bytes = 64u64 << 20;
+    let src = ctx.storage_output("bench", "copy src", copy_bytes)?;
+    let dst = ctx.storage_output("bench", "copy dst", copy_bytes)?;
+    let ms = time(ctx, iters, |mut e| {
+        e.copy_buffer_to_buffer(&src, 0, &dst, 0, copy_bytes);
+        async { Ok(e) }
+    })
+    .await?;
+    let copy_gbs = 2.0 * copy_bytes as f64 / ms / 1e6;
+    rows.push(BenchRow { kernel: "buffer copy".into(), shape: "64 MiB".into(), ms, gb_per_s: copy_gbs, gflop_per_s: 0.0, of_copy_bandwidth: 1.0 });
+    let row = |kernel: String, shape: String, ms: f64, bytes: f64, flops: f64| BenchRow {
+        kernel,
+        shape,
+        ms,
+        gb_per_s: bytes / ms / 1e6,
+        gflop_per_s: flops / ms / 1e6,
+        of_copy_bandwidth: bytes / ms / 1e6 / copy_gbs,
+    };
+
+    // Matvec / matmul: the weight bytes dominate what moves.
+    let cases: &[(DType, u64, u64, u32)] = &[
+        (DType::F32, 4096, 4096, 1),
+        (DType::F16, 4096, 4096, 1),
+        (DType::Q8_0, 4096, 4096, 1),
+        (DType::Q4_0, 4096, 4096, 1),
+        (DType::Q4_1, 4096, 4096, 1),
+        (DType::Q4_K, 4096, 4096, 1),
+        (DType::Q6_K, 4096, 4096, 1),
+        (DType::Q4_1, 1536, 576, 1),
+        (DType::Q4_1, 1536, 576, 64),
+        (DType::Q8_0, 49152, 576, 1),
+    ];
+    for &(dtype, n, k, tokens) in cases {
+        let bytes = rng.tensor_bytes(dtype, (n * k) as usize);
+        let w = GpuWeight::upload(ctx, "W", dtype, n, k, &bytes)?;
+        let x = ctx.storage_from("bench", "x", &rng.signed_unit_vec((k * u64::from(tokens)) as usize))?;
+        let y = ctx.storage_output("bench", "y", n * u64::from(tokens) * 4)?;
+        let ms = time(ctx, iters, |mut e| {
+            let (w, x, y) = (&w, &x, &y);
+            async move {
+                matvec::encode(ctx, &mut e, w, tokens, x, y).await?;
+                Ok(e)
+            }
+        })
+        .await?;
+        let moved = bytes.len() as f64 + 4.0 * f64::from(tokens) * (n + k) as f64;
+        let name = if tokens == 1 { format!("matvec {dtype}") } else { format!("matmul {dtype}") };
+        rows.push(row(name, format!("{n}x{k}, {tokens} token(s)"), ms, moved, 2.0 * (n * k) as f64 * f64::from(tokens)));
+    }
+
+    // RMSNorm over 64 rows of 4096.
+    let (r, c) = (64u32, 4096u32);
+    let x = ctx.storage_from("bench", "x", &rng.signed_unit_vec((r * c) as usize))?;
+    let g = ctx.storage_from("bench", "g", &rng.signed_unit_vec(c as usize))?;
+    let y = ctx.storage_output("bench", "y", u64::from(r * c) * 4)?;
+    let ms = time(ctx, iters, |mut e| {
+        let (x, g, y) = (&x, &g, &y);
+        async move {
+            Norm::Rms { eps: 1e-5 }.encode(ctx, &mut e, r, c, x, g, g, y).await?;
+            Ok(e)
+        }
+    })
+    .await?;
+    rows.push(row("rms_norm".into(), format!("{r}x{c}"), ms, 8.0 * f64::from(r * c), 3.0 * f64::from(r * c)));
+
+    // Decode attention: 9 heads over 1024 cached keys (SmolLM2-like).
+    let attn = Attention { batch: 1, q_len: 1, kv_len: 1024, heads: 9, kv_heads: 3, head_dim: 64, q_pos0: 1023, causal: true, scale: 0.125 };
+    let q = ctx.storage_from("bench", "q", &rng.signed_unit_vec(9 * 64))?;
+    let kv: Vec<f32> = rng.signed_unit_vec(1024 * 3 * 64);
+    let (k, v) = (ctx.storage_from("bench", "k", &kv)?, ctx.storage_from("bench", "v", &kv)?);
+    let lens = ctx.storage_from("bench", "lengths", &[1024u32])?;
+    let s = ctx.storage_output("bench", "scores", attn.scratch_bytes())?;
+    let o = ctx.storage_output("bench", "out", 9 * 64 * 4)?;
+    let ms = time(ctx, iters, |mut e| {
+        let (q, k, v, lens, s, o) = (&q, &k, &v, &lens, &s, &o);
+        async move {
+            attn.encode(ctx, &mut e, q, k, v, lens, s, o).await?;
+            Ok(e)
+        }
+    })
+    .await?;
+    rows.push(row("attention decode".into(), "9 heads (3 kv), 1024 keys, d 64".into(), ms, 2.0 * 4.0 * kv.len() as f64, 4.0 * 9.0 * 1024.0 * 64.0));
+    Ok(rows)
+}
+
+/// The rows as an aligned text table.
+pub fn table(rows: &[BenchRow]) -> String {
+    let mut out = format!("{:<18} {:<32} {:>10} {:>9} {:>9} {:>8}\n", "kernel", "shape", "ms", "GB/s", "GFLOP/s", "of copy");
+    for r in rows {
+        out += &format!(
+            "{:<18} {:<32} {:>10.3} {:>9.2} {:>9.2} {:>7.0}%\n",
+            r.kernel, r.shape, r.ms, r.gb_per_s, r.gflop_per_s, 100.0 * r.of_copy_bandwidth
+        );
+    }
+    out
+}
