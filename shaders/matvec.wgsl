@@ -5,13 +5,15 @@
 //   X: (tokens, cols) f32
 //   Y: (tokens, out_stride) f32; this dispatch writes columns row_offset .. row_offset + rows
 //
-// Grid: workgroup (x + y·groups_x) is a weight row, z a tile of TM tokens. Invocation `lid` takes
-// blocks lid, lid + WG, … of the row (elements for F32, word pairs for F16/BF16), decodes each
-// once per token of the tile and accumulates one sum per token; the workgroup then adds its WG
-// partial sums per token in a log2(WG)-step tree. Weights are read from memory once per tile.
+// Grid: workgroup (x + y·groups_x) holds WG / TPR weight rows, z a tile of TM tokens. The TPR
+// invocations of a row take its blocks lane, lane + TPR, … (elements for F32, word pairs for
+// F16/BF16), decode each once per token of the tile and accumulate one sum per token; each row's
+// TPR partial sums are then added in a log2(TPR)-step tree. Weights are read from memory once
+// per tile. TPR (threads per row) is chosen on the host from the row length, so that short rows
+// (576 values: 18 blocks) do not leave most of a workgroup idle.
 // A weight larger than one storage binding is split by rows into parts, one dispatch each.
 // KIND (an override, so each weight type gets its own specialised pipeline) picks the decoder.
-// Error bound (tests): γ(products per invocation + log2(WG) + 3) · Σ|W[r,c]·x[c]|.
+// Error bound (tests): γ(products per invocation + log2(TPR) + 3) · Σ|W[r,c]·x[c]|.
 
 struct MatvecParams {
     rows: u32,
@@ -26,6 +28,8 @@ struct MatvecParams {
 
 override WG: u32 = 64u;
 override KIND: u32 = 0u;
+// Threads per row: a power of two dividing WG.
+override TPR: u32 = 64u;
 const MAX_WG: u32 = 256u;
 const TM: u32 = 8u;
 
@@ -99,7 +103,8 @@ fn dot_block(wb: u32, xb: u32) -> f32 {
 
 @compute @workgroup_size(WG)
 fn matvec(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = group.x + group.y * P.groups_x;
+    let lane = lid % TPR;
+    let row = (group.x + group.y * P.groups_x) * (WG / TPR) + lid / TPR;
     let tok0 = group.z * TM;
     // Uniform per workgroup: the loops and barriers below stay in uniform control flow.
     let nt = min(TM, P.tokens - min(tok0, P.tokens));
@@ -107,7 +112,7 @@ fn matvec(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_ind
     if (row < P.rows) {
         let nb = P.cols / block_elems();
         let bw = block_words();
-        for (var b = lid; b < nb; b += WG) {
+        for (var b = lane; b < nb; b += TPR) {
             let wb = (row * nb + b) * bw;
             let xb = b * block_elems();
             for (var t = 0u; t < nt; t++) {
@@ -119,15 +124,17 @@ fn matvec(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_ind
         partial[t * WG + lid] = acc[t];
     }
     workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if (lid < stride) {
+    for (var stride = TPR / 2u; stride > 0u; stride /= 2u) {
+        if (lane < stride) {
             for (var t = 0u; t < nt; t++) {
                 partial[t * WG + lid] += partial[t * WG + lid + stride];
             }
         }
         workgroupBarrier();
     }
-    if (lid < nt && row < P.rows) {
-        Y[(tok0 + lid) * P.out_stride + P.row_offset + row] = partial[lid * WG];
+    if (lane == 0u && row < P.rows) {
+        for (var t = 0u; t < nt; t++) {
+            Y[(tok0 + t) * P.out_stride + P.row_offset + row] = partial[t * WG + lid];
+        }
     }
 }

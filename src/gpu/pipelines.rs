@@ -17,6 +17,8 @@ pub struct PipelineKey {
     pub workgroup_size: u32,
     /// The WGSL `override KIND` of modules that specialise on it (the weight type), else None.
     pub kind: Option<u32>,
+    /// The WGSL `override TPR` (threads per row) of modules that have it, else None.
+    pub threads_per_row: Option<u32>,
 }
 
 #[derive(Default)]
@@ -64,6 +66,7 @@ impl GpuContext {
         let cached_module = self.pipelines.modules.lock().ok().and_then(|m| m.get(&key.shader).cloned());
         let mut constants = vec![("WG", f64::from(key.workgroup_size))];
         constants.extend(key.kind.map(|k| ("KIND", f64::from(k))));
+        constants.extend(key.threads_per_row.map(|t| ("TPR", f64::from(t))));
         let pipeline = self
             .scoped(&op, || {
                 let (module, layout) = cached_module.unwrap_or_else(|| {

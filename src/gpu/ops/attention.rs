@@ -112,6 +112,7 @@ impl Attention {
             entry_point: "attention",
             workgroup_size: WORKGROUP,
             kind: None,
+            threads_per_row: None,
             params,
             buffers: &[q, k, v, lengths, scratch, out],
             groups: (gx, gy, self.batch),

@@ -29,6 +29,22 @@ pub struct MatvecParams {
 /// Tokens per workgroup (the shader's `TM`).
 pub const TOKEN_TILE: u32 = 8;
 
+/// Values one invocation handles per step: an element, a pair (F16/BF16) or a block.
+fn step_elems(dtype: DType) -> u64 {
+    match dtype {
+        DType::F32 => 1,
+        DType::F16 | DType::BF16 => 2,
+        other => other.block_elems(),
+    }
+}
+
+/// Threads per row for rows of `cols` values: enough that each takes at least two steps, a
+/// power of two from 1 to the workgroup size.
+pub fn threads_per_row(dtype: DType, cols: u32) -> u32 {
+    let steps = u64::from(cols).div_ceil(step_elems(dtype));
+    (steps.div_ceil(2).next_power_of_two().min(u64::from(WORKGROUP))) as u32
+}
+
 /// Invocations per workgroup.
 pub const WORKGROUP: u32 = 64;
 
@@ -68,12 +84,14 @@ pub async fn encode(
         return Err(GpuError::Shape { op: OP, detail: format!("{tokens} tokens of {} values overflow u32 indexing", w.cols) });
     }
     let kind = kind(w.dtype)?;
+    let tpr = threads_per_row(w.dtype, w.cols);
+    let rows_per_group = WORKGROUP / tpr;
     let tiles = tokens.div_ceil(TOKEN_TILE);
     if tiles > ctx.limits.max_compute_workgroups_per_dimension {
         return Err(GpuError::Shape { op: OP, detail: format!("{tokens} tokens exceed the dispatch grid") });
     }
     for part in &w.parts {
-        let (gx, gy, _) = grid(ctx, OP, u64::from(part.rows))?;
+        let (gx, gy, _) = grid(ctx, OP, u64::from(part.rows.div_ceil(rows_per_group)))?;
         let params = MatvecParams {
             rows: part.rows,
             cols: w.cols,
@@ -89,6 +107,7 @@ pub async fn encode(
             entry_point: "matvec",
             workgroup_size: WORKGROUP,
             kind: Some(kind),
+            threads_per_row: Some(tpr),
             params,
             buffers: &[&part.buffer, x, y],
             groups: (gx, gy, tiles),
@@ -119,13 +138,10 @@ pub async fn run(ctx: &GpuContext, w: &GpuWeight, x: &[f32]) -> Result<Vec<f32>,
 /// a few roundings of the decode itself) times Σ|W·x|. Rigorous for any rounding mode and
 /// fused multiply-adds, so a pass is never luck and a wrong index fails.
 pub fn error_bound(dtype: DType, cols: u32, abs_sums: &[f64]) -> impl Fn(usize) -> f64 + '_ {
-    let per_step = match dtype {
-        DType::F32 => 1,
-        DType::F16 | DType::BF16 => 2,
-        other => other.block_elems(),
-    };
-    let steps = u64::from(cols).div_ceil(per_step).div_ceil(u64::from(WORKGROUP));
-    let depth = steps * per_step + u64::from(WORKGROUP.trailing_zeros()) + 3;
+    let per_step = step_elems(dtype);
+    let tpr = threads_per_row(dtype, cols);
+    let steps = u64::from(cols).div_ceil(per_step).div_ceil(u64::from(tpr));
+    let depth = steps * per_step + u64::from(tpr.trailing_zeros()) + 3;
     let gamma = gamma_f32(depth);
     let flush = f64::from(cols) * f64::from(f32::MIN_POSITIVE);
     move |row| gamma * abs_sums[row] + flush

@@ -59,7 +59,7 @@ impl Norm {
         let groups = grid(ctx, OP, u64::from(rows))?;
         let entry_point = if matches!(self, Norm::Rms { .. }) { "rms_norm" } else { "layer_norm" };
         let params = NormParams { rows, cols, groups_x: groups.0, eps: self.eps() };
-        Dispatch { shader: ShaderId::Norm, entry_point, workgroup_size: WORKGROUP, kind: None, params, buffers: &[x, g, b, y], groups }
+        Dispatch { shader: ShaderId::Norm, entry_point, workgroup_size: WORKGROUP, kind: None, threads_per_row: None, params, buffers: &[x, g, b, y], groups }
             .encode(ctx, encoder)
             .await
     }
