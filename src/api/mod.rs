@@ -64,4 +64,16 @@ impl Gpu {
             to_js(&report)
         })
     }
+
+    /// Kernel micro-benchmarks on this device: resolves to `{ rows: [{ kernel, shape, ms, gbPerS,
+    /// gflopPerS, ofCopyBandwidth }], table }`.
+    #[wasm_bindgen(js_name = benchKernels)]
+    pub fn bench_kernels(&self, quick: bool) -> js_sys::Promise {
+        let ctx = self.ctx.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let rows = crate::gpu::bench::bench_kernels(&ctx, quick).await?;
+            let table = crate::gpu::bench::table(&rows);
+            to_js(&serde_json::json!({ "rows": rows, "table": table }))
+        })
+    }
 }

@@ -38,11 +38,19 @@ fn step_elems(dtype: DType) -> u64 {
     }
 }
 
-/// Threads per row for rows of `cols` values: enough that each takes at least two steps, a
-/// power of two from 1 to the workgroup size.
-pub fn threads_per_row(dtype: DType, cols: u32) -> u32 {
+/// Steps (blocks) each invocation should take at least. CPU adapters (lavapipe, SwiftShader)
+/// pay a large fixed cost per workgroup, so they want few long-running invocations; GPUs want
+/// many invocations in flight.
+pub fn min_steps_per_thread(ctx: &GpuContext) -> u64 {
+    let cpu = matches!(ctx.report.device_type.as_str(), "Cpu" | "fallback") || ctx.report.architecture == "swiftshader";
+    if cpu { 16 } else { 2 }
+}
+
+/// Threads per row for rows of `cols` values: enough that each takes at least `min_steps`
+/// steps, a power of two from 1 to the workgroup size.
+pub fn threads_per_row(dtype: DType, cols: u32, min_steps: u64) -> u32 {
     let steps = u64::from(cols).div_ceil(step_elems(dtype));
-    (steps.div_ceil(2).next_power_of_two().min(u64::from(WORKGROUP))) as u32
+    (steps.div_ceil(min_steps).next_power_of_two().min(u64::from(WORKGROUP))) as u32
 }
 
 /// Invocations per workgroup.
@@ -84,7 +92,7 @@ pub async fn encode(
         return Err(GpuError::Shape { op: OP, detail: format!("{tokens} tokens of {} values overflow u32 indexing", w.cols) });
     }
     let kind = kind(w.dtype)?;
-    let tpr = threads_per_row(w.dtype, w.cols);
+    let tpr = threads_per_row(w.dtype, w.cols, min_steps_per_thread(ctx));
     let rows_per_group = WORKGROUP / tpr;
     let tiles = tokens.div_ceil(TOKEN_TILE);
     if tiles > ctx.limits.max_compute_workgroups_per_dimension {
@@ -137,9 +145,8 @@ pub async fn run(ctx: &GpuContext, w: &GpuWeight, x: &[f32]) -> Result<Vec<f32>,
 /// through (the products one invocation accumulates in sequence, the tree of log2(WG) levels, and
 /// a few roundings of the decode itself) times Σ|W·x|. Rigorous for any rounding mode and
 /// fused multiply-adds, so a pass is never luck and a wrong index fails.
-pub fn error_bound(dtype: DType, cols: u32, abs_sums: &[f64]) -> impl Fn(usize) -> f64 + '_ {
+pub fn error_bound(dtype: DType, cols: u32, tpr: u32, abs_sums: &[f64]) -> impl Fn(usize) -> f64 + '_ {
     let per_step = step_elems(dtype);
-    let tpr = threads_per_row(dtype, cols);
     let steps = u64::from(cols).div_ceil(per_step).div_ceil(u64::from(tpr));
     let depth = steps * per_step + u64::from(tpr.trailing_zeros()) + 3;
     let gamma = gamma_f32(depth);
@@ -194,7 +201,8 @@ pub async fn check_against_reference(
         expected.extend(e);
         abs_sums.extend(a);
     }
-    Ok(Comparison::elementwise(&y, &expected, error_bound(dtype, w.cols, &abs_sums)))
+    let tpr = threads_per_row(dtype, w.cols, min_steps_per_thread(ctx));
+    Ok(Comparison::elementwise(&y, &expected, error_bound(dtype, w.cols, tpr, &abs_sums)))
 }
 
 #[cfg(test)]
