@@ -356,3 +356,37 @@ fn shard_index_cases() {
     assert_eq!(idx.check(&one), Err(IndexError::MissingShard("2.safetensors".into())));
 }
 }
+
+// ---------- quantized blocks against gguf-py ----------
+
+/// tests/fixtures/quant: one tensor per ggml type (and real SmolLM2 blocks) and gguf-py's
+/// dequantization of each (scripts/fixtures/make_quant_fixtures.py).
+const QUANT: &[u8] = include_bytes!("fixtures/quant/quant.gguf");
+const EXPECTED: &[u8] = include_bytes!("fixtures/quant/expected.gguf");
+
+both! {
+fn dequantization_is_bit_identical_to_gguf_py() {
+    let quant = parse(QUANT).expect("fixture reads");
+    let expected = parse(EXPECTED).expect("fixture reads");
+    let mut seen = std::collections::BTreeSet::new();
+    for t in &quant.tensors {
+        let e = expected.get(&t.name).unwrap_or_else(|| panic!("{} has no expected values", t.name));
+        assert_eq!(e.dtype, DType::F32);
+        assert_eq!(e.shape, t.shape, "{}", t.name);
+        let got = hugrt::formats::quant::dequantize(t.dtype, &QUANT[t.range.start as usize..t.range.end as usize]).expect("dequantizes");
+        let want: Vec<f32> = EXPECTED[e.range.start as usize..e.range.end as usize]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        assert_eq!(got.len(), want.len(), "{}", t.name);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g.to_bits(), w.to_bits(), "{} value {i}: {g} vs gguf-py {w}", t.name);
+        }
+        seen.insert(t.dtype);
+    }
+    for dtype in [DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K] {
+        assert!(seen.contains(&dtype), "no fixture for {dtype}");
+    }
+    assert!(quant.get("real.Q4_1").is_some() && quant.get("real.Q8_0").is_some(), "real SmolLM2 blocks");
+}
+}

@@ -228,3 +228,29 @@ gpu_test!(mean_pool_and_normalize, async {
         assert!(report.passed, "mean pool {lengths:?}: {report}");
     }
 });
+
+gpu_test!(matvec_on_fixture_blocks, async {
+    // Every tensor of tests/fixtures/quant/quant.gguf (gguf-py's quantizer, random k-quant blocks,
+    // real SmolLM2 Q4_1 and Q8_0 rows) against the dequantize-then-f64 CPU reference.
+    const QUANT: &[u8] = include_bytes!("fixtures/quant/quant.gguf");
+    let ctx = context().await;
+    let table = hugrt::formats::read_table(QUANT, QUANT.len() as u64, "quant.gguf").expect("fixture");
+    let mut rng = hugrt::rng::SeededRng::new(9);
+    for t in &table.tensors {
+        let (rows, cols) = (t.shape[0], t.shape[1]);
+        let bytes = &QUANT[t.range.start as usize..t.range.end as usize];
+        if cols % 2 == 1 && matches!(t.dtype, DType::F16 | DType::BF16) {
+            continue; // odd rows of 16-bit values are not word-aligned on the GPU: refused, tested below
+        }
+        let w = hugrt::gpu::weights::GpuWeight::upload(&ctx, &t.name, t.dtype, rows, cols, bytes).expect("upload");
+        let x = rng.signed_unit_vec(cols as usize);
+        let y = matvec::run(&ctx, &w, &x).await.expect("matvec");
+        let (want, abs) = matvec::reference(t.dtype, bytes, &x).expect("reference");
+        let tpr = matvec::threads_per_row(t.dtype, cols as u32, matvec::min_steps_per_thread(&ctx));
+        let report = hugrt::check::Comparison::elementwise(&y, &want, matvec::error_bound(t.dtype, cols as u32, tpr, &abs));
+        log(&format!("fixture {}: {report}", t.name));
+        assert!(report.passed, "fixture {}: {report}", t.name);
+    }
+    let odd = hugrt::gpu::weights::GpuWeight::new(&ctx, "odd", DType::BF16, 7, 13, None).expect_err("odd BF16 rows");
+    assert!(matches!(odd, hugrt::gpu::GpuError::Shape { .. }), "{odd:?}");
+});
