@@ -368,7 +368,7 @@ both! {
 fn dequantization_is_bit_identical_to_gguf_py() {
     let quant = parse(QUANT).expect("fixture reads");
     let expected = parse(EXPECTED).expect("fixture reads");
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen = std::collections::HashSet::new();
     for t in &quant.tensors {
         let e = expected.get(&t.name).unwrap_or_else(|| panic!("{} has no expected values", t.name));
         assert_eq!(e.dtype, DType::F32);
@@ -388,5 +388,79 @@ fn dequantization_is_bit_identical_to_gguf_py() {
         assert!(seen.contains(&dtype), "no fixture for {dtype}");
     }
     assert!(quant.get("real.Q4_1").is_some() && quant.get("real.Q8_0").is_some(), "real SmolLM2 blocks");
+}
+}
+
+// ---------- tokenizers against the HF reference ----------
+
+/// Checks `tok` against `expected.json` rows ({text, ids, ids_no_special}) of a fixture.
+fn check_ids(name: &str, tok: &hugrt::tokenizer::Tokenizer, expected_json: &str) {
+    let rows: serde_json::Value = serde_json::from_str(expected_json).expect("fixture JSON");
+    let rows = rows.as_array().expect("rows");
+    assert!(rows.len() >= 20, "{name}: the text set");
+    let ids = |v: &serde_json::Value| -> Vec<u32> { v.as_array().expect("ids").iter().map(|x| x.as_u64().expect("id") as u32).collect() };
+    for row in rows {
+        let text = row["text"].as_str().expect("text");
+        assert_eq!(tok.encode(text, true).expect("encodes"), ids(&row["ids"]), "{name}, with special tokens: {text:?}");
+        assert_eq!(tok.encode(text, false).expect("encodes"), ids(&row["ids_no_special"]), "{name}, without: {text:?}");
+        if let Some(decoded) = row["decoded"].as_str() {
+            assert_eq!(tok.decode(&ids(&row["ids"]), false).expect("decodes"), decoded, "{name}: decode {text:?}");
+        }
+    }
+}
+
+both! {
+fn minilm_tokenizer_json_matches_hf_tokenizers() {
+    let tok = hugrt::tokenizer::Tokenizer::from_json(include_bytes!("fixtures/tokenizer/minilm/tokenizer.json")).expect("loads");
+    check_ids("MiniLM", &tok, include_str!("fixtures/tokenizer/minilm/expected.json"));
+    // The file pads to 128: we do not.
+    assert_eq!(tok.encode("hello", true).unwrap().len(), 3);
+}
+
+fn smollm2_gguf_vocabulary_matches_transformers_conversion() {
+    const GGUF: &[u8] = include_bytes!("fixtures/tokenizer/smollm2/tokenizer.gguf");
+    let table = parse(GGUF).expect("reads");
+    let Metadata::Gguf { metadata, .. } = &table.metadata else { panic!("format") };
+    let tok = hugrt::tokenizer::Tokenizer::from_gguf(metadata).expect("builds");
+    assert_eq!(tok.vocab_size(), 49152);
+    assert_eq!((tok.bos_id, tok.eos_id), (Some(1), Some(2)));
+    assert!(tok.chat_template.as_deref().is_some_and(|t| t.contains("<|im_start|>")));
+    check_ids("SmolLM2", &tok, include_str!("fixtures/tokenizer/smollm2/expected.json"));
+}
+
+fn gguf_vocabulary_errors_are_typed() {
+    use hugrt::tokenizer::{Tokenizer, TokenizerError};
+    let vocab = |extra: Vec<(String, GgufValue)>| {
+        let strings = |v: &[&str]| GgufValue::Array(GgufArray { elem_type: GgufType::String, values: v.iter().map(|s| GgufValue::String((*s).into())).collect() });
+        let mut meta = vec![
+            ("tokenizer.ggml.model".to_owned(), GgufValue::String("llama".into())),
+            ("tokenizer.ggml.tokens".to_owned(), strings(&["<unk>", "<s>", "</s>", "<0x0A>", "▁a", "▁", "a"])),
+        ];
+        meta.extend(extra);
+        let bytes = gguf::write(&meta, &[], 32);
+        let Metadata::Gguf { metadata, .. } = parse(&bytes).unwrap().metadata else { panic!() };
+        Tokenizer::from_gguf(&metadata)
+    };
+    let f32s = |v: &[f32]| GgufValue::Array(GgufArray { elem_type: GgufType::F32, values: v.iter().map(|&x| GgufValue::F32(x)).collect() });
+    let i32s = |v: &[i32]| GgufValue::Array(GgufArray { elem_type: GgufType::I32, values: v.iter().map(|&x| GgufValue::I32(x)).collect() });
+    assert!(matches!(vocab(vec![]), Err(TokenizerError::BadGguf { key: "tokenizer.ggml.scores", .. })), "SPM without scores");
+    assert!(matches!(vocab(vec![("tokenizer.ggml.scores".into(), f32s(&[0.0; 3]))]), Err(TokenizerError::BadGguf { .. })), "length mismatch");
+    let scores = || ("tokenizer.ggml.scores".to_owned(), f32s(&[0.0, 0.0, 0.0, 0.0, -1.0, -2.0, -3.0]));
+    let types_bad_byte = i32s(&[2, 3, 3, 6, 6, 1, 1]);
+    let err = vocab(vec![scores(), ("tokenizer.ggml.token_type".into(), types_bad_byte)]);
+    assert!(matches!(err, Err(TokenizerError::BadGguf { .. })), "byte token '▁a' is not <0xHH>");
+    assert!(matches!(vocab(vec![("tokenizer.ggml.bos_token_id".into(), GgufValue::U32(99)), scores()]), Err(TokenizerError::BadGguf { .. })), "bos id out of range");
+    let ok = vocab(vec![
+        scores(),
+        ("tokenizer.ggml.token_type".into(), i32s(&[2, 3, 3, 6, 1, 1, 1])),
+        ("tokenizer.ggml.bos_token_id".into(), GgufValue::U32(1)),
+        ("tokenizer.ggml.unknown_token_id".into(), GgufValue::U32(0)),
+    ])
+    .expect("valid SPM vocabulary");
+    assert_eq!(ok.encode("a\n", true).unwrap(), vec![1, 4, 3], "BOS, ▁a, byte fallback for the newline");
+    let mut unsupported = vec![("tokenizer.ggml.model".to_owned(), GgufValue::String("bert".into()))];
+    unsupported.push(("tokenizer.ggml.tokens".into(), GgufValue::Array(GgufArray { elem_type: GgufType::String, values: vec![GgufValue::String("a".into())] })));
+    let Metadata::Gguf { metadata, .. } = parse(&gguf::write(&unsupported, &[], 32)).unwrap().metadata else { panic!() };
+    assert!(matches!(Tokenizer::from_gguf(&metadata), Err(TokenizerError::Unsupported { .. })));
 }
 }
