@@ -428,6 +428,15 @@ fn smollm2_gguf_vocabulary_matches_transformers_conversion() {
     check_ids("SmolLM2", &tok, include_str!("fixtures/tokenizer/smollm2/expected.json"));
 }
 
+fn sentencepiece_gguf_vocabulary_matches_sentencepiece() {
+    // A llama-style vocabulary (scores, byte fallback, no merges) trained with sentencepiece; the
+    // reference ids are sentencepiece's own.
+    const GGUF: &[u8] = include_bytes!("fixtures/tokenizer/spm/tokenizer.gguf");
+    let Metadata::Gguf { metadata, .. } = parse(GGUF).expect("reads").metadata else { panic!("format") };
+    let tok = hugrt::tokenizer::Tokenizer::from_gguf(&metadata).expect("builds");
+    check_ids("SentencePiece", &tok, include_str!("fixtures/tokenizer/spm/expected.json"));
+}
+
 fn gguf_vocabulary_errors_are_typed() {
     use hugrt::tokenizer::{Tokenizer, TokenizerError};
     let vocab = |extra: Vec<(String, GgufValue)>| {
