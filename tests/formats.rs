@@ -389,6 +389,19 @@ fn dequantization_is_bit_identical_to_gguf_py() {
     }
     assert!(quant.get("real.Q4_1").is_some() && quant.get("real.Q8_0").is_some(), "real SmolLM2 blocks");
 }
+
+fn safetensors_written_by_the_python_package_reads_identically() {
+    // The same expected values written by `safetensors.numpy.save_file`: same names, shapes, bytes.
+    const ST: &[u8] = include_bytes!("fixtures/quant/expected.safetensors");
+    let st = read_table(ST, ST.len() as u64, "expected.safetensors").expect("reads");
+    let gg = parse(EXPECTED).expect("reads");
+    assert_eq!(st.tensors.len(), gg.tensors.len());
+    for t in &gg.tensors {
+        let s = st.get(&t.name).unwrap_or_else(|| panic!("{} missing", t.name));
+        assert_eq!((s.dtype, &s.shape), (t.dtype, &t.shape), "{}", t.name);
+        assert_eq!(&ST[s.range.start as usize..s.range.end as usize], &EXPECTED[t.range.start as usize..t.range.end as usize], "{}", t.name);
+    }
+}
 }
 
 // ---------- tokenizers against the HF reference ----------
@@ -426,6 +439,9 @@ fn smollm2_gguf_vocabulary_matches_transformers_conversion() {
     assert_eq!((tok.bos_id, tok.eos_id), (Some(1), Some(2)));
     assert!(tok.chat_template.as_deref().is_some_and(|t| t.contains("<|im_start|>")));
     check_ids("SmolLM2", &tok, include_str!("fixtures/tokenizer/smollm2/expected.json"));
+    // Whitespace before numerals, where llama.cpp's "smollm" pre-tokenizer (digits split first)
+    // and transformers' GGUF conversion (plain GPT-2 regex) disagree: we follow llama.cpp.
+    check_ids("SmolLM2 digits", &tok, include_str!("fixtures/tokenizer/smollm2/expected_pretok.json"));
 }
 
 fn sentencepiece_gguf_vocabulary_matches_sentencepiece() {
