@@ -1,7 +1,8 @@
 // Y = X·Wᵀ for every weight type: matrix-vector products at decode time (one token) and small
 // matrix products at prefill (tokens in tiles of TM), weights decoded in registers.
 //
-//   W: (rows, cols) in the repacked block layout of quant.wgsl (appended to this module)
+//   W: (rows, cols) in the repacked block layout of quant_decode.wgsl (appended to this module,
+//      with the block dot products of quant_dot.wgsl)
 //   X: (tokens, cols) f32
 //   Y: (tokens, out_stride) f32; this dispatch writes columns row_offset .. row_offset + rows
 //

@@ -254,3 +254,24 @@ gpu_test!(matvec_on_fixture_blocks, async {
     let odd = hugrt::gpu::weights::GpuWeight::new(&ctx, "odd", DType::BF16, 7, 13, None).expect_err("odd BF16 rows");
     assert!(matches!(odd, hugrt::gpu::GpuError::Shape { .. }), "{odd:?}");
 });
+
+gpu_test!(embedding_lookup_every_weight_type, async {
+    use hugrt::gpu::ops::embedding::check_against_reference;
+    let ctx = context().await;
+    let types = [
+        DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+        DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
+    ];
+    for (i, dtype) in types.into_iter().enumerate() {
+        let cols = 2 * dtype.block_elems().max(2) as usize;
+        // Repeated ids, the first and last rows, a table split into parts of 3 rows.
+        let ids = [0u32, 10, 3, 3, 16, 7];
+        let part = Some(3 * hugrt::formats::DType::bytes_for(dtype, cols as u64).unwrap() * 2);
+        let report = check_against_reference(&ctx, dtype, 17, cols, &ids, i as u64, part).await.unwrap_or_else(|e| panic!("{dtype}: {e}"));
+        log(&format!("embedding {dtype}: {report}"));
+        assert!(report.passed, "embedding {dtype}: {report}");
+    }
+    let err = check_against_reference(&ctx, DType::Q8_0, 17, 32, &[17], 0, None).await.expect_err("id past the vocabulary");
+    assert!(matches!(err, hugrt::gpu::GpuError::Shape { .. }), "{err:?}");
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+});

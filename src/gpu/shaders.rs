@@ -1,6 +1,6 @@
 //! The WGSL modules, embedded at build time. A module is one or more files of `shaders/`
 //! concatenated (WGSL has no includes; declarations may come in any order), e.g. a kernel file
-//! followed by the weight decoders of `quant.wgsl`.
+//! followed by the weight decoders of `quant_decode.wgsl`.
 //!
 //! Each module declares its bindings here too (group 0, in binding order): pipelines get an
 //! explicit layout from this list, shared by all entry points of the module, and a test checks it
@@ -24,6 +24,7 @@ pub enum ShaderId {
     Reduce,
     Attention,
     Pool,
+    Embedding,
 }
 
 macro_rules! wgsl {
@@ -31,18 +32,19 @@ macro_rules! wgsl {
 }
 
 impl ShaderId {
-    pub const ALL: &'static [ShaderId] = &[ShaderId::Matvec, ShaderId::Elementwise, ShaderId::Norm, ShaderId::Rope, ShaderId::Reduce, ShaderId::Attention, ShaderId::Pool];
+    pub const ALL: &'static [ShaderId] = &[ShaderId::Matvec, ShaderId::Elementwise, ShaderId::Norm, ShaderId::Rope, ShaderId::Reduce, ShaderId::Attention, ShaderId::Pool, ShaderId::Embedding];
 
     /// The files (under `shaders/`) this module is made of, in order; the first names it.
     pub fn files(self) -> &'static [&'static str] {
         match self {
-            ShaderId::Matvec => &["matvec.wgsl", "quant.wgsl"],
+            ShaderId::Matvec => &["matvec.wgsl", "quant_decode.wgsl", "quant_dot.wgsl"],
             ShaderId::Elementwise => &["elementwise.wgsl"],
             ShaderId::Norm => &["norm.wgsl"],
             ShaderId::Rope => &["rope.wgsl"],
             ShaderId::Reduce => &["reduce.wgsl"],
             ShaderId::Attention => &["attention.wgsl"],
             ShaderId::Pool => &["pool.wgsl"],
+            ShaderId::Embedding => &["embedding.wgsl", "quant_decode.wgsl"],
         }
     }
 
@@ -52,13 +54,14 @@ impl ShaderId {
 
     pub fn source(self) -> &'static str {
         match self {
-            ShaderId::Matvec => wgsl!("matvec.wgsl", "quant.wgsl"),
+            ShaderId::Matvec => wgsl!("matvec.wgsl", "quant_decode.wgsl", "quant_dot.wgsl"),
             ShaderId::Elementwise => wgsl!("elementwise.wgsl"),
             ShaderId::Norm => wgsl!("norm.wgsl"),
             ShaderId::Rope => wgsl!("rope.wgsl"),
             ShaderId::Reduce => wgsl!("reduce.wgsl"),
             ShaderId::Attention => wgsl!("attention.wgsl"),
             ShaderId::Pool => wgsl!("pool.wgsl"),
+            ShaderId::Embedding => wgsl!("embedding.wgsl", "quant_decode.wgsl"),
         }
     }
 
@@ -73,6 +76,7 @@ impl ShaderId {
             ShaderId::Reduce => &[Uniform, Read, ReadWrite, ReadWrite],
             ShaderId::Attention => &[Uniform, Read, Read, Read, Read, ReadWrite, ReadWrite],
             ShaderId::Pool => &[Uniform, Read, Read, ReadWrite],
+            ShaderId::Embedding => &[Uniform, Read, Read, ReadWrite],
         }
     }
 }

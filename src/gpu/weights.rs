@@ -1,4 +1,4 @@
-//! Weights on the GPU: blocks repacked into aligned u32 words (see shaders/quant.wgsl), and split
+//! Weights on the GPU: blocks repacked into aligned u32 words (see shaders/quant_decode.wgsl), and split
 //! by rows into parts when a tensor is larger than one storage binding (lavapipe and many GPUs
 //! allow 128 MiB; a 151936-row vocabulary projection is more).
 //!

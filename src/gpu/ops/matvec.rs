@@ -56,8 +56,8 @@ pub fn threads_per_row(dtype: DType, cols: u32, min_steps: u64) -> u32 {
 /// Invocations per workgroup.
 pub const WORKGROUP: u32 = 64;
 
-/// The shader's `KIND` for a weight type.
-fn kind(dtype: DType) -> Result<u32, GpuError> {
+/// The shaders' `KIND` for a weight type (matvec.wgsl, quant_decode.wgsl).
+pub fn kind(dtype: DType) -> Result<u32, GpuError> {
     Ok(match dtype {
         DType::F32 => 0,
         DType::F16 => 1,

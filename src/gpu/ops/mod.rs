@@ -2,6 +2,7 @@
 
 pub mod attention;
 pub mod elementwise;
+pub mod embedding;
 pub mod matvec;
 pub mod norm;
 pub mod pool;

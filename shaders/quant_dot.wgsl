@@ -1,33 +1,5 @@
-// Weight decoding shared by the kernels that read weights (matvec, matmul, embedding lookup).
-//
-// Weights live in `W: array<u32>` as blocks repacked at load so that every field starts on a
-// 4-byte boundary (src/gpu/weights.rs, `GpuLayout`):
-//   F32   1 word per value             F16/BF16  2 values per word (low half first)
-//   Q4_0  5 words: [d|pad] qs[16]      Q4_1  5 words: [d|m] qs[16]
-//   Q5_0  6 words: [d|pad] qh qs[16]   Q5_1  6 words: [d|m] qh qs[16]
-//   Q8_0  9 words: [d|pad] qs[32]      Q2_K 21 words: scales[16] qs[64] [d|dmin]
-//   Q3_K 28 words: hmask[32] qs[64] scales[12] [d|pad]
-//   Q4_K 36 words: [d|dmin] scales[12] qs[128]     Q5_K 44 words: [d|dmin] scales[12] qh[32] qs[128]
-//   Q6_K 53 words: ql[128] qh[64] scales[16] [d|pad]
-// f16 scales are read with unpack2x16float, so no kernel needs the shader-f16 feature.
-// `wb` is the word index of a block; byte j of the block is byte (j & 3) of word wb + j / 4.
-
-fn byte_at(wb: u32, j: u32) -> u32 {
-    return (W[wb + (j >> 2u)] >> ((j & 3u) * 8u)) & 0xFFu;
-}
-
-fn f16_lo(w: u32) -> f32 {
-    return unpack2x16float(w).x;
-}
-
-fn f16_hi(w: u32) -> f32 {
-    return unpack2x16float(w).y;
-}
-
-// The i-th signed byte of a word.
-fn i8_of(w: u32, k: u32) -> f32 {
-    return f32(bitcast<i32>(w << (24u - 8u * k)) >> 24u);
-}
+// Dot products of one weight block with activations X (declared by the including module, with
+// W), decoding in registers; the matvec kernel's inner loop. Layouts: see quant_decode.wgsl.
 
 // Σ_{j<32} q_j·x_j of a Q4_0/Q4_1 nibble block whose 4 qs words start at `qw`: values 0..15 are
 // the low nibbles of bytes 0..15, values 16..31 the high nibbles. `offset` is subtracted from q.
@@ -142,16 +114,6 @@ fn dot_q3_k(wb: u32, xb: u32) -> f32 {
         s += dl * ss;
     }
     return s;
-}
-
-// The (scale, min) pair j of Q4_K/Q5_K from the 12 packed bytes at word wb + 1.
-fn k_scale_min(wb: u32, j: u32) -> vec2<f32> {
-    if (j < 4u) {
-        return vec2(f32(byte_at(wb + 1u, j) & 63u), f32(byte_at(wb + 1u, j + 4u) & 63u));
-    }
-    let sc = (byte_at(wb + 1u, j + 4u) & 0xFu) | ((byte_at(wb + 1u, j - 4u) >> 6u) << 4u);
-    let mn = (byte_at(wb + 1u, j + 4u) >> 4u) | ((byte_at(wb + 1u, j) >> 6u) << 4u);
-    return vec2(f32(sc), f32(mn));
 }
 
 // Q4_K: 8 sub-blocks of 32; x = (d·sc)·q − dmin·m; value i = 64g + 32h + l is nibble h of qs[32g + l].
