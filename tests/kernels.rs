@@ -275,3 +275,41 @@ gpu_test!(embedding_lookup_every_weight_type, async {
     assert!(matches!(err, hugrt::gpu::GpuError::Shape { .. }), "{err:?}");
     assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
 });
+
+gpu_test!(sampling_filters_and_draws, async {
+    use hugrt::gpu::ops::sample::{Sampling, sample};
+    let ctx = context().await;
+    let mut rng = hugrt::rng::SeededRng::new(77);
+    let vocab = 1031;
+    let logits: Vec<f32> = rng.signed_unit_vec(vocab).iter().map(|v| v * 6.0).collect();
+    let plain = Sampling { temperature: 0.8, top_k: 0, top_p: 1.0, min_p: 0.0 };
+    // top_k = 1 is the argmax, whatever u.
+    let argmax = hugrt::gpu::ops::reduce::argmax_reference(&logits);
+    for u in [0.0, 0.5, 0.999] {
+        assert_eq!(sample(&ctx, &logits, Sampling { top_k: 1, ..plain }, u).await.expect("sample"), argmax);
+    }
+    let settings = [
+        ("temperature only", plain),
+        ("top-k 40", Sampling { top_k: 40, ..plain }),
+        ("top-p 0.9", Sampling { top_p: 0.9, ..plain }),
+        ("min-p 0.05", Sampling { min_p: 0.05, ..plain }),
+        ("all together", Sampling { temperature: 1.3, top_k: 50, top_p: 0.95, min_p: 0.02 }),
+    ];
+    for (name, s) in settings {
+        let mut exact = 0;
+        for i in 0..48 {
+            let u = (i as f64 + 0.5) / 48.0;
+            let got = sample(&ctx, &logits, s, u as f32).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let (keep, want, margin) = s.reference(&logits, f64::from(u as f32));
+            assert!(keep[got as usize], "{name}, u {u}: token {got} is outside the kept set");
+            // Away from a CDF boundary the draw is exactly the reference's.
+            if margin > 1e-4 {
+                assert_eq!(got as usize, want, "{name}, u {u}");
+                exact += 1;
+            }
+        }
+        log(&format!("sampling {name}: {exact} of 48 draws compared exactly, all inside the kept set"));
+        assert!(exact >= 40, "{name}: only {exact} draws away from boundaries");
+    }
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+});

@@ -25,6 +25,7 @@ pub enum ShaderId {
     Attention,
     Pool,
     Embedding,
+    Sample,
 }
 
 macro_rules! wgsl {
@@ -32,7 +33,7 @@ macro_rules! wgsl {
 }
 
 impl ShaderId {
-    pub const ALL: &'static [ShaderId] = &[ShaderId::Matvec, ShaderId::Elementwise, ShaderId::Norm, ShaderId::Rope, ShaderId::Reduce, ShaderId::Attention, ShaderId::Pool, ShaderId::Embedding];
+    pub const ALL: &'static [ShaderId] = &[ShaderId::Matvec, ShaderId::Elementwise, ShaderId::Norm, ShaderId::Rope, ShaderId::Reduce, ShaderId::Attention, ShaderId::Pool, ShaderId::Embedding, ShaderId::Sample];
 
     /// The files (under `shaders/`) this module is made of, in order; the first names it.
     pub fn files(self) -> &'static [&'static str] {
@@ -45,6 +46,7 @@ impl ShaderId {
             ShaderId::Attention => &["attention.wgsl"],
             ShaderId::Pool => &["pool.wgsl"],
             ShaderId::Embedding => &["embedding.wgsl", "quant_decode.wgsl"],
+            ShaderId::Sample => &["sample.wgsl"],
         }
     }
 
@@ -62,6 +64,7 @@ impl ShaderId {
             ShaderId::Attention => wgsl!("attention.wgsl"),
             ShaderId::Pool => wgsl!("pool.wgsl"),
             ShaderId::Embedding => wgsl!("embedding.wgsl", "quant_decode.wgsl"),
+            ShaderId::Sample => wgsl!("sample.wgsl"),
         }
     }
 
@@ -77,6 +80,7 @@ impl ShaderId {
             ShaderId::Attention => &[Uniform, Read, Read, Read, Read, ReadWrite, ReadWrite],
             ShaderId::Pool => &[Uniform, Read, Read, ReadWrite],
             ShaderId::Embedding => &[Uniform, Read, Read, ReadWrite],
+            ShaderId::Sample => &[Uniform, Read, ReadWrite],
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod norm;
 pub mod pool;
 pub mod reduce;
 pub mod rope;
+pub mod sample;
 
 use super::context::GpuContext;
 use super::error::GpuError;
