@@ -313,3 +313,22 @@ gpu_test!(sampling_filters_and_draws, async {
     }
     assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
 });
+
+gpu_test!(buffer_pool_reuses_buffers, async {
+    let ctx = context().await;
+    let a = ctx.pool.take(&ctx, 1000).expect("take");
+    assert_eq!(a.size(), 1024);
+    let a_again = a.clone();
+    ctx.pool.give(a);
+    assert_eq!(ctx.pool.idle_bytes(), 1024);
+    let b = ctx.pool.take(&ctx, 700).expect("take");
+    assert_eq!(b, a_again, "the idle buffer of the same class is handed out again");
+    let c = ctx.pool.take(&ctx, 700).expect("take");
+    assert_ne!(c, b, "a busy buffer is never handed out twice");
+    ctx.pool.give(b);
+    ctx.pool.give(c);
+    ctx.pool.clear();
+    assert_eq!(ctx.pool.idle_bytes(), 0);
+    let err = ctx.pool.take(&ctx, ctx.limits.max_storage_buffer_binding_size + 1).expect_err("over the binding limit");
+    assert!(matches!(err, hugrt::gpu::GpuError::BindingTooLarge { .. }), "{err:?}");
+});

@@ -73,6 +73,8 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     pub report: AdapterReport,
     pub(crate) pipelines: PipelineCache,
+    /// Activation and scratch buffers for reuse.
+    pub pool: super::pool::BufferPool,
     /// Set by the device-lost callback; checked before work is encoded.
     lost: Arc<Mutex<Option<String>>>,
     /// Errors that no error scope caught; tests assert this stays empty.
@@ -144,6 +146,7 @@ impl GpuContext {
             limits: granted,
             report,
             pipelines: PipelineCache::default(),
+            pool: Default::default(),
             lost,
             uncaptured,
         })

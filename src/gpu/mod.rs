@@ -7,6 +7,7 @@ pub mod context;
 pub mod error;
 pub mod ops;
 pub mod pipelines;
+pub mod pool;
 pub mod shaders;
 pub mod weights;
 

@@ -1,0 +1,64 @@
+//! A pool of storage buffers for activations and scratch: buffers are kept by power-of-two size
+//! class and handed out again, so a decode loop allocates nothing after its first step.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::context::GpuContext;
+use super::error::GpuError;
+
+/// The usage every pooled buffer has: bindable, copyable both ways.
+const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
+
+#[derive(Default)]
+pub struct BufferPool {
+    free: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+}
+
+/// The size class of a request: the next power of two, at least 256 bytes.
+fn class(bytes: u64) -> u64 {
+    bytes.max(256).next_power_of_two()
+}
+
+impl BufferPool {
+    /// A buffer of at least `bytes` (its contents are whatever the last user left).
+    pub fn take(&self, ctx: &GpuContext, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
+        let size = class(bytes);
+        ctx.check_binding("buffer pool", "a pooled buffer", size)?;
+        if let Some(buffer) = self.free.lock().ok().and_then(|mut f| f.get_mut(&size).and_then(Vec::pop)) {
+            return Ok(buffer);
+        }
+        Ok(ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("pooled"), size, usage: USAGE, mapped_at_creation: false }))
+    }
+
+    /// Returns a buffer from `take` for reuse. Buffers of other origins are dropped.
+    pub fn give(&self, buffer: wgpu::Buffer) {
+        if buffer.usage() == USAGE && buffer.size().is_power_of_two() {
+            if let Ok(mut free) = self.free.lock() {
+                free.entry(buffer.size()).or_default().push(buffer);
+            }
+        }
+    }
+
+    /// Bytes held by idle buffers.
+    pub fn idle_bytes(&self) -> u64 {
+        self.free.lock().map(|f| f.iter().map(|(size, v)| size * v.len() as u64).sum()).unwrap_or(0)
+    }
+
+    /// Drops every idle buffer (frees GPU memory).
+    pub fn clear(&self) {
+        if let Ok(mut free) = self.free.lock() {
+            free.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn size_classes() {
+        assert_eq!(super::class(1), 256);
+        assert_eq!(super::class(257), 512);
+        assert_eq!(super::class(4096), 4096);
+    }
+}
