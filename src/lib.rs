@@ -8,6 +8,8 @@ pub mod check;
 pub mod formats;
 #[cfg(feature = "gpu")]
 pub mod gpu;
+#[cfg(feature = "gpu")]
+pub mod models;
 pub mod rng;
 pub mod tokenizer;
 

@@ -2,6 +2,7 @@
 //! stderr (as `{"error": {"code", "message"}}` with `--json`) with a non-zero exit status.
 
 mod bench;
+mod generate;
 mod inspect;
 mod tokenize;
 
@@ -22,6 +23,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Encode text with a tokenizer.json or a GGUF file's vocabulary.
     Tokenize(tokenize::Args),
+    /// Greedy generation with a GGUF Llama-family model on the native GPU.
+    Generate(generate::Args),
     /// Kernel micro-benchmarks on the native GPU (wgpu: Vulkan/Metal; lavapipe without a GPU).
     Bench(bench::Args),
 }
@@ -38,6 +41,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => (args.json, inspect::run(&args)),
         Command::Tokenize(args) => (args.json, tokenize::run(&args)),
         Command::Bench(args) => (args.json, bench::run(&args)),
+        Command::Generate(args) => (args.json, generate::run(&args)),
     };
     match result {
         Ok(report) => {

@@ -1,0 +1,295 @@
+//! The Llama decoder (Llama 2/3, SmolLM/SmolLM2, TinyLlama, Mistral, Qwen2 without its QKV bias
+//! yet) from GGUF: RMSNorm, rotary attention with grouped-query heads and a KV cache, SwiGLU.
+//!
+//! A forward pass over a chunk of tokens is recorded into one command encoder; the next token is
+//! chosen on the GPU (argmax or `Sampling`) so one u32 comes back per step.
+
+use crate::formats::{DType, GgufMetadata, Metadata, TensorTable};
+use crate::gpu::error::GpuError;
+use crate::gpu::ops::attention::Attention;
+use crate::gpu::ops::elementwise::Elementwise;
+use crate::gpu::ops::norm::Norm;
+use crate::gpu::ops::rope::{self, RopeLayout, RopeScaling};
+use crate::gpu::ops::{embedding, matvec, new_encoder, reduce, submit};
+use crate::gpu::weights::GpuWeight;
+use crate::gpu::GpuContext;
+
+/// Reads a byte range of the model file (from the weight store, a file, a buffer).
+pub type ReadRange<'a> = dyn FnMut(std::ops::Range<u64>) -> Result<Vec<u8>, String> + 'a;
+
+/// Prefill processes prompts in chunks of at most this many tokens (bounds the scores scratch).
+pub const PREFILL_CHUNK: u32 = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("model metadata: {0}")]
+    Config(String),
+    #[error("tensor {name:?}: {problem}")]
+    Tensor { name: String, problem: String },
+    #[error("reading weights: {0}")]
+    Read(String),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error("the context of {ctx} tokens is full (position {pos}); start a new sequence")]
+    ContextFull { ctx: u32, pos: u32 },
+}
+
+/// Hyperparameters, from GGUF `{arch}.*` metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlamaConfig {
+    pub n_layers: u32,
+    pub hidden: u32,
+    pub ffn: u32,
+    pub heads: u32,
+    pub kv_heads: u32,
+    pub head_dim: u32,
+    pub vocab: u32,
+    pub rope_theta: f32,
+    pub rms_eps: f32,
+    pub context: u32,
+}
+
+impl LlamaConfig {
+    pub fn from_gguf(meta: &GgufMetadata) -> Result<Self, ModelError> {
+        let arch = meta.get_str("general.architecture").ok_or_else(|| ModelError::Config("no general.architecture".into()))?;
+        let get = |key: &str| -> Result<u32, ModelError> {
+            meta.get_u64(&format!("{arch}.{key}"))
+                .and_then(|v| u32::try_from(v).ok())
+                .filter(|&v| v > 0)
+                .ok_or_else(|| ModelError::Config(format!("{arch}.{key} missing or not a positive integer")))
+        };
+        let hidden = get("embedding_length")?;
+        let heads = get("attention.head_count")?;
+        let kv_heads = meta.get_u64(&format!("{arch}.attention.head_count_kv")).map_or(Ok(heads), |v| u32::try_from(v).map_err(|_| ModelError::Config("head_count_kv".into())))?;
+        if kv_heads == 0 || heads % kv_heads != 0 || hidden % heads != 0 {
+            return Err(ModelError::Config(format!("{heads} heads, {kv_heads} kv heads, hidden {hidden}")));
+        }
+        let vocab = meta
+            .get_u64(&format!("{arch}.vocab_size"))
+            .or_else(|| meta.get_array("tokenizer.ggml.tokens").map(|t| t.len() as u64))
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| ModelError::Config("no vocabulary size".into()))?;
+        Ok(Self {
+            n_layers: get("block_count")?,
+            hidden,
+            ffn: get("feed_forward_length")?,
+            heads,
+            kv_heads,
+            head_dim: hidden / heads,
+            vocab,
+            rope_theta: meta.get_f64(&format!("{arch}.rope.freq_base")).unwrap_or(10_000.0) as f32,
+            rms_eps: meta.get_f64(&format!("{arch}.attention.layer_norm_rms_epsilon")).unwrap_or(1e-5) as f32,
+            context: get("context_length")?,
+        })
+    }
+}
+
+struct Layer {
+    attn_norm: wgpu::Buffer,
+    wq: GpuWeight,
+    wk: GpuWeight,
+    wv: GpuWeight,
+    wo: GpuWeight,
+    ffn_norm: wgpu::Buffer,
+    w_gate: GpuWeight,
+    w_up: GpuWeight,
+    w_down: GpuWeight,
+    k_cache: wgpu::Buffer,
+    v_cache: wgpu::Buffer,
+}
+
+/// Buffers for one chunk of up to `PREFILL_CHUNK` tokens.
+struct Activations {
+    x: wgpu::Buffer,
+    x2: wgpu::Buffer,
+    h: wgpu::Buffer,
+    q: wgpu::Buffer,
+    k: wgpu::Buffer,
+    v: wgpu::Buffer,
+    attn: wgpu::Buffer,
+    gate: wgpu::Buffer,
+    up: wgpu::Buffer,
+    /// SwiGLU output (it may not overwrite its own inputs within one dispatch).
+    ffn: wgpu::Buffer,
+    last: wgpu::Buffer,
+    logits: wgpu::Buffer,
+    token: wgpu::Buffer,
+    scores: wgpu::Buffer,
+    lengths: wgpu::Buffer,
+    cos_sin: wgpu::Buffer,
+    ids: wgpu::Buffer,
+    scratch: wgpu::Buffer,
+}
+
+/// A Llama model on the GPU with its KV cache.
+pub struct Llama {
+    pub config: LlamaConfig,
+    /// KV-cache capacity in tokens.
+    pub context: u32,
+    token_embd: GpuWeight,
+    output_norm: wgpu::Buffer,
+    /// `output.weight`, or the embedding table when tied.
+    output: Option<GpuWeight>,
+    layers: Vec<Layer>,
+    act: Activations,
+    inv_freq: Vec<f32>,
+    /// Tokens in the KV cache.
+    pub position: u32,
+}
+
+impl Llama {
+    /// Loads a GGUF Llama. `read` returns the bytes of a byte range of the file (the store, a
+    /// file). `context` caps the KV cache (default: the model's, at most 4096).
+    pub fn load(ctx: &GpuContext, table: &TensorTable, context: Option<u32>, read: &mut ReadRange<'_>) -> Result<Self, ModelError> {
+        let Metadata::Gguf { metadata, .. } = &table.metadata else {
+            return Err(ModelError::Config("not a GGUF file".into()));
+        };
+        let config = LlamaConfig::from_gguf(metadata)?;
+        let context = context.unwrap_or(config.context.min(4096)).clamp(1, config.context);
+        let c = &config;
+        let (qd, kvd) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
+        let token_embd = Self::matrix(ctx, table, read, "token_embd.weight", c.vocab, c.hidden)?;
+        let output = if table.get("output.weight").is_some() { Some(Self::matrix(ctx, table, read, "output.weight", c.vocab, c.hidden)?) } else { None };
+        let mut layers = Vec::with_capacity(c.n_layers as usize);
+        let cache_bytes = u64::from(context) * u64::from(kvd) * 4;
+        for l in 0..c.n_layers {
+            let p = |s: &str| format!("blk.{l}.{s}.weight");
+            layers.push(Layer {
+                attn_norm: Self::vector(ctx, table, &p("attn_norm"), c.hidden, read)?,
+                wq: Self::matrix(ctx, table, read, &p("attn_q"), qd, c.hidden)?,
+                wk: Self::matrix(ctx, table, read, &p("attn_k"), kvd, c.hidden)?,
+                wv: Self::matrix(ctx, table, read, &p("attn_v"), kvd, c.hidden)?,
+                wo: Self::matrix(ctx, table, read, &p("attn_output"), c.hidden, qd)?,
+                ffn_norm: Self::vector(ctx, table, &p("ffn_norm"), c.hidden, read)?,
+                w_gate: Self::matrix(ctx, table, read, &p("ffn_gate"), c.ffn, c.hidden)?,
+                w_up: Self::matrix(ctx, table, read, &p("ffn_up"), c.ffn, c.hidden)?,
+                w_down: Self::matrix(ctx, table, read, &p("ffn_down"), c.hidden, c.ffn)?,
+                k_cache: ctx.storage_output("llama", "k cache", cache_bytes)?,
+                v_cache: ctx.storage_output("llama", "v cache", cache_bytes)?,
+            });
+        }
+        let output_norm = Self::vector(ctx, table, "output_norm.weight", c.hidden, read)?;
+        let t = u64::from(PREFILL_CHUNK);
+        let buf = |what: &'static str, elems: u64| ctx.storage_output("llama", what, elems.max(1) * 4);
+        let act = Activations {
+            x: buf("x", t * u64::from(c.hidden))?,
+            x2: buf("x2", t * u64::from(c.hidden))?,
+            h: buf("h", t * u64::from(c.hidden))?,
+            q: buf("q", t * u64::from(qd))?,
+            k: buf("k", t * u64::from(kvd))?,
+            v: buf("v", t * u64::from(kvd))?,
+            attn: buf("attn", t * u64::from(qd))?,
+            gate: buf("gate", t * u64::from(c.ffn))?,
+            up: buf("up", t * u64::from(c.ffn))?,
+            ffn: buf("ffn", t * u64::from(c.ffn))?,
+            last: buf("last", u64::from(c.hidden))?,
+            logits: buf("logits", u64::from(c.vocab))?,
+            token: buf("token", 1)?,
+            scores: buf("scores", t * u64::from(c.heads) * u64::from(context))?,
+            lengths: buf("lengths", 1)?,
+            cos_sin: buf("cos/sin", t * u64::from(c.head_dim))?,
+            ids: buf("ids", t)?,
+            scratch: buf("scratch", 1)?,
+        };
+        let inv_freq = rope::inv_freq(c.head_dim, c.rope_theta, RopeScaling::None);
+        Ok(Self { config, context, token_embd, output_norm, output, layers, act, inv_freq, position: 0 })
+    }
+
+    fn matrix(ctx: &GpuContext, table: &TensorTable, read: &mut ReadRange<'_>, name: &str, rows: u32, cols: u32) -> Result<GpuWeight, ModelError> {
+        let t = table.get(name).ok_or_else(|| ModelError::Tensor { name: name.into(), problem: "missing".into() })?;
+        if t.shape != [u64::from(rows), u64::from(cols)] {
+            return Err(ModelError::Tensor { name: name.into(), problem: format!("shape {:?}, expected [{rows}, {cols}]", t.shape) });
+        }
+        let bytes = read(t.range.clone()).map_err(ModelError::Read)?;
+        Ok(GpuWeight::upload(ctx, name, t.dtype, u64::from(rows), u64::from(cols), &bytes)?)
+    }
+
+    fn vector(ctx: &GpuContext, table: &TensorTable, name: &str, len: u32, read: &mut ReadRange<'_>) -> Result<wgpu::Buffer, ModelError> {
+        let t = table.get(name).ok_or_else(|| ModelError::Tensor { name: name.into(), problem: "missing".into() })?;
+        if t.dtype != DType::F32 || t.shape != [u64::from(len)] {
+            return Err(ModelError::Tensor { name: name.into(), problem: format!("{} {:?}, expected F32 [{len}]", t.dtype, t.shape) });
+        }
+        let bytes = read(t.range.clone()).map_err(ModelError::Read)?;
+        let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        Ok(ctx.storage_from("llama", "norm weight", &values)?)
+    }
+
+    /// Forgets the sequence (the KV cache is overwritten from position 0).
+    pub fn reset(&mut self) {
+        self.position = 0;
+    }
+
+    /// Feeds `tokens` at the current position and returns the greedy next token.
+    pub async fn next_token(&mut self, ctx: &GpuContext, tokens: &[u32]) -> Result<u32, ModelError> {
+        let mut last = None;
+        for chunk in tokens.chunks(PREFILL_CHUNK as usize) {
+            last = Some(self.forward_chunk(ctx, chunk).await?);
+        }
+        last.ok_or_else(|| ModelError::Config("no tokens".into()))
+    }
+
+    /// The logits after the last token of `tokens` (for tests), leaving the cache advanced.
+    pub async fn logits(&mut self, ctx: &GpuContext, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        self.next_token(ctx, tokens).await?;
+        Ok(ctx.read_f32(&self.act.logits, self.config.vocab as usize).await?)
+    }
+
+    async fn forward_chunk(&mut self, ctx: &GpuContext, ids: &[u32]) -> Result<u32, ModelError> {
+        let c = self.config.clone();
+        let n = ids.len() as u32;
+        let pos0 = self.position;
+        if pos0 + n > self.context {
+            return Err(ModelError::ContextFull { ctx: self.context, pos: pos0 + n });
+        }
+        let a = &self.act;
+        if let Some(&bad) = ids.iter().find(|&&id| id >= c.vocab) {
+            return Err(GpuError::Shape { op: "llama", detail: format!("token id {bad} ≥ vocabulary {}", c.vocab) }.into());
+        }
+        ctx.queue.write_buffer(&a.ids, 0, bytemuck::cast_slice(ids));
+        ctx.queue.write_buffer(&a.lengths, 0, bytemuck::bytes_of(&(pos0 + n)));
+        let table = rope::cos_sin_table(&self.inv_freq, pos0, n);
+        ctx.queue.write_buffer(&a.cos_sin, 0, bytemuck::cast_slice(&table));
+
+        let (hd, kvd) = (c.head_dim, c.kv_heads * c.head_dim);
+        let mut e = new_encoder(ctx, "llama forward");
+        embedding::encode(ctx, &mut e, &self.token_embd, n, &a.ids, &a.x).await?;
+        let (mut x, mut x_next) = (&a.x, &a.x2);
+        let norm = Norm::Rms { eps: c.rms_eps };
+        let attn = Attention { batch: 1, q_len: n, kv_len: self.context, heads: c.heads, kv_heads: c.kv_heads, head_dim: hd, q_pos0: pos0, causal: true, scale: 1.0 / (hd as f32).sqrt() };
+        let nh = u64::from(n) * u64::from(c.hidden);
+        for layer in &self.layers {
+            norm.encode(ctx, &mut e, n, c.hidden, x, &layer.attn_norm, &layer.attn_norm, &a.h).await?;
+            matvec::encode(ctx, &mut e, &layer.wq, n, &a.h, &a.q).await?;
+            matvec::encode(ctx, &mut e, &layer.wk, n, &a.h, &a.k).await?;
+            matvec::encode(ctx, &mut e, &layer.wv, n, &a.h, &a.v).await?;
+            rope::encode(ctx, &mut e, RopeLayout::Normal, n, c.heads, hd, hd, &a.cos_sin, &a.q).await?;
+            rope::encode(ctx, &mut e, RopeLayout::Normal, n, c.kv_heads, hd, hd, &a.cos_sin, &a.k).await?;
+            let at = u64::from(pos0) * u64::from(kvd) * 4;
+            let len = u64::from(n) * u64::from(kvd) * 4;
+            e.copy_buffer_to_buffer(&a.k, 0, &layer.k_cache, at, len);
+            e.copy_buffer_to_buffer(&a.v, 0, &layer.v_cache, at, len);
+            attn.encode(ctx, &mut e, &a.q, &layer.k_cache, &layer.v_cache, &a.lengths, &a.scores, &a.attn).await?;
+            matvec::encode(ctx, &mut e, &layer.wo, n, &a.attn, &a.h).await?;
+            Elementwise::Add.encode(ctx, &mut e, nh, x, &a.h, x_next).await?;
+            std::mem::swap(&mut x, &mut x_next);
+            norm.encode(ctx, &mut e, n, c.hidden, x, &layer.ffn_norm, &layer.ffn_norm, &a.h).await?;
+            matvec::encode(ctx, &mut e, &layer.w_gate, n, &a.h, &a.gate).await?;
+            matvec::encode(ctx, &mut e, &layer.w_up, n, &a.h, &a.up).await?;
+            let nf = u64::from(n) * u64::from(c.ffn);
+            Elementwise::SwiGlu.encode(ctx, &mut e, nf, &a.gate, &a.up, &a.ffn).await?;
+            matvec::encode(ctx, &mut e, &layer.w_down, n, &a.ffn, &a.h).await?;
+            Elementwise::Add.encode(ctx, &mut e, nh, x, &a.h, x_next).await?;
+            std::mem::swap(&mut x, &mut x_next);
+        }
+        let row = u64::from(c.hidden) * 4;
+        e.copy_buffer_to_buffer(x, u64::from(n - 1) * row, &a.h, 0, row);
+        norm.encode(ctx, &mut e, 1, c.hidden, &a.h, &self.output_norm, &self.output_norm, &a.last).await?;
+        let output = self.output.as_ref().unwrap_or(&self.token_embd);
+        matvec::encode(ctx, &mut e, output, 1, &a.last, &a.logits).await?;
+        reduce::encode_argmax(ctx, &mut e, 1, c.vocab, &a.logits, &a.token, &a.scratch).await?;
+        submit(ctx, "llama forward", e).await?;
+        let token = ctx.read_f32(&a.token, 1).await?[0].to_bits();
+        self.position = pos0 + n;
+        Ok(token)
+    }
+}

@@ -1,0 +1,3 @@
+//! Model architectures, one file each, written against the op set of `gpu::ops`.
+
+pub mod llama;
