@@ -40,10 +40,12 @@ impl Comparison {
             let a = f64::from(a);
             let err = (a - e).abs();
             let b = bound(i);
-            let ratio = match err {
-                e if e == 0.0 => 0.0,
-                e if e.is_finite() => e / b,
-                _ => f64::INFINITY, // NaN or ±∞ on either side
+            let ratio = if err == 0.0 {
+                0.0
+            } else if err.is_finite() {
+                err / b
+            } else {
+                f64::INFINITY // NaN or ±∞ on either side
             };
             if ratio > report.worst_ratio {
                 report.worst_ratio = ratio;

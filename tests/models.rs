@@ -126,6 +126,7 @@ impl Reference {
     }
 
     /// Logits after `token` at `pos`.
+    #[allow(clippy::needless_range_loop)]
     fn step(&mut self, token: u32, pos: u32) -> Vec<f64> {
         let table = rope::cos_sin_table(&rope::inv_freq(HEAD_DIM as u32, THETA, rope::RopeScaling::None), pos, 1);
         let rot = |v: &mut [f64]| {

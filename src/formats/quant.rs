@@ -27,7 +27,7 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
 /// Dequantizes `bytes` of `dtype` to f32, appending to `out`.
 pub fn dequantize_into(dtype: DType, bytes: &[u8], out: &mut Vec<f32>) -> Result<(), QuantError> {
     let block = dtype.block_bytes() as usize;
-    if bytes.len() % block != 0 {
+    if !bytes.len().is_multiple_of(block) {
         return Err(QuantError::PartialBlock { dtype, len: bytes.len(), block: dtype.block_bytes() });
     }
     out.reserve(bytes.len() / block * dtype.block_elems() as usize);
@@ -205,6 +205,19 @@ fn q8_k(b: &[u8], out: &mut Vec<f32>) {
     out.extend(b[4..260].iter().map(|&q| d * f32::from(q as i8)));
 }
 
+/// Byte offsets of the f16 scale fields (d, m, dmin) inside one block of `dtype`: what test-data
+/// generators must keep finite when they fill a block with random bytes.
+pub fn f16_scale_offsets(dtype: DType) -> &'static [usize] {
+    match dtype {
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => &[0],
+        DType::Q4_1 | DType::Q5_1 | DType::Q4_K | DType::Q5_K => &[0, 2],
+        DType::Q2_K => &[80, 82],
+        DType::Q3_K => &[108],
+        DType::Q6_K => &[208],
+        _ => &[],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,18 +247,5 @@ mod tests {
     fn partial_blocks_are_errors() {
         assert!(matches!(dequantize(DType::Q6_K, &[0; 209]), Err(QuantError::PartialBlock { .. })));
         assert!(matches!(dequantize(DType::F8_E4M3, &[0; 4]), Err(QuantError::Unsupported { .. })));
-    }
-}
-
-/// Byte offsets of the f16 scale fields (d, m, dmin) inside one block of `dtype`: what test-data
-/// generators must keep finite when they fill a block with random bytes.
-pub fn f16_scale_offsets(dtype: DType) -> &'static [usize] {
-    match dtype {
-        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => &[0],
-        DType::Q4_1 | DType::Q5_1 | DType::Q4_K | DType::Q5_K => &[0, 2],
-        DType::Q2_K => &[80, 82],
-        DType::Q3_K => &[108],
-        DType::Q6_K => &[208],
-        _ => &[],
     }
 }

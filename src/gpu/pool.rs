@@ -33,11 +33,10 @@ impl BufferPool {
 
     /// Returns a buffer from `take` for reuse. Buffers of other origins are dropped.
     pub fn give(&self, buffer: wgpu::Buffer) {
-        if buffer.usage() == USAGE && buffer.size().is_power_of_two() {
-            if let Ok(mut free) = self.free.lock() {
+        if buffer.usage() == USAGE && buffer.size().is_power_of_two()
+            && let Ok(mut free) = self.free.lock() {
                 free.entry(buffer.size()).or_default().push(buffer);
             }
-        }
     }
 
     /// Bytes held by idle buffers.

@@ -92,7 +92,7 @@ impl GpuWeight {
     pub fn new(ctx: &GpuContext, name: &str, dtype: DType, rows: u64, cols: u64, max_part_bytes: Option<u64>) -> Result<Self, GpuError> {
         let shape_err = |detail: String| GpuError::Shape { op: "weight upload", detail: format!("{name}: {detail}") };
         let layout = GpuLayout::of(dtype).ok_or_else(|| shape_err(format!("{dtype} weights are not supported on the GPU")))?;
-        if rows == 0 || cols == 0 || cols % layout.block_elems != 0 {
+        if rows == 0 || cols == 0 || !cols.is_multiple_of(layout.block_elems) {
             return Err(shape_err(format!("({rows}, {cols}) is not whole {dtype} blocks of {} per row", layout.block_elems)));
         }
         let (Ok(rows32), Ok(cols32)) = (u32::try_from(rows), u32::try_from(cols)) else {
@@ -128,7 +128,7 @@ impl GpuWeight {
     pub fn write_rows(&self, ctx: &GpuContext, first_row: u64, bytes: &[u8]) -> Result<(), GpuError> {
         let file_row_bytes = self.dtype.bytes_for(u64::from(self.cols)).unwrap_or(u64::MAX);
         let shape_err = |detail: String| GpuError::Shape { op: "weight upload", detail: format!("{}: {detail}", self.name) };
-        if bytes.len() as u64 % file_row_bytes != 0 {
+        if !(bytes.len() as u64).is_multiple_of(file_row_bytes) {
             return Err(shape_err(format!("{} bytes are not whole rows of {file_row_bytes}", bytes.len())));
         }
         let n_rows = bytes.len() as u64 / file_row_bytes;

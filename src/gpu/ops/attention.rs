@@ -49,7 +49,7 @@ pub struct Attention {
 impl Attention {
     fn guard(&self) -> Result<(), GpuError> {
         let bad = |detail: String| Err(GpuError::Shape { op: OP, detail });
-        if self.heads == 0 || self.kv_heads == 0 || self.heads % self.kv_heads != 0 {
+        if self.heads == 0 || self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
             return bad(format!("{} heads over {} kv heads", self.heads, self.kv_heads));
         }
         if self.head_dim == 0 || self.q_len == 0 || self.kv_len == 0 || self.batch == 0 {
@@ -122,6 +122,7 @@ impl Attention {
     }
 
     /// CPU reference in f64.
+    #[allow(clippy::needless_range_loop)]
     pub fn reference(&self, q: &[f32], k: &[f32], v: &[f32], lengths: &[u32]) -> Vec<f64> {
         let (hd, h, kvh) = (self.head_dim as usize, self.heads as usize, self.kv_heads as usize);
         let (ql, kl) = (self.q_len as usize, self.kv_len as usize);

@@ -73,7 +73,7 @@ impl Elementwise {
             check_len(OP, "b", b, len)?;
         }
         let cols = match self {
-            Elementwise::AddRow { cols } | Elementwise::MulRow { cols } if cols == 0 || n % u64::from(cols) != 0 => {
+            Elementwise::AddRow { cols } | Elementwise::MulRow { cols } if cols == 0 || !n.is_multiple_of(u64::from(cols)) => {
                 return Err(GpuError::Shape { op: OP, detail: format!("{n} values are not whole rows of {cols}") });
             }
             Elementwise::AddRow { cols } | Elementwise::MulRow { cols } => cols,

@@ -129,7 +129,7 @@ pub async fn encode(
 /// Uploads `x` (tokens × cols), runs `X·Wᵀ` and reads `Y` (tokens × rows) back: for tests,
 /// checks and benchmarks.
 pub async fn run(ctx: &GpuContext, w: &GpuWeight, x: &[f32]) -> Result<Vec<f32>, GpuError> {
-    if x.is_empty() || x.len() % w.cols as usize != 0 {
+    if x.is_empty() || !x.len().is_multiple_of(w.cols as usize) {
         return Err(GpuError::Shape { op: OP, detail: format!("x has {} values, W has {} columns", x.len(), w.cols) });
     }
     let tokens = (x.len() / w.cols as usize) as u32;

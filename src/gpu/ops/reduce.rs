@@ -20,6 +20,7 @@ pub struct ReduceParams {
     pub _pad: u32,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn encode(
     ctx: &GpuContext,
     encoder: &mut wgpu::CommandEncoder,

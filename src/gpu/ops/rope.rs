@@ -96,7 +96,7 @@ pub async fn encode(
     cs: &wgpu::Buffer,
     q: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
-    if rot_dim == 0 || rot_dim % 2 != 0 || rot_dim > head_dim {
+    if rot_dim == 0 || !rot_dim.is_multiple_of(2) || rot_dim > head_dim {
         return Err(GpuError::Shape { op: OP, detail: format!("rot_dim {rot_dim} with head_dim {head_dim}") });
     }
     check_len(OP, "q", q, u64::from(tokens) * u64::from(heads) * u64::from(head_dim))?;
