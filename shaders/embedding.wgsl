@@ -26,29 +26,6 @@ override KIND: u32 = 0u;
 @group(0) @binding(2) var<storage, read> I: array<u32>;
 @group(0) @binding(3) var<storage, read_write> O: array<f32>;
 
-fn embed_block_elems() -> u32 {
-    switch KIND {
-        case 0u: { return 1u; }
-        case 1u, 2u: { return 2u; }
-        case 8u, 9u, 10u, 11u, 12u: { return 256u; }
-        default: { return 32u; }
-    }
-}
-
-fn embed_block_words() -> u32 {
-    switch KIND {
-        case 0u, 1u, 2u: { return 1u; }
-        case 3u, 4u: { return 5u; }
-        case 5u, 6u: { return 6u; }
-        case 7u: { return 9u; }
-        case 8u: { return 21u; }
-        case 9u: { return 28u; }
-        case 10u: { return 36u; }
-        case 11u: { return 44u; }
-        default: { return 53u; }
-    }
-}
-
 @compute @workgroup_size(WG)
 fn embed(@builtin(global_invocation_id) gid: vec3<u32>) {
     let k = gid.x + gid.y * P.groups_x * WG;
@@ -57,7 +34,7 @@ fn embed(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c = k % P.cols;
     let id = I[t];
     if (id < P.first_row || id >= P.first_row + P.rows) { return; }
-    let be = embed_block_elems();
-    let wb = ((id - P.first_row) * (P.cols / be) + c / be) * embed_block_words();
+    let be = block_elems();
+    let wb = ((id - P.first_row) * (P.cols / be) + c / be) * block_words();
     O[k] = value_of(wb, c % be);
 }

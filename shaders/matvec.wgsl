@@ -56,30 +56,6 @@ const Q6_K: u32 = 12u;
 
 var<workgroup> partial: array<f32, MAX_WG * TM>;
 
-// Values per block and words per repacked block of KIND.
-fn block_elems() -> u32 {
-    switch KIND {
-        case 0u: { return 1u; }
-        case 1u, 2u: { return 2u; }
-        case 8u, 9u, 10u, 11u, 12u: { return 256u; }
-        default: { return 32u; }
-    }
-}
-
-fn block_words() -> u32 {
-    switch KIND {
-        case 0u, 1u, 2u: { return 1u; }
-        case 3u, 4u: { return 5u; }
-        case 5u, 6u: { return 6u; }
-        case 7u: { return 9u; }
-        case 8u: { return 21u; }
-        case 9u: { return 28u; }
-        case 10u: { return 36u; }
-        case 11u: { return 44u; }
-        default: { return 53u; }
-    }
-}
-
 // Σ over block `wb` of w·x, x starting at X[xb].
 fn dot_block(wb: u32, xb: u32) -> f32 {
     switch KIND {

@@ -40,6 +40,30 @@ fn k_scale_min(wb: u32, j: u32) -> vec2<f32> {
     return vec2(f32(sc), f32(mn));
 }
 
+// Values per block and words per repacked block of KIND.
+fn block_elems() -> u32 {
+    switch KIND {
+        case 0u: { return 1u; }
+        case 1u, 2u: { return 2u; }
+        case 8u, 9u, 10u, 11u, 12u: { return 256u; }
+        default: { return 32u; }
+    }
+}
+
+fn block_words() -> u32 {
+    switch KIND {
+        case 0u, 1u, 2u: { return 1u; }
+        case 3u, 4u: { return 5u; }
+        case 5u, 6u: { return 6u; }
+        case 7u: { return 9u; }
+        case 8u: { return 21u; }
+        case 9u: { return 28u; }
+        case 10u: { return 36u; }
+        case 11u: { return 44u; }
+        default: { return 53u; }
+    }
+}
+
 // Value i of block `wb` of KIND (the including module's override), exactly as the CPU
 // dequantizer computes it (src/formats/quant.rs), up to a fused multiply-add.
 fn value_of(wb: u32, i: u32) -> f32 {

@@ -10,21 +10,7 @@ use hugrt::gpu::ops::matvec;
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
-/// Declares `name` as a native `#[test]` (blocking on the future) and a browser test.
-macro_rules! gpu_test {
-    ($name:ident, $body:expr) => {
-        #[cfg(not(target_arch = "wasm32"))]
-        #[test]
-        fn $name() {
-            pollster::block_on($body)
-        }
-        #[cfg(target_arch = "wasm32")]
-        #[wasm_bindgen_test::wasm_bindgen_test]
-        async fn $name() {
-            $body.await
-        }
-    };
-}
+mod common;
 
 fn log(line: &str) {
     #[cfg(target_arch = "wasm32")]

@@ -1,0 +1,18 @@
+//! Shared by the test files that run on both targets.
+
+/// Declares `name` as a native `#[test]` (blocking on the future) and a browser test.
+#[macro_export]
+macro_rules! gpu_test {
+    ($name:ident, $body:expr) => {
+        #[cfg(not(target_arch = "wasm32"))]
+        #[test]
+        fn $name() {
+            pollster::block_on($body)
+        }
+        #[cfg(target_arch = "wasm32")]
+        #[wasm_bindgen_test::wasm_bindgen_test]
+        async fn $name() {
+            $body.await
+        }
+    };
+}
