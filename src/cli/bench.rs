@@ -6,9 +6,18 @@ use crate::gpu::bench::{bench_kernels, table};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// What to benchmark (only "kernels" so far).
+    /// What to benchmark: "kernels", or "model" (with --model).
     #[arg(default_value = "kernels")]
     pub what: String,
+    /// A GGUF Llama-family model, for `bench model`.
+    #[arg(long)]
+    pub model: Option<std::path::PathBuf>,
+    /// Prompt tokens for the prefill measurement.
+    #[arg(long, default_value_t = 64)]
+    pub prompt_tokens: u32,
+    /// Decode steps to time.
+    #[arg(long, default_value_t = 16)]
+    pub decode_tokens: u32,
     /// Fewer iterations (CPU adapters such as lavapipe are slow).
     #[arg(long)]
     pub quick: bool,
@@ -18,8 +27,10 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<String, CliError> {
-    if args.what != "kernels" {
-        return Err(CliError { code: "Usage", message: format!("unknown benchmark {:?} (try: kernels)", args.what) });
+    match (args.what.as_str(), &args.model) {
+        ("kernels", _) => {}
+        ("model", Some(path)) => return bench_model(args, path),
+        _ => return Err(CliError { code: "Usage", message: format!("unknown benchmark {:?} (try: kernels, or model --model FILE)", args.what) }),
     }
     let gpu_err = |e: crate::gpu::GpuError| CliError { code: e.code(), message: e.to_string() };
     pollster::block_on(async {
@@ -30,5 +41,57 @@ pub fn run(args: &Args) -> Result<String, CliError> {
         } else {
             Ok(format!("adapter: {} ({}, {})\n{}", ctx.report.name, ctx.report.backend, ctx.report.device_type, table(&rows)))
         }
+    })
+}
+
+/// Load time, prefill and decode tok/s, dispatches and weight bytes per token, and the achieved
+/// fraction of the adapter's copy bandwidth (roofline) of one GGUF Llama.
+fn bench_model(args: &Args, path: &std::path::Path) -> Result<String, CliError> {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::time::Instant;
+    let name = path.display().to_string();
+    let fail = |code: &'static str, e: String| CliError { code, message: format!("{name}: {e}") };
+    let t0 = Instant::now();
+    let mut file = std::fs::File::open(path).map_err(|e| fail("NotFound", e.to_string()))?;
+    let table = crate::formats::read_table_from(&mut file, &name).map_err(|e| fail("BadModelFile", e.error.to_string()))?;
+    let model_err = |e: crate::models::llama::ModelError| CliError { code: "Model", message: e.to_string() };
+    pollster::block_on(async {
+        let ctx = GpuContext::new().await.map_err(|e| CliError { code: e.code(), message: e.to_string() })?;
+        let mut read = |r: std::ops::Range<u64>| -> Result<Vec<u8>, String> {
+            file.seek(SeekFrom::Start(r.start)).map_err(|e| e.to_string())?;
+            let mut buf = vec![0u8; (r.end - r.start) as usize];
+            file.read_exact(&mut buf).map_err(|e| e.to_string())?;
+            Ok(buf)
+        };
+        let context = args.prompt_tokens + args.decode_tokens + 1;
+        let mut model = crate::models::llama::Llama::load(&ctx, &table, Some(context), &mut read).map_err(model_err)?;
+        let load_s = t0.elapsed().as_secs_f64();
+        let vocab = model.config.vocab;
+        let prompt: Vec<u32> = (0..args.prompt_tokens).map(|i| (i * 7919 + 13) % vocab).collect();
+        let t1 = Instant::now();
+        let mut next = model.next_token(&ctx, &prompt).await.map_err(model_err)?;
+        let prefill_s = t1.elapsed().as_secs_f64();
+        let t2 = Instant::now();
+        for _ in 0..args.decode_tokens {
+            next = model.next_token(&ctx, &[next]).await.map_err(model_err)?;
+        }
+        let decode_s = t2.elapsed().as_secs_f64() / f64::from(args.decode_tokens.max(1));
+        let copy = bench_kernels(&ctx, true).await.map_err(|e| CliError { code: e.code(), message: e.to_string() })?[0].gb_per_s;
+        let bytes = model.weight_bytes_per_token();
+        let gbs = bytes as f64 / decode_s / 1e9;
+        let out = serde_json::json!({
+            "adapter": ctx.report.name, "model": name, "loadS": load_s,
+            "prefillTokPerS": f64::from(args.prompt_tokens) / prefill_s, "decodeTokPerS": 1.0 / decode_s,
+            "dispatchesPerToken": model.dispatches_per_token(), "weightBytesPerToken": bytes,
+            "achievedGbPerS": gbs, "copyGbPerS": copy, "ofCopyBandwidth": gbs / copy,
+        });
+        if args.json {
+            return Ok(format!("{out}\n"));
+        }
+        Ok(format!(
+            "{name} on {}\nload {:.2} s; prefill {} tokens: {:.1} tok/s; decode: {:.2} tok/s\n{} dispatches and {:.1} MB of weights per token: {:.2} GB/s, {:.1}% of the {:.1} GB/s copy bandwidth\n",
+            ctx.report.name, load_s, args.prompt_tokens, f64::from(args.prompt_tokens) / prefill_s, 1.0 / decode_s,
+            model.dispatches_per_token(), bytes as f64 / 1e6, gbs, 100.0 * gbs / copy, copy
+        ))
     })
 }

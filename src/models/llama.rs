@@ -214,6 +214,28 @@ impl Llama {
         Ok(ctx.storage_from("llama", "norm weight", &values)?)
     }
 
+    /// Bytes of weights a decode step reads (every matrix once, the embedding row aside).
+    pub fn weight_bytes_per_token(&self) -> u64 {
+        let layers: u64 = self
+            .layers
+            .iter()
+            .map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|w| w.gpu_bytes()).sum::<u64>())
+            .sum();
+        layers + self.output.as_ref().unwrap_or(&self.token_embd).gpu_bytes()
+    }
+
+    /// Compute dispatches in one decode step: per layer 2 norms, 7 matvecs, 2 RoPE, attention,
+    /// 2 residual adds, SwiGLU; then embedding, final norm, LM head, argmax.
+    pub fn dispatches_per_token(&self) -> u32 {
+        let matvec_parts = |w: &GpuWeight| w.parts.len() as u32;
+        let per_layer: u32 = self
+            .layers
+            .iter()
+            .map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|w| matvec_parts(w)).sum::<u32>() + 8)
+            .sum();
+        per_layer + 1 + self.token_embd.parts.len() as u32 + matvec_parts(self.output.as_ref().unwrap_or(&self.token_embd)) + 1
+    }
+
     /// Forgets the sequence (the KV cache is overwritten from position 0).
     pub fn reset(&mut self) {
         self.position = 0;
