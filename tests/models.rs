@@ -173,8 +173,7 @@ async fn check(dtype: DType, seed: u64) {
     let bytes = tiny_llama(dtype, seed);
     let table = hugrt::formats::read_table(&bytes, bytes.len() as u64, "tiny.gguf").expect("reads");
     let ctx = GpuContext::new().await.expect("a GPU");
-    let mut read = |r: std::ops::Range<u64>| Ok(bytes[r.start as usize..r.end as usize].to_vec());
-    let mut model = Llama::load(&ctx, &table, Some(48), &mut read).expect("loads");
+    let mut model = Llama::load(&ctx, &table, Some(48), &mut bytes.as_slice()).await.expect("loads");
     let mut reference = Reference::new(&bytes, &table);
 
     // A prompt of 11 tokens in one prefill chunk; the reference steps through it.
@@ -215,8 +214,7 @@ gpu_test!(llama_context_overflow_is_an_error, async {
     let bytes = tiny_llama(DType::F32, 3);
     let table = hugrt::formats::read_table(&bytes, bytes.len() as u64, "tiny.gguf").expect("reads");
     let ctx = GpuContext::new().await.expect("a GPU");
-    let mut read = |r: std::ops::Range<u64>| Ok(bytes[r.start as usize..r.end as usize].to_vec());
-    let mut model = Llama::load(&ctx, &table, Some(8), &mut read).expect("loads");
+    let mut model = Llama::load(&ctx, &table, Some(8), &mut bytes.as_slice()).await.expect("loads");
     model.next_token(&ctx, &[1, 2, 3, 4, 5, 6]).await.expect("fits");
     let err = model.next_token(&ctx, &[7, 8, 9]).await.expect_err("past the context");
     assert!(matches!(err, hugrt::models::llama::ModelError::ContextFull { ctx: 8, pos: 9 }), "{err}");

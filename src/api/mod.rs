@@ -1,6 +1,8 @@
 //! The wasm-bindgen surface. Errors cross as JS `Error`s whose `name` and `code` are stable
 //! (`WebGpuUnavailable`, `DeviceLost`, …) so that callers can branch on them.
 
+mod text_model;
+
 use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
@@ -14,7 +16,7 @@ fn start() {
 }
 
 /// A JS `Error` with `name` = `code` = the error's stable code.
-fn js_error(code: &str, message: &str) -> JsValue {
+pub(crate) fn js_error(code: &str, message: &str) -> JsValue {
     let err = js_sys::Error::new(message);
     err.set_name(code);
     let _ = js_sys::Reflect::set(&err, &JsValue::from_str("code"), &JsValue::from_str(code));
@@ -27,7 +29,7 @@ impl From<GpuError> for JsValue {
     }
 }
 
-fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsValue> {
+pub(crate) fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsValue> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
         .map_err(|e| js_error("Internal", &e.to_string()))

@@ -47,7 +47,6 @@ pub fn run(args: &Args) -> Result<String, CliError> {
 /// Load time, prefill and decode tok/s, dispatches and weight bytes per token, and the achieved
 /// fraction of the adapter's copy bandwidth (roofline) of one GGUF Llama.
 fn bench_model(args: &Args, path: &std::path::Path) -> Result<String, CliError> {
-    use std::io::{Read, Seek, SeekFrom};
     use std::time::Instant;
     let name = path.display().to_string();
     let fail = |code: &'static str, e: String| CliError { code, message: format!("{name}: {e}") };
@@ -57,14 +56,8 @@ fn bench_model(args: &Args, path: &std::path::Path) -> Result<String, CliError> 
     let model_err = |e: crate::models::llama::ModelError| CliError { code: "Model", message: e.to_string() };
     pollster::block_on(async {
         let ctx = GpuContext::new().await.map_err(|e| CliError { code: e.code(), message: e.to_string() })?;
-        let mut read = |r: std::ops::Range<u64>| -> Result<Vec<u8>, String> {
-            file.seek(SeekFrom::Start(r.start)).map_err(|e| e.to_string())?;
-            let mut buf = vec![0u8; (r.end - r.start) as usize];
-            file.read_exact(&mut buf).map_err(|e| e.to_string())?;
-            Ok(buf)
-        };
         let context = args.prompt_tokens + args.decode_tokens + 1;
-        let mut model = crate::models::llama::Llama::load(&ctx, &table, Some(context), &mut read).map_err(model_err)?;
+        let mut model = crate::models::llama::Llama::load(&ctx, &table, Some(context), &mut file).await.map_err(model_err)?;
         let load_s = t0.elapsed().as_secs_f64();
         let vocab = model.config.vocab;
         let prompt: Vec<u32> = (0..args.prompt_tokens).map(|i| (i * 7919 + 13) % vocab).collect();

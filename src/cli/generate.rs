@@ -1,7 +1,6 @@
 //! `hugrt generate --model FILE.gguf --prompt TEXT [--max-tokens N] [--context N] [--json]`:
 //! greedy generation with a GGUF Llama on the native GPU.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -52,13 +51,7 @@ pub fn run(args: &Args) -> Result<String, CliError> {
     let model_err = |e: crate::models::llama::ModelError| CliError { code: "Model", message: e.to_string() };
     pollster::block_on(async {
         let ctx = GpuContext::new().await.map_err(gpu)?;
-        let mut read = |r: std::ops::Range<u64>| -> Result<Vec<u8>, String> {
-            file.seek(SeekFrom::Start(r.start)).map_err(|e| e.to_string())?;
-            let mut buf = vec![0u8; (r.end - r.start) as usize];
-            file.read_exact(&mut buf).map_err(|e| e.to_string())?;
-            Ok(buf)
-        };
-        let mut model = Llama::load(&ctx, &table, args.context, &mut read).map_err(model_err)?;
+        let mut model = Llama::load(&ctx, &table, args.context, &mut file).await.map_err(model_err)?;
         let load_ms = t0.elapsed().as_secs_f64() * 1e3;
         let t1 = Instant::now();
         let mut next = model.next_token(&ctx, &prompt_ids).await.map_err(model_err)?;

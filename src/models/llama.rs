@@ -14,8 +14,31 @@ use crate::gpu::ops::{embedding, matvec, new_encoder, reduce, submit};
 use crate::gpu::weights::GpuWeight;
 use crate::gpu::GpuContext;
 
-/// Reads a byte range of the model file (from the weight store, a file, a buffer).
-pub type ReadRange<'a> = dyn FnMut(std::ops::Range<u64>) -> Result<Vec<u8>, String> + 'a;
+/// Where a model file's bytes come from: the weight store, a file, an HTTP server, a buffer.
+/// Tensors are read one at a time, so no more than one tensor is ever in memory.
+#[allow(async_fn_in_trait)]
+pub trait RangeReader {
+    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, String>;
+}
+
+/// A model file held in memory (tests).
+impl RangeReader for &[u8] {
+    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
+        self.get(range.start as usize..range.end as usize).map(<[u8]>::to_vec).ok_or_else(|| format!("bytes {range:?} past the end"))
+    }
+}
+
+/// A file natively.
+#[cfg(not(target_arch = "wasm32"))]
+impl RangeReader for std::fs::File {
+    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
+        use std::io::{Read, Seek, SeekFrom};
+        self.seek(SeekFrom::Start(range.start)).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; (range.end - range.start) as usize];
+        self.read_exact(&mut buf).map_err(|e| e.to_string())?;
+        Ok(buf)
+    }
+}
 
 /// Prefill processes prompts in chunks of at most this many tokens (bounds the scores scratch).
 pub const PREFILL_CHUNK: u32 = 64;
@@ -140,7 +163,7 @@ pub struct Llama {
 impl Llama {
     /// Loads a GGUF Llama. `read` returns the bytes of a byte range of the file (the store, a
     /// file). `context` caps the KV cache (default: the model's, at most 4096).
-    pub fn load(ctx: &GpuContext, table: &TensorTable, context: Option<u32>, read: &mut ReadRange<'_>) -> Result<Self, ModelError> {
+    pub async fn load(ctx: &GpuContext, table: &TensorTable, context: Option<u32>, read: &mut impl RangeReader) -> Result<Self, ModelError> {
         let Metadata::Gguf { metadata, .. } = &table.metadata else {
             return Err(ModelError::Config("not a GGUF file".into()));
         };
@@ -148,27 +171,27 @@ impl Llama {
         let context = context.unwrap_or(config.context.min(4096)).clamp(1, config.context);
         let c = &config;
         let (qd, kvd) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
-        let token_embd = Self::matrix(ctx, table, read, "token_embd.weight", c.vocab, c.hidden)?;
-        let output = if table.get("output.weight").is_some() { Some(Self::matrix(ctx, table, read, "output.weight", c.vocab, c.hidden)?) } else { None };
+        let token_embd = Self::matrix(ctx, table, read, "token_embd.weight", c.vocab, c.hidden).await?;
+        let output = if table.get("output.weight").is_some() { Some(Self::matrix(ctx, table, read, "output.weight", c.vocab, c.hidden).await?) } else { None };
         let mut layers = Vec::with_capacity(c.n_layers as usize);
         let cache_bytes = u64::from(context) * u64::from(kvd) * 4;
         for l in 0..c.n_layers {
             let p = |s: &str| format!("blk.{l}.{s}.weight");
             layers.push(Layer {
-                attn_norm: Self::vector(ctx, table, &p("attn_norm"), c.hidden, read)?,
-                wq: Self::matrix(ctx, table, read, &p("attn_q"), qd, c.hidden)?,
-                wk: Self::matrix(ctx, table, read, &p("attn_k"), kvd, c.hidden)?,
-                wv: Self::matrix(ctx, table, read, &p("attn_v"), kvd, c.hidden)?,
-                wo: Self::matrix(ctx, table, read, &p("attn_output"), c.hidden, qd)?,
-                ffn_norm: Self::vector(ctx, table, &p("ffn_norm"), c.hidden, read)?,
-                w_gate: Self::matrix(ctx, table, read, &p("ffn_gate"), c.ffn, c.hidden)?,
-                w_up: Self::matrix(ctx, table, read, &p("ffn_up"), c.ffn, c.hidden)?,
-                w_down: Self::matrix(ctx, table, read, &p("ffn_down"), c.hidden, c.ffn)?,
+                attn_norm: Self::vector(ctx, table, &p("attn_norm"), c.hidden, read).await?,
+                wq: Self::matrix(ctx, table, read, &p("attn_q"), qd, c.hidden).await?,
+                wk: Self::matrix(ctx, table, read, &p("attn_k"), kvd, c.hidden).await?,
+                wv: Self::matrix(ctx, table, read, &p("attn_v"), kvd, c.hidden).await?,
+                wo: Self::matrix(ctx, table, read, &p("attn_output"), c.hidden, qd).await?,
+                ffn_norm: Self::vector(ctx, table, &p("ffn_norm"), c.hidden, read).await?,
+                w_gate: Self::matrix(ctx, table, read, &p("ffn_gate"), c.ffn, c.hidden).await?,
+                w_up: Self::matrix(ctx, table, read, &p("ffn_up"), c.ffn, c.hidden).await?,
+                w_down: Self::matrix(ctx, table, read, &p("ffn_down"), c.hidden, c.ffn).await?,
                 k_cache: ctx.storage_output("llama", "k cache", cache_bytes)?,
                 v_cache: ctx.storage_output("llama", "v cache", cache_bytes)?,
             });
         }
-        let output_norm = Self::vector(ctx, table, "output_norm.weight", c.hidden, read)?;
+        let output_norm = Self::vector(ctx, table, "output_norm.weight", c.hidden, read).await?;
         let t = u64::from(PREFILL_CHUNK);
         let buf = |what: &'static str, elems: u64| ctx.storage_output("llama", what, elems.max(1) * 4);
         let act = Activations {
@@ -195,21 +218,21 @@ impl Llama {
         Ok(Self { config, context, token_embd, output_norm, output, layers, act, inv_freq, position: 0 })
     }
 
-    fn matrix(ctx: &GpuContext, table: &TensorTable, read: &mut ReadRange<'_>, name: &str, rows: u32, cols: u32) -> Result<GpuWeight, ModelError> {
+    async fn matrix(ctx: &GpuContext, table: &TensorTable, read: &mut impl RangeReader, name: &str, rows: u32, cols: u32) -> Result<GpuWeight, ModelError> {
         let t = table.get(name).ok_or_else(|| ModelError::Tensor { name: name.into(), problem: "missing".into() })?;
         if t.shape != [u64::from(rows), u64::from(cols)] {
             return Err(ModelError::Tensor { name: name.into(), problem: format!("shape {:?}, expected [{rows}, {cols}]", t.shape) });
         }
-        let bytes = read(t.range.clone()).map_err(ModelError::Read)?;
+        let bytes = read.read_range(t.range.clone()).await.map_err(ModelError::Read)?;
         Ok(GpuWeight::upload(ctx, name, t.dtype, u64::from(rows), u64::from(cols), &bytes)?)
     }
 
-    fn vector(ctx: &GpuContext, table: &TensorTable, name: &str, len: u32, read: &mut ReadRange<'_>) -> Result<wgpu::Buffer, ModelError> {
+    async fn vector(ctx: &GpuContext, table: &TensorTable, name: &str, len: u32, read: &mut impl RangeReader) -> Result<wgpu::Buffer, ModelError> {
         let t = table.get(name).ok_or_else(|| ModelError::Tensor { name: name.into(), problem: "missing".into() })?;
         if t.dtype != DType::F32 || t.shape != [u64::from(len)] {
             return Err(ModelError::Tensor { name: name.into(), problem: format!("{} {:?}, expected F32 [{len}]", t.dtype, t.shape) });
         }
-        let bytes = read(t.range.clone()).map_err(ModelError::Read)?;
+        let bytes = read.read_range(t.range.clone()).await.map_err(ModelError::Read)?;
         let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         Ok(ctx.storage_from("llama", "norm weight", &values)?)
     }

