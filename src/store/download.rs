@@ -314,7 +314,12 @@ pub struct ModelReport {
 /// Resolves `repo@revision`, checks space (browser quota and the cache budget) for what is not
 /// stored yet, then downloads `paths` (all files when empty) with bounded concurrency.
 pub async fn download_model(store: &IdbStore, hub: &Hub, repo: &str, revision: &str, paths: &[&str], opts: &DownloadOptions) -> Result<ModelReport, StoreError> {
-    let info: RepoInfo = hub.resolve(repo, revision, opts.signal.as_ref()).await?;
+    let info: RepoInfo = match hub.resolve(repo, revision, opts.signal.as_ref()).await {
+        Ok(info) => info,
+        // Offline (or the hub is down): a complete cached revision still loads.
+        Err(e @ HubError::Network { .. }) => cached_info(store, repo, revision, paths).await?.ok_or(e)?,
+        Err(e) => return Err(e.into()),
+    };
     let files: Vec<Sibling> = if paths.is_empty() {
         info.siblings.clone()
     } else {
@@ -377,4 +382,26 @@ pub async fn download_model(store: &IdbStore, hub: &Hub, repo: &str, revision: &
         reports.push(r?);
     }
     Ok(ModelReport { repo: repo.to_string(), commit: info.sha, files: reports, bytes: total, persisted })
+}
+
+/// The most recently used cached revision of `repo` (the commit itself when `revision` is a
+/// commit) in which every file of `paths` (every stored file when empty) is complete.
+pub async fn cached_info(store: &IdbStore, repo: &str, revision: &str, paths: &[&str]) -> Result<Option<RepoInfo>, StoreError> {
+    let revs = super::list_revisions(store).await?;
+    let manifests = store.manifests().await?;
+    let mut best: Option<(f64, RepoInfo)> = None;
+    for r in revs.iter().filter(|r| r.repo == repo && (!crate::hub::is_commit(revision) || r.commit.eq_ignore_ascii_case(revision))) {
+        let files: Vec<&FileManifest> = manifests.iter().filter(|m| m.repo == r.repo && m.commit == r.commit && m.complete).collect();
+        if !paths.iter().all(|p| files.iter().any(|m| m.path == *p)) || files.is_empty() {
+            continue;
+        }
+        let siblings = files
+            .iter()
+            .map(|m| Sibling { rfilename: m.path.clone(), size: Some(m.size), blob_id: None, lfs: m.sha256.clone().map(|sha256| crate::hub::api::Lfs { sha256, size: m.size }) })
+            .collect();
+        if best.as_ref().is_none_or(|(t, _)| r.last_used > *t) {
+            best = Some((r.last_used, RepoInfo { id: repo.to_string(), sha: r.commit.clone(), siblings }));
+        }
+    }
+    Ok(best.map(|(_, info)| info))
 }
