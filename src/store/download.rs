@@ -179,9 +179,8 @@ pub async fn download_file(store: &IdbStore, hub: &Hub, repo: &str, commit: &str
             return Ok((m, report));
         }
         let mut attempts = 0u32;
-        let mut first = true;
         loop {
-            match fetch_into(&mut w, hub, &url, opts.signal.as_ref(), &mut report, first, tick).await {
+            match fetch_into(&mut w, hub, &url, opts.signal.as_ref(), &mut report, tick).await {
                 Ok(()) => break,
                 Err(StoreError::Network { path, offset, message }) if attempts < opts.retries && !aborted(opts.signal.as_ref()) => {
                     attempts += 1;
@@ -195,7 +194,6 @@ pub async fn download_file(store: &IdbStore, hub: &Hub, repo: &str, commit: &str
                     return Err(e);
                 }
             }
-            first = false;
         }
         tick(&report, 0, Phase::Verify);
         let m = w.finish().await?;
@@ -206,7 +204,7 @@ pub async fn download_file(store: &IdbStore, hub: &Hub, repo: &str, commit: &str
 }
 
 /// One request from `w.committed()` to the end of the body.
-async fn fetch_into(w: &mut FileWriter<'_, IdbStore>, hub: &Hub, url: &str, signal: Option<&AbortSignal>, report: &mut FileReport, first: bool, tick: &dyn Fn(&FileReport, u64, Phase)) -> Result<(), StoreError> {
+async fn fetch_into(w: &mut FileWriter<'_, IdbStore>, hub: &Hub, url: &str, signal: Option<&AbortSignal>, report: &mut FileReport, tick: &dyn Fn(&FileReport, u64, Phase)) -> Result<(), StoreError> {
     let path = w.manifest().path.clone();
     for _ in 0..3 {
         let offset = w.committed();
@@ -217,9 +215,7 @@ async fn fetch_into(w: &mut FileWriter<'_, IdbStore>, hub: &Hub, url: &str, sign
             if let Some(etag) = w.etag() {
                 set("If-Range", etag)?;
             }
-            if !first || !report.resumed_at.is_empty() || report.transferred == 0 {
-                report.resumed_at.push(offset);
-            }
+            report.resumed_at.push(offset);
         }
         let resp: Response = fetch(url, &headers, signal).await.map_err(|e| net(&path, offset, &e))?;
         let status = resp.status();

@@ -12,6 +12,8 @@ pub mod download;
 pub mod folder;
 #[cfg(target_arch = "wasm32")]
 pub mod idb;
+#[cfg(target_arch = "wasm32")]
+pub mod js;
 pub mod writer;
 
 use std::collections::BTreeMap;
@@ -158,6 +160,7 @@ pub async fn read_range<S: ChunkStore>(store: &S, key: &str, range: Range<u64>) 
 
 /// One cached model revision, for the cache API.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RevisionInfo {
     pub repo: String,
     pub commit: String,
