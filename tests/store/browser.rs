@@ -248,3 +248,30 @@ async fn idb_writer_contract() {
     let store = fresh_store("contract").await;
     super::writer_contract(&store).await;
 }
+
+#[wasm_bindgen_test]
+async fn js_surface_downloads_reads_lists_and_names_errors() {
+    use hugrt::store::js::WeightStore;
+    use wasm_bindgen::JsValue;
+    let set = |o: &js_sys::Object, k: &str, v: JsValue| js_sys::Reflect::set(o, &JsValue::from_str(k), &v).unwrap();
+    let ws = WeightStore::open(Some("hugrt-test-js".into())).await.unwrap();
+    ws.clear().await.unwrap();
+    let calls = js_sys::Array::new();
+    let on_progress = js_sys::Function::new_with_args("p", "this.push(p.status)").bind(&calls);
+    let o = js_sys::Object::new();
+    set(&o, "endpoint", JsValue::from_str(HUB));
+    set(&o, "onProgress", on_progress.into());
+    let r = ws.download("test/js".into(), None, Some(vec!["config.json".into()]), o.clone().into()).await.unwrap();
+    let commit = js_sys::Reflect::get(&r, &JsValue::from_str("commit")).unwrap().as_string().unwrap();
+    assert!(calls.length() > 0, "progress events reached JS");
+    let bytes = ws.read_range("test/js".into(), commit.clone(), "config.json".into(), 0.0, 1.0).await.unwrap();
+    assert_eq!(bytes.to_vec(), b"{");
+    let list = ws.list().await.unwrap();
+    assert_eq!(js_sys::Array::from(&list).length(), 1);
+    let err = ws.download("test/js".into(), None, Some(vec!["missing.bin".into()]), o.into()).await.unwrap_err();
+    assert_eq!(js_sys::Reflect::get(&err, &JsValue::from_str("code")).unwrap().as_string().as_deref(), Some("NotFound"));
+    let err = ws.download("../x".into(), None, None, js_sys::Object::new().into()).await.unwrap_err();
+    assert_eq!(js_sys::Reflect::get(&err, &JsValue::from_str("code")).unwrap().as_string().as_deref(), Some("InvalidArgument"));
+    assert!(ws.delete_revision("test/js".into(), commit).await.unwrap() > 0.0);
+    ws.clear().await.unwrap();
+}
