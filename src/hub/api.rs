@@ -53,10 +53,10 @@ impl RepoInfo {
         }
         for s in &info.siblings {
             validate_path(&s.rfilename)?;
-            if let Some(lfs) = &s.lfs {
-                if lfs.sha256.len() != 64 || !lfs.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(bad(format!("{}: lfs.sha256 is not 64 hex digits", s.rfilename)));
-                }
+            if let Some(lfs) = &s.lfs
+                && (lfs.sha256.len() != 64 || !lfs.sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Err(bad(format!("{}: lfs.sha256 is not 64 hex digits", s.rfilename)));
             }
         }
         Ok(info)

@@ -185,7 +185,7 @@ pub async fn download_file(store: &IdbStore, hub: &Hub, repo: &str, commit: &str
                 Err(StoreError::Network { path, offset, message }) if attempts < opts.retries && !aborted(opts.signal.as_ref()) => {
                     attempts += 1;
                     web_sys::console::warn_1(&JsValue::from_str(&format!("hugrt: {path} failed at {offset} ({message}); resuming")));
-                    sleep_ms(200 * (1 << attempts.min(5)) as i32).await;
+                    sleep_ms(200 << attempts.min(5)).await;
                     w.resync().await?;
                 }
                 Err(e) => {

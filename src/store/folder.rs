@@ -48,10 +48,11 @@ impl ChunkStore for FolderStore {
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.root).map_err(io)? {
             let p = entry.map_err(io)?.path().join("manifest.json");
-            if let Ok(b) = fs::read(&p) {
-                if let Ok(m) = serde_json::from_slice(&b) {
-                    out.push(m);
-                }
+            // A folder without a readable manifest is a crash leftover: not listed.
+            if let Ok(b) = fs::read(&p)
+                && let Ok(m) = serde_json::from_slice(&b)
+            {
+                out.push(m);
             }
         }
         Ok(out)

@@ -112,7 +112,7 @@ impl IdbStore {
         let req: IdbOpenDbRequest = factory.open_with_u32(name, DB_VERSION).map_err(js("open"))?;
         let r2 = req.clone();
         let upgrade = Closure::<dyn FnMut(Event)>::new(move |_| {
-            if let Ok(db) = r2.result().and_then(|d| d.dyn_into::<IdbDatabase>().map_err(JsValue::from)) {
+            if let Ok(db) = r2.result().and_then(|d| d.dyn_into::<IdbDatabase>()) {
                 let names = db.object_store_names();
                 for s in [FILES, CHUNKS] {
                     if !names.contains(s) {

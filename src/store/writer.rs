@@ -155,12 +155,12 @@ impl<'a, S: ChunkStore> FileWriter<'a, S> {
             return Err(StoreError::SizeMismatch { path: self.manifest.path.clone(), expected: self.manifest.size, actual: got });
         }
         let actual = hex::encode(std::mem::take(&mut self.hasher).finalize());
-        if let Some(expected) = &self.manifest.sha256 {
-            if !expected.eq_ignore_ascii_case(&actual) {
-                let e = StoreError::Integrity { path: self.manifest.path.clone(), expected: expected.clone(), actual };
-                self.discard().await?;
-                return Err(e);
-            }
+        if let Some(expected) = &self.manifest.sha256
+            && !expected.eq_ignore_ascii_case(&actual)
+        {
+            let e = StoreError::Integrity { path: self.manifest.path.clone(), expected: expected.clone(), actual };
+            self.discard().await?;
+            return Err(e);
         }
         let mut done = self.manifest.clone();
         done.sha256 = Some(actual);
