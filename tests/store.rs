@@ -160,6 +160,78 @@ fn folder_store_writer_contract() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A store that fails the `fail_at`-th chunk write with `QuotaExceeded`, as IndexedDB does.
+struct FullAfter<S> {
+    inner: S,
+    writes: std::cell::Cell<u32>,
+    fail_at: u32,
+}
+
+impl<S: ChunkStore> ChunkStore for FullAfter<S> {
+    async fn manifest(&self, key: &str) -> Result<Option<hugrt::store::FileManifest>, StoreError> {
+        self.inner.manifest(key).await
+    }
+    async fn manifests(&self) -> Result<Vec<hugrt::store::FileManifest>, StoreError> {
+        self.inner.manifests().await
+    }
+    async fn put_manifest(&self, m: &hugrt::store::FileManifest) -> Result<(), StoreError> {
+        self.inner.put_manifest(m).await
+    }
+    async fn put_chunk(&self, m: &hugrt::store::FileManifest, index: u64, data: &[u8]) -> Result<(), StoreError> {
+        self.writes.set(self.writes.get() + 1);
+        if self.writes.get() >= self.fail_at {
+            return Err(StoreError::QuotaExceeded { path: m.path.clone(), message: "QuotaExceededError (injected)".into() });
+        }
+        self.inner.put_chunk(m, index, data).await
+    }
+    async fn chunk(&self, key: &str, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.chunk(key, index).await
+    }
+    async fn delete_file(&self, m: &hugrt::store::FileManifest) -> Result<(), StoreError> {
+        self.inner.delete_file(m).await
+    }
+    async fn clear(&self) -> Result<(), StoreError> {
+        self.inner.clear().await
+    }
+}
+
+/// QuotaExceeded on the 1st, 2nd and last chunk write: a typed error, never a complete entry,
+/// other files intact, and the download resumes once there is room.
+async fn quota_mid_write<S: ChunkStore>(inner: S) {
+    inner.clear().await.unwrap();
+    write_all(&inner, "other.bin", &[7; 1000], None, 100).await.unwrap();
+    let bytes = data(2 * CHUNK_BYTES as usize + 5, 3);
+    let key = file_key("t/r", COMMIT, "q.bin");
+    let mut store = FullAfter { inner, writes: Default::default(), fail_at: 0 };
+    for fail_at in [1, 2, 3] {
+        if let Some(m) = store.manifest(&key).await.unwrap() {
+            store.delete_file(&m).await.unwrap(); // each case starts from byte 0
+        }
+        store.writes.set(0);
+        store.fail_at = fail_at;
+        let e = write_all(&store, "q.bin", &bytes, Some(sha_hex(&bytes)), 1 << 20).await.unwrap_err();
+        assert!(matches!(e, StoreError::QuotaExceeded { .. }) && e.code() == "QuotaExceeded", "{e}");
+        assert!(!store.manifest(&key).await.unwrap().is_some_and(|m| m.complete), "never marked complete");
+        assert!(store.manifest(&file_key("t/r", COMMIT, "other.bin")).await.unwrap().is_some_and(|m| m.complete));
+    }
+    // Resumes (from the chunk committed before the failure) once there is room.
+    assert_eq!(store.manifest(&key).await.unwrap().map(|m| m.chunks_done), Some(2));
+    store.fail_at = u32::MAX;
+    let m = write_all(&store, "q.bin", &bytes, Some(sha_hex(&bytes)), 1 << 20).await.unwrap();
+    assert!(m.complete);
+    assert_eq!(read_range(&store, &key, 0..bytes.len() as u64).await.unwrap(), bytes);
+    store.clear().await.unwrap();
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn folder_store_quota_exceeded_mid_write() {
+    let dir = std::env::temp_dir().join(format!("hugrt-store-quota-{}", std::process::id()));
+    let store = hugrt::store::folder::FolderStore::open(&dir).unwrap();
+    pollster::block_on(quota_mid_write(store));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[cfg(target_arch = "wasm32")]
 #[path = "store/browser.rs"]
 mod browser;

@@ -275,3 +275,12 @@ async fn js_surface_downloads_reads_lists_and_names_errors() {
     assert!(ws.delete_revision("test/js".into(), commit).await.unwrap() > 0.0);
     ws.clear().await.unwrap();
 }
+
+#[wasm_bindgen_test]
+async fn idb_quota_exceeded_mid_write() {
+    super::quota_mid_write(fresh_store("quota-mid").await).await;
+    // The DOM error itself maps to the typed one.
+    let dom = web_sys::DomException::new_with_message_and_name("full", "QuotaExceededError").unwrap();
+    let e = hugrt::store::idb::idb_error(&dom.into(), "x.bin");
+    assert_eq!(e.code(), "QuotaExceeded", "{e}");
+}
