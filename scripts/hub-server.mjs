@@ -19,6 +19,7 @@
 //   html         answer file requests with an HTML page (200, text/html)
 //   etag=X       serve the same bytes under another ETag (If-Range then fails)
 //   badsha       the API reports a wrong sha256
+//   badblob      the API reports a wrong blobId (git SHA-1; checked for small non-LFS files)
 //   flip         flip one bit in the middle of the body (the API keeps the true sha256)
 // GET /__stats answers {requests, bodyBytes} per once=ID (and "all").
 
@@ -132,7 +133,7 @@ function handle(req, res) {
     const siblings = Object.entries(files).map(([name, f]) => ({
       rfilename: name,
       size: f.data.length,
-      blobId: createHash('sha1').update(`blob ${f.data.length}\0`).update(f.data).digest('hex'),
+      blobId: faults.badblob ? 'f'.repeat(40) : createHash('sha1').update(`blob ${f.data.length}\0`).update(f.data).digest('hex'),
       ...(f.lfs ? { lfs: { sha256: faults.badsha ? '0'.repeat(64) : f.sha256, size: f.data.length, pointerSize: 134 } } : {}),
     }));
     return send(res, 200, JSON.stringify({ id: repo, modelId: repo, sha, siblings }), { 'Content-Type': 'application/json' });

@@ -123,6 +123,23 @@ async fn writer_contract<S: ChunkStore>(store: &S) {
     let e = write_all(store, "bad.bin", &bytes[..1000], Some("00".repeat(32)), 64).await.unwrap_err();
     assert!(matches!(e, StoreError::Integrity { .. }) && e.code() == "IntegrityError", "{e}");
     assert_eq!(store.manifest(&file_key("t/r", COMMIT, "bad.bin")).await.unwrap(), None);
+    // Small non-LFS files: the git-blob SHA-1 (blobId) is checked.
+    let small = b"{\"a\": 1}\n";
+    let blob = {
+        use sha1::Digest as _;
+        hex::encode(sha1::Sha1::new().chain_update(format!("blob {}\0", small.len())).chain_update(small).finalize())
+    };
+    for (id, ok) in [(blob.as_str(), true), ("ffffffffffffffffffffffffffffffffffffffff", false)] {
+        let (mut w, _) = FileWriter::open(store, "t/r", COMMIT, "config.json", small.len() as u64, None).await.unwrap();
+        w.expect_git_blob(id);
+        w.push(small).await.unwrap();
+        let r = w.finish().await;
+        assert_eq!(r.is_ok(), ok, "{id}: {r:?}");
+        assert_eq!(store.manifest(&file_key("t/r", COMMIT, "config.json")).await.unwrap().is_some(), ok);
+        if let Some(m) = store.manifest(&file_key("t/r", COMMIT, "config.json")).await.unwrap() {
+            store.delete_file(&m).await.unwrap();
+        }
+    }
     // Too many bytes: typed error, removed.
     let (mut w, _) = FileWriter::open(store, "t/r", COMMIT, "long.bin", 10, None).await.unwrap();
     assert!(matches!(w.push(&[0; 11]).await, Err(StoreError::SizeMismatch { .. })));

@@ -169,6 +169,11 @@ pub async fn download_file(store: &IdbStore, hub: &Hub, repo: &str, commit: &str
     with_lock(&lock, async {
         let sha = file.sha256().map(str::to_ascii_lowercase);
         let (mut w, start) = FileWriter::open(store, repo, commit, &file.rfilename, size, sha).await?;
+        if file.sha256().is_none()
+            && let Some(blob) = &file.blob_id
+        {
+            w.expect_git_blob(blob);
+        }
         let mut report = FileReport { path: file.rfilename.clone(), size, ..FileReport::default() };
         if start == Start::Complete {
             report.from_cache = true;

@@ -11,6 +11,15 @@ pub struct FileWriter<'a, S: ChunkStore> {
     manifest: FileManifest,
     hasher: Sha256,
     buf: Vec<u8>,
+    /// Expected git-blob SHA-1 and its hasher, for small non-LFS files (single chunk only).
+    blob: Option<(String, sha1::Sha1)>,
+}
+
+/// A git-blob hasher: SHA-1 over `blob {size}\0` and the content.
+fn blob_hasher(size: u64) -> sha1::Sha1 {
+    let mut h = sha1::Sha1::new();
+    h.update(format!("blob {size}\0").as_bytes());
+    h
 }
 
 /// Where a writer starts.
@@ -39,7 +48,7 @@ impl<'a, S: ChunkStore> FileWriter<'a, S> {
             etag: None,
             last_used: now_ms(),
         };
-        let mut w = FileWriter { store, manifest: fresh.clone(), hasher: Sha256::new(), buf: Vec::new() };
+        let mut w = FileWriter { store, manifest: fresh.clone(), hasher: Sha256::new(), buf: Vec::new(), blob: None };
         if let Some(old) = store.manifest(&key).await? {
             let same = old.size == size && (sha256.is_none() || old.sha256 == sha256) && old.chunk_bytes == CHUNK_BYTES;
             if same && old.complete {
@@ -70,6 +79,23 @@ impl<'a, S: ChunkStore> FileWriter<'a, S> {
         Ok((w, Start::At(0)))
     }
 
+    /// Also checks the git-blob SHA-1 `blob_id` (40 hex) when the file is complete. Only for files
+    /// that fit in one chunk and have nothing stored yet (small non-LFS files such as configs,
+    /// whose hub metadata carries no SHA-256); ignored otherwise (size is still checked).
+    pub fn expect_git_blob(&mut self, blob_id: &str) {
+        let valid = blob_id.len() == 40 && blob_id.bytes().all(|b| b.is_ascii_hexdigit());
+        if valid && self.manifest.size <= self.manifest.chunk_bytes && self.manifest.chunks_done == 0 && self.buf.is_empty() {
+            self.blob = Some((blob_id.to_ascii_lowercase(), blob_hasher(self.manifest.size)));
+        }
+    }
+
+    fn reset_blob(&mut self) {
+        let size = self.manifest.size;
+        if let Some((_, h)) = &mut self.blob {
+            *h = blob_hasher(size);
+        }
+    }
+
     pub fn manifest(&self) -> &FileManifest {
         &self.manifest
     }
@@ -92,6 +118,7 @@ impl<'a, S: ChunkStore> FileWriter<'a, S> {
     pub async fn resync(&mut self) -> Result<(), StoreError> {
         self.buf.clear();
         self.hasher = Sha256::new();
+        self.reset_blob(); // blob-checked files have no stored chunks
         let key = self.manifest.key();
         for i in 0..self.manifest.chunks_done {
             let c = self.store.chunk(&key, i).await?.ok_or(StoreError::MissingChunk { key: key.clone(), index: i })?;
@@ -104,6 +131,7 @@ impl<'a, S: ChunkStore> FileWriter<'a, S> {
     pub async fn restart(&mut self, etag: Option<String>) -> Result<(), StoreError> {
         self.buf.clear();
         self.hasher = Sha256::new();
+        self.reset_blob();
         self.manifest.chunks_done = 0;
         self.manifest.etag = etag;
         self.store.put_manifest(&self.manifest).await
@@ -125,6 +153,9 @@ impl<'a, S: ChunkStore> FileWriter<'a, S> {
             return Err(StoreError::SizeMismatch { path: self.manifest.path.clone(), expected: self.manifest.size, actual });
         }
         self.hasher.update(bytes);
+        if let Some((_, h)) = &mut self.blob {
+            h.update(bytes);
+        }
         let cb = self.manifest.chunk_bytes;
         if cb > MAX_CHUNK_BYTES {
             return Err(StoreError::ChunkTooLarge { bytes: cb });
@@ -161,6 +192,14 @@ impl<'a, S: ChunkStore> FileWriter<'a, S> {
             let e = StoreError::Integrity { path: self.manifest.path.clone(), expected: expected.clone(), actual };
             self.discard().await?;
             return Err(e);
+        }
+        if let Some((expected, h)) = self.blob.take() {
+            let actual = hex::encode(h.finalize());
+            if actual != expected {
+                let e = StoreError::Integrity { path: self.manifest.path.clone(), expected: format!("git blob {expected}"), actual: format!("git blob {actual}") };
+                self.discard().await?;
+                return Err(e);
+            }
         }
         let mut done = self.manifest.clone();
         done.sha256 = Some(actual);

@@ -161,11 +161,13 @@ async fn changed_file_restarts() {
 #[wasm_bindgen_test]
 async fn wrong_hash_is_an_integrity_error_with_nothing_complete() {
     let store = fresh_store("flip").await;
-    for faults in ["flip", "badsha"] {
-        let e = get(&store, &hub(faults), "test/flip", &["medium.bin"], &opts(0)).await.unwrap_err();
+    for (faults, file) in [("flip", "medium.bin"), ("badsha", "medium.bin"), ("badblob", "config.json")] {
+        let e = get(&store, &hub(faults), "test/flip", &[file], &opts(0)).await.unwrap_err();
         assert!(matches!(e, StoreError::Integrity { .. }) && e.code() == "IntegrityError", "{faults}: {e}");
-        assert_eq!(manifest(&store, "test/flip", "medium.bin").await, None, "{faults}: chunks purged");
+        assert_eq!(manifest(&store, "test/flip", file).await, None, "{faults}: chunks purged");
     }
+    // The true blobId passes.
+    get(&store, &hub(""), "test/flip", &["config.json"], &opts(0)).await.unwrap();
 }
 
 #[wasm_bindgen_test]
