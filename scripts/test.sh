@@ -2,6 +2,7 @@
 # Runs every test: native (wgpu on Vulkan; lavapipe without a GPU), the same tests compiled to
 # wasm32 in headless Chromium (WebGPU on SwiftShader), end-to-end page tests (playwright-core),
 # and a bounded fuzzing run of the file readers (FUZZ_SECONDS per target, default 60).
+# The browser phase includes the weight-store tests against scripts/hub-server.mjs (started here).
 # Installs what is missing first. Logs and screenshots go to artifacts/.
 set -uo pipefail
 HUGRT_NEED_FUZZ=1 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -35,8 +36,17 @@ phase() { # name, counter, command...
 }
 
 phase native count_cargo cargo test --all-targets
+# The store's browser tests download from a local test hub (faults on request); its address is
+# baked into the test at compile time (tests/store/browser.rs reads HUGRT_TEST_HUB).
+HUB_PORT="${HUB_PORT:-8788}"
+export HUGRT_TEST_HUB="http://127.0.0.1:$HUB_PORT"
+node "$ROOT/scripts/hub-server.mjs" --port "$HUB_PORT" >"$ARTIFACTS/logs/hub-server.log" 2>&1 &
+hub_pid=$!
+trap 'kill "$hub_pid" 2>/dev/null' EXIT
+for _ in $(seq 50); do grep -q "hub-server on" "$ARTIFACTS/logs/hub-server.log" && break; sleep 0.2; done
 WASM_BINDGEN_TEST_TIMEOUT=600 CHROMEDRIVER=/usr/bin/chromedriver \
   phase browser count_cargo cargo test --target wasm32-unknown-unknown
+kill "$hub_pid" 2>/dev/null
 phase e2e count_node bash -c 'scripts/build-pkg.sh && node --test --test-reporter=spec tests/e2e/'
 phase fuzz count_plain bash scripts/fuzz.sh
 

@@ -18,3 +18,5 @@ pub mod api;
 
 #[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
 pub mod cli;
+pub mod hub;
+pub mod store;

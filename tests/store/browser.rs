@@ -1,0 +1,288 @@
+//! IndexedDB store + fetch downloads against the test hub (`scripts/hub-server.mjs`).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use hugrt::hub::Hub;
+use hugrt::store::download::{DownloadOptions, ModelReport, Progress, download_model};
+use hugrt::store::idb::IdbStore;
+use hugrt::store::{CHUNK_BYTES, ChunkStore, StoreError, file_key, list_revisions, read_range};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_test::{console_log, wasm_bindgen_test};
+
+const HUB: &str = match option_env!("HUGRT_TEST_HUB") {
+    Some(h) => h,
+    None => "http://127.0.0.1:8788",
+};
+const MEDIUM: u64 = 40 * 1024 * 1024 + 777;
+
+fn hub(faults: &str) -> Hub {
+    let e = if faults.is_empty() { HUB.to_string() } else { format!("{HUB}/f/{faults}") };
+    Hub::new(&e, None).unwrap()
+}
+
+/// A fault id never used before on this server (the server outlives test runs).
+fn once() -> String {
+    format!("once={}", (js_sys::Date::now() * 1000.0 + js_sys::Math::random() * 1000.0) as u64)
+}
+
+async fn fresh_store(name: &str) -> IdbStore {
+    let s = IdbStore::open(&format!("hugrt-test-{name}")).await.unwrap();
+    s.clear().await.unwrap();
+    s
+}
+
+fn opts(retries: u32) -> DownloadOptions {
+    DownloadOptions { retries, ..DownloadOptions::default() }
+}
+
+async fn get(store: &IdbStore, hub: &Hub, repo: &str, files: &[&str], o: &DownloadOptions) -> Result<ModelReport, StoreError> {
+    download_model(store, hub, repo, "main", files, o).await
+}
+
+async fn manifest(store: &IdbStore, repo: &str, path: &str) -> Option<hugrt::store::FileManifest> {
+    let info = hub("").resolve(repo, "main", None).await.unwrap();
+    store.manifest(&file_key(repo, &info.sha, path)).await.unwrap()
+}
+
+/// Downloads medium.bin with a drop at 60% and no retries: one 16 MiB chunk is left committed.
+async fn partial(store: &IdbStore, repo: &str) {
+    let e = get(store, &hub(&format!("drop=0.6,{}", once())), repo, &["medium.bin"], &opts(0)).await.unwrap_err();
+    assert_eq!(e.code(), "NetworkError", "{e}");
+    let m = manifest(store, repo, "medium.bin").await.unwrap();
+    assert_eq!((m.chunks_done, m.complete), (1, false), "one chunk committed before the drop");
+}
+
+fn now() -> f64 {
+    js_sys::global().dyn_into::<web_sys::Window>().ok().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or_else(js_sys::Date::now)
+}
+
+#[wasm_bindgen_test]
+async fn large_file_cold_download_then_warm_read_and_offline() {
+    let store = fresh_store("large").await;
+    let events: Rc<RefCell<Vec<Progress>>> = Rc::default();
+    let ev = events.clone();
+    let o = DownloadOptions { on_progress: Some(Rc::new(move |p: &Progress| ev.borrow_mut().push(p.clone()))), ..DownloadOptions::default() };
+    let t0 = now();
+    let r = get(&store, &hub(""), "test/large", &["big.bin", "config.json"], &o).await.unwrap();
+    let secs = (now() - t0) / 1000.0;
+    let size = r.files.iter().find(|f| f.path == "big.bin").unwrap().size;
+    console_log!("cold download: {size} B in {secs:.2} s = {:.1} MB/s", size as f64 / 1e6 / secs);
+    let ev = events.borrow();
+    assert!(ev.windows(2).all(|w| w[1].loaded >= w[0].loaded), "total progress is monotonic");
+    assert!(ev.iter().filter(|p| p.file == "big.bin").collect::<Vec<_>>().windows(2).all(|w| w[1].file_loaded >= w[0].file_loaded));
+    assert_eq!(ev.last().unwrap().loaded, r.bytes, "progress reaches the total");
+    let info = hub("").resolve("test/large", "main", None).await.unwrap();
+    let m = store.manifest(&file_key("test/large", &info.sha, "big.bin")).await.unwrap().unwrap();
+    assert!(m.complete);
+    assert_eq!(m.sha256.as_deref(), info.file("big.bin").unwrap().sha256(), "verified against lfs.sha256");
+
+    // Warm read of the whole file, chunk-sized ranges.
+    let key = m.key();
+    let t0 = now();
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    let mut at = 0;
+    while at < m.size {
+        let end = (at + CHUNK_BYTES).min(m.size);
+        sha2::Digest::update(&mut hasher, read_range(&store, &key, at..end).await.unwrap());
+        at = end;
+    }
+    let secs = (now() - t0) / 1000.0;
+    console_log!("warm read from IndexedDB: {} B in {secs:.2} s = {:.1} MB/s", m.size, m.size as f64 / 1e6 / secs);
+    assert_eq!(Some(hex::encode(sha2::Digest::finalize(hasher))), m.sha256, "read back byte-exact");
+
+    // Offline: the hub is unreachable, the cached revision still loads.
+    let offline = Hub::new("http://127.0.0.1:9", None).unwrap();
+    let r = get(&store, &offline, "test/large", &["big.bin", "config.json"], &opts(0)).await.unwrap();
+    assert!(r.files.iter().all(|f| f.from_cache && f.transferred == 0), "{r:?}");
+    assert_eq!(r.commit, info.sha);
+    store.clear().await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn drop_at_60_percent_then_resume_transfers_only_the_rest() {
+    let store = fresh_store("drop").await;
+    partial(&store, "test/drop").await;
+    let r = get(&store, &hub(""), "test/drop", &["medium.bin"], &opts(0)).await.unwrap();
+    let f = &r.files[0];
+    console_log!("resume: {f:?}");
+    assert_eq!(f.resumed_at, vec![CHUNK_BYTES]);
+    assert_eq!(f.restarts, 0);
+    let missing = MEDIUM - (MEDIUM as f64 * 0.6) as u64;
+    assert!(f.transferred <= missing + CHUNK_BYTES, "{} > {missing} + chunk", f.transferred);
+    assert!(manifest(&store, "test/drop", "medium.bin").await.unwrap().complete);
+
+    // The same with automatic retries: one call succeeds.
+    let store2 = fresh_store("drop2").await;
+    let r = get(&store2, &hub(&format!("drop=0.6,{}", once())), "test/drop2", &["medium.bin"], &opts(2)).await.unwrap();
+    assert_eq!(r.files[0].resumed_at, vec![CHUNK_BYTES], "{r:?}");
+    assert!(r.files[0].transferred <= MEDIUM + CHUNK_BYTES);
+}
+
+#[wasm_bindgen_test]
+async fn ignored_range_restarts_cleanly() {
+    let store = fresh_store("norange").await;
+    partial(&store, "test/norange").await;
+    let r = get(&store, &hub("norange"), "test/norange", &["medium.bin"], &opts(0)).await.unwrap();
+    assert_eq!(r.files[0].restarts, 1, "{r:?}");
+    assert_eq!(r.files[0].transferred, MEDIUM);
+    assert!(manifest(&store, "test/norange", "medium.bin").await.unwrap().complete);
+}
+
+#[wasm_bindgen_test]
+async fn misaligned_206_is_rejected_not_appended() {
+    let store = fresh_store("misalign").await;
+    partial(&store, "test/misalign").await;
+    let e = get(&store, &hub("misalign"), "test/misalign", &["medium.bin"], &opts(0)).await.unwrap_err();
+    assert!(matches!(e, StoreError::RangeMismatch { asked, got, .. } if asked == CHUNK_BYTES && got == CHUNK_BYTES - 4096), "{e}");
+    let m = manifest(&store, "test/misalign", "medium.bin").await.unwrap();
+    assert_eq!((m.chunks_done, m.complete), (1, false), "nothing appended");
+    let r = get(&store, &hub(""), "test/misalign", &["medium.bin"], &opts(0)).await.unwrap();
+    assert_eq!(r.files[0].resumed_at, vec![CHUNK_BYTES], "then resumes normally");
+}
+
+#[wasm_bindgen_test]
+async fn changed_file_restarts() {
+    // Same bytes, another ETag: If-Range fails, the server sends 200, the download restarts.
+    let store = fresh_store("etag").await;
+    partial(&store, "test/etag").await;
+    let r = get(&store, &hub("etag=other"), "test/etag", &["medium.bin"], &opts(0)).await.unwrap();
+    assert_eq!((r.files[0].restarts, r.files[0].transferred), (1, MEDIUM), "{r:?}");
+    // New bytes (and a new sha256 from the API) under the same commit: the partial is dropped.
+    let store = fresh_store("v2").await;
+    partial(&store, "test/v2").await;
+    let r = get(&store, &hub("v2"), "test/v2", &["medium.bin"], &opts(0)).await.unwrap();
+    assert_eq!(r.files[0].transferred, MEDIUM, "{r:?}");
+    let v2 = hub("v2").resolve("test/v2", "main", None).await.unwrap();
+    let m = store.manifest(&file_key("test/v2", &v2.sha, "medium.bin")).await.unwrap().unwrap();
+    assert_eq!(m.sha256.as_deref(), v2.file("medium.bin").unwrap().sha256());
+}
+
+#[wasm_bindgen_test]
+async fn wrong_hash_is_an_integrity_error_with_nothing_complete() {
+    let store = fresh_store("flip").await;
+    for (faults, file) in [("flip", "medium.bin"), ("badsha", "medium.bin"), ("badblob", "config.json")] {
+        let e = get(&store, &hub(faults), "test/flip", &[file], &opts(0)).await.unwrap_err();
+        assert!(matches!(e, StoreError::Integrity { .. }) && e.code() == "IntegrityError", "{faults}: {e}");
+        assert_eq!(manifest(&store, "test/flip", file).await, None, "{faults}: chunks purged");
+    }
+    // The true blobId passes.
+    get(&store, &hub(""), "test/flip", &["config.json"], &opts(0)).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn budget_smaller_than_the_model_fails_before_downloading_and_evicts_lru() {
+    let store = fresh_store("quota").await;
+    let o = DownloadOptions { budget: Some(MEDIUM - 1), ..opts(0) };
+    let e = get(&store, &hub(""), "test/quota", &["medium.bin"], &o).await.unwrap_err();
+    assert_eq!(e, StoreError::QuotaInsufficient { needed: MEDIUM, available: MEDIUM - 1 });
+    assert_eq!(e.code(), "QuotaExceeded");
+    assert!(store.manifests().await.unwrap().is_empty(), "nothing downloaded");
+    // Two revisions do not fit in 1.5× one: the older is evicted whole.
+    let o = DownloadOptions { budget: Some(MEDIUM * 3 / 2), ..opts(0) };
+    get(&store, &hub(""), "test/quota-a", &["medium.bin"], &o).await.unwrap();
+    get(&store, &hub(""), "test/quota-b", &["medium.bin"], &o).await.unwrap();
+    let revs = list_revisions(&store).await.unwrap();
+    assert_eq!(revs.iter().map(|r| r.repo.as_str()).collect::<Vec<_>>(), ["test/quota-b"]);
+    assert_eq!(revs[0].bytes, MEDIUM);
+}
+
+#[wasm_bindgen_test]
+async fn abort_stops_the_transfer() {
+    let store = fresh_store("abort").await;
+    let ctl = web_sys::AbortController::new().unwrap();
+    let signal = ctl.signal();
+    let c2 = ctl.clone();
+    let cb = wasm_bindgen::closure::Closure::once_into_js(move || c2.abort());
+    let window: web_sys::Window = js_sys::global().unchecked_into();
+    window.set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), 500).unwrap();
+    let o = DownloadOptions { signal: Some(signal), ..opts(3) };
+    let t0 = now();
+    let e = get(&store, &hub("slow=65536"), "test/abort", &["medium.bin"], &o).await.unwrap_err();
+    let ms = now() - t0;
+    assert_eq!(e, StoreError::Aborted);
+    assert!(ms < 5000.0, "stopped promptly ({ms} ms)");
+    assert!(!manifest(&store, "test/abort", "medium.bin").await.is_some_and(|m| m.complete));
+}
+
+#[wasm_bindgen_test]
+async fn http_errors_are_typed() {
+    let store = fresh_store("http").await;
+    for (faults, code) in [("status=404", "NotFound"), ("status=401", "Unauthorized"), ("status=403", "Unauthorized"), ("status=429", "RateLimited"), ("status=500", "NetworkError")] {
+        let e = get(&store, &hub(faults), "test/http", &["config.json"], &opts(0)).await.unwrap_err();
+        assert_eq!(e.code(), code, "{faults}: {e}");
+    }
+    let e = get(&store, &hub("status=429"), "test/http", &[], &opts(0)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Hub(hugrt::hub::HubError::RateLimited { retry_after_s: Some(7), .. })), "{e}");
+    let e = get(&store, &hub("html"), "test/http", &["medium.bin"], &opts(0)).await.unwrap_err();
+    assert_eq!(e.code(), "BadResponse", "{e}");
+    assert_eq!(manifest(&store, "test/http", "medium.bin").await.and_then(|m| m.complete.then_some(())), None);
+    let e = get(&store, &hub(""), "test/http", &["nope.bin"], &opts(0)).await.unwrap_err();
+    assert_eq!(e.code(), "NotFound");
+}
+
+#[wasm_bindgen_test]
+async fn two_loaders_download_once_and_delete_and_clear_free_space() {
+    let store = fresh_store("locks").await;
+    let (tx, rx) = futures_channel::oneshot::channel();
+    let s2 = store.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        let _ = tx.send(get(&s2, &hub(""), "test/locks", &["medium.bin"], &opts(0)).await);
+    });
+    let a = get(&store, &hub(""), "test/locks", &["medium.bin"], &opts(0)).await.unwrap();
+    let b = rx.await.unwrap().unwrap();
+    let transferred = a.files[0].transferred + b.files[0].transferred;
+    assert_eq!(transferred, MEDIUM, "downloaded once: {a:?} {b:?}");
+    assert!(a.files[0].from_cache ^ b.files[0].from_cache);
+
+    get(&store, &hub(""), "test/locks-2", &["config.json"], &opts(0)).await.unwrap();
+    let revs = list_revisions(&store).await.unwrap();
+    assert_eq!(revs.len(), 2);
+    let freed = hugrt::store::delete_revision(&store, "test/locks", &revs[0].commit).await.unwrap();
+    assert_eq!(freed, MEDIUM);
+    assert_eq!(list_revisions(&store).await.unwrap().len(), 1);
+    store.clear().await.unwrap();
+    assert!(store.manifests().await.unwrap().is_empty());
+}
+
+#[wasm_bindgen_test]
+async fn idb_writer_contract() {
+    let store = fresh_store("contract").await;
+    super::writer_contract(&store).await;
+}
+
+#[wasm_bindgen_test]
+async fn js_surface_downloads_reads_lists_and_names_errors() {
+    use hugrt::store::js::WeightStore;
+    use wasm_bindgen::JsValue;
+    let set = |o: &js_sys::Object, k: &str, v: JsValue| js_sys::Reflect::set(o, &JsValue::from_str(k), &v).unwrap();
+    let ws = WeightStore::open(Some("hugrt-test-js".into())).await.unwrap();
+    ws.clear().await.unwrap();
+    let calls = js_sys::Array::new();
+    let on_progress = js_sys::Function::new_with_args("p", "this.push(p.status)").bind(&calls);
+    let o = js_sys::Object::new();
+    set(&o, "endpoint", JsValue::from_str(HUB));
+    set(&o, "onProgress", on_progress.into());
+    let r = ws.download("test/js".into(), None, Some(vec!["config.json".into()]), o.clone().into()).await.unwrap();
+    let commit = js_sys::Reflect::get(&r, &JsValue::from_str("commit")).unwrap().as_string().unwrap();
+    assert!(calls.length() > 0, "progress events reached JS");
+    let bytes = ws.read_range("test/js".into(), commit.clone(), "config.json".into(), 0.0, 1.0).await.unwrap();
+    assert_eq!(bytes.to_vec(), b"{");
+    let list = ws.list().await.unwrap();
+    assert_eq!(js_sys::Array::from(&list).length(), 1);
+    let err = ws.download("test/js".into(), None, Some(vec!["missing.bin".into()]), o.into()).await.unwrap_err();
+    assert_eq!(js_sys::Reflect::get(&err, &JsValue::from_str("code")).unwrap().as_string().as_deref(), Some("NotFound"));
+    let err = ws.download("../x".into(), None, None, js_sys::Object::new().into()).await.unwrap_err();
+    assert_eq!(js_sys::Reflect::get(&err, &JsValue::from_str("code")).unwrap().as_string().as_deref(), Some("InvalidArgument"));
+    assert!(ws.delete_revision("test/js".into(), commit).await.unwrap() > 0.0);
+    ws.clear().await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn idb_quota_exceeded_mid_write() {
+    super::quota_mid_write(fresh_store("quota-mid").await).await;
+    // The DOM error itself maps to the typed one.
+    let dom = web_sys::DomException::new_with_message_and_name("full", "QuotaExceededError").unwrap();
+    let e = hugrt::store::idb::idb_error(&dom.into(), "x.bin");
+    assert_eq!(e.code(), "QuotaExceeded", "{e}");
+}
