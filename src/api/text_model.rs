@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use super::{js_error, to_js};
-use crate::formats::{FormatError, Metadata, read_table};
+use crate::formats::{FormatError, Metadata, grow_prefix, read_table};
 use crate::gpu::GpuContext;
 use crate::models::llama::{Llama, ModelError, RangeReader};
 use crate::tokenizer::Tokenizer;
@@ -103,8 +103,10 @@ impl TextModel {
         let file_len = http.len.ok_or_else(|| js_error("NetworkError", "no file length in Content-Range"))?;
         let table = loop {
             match read_table(&prefix, file_len, &url) {
-                Err(FormatError::NeedMoreBytes { needed }) if needed > prefix.len() as u64 => {
-                    let more = http.fetch(prefix.len() as u64..needed.min(file_len)).await.map_err(|m| js_error("NetworkError", &m))?;
+                Err(FormatError::NeedMoreBytes { needed }) => {
+                    let have = prefix.len() as u64;
+                    let want = grow_prefix(have, needed, file_len).map_err(|e| js_error("BadModelFile", &format!("{url}: {e}")))?;
+                    let more = http.fetch(have..want).await.map_err(|m| js_error("NetworkError", &m))?;
                     prefix.extend(more);
                 }
                 Err(e) => return Err(js_error("BadModelFile", &format!("{url}: {e}"))),

@@ -194,6 +194,19 @@ pub fn read_table(prefix: &[u8], file_len: u64, file_name: &str) -> Result<Tenso
     }
 }
 
+/// How long the prefix should grow when `read_table` asks for `needed` bytes and `current` are
+/// held: at least double (a GGUF header asks field by field; growing by what it asks would mean
+/// one read per field), within the file and `MAX_HEADER_BYTES`.
+pub fn grow_prefix(current: u64, needed: u64, file_len: u64) -> Result<u64, FormatError> {
+    if needed > MAX_HEADER_BYTES {
+        return Err(FormatError::HeaderTooLarge { len: needed, cap: MAX_HEADER_BYTES });
+    }
+    if needed <= current {
+        return Err(FormatError::truncated("the header", needed, file_len));
+    }
+    Ok(needed.max(current.saturating_mul(2)).min(file_len).min(MAX_HEADER_BYTES))
+}
+
 /// Reads a header from any `Read + Seek` (a file natively, a buffer in tests), growing the
 /// prefix as `read_table` asks, up to `MAX_HEADER_BYTES`.
 pub fn read_table_from<R: std::io::Read + std::io::Seek>(
@@ -209,15 +222,7 @@ pub fn read_table_from<R: std::io::Read + std::io::Seek>(
         let mut prefix = Vec::new();
         std::io::Read::take(&mut *reader, want).read_to_end(&mut prefix).map_err(io)?;
         match read_table(&prefix, file_len, file_name) {
-            Err(FormatError::NeedMoreBytes { needed }) if needed > want => {
-                if needed > MAX_HEADER_BYTES {
-                    return Err(bad(FormatError::HeaderTooLarge { len: needed, cap: MAX_HEADER_BYTES }));
-                }
-                want = needed.max(want.saturating_mul(2)).min(file_len).min(MAX_HEADER_BYTES);
-            }
-            Err(FormatError::NeedMoreBytes { needed }) => {
-                return Err(bad(FormatError::truncated("the header", needed, file_len)));
-            }
+            Err(FormatError::NeedMoreBytes { needed }) => want = grow_prefix(want, needed, file_len).map_err(bad)?,
             other => return other.map_err(bad),
         }
     }
