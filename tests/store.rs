@@ -9,21 +9,7 @@ use hugrt::store::{CHUNK_BYTES, ChunkStore, StoreError, file_key, read_range};
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
-/// A test that runs on both targets (natively blocking on the future).
-macro_rules! both {
-    ($name:ident, $body:expr) => {
-        #[cfg(not(target_arch = "wasm32"))]
-        #[test]
-        fn $name() {
-            pollster::block_on($body)
-        }
-        #[cfg(target_arch = "wasm32")]
-        #[wasm_bindgen_test::wasm_bindgen_test]
-        async fn $name() {
-            $body.await
-        }
-    };
-}
+mod common;
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[1] ^ seed).collect()
@@ -36,7 +22,7 @@ fn sha_hex(b: &[u8]) -> String {
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
-both!(validation_rejects_hostile_ids_and_paths, async {
+gpu_test!(validation_rejects_hostile_ids_and_paths, async {
     for ok in ["owner/name", "gpt2", "a-b/c_d.e"] {
         assert_eq!(validate_repo_id(ok), Ok(()), "{ok}");
     }
@@ -68,7 +54,7 @@ both!(validation_rejects_hostile_ids_and_paths, async {
     assert_eq!(HubError::from_status(404, "u", None).code(), "NotFound");
 });
 
-both!(api_json_is_parsed_and_validated, async {
+gpu_test!(api_json_is_parsed_and_validated, async {
     let ok = format!(r#"{{"id":"o/n","sha":"{COMMIT}","siblings":[{{"rfilename":"config.json","size":5}},{{"rfilename":"m.bin","size":9,"lfs":{{"sha256":"{}","size":9}}}}]}}"#, "ab".repeat(32));
     let info = RepoInfo::parse(ok.as_bytes(), "u").unwrap();
     assert_eq!(info.file("m.bin").and_then(|s| s.sha256()), Some("ab".repeat(32).as_str()));

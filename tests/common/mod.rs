@@ -1,6 +1,7 @@
 //! Shared by the test files that run on both targets.
 
-/// Declares `name` as a native `#[test]` (blocking on the future) and a browser test.
+/// Declares `name` as a native `#[test]` (blocking on the future) and a browser test: for any
+/// async test, GPU or not.
 #[macro_export]
 macro_rules! gpu_test {
     ($name:ident, $body:expr) => {
