@@ -21,10 +21,6 @@ struct HttpRanges {
     len: Option<u64>,
 }
 
-fn network(msg: impl Into<String>) -> String {
-    msg.into()
-}
-
 impl HttpRanges {
     async fn fetch(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
         if range.is_empty() {
@@ -34,16 +30,16 @@ impl HttpRanges {
         let _ = Reflect::set(&headers, &"Range".into(), &format!("bytes={}-{}", range.start, range.end - 1).into());
         let init = Object::new();
         let _ = Reflect::set(&init, &"headers".into(), &headers);
-        let fetch = Reflect::get(&js_sys::global(), &"fetch".into()).map_err(|_| network("no fetch"))?;
-        let fetch: js_sys::Function = fetch.dyn_into().map_err(|_| network("no fetch"))?;
+        let fetch = Reflect::get(&js_sys::global(), &"fetch".into()).map_err(|_| String::from("no fetch"))?;
+        let fetch: js_sys::Function = fetch.dyn_into().map_err(|_| String::from("no fetch"))?;
         let promise = fetch.call2(&JsValue::NULL, &self.url.clone().into(), &init).map_err(|e| format!("fetch failed: {e:?}"))?;
         let response = JsFuture::from(js_sys::Promise::from(promise)).await.map_err(|e| format!("{}: network error {e:?}", self.url))?;
         let status = Reflect::get(&response, &"status".into()).ok().and_then(|s| s.as_f64()).unwrap_or(0.0) as u32;
         if status != 206 {
             return Err(format!("{}: HTTP {status} for a range request (206 expected)", self.url));
         }
-        let headers = Reflect::get(&response, &"headers".into()).map_err(|_| network("no headers"))?;
-        let get: js_sys::Function = Reflect::get(&headers, &"get".into()).map_err(|_| network("no headers"))?.dyn_into().map_err(|_| network("no headers"))?;
+        let headers = Reflect::get(&response, &"headers".into()).map_err(|_| String::from("no headers"))?;
+        let get: js_sys::Function = Reflect::get(&headers, &"get".into()).map_err(|_| String::from("no headers"))?.dyn_into().map_err(|_| String::from("no headers"))?;
         let content_range = get.call1(&headers, &"Content-Range".into()).ok().and_then(|v| v.as_string()).unwrap_or_default();
         // "bytes a-b/total": the answer must start where we asked.
         let (span, total) = content_range.trim_start_matches("bytes ").split_once('/').ok_or_else(|| format!("bad Content-Range {content_range:?}"))?;
@@ -56,7 +52,7 @@ impl HttpRanges {
                 .and_then(|f| f.dyn_into::<js_sys::Function>().map_err(JsValue::from))
                 .and_then(|f| f.call0(&response))
                 .map(js_sys::Promise::from)
-                .map_err(|_| network("no body"))?,
+                .map_err(|_| String::from("no body"))?,
         )
         .await
         .map_err(|e| format!("{}: body {e:?}", self.url))?;
