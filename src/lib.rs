@@ -5,9 +5,12 @@
 //! package) and natively (tests, CLI, benchmarks on wgpu/Vulkan).
 
 pub mod check;
+pub mod clock;
 pub mod formats;
 #[cfg(feature = "gpu")]
 pub mod gpu;
+#[cfg(feature = "gpu")]
+pub mod generate;
 #[cfg(feature = "gpu")]
 pub mod models;
 pub mod rng;

@@ -23,6 +23,11 @@ impl SeededRng {
         (bits as f32) * (2.0 / 16_777_216.0) - 1.0
     }
 
+    /// Uniform in [0, 1), with 24 random bits.
+    pub fn next_unit(&mut self) -> f32 {
+        (self.0.next_u32() >> 8) as f32 / 16_777_216.0
+    }
+
     /// `len` uniform floats in [-1, 1).
     pub fn signed_unit_vec(&mut self, len: usize) -> Vec<f32> {
         (0..len).map(|_| self.next_signed_unit()).collect()

@@ -203,7 +203,7 @@ async fn check(dtype: DType, seed: u64) {
         got = model.logits(&ctx, &[next]).await.expect("decode");
     }
     assert!(agreed >= 10, "{dtype}: only {agreed} of 12 steps had a clear greedy token");
-    assert_eq!(model.position, prompt.len() as u32 + 12);
+    assert_eq!(model.position(), prompt.len() as u32 + 12);
     assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
 }
 
@@ -218,9 +218,62 @@ gpu_test!(llama_context_overflow_is_an_error, async {
     model.next_token(&ctx, &[1, 2, 3, 4, 5, 6]).await.expect("fits");
     let err = model.next_token(&ctx, &[7, 8, 9]).await.expect_err("past the context");
     assert!(matches!(err, hugrt::models::llama::ModelError::ContextFull { ctx: 8, pos: 9 }), "{err}");
-    assert_eq!(model.position, 6, "nothing was written past the context");
+    assert_eq!(model.position(), 6, "nothing was written past the context");
     let err = model.next_token(&ctx, &[VOCAB as u32]).await.expect_err("token past the vocabulary");
     assert!(matches!(err, hugrt::models::llama::ModelError::Gpu(_)), "{err}");
     model.reset();
-    assert_eq!(model.position, 0);
+    assert_eq!(model.position(), 0);
+});
+
+// The generation loop on the GPU model: greedy output equals the model's own argmax loop;
+// seeded sampling (drawn on the GPU) is reproducible and follows the seed; a sampled step with
+// a near-zero temperature is greedy; a repetition penalty (logits read back, CPU draw) is applied.
+gpu_test!(generation_on_the_gpu_llama, async {
+    use hugrt::generate::{GenerateOptions, Generation};
+    const GGUF: &[u8] = include_bytes!("fixtures/tokenizer/smollm2/tokenizer.gguf");
+    let vocab_table = hugrt::formats::read_table(GGUF, GGUF.len() as u64, "tokenizer.gguf").expect("reads");
+    let hugrt::formats::Metadata::Gguf { metadata, .. } = &vocab_table.metadata else { panic!("not GGUF") };
+    let tok = hugrt::tokenizer::Tokenizer::from_gguf(metadata).expect("tokenizer");
+
+    let bytes = tiny_llama(DType::F32, 4);
+    let table = hugrt::formats::read_table(&bytes, bytes.len() as u64, "tiny.gguf").expect("reads");
+    let ctx = GpuContext::new().await.expect("a GPU");
+    let mut model = Llama::load(&ctx, &table, Some(48), &mut bytes.as_slice()).await.expect("loads");
+    let prompt: Vec<u32> = vec![3, 14, 15, 92, 65];
+    let steps = 16;
+
+    let mut want = vec![model.next_token(&ctx, &prompt).await.unwrap()];
+    while want.len() < steps {
+        let last = *want.last().unwrap();
+        want.push(model.next_token(&ctx, &[last]).await.unwrap());
+    }
+    model.reset();
+    async fn generate(model: &mut Llama, ctx: &GpuContext, tok: &hugrt::tokenizer::Tokenizer, prompt: &[u32], opts: GenerateOptions) -> (Vec<u32>, String) {
+        let mut g = Generation::new(prompt.to_vec(), opts, vec![]).unwrap();
+        let text = g.run(&mut model.on(ctx), tok).await.expect("generates");
+        (g.tokens().to_vec(), text)
+    }
+    let n = steps as u32;
+    macro_rules! run {
+        ($opts:expr) => {
+            generate(&mut model, &ctx, &tok, &prompt, GenerateOptions { max_tokens: n, ..$opts }).await
+        };
+    }
+    let (greedy, text) = run!(GenerateOptions::default());
+    assert_eq!(greedy, want);
+    assert_eq!(text, tok.decode(&want, true).unwrap());
+    let cold = GenerateOptions { temperature: 1e-4, seed: 9, ..GenerateOptions::default() };
+    assert_eq!(run!(cold).0, want, "a near-zero temperature samples the argmax");
+    let hot = |seed| GenerateOptions { temperature: 1.5, seed, ..GenerateOptions::default() };
+    let (a, b, c) = (run!(hot(1)).0, run!(hot(1)).0, run!(hot(2)).0);
+    assert_eq!(a, b, "the same seed draws the same tokens");
+    assert_ne!(a, c, "another seed draws other tokens");
+    assert_ne!(a, want);
+    let penalized = run!(GenerateOptions { repetition_penalty: 1e6, ..GenerateOptions::default() }).0;
+    let mut seen: Vec<u32> = prompt.clone();
+    for t in &penalized {
+        assert!(!seen.contains(t), "token {t} repeated under a huge repetition penalty: {penalized:?}");
+        seen.push(*t);
+    }
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
 });

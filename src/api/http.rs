@@ -5,9 +5,9 @@ use js_sys::{Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use super::js_error;
-use crate::formats::{FormatError, TensorTable, grow_prefix, read_table};
-use crate::models::llama::RangeReader;
+use crate::formats::TensorTable;
+use crate::models::llama::ModelError;
+use crate::models::{RangeReader, read_table_ranged};
 
 /// Reads byte ranges of one URL with `Range` requests.
 pub(crate) struct HttpRanges {
@@ -21,22 +21,11 @@ impl HttpRanges {
     }
 
     /// Fetches the file's header in growing ranges until the tensor table parses.
-    pub(crate) async fn read_table(&mut self) -> Result<TensorTable, JsValue> {
+    pub(crate) async fn read_table(&mut self) -> Result<TensorTable, ModelError> {
+        let prefix = self.fetch(0..1 << 20).await.map_err(ModelError::Read)?;
+        let file_len = self.len.ok_or_else(|| ModelError::Read(format!("{}: no file length in Content-Range", self.url)))?;
         let url = self.url.clone();
-        let mut prefix = self.fetch(0..1 << 20).await.map_err(|m| js_error("NetworkError", &m))?;
-        let file_len = self.len.ok_or_else(|| js_error("NetworkError", &format!("{url}: no file length in Content-Range")))?;
-        loop {
-            match read_table(&prefix, file_len, &url) {
-                Err(FormatError::NeedMoreBytes { needed }) => {
-                    let have = prefix.len() as u64;
-                    let want = grow_prefix(have, needed, file_len).map_err(|e| js_error("BadModelFile", &format!("{url}: {e}")))?;
-                    let more = self.fetch(have..want).await.map_err(|m| js_error("NetworkError", &m))?;
-                    prefix.extend(more);
-                }
-                Err(e) => return Err(js_error("BadModelFile", &format!("{url}: {e}"))),
-                Ok(t) => return Ok(t),
-            }
-        }
+        read_table_ranged(self, prefix, file_len, &url).await
     }
 
     /// The bytes of `range` (a 206 that starts where asked, of the right length).
@@ -67,7 +56,7 @@ impl HttpRanges {
         self.len = total.parse().ok();
         let buffer = JsFuture::from(
             Reflect::get(&response, &"arrayBuffer".into())
-                .and_then(|f| f.dyn_into::<js_sys::Function>().map_err(JsValue::from))
+                .and_then(|f| f.dyn_into::<js_sys::Function>())
                 .and_then(|f| f.call0(&response))
                 .map(js_sys::Promise::from)
                 .map_err(|_| String::from("no body"))?,

@@ -1,6 +1,6 @@
-//! A text-generation model in the browser: a GGUF Llama fetched tensor by tensor with HTTP Range
-//! requests (never the whole file in wasm memory), run on WebGPU, greedy decoding.
-//! A first cut before the weight store (IndexedDB) and the `pipeline()` API take over.
+//! A text-generation model in the browser: a GGUF Llama read tensor by tensor (from the weight
+//! store in IndexedDB, or with HTTP Range requests), run on WebGPU; generation with sampling,
+//! stop strings, streamed text, cancellation and the model's chat template.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -9,87 +9,154 @@ use wasm_bindgen::prelude::*;
 
 use super::http::HttpRanges;
 use super::{js_error, to_js};
-use crate::formats::Metadata;
+use crate::formats::{Metadata, TensorTable};
+use crate::generate::chat::{ChatTemplate, Message};
+use crate::generate::{GenerateError, GenerateOptions, Generation};
 use crate::gpu::GpuContext;
 use crate::models::llama::{Llama, ModelError};
+use crate::models::{RangeReader, read_table_ranged};
+use crate::store::idb::IdbStore;
+use crate::store::{StoredFile, file_key};
 use crate::tokenizer::Tokenizer;
 
-struct Inner {
+struct Engine {
     ctx: GpuContext,
     model: Llama,
-    tokenizer: Tokenizer,
 }
 
 /// A GGUF Llama-family model on WebGPU.
 #[wasm_bindgen]
 pub struct TextModel {
-    inner: Rc<RefCell<Option<Inner>>>,
+    /// Taken out while a generation runs (one at a time).
+    engine: Rc<RefCell<Option<Engine>>>,
+    /// Set by `dispose`; a generation running then drops the engine when it ends.
+    disposed: Rc<std::cell::Cell<bool>>,
+    tokenizer: Rc<Tokenizer>,
+    template: Option<Rc<ChatTemplate>>,
+    info: serde_json::Value,
+}
+
+fn generate_error(e: GenerateError) -> JsValue {
+    js_error(e.code(), &e.to_string())
 }
 
 fn model_error(e: ModelError) -> JsValue {
-    match e {
-        ModelError::Gpu(g) => g.into(),
-        ModelError::Read(m) => js_error("NetworkError", &m),
-        other => js_error("BadModelFile", &other.to_string()),
+    generate_error(e.into())
+}
+
+impl TextModel {
+    async fn build(table: TensorTable, context: Option<u32>, read: &mut impl RangeReader) -> Result<TextModel, JsValue> {
+        let Metadata::Gguf { metadata, .. } = &table.metadata else {
+            return Err(js_error("Unsupported", "only GGUF models generate text yet"));
+        };
+        let tokenizer = Tokenizer::from_gguf(metadata).map_err(|e| js_error("BadModelFile", &e.to_string()))?;
+        let name = |id: Option<u32>| id.and_then(|i| tokenizer.id_to_token(i)).unwrap_or_default();
+        let template = match tokenizer.chat_template.as_deref() {
+            Some(source) => Some(Rc::new(ChatTemplate::new(source, &name(tokenizer.bos_id), &name(tokenizer.eos_id)).map_err(|e| js_error("BadModelFile", &e.to_string()))?)),
+            None => None,
+        };
+        let ctx = GpuContext::new().await?;
+        let model = Llama::load(&ctx, &table, context, read).await.map_err(model_error)?;
+        let c = &model.config;
+        let info = serde_json::json!({
+            "architecture": "llama", "layers": c.n_layers, "hidden": c.hidden, "heads": c.heads, "kvHeads": c.kv_heads,
+            "vocab": c.vocab, "context": model.context, "weightBytes": model.weight_bytes_per_token(),
+            "dispatchesPerToken": model.dispatches_per_token(), "adapter": ctx.report.name, "device": "webgpu",
+            "hasChatTemplate": template.is_some(),
+        });
+        Ok(TextModel { engine: Rc::new(RefCell::new(Some(Engine { ctx, model }))), disposed: Rc::default(), tokenizer: Rc::new(tokenizer), template, info })
     }
 }
 
 #[wasm_bindgen]
 impl TextModel {
-    /// Fetches the header of the GGUF at `url`, then each tensor in turn, onto the GPU.
+    /// Loads the GGUF at `url` with HTTP Range requests, tensor by tensor, onto the GPU.
     pub async fn load(url: String, context: Option<u32>) -> Result<TextModel, JsValue> {
         let mut http = HttpRanges::new(&url);
-        let table = http.read_table().await?;
-        let Metadata::Gguf { metadata, .. } = &table.metadata else {
-            return Err(js_error("Unsupported", "only GGUF models generate yet"));
-        };
-        let tokenizer = Tokenizer::from_gguf(metadata).map_err(|e| js_error("BadModelFile", &e.to_string()))?;
-        let ctx = GpuContext::new().await?;
-        let model = Llama::load(&ctx, &table, context, &mut http).await.map_err(model_error)?;
-        Ok(TextModel { inner: Rc::new(RefCell::new(Some(Inner { ctx, model, tokenizer }))) })
+        let table = http.read_table().await.map_err(model_error)?;
+        Self::build(table, context, &mut http).await
     }
 
-    /// Greedy continuation of `prompt` (no chat template yet): resolves to
-    /// `{ promptIds, ids, text, prefillMs, decodeTokPerS }`.
-    pub fn generate(&self, prompt: String, max_tokens: u32) -> js_sys::Promise {
-        let inner = self.inner.clone();
+    /// Loads `path` of `repo@commit` from the weight store (IndexedDB database `db`, default
+    /// "hugrt"), where `WeightStore.download` put it.
+    #[wasm_bindgen(js_name = fromStore)]
+    pub async fn from_store(db: Option<String>, repo: String, commit: String, path: String, context: Option<u32>) -> Result<TextModel, JsValue> {
+        let store = IdbStore::open(db.as_deref().unwrap_or("hugrt")).await.map_err(|e| js_error(e.code(), &e.to_string()))?;
+        let mut file = StoredFile::open(&store, &file_key(&repo, &commit, &path)).await.map_err(|e| js_error(e.code(), &e.to_string()))?;
+        let size = file.size();
+        let prefix = file.read(0..size.min(1 << 20)).await.map_err(|e| js_error(e.code(), &e.to_string()))?;
+        let table = read_table_ranged(&mut file, prefix, size, &path).await.map_err(model_error)?;
+        Self::build(table, context, &mut file).await
+    }
+
+    /// `{ architecture, layers, hidden, heads, kvHeads, vocab, context, weightBytes,
+    /// dispatchesPerToken, adapter, device, hasChatTemplate }`.
+    pub fn info(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.info)
+    }
+
+    /// The prompt for `messages` (`[{ role, content }]`) by the model's chat template.
+    #[wasm_bindgen(js_name = applyChatTemplate)]
+    pub fn apply_chat_template(&self, messages: JsValue, add_generation_prompt: Option<bool>) -> Result<String, JsValue> {
+        let template = self.template.as_ref().ok_or_else(|| js_error("Unsupported", "the model has no chat template"))?;
+        let messages: Vec<Message> = serde_wasm_bindgen::from_value(messages).map_err(|e| js_error("Usage", &format!("messages: {e}")))?;
+        template.render(&messages, add_generation_prompt.unwrap_or(true)).map_err(|e| js_error("ChatTemplate", &e.to_string()))
+    }
+
+    /// Token ids of `text` (`special`: add the special tokens a plain prompt gets).
+    pub fn encode(&self, text: &str, special: bool) -> Result<Vec<u32>, JsValue> {
+        self.tokenizer.encode(text, special).map_err(|e| js_error("Tokenizer", &e.to_string()))
+    }
+
+    /// Generates a continuation of `prompt` (`templated`: it was rendered by the chat template
+    /// and holds its special tokens). `options`: `{ maxTokens, temperature, topK, topP, minP,
+    /// repetitionPenalty, seed, stop }`. `onText(piece)` gets the text as it is generated;
+    /// `signal` aborts between tokens (rejecting with an `Aborted` error). Resolves to
+    /// `{ text, ids, promptIds, finishReason, usage: { promptTokens, cachedTokens,
+    /// completionTokens, prefillMs, decodeMs } }`. The KV cache keeps the sequence, so a next
+    /// prompt that extends it (a chat's next turn) computes only the new tokens.
+    pub fn generate(&self, prompt: String, options: JsValue, templated: bool, on_text: Option<js_sys::Function>, signal: Option<web_sys::AbortSignal>) -> js_sys::Promise {
+        let (engine, tokenizer, disposed) = (self.engine.clone(), self.tokenizer.clone(), self.disposed.clone());
         wasm_bindgen_futures::future_to_promise(async move {
-            let taken = inner.borrow_mut().take();
-            let mut s = taken.ok_or_else(|| js_error("Busy", "the model is generating or disposed"))?;
+            let options: GenerateOptions = if options.is_undefined() || options.is_null() {
+                GenerateOptions::default()
+            } else {
+                serde_wasm_bindgen::from_value(options).map_err(|e| js_error("Usage", &format!("options: {e}")))?
+            };
+            let prompt_ids = tokenizer.encode(&prompt, !templated).map_err(|e| js_error("Tokenizer", &e.to_string()))?;
+            let mut generation = Generation::new(prompt_ids.clone(), options, tokenizer.end_ids()).map_err(generate_error)?;
+            let taken = engine.borrow_mut().take();
+            let mut e = taken.ok_or_else(|| js_error("Busy", "the model is generating, or was disposed"))?;
             let result = async {
-                let now = || js_sys::Date::now();
-                let prompt_ids = s.tokenizer.encode(&prompt, true).map_err(|e| js_error("Tokenizer", &e.to_string()))?;
-                if prompt_ids.is_empty() {
-                    return Err(js_error("Usage", "the prompt encodes to no tokens"));
-                }
-                s.model.reset();
-                let t0 = now();
-                let mut next = s.model.next_token(&s.ctx, &prompt_ids).await.map_err(model_error)?;
-                let prefill_ms = now() - t0;
-                let mut ids = Vec::new();
-                let t1 = now();
-                while (ids.len() as u32) < max_tokens && Some(next) != s.tokenizer.eos_id {
-                    ids.push(next);
-                    if ids.len() as u32 == max_tokens {
-                        break;
+                let mut lm = e.model.on(&e.ctx);
+                let mut text = String::new();
+                loop {
+                    if signal.as_ref().is_some_and(|s| s.aborted()) {
+                        return Err(js_error("Aborted", "generation was aborted"));
                     }
-                    next = s.model.next_token(&s.ctx, &[next]).await.map_err(model_error)?;
+                    let Some(piece) = generation.step(&mut lm, &tokenizer).await.map_err(generate_error)? else { break };
+                    if let (Some(f), false) = (&on_text, piece.is_empty()) {
+                        // A throwing callback stops generation with its error.
+                        f.call1(&JsValue::NULL, &JsValue::from_str(&piece))?;
+                    }
+                    text.push_str(&piece);
                 }
-                let decode_s = (now() - t1) / 1e3;
-                let text = s.tokenizer.decode(&ids, true).map_err(|e| js_error("Tokenizer", &e.to_string()))?;
                 to_js(&serde_json::json!({
-                    "promptIds": prompt_ids, "ids": ids, "text": text, "prefillMs": prefill_ms,
-                    "decodeTokPerS": ids.len().saturating_sub(1) as f64 / decode_s.max(1e-9),
+                    "text": text, "ids": generation.tokens(), "promptIds": prompt_ids,
+                    "finishReason": generation.finish_reason(), "usage": generation.usage,
                 }))
             }
             .await;
-            *inner.borrow_mut() = Some(s);
+            if !disposed.get() {
+                *engine.borrow_mut() = Some(e);
+            }
             result
         })
     }
 
-    /// Frees the GPU buffers.
+    /// Frees the GPU buffers (a running generation frees them when it ends).
     pub fn dispose(&self) {
-        self.inner.borrow_mut().take();
+        self.disposed.set(true);
+        self.engine.borrow_mut().take();
     }
 }

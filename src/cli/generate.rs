@@ -1,6 +1,7 @@
-//! `hugrt generate --model FILE.gguf --prompt TEXT [--max-tokens N] [--context N] [--json]`:
-//! greedy generation with a GGUF Llama on the native GPU.
+//! `hugrt generate --model FILE.gguf --prompt TEXT [--chat] [sampling options] [--json]`:
+//! text generation with a GGUF Llama on the native GPU, streamed to stdout (or one JSON object).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -8,6 +9,8 @@ use serde_json::json;
 
 use super::CliError;
 use crate::formats::{Metadata, read_table_from};
+use crate::generate::chat::{ChatTemplate, Message};
+use crate::generate::{GenerateError, GenerateOptions, Generation};
 use crate::gpu::GpuContext;
 use crate::models::llama::Llama;
 use crate::tokenizer::Tokenizer;
@@ -17,17 +20,56 @@ pub struct Args {
     /// A GGUF Llama-family model (llama, SmolLM, TinyLlama, Mistral).
     #[arg(long)]
     pub model: PathBuf,
-    /// The prompt, used as is (no chat template yet).
+    /// The prompt: used as is, or as the user's message with `--chat`.
     #[arg(long)]
     pub prompt: String,
+    /// Render the prompt as a user message with the model's chat template.
+    #[arg(long)]
+    pub chat: bool,
+    /// With `--chat`: a system message (else the template's default, if any).
+    #[arg(long)]
+    pub system: Option<String>,
     #[arg(long, default_value_t = 32)]
     pub max_tokens: u32,
+    /// 0: greedy decoding.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    pub top_k: u32,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop before this string (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
     /// KV-cache capacity in tokens (default: the model's, at most 4096).
     #[arg(long)]
     pub context: Option<u32>,
-    /// Print JSON: {promptIds, ids, text, timings: {loadMs, prefillTokPerS, decodeTokPerS}}.
+    /// Print JSON: {prompt, promptIds, ids, text, finishReason, usage, adapter, timings}.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The prompt as the model sees it: as given, or rendered by the model's chat template.
+pub fn prompt_text(tok: &Tokenizer, prompt: &str, chat: bool, system: Option<&str>) -> Result<String, CliError> {
+    if !chat {
+        return Ok(prompt.to_owned());
+    }
+    let usage = |m: String| CliError { code: "ChatTemplate", message: m };
+    let source = tok.chat_template.as_deref().ok_or_else(|| usage("the model has no chat template".into()))?;
+    let name = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i)).unwrap_or_default();
+    let template = ChatTemplate::new(source, &name(tok.bos_id), &name(tok.eos_id)).map_err(|e| usage(e.to_string()))?;
+    let mut messages = Vec::new();
+    if let Some(s) = system {
+        messages.push(Message { role: "system".into(), content: s.into() });
+    }
+    messages.push(Message { role: "user".into(), content: prompt.into() });
+    template.render(&messages, true).map_err(|e| usage(e.to_string()))
 }
 
 pub fn run(args: &Args) -> Result<String, CliError> {
@@ -43,43 +85,53 @@ pub fn run(args: &Args) -> Result<String, CliError> {
         return Err(bad("Unsupported")("only GGUF models can generate yet".into()));
     };
     let tok = Tokenizer::from_gguf(metadata).map_err(|e| bad("BadModelFile")(e.to_string()))?;
-    let prompt_ids = tok.encode(&args.prompt, true).map_err(|e| bad("Tokenizer")(e.to_string()))?;
-    if prompt_ids.is_empty() {
-        return Err(bad("Usage")("the prompt encodes to no tokens".into()));
-    }
-    let gpu = |e: crate::gpu::GpuError| CliError { code: e.code(), message: e.to_string() };
-    let model_err = |e: crate::models::llama::ModelError| CliError { code: "Model", message: e.to_string() };
+    let prompt = prompt_text(&tok, &args.prompt, args.chat, args.system.as_deref())?;
+    // A rendered template already holds its special tokens.
+    let prompt_ids = tok.encode(&prompt, !args.chat).map_err(|e| bad("Tokenizer")(e.to_string()))?;
+    let options = GenerateOptions {
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        repetition_penalty: args.repetition_penalty,
+        seed: args.seed,
+        stop: args.stop.clone(),
+    };
+    let failed = |e: GenerateError| CliError { code: e.code(), message: e.to_string() };
+    let mut generation = Generation::new(prompt_ids.clone(), options, tok.end_ids()).map_err(failed)?;
     pollster::block_on(async {
-        let ctx = GpuContext::new().await.map_err(gpu)?;
-        let mut model = Llama::load(&ctx, &table, args.context, &mut file).await.map_err(model_err)?;
+        let ctx = GpuContext::new().await.map_err(|e| CliError { code: e.code(), message: e.to_string() })?;
+        let mut model = Llama::load(&ctx, &table, args.context, &mut file).await.map_err(|e| failed(e.into()))?;
         let load_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let t1 = Instant::now();
-        let mut next = model.next_token(&ctx, &prompt_ids).await.map_err(model_err)?;
-        let prefill_s = t1.elapsed().as_secs_f64();
-        let stop: Vec<u32> = tok.eos_id.into_iter().collect();
-        let mut ids = Vec::new();
-        let t2 = Instant::now();
-        while (ids.len() as u32) < args.max_tokens && !stop.contains(&next) {
-            ids.push(next);
-            if ids.len() as u32 == args.max_tokens {
-                break;
-            }
-            next = model.next_token(&ctx, &[next]).await.map_err(model_err)?;
+        let mut lm = model.on(&ctx);
+        let mut text = String::new();
+        let mut out = std::io::stdout();
+        if !args.json && !args.chat {
+            let _ = write!(out, "{}", args.prompt);
         }
-        let decode_s = t2.elapsed().as_secs_f64();
-        let text = tok.decode(&ids, true).map_err(|e| CliError { code: "Tokenizer", message: e.to_string() })?;
-        let prefill_tps = prompt_ids.len() as f64 / prefill_s;
-        let decode_tps = ids.len().saturating_sub(1) as f64 / decode_s.max(1e-9);
+        while let Some(piece) = generation.step(&mut lm, &tok).await.map_err(failed)? {
+            if !args.json {
+                let _ = write!(out, "{piece}");
+                let _ = out.flush();
+            }
+            text.push_str(&piece);
+        }
+        let u = &generation.usage;
+        let prefill_tps = (u.prompt_tokens - u.cached_tokens) as f64 / (u.prefill_ms / 1e3).max(1e-9);
+        // The first generated token comes from the prefill pass.
+        let decode_tps = u.completion_tokens.saturating_sub(1) as f64 / (u.decode_ms / 1e3).max(1e-9);
         if args.json {
             return Ok(format!(
                 "{}\n",
-                json!({ "promptIds": prompt_ids, "ids": ids, "text": text, "adapter": ctx.report.name,
+                json!({ "prompt": prompt, "promptIds": prompt_ids, "ids": generation.tokens(), "text": text,
+                        "finishReason": generation.finish_reason(), "usage": u, "adapter": ctx.report.name,
                         "timings": { "loadMs": load_ms, "prefillTokPerS": prefill_tps, "decodeTokPerS": decode_tps } })
             ));
         }
         Ok(format!(
-            "{}{}\n-- {} prompt tokens, {} generated on {}; load {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s\n",
-            args.prompt, text, prompt_ids.len(), ids.len(), ctx.report.name, load_ms, prefill_tps, decode_tps
+            "\n-- {} prompt tokens, {} generated on {} ({:?}); load {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s\n",
+            u.prompt_tokens, u.completion_tokens, ctx.report.name, generation.finish_reason(), load_ms, prefill_tps, decode_tps
         ))
     })
 }

@@ -8,6 +8,7 @@ use super::context::GpuContext;
 use super::error::GpuError;
 use super::ops::{attention::Attention, matvec, new_encoder, norm::Norm};
 use super::weights::GpuWeight;
+use crate::clock::now_ms;
 use crate::formats::DType;
 
 #[derive(Clone, Debug, Serialize)]
@@ -22,24 +23,6 @@ pub struct BenchRow {
     pub of_copy_bandwidth: f64,
 }
 
-/// Milliseconds since an arbitrary origin (performance.now() on the web).
-fn now_ms() -> f64 {
-    #[cfg(target_arch = "wasm32")]
-    {
-        js_sys::Reflect::get(&js_sys::global(), &"performance".into())
-            .ok()
-            .and_then(|p| js_sys::Reflect::get(&p, &"now".into()).ok().map(|f| (p, f)))
-            .and_then(|(p, f)| js_sys::Function::from(f).call0(&p).ok())
-            .and_then(|v| v.as_f64())
-            .unwrap_or(0.0)
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        use std::sync::OnceLock;
-        static START: OnceLock<std::time::Instant> = OnceLock::new();
-        START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64() * 1e3
-    }
-}
 
 /// Waits until the GPU has finished everything submitted so far.
 async fn finish(ctx: &GpuContext) -> Result<(), GpuError> {

@@ -13,32 +13,9 @@ use crate::gpu::ops::rope::{self, RopeLayout, RopeScaling};
 use crate::gpu::ops::{embedding, matvec, new_encoder, reduce, submit};
 use crate::gpu::weights::GpuWeight;
 use crate::gpu::GpuContext;
+use crate::generate::{LanguageModel, Next, Pick};
 
-/// Where a model file's bytes come from: the weight store, a file, an HTTP server, a buffer.
-/// Tensors are read one at a time, so no more than one tensor is ever in memory.
-#[allow(async_fn_in_trait)]
-pub trait RangeReader {
-    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, String>;
-}
-
-/// A model file held in memory (tests).
-impl RangeReader for &[u8] {
-    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
-        self.get(range.start as usize..range.end as usize).map(<[u8]>::to_vec).ok_or_else(|| format!("bytes {range:?} past the end"))
-    }
-}
-
-/// A file natively.
-#[cfg(not(target_arch = "wasm32"))]
-impl RangeReader for std::fs::File {
-    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
-        use std::io::{Read, Seek, SeekFrom};
-        self.seek(SeekFrom::Start(range.start)).map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; (range.end - range.start) as usize];
-        self.read_exact(&mut buf).map_err(|e| e.to_string())?;
-        Ok(buf)
-    }
-}
+pub use super::RangeReader;
 
 /// Prefill processes prompts in chunks of at most this many tokens (bounds the scores scratch).
 pub const PREFILL_CHUNK: u32 = 64;
@@ -51,6 +28,8 @@ pub enum ModelError {
     Tensor { name: String, problem: String },
     #[error("reading weights: {0}")]
     Read(String),
+    #[error(transparent)]
+    Format(#[from] crate::formats::FormatError),
     #[error(transparent)]
     Gpu(#[from] GpuError),
     #[error("the context of {ctx} tokens is full (position {pos}); start a new sequence")]
@@ -156,8 +135,8 @@ pub struct Llama {
     layers: Vec<Layer>,
     act: Activations,
     inv_freq: Vec<f32>,
-    /// Tokens in the KV cache.
-    pub position: u32,
+    /// The tokens in the KV cache, in order.
+    tokens: Vec<u32>,
 }
 
 impl Llama {
@@ -215,7 +194,7 @@ impl Llama {
             scratch: buf("scratch", 1)?,
         };
         let inv_freq = rope::inv_freq(c.head_dim, c.rope_theta, RopeScaling::None);
-        Ok(Self { config, context, token_embd, output_norm, output, layers, act, inv_freq, position: 0 })
+        Ok(Self { config, context, token_embd, output_norm, output, layers, act, inv_freq, tokens: Vec::new() })
     }
 
     async fn matrix(ctx: &GpuContext, table: &TensorTable, read: &mut impl RangeReader, name: &str, rows: u32, cols: u32) -> Result<GpuWeight, ModelError> {
@@ -259,30 +238,55 @@ impl Llama {
         per_layer + 1 + self.token_embd.parts.len() as u32 + matvec_parts(self.output.as_ref().unwrap_or(&self.token_embd)) + 1
     }
 
-    /// Forgets the sequence (the KV cache is overwritten from position 0).
-    pub fn reset(&mut self) {
-        self.position = 0;
+    /// Tokens in the KV cache.
+    pub fn position(&self) -> u32 {
+        self.tokens.len() as u32
     }
 
-    /// Feeds `tokens` at the current position and returns the greedy next token.
-    pub async fn next_token(&mut self, ctx: &GpuContext, tokens: &[u32]) -> Result<u32, ModelError> {
-        let mut last = None;
-        for chunk in tokens.chunks(PREFILL_CHUNK as usize) {
-            last = Some(self.forward_chunk(ctx, chunk).await?);
+    /// Forgets the sequence (the KV cache is overwritten from position 0).
+    pub fn reset(&mut self) {
+        self.tokens.clear();
+    }
+
+    /// Feeds `tokens` at the current position (in chunks of `PREFILL_CHUNK`) and answers `pick`
+    /// for the position after them; only the last chunk runs the LM head.
+    pub async fn forward(&mut self, ctx: &GpuContext, tokens: &[u32], pick: Pick) -> Result<Next, ModelError> {
+        let mut chunks = tokens.chunks(PREFILL_CHUNK as usize).peekable();
+        while let Some(chunk) = chunks.next() {
+            let head = chunks.peek().is_none().then_some(pick);
+            if let Some(next) = self.forward_chunk(ctx, chunk, head).await? {
+                return Ok(next);
+            }
         }
-        last.ok_or_else(|| ModelError::Config("no tokens".into()))
+        Err(ModelError::Config("no tokens".into()))
+    }
+
+    /// Feeds `tokens` and returns the greedy next token.
+    pub async fn next_token(&mut self, ctx: &GpuContext, tokens: &[u32]) -> Result<u32, ModelError> {
+        match self.forward(ctx, tokens, Pick::Greedy).await? {
+            Next::Token(id) => Ok(id),
+            Next::Logits(_) => Err(ModelError::Config("logits where a token was asked".into())),
+        }
     }
 
     /// The logits after the last token of `tokens` (for tests), leaving the cache advanced.
     pub async fn logits(&mut self, ctx: &GpuContext, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
-        self.next_token(ctx, tokens).await?;
-        Ok(ctx.read_f32(&self.act.logits, self.config.vocab as usize).await?)
+        match self.forward(ctx, tokens, Pick::Logits).await? {
+            Next::Logits(l) => Ok(l),
+            Next::Token(_) => Err(ModelError::Config("a token where logits were asked".into())),
+        }
     }
 
-    async fn forward_chunk(&mut self, ctx: &GpuContext, ids: &[u32]) -> Result<u32, ModelError> {
+    /// This model with its device, as a `LanguageModel` for the generation loop.
+    pub fn on<'a>(&'a mut self, ctx: &'a GpuContext) -> GpuLlama<'a> {
+        GpuLlama { ctx, model: self }
+    }
+
+    /// Runs one chunk; with `head`, also the final norm and LM head, and answers it.
+    async fn forward_chunk(&mut self, ctx: &GpuContext, ids: &[u32], head: Option<Pick>) -> Result<Option<Next>, ModelError> {
         let c = self.config.clone();
         let n = ids.len() as u32;
-        let pos0 = self.position;
+        let pos0 = self.position();
         if pos0 + n > self.context {
             return Err(ModelError::ContextFull { ctx: self.context, pos: pos0 + n });
         }
@@ -326,15 +330,51 @@ impl Llama {
             Elementwise::Add.encode(ctx, &mut e, nh, x, &a.h, x_next).await?;
             std::mem::swap(&mut x, &mut x_next);
         }
+        let Some(pick) = head else {
+            submit(ctx, "llama forward", e).await?;
+            self.tokens.extend_from_slice(ids);
+            return Ok(None);
+        };
         let row = u64::from(c.hidden) * 4;
         e.copy_buffer_to_buffer(x, u64::from(n - 1) * row, &a.h, 0, row);
         norm.encode(ctx, &mut e, 1, c.hidden, &a.h, &self.output_norm, &self.output_norm, &a.last).await?;
         let output = self.output.as_ref().unwrap_or(&self.token_embd);
         matvec::encode(ctx, &mut e, output, 1, &a.last, &a.logits).await?;
-        reduce::encode_argmax(ctx, &mut e, 1, c.vocab, &a.logits, &a.token, &a.scratch).await?;
+        match pick {
+            Pick::Greedy => reduce::encode_argmax(ctx, &mut e, 1, c.vocab, &a.logits, &a.token, &a.scratch).await?,
+            Pick::Sample(sampling, u) => sampling.encode(ctx, &mut e, c.vocab, &a.logits, &a.token, u).await?,
+            Pick::Logits => {}
+        }
         submit(ctx, "llama forward", e).await?;
-        let token = ctx.read_f32(&a.token, 1).await?[0].to_bits();
-        self.position = pos0 + n;
-        Ok(token)
+        let next = match pick {
+            Pick::Logits => Next::Logits(ctx.read_f32(&a.logits, c.vocab as usize).await?),
+            _ => Next::Token(ctx.read_f32(&a.token, 1).await?[0].to_bits()),
+        };
+        self.tokens.extend_from_slice(ids);
+        Ok(Some(next))
+    }
+}
+
+/// A `Llama` with its device: the generation loop's view of it.
+pub struct GpuLlama<'a> {
+    pub ctx: &'a GpuContext,
+    pub model: &'a mut Llama,
+}
+
+impl LanguageModel for GpuLlama<'_> {
+    fn context(&self) -> u32 {
+        self.model.context
+    }
+
+    fn cached(&self) -> &[u32] {
+        &self.model.tokens
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.model.tokens.truncate(len);
+    }
+
+    async fn forward(&mut self, tokens: &[u32], pick: Pick) -> Result<Next, ModelError> {
+        self.model.forward(self.ctx, tokens, pick).await
     }
 }

@@ -1,3 +1,55 @@
-//! Model architectures, one file each, written against the op set of `gpu::ops`.
+//! Model architectures, one file each, written against the op set of `gpu::ops`, and how their
+//! files are read: by byte range, one tensor at a time.
 
 pub mod llama;
+
+use crate::formats::{FormatError, TensorTable, grow_prefix, read_table};
+use llama::ModelError;
+
+/// Where a model file's bytes come from: the weight store, a file, an HTTP server, a buffer.
+/// Tensors are read one at a time, so no more than one tensor is ever in memory.
+#[allow(async_fn_in_trait)]
+pub trait RangeReader {
+    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, String>;
+}
+
+/// A model file held in memory (tests).
+impl RangeReader for &[u8] {
+    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
+        self.get(range.start as usize..range.end as usize).map(<[u8]>::to_vec).ok_or_else(|| format!("bytes {range:?} past the end"))
+    }
+}
+
+/// A file natively.
+#[cfg(not(target_arch = "wasm32"))]
+impl RangeReader for std::fs::File {
+    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
+        use std::io::{Read, Seek, SeekFrom};
+        self.seek(SeekFrom::Start(range.start)).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; (range.end - range.start) as usize];
+        self.read_exact(&mut buf).map_err(|e| e.to_string())?;
+        Ok(buf)
+    }
+}
+
+/// A stored file (IndexedDB in the browser, a folder natively).
+impl<S: crate::store::ChunkStore> RangeReader for crate::store::StoredFile<'_, S> {
+    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
+        self.read(range).await.map_err(|e| e.to_string())
+    }
+}
+
+/// The tensor table of a `file_len`-byte file read through `read`, starting from `prefix` (its
+/// first bytes, already at hand) and growing it as the format reader asks.
+pub async fn read_table_ranged(read: &mut impl RangeReader, mut prefix: Vec<u8>, file_len: u64, name: &str) -> Result<TensorTable, ModelError> {
+    loop {
+        match read_table(&prefix, file_len, name) {
+            Err(FormatError::NeedMoreBytes { needed }) => {
+                let have = prefix.len() as u64;
+                let want = grow_prefix(have, needed, file_len)?;
+                prefix.extend(read.read_range(have..want).await.map_err(ModelError::Read)?);
+            }
+            other => return Ok(other?),
+        }
+    }
+}

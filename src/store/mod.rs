@@ -134,29 +134,59 @@ pub trait ChunkStore {
 
 /// Reads `range` of a complete file, assembled from its chunks.
 pub async fn read_range<S: ChunkStore>(store: &S, key: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
-    let m = store.manifest(key).await?.filter(|m| m.complete).ok_or_else(|| StoreError::NotFound { key: key.to_string() })?;
-    if range.start > range.end || range.end > m.size {
-        return Err(StoreError::OutOfRange { key: key.to_string(), start: range.start, end: range.end, size: m.size });
-    }
-    let len = usize::try_from(range.end - range.start).map_err(|_| StoreError::OutOfRange { key: key.to_string(), start: range.start, end: range.end, size: m.size })?;
-    let mut out = Vec::with_capacity(len);
-    let cb = m.chunk_bytes.max(1);
-    let mut pos = range.start;
-    while pos < range.end {
-        let index = pos / cb;
-        let chunk = store.chunk(key, index).await?.ok_or_else(|| StoreError::MissingChunk { key: key.to_string(), index })?;
-        let chunk_start = index * cb;
-        let from = pos - chunk_start;
-        let to = (range.end - chunk_start).min(chunk.len() as u64);
-        if from >= to {
-            return Err(StoreError::MissingChunk { key: key.to_string(), index });
-        }
-        // from < to <= chunk.len(): both fit in usize.
-        out.extend_from_slice(&chunk[from as usize..to as usize]);
-        pos = chunk_start + to;
-    }
-    Ok(out)
+    StoredFile::open(store, key).await?.read(range).await
 }
+
+/// A complete stored file, read by byte ranges. It keeps the last chunk it read: the model
+/// loaders read tensors in file order, so each chunk comes out of the store once.
+pub struct StoredFile<'a, S> {
+    store: &'a S,
+    manifest: FileManifest,
+    last: Option<(u64, Vec<u8>)>,
+}
+
+impl<'a, S: ChunkStore> StoredFile<'a, S> {
+    pub async fn open(store: &'a S, key: &str) -> Result<Self, StoreError> {
+        let manifest = store.manifest(key).await?.filter(|m| m.complete).ok_or_else(|| StoreError::NotFound { key: key.to_string() })?;
+        Ok(Self { store, manifest, last: None })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.manifest.size
+    }
+
+    pub async fn read(&mut self, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
+        let m = &self.manifest;
+        let key = m.key();
+        let out_of_range = || StoreError::OutOfRange { key: key.clone(), start: range.start, end: range.end, size: m.size };
+        if range.start > range.end || range.end > m.size {
+            return Err(out_of_range());
+        }
+        let len = usize::try_from(range.end - range.start).map_err(|_| out_of_range())?;
+        let mut out = Vec::with_capacity(len);
+        let cb = m.chunk_bytes.max(1);
+        let mut pos = range.start;
+        while pos < range.end {
+            let index = pos / cb;
+            if self.last.as_ref().is_none_or(|(i, _)| *i != index) {
+                let chunk = self.store.chunk(&key, index).await?.ok_or_else(|| StoreError::MissingChunk { key: key.clone(), index })?;
+                self.last = Some((index, chunk));
+            }
+            let chunk = self.last.as_ref().map(|(_, c)| c.as_slice()).unwrap_or_default();
+            let chunk_start = index * cb;
+            let from = pos - chunk_start;
+            let to = (range.end - chunk_start).min(chunk.len() as u64);
+            if from >= to {
+                return Err(StoreError::MissingChunk { key: key.clone(), index });
+            }
+            // from < to <= chunk.len(): both fit in usize.
+            out.extend_from_slice(&chunk[from as usize..to as usize]);
+            pos = chunk_start + to;
+        }
+        Ok(out)
+    }
+}
+
 
 /// One cached model revision, for the cache API.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -76,6 +76,16 @@ impl Tokenizer {
         self.inner.id_to_token(id)
     }
 
+    /// Ids that end generation: EOS, and the end-of-turn tokens that llama.cpp also treats as
+    /// such when the vocabulary has them (chat models end a turn with these, not with EOS).
+    pub fn end_ids(&self) -> Vec<u32> {
+        const END_OF_TURN: [&str; 7] = ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>", "<|end|>", "<end_of_turn>", "</s>"];
+        let mut ids: Vec<u32> = self.eos_id.into_iter().chain(END_OF_TURN.iter().filter_map(|t| self.token_to_id(t))).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }

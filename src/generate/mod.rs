@@ -1,0 +1,286 @@
+//! Text generation over any `LanguageModel` (the GPU Llama, the CPU fallback): prefill with
+//! reuse of the cached prefix, greedy or sampled decoding with a seed, stop tokens and stop
+//! strings, streamed text that never splits a character, and a context policy.
+//!
+//! Context policy: a prompt longer than the KV cache is an error (`PromptTooLong`), never
+//! silently cut; when the cache fills during generation, generation ends with
+//! `FinishReason::Length`, as when `max_tokens` is reached.
+
+pub mod chat;
+pub mod sampling;
+pub mod stop;
+pub mod stream;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::now_ms;
+use crate::gpu::ops::sample::Sampling;
+use crate::models::llama::ModelError;
+use crate::rng::SeededRng;
+use crate::tokenizer::{Tokenizer, TokenizerError};
+use stop::{StopCheck, StopStrings};
+use stream::TextStream;
+
+/// What the model is asked for after the tokens it is fed.
+#[derive(Clone, Copy, Debug)]
+pub enum Pick {
+    /// The most likely token (chosen where the logits are).
+    Greedy,
+    /// A draw with these settings at `u` ∈ [0, 1) (chosen where the logits are).
+    Sample(Sampling, f32),
+    /// The logits themselves.
+    Logits,
+}
+
+/// What the model answers for a `Pick`.
+#[derive(Debug)]
+pub enum Next {
+    Token(u32),
+    Logits(Vec<f32>),
+}
+
+/// A causal language model with a KV cache.
+#[allow(async_fn_in_trait)] // futures run on one thread (the browser's); no Send bound wanted
+pub trait LanguageModel {
+    /// KV-cache capacity in tokens.
+    fn context(&self) -> u32;
+    /// The tokens in the KV cache, in order.
+    fn cached(&self) -> &[u32];
+    /// Keeps the first `len` cached tokens (later ones are overwritten when fed again).
+    fn truncate(&mut self, len: usize);
+    /// Feeds `tokens` after the cached ones, then answers `pick` for the position after them.
+    async fn forward(&mut self, tokens: &[u32], pick: Pick) -> Result<Next, ModelError>;
+}
+
+/// Generation settings (names as in JS: `{ maxTokens, temperature, topK, … }`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct GenerateOptions {
+    pub max_tokens: u32,
+    /// 0 is greedy decoding.
+    pub temperature: f32,
+    /// 0: off.
+    pub top_k: u32,
+    /// 1: off.
+    pub top_p: f32,
+    /// 0: off.
+    pub min_p: f32,
+    /// HF's repetition penalty over the prompt and the output (1: off).
+    pub repetition_penalty: f32,
+    pub seed: u64,
+    /// Generation ends before any of these strings; they are not part of the output.
+    pub stop: Vec<String>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self { max_tokens: 256, temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, seed: 0, stop: Vec::new() }
+    }
+}
+
+impl GenerateOptions {
+    fn check(&self) -> Result<Option<Sampling>, GenerateError> {
+        let bad = |what: &str| Err(GenerateError::BadOption(what.into()));
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return bad("temperature must be a finite number ≥ 0");
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad("topP must be in (0, 1]");
+        }
+        if !(0.0..1.0).contains(&self.min_p) {
+            return bad("minP must be in [0, 1)");
+        }
+        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
+            return bad("repetitionPenalty must be a finite number > 0");
+        }
+        if self.stop.len() > 16 || self.stop.iter().any(|s| s.len() > 256) {
+            return bad("at most 16 stop strings of at most 256 bytes");
+        }
+        Ok((self.temperature > 0.0).then_some(Sampling { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p, min_p: self.min_p }))
+    }
+}
+
+/// Why generation ended (OpenAI's names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An end-of-generation token or a stop string.
+    Stop,
+    /// `max_tokens`, or the KV cache is full.
+    Length,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("bad generation option: {0}")]
+    BadOption(String),
+    #[error("the prompt is {tokens} tokens; the context holds {context}")]
+    PromptTooLong { tokens: usize, context: u32 },
+    #[error("the prompt encodes to no tokens")]
+    EmptyPrompt,
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("tokenizer: {0}")]
+    Tokenizer(#[from] TokenizerError),
+}
+
+impl GenerateError {
+    /// The stable error code JS sees.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadOption(_) | Self::EmptyPrompt => "Usage",
+            Self::PromptTooLong { .. } => "ContextFull",
+            Self::Model(ModelError::Gpu(g)) => g.code(),
+            Self::Model(ModelError::Read(_)) => "NetworkError",
+            Self::Model(ModelError::ContextFull { .. }) => "ContextFull",
+            Self::Model(_) => "BadModelFile",
+            Self::Tokenizer(_) => "Tokenizer",
+        }
+    }
+}
+
+/// Counts and times of one generation.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    /// Prompt tokens found in the KV cache from the previous turn (not computed again).
+    pub cached_tokens: usize,
+    pub completion_tokens: usize,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+}
+
+/// One generation in progress: call `step` until it returns `None`.
+pub struct Generation {
+    prompt: Vec<u32>,
+    out: Vec<u32>,
+    opts: GenerateOptions,
+    sampling: Option<Sampling>,
+    rng: SeededRng,
+    end_ids: Vec<u32>,
+    /// The token picked last step, to feed next step.
+    pending: Option<u32>,
+    stream: TextStream,
+    stops: StopStrings,
+    finish: Option<FinishReason>,
+    pub usage: Usage,
+}
+
+impl Generation {
+    /// `end_ids` end generation (the tokenizer's end-of-generation ids).
+    pub fn new(prompt: Vec<u32>, opts: GenerateOptions, end_ids: Vec<u32>) -> Result<Self, GenerateError> {
+        let sampling = opts.check()?;
+        if prompt.is_empty() {
+            return Err(GenerateError::EmptyPrompt);
+        }
+        let usage = Usage { prompt_tokens: prompt.len(), ..Usage::default() };
+        Ok(Self {
+            rng: SeededRng::new(opts.seed),
+            stops: StopStrings::new(&opts.stop),
+            prompt,
+            out: Vec::new(),
+            sampling,
+            opts,
+            end_ids,
+            pending: None,
+            stream: TextStream::new(),
+            finish: None,
+            usage,
+        })
+    }
+
+    /// The generated token ids so far (end tokens excluded).
+    pub fn tokens(&self) -> &[u32] {
+        &self.out
+    }
+
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish
+    }
+
+    /// Runs the model once (the prompt the first time, then one token) and returns the new text
+    /// (possibly empty), or `None` once generation has ended.
+    pub async fn step(&mut self, model: &mut impl LanguageModel, tokenizer: &Tokenizer) -> Result<Option<String>, GenerateError> {
+        if self.finish.is_some() {
+            return Ok(None);
+        }
+        if self.opts.max_tokens == 0 {
+            self.finish = Some(FinishReason::Length);
+            return Ok(None);
+        }
+        let context = model.context() as usize;
+        let t0 = now_ms();
+        let feed = match self.pending {
+            None => {
+                if self.prompt.len() > context {
+                    return Err(GenerateError::PromptTooLong { tokens: self.prompt.len(), context: model.context() });
+                }
+                // Reuse the cached prefix (a chat's earlier turns); at least one token is fed.
+                let same = model.cached().iter().zip(&self.prompt).take_while(|(a, b)| a == b).count().min(self.prompt.len() - 1);
+                model.truncate(same);
+                self.usage.cached_tokens = same;
+                self.prompt[same..].to_vec()
+            }
+            Some(_) if model.cached().len() >= context => return Ok(Some(self.end(FinishReason::Length, String::new(), tokenizer)?)),
+            Some(id) => vec![id],
+        };
+        let pick = match (self.sampling, self.opts.repetition_penalty != 1.0) {
+            (_, true) => Pick::Logits,
+            (Some(s), false) => Pick::Sample(s, self.rng.next_unit()),
+            (None, false) => Pick::Greedy,
+        };
+        let id = match model.forward(&feed, pick).await? {
+            Next::Token(id) => id,
+            Next::Logits(mut logits) => {
+                let seen: Vec<u32> = self.prompt.iter().chain(&self.out).copied().collect();
+                sampling::apply_repetition_penalty(&mut logits, &seen, self.opts.repetition_penalty);
+                sampling::sample(&logits, self.sampling.as_ref(), self.rng.next_unit())
+            }
+        };
+        let ms = now_ms() - t0;
+        if self.pending.is_none() {
+            self.usage.prefill_ms += ms;
+        } else {
+            self.usage.decode_ms += ms;
+        }
+        if self.end_ids.contains(&id) {
+            return Ok(Some(self.end(FinishReason::Stop, String::new(), tokenizer)?));
+        }
+        self.out.push(id);
+        self.usage.completion_tokens = self.out.len();
+        self.pending = Some(id);
+        let text = self.stream.push(tokenizer, id)?;
+        match self.stops.push(&text) {
+            StopCheck::Stopped(before) => {
+                self.finish = Some(FinishReason::Stop);
+                Ok(Some(before))
+            }
+            StopCheck::Continue(text) if self.out.len() >= self.opts.max_tokens as usize => Ok(Some(self.end(FinishReason::Length, text, tokenizer)?)),
+            StopCheck::Continue(text) => Ok(Some(text)),
+        }
+    }
+
+    /// Ends with `reason`: `text` plus what the stream and the stop check held back.
+    fn end(&mut self, reason: FinishReason, mut text: String, tokenizer: &Tokenizer) -> Result<String, GenerateError> {
+        self.finish = Some(reason);
+        let rest = self.stream.flush(tokenizer)?;
+        match self.stops.push(&rest) {
+            StopCheck::Stopped(before) => text.push_str(&before),
+            StopCheck::Continue(shown) => {
+                text.push_str(&shown);
+                text.push_str(&self.stops.finish());
+            }
+        }
+        Ok(text)
+    }
+
+    /// Runs to the end; returns the whole text.
+    pub async fn run(&mut self, model: &mut impl LanguageModel, tokenizer: &Tokenizer) -> Result<String, GenerateError> {
+        let mut text = String::new();
+        while let Some(piece) = self.step(model, tokenizer).await? {
+            text.push_str(&piece);
+        }
+        Ok(text)
+    }
+}

@@ -1,0 +1,198 @@
+//! The generation loop: streamed text, stop strings, end tokens, the context policy and prefix
+//! reuse (with a scripted model, on the real SmolLM2 vocabulary), chat templates (against
+//! Jinja2's rendering of SmolLM2's template) and their sandbox, and generation on the GPU Llama
+//! (greedy equal to the model's own argmax loop, seeded sampling reproducible, repetition
+//! penalty applied). Natively and in headless Chromium.
+
+use hugrt::formats::Metadata;
+use hugrt::generate::chat::{ChatTemplate, ChatTemplateError, Message};
+use hugrt::generate::stop::{StopCheck, StopStrings};
+use hugrt::generate::stream::TextStream;
+use hugrt::generate::{FinishReason, GenerateError, GenerateOptions, Generation, LanguageModel, Next, Pick};
+use hugrt::models::llama::ModelError;
+use hugrt::tokenizer::Tokenizer;
+
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+mod common;
+
+fn smollm2() -> Tokenizer {
+    const GGUF: &[u8] = include_bytes!("fixtures/tokenizer/smollm2/tokenizer.gguf");
+    let table = hugrt::formats::read_table(GGUF, GGUF.len() as u64, "tokenizer.gguf").expect("reads");
+    let Metadata::Gguf { metadata, .. } = &table.metadata else { panic!("not GGUF") };
+    Tokenizer::from_gguf(metadata).expect("builds")
+}
+
+/// A model that answers a fixed script of tokens, one per forward pass, and records what it was fed.
+struct Scripted {
+    script: Vec<u32>,
+    calls: usize,
+    cached: Vec<u32>,
+    context: u32,
+    fed: Vec<Vec<u32>>,
+}
+
+impl Scripted {
+    fn new(script: Vec<u32>, context: u32) -> Self {
+        Self { script, calls: 0, cached: Vec::new(), context, fed: Vec::new() }
+    }
+}
+
+impl LanguageModel for Scripted {
+    fn context(&self) -> u32 {
+        self.context
+    }
+    fn cached(&self) -> &[u32] {
+        &self.cached
+    }
+    fn truncate(&mut self, len: usize) {
+        self.cached.truncate(len);
+    }
+    async fn forward(&mut self, tokens: &[u32], _pick: Pick) -> Result<Next, ModelError> {
+        if self.cached.len() + tokens.len() > self.context as usize {
+            return Err(ModelError::ContextFull { ctx: self.context, pos: (self.cached.len() + tokens.len()) as u32 });
+        }
+        self.cached.extend_from_slice(tokens);
+        self.fed.push(tokens.to_vec());
+        let next = self.script.get(self.calls).copied().unwrap_or(0);
+        self.calls += 1;
+        Ok(Next::Token(next))
+    }
+}
+
+fn opts(max_tokens: u32, stop: &[&str]) -> GenerateOptions {
+    GenerateOptions { max_tokens, stop: stop.iter().map(|s| s.to_string()).collect(), ..GenerateOptions::default() }
+}
+
+async fn pieces(g: &mut Generation, model: &mut impl LanguageModel, tok: &Tokenizer) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(p) = g.step(model, tok).await.expect("step") {
+        out.push(p);
+    }
+    out
+}
+
+gpu_test!(streamed_text_never_splits_a_character, async {
+    let tok = smollm2();
+    let text = "Grüße 👋🏽 from Zürich: 東京は晴れ، مرحبا — ½ ∑ naïve café 🇫🇷!";
+    let ids = tok.encode(text, false).unwrap();
+    let mut stream = TextStream::new();
+    let mut shown = String::new();
+    let mut held = 0;
+    for &id in &ids {
+        let piece = stream.push(&tok, id).unwrap();
+        assert!(!piece.contains('\u{FFFD}'), "a broken character was shown: {piece:?}");
+        held += usize::from(piece.is_empty());
+        shown.push_str(&piece);
+    }
+    shown.push_str(&stream.flush(&tok).unwrap());
+    assert_eq!(shown, tok.decode(&ids, true).unwrap());
+    assert_eq!(shown, text);
+    assert!(held > 0, "no token ended inside a character: the test text does not exercise the hold-back");
+});
+
+#[test]
+#[cfg(not(target_arch = "wasm32"))]
+fn stop_strings_are_held_back_and_cut() {
+    let mut s = StopStrings::new(&["o W".to_string(), "".to_string()]);
+    assert_eq!(s.push("Hel"), StopCheck::Continue("Hel".into()));
+    assert_eq!(s.push("lo W"), StopCheck::Stopped("l".into()));
+    let mut s = StopStrings::new(&["</answer>".to_string()]);
+    assert_eq!(s.push("42 </ans"), StopCheck::Continue("42 ".into()));
+    assert_eq!(s.push("wer? no"), StopCheck::Continue("</answer? no".into()));
+    assert_eq!(s.push(" <"), StopCheck::Continue(" ".into()));
+    assert_eq!(s.finish(), "<");
+}
+
+gpu_test!(generation_stops_on_strings_end_tokens_and_length, async {
+    let tok = smollm2();
+    let script = tok.encode("Hello world. The end is near", false).unwrap();
+    let prompt = tok.encode("Say:", false).unwrap();
+    let end = tok.end_ids();
+    assert!(end.contains(&2) && !end.is_empty(), "SmolLM2 ends turns with <|im_end|> = 2: {end:?}");
+
+    // A stop string spanning tokens: output cut before it, finish reason "stop".
+    let mut g = Generation::new(prompt.clone(), opts(64, &["world."]), end.clone()).unwrap();
+    let text = pieces(&mut g, &mut Scripted::new(script.clone(), 64), &tok).await.concat();
+    assert_eq!((text.as_str(), g.finish_reason()), ("Hello ", Some(FinishReason::Stop)));
+
+    // max_tokens.
+    let mut g = Generation::new(prompt.clone(), opts(3, &[]), end.clone()).unwrap();
+    let text = pieces(&mut g, &mut Scripted::new(script.clone(), 64), &tok).await.concat();
+    assert_eq!(text, tok.decode(&script[..3], true).unwrap());
+    assert_eq!((g.tokens(), g.finish_reason()), (&script[..3], Some(FinishReason::Length)));
+
+    // An end-of-turn token ends generation and is not part of the output.
+    let mut with_end = script[..2].to_vec();
+    with_end.push(2);
+    with_end.extend_from_slice(&script[2..]);
+    let mut g = Generation::new(prompt.clone(), opts(64, &[]), end.clone()).unwrap();
+    let text = pieces(&mut g, &mut Scripted::new(with_end, 64), &tok).await.concat();
+    assert_eq!((g.tokens(), g.finish_reason()), (&script[..2], Some(FinishReason::Stop)));
+    assert_eq!(text, tok.decode(&script[..2], true).unwrap());
+});
+
+gpu_test!(context_policy_and_prefix_reuse, async {
+    let tok = smollm2();
+    let script: Vec<u32> = (100..140).collect();
+    // A prompt longer than the context is refused up front.
+    let mut g = Generation::new(vec![5; 9], opts(4, &[]), vec![]).unwrap();
+    let err = g.step(&mut Scripted::new(script.clone(), 8), &tok).await.expect_err("too long");
+    assert!(matches!(err, GenerateError::PromptTooLong { tokens: 9, context: 8 }), "{err}");
+    // A full cache ends generation with "length": 6 prompt tokens, room for 2 fed tokens → 3 out.
+    let mut model = Scripted::new(script.clone(), 8);
+    let mut g = Generation::new(vec![5; 6], opts(10, &[]), vec![]).unwrap();
+    pieces(&mut g, &mut model, &tok).await;
+    assert_eq!((g.tokens(), g.finish_reason()), (&script[..3], Some(FinishReason::Length)));
+    assert_eq!(model.cached.len(), 8);
+
+    // A second turn that extends the first reuses its cache: only the new tokens are fed.
+    let mut model = Scripted::new(script.clone(), 64);
+    let first: Vec<u32> = vec![7, 8, 9, 10];
+    let mut g = Generation::new(first.clone(), opts(3, &[]), vec![]).unwrap();
+    pieces(&mut g, &mut model, &tok).await;
+    let mut second = model.cached.clone();
+    second.extend([11, 12]);
+    let mut g = Generation::new(second.clone(), opts(1, &[]), vec![]).unwrap();
+    model.fed.clear();
+    pieces(&mut g, &mut model, &tok).await;
+    assert_eq!(model.fed, vec![vec![11, 12]]);
+    assert_eq!(g.usage.cached_tokens, second.len() - 2);
+    // A different conversation recomputes from the first differing token.
+    let mut g = Generation::new(vec![7, 99, 1], opts(1, &[]), vec![]).unwrap();
+    model.fed.clear();
+    pieces(&mut g, &mut model, &tok).await;
+    assert_eq!(model.fed, vec![vec![99, 1]]);
+    // Bad options are typed errors.
+    for bad in [GenerateOptions { temperature: -1.0, ..opts(1, &[]) }, GenerateOptions { top_p: 0.0, ..opts(1, &[]) }, GenerateOptions { min_p: 1.0, ..opts(1, &[]) }] {
+        assert!(matches!(Generation::new(vec![1], bad, vec![]), Err(GenerateError::BadOption(_))));
+    }
+    assert!(matches!(Generation::new(vec![], opts(1, &[]), vec![]), Err(GenerateError::EmptyPrompt)));
+});
+
+gpu_test!(chat_template_renders_like_jinja2, async {
+    let tok = smollm2();
+    let expected: serde_json::Value = serde_json::from_str(include_str!("fixtures/tokenizer/smollm2/chat_expected.json")).unwrap();
+    let messages: Vec<Message> = serde_json::from_value(expected["messages"].clone()).unwrap();
+    let template = ChatTemplate::new(tok.chat_template.as_deref().unwrap(), "<|im_start|>", "<|im_end|>").unwrap();
+    assert_eq!(template.render(&messages, true).unwrap(), expected["rendered"].as_str().unwrap());
+    // Python string methods, as real templates use them.
+    let t = ChatTemplate::new("{% for m in messages %}{{ m.role.upper() }}:{{ m.content.strip() }}|{% endfor %}{{ bos_token }}", "<s>", "</s>").unwrap();
+    let m = vec![Message { role: "user".into(), content: "  hi  ".into() }];
+    assert_eq!(t.render(&m, false).unwrap(), "USER:hi|<s>");
+});
+
+gpu_test!(chat_templates_are_sandboxed, async {
+    let m = vec![Message { role: "user".into(), content: "x".into() }];
+    let spin = ChatTemplate::new("{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}", "", "").unwrap();
+    assert!(matches!(spin.render(&m, true), Err(ChatTemplateError::Render(_))), "a template that runs forever is stopped");
+    let raise = ChatTemplate::new("{{ raise_exception('Only user and assistant roles') }}", "", "").unwrap();
+    assert!(matches!(raise.render(&m, true), Err(ChatTemplateError::Render(e)) if e.contains("Only user and assistant roles")));
+    assert!(matches!(ChatTemplate::new("{% for %}", "", ""), Err(ChatTemplateError::Syntax(_))));
+    assert!(matches!(ChatTemplate::new(&"x".repeat(300_000), "", ""), Err(ChatTemplateError::TooLarge(_))));
+    let include = ChatTemplate::new("{% include '/etc/passwd' %}", "", "").and_then(|t| t.render(&m, true));
+    assert!(include.is_err(), "no filesystem: {include:?}");
+    let wide = ChatTemplate::new("{% for i in range(90000) %}{{ messages[0].content * 100 }}{% endfor %}", "", "").unwrap();
+    assert!(wide.render(&m, true).is_err(), "output is bounded");
+});
