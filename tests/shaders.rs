@@ -121,4 +121,14 @@ fn wasm_pack_settings_agree_with_cargo_metadata() {
     assert_eq!(pack["package"]["name"].as_str(), Some("hugrt"));
     assert_eq!(cargo["package"]["name"].as_str(), Some("hugrt"));
     assert_eq!(pack["package"]["version"], cargo["package"]["version"], "versions differ");
+    // The npm manifest of the hand-written layer (copied into the package by build-pkg.sh).
+    let npm: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("js/package.json")).expect("js/package.json")).expect("JSON");
+    assert_eq!(npm["name"].as_str(), pack["package"]["name"].as_str());
+    assert_eq!(npm["version"].as_str(), cargo["package"]["version"].as_str(), "npm version differs");
+    assert!(npm.get("scripts").is_none(), "the package runs no install scripts");
+    for file in npm["files"].as_array().expect("files") {
+        let file = file.as_str().expect("a name");
+        let built = ["hugrt.js", "hugrt.d.ts", "hugrt_bg.wasm", "hugrt_bg.wasm.d.ts"].contains(&file);
+        assert!(built || root.join("js").join(file).is_file(), "js/{file} is listed in the package but missing");
+    }
 }

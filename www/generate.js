@@ -1,4 +1,5 @@
-// Greedy generation with a GGUF model fetched tensor by tensor (HTTP ranges) onto WebGPU.
+// Greedy generation with a GGUF model fetched tensor by tensor (HTTP ranges) onto WebGPU, with the
+// engine's TextModel directly (no weight store, no pipeline()).
 // `?autorun` starts at once (the end-to-end test uses it). Output is set as text, never HTML.
 import init, { TextModel } from './pkg/hugrt.js';
 
@@ -20,11 +21,13 @@ async function run(event) {
       $('status').textContent = `Loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s. Generating…`;
     }
     const prompt = $('prompt').value;
-    const result = await loaded.model.generate(prompt, Number($('max').value));
     $('prompt-echo').textContent = prompt;
-    $('output').textContent = result.text;
-    $('status').textContent = `${result.promptIds.length} prompt tokens in ${result.prefillMs.toFixed(0)} ms; ` +
-      `${result.ids.length} generated at ${result.decodeTokPerS.toFixed(2)} tok/s.`;
+    $('output').textContent = '';
+    const onText = (piece) => { $('output').textContent += piece; };
+    const result = await loaded.model.generate(prompt, { maxTokens: Number($('max').value) }, false, onText);
+    const u = result.usage;
+    $('status').textContent = `${u.promptTokens} prompt tokens in ${u.prefillMs.toFixed(0)} ms; ` +
+      `${u.completionTokens} generated at ${(Math.max(u.completionTokens - 1, 0) / (u.decodeMs / 1000)).toFixed(2)} tok/s (${result.finishReason}).`;
     window.generateResult = result;
     document.body.dataset.status = 'done';
   } catch (err) {

@@ -58,10 +58,12 @@ impl TextModel {
         let ctx = GpuContext::new().await?;
         let model = Llama::load(&ctx, &table, context, read).await.map_err(model_error)?;
         let c = &model.config;
+        let r = &ctx.report;
+        let adapter = [&r.name, &r.architecture, &r.vendor].into_iter().find(|s| !s.is_empty()).cloned().unwrap_or_default();
         let info = serde_json::json!({
             "architecture": "llama", "layers": c.n_layers, "hidden": c.hidden, "heads": c.heads, "kvHeads": c.kv_heads,
             "vocab": c.vocab, "context": model.context, "weightBytes": model.weight_bytes_per_token(),
-            "dispatchesPerToken": model.dispatches_per_token(), "adapter": ctx.report.name, "device": "webgpu",
+            "dispatchesPerToken": model.dispatches_per_token(), "adapter": adapter, "device": "webgpu",
             "hasChatTemplate": template.is_some(),
         });
         Ok(TextModel { engine: Rc::new(RefCell::new(Some(Engine { ctx, model }))), disposed: Rc::default(), tokenizer: Rc::new(tokenizer), template, info })

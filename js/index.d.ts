@@ -1,0 +1,206 @@
+// Types of hugrt's JS API (js/index.js). Strict: no `any`.
+
+export type ErrorCode =
+  | 'WebGpuUnavailable' | 'DeviceLost' | 'QuotaExceeded' | 'IntegrityError'
+  | 'BadModelFile' | 'NetworkError' | 'Aborted' | 'Unsupported';
+
+/** Every error hugrt throws. `code` is stable; `detail` is the engine's finer code, if any. */
+export class HugrtError extends Error {
+  readonly code: ErrorCode | string;
+  detail?: string;
+}
+export class WebGpuUnavailable extends HugrtError { readonly code: 'WebGpuUnavailable'; }
+export class DeviceLost extends HugrtError { readonly code: 'DeviceLost'; }
+export class QuotaExceeded extends HugrtError { readonly code: 'QuotaExceeded'; }
+export class IntegrityError extends HugrtError { readonly code: 'IntegrityError'; }
+export class BadModelFile extends HugrtError { readonly code: 'BadModelFile'; }
+export class NetworkError extends HugrtError { readonly code: 'NetworkError'; }
+export class Aborted extends HugrtError { readonly code: 'Aborted'; }
+export class Unsupported extends HugrtError { readonly code: 'Unsupported'; }
+export function toHugrtError(err: unknown): HugrtError;
+
+export interface Env {
+  /** Hub endpoint (default https://huggingface.co; a mirror's URL). */
+  endpoint: string;
+  /** IndexedDB database of the weight store. */
+  db: string;
+  /** Cache budget in bytes; least-recently used revisions are evicted to fit. */
+  budget: number | undefined;
+}
+export const env: Env;
+
+/** Loads the wasm module (done by every other call; call it to load early). */
+export function init(moduleOrPath?: string | URL | Response | BufferSource | WebAssembly.Module): Promise<unknown>;
+
+/** Progress of loading a model, by phase. */
+export type Progress =
+  | { status: 'resolve'; repo: string; file: string; loaded: number; total: number }
+  | { status: 'download'; repo: string; file: string; fileLoaded: number; fileTotal: number; loaded: number; total: number }
+  | { status: 'verify'; repo: string; file: string; fileLoaded: number; fileTotal: number; loaded: number; total: number }
+  | { status: 'cache'; repo: string; file: string; fileLoaded: number; fileTotal: number; loaded: number; total: number }
+  | { status: 'upload'; repo: string; file?: string; loaded: number; total: number }
+  | { status: 'ready'; repo: string; file?: string; loaded: number; total: number };
+
+export interface LoadOptions {
+  revision?: string;
+  endpoint?: string;
+  /** Bearer token for gated repos (sent to the endpoint's origin only). */
+  token?: string;
+  /** 'auto' (default): WebGPU when present. */
+  device?: 'auto' | 'webgpu' | 'cpu';
+  /** Run the engine in a dedicated Worker. */
+  worker?: boolean;
+  db?: string;
+  budget?: number;
+  signal?: AbortSignal;
+  onProgress?: (progress: Progress) => void;
+}
+
+export interface TextGenerationLoadOptions extends LoadOptions {
+  /** The GGUF file to load (default: the repo's .gguf whose name contains `quant`). */
+  file?: string;
+  /** Quantization to pick when `file` is not given (default "Q4_K_M", else the first .gguf). */
+  quant?: string;
+  /** KV-cache capacity in tokens (default: the model's, at most 4096). */
+  context?: number;
+}
+
+export interface GenerateOptions {
+  maxTokens?: number;
+  /** 0 (default): greedy. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repetitionPenalty?: number;
+  /** Fixed seed for reproducible sampling (default: random when sampling). */
+  seed?: number;
+  stop?: string | string[];
+  signal?: AbortSignal;
+  /** Called with each piece of text as it is generated. */
+  onText?: (piece: string) => void;
+}
+
+export interface ChatMessage { role: 'system' | 'user' | 'assistant' | string; content: string }
+
+export interface Usage {
+  promptTokens: number;
+  /** Prompt tokens reused from the KV cache (a chat's earlier turns). */
+  cachedTokens: number;
+  completionTokens: number;
+  prefillMs: number;
+  decodeMs: number;
+}
+
+export interface GenerateResult {
+  text: string;
+  ids: number[];
+  promptIds: number[];
+  finishReason: 'stop' | 'length';
+  usage: Usage;
+  tokensPerSecond: { prefill: number; decode: number };
+}
+
+export interface TextStream extends AsyncIterable<string> {
+  /** The whole result once the stream ends (undefined if it failed). */
+  result: Promise<GenerateResult | undefined>;
+}
+
+export interface ModelInfo {
+  repo: string;
+  commit: string;
+  file?: string;
+  architecture?: string;
+  layers?: number;
+  hidden?: number;
+  vocab?: number;
+  context?: number;
+  adapter?: string;
+  device?: 'webgpu' | 'cpu';
+  worker?: boolean;
+  [key: string]: unknown;
+}
+
+export interface ChatCompletionRequest {
+  messages: ChatMessage[];
+  stream?: boolean;
+  max_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  stop?: string | string[];
+  seed?: number;
+  signal?: AbortSignal;
+}
+export interface ChatCompletionUsage { prompt_tokens: number; completion_tokens: number; total_tokens: number }
+export interface ChatCompletion {
+  id: string; object: 'chat.completion'; created: number; model: string;
+  choices: { index: number; message: { role: 'assistant'; content: string }; finish_reason: 'stop' | 'length' }[];
+  usage: ChatCompletionUsage;
+}
+export interface ChatCompletionChunk {
+  id: string; object: 'chat.completion.chunk'; created: number; model: string;
+  choices: { index: number; delta: { role?: 'assistant'; content?: string }; finish_reason: 'stop' | 'length' | null }[];
+  usage?: ChatCompletionUsage;
+}
+
+export class TextGenerationPipeline {
+  readonly task: 'text-generation';
+  readonly info: ModelInfo;
+  readonly chat: {
+    completions: {
+      create(request: ChatCompletionRequest & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
+      create(request: ChatCompletionRequest & { stream?: false }): Promise<ChatCompletion>;
+    };
+  };
+  applyChatTemplate(messages: ChatMessage[], options?: { addGenerationPrompt?: boolean }): Promise<string>;
+  /** A prompt string is used as is; messages go through the model's chat template. */
+  generate(prompt: string | ChatMessage[], options?: GenerateOptions): Promise<GenerateResult>;
+  stream(prompt: string | ChatMessage[], options?: Omit<GenerateOptions, 'onText'>): TextStream;
+  dispose(): void;
+}
+
+export interface Embeddings {
+  /** Row-major [n, d], each row L2-normalised. */
+  data: Float32Array;
+  dims: [number, number];
+}
+
+export class FeatureExtractionPipeline {
+  readonly task: 'feature-extraction';
+  readonly info: ModelInfo;
+  embed(texts: string | string[]): Promise<Embeddings>;
+  dispose(): void;
+}
+
+export function pipeline(task: 'text-generation', model: string, options?: TextGenerationLoadOptions): Promise<TextGenerationPipeline>;
+export function pipeline(task: 'feature-extraction', model: string, options?: LoadOptions): Promise<FeatureExtractionPipeline>;
+
+export interface Capabilities {
+  webgpu: boolean;
+  adapter: string | null;
+  architecture?: string;
+  vendor?: string;
+  features: string[];
+  limits: Record<string, number>;
+  /** The device `device: 'auto'` uses. */
+  device: 'webgpu' | 'cpu';
+  /** Why there is no WebGPU, when there is none. */
+  fallbackReason: string | null;
+}
+export function capabilities(): Promise<Capabilities>;
+
+export interface CachedRevision {
+  repo: string;
+  commit: string;
+  files: string[];
+  completeFiles: number;
+  bytes: number;
+  lastUsed: number;
+}
+export const cache: {
+  list(options?: { db?: string }): Promise<CachedRevision[]>;
+  /** Resolves to the bytes freed. */
+  delete(repo: string, commit: string, options?: { db?: string }): Promise<number>;
+  clear(options?: { db?: string }): Promise<void>;
+  estimate(): Promise<{ usage: number; quota: number }>;
+};

@@ -1,0 +1,336 @@
+// hugrt's JS face: `pipeline()` over the wasm engine (js/index.d.ts has the types).
+//
+// The engine (wasm-bindgen's `hugrt.js` + `hugrt_bg.wasm`, loaded relative to this module) does
+// the work: the hub client and weight store (IndexedDB), the model files, WebGPU. This layer
+// adds what wasm-bindgen cannot express: async iterables, error classes, an OpenAI-style chat
+// API, one generation at a time per model, and Worker mode.
+
+import initWasm, * as wasm from './hugrt.js';
+
+// ---------------------------------------------------------------------------------------------
+// Errors: one class per stable code, so callers can use `instanceof` or `err.code`.
+
+export class HugrtError extends Error {
+  constructor(message, options) {
+    super(message, options);
+    this.name = 'HugrtError';
+    this.code = 'Internal';
+  }
+}
+const errorClass = (code) => ({ [code]: class extends HugrtError {
+  constructor(message, options) { super(message, options); this.name = code; this.code = code; }
+} })[code];
+export const WebGpuUnavailable = errorClass('WebGpuUnavailable');
+export const DeviceLost = errorClass('DeviceLost');
+export const QuotaExceeded = errorClass('QuotaExceeded');
+export const IntegrityError = errorClass('IntegrityError');
+export const BadModelFile = errorClass('BadModelFile');
+export const NetworkError = errorClass('NetworkError');
+export const Aborted = errorClass('Aborted');
+export const Unsupported = errorClass('Unsupported');
+const CLASSES = { WebGpuUnavailable, DeviceLost, QuotaExceeded, IntegrityError, BadModelFile, NetworkError, Aborted, Unsupported };
+// Engine codes that are one of the above for a caller.
+const ALIASES = { AbortError: 'Aborted', NotFound: 'NetworkError', Unauthorized: 'NetworkError', RateLimited: 'NetworkError',
+  BadResponse: 'NetworkError', StoreCorrupt: 'IntegrityError', OutOfMemory: 'DeviceLost' };
+
+/** Any thrown value as a HugrtError (`code` stable; the engine's own code kept as `detail`). */
+export function toHugrtError(err) {
+  if (err instanceof HugrtError) return err;
+  const raw = err?.code ?? err?.name;
+  const code = CLASSES[raw] ? raw : ALIASES[raw];
+  const message = err?.message ?? String(err);
+  const out = code ? new CLASSES[code](message, { cause: err }) : Object.assign(new HugrtError(message, { cause: err }), { code: raw ?? 'Internal' });
+  if (raw && raw !== out.code) out.detail = raw;
+  return out;
+}
+
+const rethrow = (err) => { throw toHugrtError(err); };
+
+// ---------------------------------------------------------------------------------------------
+// Settings and the engine.
+
+/** Defaults for every pipeline (a mirror, the IndexedDB database, a cache budget). */
+export const env = {
+  endpoint: 'https://huggingface.co',
+  db: 'hugrt',
+  /** Largest total bytes the cache may hold; least-recently used revisions go first. */
+  budget: undefined,
+};
+
+let ready;
+/** Loads the wasm module once (relative to this file). */
+export function init(moduleOrPath) {
+  ready ??= initWasm(moduleOrPath ? { module_or_path: moduleOrPath } : undefined).catch((e) => { ready = undefined; throw e; });
+  return ready;
+}
+
+/** What this browser offers, and which device a pipeline with `device: 'auto'` would use. */
+export async function capabilities() {
+  await init();
+  const report = { webgpu: false, adapter: null, features: [], limits: {}, device: 'cpu', fallbackReason: null };
+  if (!globalThis.navigator?.gpu) {
+    report.fallbackReason = 'navigator.gpu is missing (no WebGPU in this browser or context)';
+    return report;
+  }
+  try {
+    const gpu = await wasm.Gpu.create();
+    const r = gpu.report();
+    const features = [['shader-f16', r.shaderF16], ['subgroups', r.subgroups], ['timestamp-query', r.timestampQuery]].filter(([, on]) => on).map(([f]) => f);
+    Object.assign(report, { webgpu: true, adapter: r.name || r.architecture || r.vendor, architecture: r.architecture, vendor: r.vendor, features, limits: r.limits, device: 'webgpu' });
+    gpu.free();
+  } catch (err) {
+    report.fallbackReason = `no WebGPU device: ${err?.message ?? err}`;
+  }
+  return report;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading: hub → weight store (IndexedDB, verified) → GPU.
+
+const PHASES = { resolve: 'resolve', download: 'download', verify: 'verify', cacheHit: 'cache', done: 'cache' };
+
+async function openStore(db) {
+  await init();
+  return wasm.WeightStore.open(db).catch(rethrow);
+}
+
+/** Finds the GGUF file of `repo` to load: `options.file`, or the one whose name has `quant`. */
+async function chooseGguf(endpoint, repo, revision, quant, signal) {
+  const url = `${endpoint.replace(/\/$/, '')}/api/models/${repo}/revision/${encodeURIComponent(revision)}`;
+  const res = await fetch(url, { signal }).catch(rethrow);
+  if (!res.ok) throw new NetworkError(`${url}: HTTP ${res.status}`);
+  const files = ((await res.json()).siblings ?? []).map((s) => s.rfilename).filter((f) => f.endsWith('.gguf'));
+  const want = (quant ?? 'Q4_K_M').toLowerCase();
+  const file = files.find((f) => f.toLowerCase().includes(want)) ?? files[0];
+  if (!file) throw new Unsupported(`${repo}@${revision} has no .gguf file; hugrt generates text from GGUF models`);
+  return file;
+}
+
+async function download(repo, files, options) {
+  const { revision = 'main', endpoint = env.endpoint, db = env.db, budget = env.budget, token, signal, onProgress } = options;
+  const store = await openStore(db);
+  try {
+    const report = await store.download(repo, revision, files, {
+      endpoint, token, signal, budget,
+      onProgress: onProgress && ((p) => onProgress({ ...p, status: PHASES[p.status] ?? p.status, repo })),
+    }).catch(rethrow);
+    return { report, db };
+  } finally {
+    store.free();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text generation.
+
+/** The engine object behind a pipeline (for js/worker.js). */
+export const kBackend = Symbol('hugrt.backend');
+
+/** Runs async jobs one after another (a model generates one sequence at a time). */
+class Queue {
+  #tail = Promise.resolve();
+  run(job) {
+    const result = this.#tail.then(job);
+    this.#tail = result.catch(() => {});
+    return result;
+  }
+}
+
+const GENERATE_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'seed', 'stop'];
+function engineOptions(opts = {}) {
+  const out = {};
+  for (const k of GENERATE_KEYS) if (opts[k] !== undefined) out[k] = opts[k];
+  if (typeof out.stop === 'string') out.stop = [out.stop];
+  // Sampling without a seed draws a fresh one, as other runtimes do; a given seed reproduces.
+  if (out.seed === undefined && (out.temperature ?? 0) > 0) out.seed = Math.floor(Math.random() * 2 ** 32);
+  return out;
+}
+
+/**
+ * A text-generation model. `backend` is the engine's `TextModel` (or its Worker proxy):
+ * `generate(text, options, templated, onText, signal)`, `applyChatTemplate(messages, add)`, `dispose()`.
+ */
+export class TextGenerationPipeline {
+  task = 'text-generation';
+  #model; #queue = new Queue();
+
+  constructor(backend, info) {
+    this.#model = backend;
+    /** `{ repo, commit, file, architecture, layers, vocab, context, adapter, device, … }` */
+    this.info = info;
+    /** OpenAI-style chat completions over the model's chat template. */
+    this.chat = { completions: { create: (request) => this.#createCompletion(request) } };
+  }
+
+  get [kBackend]() { return this.#model; }
+
+  static async load(repo, options = {}) {
+    const { revision = 'main', endpoint = env.endpoint, quant, context, onProgress, signal, device = 'auto' } = options;
+    if (device === 'cpu') throw new Unsupported('the CPU fallback for text generation is not in this build yet; use device: "webgpu"');
+    if (device === 'auto' && !globalThis.navigator?.gpu) throw new WebGpuUnavailable('this browser has no WebGPU, and the CPU fallback for text generation is not in this build yet');
+    const file = options.file ?? await chooseGguf(endpoint, repo, revision, quant, signal);
+    const { report, db } = await download(repo, [file], { ...options, revision, endpoint });
+    if (signal?.aborted) throw new Aborted('aborted before the model was loaded');
+    onProgress?.({ status: 'upload', repo, file, loaded: 0, total: report.bytes });
+    const model = await wasm.TextModel.fromStore(db, report.repo, report.commit, file, context).catch(rethrow);
+    const info = { repo: report.repo, commit: report.commit, file, ...model.info() };
+    onProgress?.({ status: 'ready', repo, file, loaded: report.bytes, total: report.bytes });
+    return new TextGenerationPipeline(model, info);
+  }
+
+  /** The prompt that `messages` make with the model's chat template. */
+  async applyChatTemplate(messages, { addGenerationPrompt = true } = {}) {
+    try { return await this.#model.applyChatTemplate(messages, addGenerationPrompt); } catch (e) { rethrow(e); }
+  }
+
+  /** Generates after `prompt` (a string, or chat `messages`); resolves to the whole result. */
+  generate(prompt, options = {}) {
+    return this.#run(prompt, options, options.onText);
+  }
+
+  /** The same, as an async iterable of text pieces (`break` stops generation). */
+  stream(prompt, options = {}) {
+    const pieces = [];
+    let wake = () => {}, done = false, failure = null;
+    const stop = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+    const finished = this.#run(prompt, { ...options, signal }, (piece) => { pieces.push(piece); wake(); })
+      .then((result) => result, (err) => { failure = err; })
+      .finally(() => { done = true; wake(); });
+    return {
+      result: finished,
+      async *[Symbol.asyncIterator]() {
+        try {
+          while (true) {
+            // After an abort no more text is given, even if the engine had produced some.
+            if (signal.aborted) { await finished; throw failure ?? new Aborted('generation was aborted'); }
+            if (pieces.length) { yield pieces.shift(); continue; }
+            if (done) { if (failure) throw failure; return; }
+            await new Promise((r) => { wake = r; });
+          }
+        } finally {
+          if (!done) { stop.abort(); await finished; }
+        }
+      },
+    };
+  }
+
+  #run(prompt, options, onText) {
+    const templated = typeof prompt !== 'string';
+    const opts = engineOptions(options);
+    const signal = options.signal;
+    return this.#queue.run(async () => {
+      if (signal?.aborted) throw new Aborted('aborted before generation started');
+      const text = templated ? await this.applyChatTemplate(prompt) : prompt;
+      const r = await this.#model.generate(text, opts, templated, onText, signal).catch(rethrow);
+      const u = r.usage;
+      return { ...r, tokensPerSecond: { prefill: (u.promptTokens - u.cachedTokens) / Math.max(u.prefillMs / 1e3, 1e-9),
+        decode: Math.max(u.completionTokens - 1, 0) / Math.max(u.decodeMs / 1e3, 1e-9) } };
+    });
+  }
+
+  #createCompletion(request) {
+    const { messages, stream = false, max_tokens, temperature, top_p, stop, seed, signal } = request;
+    const opts = { maxTokens: max_tokens, temperature, topP: top_p, stop, seed, signal };
+    const id = `chatcmpl-${Math.random().toString(36).slice(2)}`;
+    const created = Math.floor(Date.now() / 1000);
+    const model = this.info.repo;
+    const usage = (u) => ({ prompt_tokens: u.promptTokens, completion_tokens: u.completionTokens, total_tokens: u.promptTokens + u.completionTokens });
+    if (!stream) {
+      return this.generate(messages, opts).then((r) => ({
+        id, object: 'chat.completion', created, model,
+        choices: [{ index: 0, message: { role: 'assistant', content: r.text }, finish_reason: r.finishReason }],
+        usage: usage(r.usage),
+      }));
+    }
+    const s = this.stream(messages, opts);
+    const chunk = (delta, finish_reason = null) => ({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason }] });
+    return Promise.resolve({
+      async *[Symbol.asyncIterator]() {
+        yield chunk({ role: 'assistant', content: '' });
+        for await (const piece of s) yield chunk({ content: piece });
+        const r = await s.result;
+        if (r) yield { ...chunk({}, r.finishReason), usage: usage(r.usage) };
+      },
+    });
+  }
+
+  /** Frees the model's GPU memory. */
+  dispose() {
+    this.#model.dispose();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Feature extraction (sentence embeddings).
+
+/** Sentence embeddings. `backend`: the engine's `EmbeddingModel` (or its Worker proxy): `embed(texts)`, `dispose()`. */
+export class FeatureExtractionPipeline {
+  task = 'feature-extraction';
+  #model; #queue = new Queue();
+
+  constructor(backend, info) { this.#model = backend; this.info = info; }
+
+  get [kBackend]() { return this.#model; }
+
+  static async load(repo, options = {}) {
+    if (!wasm.EmbeddingModel) throw new Unsupported('feature extraction is not in this build');
+    const { revision = 'main', endpoint = env.endpoint, onProgress } = options;
+    const files = ['config.json', 'tokenizer.json', 'model.safetensors'];
+    const { report, db } = await download(repo, files, { ...options, revision, endpoint });
+    onProgress?.({ status: 'upload', repo, loaded: 0, total: report.bytes });
+    const model = await wasm.EmbeddingModel.fromStore(db, report.repo, report.commit).catch(rethrow);
+    onProgress?.({ status: 'ready', repo, loaded: report.bytes, total: report.bytes });
+    return new FeatureExtractionPipeline(model, { repo: report.repo, commit: report.commit, ...(model.info?.() ?? {}) });
+  }
+
+  /** Embeds one text or a batch: `{ data: Float32Array, dims: [n, d] }` (mean-pooled, L2-normalised). */
+  embed(texts) {
+    const batch = typeof texts === 'string' ? [texts] : [...texts];
+    return this.#queue.run(() => this.#model.embed(batch).catch(rethrow));
+  }
+
+  dispose() { this.#model.dispose(); }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The entry point.
+
+/**
+ * Loads `model` (a hub repo id) for `task` and resolves to its pipeline.
+ * `options`: `{ revision, endpoint, file, quant, context, device, token, signal, onProgress, worker }`.
+ */
+export async function pipeline(task, model, options = {}) {
+  if (options.worker) {
+    const { workerPipeline } = await import('./worker-client.js');
+    return workerPipeline(task, model, options);
+  }
+  if (task === 'text-generation') return TextGenerationPipeline.load(model, options);
+  if (task === 'feature-extraction') return FeatureExtractionPipeline.load(model, options);
+  throw new Unsupported(`unknown task ${JSON.stringify(task)} (text-generation, feature-extraction)`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cache manager.
+
+export const cache = {
+  /** `[{ repo, commit, files, bytes, completeFiles, lastUsed }]`. */
+  async list({ db = env.db } = {}) {
+    const store = await openStore(db);
+    try { return await store.list().catch(rethrow); } finally { store.free(); }
+  },
+  /** Deletes one revision; resolves to the bytes freed. */
+  async delete(repo, commit, { db = env.db } = {}) {
+    const store = await openStore(db);
+    try { return await store.deleteRevision(repo, commit).catch(rethrow); } finally { store.free(); }
+  },
+  async clear({ db = env.db } = {}) {
+    const store = await openStore(db);
+    try { await store.clear().catch(rethrow); } finally { store.free(); }
+  },
+  /** The browser's `{ usage, quota }` for this origin (bytes). */
+  async estimate() {
+    const e = await globalThis.navigator?.storage?.estimate?.();
+    return { usage: e?.usage ?? 0, quota: e?.quota ?? 0 };
+  },
+};

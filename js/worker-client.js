@@ -1,0 +1,62 @@
+// The page side of Worker mode: the same pipeline classes, with a backend that forwards to the
+// engine in js/worker.js. `dispose()` terminates the Worker, which frees its GPU memory.
+import { TextGenerationPipeline, FeatureExtractionPipeline, toHugrtError } from './index.js';
+
+export async function workerPipeline(task, model, options) {
+  const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  const pending = new Map();
+  let next = 0;
+  worker.onmessage = ({ data }) => {
+    const p = pending.get(data.id);
+    if (!p) return;
+    if (data.progress) return p.onProgress?.(data.progress);
+    if (data.text !== undefined) return p.onText?.(data.text);
+    pending.delete(data.id);
+    if (data.error) p.reject(toHugrtError(data.error));
+    else p.resolve(data.result);
+  };
+  worker.onerror = (e) => {
+    for (const p of pending.values()) p.reject(toHugrtError({ code: 'Internal', message: `worker failed: ${e.message}` }));
+    pending.clear();
+  };
+  const call = (op, args, hooks = {}) => new Promise((resolve, reject) => {
+    const id = next++;
+    pending.set(id, { resolve, reject, ...hooks });
+    worker.postMessage({ id, op, args });
+    return id;
+  });
+
+  const { onProgress, signal, worker: _, ...rest } = options;
+  if (signal?.aborted) throw toHugrtError({ code: 'Aborted', message: 'aborted before loading' });
+  const abortLoad = () => { worker.terminate(); for (const p of pending.values()) p.reject(toHugrtError({ code: 'Aborted', message: 'loading was aborted' })); };
+  signal?.addEventListener('abort', abortLoad, { once: true });
+  let info;
+  try {
+    info = await call('load', { task, model, options: rest }, { onProgress });
+  } catch (err) {
+    worker.terminate();
+    throw err;
+  } finally {
+    signal?.removeEventListener('abort', abortLoad);
+  }
+  const dispose = () => {
+    worker.terminate();
+    for (const p of pending.values()) p.reject(toHugrtError({ code: 'Aborted', message: 'the pipeline was disposed' }));
+    pending.clear();
+  };
+  if (task === 'feature-extraction') {
+    return new FeatureExtractionPipeline({ embed: (texts) => call('embed', { texts }), dispose }, { ...info, worker: true });
+  }
+  const backend = {
+    applyChatTemplate: (messages, add) => call('applyChatTemplate', { messages, add }),
+    generate(text, opts, templated, onText, sig) {
+      const id = next;
+      const done = call('generate', { text, options: opts, templated }, { onText });
+      const abort = () => call('abort', { target: id });
+      sig?.addEventListener('abort', abort, { once: true });
+      return done.finally(() => sig?.removeEventListener('abort', abort));
+    },
+    dispose,
+  };
+  return new TextGenerationPipeline(backend, { ...info, worker: true });
+}

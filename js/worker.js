@@ -1,0 +1,40 @@
+// The engine in a dedicated Worker (pipeline(…, { worker: true })): the page thread stays free.
+// Messages: { id, op, args } in; { id, progress | text | result | error } out.
+import { pipeline, toHugrtError, kBackend } from './index.js';
+
+let pipe = null;
+const running = new Map(); // id -> AbortController
+
+self.onmessage = async ({ data: { id, op, args } }) => {
+  try {
+    switch (op) {
+      case 'load': {
+        pipe = await pipeline(args.task, args.model, { ...args.options, worker: false, onProgress: (p) => self.postMessage({ id, progress: p }) });
+        return self.postMessage({ id, result: pipe.info });
+      }
+      case 'generate': {
+        const abort = new AbortController();
+        running.set(id, abort);
+        try {
+          const onText = (text) => self.postMessage({ id, text });
+          const result = await pipe[kBackend].generate(args.text, args.options, args.templated, onText, abort.signal);
+          return self.postMessage({ id, result });
+        } finally {
+          running.delete(id);
+        }
+      }
+      case 'abort':
+        running.get(args.target)?.abort();
+        return self.postMessage({ id, result: null });
+      case 'applyChatTemplate':
+        return self.postMessage({ id, result: await pipe[kBackend].applyChatTemplate(args.messages, args.add) });
+      case 'embed':
+        return self.postMessage({ id, result: await pipe[kBackend].embed(args.texts) });
+      default:
+        throw new Error(`unknown op ${op}`);
+    }
+  } catch (err) {
+    const e = toHugrtError(err);
+    self.postMessage({ id, error: { code: e.code, message: e.message } });
+  }
+};

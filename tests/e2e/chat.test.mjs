@@ -1,0 +1,117 @@
+// End to end: the chat space and the JS package over the local hub mirror (scripts/serve.mjs
+// --mirror): the real SmolLM2-135M-Instruct resolved, downloaded into IndexedDB (verified),
+// loaded from the store onto WebGPU (SwiftShader), answering through its chat template with the
+// same greedy tokens as the native CLI (`hugrt generate --chat`); then the API itself: stop
+// strings, abort mid-stream, the OpenAI-style chat API, the cache manager, and Worker mode.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { openBrowser, ARTIFACTS } from './browser.mjs';
+import { startServer } from '../../scripts/serve.mjs';
+
+// `hugrt generate --model SmolLM2-135M-Instruct.Q4_1.gguf --chat --prompt "What is the capital of France?" --json`
+const NATIVE_IDS = [504, 3575, 282, 4649, 314, 7042, 30];
+const NATIVE_TEXT = 'The capital of France is Paris.';
+
+let server, browser, url;
+
+before(async () => {
+  const models = execFileSync('bash', ['scripts/models.sh'], { encoding: 'utf8' }).trim();
+  ({ server, url } = await startServer({ root: 'www', models, mirror: `${dirname(models)}/mirror` }));
+  browser = await openBrowser();
+  await mkdir(ARTIFACTS, { recursive: true });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+async function open(context, path) {
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+  page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
+  await page.goto(`${url}${path}`);
+  await page.waitForFunction(() => ['done', 'error', 'stopped'].includes(document.body.dataset.status), null, { timeout: 400_000 });
+  return { page, problems };
+}
+
+test('chat space: SmolLM2 answers with the native greedy tokens, then the API works', { timeout: 900_000 }, async () => {
+  const context = await browser.newContext();
+  const { page, problems } = await open(context, 'chat.html?autorun');
+  await page.screenshot({ path: `${ARTIFACTS}/chat.png`, fullPage: true });
+  const status = await page.textContent('#status');
+  const stats = await page.textContent('#stats');
+  console.log(`status: ${status}\nstats: ${stats}`);
+  assert.equal(await page.evaluate(() => document.body.dataset.status), 'done', `${status} / ${stats}`);
+  const result = await page.evaluate(() => window.chatResult);
+  assert.deepEqual(result.ids, NATIVE_IDS);
+  assert.equal(result.text, NATIVE_TEXT);
+  assert.equal(result.finishReason, 'stop');
+  assert.equal(await page.textContent('#conversation .assistant'), NATIVE_TEXT);
+  assert.equal(await page.evaluate(() => document.getElementById('bar-ready').value > 0), true);
+
+  const api = await page.evaluate(async () => {
+    const hugrt = await import('./pkg/index.js');
+    const chat = window.chatPipeline;
+    const out = {};
+    // Stop strings: cut before the string; the next prompt reuses the KV cache's prefix.
+    const stopped = await chat.generate('The capital of France is', { maxTokens: 8, stop: ['.'] });
+    out.stopped = { text: stopped.text, finish: stopped.finishReason };
+    const again = await chat.generate('The capital of France is', { maxTokens: 1 });
+    out.cachedTokens = again.usage.cachedTokens;
+    // Abort in the middle of a stream.
+    const abort = new AbortController();
+    const pieces = [];
+    try {
+      for await (const piece of chat.stream('Once upon a time', { maxTokens: 40, signal: abort.signal })) {
+        pieces.push(piece);
+        if (pieces.length === 2) abort.abort();
+      }
+      out.abort = 'not aborted';
+    } catch (err) {
+      out.abort = { code: err.code, isClass: err instanceof hugrt.Aborted, pieces: pieces.length };
+    }
+    // Breaking out of a stream stops generation too (and the model is free again).
+    for await (const piece of chat.stream('Hello', { maxTokens: 40 })) { if (piece) break; }
+    // The OpenAI-style API, streaming.
+    const chunks = [];
+    const s = await chat.chat.completions.create({ messages: [{ role: 'user', content: 'What is the capital of France?' }], stream: true, max_tokens: 3 });
+    for await (const c of s) chunks.push(c);
+    out.chunks = { first: chunks[0].choices[0].delta, last: chunks.at(-1).choices[0].finish_reason,
+      content: chunks.map((c) => c.choices[0].delta.content ?? '').join(''), object: chunks[0].object, usage: chunks.at(-1).usage };
+    // Bad options are typed errors.
+    try { await chat.generate('x', { temperature: -1 }); out.badOption = 'accepted'; } catch (err) { out.badOption = err.code; }
+    out.cache = await hugrt.cache.list();
+    out.capabilities = await hugrt.capabilities();
+    return out;
+  });
+  console.log(JSON.stringify(api, null, 1).slice(0, 2000));
+  assert.deepEqual(api.stopped, { text: ' Paris', finish: 'stop' });
+  assert.ok(api.cachedTokens >= 4, `the second prompt reused ${api.cachedTokens} cached tokens`);
+  assert.deepEqual(api.abort, { code: 'Aborted', isClass: true, pieces: 2 });
+  assert.deepEqual(api.chunks.first, { role: 'assistant', content: '' });
+  assert.equal(api.chunks.object, 'chat.completion.chunk');
+  assert.equal(api.chunks.content, 'The capital of');
+  assert.equal(api.chunks.last, 'length');
+  assert.equal(api.chunks.usage.completion_tokens, 3);
+  assert.equal(api.badOption, 'Usage');
+  const cached = api.cache.find((r) => r.repo === 'HuggingFaceTB/SmolLM2-135M-Instruct');
+  assert.ok(cached && cached.completeFiles === 1 && cached.bytes > 90e6, JSON.stringify(api.cache));
+  assert.equal(api.capabilities.webgpu, true);
+  assert.deepEqual(problems, []);
+  await page.close();
+
+  // Worker mode, same browser profile: the model comes from the cache this time.
+  const worker = await open(context, 'chat.html?autorun&worker&max=4');
+  await worker.page.screenshot({ path: `${ARTIFACTS}/chat-worker.png`, fullPage: true });
+  const w = await worker.page.evaluate(() => ({ status: document.body.dataset.status, ids: window.chatResult?.ids, info: window.chatPipeline?.info }));
+  assert.equal(w.status, 'done', await worker.page.textContent('#status'));
+  assert.deepEqual(w.ids, NATIVE_IDS.slice(0, 4));
+  assert.equal(w.info.worker, true);
+  assert.deepEqual(worker.problems, []);
+  await context.close();
+});

@@ -1,0 +1,35 @@
+// What the spaces share: the default models (served by the local hub mirror on this origin, see
+// scripts/serve.sh; point `endpoint` at https://huggingface.co to use the hub), and small DOM helpers.
+// Model output is always set as text (textContent), never parsed as HTML.
+export const DEFAULTS = {
+  endpoint: location.origin,
+  chat: { repo: 'HuggingFaceTB/SmolLM2-135M-Instruct', file: 'SmolLM2-135M-Instruct.Q4_1.gguf' },
+  embed: { repo: 'sentence-transformers/all-MiniLM-L6-v2' },
+};
+
+export const $ = (id) => document.getElementById(id);
+
+export function el(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+export const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
+
+/** An onProgress handler that drives `<progress id="bar-PHASE">` bars and a status line. */
+export function progressView(statusId) {
+  return (p) => {
+    const bar = document.getElementById(`bar-${p.status}`);
+    const [done, total] = p.fileTotal !== undefined ? [p.fileLoaded, p.fileTotal] : [p.loaded, p.total];
+    if (bar) { bar.max = total || 1; bar.value = done; }
+    if (p.status === 'ready') for (const b of document.querySelectorAll('progress[id^="bar-"]')) b.value = b.max;
+    $(statusId).textContent = `${p.status}${p.file ? ` ${p.file}` : ''}: ${mb(done)} of ${mb(total)}`;
+  };
+}
+
+export function showError(statusId, err) {
+  $(statusId).textContent = `${err.code ?? err.name}: ${err.message}`;
+  document.body.dataset.status = 'error';
+}
