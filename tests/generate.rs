@@ -92,9 +92,7 @@ gpu_test!(streamed_text_never_splits_a_character, async {
     assert!(held > 0, "no token ended inside a character: the test text does not exercise the hold-back");
 });
 
-#[test]
-#[cfg(not(target_arch = "wasm32"))]
-fn stop_strings_are_held_back_and_cut() {
+gpu_test!(stop_strings_are_held_back_and_cut, async {
     let mut s = StopStrings::new(&["o W".to_string(), "".to_string()]);
     assert_eq!(s.push("Hel"), StopCheck::Continue("Hel".into()));
     assert_eq!(s.push("lo W"), StopCheck::Stopped("l".into()));
@@ -103,7 +101,7 @@ fn stop_strings_are_held_back_and_cut() {
     assert_eq!(s.push("wer? no"), StopCheck::Continue("</answer? no".into()));
     assert_eq!(s.push(" <"), StopCheck::Continue(" ".into()));
     assert_eq!(s.finish(), "<");
-}
+});
 
 gpu_test!(generation_stops_on_strings_end_tokens_and_length, async {
     let tok = smollm2();

@@ -3,7 +3,7 @@
 // `?autorun` loads the default model and asks a fixed question (the end-to-end test uses it);
 // `?say=TEXT` sets the question.
 import { pipeline } from './pkg/index.js';
-import { DEFAULTS, $, el, progressView, showError } from './spaces.js';
+import { DEFAULTS, $, el, appendText, progressView, showError } from './spaces.js';
 
 let chat = null;
 let messages = [];
@@ -47,7 +47,7 @@ async function send(event) {
   stopper = new AbortController();
   try {
     const stream = chat.stream(messages, { maxTokens: Number($('max').value), temperature: Number($('temperature').value), signal: stopper.signal });
-    for await (const piece of stream) answer.textContent += piece;
+    for await (const piece of stream) appendText(answer, piece);
     const r = await stream.result;
     messages.push({ role: 'assistant', content: r.text });
     $('stats').textContent = `${r.usage.promptTokens} prompt tokens (${r.usage.cachedTokens} from cache) at ${r.tokensPerSecond.prefill.toFixed(1)} tok/s; ` +

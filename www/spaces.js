@@ -16,6 +16,11 @@ export function el(tag, text, className) {
   return node;
 }
 
+/** Appends model output to `node` as text: markup in it (`<img onerror>`, markdown images) stays inert. */
+export function appendText(node, text) {
+  node.append(document.createTextNode(text));
+}
+
 export const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
 
 /** An onProgress handler that drives `<progress id="bar-PHASE">` bars and a status line. */

@@ -113,5 +113,31 @@ test('chat space: SmolLM2 answers with the native greedy tokens, then the API wo
   assert.deepEqual(w.ids, NATIVE_IDS.slice(0, 4));
   assert.equal(w.info.worker, true);
   assert.deepEqual(worker.problems, []);
+  await worker.page.close();
+
+  // The playground: the cache manager lists the model; Delete frees its storage.
+  const pg = await context.newPage();
+  await pg.goto(`${url}playground.html`);
+  await pg.waitForFunction(() => document.body.dataset.status === 'idle-ready' && document.body.dataset.cache === '1', null, { timeout: 60_000 });
+  const before = await pg.evaluate(async () => (await navigator.storage.estimate()).usage);
+  await pg.screenshot({ path: `${ARTIFACTS}/playground.png`, fullPage: true });
+  await pg.click('#cache tbody button');
+  await pg.waitForFunction(() => document.body.dataset.cache === '0', null, { timeout: 60_000 });
+  const afterDelete = await pg.evaluate(async () => (await navigator.storage.estimate()).usage);
+  console.log(`storage before delete ${before}, after ${afterDelete}`);
+  assert.ok(before - afterDelete > 90e6, `delete freed ${before - afterDelete} bytes`);
+  assert.match(await pg.textContent('#capabilities'), /swiftshader/);
+
+  // Model output is rendered inert: the spaces append it as text.
+  const inert = await pg.evaluate(async () => {
+    const { appendText } = await import('./spaces.js');
+    const node = document.createElement('div');
+    document.body.append(node);
+    const hostile = '<img src=x onerror="window.pwned=1"> ![x](http://127.0.0.1:9/x.png) <script>window.pwned=2</script>';
+    appendText(node, hostile);
+    await new Promise((r) => setTimeout(r, 200));
+    return { images: node.querySelectorAll('img, script').length, text: node.textContent === hostile, pwned: window.pwned ?? null };
+  });
+  assert.deepEqual(inert, { images: 0, text: true, pwned: null });
   await context.close();
 });
