@@ -1,6 +1,7 @@
 //! Model architectures, one file each, written against the op set of `gpu::ops`, and how their
 //! files are read: by byte range, one tensor at a time.
 
+pub mod gpt2;
 pub mod llama;
 
 use crate::formats::{FormatError, TensorTable, grow_prefix, read_table};

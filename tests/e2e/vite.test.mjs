@@ -1,0 +1,53 @@
+// End to end: the npm package as a consumer gets it. `npm pack` of www/pkg is installed into a
+// small app (tests/e2e/vite-app), bundled by Vite, served with the local hub mirror and opened in
+// Chromium: it loads SmolLM2 through pipeline() (main thread, then in a Worker) and generates the
+// native greedy tokens. (The spaces in www/ are the plain static-page case.)
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { openBrowser, ARTIFACTS } from './browser.mjs';
+import { startServer } from '../../scripts/serve.mjs';
+
+let server, browser, url, app;
+
+before(async () => {
+  const models = execFileSync('bash', ['scripts/models.sh'], { encoding: 'utf8' }).trim();
+  app = mkdtempSync(join(tmpdir(), 'hugrt-vite-'));
+  cpSync('tests/e2e/vite-app', app, { recursive: true });
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'vite-app', private: true, type: 'module' }));
+  execFileSync('npm', ['pack', '--pack-destination', app], { cwd: 'www/pkg', stdio: 'pipe' });
+  const tarball = readdirSync(app).find((f) => f.endsWith('.tgz'));
+  execFileSync('npm', ['install', '--offline', '--ignore-scripts', '--no-audit', '--no-fund', `./${tarball}`], { cwd: app, stdio: 'pipe' });
+  execFileSync(resolve('node_modules/.bin/vite'), ['build', '--logLevel', 'error'], { cwd: app, stdio: 'pipe' });
+  ({ server, url } = await startServer({ root: join(app, 'dist'), models, mirror: `${dirname(models)}/mirror` }));
+  browser = await openBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+  if (app) rmSync(app, { recursive: true, force: true });
+});
+
+for (const mode of ['main thread', 'worker']) {
+  test(`a Vite-built app generates with the package (${mode})`, { timeout: 300_000 }, async () => {
+    const page = await browser.newPage();
+    const problems = [];
+    page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+    await page.goto(`${url}${mode === 'worker' ? '?worker' : ''}`);
+    await page.waitForFunction(() => document.body.dataset.status === 'done', null, { timeout: 290_000 });
+    const result = await page.evaluate(() => window.result);
+    await page.screenshot({ path: `${ARTIFACTS}/vite-${mode === 'worker' ? 'worker' : 'main'}.png` });
+    assert.equal(result.error, undefined);
+    assert.deepEqual(result.ids, [7042, 30]);
+    assert.equal(result.text, ' Paris.');
+    assert.equal(result.worker, mode === 'worker');
+    assert.equal(result.capabilities.webgpu, true);
+    assert.equal(result.errorClasses, true);
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+}
