@@ -50,7 +50,7 @@ fn default_act() -> String {
 impl Gpt2Config {
     pub fn from_json(bytes: &[u8]) -> Result<Self, ModelError> {
         let c: Self = serde_json::from_slice(bytes).map_err(|e| ModelError::Config(format!("config.json: {e}")))?;
-        let ok = c.vocab_size > 0 && c.n_positions > 0 && c.n_layer > 0 && c.n_layer <= 256 && c.n_head > 0 && c.n_embd % c.n_head == 0 && c.n_embd > 0;
+        let ok = c.vocab_size > 0 && c.n_positions > 0 && c.n_layer > 0 && c.n_layer <= 256 && c.n_head > 0 && c.n_embd.is_multiple_of(c.n_head) && c.n_embd > 0;
         if !ok {
             return Err(ModelError::Config(format!("config.json: inconsistent sizes {c:?}")));
         }
