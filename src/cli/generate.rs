@@ -1,5 +1,6 @@
-//! `hugrt generate --model FILE.gguf --prompt TEXT [--chat] [sampling options] [--json]`:
-//! text generation with a GGUF Llama on the native GPU, streamed to stdout (or one JSON object).
+//! `hugrt generate --model FILE.gguf|DIR --prompt TEXT [--chat] [sampling options] [--json]`:
+//! text generation on the native GPU (a GGUF Llama, or a GPT-2 checkpoint folder), streamed to
+//! stdout (or one JSON object).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,12 +13,58 @@ use crate::formats::{Metadata, read_table_from};
 use crate::generate::chat::{ChatTemplate, Message};
 use crate::generate::{GenerateError, GenerateOptions, Generation};
 use crate::gpu::GpuContext;
-use crate::models::llama::Llama;
+use crate::formats::TensorTable;
+use crate::models::gpt2::Gpt2;
+use crate::models::llama::{Llama, ModelError};
+use crate::models::Decoder;
 use crate::tokenizer::Tokenizer;
+
+/// A model on disk: a GGUF file, or a folder with config.json, model.safetensors and tokenizer.json.
+struct Checkpoint {
+    table: TensorTable,
+    weights: std::fs::File,
+    /// config.json, for folders.
+    config: Option<Vec<u8>>,
+}
+
+impl Checkpoint {
+    /// The checkpoint and its tokenizer.
+    fn open(path: &std::path::Path) -> Result<(Self, Tokenizer), (&'static str, String)> {
+        let io = |e: std::io::Error| ("NotFound", e.to_string());
+        let (weights_path, config) = if path.is_dir() {
+            (path.join("model.safetensors"), Some(std::fs::read(path.join("config.json")).map_err(io)?))
+        } else {
+            (path.to_path_buf(), None)
+        };
+        let name = weights_path.display().to_string();
+        let mut weights = std::fs::File::open(&weights_path).map_err(io)?;
+        let table = read_table_from(&mut weights, &name).map_err(|e| ("BadModelFile", e.error.to_string()))?;
+        let tokenizer = match &table.metadata {
+            Metadata::Gguf { metadata, .. } => Tokenizer::from_gguf(metadata),
+            _ => Tokenizer::from_json(&std::fs::read(path.join("tokenizer.json")).map_err(io)?),
+        }
+        .map_err(|e| ("BadModelFile", e.to_string()))?;
+        Ok((Self { table, weights, config }, tokenizer))
+    }
+
+    async fn load(mut self, ctx: &GpuContext, context: Option<u32>) -> Result<Decoder, ModelError> {
+        match &self.config {
+            None => Ok(Decoder::Llama(Llama::load(ctx, &self.table, context, &mut self.weights).await?)),
+            Some(config) => {
+                let model_type = serde_json::from_slice::<serde_json::Value>(config).ok().and_then(|v| v["model_type"].as_str().map(String::from));
+                match model_type.as_deref() {
+                    Some("gpt2") => Ok(Decoder::Gpt2(Gpt2::load(ctx, config, &self.table, context, &mut self.weights).await?)),
+                    other => Err(ModelError::Config(format!("model_type {other:?} from safetensors is not supported (gpt2; Llama-family models as GGUF)"))),
+                }
+            }
+        }
+    }
+}
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A GGUF Llama-family model (llama, SmolLM, TinyLlama, Mistral).
+    /// A GGUF Llama-family model (llama, SmolLM, TinyLlama, Mistral), or a checkpoint folder
+    /// in the hub's format (config.json, model.safetensors, tokenizer.json; GPT-2).
     #[arg(long)]
     pub model: PathBuf,
     /// The prompt: used as is, or as the user's message with `--chat`.
@@ -79,13 +126,9 @@ pub fn run(args: &Args) -> Result<String, CliError> {
         move |e: String| CliError { code, message: format!("{name}: {e}") }
     };
     let t0 = Instant::now();
-    let mut file = std::fs::File::open(&args.model).map_err(|e| bad("NotFound")(e.to_string()))?;
-    let table = read_table_from(&mut file, &name).map_err(|e| bad("BadModelFile")(e.error.to_string()))?;
-    let Metadata::Gguf { metadata, .. } = &table.metadata else {
-        return Err(bad("Unsupported")("only GGUF models can generate yet".into()));
-    };
-    let tok = Tokenizer::from_gguf(metadata).map_err(|e| bad("BadModelFile")(e.to_string()))?;
-    let prompt = prompt_text(&tok, &args.prompt, args.chat, args.system.as_deref())?;
+    let (checkpoint, tokenizer) = Checkpoint::open(&args.model).map_err(|(code, m)| bad(code)(m))?;
+    let tok = &tokenizer;
+    let prompt = prompt_text(tok, &args.prompt, args.chat, args.system.as_deref())?;
     // A rendered template already holds its special tokens.
     let prompt_ids = tok.encode(&prompt, !args.chat).map_err(|e| bad("Tokenizer")(e.to_string()))?;
     let options = GenerateOptions {
@@ -102,7 +145,7 @@ pub fn run(args: &Args) -> Result<String, CliError> {
     let mut generation = Generation::new(prompt_ids.clone(), options, tok.end_ids()).map_err(failed)?;
     pollster::block_on(async {
         let ctx = GpuContext::new().await.map_err(|e| CliError { code: e.code(), message: e.to_string() })?;
-        let mut model = Llama::load(&ctx, &table, args.context, &mut file).await.map_err(|e| failed(e.into()))?;
+        let mut model = checkpoint.load(&ctx, args.context).await.map_err(|e| failed(e.into()))?;
         let load_ms = t0.elapsed().as_secs_f64() * 1e3;
         let mut lm = model.on(&ctx);
         let mut text = String::new();
@@ -110,7 +153,7 @@ pub fn run(args: &Args) -> Result<String, CliError> {
         if !args.json && !args.chat {
             let _ = write!(out, "{}", args.prompt);
         }
-        while let Some(piece) = generation.step(&mut lm, &tok).await.map_err(failed)? {
+        while let Some(piece) = generation.step(&mut lm, tok).await.map_err(failed)? {
             if !args.json {
                 let _ = write!(out, "{piece}");
                 let _ = out.flush();

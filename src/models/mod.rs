@@ -54,3 +54,54 @@ pub async fn read_table_ranged(read: &mut impl RangeReader, mut prefix: Vec<u8>,
         }
     }
 }
+
+/// A text decoder of any supported architecture, on the GPU.
+pub enum Decoder {
+    Llama(llama::Llama),
+    Gpt2(gpt2::Gpt2),
+}
+
+impl Decoder {
+    /// This model with its device, as a `LanguageModel` for the generation loop.
+    pub fn on<'a>(&'a mut self, ctx: &'a crate::gpu::GpuContext) -> DecoderOnGpu<'a> {
+        match self {
+            Decoder::Llama(m) => DecoderOnGpu::Llama(m.on(ctx)),
+            Decoder::Gpt2(m) => DecoderOnGpu::Gpt2(m.on(ctx)),
+        }
+    }
+}
+
+pub enum DecoderOnGpu<'a> {
+    Llama(llama::GpuLlama<'a>),
+    Gpt2(gpt2::OnGpu<'a>),
+}
+
+impl crate::generate::LanguageModel for DecoderOnGpu<'_> {
+    fn context(&self) -> u32 {
+        match self {
+            Self::Llama(m) => m.context(),
+            Self::Gpt2(m) => m.context(),
+        }
+    }
+
+    fn cached(&self) -> &[u32] {
+        match self {
+            Self::Llama(m) => m.cached(),
+            Self::Gpt2(m) => m.cached(),
+        }
+    }
+
+    fn truncate(&mut self, len: usize) {
+        match self {
+            Self::Llama(m) => m.truncate(len),
+            Self::Gpt2(m) => m.truncate(len),
+        }
+    }
+
+    async fn forward(&mut self, tokens: &[u32], pick: crate::generate::Pick) -> Result<crate::generate::Next, ModelError> {
+        match self {
+            Self::Llama(m) => m.forward(tokens, pick).await,
+            Self::Gpt2(m) => m.forward(tokens, pick).await,
+        }
+    }
+}
