@@ -94,21 +94,29 @@ async function openStore(db) {
   return wasm.WeightStore.open(db).catch(rethrow);
 }
 
-/** Finds the GGUF file of `repo` to load: `options.file`, or the one whose name has `quant`. */
-async function chooseGguf(endpoint, repo, revision, quant, signal) {
+/**
+ * What to download for a text model: `{ gguf }` (a GGUF file: `options.file`, or the one whose
+ * name has `quant`), or `{ gguf: undefined }` for a checkpoint in the hub's format (config.json,
+ * tokenizer.json, model.safetensors).
+ */
+async function chooseTextFiles(endpoint, repo, revision, quant, signal) {
   const url = `${endpoint.replace(/\/$/, '')}/api/models/${repo}/revision/${encodeURIComponent(revision)}`;
   const res = await fetch(url, { signal }).catch(rethrow);
   if (!res.ok) throw new NetworkError(`${url}: HTTP ${res.status}`);
-  const files = ((await res.json()).siblings ?? []).map((s) => s.rfilename).filter((f) => f.endsWith('.gguf'));
+  const names = ((await res.json()).siblings ?? []).map((s) => s.rfilename);
+  const ggufs = names.filter((f) => f.endsWith('.gguf'));
   const want = (quant ?? 'Q4_K_M').toLowerCase();
-  const file = files.find((f) => f.toLowerCase().includes(want)) ?? files[0];
-  if (!file) throw new Unsupported(`${repo}@${revision} has no .gguf file; hugrt generates text from GGUF models`);
-  return file;
+  const gguf = ggufs.find((f) => f.toLowerCase().includes(want)) ?? ggufs[0];
+  if (gguf) return { gguf };
+  if (SAFETENSORS_TEXT.every((f) => names.includes(f))) return { gguf: undefined };
+  throw new Unsupported(`${repo}@${revision} has neither a .gguf file nor ${SAFETENSORS_TEXT.join(', ')}`);
 }
+const SAFETENSORS_TEXT = ['config.json', 'tokenizer.json', 'model.safetensors'];
 
 async function download(repo, files, options) {
   const { revision = 'main', endpoint = env.endpoint, db = env.db, budget = env.budget, token, signal, onProgress } = options;
   const store = await openStore(db);
+  onProgress?.({ status: 'resolve', repo, file: files.join(', '), loaded: 0, total: 0 });
   try {
     const report = await store.download(repo, revision, files, {
       endpoint, token, signal, budget,
@@ -168,8 +176,8 @@ export class TextGenerationPipeline {
     const { revision = 'main', endpoint = env.endpoint, quant, context, onProgress, signal, device = 'auto' } = options;
     if (device === 'cpu') throw new Unsupported('the CPU fallback for text generation is not in this build yet; use device: "webgpu"');
     if (device === 'auto' && !globalThis.navigator?.gpu) throw new WebGpuUnavailable('this browser has no WebGPU, and the CPU fallback for text generation is not in this build yet');
-    const file = options.file ?? await chooseGguf(endpoint, repo, revision, quant, signal);
-    const { report, db } = await download(repo, [file], { ...options, revision, endpoint });
+    const file = options.file ?? (await chooseTextFiles(endpoint, repo, revision, quant, signal)).gguf;
+    const { report, db } = await download(repo, file ? [file] : SAFETENSORS_TEXT, { ...options, revision, endpoint });
     if (signal?.aborted) throw new Aborted('aborted before the model was loaded');
     onProgress?.({ status: 'upload', repo, file, loaded: 0, total: report.bytes });
     const model = await wasm.TextModel.fromStore(db, report.repo, report.commit, file, context).catch(rethrow);

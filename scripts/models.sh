@@ -18,4 +18,8 @@ fi
 MIRROR="$CACHE/mirror"
 mkdir -p "$MIRROR/HuggingFaceTB/SmolLM2-135M-Instruct"
 ln -sf "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf" "$MIRROR/HuggingFaceTB/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+# The tiny random GPT-2 test checkpoint (tests/fixtures/gpt2), in the hub's format.
+FIXTURE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/fixtures/gpt2"
+mkdir -p "$MIRROR/hugrt-test/tiny-gpt2"
+for f in config.json tokenizer.json model.safetensors; do ln -sf "$FIXTURE/$f" "$MIRROR/hugrt-test/tiny-gpt2/$f"; done
 echo "$MODELS"

@@ -13,18 +13,19 @@ use crate::formats::{Metadata, TensorTable};
 use crate::generate::chat::{ChatTemplate, Message};
 use crate::generate::{GenerateError, GenerateOptions, Generation};
 use crate::gpu::GpuContext;
+use crate::models::gpt2::Gpt2;
 use crate::models::llama::{Llama, ModelError};
-use crate::models::{RangeReader, read_table_ranged};
+use crate::models::{Decoder, RangeReader, read_table_ranged};
 use crate::store::idb::IdbStore;
 use crate::store::{StoredFile, file_key};
 use crate::tokenizer::Tokenizer;
 
 struct Engine {
     ctx: GpuContext,
-    model: Llama,
+    model: Decoder,
 }
 
-/// A GGUF Llama-family model on WebGPU.
+/// A text decoder on WebGPU: a GGUF Llama-family model, or GPT-2 in the hub's format.
 #[wasm_bindgen]
 pub struct TextModel {
     /// Taken out while a generation runs (one at a time).
@@ -44,30 +45,74 @@ fn model_error(e: ModelError) -> JsValue {
     generate_error(e.into())
 }
 
+/// What a model's files give before it goes to the GPU.
+struct Parts {
+    table: TensorTable,
+    /// config.json, for checkpoints in the hub's format (GGUF carries its own metadata).
+    config: Option<Vec<u8>>,
+    tokenizer: Tokenizer,
+}
+
 impl TextModel {
-    async fn build(table: TensorTable, context: Option<u32>, read: &mut impl RangeReader) -> Result<TextModel, JsValue> {
-        let Metadata::Gguf { metadata, .. } = &table.metadata else {
-            return Err(js_error("Unsupported", "only GGUF models generate text yet"));
-        };
-        let tokenizer = Tokenizer::from_gguf(metadata).map_err(|e| js_error("BadModelFile", &e.to_string()))?;
+    async fn build(parts: Parts, context: Option<u32>, read: &mut impl RangeReader) -> Result<TextModel, JsValue> {
+        let Parts { table, config, tokenizer } = parts;
         let name = |id: Option<u32>| id.and_then(|i| tokenizer.id_to_token(i)).unwrap_or_default();
         let template = match tokenizer.chat_template.as_deref() {
             Some(source) => Some(Rc::new(ChatTemplate::new(source, &name(tokenizer.bos_id), &name(tokenizer.eos_id)).map_err(|e| js_error("BadModelFile", &e.to_string()))?)),
             None => None,
         };
         let ctx = GpuContext::new().await?;
-        let model = Llama::load(&ctx, &table, context, read).await.map_err(model_error)?;
-        let c = &model.config;
+        let model = match &config {
+            None => Decoder::Llama(Llama::load(&ctx, &table, context, read).await.map_err(model_error)?),
+            Some(config) => Decoder::Gpt2(Gpt2::load(&ctx, config, &table, context, read).await.map_err(model_error)?),
+        };
         let r = &ctx.report;
         let adapter = [&r.name, &r.architecture, &r.vendor].into_iter().find(|s| !s.is_empty()).cloned().unwrap_or_default();
-        let info = serde_json::json!({
-            "architecture": "llama", "layers": c.n_layers, "hidden": c.hidden, "heads": c.heads, "kvHeads": c.kv_heads,
-            "vocab": c.vocab, "context": model.context, "weightBytes": model.weight_bytes_per_token(),
-            "dispatchesPerToken": model.dispatches_per_token(), "adapter": adapter, "device": "webgpu",
-            "hasChatTemplate": template.is_some(),
-        });
+        let mut info = match &model {
+            Decoder::Llama(m) => {
+                let c = &m.config;
+                serde_json::json!({
+                    "architecture": "llama", "layers": c.n_layers, "hidden": c.hidden, "heads": c.heads, "kvHeads": c.kv_heads,
+                    "vocab": c.vocab, "context": m.context, "weightBytes": m.weight_bytes_per_token(), "dispatchesPerToken": m.dispatches_per_token(),
+                })
+            }
+            Decoder::Gpt2(m) => {
+                let c = &m.config;
+                serde_json::json!({ "architecture": "gpt2", "layers": c.n_layer, "hidden": c.n_embd, "heads": c.n_head, "vocab": c.vocab_size, "context": m.context })
+            }
+        };
+        info["adapter"] = adapter.into();
+        info["device"] = "webgpu".into();
+        info["hasChatTemplate"] = template.is_some().into();
         Ok(TextModel { engine: Rc::new(RefCell::new(Some(Engine { ctx, model }))), disposed: Rc::default(), tokenizer: Rc::new(tokenizer), template, info })
     }
+}
+
+/// The tensor table of `path` in the store, and the file to read tensors from.
+async fn stored_table<'a>(store: &'a IdbStore, repo: &str, commit: &str, path: &str) -> Result<(TensorTable, StoredFile<'a, IdbStore>), JsValue> {
+    let store_error = |e: crate::store::StoreError| js_error(e.code(), &e.to_string());
+    let mut file = StoredFile::open(store, &file_key(repo, commit, path)).await.map_err(store_error)?;
+    let size = file.size();
+    let prefix = file.read(0..size.min(1 << 20)).await.map_err(store_error)?;
+    let table = read_table_ranged(&mut file, prefix, size, path).await.map_err(model_error)?;
+    Ok((table, file))
+}
+
+/// A small file of the store, whole.
+async fn stored_bytes(store: &IdbStore, repo: &str, commit: &str, path: &str) -> Result<Vec<u8>, JsValue> {
+    let store_error = |e: crate::store::StoreError| js_error(e.code(), &e.to_string());
+    let mut file = StoredFile::open(store, &file_key(repo, commit, path)).await.map_err(store_error)?;
+    if file.size() > 64 << 20 {
+        return Err(js_error("BadModelFile", &format!("{path} is {} bytes; a config or tokenizer file is expected to be small", file.size())));
+    }
+    file.read(0..file.size()).await.map_err(store_error)
+}
+
+fn gguf_tokenizer(table: &TensorTable) -> Result<Tokenizer, JsValue> {
+    let Metadata::Gguf { metadata, .. } = &table.metadata else {
+        return Err(js_error("Unsupported", "a GGUF file was expected"));
+    };
+    Tokenizer::from_gguf(metadata).map_err(|e| js_error("BadModelFile", &e.to_string()))
 }
 
 #[wasm_bindgen]
@@ -76,19 +121,33 @@ impl TextModel {
     pub async fn load(url: String, context: Option<u32>) -> Result<TextModel, JsValue> {
         let mut http = HttpRanges::new(&url);
         let table = http.read_table().await.map_err(model_error)?;
-        Self::build(table, context, &mut http).await
+        let tokenizer = gguf_tokenizer(&table)?;
+        Self::build(Parts { table, config: None, tokenizer }, context, &mut http).await
     }
 
-    /// Loads `path` of `repo@commit` from the weight store (IndexedDB database `db`, default
-    /// "hugrt"), where `WeightStore.download` put it.
+    /// Loads `repo@commit` from the weight store (IndexedDB database `db`, default "hugrt"),
+    /// where `WeightStore.download` put it: the GGUF file `file`, or, without `file`, a
+    /// checkpoint in the hub's format (`config.json`, `tokenizer.json`, `model.safetensors`; GPT-2).
     #[wasm_bindgen(js_name = fromStore)]
-    pub async fn from_store(db: Option<String>, repo: String, commit: String, path: String, context: Option<u32>) -> Result<TextModel, JsValue> {
+    pub async fn from_store(db: Option<String>, repo: String, commit: String, file: Option<String>, context: Option<u32>) -> Result<TextModel, JsValue> {
         let store = IdbStore::open(db.as_deref().unwrap_or("hugrt")).await.map_err(|e| js_error(e.code(), &e.to_string()))?;
-        let mut file = StoredFile::open(&store, &file_key(&repo, &commit, &path)).await.map_err(|e| js_error(e.code(), &e.to_string()))?;
-        let size = file.size();
-        let prefix = file.read(0..size.min(1 << 20)).await.map_err(|e| js_error(e.code(), &e.to_string()))?;
-        let table = read_table_ranged(&mut file, prefix, size, &path).await.map_err(model_error)?;
-        Self::build(table, context, &mut file).await
+        match file {
+            Some(path) => {
+                let (table, mut weights) = stored_table(&store, &repo, &commit, &path).await?;
+                let tokenizer = gguf_tokenizer(&table)?;
+                Self::build(Parts { table, config: None, tokenizer }, context, &mut weights).await
+            }
+            None => {
+                let config = stored_bytes(&store, &repo, &commit, "config.json").await?;
+                let model_type = serde_json::from_slice::<serde_json::Value>(&config).ok().and_then(|v| v["model_type"].as_str().map(String::from));
+                if model_type.as_deref() != Some("gpt2") {
+                    return Err(js_error("Unsupported", &format!("{repo}: model_type {model_type:?} from safetensors is not supported (gpt2; Llama-family models as GGUF)")));
+                }
+                let tokenizer = Tokenizer::from_json(&stored_bytes(&store, &repo, &commit, "tokenizer.json").await?).map_err(|e| js_error("BadModelFile", &e.to_string()))?;
+                let (table, mut weights) = stored_table(&store, &repo, &commit, "model.safetensors").await?;
+                Self::build(Parts { table, config: Some(config), tokenizer }, context, &mut weights).await
+            }
+        }
     }
 
     /// `{ architecture, layers, hidden, heads, kvHeads, vocab, context, weightBytes,

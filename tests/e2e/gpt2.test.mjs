@@ -1,0 +1,43 @@
+// End to end: a checkpoint in the hub's own format (config.json, tokenizer.json, safetensors) —
+// the tiny random GPT-2 fixture in the local hub mirror — through pipeline() in Chromium:
+// downloaded into IndexedDB, loaded from the store onto WebGPU, the same greedy tokens as the
+// native CLI (`hugrt generate --model tests/fixtures/gpt2 --prompt "Hello world" --max-tokens 12`).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { dirname } from 'node:path';
+import { openBrowser } from './browser.mjs';
+import { startServer } from '../../scripts/serve.mjs';
+
+let server, browser, url;
+
+before(async () => {
+  const models = execFileSync('bash', ['scripts/models.sh'], { encoding: 'utf8' }).trim();
+  ({ server, url } = await startServer({ root: 'www', models, mirror: `${dirname(models)}/mirror` }));
+  browser = await openBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+test('GPT-2 from safetensors generates the native tokens in the browser', { timeout: 180_000 }, async () => {
+  const page = await browser.newPage();
+  await page.goto(`${url}index.html`);
+  const result = await page.evaluate(async () => {
+    const { pipeline } = await import('./pkg/index.js');
+    const phases = new Set();
+    const gen = await pipeline('text-generation', 'hugrt-test/tiny-gpt2', { endpoint: location.origin, onProgress: (p) => phases.add(p.status) });
+    const r = await gen.generate('Hello world', { maxTokens: 12 });
+    const info = gen.info;
+    gen.dispose();
+    return { ids: r.ids, promptIds: r.promptIds, finish: r.finishReason, architecture: info.architecture, phases: [...phases] };
+  });
+  assert.deepEqual(result.promptIds, [352, 350]);
+  assert.deepEqual(result.ids, [682, 796, 682, 710, 710, 710, 710, 710, 308, 332, 697, 796]);
+  assert.equal(result.finish, 'length');
+  assert.equal(result.architecture, 'gpt2');
+  for (const phase of ['resolve', 'download', 'upload', 'ready']) assert.ok(result.phases.includes(phase), `${phase} in ${result.phases}`);
+  await page.close();
+});
