@@ -1,0 +1,44 @@
+// A consumer of the package's declarations (js/index.d.ts), type-checked with `tsc --strict` by
+// tests/e2e/types.test.mjs: the documented API type-checks, and misuse does not (@ts-expect-error).
+import { pipeline, cache, capabilities, env, HugrtError, Aborted, QuotaExceeded, type Progress, type GenerateResult, type ChatCompletionChunk } from 'hugrt';
+
+export async function demo(signal: AbortSignal): Promise<string> {
+  env.endpoint = 'http://127.0.0.1:8080';
+  const onProgress = (p: Progress): void => {
+    if (p.status === 'download') console.log(p.fileLoaded / p.fileTotal);
+    else console.log(p.status, p.loaded);
+  };
+  const chat = await pipeline('text-generation', 'HuggingFaceTB/SmolLM2-135M-Instruct', { file: 'x.gguf', context: 512, signal, onProgress });
+  const r: GenerateResult = await chat.generate('Hi', { maxTokens: 8, temperature: 0.7, topP: 0.9, seed: 1, stop: ['.'] });
+  const reason: 'stop' | 'length' = r.finishReason;
+  let text = '';
+  for await (const piece of chat.stream([{ role: 'user', content: 'Hi' }], { maxTokens: 4 })) text += piece;
+  const chunks = await chat.chat.completions.create({ messages: [{ role: 'user', content: 'Hi' }], stream: true });
+  for await (const c of chunks) {
+    const chunk: ChatCompletionChunk = c;
+    text += chunk.choices[0]?.delta.content ?? '';
+  }
+  const full = await chat.chat.completions.create({ messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4 });
+  text += full.choices[0]?.message.content ?? '';
+  const embed = await pipeline('feature-extraction', 'sentence-transformers/all-MiniLM-L6-v2');
+  const { data, dims }: { data: Float32Array; dims: [number, number] } = await embed.embed(['a', 'b']);
+  const caps = await capabilities();
+  const device: 'webgpu' | 'cpu' = caps.device;
+  const revisions = await cache.list();
+  const freed: number = await cache.delete(revisions[0]?.repo ?? '', revisions[0]?.commit ?? '');
+  try {
+    await chat.generate('x');
+  } catch (err) {
+    if (err instanceof Aborted || err instanceof QuotaExceeded) console.log(err.code);
+    else if (err instanceof HugrtError) console.log(err.code, err.detail);
+  }
+  chat.dispose();
+  embed.dispose();
+  // @ts-expect-error: an unknown task
+  await pipeline('text-to-sql', 'x');
+  // @ts-expect-error: maxTokens is a number
+  await chat.generate('x', { maxTokens: '8' });
+  // @ts-expect-error: no such device
+  await pipeline('text-generation', 'x', { device: 'tpu' });
+  return `${reason}${text}${data.length}${dims[1]}${device}${freed}`;
+}
