@@ -235,9 +235,10 @@ impl Bert {
         let word = matrix(ctx, table, read, "embeddings.word_embeddings.weight", c.vocab, c.hidden).await?;
         let positions = values(table, read, "embeddings.position_embeddings.weight", &[c.max_positions, c.hidden]).await?;
         let types = values(table, read, "embeddings.token_type_embeddings.weight", &[c.type_vocab, c.hidden]).await?;
-        let hidden = c.hidden as usize;
+        // Token type 0 for every token: its row is folded into the position table.
+        let type0 = types.get(..c.hidden as usize).ok_or_else(|| ModelError::Tensor { name: "token_type_embeddings".into(), problem: "no row 0".into() })?;
         let folded: Vec<u8> =
-            positions.chunks_exact(hidden).flat_map(|row| row.iter().zip(&types[..hidden]).map(|(p, t)| p + t)).flat_map(f32::to_le_bytes).collect();
+            positions.chunks_exact(type0.len()).flat_map(|row| row.iter().zip(type0).map(|(p, t)| p + t)).flat_map(f32::to_le_bytes).collect();
         let position_type0 =
             GpuWeight::upload(ctx, "position + type embeddings", DType::F32, u64::from(c.max_positions), u64::from(c.hidden), &folded)?;
         let emb_norm = layer_norm(ctx, table, read, "embeddings.LayerNorm", c.hidden).await?;
@@ -336,7 +337,8 @@ impl Bert {
     }
 
     /// Groups sentences into passes: longest first, each pass padded to its first (longest)
-    /// member, as many members as fit in `TOKENS_PER_PASS` padded tokens.
+    /// member, as many members as fit in `TOKENS_PER_PASS` padded tokens and are at least about
+    /// half as long as the pass (`2·len + 16 ≥ pass length`), so padding stays a bounded share.
     fn passes(batch: &[Vec<u32>]) -> Vec<Pass> {
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(batch[i].len()));
@@ -344,7 +346,7 @@ impl Bert {
         for i in order {
             let len = batch[i].len() as u32;
             match passes.last_mut() {
-                Some(p) if (p.members.len() as u32 + 1) * p.len <= TOKENS_PER_PASS => p.members.push(i),
+                Some(p) if (p.members.len() as u32 + 1) * p.len <= TOKENS_PER_PASS && 2 * len + 16 >= p.len => p.members.push(i),
                 _ => passes.push(Pass { members: vec![i], len }),
             }
         }
@@ -524,10 +526,11 @@ mod tests {
 
     #[test]
     fn passes_group_by_length_within_the_token_budget() {
-        let batch: Vec<Vec<u32>> = [3usize, 700, 5, 700, 2, 400].iter().map(|&n| vec![1; n]).collect();
+        let batch: Vec<Vec<u32>> = [3usize, 700, 5, 700, 2, 400, 300, 100, 60, 60].iter().map(|&n| vec![1; n]).collect();
         let passes = Bert::passes(&batch);
         let shape: Vec<(Vec<usize>, u32)> = passes.into_iter().map(|p| (p.members, p.len)).collect();
-        assert_eq!(shape, vec![(vec![1], 700), (vec![3], 700), (vec![5, 2, 0, 4], 400)]);
+        // 700 + 700 exceed the budget; 300 joins 400; 100 is too short for 400; 5, 3, 2 make one.
+        assert_eq!(shape, vec![(vec![1], 700), (vec![3], 700), (vec![5, 6], 400), (vec![7, 8, 9], 100), (vec![2, 0, 4], 5)]);
     }
 
     #[test]
