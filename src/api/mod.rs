@@ -1,6 +1,7 @@
 //! The wasm-bindgen surface. Errors cross as JS `Error`s whose `name` and `code` are stable
 //! (`WebGpuUnavailable`, `DeviceLost`, …) so that callers can branch on them.
 
+mod embedding_model;
 mod http;
 mod text_model;
 
