@@ -100,16 +100,21 @@ async function openStore(db) {
  * tokenizer.json, model.safetensors).
  */
 async function chooseTextFiles(endpoint, repo, revision, quant, signal) {
-  const url = `${endpoint.replace(/\/$/, '')}/api/models/${repo}/revision/${encodeURIComponent(revision)}`;
-  const res = await fetch(url, { signal }).catch(rethrow);
-  if (!res.ok) throw new NetworkError(`${url}: HTTP ${res.status}`);
-  const names = ((await res.json()).siblings ?? []).map((s) => s.rfilename);
+  const names = await listFiles(endpoint, repo, revision, signal);
   const ggufs = names.filter((f) => f.endsWith('.gguf'));
   const want = (quant ?? 'Q4_K_M').toLowerCase();
   const gguf = ggufs.find((f) => f.toLowerCase().includes(want)) ?? ggufs[0];
   if (gguf) return { gguf };
   if (SAFETENSORS_TEXT.every((f) => names.includes(f))) return { gguf: undefined };
   throw new Unsupported(`${repo}@${revision} has neither a .gguf file nor ${SAFETENSORS_TEXT.join(', ')}`);
+}
+
+/** The file names of `repo@revision` (the hub's revision API). */
+async function listFiles(endpoint, repo, revision, signal) {
+  const url = `${endpoint.replace(/\/$/, '')}/api/models/${repo}/revision/${encodeURIComponent(revision)}`;
+  const res = await fetch(url, { signal }).catch(rethrow);
+  if (!res.ok) throw new NetworkError(`${url}: HTTP ${res.status}`);
+  return ((await res.json()).siblings ?? []).map((s) => s.rfilename);
 }
 const SAFETENSORS_TEXT = ['config.json', 'tokenizer.json', 'model.safetensors'];
 
@@ -284,7 +289,9 @@ export class FeatureExtractionPipeline {
   static async load(repo, options = {}) {
     if (!wasm.EmbeddingModel) throw new Unsupported('feature extraction is not in this build');
     const { revision = 'main', endpoint = env.endpoint, onProgress } = options;
-    const files = ['config.json', 'tokenizer.json', 'model.safetensors'];
+    // Offline, the store loads a cached revision: ask for the files every such checkpoint has.
+    const names = await listFiles(endpoint, repo, revision, options.signal).catch(() => SAFETENSORS_TEXT);
+    const files = SAFETENSORS_TEXT.concat(names.includes('sentence_bert_config.json') ? ['sentence_bert_config.json'] : []);
     const { report, db } = await download(repo, files, { ...options, revision, endpoint });
     onProgress?.({ status: 'upload', repo, loaded: 0, total: report.bytes });
     const model = await wasm.EmbeddingModel.fromStore(db, report.repo, report.commit).catch(rethrow);

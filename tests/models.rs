@@ -13,6 +13,10 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 mod common;
 
+/// BERT (tests/models/bert.rs).
+#[path = "models/bert.rs"]
+mod bert;
+
 const HIDDEN: usize = 64;
 const HEADS: usize = 4;
 const KV_HEADS: usize = 2;

@@ -1,6 +1,7 @@
 //! The wasm-bindgen surface. Errors cross as JS `Error`s whose `name` and `code` are stable
 //! (`WebGpuUnavailable`, `DeviceLost`, …) so that callers can branch on them.
 
+mod embedding_model;
 mod http;
 mod text_model;
 
@@ -8,7 +9,10 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 
-use crate::formats::DType;
+use crate::formats::{DType, TensorTable};
+use crate::models::read_table_ranged;
+use crate::store::idb::IdbStore;
+use crate::store::{StoredFile, file_key};
 use crate::gpu::{GpuContext, GpuError};
 
 #[wasm_bindgen(start)]
@@ -28,6 +32,26 @@ impl From<GpuError> for JsValue {
     fn from(e: GpuError) -> Self {
         js_error(e.code(), &e.to_string())
     }
+}
+
+/// The tensor table of `path` in the store, and the file to read tensors from.
+pub(crate) async fn stored_table<'a>(store: &'a IdbStore, repo: &str, commit: &str, path: &str) -> Result<(TensorTable, StoredFile<'a, IdbStore>), JsValue> {
+    let store_error = |e: crate::store::StoreError| js_error(e.code(), &e.to_string());
+    let mut file = StoredFile::open(store, &file_key(repo, commit, path)).await.map_err(store_error)?;
+    let size = file.size();
+    let prefix = file.read(0..size.min(1 << 20)).await.map_err(store_error)?;
+    let table = read_table_ranged(&mut file, prefix, size, path).await.map_err(|e| js_error("BadModelFile", &e.to_string()))?;
+    Ok((table, file))
+}
+
+/// A small file of the store, whole.
+pub(crate) async fn stored_bytes(store: &IdbStore, repo: &str, commit: &str, path: &str) -> Result<Vec<u8>, JsValue> {
+    let store_error = |e: crate::store::StoreError| js_error(e.code(), &e.to_string());
+    let mut file = StoredFile::open(store, &file_key(repo, commit, path)).await.map_err(store_error)?;
+    if file.size() > 64 << 20 {
+        return Err(js_error("BadModelFile", &format!("{path} is {} bytes; a config or tokenizer file is expected to be small", file.size())));
+    }
+    file.read(0..file.size()).await.map_err(store_error)
 }
 
 pub(crate) fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsValue> {

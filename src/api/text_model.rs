@@ -8,16 +8,15 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
 use super::http::HttpRanges;
-use super::{js_error, to_js};
+use super::{js_error, stored_bytes, stored_table, to_js};
 use crate::formats::{Metadata, TensorTable};
 use crate::generate::chat::{ChatTemplate, Message};
 use crate::generate::{GenerateError, GenerateOptions, Generation};
 use crate::gpu::GpuContext;
 use crate::models::gpt2::Gpt2;
 use crate::models::llama::{Llama, ModelError};
-use crate::models::{Decoder, RangeReader, read_table_ranged};
+use crate::models::{Decoder, RangeReader};
 use crate::store::idb::IdbStore;
-use crate::store::{StoredFile, file_key};
 use crate::tokenizer::Tokenizer;
 
 struct Engine {
@@ -86,26 +85,6 @@ impl TextModel {
         info["hasChatTemplate"] = template.is_some().into();
         Ok(TextModel { engine: Rc::new(RefCell::new(Some(Engine { ctx, model }))), disposed: Rc::default(), tokenizer: Rc::new(tokenizer), template, info })
     }
-}
-
-/// The tensor table of `path` in the store, and the file to read tensors from.
-async fn stored_table<'a>(store: &'a IdbStore, repo: &str, commit: &str, path: &str) -> Result<(TensorTable, StoredFile<'a, IdbStore>), JsValue> {
-    let store_error = |e: crate::store::StoreError| js_error(e.code(), &e.to_string());
-    let mut file = StoredFile::open(store, &file_key(repo, commit, path)).await.map_err(store_error)?;
-    let size = file.size();
-    let prefix = file.read(0..size.min(1 << 20)).await.map_err(store_error)?;
-    let table = read_table_ranged(&mut file, prefix, size, path).await.map_err(model_error)?;
-    Ok((table, file))
-}
-
-/// A small file of the store, whole.
-async fn stored_bytes(store: &IdbStore, repo: &str, commit: &str, path: &str) -> Result<Vec<u8>, JsValue> {
-    let store_error = |e: crate::store::StoreError| js_error(e.code(), &e.to_string());
-    let mut file = StoredFile::open(store, &file_key(repo, commit, path)).await.map_err(store_error)?;
-    if file.size() > 64 << 20 {
-        return Err(js_error("BadModelFile", &format!("{path} is {} bytes; a config or tokenizer file is expected to be small", file.size())));
-    }
-    file.read(0..file.size()).await.map_err(store_error)
 }
 
 fn gguf_tokenizer(table: &TensorTable) -> Result<Tokenizer, JsValue> {

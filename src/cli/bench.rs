@@ -6,10 +6,10 @@ use crate::gpu::bench::{bench_kernels, table};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// What to benchmark: "kernels", or "model" (with --model).
+    /// What to benchmark: "kernels", "model" (with --model) or "embed" (with --model).
     #[arg(default_value = "kernels")]
     pub what: String,
-    /// A GGUF Llama-family model, for `bench model`.
+    /// A GGUF Llama-family model, for `bench model`; a BERT checkpoint folder, for `bench embed`.
     #[arg(long)]
     pub model: Option<std::path::PathBuf>,
     /// Prompt tokens for the prefill measurement.
@@ -18,6 +18,9 @@ pub struct Args {
     /// Decode steps to time.
     #[arg(long, default_value_t = 16)]
     pub decode_tokens: u32,
+    /// Sentences per batch, for `bench embed`.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
     /// Fewer iterations (CPU adapters such as lavapipe are slow).
     #[arg(long)]
     pub quick: bool,
@@ -30,7 +33,13 @@ pub fn run(args: &Args) -> Result<String, CliError> {
     match (args.what.as_str(), &args.model) {
         ("kernels", _) => {}
         ("model", Some(path)) => return bench_model(args, path),
-        _ => return Err(CliError { code: "Usage", message: format!("unknown benchmark {:?} (try: kernels, or model --model FILE)", args.what) }),
+        ("embed", Some(dir)) => return super::embed::bench(dir, args.batch.max(1), if args.quick { 3 } else { 10 }, args.json),
+        _ => {
+            return Err(CliError {
+                code: "Usage",
+                message: format!("unknown benchmark {:?} (try: kernels, model --model FILE, or embed --model DIR)", args.what),
+            });
+        }
     }
     let gpu_err = |e: crate::gpu::GpuError| CliError { code: e.code(), message: e.to_string() };
     pollster::block_on(async {

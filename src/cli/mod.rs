@@ -2,6 +2,7 @@
 //! stderr (as `{"error": {"code", "message"}}` with `--json`) with a non-zero exit status.
 
 mod bench;
+mod embed;
 mod generate;
 mod inspect;
 mod tokenize;
@@ -25,6 +26,8 @@ enum Command {
     Tokenize(tokenize::Args),
     /// Greedy generation with a GGUF Llama-family model on the native GPU.
     Generate(generate::Args),
+    /// Sentence embeddings with a BERT checkpoint folder (all-MiniLM-L6-v2) on the native GPU.
+    Embed(embed::Args),
     /// Kernel micro-benchmarks on the native GPU (wgpu: Vulkan/Metal; lavapipe without a GPU).
     Bench(bench::Args),
 }
@@ -42,6 +45,7 @@ pub fn main() -> ExitCode {
         Command::Tokenize(args) => (args.json, tokenize::run(&args)),
         Command::Bench(args) => (args.json, bench::run(&args)),
         Command::Generate(args) => (args.json, generate::run(&args)),
+        Command::Embed(args) => (args.json, embed::run(&args)),
     };
     match result {
         Ok(report) => {

@@ -34,6 +34,10 @@ pub enum ModelError {
     Gpu(#[from] GpuError),
     #[error("the context of {ctx} tokens is full (position {pos}); start a new sequence")]
     ContextFull { ctx: u32, pos: u32 },
+    /// Inputs the model cannot take: a token id past the vocabulary, a sequence longer than the
+    /// model's positions, an empty sequence.
+    #[error("bad input: {0}")]
+    Input(String),
 }
 
 /// Hyperparameters, from GGUF `{arch}.*` metadata.

@@ -1,6 +1,7 @@
 //! Model architectures, one file each, written against the op set of `gpu::ops`, and how their
 //! files are read: by byte range, one tensor at a time.
 
+pub mod bert;
 pub mod gpt2;
 pub mod llama;
 

@@ -1,0 +1,246 @@
+//! The BERT encoder against `transformers` (tests/fixtures/bert/, made by
+//! scripts/fixtures/make_bert_fixtures.py): a tiny random BertModel with its own WordPiece
+//! tokenizer, in F32, F16 (names prefixed `bert.`) and BF16, natively and in Chromium; bad
+//! configs, tensors and inputs give typed errors; natively also the real all-MiniLM-L6-v2
+//! against sentence-transformers.
+
+use hugrt::formats::{TensorTable, read_table};
+use hugrt::gpu::GpuContext;
+use hugrt::models::bert::{Bert, TOKENS_PER_PASS};
+use hugrt::models::llama::ModelError;
+use hugrt::tokenizer::Tokenizer;
+
+use crate::gpu_test;
+
+const CONFIG: &[u8] = include_bytes!("../fixtures/bert/tiny/config.json");
+const TOKENIZER: &[u8] = include_bytes!("../fixtures/bert/tiny/tokenizer.json");
+const EXPECTED: &str = include_str!("../fixtures/bert/tiny/expected.json");
+const F32: &[u8] = include_bytes!("../fixtures/bert/tiny/model.safetensors");
+const F16: &[u8] = include_bytes!("../fixtures/bert/tiny/model-f16.safetensors");
+const BF16: &[u8] = include_bytes!("../fixtures/bert/tiny/model-bf16.safetensors");
+
+/// |GPU f32 − transformers f64| allowed on the last hidden state (LayerNorm outputs of order 1;
+/// transformers' own f32 forward lands within 2e-6 of its f64 one).
+const HIDDEN_TOL: f64 = 2e-5;
+/// The same on the unit-length pooled embeddings.
+const EMBED_TOL: f64 = 5e-6;
+
+fn expected() -> serde_json::Value {
+    serde_json::from_str(EXPECTED).expect("expected.json")
+}
+
+fn floats(v: &serde_json::Value) -> Vec<Vec<f64>> {
+    v.as_array().expect("array").iter().map(|row| row.as_array().expect("row").iter().map(|x| x.as_f64().expect("number")).collect()).collect()
+}
+
+fn table(bytes: &[u8]) -> TensorTable {
+    read_table(bytes, bytes.len() as u64, "model.safetensors").expect("reads")
+}
+
+async fn load(ctx: &GpuContext, config: &[u8], bytes: &[u8]) -> Result<Bert, ModelError> {
+    Bert::load(ctx, config, &table(bytes), &mut &bytes[..]).await
+}
+
+fn max_abs_diff(got: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len(), "lengths");
+    got.iter().zip(want).map(|(g, w)| (f64::from(*g) - w).abs()).fold(0.0, f64::max)
+}
+
+async fn matches_transformers(variant: &str, bytes: &[u8]) {
+    let exp = expected();
+    let v = &exp["variants"][variant];
+    let texts: Vec<String> = serde_json::from_value(exp["texts"].clone()).expect("texts");
+    let want_ids: Vec<Vec<u32>> = serde_json::from_value(exp["ids"].clone()).expect("ids");
+    let ctx = GpuContext::new().await.expect("a GPU");
+    let mut model = load(&ctx, CONFIG, bytes).await.expect("loads");
+    let tok = Tokenizer::from_json(TOKENIZER).expect("tokenizer");
+    let ids = model.tokenize(&tok, &texts).expect("tokenizes");
+    assert_eq!(ids, want_ids, "token ids equal the Python tokenizer's");
+
+    let hidden = model.last_hidden_state(&ctx, &ids).await.expect("runs");
+    let (mut worst_hidden, mut worst_emb) = (0f64, 0f64);
+    for (i, (got, want)) in hidden.iter().zip(floats(&v["last_hidden_state"])).enumerate() {
+        let err = max_abs_diff(got, &want);
+        assert!(err <= HIDDEN_TOL, "{variant} text {i}: last hidden state off by {err:.2e} > {HIDDEN_TOL:.0e}");
+        worst_hidden = worst_hidden.max(err);
+    }
+    let want_emb = floats(&v["embeddings"]);
+    let emb = model.embed_texts(&ctx, &tok, &texts).await.expect("embeds");
+    assert_eq!(emb.len(), texts.len());
+    for (i, (got, want)) in emb.iter().zip(&want_emb).enumerate() {
+        let err = max_abs_diff(got, want);
+        assert!(err <= EMBED_TOL, "{variant} text {i}: embedding off by {err:.2e} > {EMBED_TOL:.0e}");
+        worst_emb = worst_emb.max(err);
+    }
+    println!("tiny BERT {variant}: max |error| {worst_hidden:.2e} (last hidden state), {worst_emb:.2e} (embeddings)");
+
+    // Padding does not leak: each text alone gives its batched embedding.
+    for (i, one) in ids.iter().enumerate() {
+        let alone = model.embed(&ctx, std::slice::from_ref(one)).await.expect("alone");
+        let err = max_abs_diff(&alone[0], &emb[i].iter().map(|&x| f64::from(x)).collect::<Vec<_>>());
+        assert!(err <= 1e-6, "{variant} text {i}: alone vs batched differ by {err:.2e}");
+    }
+
+    // A batch over several passes (and in another order) gives every text its reference.
+    let big: Vec<Vec<u32>> = (0..150).map(|k| ids[(k * 5) % ids.len()].clone()).collect();
+    let longest = ids.iter().map(Vec::len).max().unwrap_or(0) as u32;
+    assert!(150 * longest > TOKENS_PER_PASS, "the batch needs more than one pass");
+    let out = model.embed(&ctx, &big).await.expect("big batch");
+    for (k, got) in out.iter().enumerate() {
+        let err = max_abs_diff(got, &want_emb[(k * 5) % ids.len()]);
+        assert!(err <= EMBED_TOL, "{variant} big batch item {k}: off by {err:.2e}");
+    }
+    assert_eq!(model.embed(&ctx, &[]).await.expect("empty batch"), Vec::<Vec<f32>>::new());
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+}
+
+gpu_test!(tiny_bert_f32_matches_transformers, matches_transformers("f32", F32));
+gpu_test!(tiny_bert_f16_matches_transformers, matches_transformers("f16", F16));
+gpu_test!(tiny_bert_bf16_matches_transformers, matches_transformers("bf16", BF16));
+
+/// The tiny config with one key replaced (or removed, for `null`).
+fn config_with(key: &str, value: serde_json::Value) -> Vec<u8> {
+    let mut c: serde_json::Value = serde_json::from_slice(CONFIG).expect("config");
+    let map = c.as_object_mut().expect("object");
+    if value.is_null() {
+        map.remove(key);
+    } else {
+        map.insert(key.into(), value);
+    }
+    serde_json::to_vec(&c).expect("json")
+}
+
+gpu_test!(bert_refuses_bad_configs_and_tensors, async {
+    use serde_json::json;
+    let ctx = GpuContext::new().await.expect("a GPU");
+    let config_cases: Vec<(&str, Vec<u8>)> = vec![
+        ("not JSON", b"{\"hidden_size\": 32,".to_vec()),
+        ("missing hidden_size", config_with("hidden_size", json!(null))),
+        ("missing vocab_size", config_with("vocab_size", json!(null))),
+        ("hidden_size 0", config_with("hidden_size", json!(0))),
+        ("negative vocab", config_with("vocab_size", json!(-5))),
+        ("vocab as a string", config_with("vocab_size", json!("200"))),
+        ("absurd vocab", config_with("vocab_size", json!(1u64 << 40))),
+        ("absurd layers", config_with("num_hidden_layers", json!(100_000))),
+        ("heads not dividing hidden", config_with("num_attention_heads", json!(5))),
+        ("NaN-like eps", config_with("layer_norm_eps", json!(1e300))),
+        ("unknown activation", config_with("hidden_act", json!("swish"))),
+        ("another architecture", config_with("model_type", json!("gpt2"))),
+        ("relative positions", config_with("position_embedding_type", json!("relative_key"))),
+    ];
+    for (what, config) in &config_cases {
+        match load(&ctx, config, F32).await {
+            Err(ModelError::Config(msg)) => assert!(msg.contains("config.json"), "{what}: {msg}"),
+            Err(e) => panic!("{what}: wrong error {e}"),
+            Ok(_) => panic!("{what}: loaded"),
+        }
+    }
+    // Sizes that disagree with the tensors: the error names the tensor and both shapes.
+    let tensor_cases = [
+        ("intermediate_size", json!(65), "encoder.layer.0.intermediate.dense.weight"),
+        ("vocab_size", json!(201), "embeddings.word_embeddings.weight"),
+        ("max_position_embeddings", json!(512), "embeddings.position_embeddings.weight"),
+        ("num_hidden_layers", json!(3), "encoder.layer.2.attention.self.query.weight"),
+    ];
+    for (key, value, tensor) in tensor_cases {
+        match load(&ctx, &config_with(key, value.clone()), F32).await {
+            Err(ModelError::Tensor { name, problem }) => {
+                assert!(name.ends_with(tensor), "{key} = {value}: tensor {name}");
+                assert!(problem.contains("shape") || problem.contains("missing"), "{key}: {problem}");
+            }
+            Err(e) => panic!("{key} = {value}: wrong error {e}"),
+            Ok(_) => panic!("{key} = {value}: loaded"),
+        }
+    }
+    // A reader that fails is a read error.
+    struct Failing;
+    impl hugrt::models::llama::RangeReader for Failing {
+        async fn read_range(&mut self, _: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
+            Err("connection reset".into())
+        }
+    }
+    let err = Bert::load(&ctx, CONFIG, &table(F32), &mut Failing).await.err().expect("fails");
+    assert!(matches!(err, ModelError::Read(ref m) if m == "connection reset"), "{err}");
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+});
+
+gpu_test!(bert_refuses_bad_inputs, async {
+    let ctx = GpuContext::new().await.expect("a GPU");
+    let mut model = load(&ctx, CONFIG, F32).await.expect("loads");
+    let (vocab, positions) = (model.config.vocab, model.config.max_positions);
+    assert_eq!((vocab, positions), (200, 40));
+    let bad: Vec<(&str, Vec<Vec<u32>>)> = vec![
+        ("id past the vocabulary", vec![vec![2, 5, 3], vec![2, vocab, 3]]),
+        ("id u32::MAX", vec![vec![2, u32::MAX, 3]]),
+        ("empty sequence", vec![vec![2, 3], vec![]]),
+        ("longer than the positions", vec![vec![5; positions as usize + 1]]),
+    ];
+    for (what, batch) in &bad {
+        match model.embed(&ctx, batch).await {
+            Err(ModelError::Input(msg)) => assert!(!msg.is_empty(), "{what}"),
+            Err(e) => panic!("{what}: wrong error {e}"),
+            Ok(_) => panic!("{what}: accepted"),
+        }
+    }
+    // Exactly max_position_embeddings tokens run.
+    let full = model.embed(&ctx, &[vec![7; positions as usize]]).await.expect("40 tokens");
+    assert_eq!(full[0].len(), 32);
+    // Text is truncated to max_seq_len as sentence-transformers truncates: [CLS] … [SEP].
+    let tok = Tokenizer::from_json(TOKENIZER).expect("tokenizer");
+    let long = "the cat sat on the mat ".repeat(20);
+    let ids = model.tokenize(&tok, &[&long]).expect("tokenizes");
+    let (cls, sep) = (tok.token_to_id("[CLS]").expect("cls"), tok.token_to_id("[SEP]").expect("sep"));
+    assert_eq!(ids[0].len(), positions as usize);
+    assert_eq!((ids[0][0], ids[0][positions as usize - 1]), (cls, sep));
+    assert_eq!(ids[0][..positions as usize - 1], tok.encode(&long, true).expect("ids")[..positions as usize - 1]);
+    model.apply_sentence_bert_config(br#"{"max_seq_length": 16, "do_lower_case": false}"#).expect("applies");
+    assert_eq!(model.max_seq_len, 16);
+    assert_eq!(model.tokenize(&tok, &[&long]).expect("tokenizes")[0].len(), 16);
+    assert!(matches!(model.embed(&ctx, &[vec![7; 17]]).await, Err(ModelError::Input(_))));
+    model.apply_sentence_bert_config(br#"{"max_seq_length": 4096}"#).expect("applies");
+    assert_eq!(model.max_seq_len, positions, "never past the positions");
+    assert!(matches!(model.apply_sentence_bert_config(b"[]"), Err(ModelError::Config(_))));
+    // The model still works after refusing inputs.
+    assert_eq!(model.embed(&ctx, &[vec![2, 9, 3]]).await.expect("runs")[0].len(), 32);
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+});
+
+/// The real all-MiniLM-L6-v2 (from its PyPI package, fetched by scripts/models.sh) against
+/// sentence-transformers: token ids equal, cosine ≥ 0.999 for every sentence.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn minilm_matches_sentence_transformers() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new("bash").arg("scripts/models.sh").current_dir(root).output().expect("runs scripts/models.sh");
+    assert!(out.status.success(), "scripts/models.sh: {}", String::from_utf8_lossy(&out.stderr));
+    let dir = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("all-MiniLM-L6-v2");
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()));
+    let exp: serde_json::Value = serde_json::from_str(include_str!("../fixtures/bert/minilm/expected.json")).expect("expected.json");
+    let texts: Vec<String> = serde_json::from_value(exp["texts"].clone()).expect("texts");
+    let want_ids: Vec<Vec<u32>> = serde_json::from_value(exp["ids"].clone()).expect("ids");
+    let want = floats(&exp["embeddings"]);
+
+    let path = dir.join("model.safetensors");
+    let mut file = std::fs::File::open(&path).expect("model.safetensors");
+    let table = hugrt::formats::read_table_from(&mut file, "model.safetensors").expect("reads");
+    pollster::block_on(async {
+        let ctx = GpuContext::new().await.expect("a GPU");
+        let mut model = Bert::load(&ctx, &read("config.json"), &table, &mut file).await.expect("loads");
+        model.apply_sentence_bert_config(&read("sentence_bert_config.json")).expect("sentence_bert_config.json");
+        assert_eq!(model.max_seq_len, 256);
+        let tok = Tokenizer::from_json(&read("tokenizer.json")).expect("tokenizer");
+        let ids = model.tokenize(&tok, &texts).expect("tokenizes");
+        assert_eq!(ids, want_ids, "ids equal sentence-transformers' (the long text truncated to 256)");
+        let emb = model.embed(&ctx, &ids).await.expect("embeds");
+        let mut min_cos = f64::INFINITY;
+        for (i, (got, want)) in emb.iter().zip(&want).enumerate() {
+            let dot: f64 = got.iter().zip(want).map(|(a, b)| f64::from(*a) * b).sum();
+            let norms = got.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt() * want.iter().map(|b| b * b).sum::<f64>().sqrt();
+            let cos = dot / norms;
+            assert!(cos >= 0.999, "text {i} {:?}: cosine {cos}", texts[i]);
+            min_cos = min_cos.min(cos);
+        }
+        println!("all-MiniLM-L6-v2 vs sentence-transformers: min cosine {min_cos:.9} (1 − cos = {:.1e}) over {} texts", 1.0 - min_cos, texts.len());
+        assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+    });
+}
