@@ -74,7 +74,7 @@ fn embed(dir: &std::path::Path, texts: &[&str]) -> (i32, serde_json::Value) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     let body = if out.status.success() { out.stdout } else { out.stderr };
-    let json = String::from_utf8_lossy(&body).lines().filter_map(|l| serde_json::from_str(l).ok()).last().unwrap_or(serde_json::Value::Null);
+    let json = String::from_utf8_lossy(&body).lines().rev().find_map(|l| serde_json::from_str(l).ok()).unwrap_or(serde_json::Value::Null);
     (out.status.code().unwrap_or(-1), json)
 }
 
