@@ -10,6 +10,8 @@ pub mod formats;
 pub mod gpu;
 #[cfg(feature = "gpu")]
 pub mod models;
+#[cfg(feature = "cpu")]
+pub mod cpu;
 pub mod rng;
 pub mod tokenizer;
 

@@ -55,6 +55,11 @@ pub enum ModelError {
     Gpu(#[from] GpuError),
     #[error("the context of {ctx} tokens is full (position {pos}); start a new sequence")]
     ContextFull { ctx: u32, pos: u32 },
+    #[error("token id {id} is not in the vocabulary of {vocab}")]
+    Token { id: u32, vocab: u32 },
+    /// The CPU fallback (candle) failed.
+    #[error("CPU: {0}")]
+    Cpu(String),
 }
 
 /// Hyperparameters, from GGUF `{arch}.*` metadata.
