@@ -2,26 +2,26 @@
 //! attention, tied or separate output, RoPE on adjacent pairs (GGUF's layout), RMSNorm, SwiGLU,
 //! and a KV cache of fixed capacity (`ModelError::ContextFull` past it).
 //!
-//! Matrices stay quantized (`QMatMul` over the file's blocks); the token embedding too (rows are
-//! dequantized as they are looked up), and serves as the LM head when the output is tied.
+//! Matrices stay quantized (`super::Matrix`: candle's `QMatMul` over the file's blocks, Q4_1 our
+//! own); the token embedding too (rows are dequantized as they are looked up), and serves as the
+//! LM head when the output is tied.
 
-use super::{cpu_err, read_qtensor};
+use super::{Matrix, cpu_err, read_qtensor};
 use crate::formats::{Metadata, TensorTable};
 use crate::gpu::ops::rope::{self, RopeScaling};
 use crate::models::llama::{LlamaConfig, ModelError, PREFILL_CHUNK, RangeReader};
-use candle_core::quantized::QMatMul;
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 struct Layer {
     attn_norm: Tensor,
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
-    wo: QMatMul,
+    wq: Matrix,
+    wk: Matrix,
+    wv: Matrix,
+    wo: Matrix,
     ffn_norm: Tensor,
-    w_gate: QMatMul,
-    w_up: QMatMul,
-    w_down: QMatMul,
+    w_gate: Matrix,
+    w_up: Matrix,
+    w_down: Matrix,
     /// (kv_heads, context, head_dim)
     k_cache: Tensor,
     /// (kv_heads, context, head_dim)
@@ -36,9 +36,9 @@ pub struct CpuLlama {
     /// Tokens in the KV cache.
     pub position: u32,
     /// (vocab, hidden), quantized.
-    token_embd: QMatMul,
+    token_embd: Matrix,
     /// `output.weight` when the model has one (else the embedding is the LM head).
-    output: Option<QMatMul>,
+    output: Option<Matrix>,
     /// (hidden)
     output_norm: Tensor,
     layers: Vec<Layer>,
@@ -57,9 +57,7 @@ impl CpuLlama {
         let context = context.unwrap_or(config.context.min(4096)).clamp(1, config.context);
         let c = &config;
         let (qd, kvd) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
-        let matrix = async |read: &mut R, name: &str, rows: u32, cols: u32| -> Result<QMatMul, ModelError> {
-            QMatMul::from_qtensor(read_qtensor(table, read, name, &[rows, cols]).await?).map_err(cpu_err)
-        };
+        let matrix = async |read: &mut R, name: &str, rows: u32, cols: u32| Matrix::read(table, read, name, rows, cols).await;
         let token_embd = matrix(read, "token_embd.weight", c.vocab, c.hidden).await?;
         let output = if table.get("output.weight").is_some() { Some(matrix(read, "output.weight", c.vocab, c.hidden).await?) } else { None };
         let cache = || Tensor::zeros((c.kv_heads as usize, context as usize, c.head_dim as usize), DType::F32, &Device::Cpu).map_err(cpu_err);
@@ -86,12 +84,9 @@ impl CpuLlama {
     }
 
     /// Bytes of weights a decode step reads (every matrix once, the embedding row aside), as
-    /// held: quantized blocks, or f32 for F32/F16 files (candle widens those at load).
+    /// held (`Matrix::bytes`).
     pub fn weight_bytes_per_token(&self) -> u64 {
-        let bytes = |m: &QMatMul| match m {
-            QMatMul::QTensor(q) => q.storage_size_in_bytes() as u64,
-            QMatMul::Tensor(t) | QMatMul::TensorF16(t) => (t.elem_count() * t.dtype().size_in_bytes()) as u64,
-        };
+        let bytes = Matrix::bytes;
         let layers: u64 = self.layers.iter().map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].into_iter().map(bytes).sum::<u64>()).sum();
         layers + bytes(self.output.as_ref().unwrap_or(&self.token_embd))
     }
@@ -120,7 +115,7 @@ impl CpuLlama {
         }
         let hidden = last.ok_or_else(|| ModelError::Config("no tokens".into()))?;
         let h = candle_nn::ops::rms_norm(&hidden, &self.output_norm, self.config.rms_eps).map_err(cpu_err)?;
-        let logits = self.output.as_ref().unwrap_or(&self.token_embd).forward(&h).map_err(cpu_err)?;
+        let logits = self.output.as_ref().unwrap_or(&self.token_embd).forward(&h)?;
         logits.flatten_all().and_then(|l| l.to_vec1::<f32>()).map_err(cpu_err)
     }
 
@@ -149,15 +144,14 @@ impl CpuLlama {
         let mask = Tensor::from_vec(mask, (n, len), dev).map_err(e)?;
         let scale = 1.0 / (hd as f64).sqrt();
 
-        let ids = Tensor::new(ids, dev).map_err(e)?;
-        let mut x = self.token_embd.embedding(&ids).map_err(e)?; // (n, hidden)
+        let mut x = self.token_embd.embedding(ids)?; // (n, hidden)
         for layer in &self.layers {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps).map_err(e)?;
             // (n, heads * hd) → (1, heads, n, hd), rotated.
             let split = |t: Tensor, h: usize| t.reshape((1, n, h, hd))?.transpose(1, 2)?.contiguous();
-            let q = split(layer.wq.forward(&h).map_err(e)?, heads).and_then(|q| candle_nn::rotary_emb::rope_i(&q, &cos, &sin)).map_err(e)?;
-            let k = split(layer.wk.forward(&h).map_err(e)?, kv_heads).and_then(|k| candle_nn::rotary_emb::rope_i(&k, &cos, &sin)).map_err(e)?;
-            let v = split(layer.wv.forward(&h).map_err(e)?, kv_heads).map_err(e)?;
+            let q = split(layer.wq.forward(&h)?, heads).and_then(|q| candle_nn::rotary_emb::rope_i(&q, &cos, &sin)).map_err(e)?;
+            let k = split(layer.wk.forward(&h)?, kv_heads).and_then(|k| candle_nn::rotary_emb::rope_i(&k, &cos, &sin)).map_err(e)?;
+            let v = split(layer.wv.forward(&h)?, kv_heads).map_err(e)?;
             layer.k_cache.slice_set(&k.squeeze(0).map_err(e)?, 1, pos0).map_err(e)?;
             layer.v_cache.slice_set(&v.squeeze(0).map_err(e)?, 1, pos0).map_err(e)?;
             // Grouped-query attention without repeating K and V: the `groups` query heads that
@@ -172,12 +166,11 @@ impl CpuLlama {
                 p.matmul(&v.contiguous()?)?.reshape((heads, n, hd))?.transpose(0, 1)?.reshape((n, heads * hd))
             })()
             .map_err(e)?;
-            x = (x + layer.wo.forward(&attn).map_err(e)?).map_err(e)?;
+            x = (x + layer.wo.forward(&attn)?).map_err(e)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.rms_eps).map_err(e)?;
-            let gate = layer.w_gate.forward(&h).and_then(|g| g.silu()).map_err(e)?;
-            let up = layer.w_up.forward(&h).map_err(e)?;
-            let ffn = (gate * up).and_then(|a| layer.w_down.forward(&a)).map_err(e)?;
-            x = (x + ffn).map_err(e)?;
+            let gate = layer.w_gate.forward(&h)?.silu().map_err(e)?;
+            let up = layer.w_up.forward(&h)?;
+            x = (x + layer.w_down.forward(&(gate * up).map_err(e)?)?).map_err(e)?;
         }
         self.position = len as u32;
         x.narrow(0, n - 1, 1).map_err(e)
