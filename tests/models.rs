@@ -474,3 +474,60 @@ fn smollm2_cpu_greedy_equals_gpu_until_near_tie() {
     assert!(clear >= 4, "a near-tie at step {clear}: margins {margins:?}");
     assert_eq!(ids[..clear], GPU[..clear], "CPU vs GPU greedy tokens before the first near-tie (step {clear})");
 }
+
+gpu_test!(cpu_llama_refuses_a_cache_it_cannot_hold, async {
+    // A model whose declared context would need a KV cache past the address space: an error at
+    // load, not an aborted allocation. (Metadata only: the check comes before any tensor.)
+    let meta: Vec<(String, GgufValue)> = vec![
+        ("general.architecture".into(), GgufValue::String("llama".into())),
+        ("llama.block_count".into(), GgufValue::U32(1_000_000)),
+        ("llama.embedding_length".into(), GgufValue::U32(8192)),
+        ("llama.feed_forward_length".into(), GgufValue::U32(8192)),
+        ("llama.attention.head_count".into(), GgufValue::U32(64)),
+        ("llama.context_length".into(), GgufValue::U32(u32::MAX)),
+        ("llama.vocab_size".into(), GgufValue::U32(10)),
+    ];
+    let bytes = gguf::write(&meta, &[], 32);
+    let table = hugrt::formats::read_table(&bytes, bytes.len() as u64, "huge.gguf").expect("reads");
+    let err = CpuLlama::load(&table, Some(u32::MAX), &mut bytes.as_slice()).await.err().expect("refused");
+    assert!(matches!(err, ModelError::Config(ref m) if m.contains("KV cache")), "{err}");
+});
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn smollm2_greedy_equals_llamacpp_until_near_tie() {
+    // llama.cpp's greedy continuations of 4 prompts (scripts/fixtures/make_llamacpp_reference.py)
+    // on the GPU and on the CPU fallback: equal up to llama.cpp's first near-tie, and at least 4.
+    let doc: serde_json::Value = serde_json::from_str(include_str!("fixtures/smollm2/llamacpp_greedy.json")).expect("fixture");
+    let (mut file, table) = smollm2();
+    let sha = {
+        use sha2::Digest;
+        use std::io::{Read, Seek};
+        let mut bytes = Vec::new();
+        file.rewind().and_then(|_| file.read_to_end(&mut bytes)).expect("reads the model");
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    assert_eq!(doc["sha256"].as_str(), Some(sha.as_str()), "the fixture was made from this file");
+    let ids = |v: &serde_json::Value| -> Vec<u32> { v.as_array().expect("ids").iter().map(|i| i.as_u64().expect("id") as u32).collect() };
+    let mut cpu = pollster::block_on(CpuLlama::load(&table, Some(64), &mut file)).expect("loads on the CPU");
+    let ctx = pollster::block_on(GpuContext::new()).expect("a GPU");
+    let mut gpu = pollster::block_on(Llama::load(&ctx, &table, Some(64), &mut file)).expect("loads on the GPU");
+    let prompts = doc["prompts"].as_array().expect("prompts");
+    assert_eq!(prompts.len(), 4);
+    for p in prompts {
+        let (prompt, want) = (ids(&p["prompt_ids"]), ids(&p["ids"]));
+        let margins: Vec<f64> = p["margins"].as_array().expect("margins").iter().map(|m| m.as_f64().expect("margin")).collect();
+        let clear = margins.iter().position(|&m| m < f64::from(NEAR_TIE)).unwrap_or(want.len());
+        assert!(clear >= 4, "{}: llama.cpp has a near-tie at step {clear}", p["prompt"]);
+        cpu.reset();
+        let (cpu_ids, cpu_margins) = cpu_greedy(&mut cpu, &prompt, clear);
+        gpu.reset();
+        let mut gpu_ids = vec![pollster::block_on(gpu.next_token(&ctx, &prompt)).expect("GPU prefill")];
+        while gpu_ids.len() < clear {
+            gpu_ids.push(pollster::block_on(gpu.next_token(&ctx, &gpu_ids[gpu_ids.len() - 1..])).expect("GPU decode"));
+        }
+        log(&format!("{}: llama.cpp {:?}, {clear} steps before a near-tie; CPU margins {cpu_margins:?}", p["prompt"], &want[..clear]));
+        assert_eq!(cpu_ids, want[..clear], "{}: CPU vs llama.cpp", p["prompt"]);
+        assert_eq!(gpu_ids, want[..clear], "{}: GPU vs llama.cpp", p["prompt"]);
+    }
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+}

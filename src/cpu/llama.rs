@@ -7,7 +7,7 @@
 //! LM head when the output is tied.
 
 use super::{Matrix, cpu_err, read_qtensor};
-use crate::formats::{Metadata, TensorTable};
+use crate::formats::TensorTable;
 use crate::gpu::ops::rope::{self, RopeScaling};
 use crate::models::llama::{LlamaConfig, ModelError, PREFILL_CHUNK, RangeReader};
 use candle_core::{DType, Device, Tensor};
@@ -50,13 +50,16 @@ impl CpuLlama {
     /// file); tensors are read one at a time. `context` caps the KV cache (default: the
     /// model's, at most 4096).
     pub async fn load<R: RangeReader>(table: &TensorTable, context: Option<u32>, read: &mut R) -> Result<Self, ModelError> {
-        let Metadata::Gguf { metadata, .. } = &table.metadata else {
-            return Err(ModelError::Config("not a GGUF file".into()));
-        };
-        let config = LlamaConfig::from_gguf(metadata)?;
-        let context = context.unwrap_or(config.context.min(4096)).clamp(1, config.context);
+        let (config, context) = LlamaConfig::from_table(table, context)?;
         let c = &config;
         let (qd, kvd) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
+        // K and V of every layer in f32: refuse what this address space cannot hold (wasm32:
+        // 4 GiB in all) rather than abort on the allocation.
+        let cache_bytes = [u64::from(c.n_layers), u64::from(context), u64::from(kvd)].iter().fold(8u64, |a, &b| a.saturating_mul(b));
+        let limit = if cfg!(target_arch = "wasm32") { 3 << 30 } else { isize::MAX as u64 };
+        if cache_bytes > limit {
+            return Err(ModelError::Config(format!("a KV cache of {context} tokens needs {cache_bytes} bytes; ask for a smaller context")));
+        }
         let matrix = async |read: &mut R, name: &str, rows: u32, cols: u32| Matrix::read(table, read, name, rows, cols).await;
         let token_embd = matrix(read, "token_embd.weight", c.vocab, c.hidden).await?;
         let output = if table.get("output.weight").is_some() { Some(matrix(read, "output.weight", c.vocab, c.hidden).await?) } else { None };
