@@ -2,7 +2,7 @@
 //! exporting `bench(bytes, promptTokens, decodeTokens)`, which loads a GGUF Llama held in memory
 //! on `CpuLlama` and times load, prefill and decode on the page's thread (one thread: wasm32
 //! without threads). Built and driven by scripts/bench-cpu-browser.sh (www/cpu-bench.html).
-//! Natively it is an empty program: `hugrt bench model --device cpu` is the native benchmark.
+//! Natively it is an empty library: `hugrt bench model --device cpu` is the native benchmark.
 
 #[cfg(target_arch = "wasm32")]
 mod web {
@@ -44,5 +44,3 @@ mod web {
         .to_string())
     }
 }
-
-fn main() {}
