@@ -185,7 +185,7 @@ fn argmax(v: &[f64]) -> u32 {
 
 /// The model under test: the GPU `Llama` or the CPU fallback.
 enum Model {
-    Gpu(GpuContext, Box<Llama>),
+    Gpu(Box<(GpuContext, Llama)>),
     Cpu(Box<CpuLlama>),
 }
 
@@ -196,41 +196,41 @@ impl Model {
         } else {
             let ctx = GpuContext::new().await.expect("a GPU");
             let model = Llama::load(&ctx, table, Some(context), &mut &bytes[..]).await.expect("loads");
-            Model::Gpu(ctx, Box::new(model))
+            Model::Gpu(Box::new((ctx, model)))
         }
     }
 
     async fn logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
         match self {
-            Model::Gpu(ctx, m) => m.logits(ctx, tokens).await,
+            Model::Gpu(g) => g.1.logits(&g.0, tokens).await,
             Model::Cpu(m) => m.logits(tokens),
         }
     }
 
     async fn next_token(&mut self, tokens: &[u32]) -> Result<u32, ModelError> {
         match self {
-            Model::Gpu(ctx, m) => m.next_token(ctx, tokens).await,
+            Model::Gpu(g) => g.1.next_token(&g.0, tokens).await,
             Model::Cpu(m) => m.next_token(tokens),
         }
     }
 
     fn position(&self) -> u32 {
         match self {
-            Model::Gpu(_, m) => m.position,
+            Model::Gpu(g) => g.1.position,
             Model::Cpu(m) => m.position,
         }
     }
 
     fn reset(&mut self) {
         match self {
-            Model::Gpu(_, m) => m.reset(),
+            Model::Gpu(g) => g.1.reset(),
             Model::Cpu(m) => m.reset(),
         }
     }
 
     fn uncaptured_errors(&self) -> Vec<String> {
         match self {
-            Model::Gpu(ctx, _) => ctx.take_uncaptured_errors(),
+            Model::Gpu(g) => g.0.take_uncaptured_errors(),
             Model::Cpu(_) => Vec::new(),
         }
     }

@@ -36,7 +36,7 @@ struct Q8_1Row {
 impl Q4_1Matrix {
     /// From the GGUF bytes of a (rows, cols) Q4_1 tensor.
     pub fn from_blocks(bytes: &[u8], rows: usize, cols: usize) -> Result<Self, ModelError> {
-        let blocks = rows.checked_mul(cols / QK).filter(|_| cols % QK == 0);
+        let blocks = rows.checked_mul(cols / QK).filter(|_| cols.is_multiple_of(QK));
         if blocks.and_then(|b| b.checked_mul(BLOCK_BYTES)) != Some(bytes.len()) {
             return Err(ModelError::Cpu(format!("{} bytes are not a ({rows}, {cols}) Q4_1 matrix", bytes.len())));
         }
