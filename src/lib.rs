@@ -13,6 +13,8 @@ pub mod gpu;
 pub mod generate;
 #[cfg(feature = "gpu")]
 pub mod models;
+#[cfg(feature = "cpu")]
+pub mod cpu;
 pub mod rng;
 pub mod tokenizer;
 

@@ -11,13 +11,7 @@ use hugrt::gpu::ops::matvec;
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 mod common;
-
-fn log(line: &str) {
-    #[cfg(target_arch = "wasm32")]
-    wasm_bindgen_test::console_log!("{line}");
-    #[cfg(not(target_arch = "wasm32"))]
-    eprintln!("{line}");
-}
+use common::log;
 
 async fn context() -> GpuContext {
     match GpuContext::new().await {

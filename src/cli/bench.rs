@@ -1,4 +1,6 @@
 //! `hugrt bench kernels [--quick] [--json]`: kernel micro-benchmarks on the native GPU adapter.
+//! `hugrt bench model --model FILE [--device gpu|cpu]`: one GGUF Llama end to end, on the GPU or
+//! on the CPU fallback (candle).
 
 use super::CliError;
 use crate::gpu::GpuContext;
@@ -12,6 +14,9 @@ pub struct Args {
     /// A GGUF Llama-family model, for `bench model`; a BERT checkpoint folder, for `bench embed`.
     #[arg(long)]
     pub model: Option<std::path::PathBuf>,
+    /// Where `bench model` runs: "gpu" (wgpu) or "cpu" (the candle fallback).
+    #[arg(long, default_value = "gpu")]
+    pub device: String,
     /// Prompt tokens for the prefill measurement.
     #[arg(long, default_value_t = 64)]
     pub prompt_tokens: u32,
@@ -32,12 +37,14 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<String, CliError> {
     match (args.what.as_str(), &args.model) {
         ("kernels", _) => {}
-        ("model", Some(path)) => return bench_model(args, path),
+        ("model", Some(path)) if args.device == "cpu" => return bench_model_cpu(args, path),
+        ("model", Some(path)) if args.device == "gpu" => return bench_model(args, path),
+        ("model", Some(_)) => return Err(CliError { code: "Usage", message: format!("unknown device {:?} (gpu or cpu)", args.device) }),
         ("embed", Some(dir)) => return super::embed::bench(dir, args.batch.max(1), if args.quick { 3 } else { 10 }, args.json),
         _ => {
             return Err(CliError {
                 code: "Usage",
-                message: format!("unknown benchmark {:?} (try: kernels, model --model FILE, or embed --model DIR)", args.what),
+                message: format!("unknown benchmark {:?} (try: kernels, model --model FILE [--device cpu], or embed --model DIR)", args.what),
             });
         }
     }
@@ -96,4 +103,62 @@ fn bench_model(args: &Args, path: &std::path::Path) -> Result<String, CliError> 
             model.dispatches_per_token(), bytes as f64 / 1e6, gbs, 100.0 * gbs / copy, copy
         ))
     })
+}
+
+/// The CPU fallback on one GGUF Llama: load time, prefill and decode tok/s, weight bytes per
+/// token and the achieved fraction of the measured memory copy bandwidth.
+fn bench_model_cpu(args: &Args, path: &std::path::Path) -> Result<String, CliError> {
+    use std::time::Instant;
+    let name = path.display().to_string();
+    let fail = |code: &'static str, e: String| CliError { code, message: format!("{name}: {e}") };
+    let model_err = |e: crate::models::llama::ModelError| CliError { code: "Model", message: e.to_string() };
+    let t0 = Instant::now();
+    let mut file = std::fs::File::open(path).map_err(|e| fail("NotFound", e.to_string()))?;
+    let table = crate::formats::read_table_from(&mut file, &name).map_err(|e| fail("BadModelFile", e.error.to_string()))?;
+    let context = args.prompt_tokens + args.decode_tokens + 1;
+    let mut model = pollster::block_on(crate::cpu::llama::CpuLlama::load(&table, Some(context), &mut file)).map_err(model_err)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let vocab = model.config.vocab;
+    let prompt: Vec<u32> = (0..args.prompt_tokens).map(|i| (i * 7919 + 13) % vocab).collect();
+    let t1 = Instant::now();
+    let mut next = model.next_token(&prompt).map_err(model_err)?;
+    let prefill_s = t1.elapsed().as_secs_f64();
+    let t2 = Instant::now();
+    for _ in 0..args.decode_tokens {
+        next = model.next_token(&[next]).map_err(model_err)?;
+    }
+    let decode_s = t2.elapsed().as_secs_f64() / f64::from(args.decode_tokens.max(1));
+    let copy = copy_bandwidth_gb_per_s();
+    let bytes = model.weight_bytes_per_token();
+    let gbs = bytes as f64 / decode_s / 1e9;
+    let threads = candle_core::utils::get_num_threads();
+    let prefill = f64::from(args.prompt_tokens) / prefill_s;
+    let out = serde_json::json!({
+        "device": "cpu", "threads": threads, "model": name, "loadS": load_s,
+        "prefillTokPerS": prefill, "decodeTokPerS": 1.0 / decode_s, "weightBytesPerToken": bytes,
+        "achievedGbPerS": gbs, "copyGbPerS": copy, "ofCopyBandwidth": gbs / copy,
+    });
+    if args.json {
+        return Ok(format!("{out}\n"));
+    }
+    Ok(format!(
+        "{name} on the CPU (candle, {threads} threads)\nload {load_s:.2} s; prefill {} tokens: {prefill:.1} tok/s; decode: {:.2} tok/s\n{:.1} MB of weights per token: {gbs:.2} GB/s, {:.1}% of the {copy:.1} GB/s copy bandwidth\n",
+        args.prompt_tokens, 1.0 / decode_s, bytes as f64 / 1e6, 100.0 * gbs / copy
+    ))
+}
+
+/// Memory copy bandwidth (GB/s, bytes read) of one thread: the best of 5 copies of 256 MiB.
+fn copy_bandwidth_gb_per_s() -> f64 {
+    let n = 256 << 20;
+    let src = vec![1u8; n];
+    let mut dst = vec![0u8; n];
+    let best = (0..5)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            dst.copy_from_slice(&src);
+            std::hint::black_box(&mut dst);
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    n as f64 / best / 1e9
 }

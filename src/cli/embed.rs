@@ -32,7 +32,8 @@ fn model_error(e: ModelError) -> CliError {
         ModelError::Config(_) | ModelError::Tensor { .. } | ModelError::Format(_) => "BadModelFile",
         ModelError::Read(_) => "Io",
         ModelError::Gpu(g) => g.code(),
-        ModelError::Input(_) | ModelError::ContextFull { .. } => "Usage",
+        ModelError::Input(_) | ModelError::Token { .. } | ModelError::ContextFull { .. } => "Usage",
+        ModelError::Cpu(_) => "Cpu",
     };
     CliError { code, message: e.to_string() }
 }

@@ -38,6 +38,11 @@ pub enum ModelError {
     /// model's positions, an empty sequence.
     #[error("bad input: {0}")]
     Input(String),
+    #[error("token id {id} is not in the vocabulary of {vocab}")]
+    Token { id: u32, vocab: u32 },
+    /// The CPU fallback (candle) failed.
+    #[error("CPU: {0}")]
+    Cpu(String),
 }
 
 /// Hyperparameters, from GGUF `{arch}.*` metadata.
@@ -56,6 +61,17 @@ pub struct LlamaConfig {
 }
 
 impl LlamaConfig {
+    /// The configuration of a GGUF file's table and the KV-cache capacity: `context`, by default
+    /// the model's at most 4096, within 1..=the model's.
+    pub fn from_table(table: &TensorTable, context: Option<u32>) -> Result<(Self, u32), ModelError> {
+        let Metadata::Gguf { metadata, .. } = &table.metadata else {
+            return Err(ModelError::Config("not a GGUF file".into()));
+        };
+        let config = Self::from_gguf(metadata)?;
+        let context = context.unwrap_or(config.context.min(4096)).clamp(1, config.context);
+        Ok((config, context))
+    }
+
     pub fn from_gguf(meta: &GgufMetadata) -> Result<Self, ModelError> {
         let arch = meta.get_str("general.architecture").ok_or_else(|| ModelError::Config("no general.architecture".into()))?;
         let get = |key: &str| -> Result<u32, ModelError> {
@@ -147,11 +163,7 @@ impl Llama {
     /// Loads a GGUF Llama. `read` returns the bytes of a byte range of the file (the store, a
     /// file). `context` caps the KV cache (default: the model's, at most 4096).
     pub async fn load(ctx: &GpuContext, table: &TensorTable, context: Option<u32>, read: &mut impl RangeReader) -> Result<Self, ModelError> {
-        let Metadata::Gguf { metadata, .. } = &table.metadata else {
-            return Err(ModelError::Config("not a GGUF file".into()));
-        };
-        let config = LlamaConfig::from_gguf(metadata)?;
-        let context = context.unwrap_or(config.context.min(4096)).clamp(1, config.context);
+        let (config, context) = LlamaConfig::from_table(table, context)?;
         let c = &config;
         let (qd, kvd) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
         let token_embd = Self::matrix(ctx, table, read, "token_embd.weight", c.vocab, c.hidden).await?;

@@ -17,3 +17,12 @@ macro_rules! gpu_test {
         }
     };
 }
+
+/// A line in the test's output: stderr natively, the browser console (which the runner prints).
+#[allow(dead_code)] // not every test file logs
+pub fn log(line: &str) {
+    #[cfg(target_arch = "wasm32")]
+    wasm_bindgen_test::console_log!("{line}");
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("{line}");
+}
