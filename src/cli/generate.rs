@@ -16,7 +16,8 @@ use crate::gpu::GpuContext;
 use crate::formats::TensorTable;
 use crate::models::gpt2::Gpt2;
 use crate::models::llama::{Llama, ModelError};
-use crate::models::Decoder;
+use crate::cpu::llama::CpuLlama;
+use crate::models::{CpuDecoder, Decoder};
 use crate::tokenizer::Tokenizer;
 
 /// A model on disk: a GGUF file, or a folder with config.json, model.safetensors and tokenizer.json.
@@ -45,6 +46,14 @@ impl Checkpoint {
         }
         .map_err(|e| ("BadModelFile", e.to_string()))?;
         Ok((Self { table, weights, config }, tokenizer))
+    }
+
+    /// The CPU fallback (GGUF Llama-family models).
+    async fn load_cpu(mut self, context: Option<u32>) -> Result<CpuDecoder, ModelError> {
+        if self.config.is_some() {
+            return Err(ModelError::Config("the CPU fallback runs GGUF Llama-family models".into()));
+        }
+        Ok(CpuDecoder::new(CpuLlama::load(&self.table, context, &mut self.weights).await?))
     }
 
     async fn load(mut self, ctx: &GpuContext, context: Option<u32>) -> Result<Decoder, ModelError> {
@@ -97,6 +106,9 @@ pub struct Args {
     /// KV-cache capacity in tokens (default: the model's, at most 4096).
     #[arg(long)]
     pub context: Option<u32>,
+    /// "gpu" (wgpu) or "cpu" (the candle fallback; GGUF Llama-family models).
+    #[arg(long, default_value = "gpu")]
+    pub device: String,
     /// Print JSON: {prompt, promptIds, ids, text, finishReason, usage, adapter, timings}.
     #[arg(long)]
     pub json: bool,
@@ -144,22 +156,39 @@ pub fn run(args: &Args) -> Result<String, CliError> {
     let failed = |e: GenerateError| CliError { code: e.code(), message: e.to_string() };
     let mut generation = Generation::new(prompt_ids.clone(), options, tok.end_ids()).map_err(failed)?;
     pollster::block_on(async {
-        let ctx = GpuContext::new().await.map_err(|e| CliError { code: e.code(), message: e.to_string() })?;
-        let mut model = checkpoint.load(&ctx, args.context).await.map_err(|e| failed(e.into()))?;
-        let load_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let mut lm = model.on(&ctx);
         let mut text = String::new();
         let mut out = std::io::stdout();
         if !args.json && !args.chat {
             let _ = write!(out, "{}", args.prompt);
         }
-        while let Some(piece) = generation.step(&mut lm, tok).await.map_err(failed)? {
+        let mut show = |piece: String| {
             if !args.json {
                 let _ = write!(out, "{piece}");
                 let _ = out.flush();
             }
             text.push_str(&piece);
-        }
+        };
+        let (adapter, load_ms) = match args.device.as_str() {
+            "gpu" => {
+                let ctx = GpuContext::new().await.map_err(|e| CliError { code: e.code(), message: e.to_string() })?;
+                let mut model = checkpoint.load(&ctx, args.context).await.map_err(|e| failed(e.into()))?;
+                let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+                let mut lm = model.on(&ctx);
+                while let Some(piece) = generation.step(&mut lm, tok).await.map_err(failed)? {
+                    show(piece);
+                }
+                (ctx.report.name.clone(), load_ms)
+            }
+            "cpu" => {
+                let mut lm = checkpoint.load_cpu(args.context).await.map_err(|e| failed(e.into()))?;
+                let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+                while let Some(piece) = generation.step(&mut lm, tok).await.map_err(failed)? {
+                    show(piece);
+                }
+                ("cpu".to_owned(), load_ms)
+            }
+            other => return Err(CliError { code: "Usage", message: format!("unknown device {other:?} (gpu or cpu)") }),
+        };
         let u = &generation.usage;
         let prefill_tps = (u.prompt_tokens - u.cached_tokens) as f64 / (u.prefill_ms / 1e3).max(1e-9);
         // The first generated token comes from the prefill pass.
@@ -168,13 +197,13 @@ pub fn run(args: &Args) -> Result<String, CliError> {
             return Ok(format!(
                 "{}\n",
                 json!({ "prompt": prompt, "promptIds": prompt_ids, "ids": generation.tokens(), "text": text,
-                        "finishReason": generation.finish_reason(), "usage": u, "adapter": ctx.report.name,
+                        "finishReason": generation.finish_reason(), "usage": u, "adapter": adapter, "device": args.device,
                         "timings": { "loadMs": load_ms, "prefillTokPerS": prefill_tps, "decodeTokPerS": decode_tps } })
             ));
         }
         Ok(format!(
             "\n-- {} prompt tokens, {} generated on {} ({:?}); load {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s\n",
-            u.prompt_tokens, u.completion_tokens, ctx.report.name, generation.finish_reason(), load_ms, prefill_tps, decode_tps
+            u.prompt_tokens, u.completion_tokens, adapter, generation.finish_reason(), load_ms, prefill_tps, decode_tps
         ))
     })
 }

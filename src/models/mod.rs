@@ -106,3 +106,45 @@ impl crate::generate::LanguageModel for DecoderOnGpu<'_> {
         }
     }
 }
+
+/// The CPU fallback's Llama with the tokens in its KV cache, as a `LanguageModel` (the sampler
+/// runs on the CPU with the GPU sampler's rules, from the logits).
+#[cfg(feature = "cpu")]
+pub struct CpuDecoder {
+    pub model: crate::cpu::llama::CpuLlama,
+    tokens: Vec<u32>,
+}
+
+#[cfg(feature = "cpu")]
+impl CpuDecoder {
+    pub fn new(model: crate::cpu::llama::CpuLlama) -> Self {
+        Self { model, tokens: Vec::new() }
+    }
+}
+
+#[cfg(feature = "cpu")]
+impl crate::generate::LanguageModel for CpuDecoder {
+    fn context(&self) -> u32 {
+        self.model.context
+    }
+
+    fn cached(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.tokens.truncate(len);
+        self.model.position = self.tokens.len() as u32;
+    }
+
+    async fn forward(&mut self, tokens: &[u32], pick: crate::generate::Pick) -> Result<crate::generate::Next, ModelError> {
+        use crate::generate::{Next, Pick, sampling};
+        let logits = self.model.logits(tokens)?;
+        self.tokens.extend_from_slice(tokens);
+        Ok(match pick {
+            Pick::Logits => Next::Logits(logits),
+            Pick::Greedy => Next::Token(sampling::argmax(&logits)),
+            Pick::Sample(s, u) => Next::Token(sampling::sample(&logits, Some(&s), u)),
+        })
+    }
+}
