@@ -117,6 +117,8 @@ export interface ModelInfo {
   context?: number;
   adapter?: string;
   device?: 'webgpu' | 'cpu';
+  /** Why `device: 'auto'` chose the CPU, when it did. */
+  fallbackReason?: string | null;
   worker?: boolean;
   [key: string]: unknown;
 }

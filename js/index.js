@@ -179,13 +179,12 @@ export class TextGenerationPipeline {
 
   static async load(repo, options = {}) {
     const { revision = 'main', endpoint = env.endpoint, quant, context, onProgress, signal, device = 'auto' } = options;
-    if (device === 'cpu') throw new Unsupported('the CPU fallback for text generation is not in this build yet; use device: "webgpu"');
-    if (device === 'auto' && !globalThis.navigator?.gpu) throw new WebGpuUnavailable('this browser has no WebGPU, and the CPU fallback for text generation is not in this build yet');
+    if (device === 'webgpu' && !globalThis.navigator?.gpu) throw new WebGpuUnavailable('this browser has no WebGPU (navigator.gpu is missing)');
     const file = options.file ?? (await chooseTextFiles(endpoint, repo, revision, quant, signal)).gguf;
     const { report, db } = await download(repo, file ? [file] : SAFETENSORS_TEXT, { ...options, revision, endpoint });
     if (signal?.aborted) throw new Aborted('aborted before the model was loaded');
     onProgress?.({ status: 'upload', repo, file, loaded: 0, total: report.bytes });
-    const model = await wasm.TextModel.fromStore(db, report.repo, report.commit, file, context).catch(rethrow);
+    const model = await wasm.TextModel.fromStore(db, report.repo, report.commit, file, context, device).catch(rethrow);
     const info = { repo: report.repo, commit: report.commit, file, ...model.info() };
     onProgress?.({ status: 'ready', repo, file, loaded: report.bytes, total: report.bytes });
     return new TextGenerationPipeline(model, info);

@@ -17,7 +17,7 @@ async function run(event) {
       loaded.model?.dispose();
       $('status').textContent = `Loading ${url}…`;
       const t0 = performance.now();
-      loaded = { url, model: await TextModel.load(url, 512) };
+      loaded = { url, model: await TextModel.load(url, 512, 'webgpu') };
       $('status').textContent = `Loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s. Generating…`;
     }
     const prompt = $('prompt').value;

@@ -15,13 +15,15 @@ use crate::generate::{GenerateError, GenerateOptions, Generation};
 use crate::gpu::GpuContext;
 use crate::models::gpt2::Gpt2;
 use crate::models::llama::{Llama, ModelError};
-use crate::models::{Decoder, RangeReader};
+use crate::cpu::llama::CpuLlama;
+use crate::models::{CpuDecoder, Decoder, RangeReader};
 use crate::store::idb::IdbStore;
 use crate::tokenizer::Tokenizer;
 
-struct Engine {
-    ctx: GpuContext,
-    model: Decoder,
+#[allow(clippy::large_enum_variant)] // one per model, moved only between generations
+enum Engine {
+    Gpu { ctx: GpuContext, model: Decoder },
+    Cpu(CpuDecoder),
 }
 
 /// A text decoder on WebGPU: a GGUF Llama-family model, or GPT-2 in the hub's format.
@@ -53,37 +55,67 @@ struct Parts {
 }
 
 impl TextModel {
-    async fn build(parts: Parts, context: Option<u32>, read: &mut impl RangeReader) -> Result<TextModel, JsValue> {
+    /// `device`: "webgpu", "cpu" (the CPU fallback; GGUF Llama-family models) or "auto" (WebGPU
+    /// when an adapter and device can be had, else the CPU, saying why in `info.fallbackReason`).
+    async fn build(parts: Parts, context: Option<u32>, read: &mut impl RangeReader, device: &str) -> Result<TextModel, JsValue> {
         let Parts { table, config, tokenizer } = parts;
         let name = |id: Option<u32>| id.and_then(|i| tokenizer.id_to_token(i)).unwrap_or_default();
         let template = match tokenizer.chat_template.as_deref() {
             Some(source) => Some(Rc::new(ChatTemplate::new(source, &name(tokenizer.bos_id), &name(tokenizer.eos_id)).map_err(|e| js_error("BadModelFile", &e.to_string()))?)),
             None => None,
         };
-        let ctx = GpuContext::new().await?;
-        let model = match &config {
-            None => Decoder::Llama(Llama::load(&ctx, &table, context, read).await.map_err(model_error)?),
-            Some(config) => Decoder::Gpt2(Gpt2::load(&ctx, config, &table, context, read).await.map_err(model_error)?),
+        let (gpu, fallback_reason) = match device {
+            "webgpu" => (Some(GpuContext::new().await?), None),
+            "cpu" => (None, None),
+            "auto" => match GpuContext::new().await {
+                Ok(ctx) => (Some(ctx), None),
+                Err(e) if e.code() == "WebGpuUnavailable" => (None, Some(e.to_string())),
+                Err(e) => return Err(e.into()),
+            },
+            other => return Err(js_error("Usage", &format!("device {other:?} (auto, webgpu or cpu)"))),
         };
-        let r = &ctx.report;
-        let adapter = [&r.name, &r.architecture, &r.vendor].into_iter().find(|s| !s.is_empty()).cloned().unwrap_or_default();
-        let mut info = match &model {
-            Decoder::Llama(m) => {
+        let (engine, mut info) = match gpu {
+            Some(ctx) => {
+                let model = match &config {
+                    None => Decoder::Llama(Llama::load(&ctx, &table, context, read).await.map_err(model_error)?),
+                    Some(config) => Decoder::Gpt2(Gpt2::load(&ctx, config, &table, context, read).await.map_err(model_error)?),
+                };
+                let r = &ctx.report;
+                let adapter = [&r.name, &r.architecture, &r.vendor].into_iter().find(|s| !s.is_empty()).cloned().unwrap_or_default();
+                let mut info = match &model {
+                    Decoder::Llama(m) => {
+                        let c = &m.config;
+                        serde_json::json!({
+                            "architecture": "llama", "layers": c.n_layers, "hidden": c.hidden, "heads": c.heads, "kvHeads": c.kv_heads,
+                            "vocab": c.vocab, "context": m.context, "weightBytes": m.weight_bytes_per_token(), "dispatchesPerToken": m.dispatches_per_token(),
+                        })
+                    }
+                    Decoder::Gpt2(m) => {
+                        let c = &m.config;
+                        serde_json::json!({ "architecture": "gpt2", "layers": c.n_layer, "hidden": c.n_embd, "heads": c.n_head, "vocab": c.vocab_size, "context": m.context })
+                    }
+                };
+                info["adapter"] = adapter.into();
+                info["device"] = "webgpu".into();
+                (Engine::Gpu { ctx, model }, info)
+            }
+            None => {
+                if config.is_some() {
+                    return Err(js_error("Unsupported", "the CPU fallback runs GGUF Llama-family models; this checkpoint needs WebGPU"));
+                }
+                let m = CpuLlama::load(&table, context, read).await.map_err(model_error)?;
                 let c = &m.config;
-                serde_json::json!({
+                let info = serde_json::json!({
                     "architecture": "llama", "layers": c.n_layers, "hidden": c.hidden, "heads": c.heads, "kvHeads": c.kv_heads,
-                    "vocab": c.vocab, "context": m.context, "weightBytes": m.weight_bytes_per_token(), "dispatchesPerToken": m.dispatches_per_token(),
-                })
-            }
-            Decoder::Gpt2(m) => {
-                let c = &m.config;
-                serde_json::json!({ "architecture": "gpt2", "layers": c.n_layer, "hidden": c.n_embd, "heads": c.n_head, "vocab": c.vocab_size, "context": m.context })
+                    "vocab": c.vocab, "context": m.context, "weightBytes": m.weight_bytes_per_token(),
+                    "adapter": "cpu (wasm simd128)", "device": "cpu",
+                });
+                (Engine::Cpu(CpuDecoder::new(m)), info)
             }
         };
-        info["adapter"] = adapter.into();
-        info["device"] = "webgpu".into();
+        info["fallbackReason"] = fallback_reason.into();
         info["hasChatTemplate"] = template.is_some().into();
-        Ok(TextModel { engine: Rc::new(RefCell::new(Some(Engine { ctx, model }))), disposed: Rc::default(), tokenizer: Rc::new(tokenizer), template, info })
+        Ok(TextModel { engine: Rc::new(RefCell::new(Some(engine))), disposed: Rc::default(), tokenizer: Rc::new(tokenizer), template, info })
     }
 }
 
@@ -97,24 +129,25 @@ fn gguf_tokenizer(table: &TensorTable) -> Result<Tokenizer, JsValue> {
 #[wasm_bindgen]
 impl TextModel {
     /// Loads the GGUF at `url` with HTTP Range requests, tensor by tensor, onto the GPU.
-    pub async fn load(url: String, context: Option<u32>) -> Result<TextModel, JsValue> {
+    pub async fn load(url: String, context: Option<u32>, device: Option<String>) -> Result<TextModel, JsValue> {
         let mut http = HttpRanges::new(&url);
         let table = http.read_table().await.map_err(model_error)?;
         let tokenizer = gguf_tokenizer(&table)?;
-        Self::build(Parts { table, config: None, tokenizer }, context, &mut http).await
+        Self::build(Parts { table, config: None, tokenizer }, context, &mut http, device.as_deref().unwrap_or("webgpu")).await
     }
 
     /// Loads `repo@commit` from the weight store (IndexedDB database `db`, default "hugrt"),
     /// where `WeightStore.download` put it: the GGUF file `file`, or, without `file`, a
     /// checkpoint in the hub's format (`config.json`, `tokenizer.json`, `model.safetensors`; GPT-2).
     #[wasm_bindgen(js_name = fromStore)]
-    pub async fn from_store(db: Option<String>, repo: String, commit: String, file: Option<String>, context: Option<u32>) -> Result<TextModel, JsValue> {
+    pub async fn from_store(db: Option<String>, repo: String, commit: String, file: Option<String>, context: Option<u32>, device: Option<String>) -> Result<TextModel, JsValue> {
+        let device = device.unwrap_or_else(|| "auto".into());
         let store = IdbStore::open(db.as_deref().unwrap_or("hugrt")).await.map_err(|e| js_error(e.code(), &e.to_string()))?;
         match file {
             Some(path) => {
                 let (table, mut weights) = stored_table(&store, &repo, &commit, &path).await?;
                 let tokenizer = gguf_tokenizer(&table)?;
-                Self::build(Parts { table, config: None, tokenizer }, context, &mut weights).await
+                Self::build(Parts { table, config: None, tokenizer }, context, &mut weights, &device).await
             }
             None => {
                 let config = stored_bytes(&store, &repo, &commit, "config.json").await?;
@@ -124,7 +157,7 @@ impl TextModel {
                 }
                 let tokenizer = Tokenizer::from_json(&stored_bytes(&store, &repo, &commit, "tokenizer.json").await?).map_err(|e| js_error("BadModelFile", &e.to_string()))?;
                 let (table, mut weights) = stored_table(&store, &repo, &commit, "model.safetensors").await?;
-                Self::build(Parts { table, config: Some(config), tokenizer }, context, &mut weights).await
+                Self::build(Parts { table, config: Some(config), tokenizer }, context, &mut weights, &device).await
             }
         }
     }
@@ -168,13 +201,16 @@ impl TextModel {
             let taken = engine.borrow_mut().take();
             let mut e = taken.ok_or_else(|| js_error("Busy", "the model is generating, or was disposed"))?;
             let result = async {
-                let mut lm = e.model.on(&e.ctx);
                 let mut text = String::new();
                 loop {
                     if signal.as_ref().is_some_and(|s| s.aborted()) {
                         return Err(js_error("Aborted", "generation was aborted"));
                     }
-                    let Some(piece) = generation.step(&mut lm, &tokenizer).await.map_err(generate_error)? else { break };
+                    let step = match &mut e {
+                        Engine::Gpu { ctx, model } => generation.step(&mut model.on(ctx), &tokenizer).await,
+                        Engine::Cpu(model) => generation.step(model, &tokenizer).await,
+                    };
+                    let Some(piece) = step.map_err(generate_error)? else { break };
                     if let (Some(f), false) = (&on_text, piece.is_empty()) {
                         // A throwing callback stops generation with its error.
                         f.call1(&JsValue::NULL, &JsValue::from_str(&piece))?;
