@@ -19,7 +19,9 @@ export async function workerPipeline(task, model, options) {
     for (const p of pending.values()) p.reject(toHugrtError({ code: 'Internal', message: `worker failed: ${e.message}` }));
     pending.clear();
   };
+  let disposed = false;
   const call = (op, args, hooks = {}) => new Promise((resolve, reject) => {
+    if (disposed) return reject(toHugrtError({ code: 'Aborted', message: 'the pipeline was disposed' }));
     const id = next++;
     pending.set(id, { resolve, reject, ...hooks });
     worker.postMessage({ id, op, args });
@@ -40,6 +42,7 @@ export async function workerPipeline(task, model, options) {
     signal?.removeEventListener('abort', abortLoad);
   }
   const dispose = () => {
+    disposed = true;
     worker.terminate();
     for (const p of pending.values()) p.reject(toHugrtError({ code: 'Aborted', message: 'the pipeline was disposed' }));
     pending.clear();

@@ -1,0 +1,58 @@
+// End to end: aborting while the weights download stops the transfer with an `Aborted` error and
+// leaves no complete file in the store; a later load resumes and works; `dispose()` of a Worker
+// pipeline ends it (its calls are refused).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { dirname } from 'node:path';
+import { openBrowser } from './browser.mjs';
+import { startServer } from '../../scripts/serve.mjs';
+
+let server, browser, url;
+
+before(async () => {
+  const models = execFileSync('bash', ['scripts/models.sh'], { encoding: 'utf8' }).trim();
+  ({ server, url } = await startServer({ root: 'www', models, mirror: `${dirname(models)}/mirror` }));
+  browser = await openBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+test('abort during download, then resume; dispose ends a Worker pipeline', { timeout: 300_000 }, async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${url}index.html`);
+  const r = await page.evaluate(async () => {
+    const { pipeline, cache, Aborted } = await import('./pkg/index.js');
+    const opts = { endpoint: location.origin, file: 'SmolLM2-135M-Instruct.Q4_1.gguf', context: 64, device: 'cpu' };
+    const out = {};
+    const ac = new AbortController();
+    let seen = 0;
+    try {
+      await pipeline('text-generation', 'HuggingFaceTB/SmolLM2-135M-Instruct', {
+        ...opts, signal: ac.signal,
+        onProgress: (p) => { if (p.status === 'download' && p.fileLoaded > 0 && !ac.signal.aborted) { seen = p.fileLoaded; ac.abort(); } },
+      });
+      out.first = 'loaded';
+    } catch (err) {
+      out.first = { code: err.code, isClass: err instanceof Aborted, seen };
+    }
+    out.afterAbort = (await cache.list()).map((r) => r.completeFiles);
+    const gen = await pipeline('text-generation', 'HuggingFaceTB/SmolLM2-135M-Instruct', { ...opts, worker: true });
+    out.second = (await gen.generate('The capital of France is', { maxTokens: 2 })).ids;
+    gen.dispose();
+    try { await gen.generate('x', { maxTokens: 1 }); out.afterDispose = 'answered'; } catch (err) { out.afterDispose = err.code; }
+    return out;
+  });
+  console.log(JSON.stringify(r));
+  assert.equal(r.first.code, 'Aborted');
+  assert.equal(r.first.isClass, true);
+  assert.ok(r.first.seen > 0);
+  assert.deepEqual(r.afterAbort.filter((n) => n > 0), [], 'no complete file after the abort');
+  assert.deepEqual(r.second, [7042, 30]);
+  assert.equal(r.afterDispose, 'Aborted');
+  await context.close();
+});
