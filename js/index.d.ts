@@ -39,6 +39,8 @@ export type Progress =
   | { status: 'verify'; repo: string; file: string; fileLoaded: number; fileTotal: number; loaded: number; total: number }
   | { status: 'cache'; repo: string; file: string; fileLoaded: number; fileTotal: number; loaded: number; total: number }
   | { status: 'upload'; repo: string; file?: string; loaded: number; total: number }
+  /** GPU pipelines of a decode step compiled by a one-token warm-up pass (text generation). */
+  | { status: 'compile'; repo: string; file?: string; loaded: number; total: number }
   | { status: 'ready'; repo: string; file?: string; loaded: number; total: number };
 
 export interface LoadOptions {
@@ -117,6 +119,8 @@ export interface ModelInfo {
   context?: number;
   adapter?: string;
   device?: 'webgpu' | 'cpu';
+  /** Milliseconds of the warm-up pass that compiled the GPU pipelines (text generation). */
+  compileMs?: number;
   /** Why `device: 'auto'` chose the CPU, when it did. */
   fallbackReason?: string | null;
   worker?: boolean;

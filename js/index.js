@@ -186,6 +186,8 @@ export class TextGenerationPipeline {
     onProgress?.({ status: 'upload', repo, file, loaded: 0, total: report.bytes });
     const model = await wasm.TextModel.fromStore(db, report.repo, report.commit, file, context, device).catch(rethrow);
     const info = { repo: report.repo, commit: report.commit, file, ...model.info() };
+    onProgress?.({ status: 'compile', repo, file, loaded: report.bytes, total: report.bytes });
+    info.compileMs = await model.warmup().catch(rethrow);
     onProgress?.({ status: 'ready', repo, file, loaded: report.bytes, total: report.bytes });
     return new TextGenerationPipeline(model, info);
   }

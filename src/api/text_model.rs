@@ -11,7 +11,7 @@ use super::http::HttpRanges;
 use super::{js_error, stored_bytes, stored_table, to_js};
 use crate::formats::{Metadata, TensorTable};
 use crate::generate::chat::{ChatTemplate, Message};
-use crate::generate::{GenerateError, GenerateOptions, Generation};
+use crate::generate::{GenerateError, GenerateOptions, Generation, LanguageModel, Pick};
 use crate::gpu::GpuContext;
 use crate::models::gpt2::Gpt2;
 use crate::models::llama::{Llama, ModelError};
@@ -227,6 +227,32 @@ impl TextModel {
                 *engine.borrow_mut() = Some(e);
             }
             result
+        })
+    }
+
+    /// Compiles the GPU pipelines of a decode step by running one token (id 0) through the
+    /// model, then forgets it, so the first real token does not pay for compilation. Nothing
+    /// to do on the CPU. Resolves to the milliseconds it took.
+    pub fn warmup(&self) -> js_sys::Promise {
+        let engine = self.engine.clone();
+        let disposed = self.disposed.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let taken = engine.borrow_mut().take();
+            let mut e = taken.ok_or_else(|| js_error("Busy", "the model is generating, or was disposed"))?;
+            let t0 = crate::clock::now_ms();
+            let result = match &mut e {
+                Engine::Gpu { ctx, model } => {
+                    let mut lm = model.on(ctx);
+                    let r = lm.forward(&[0], Pick::Greedy).await.map(|_| ());
+                    lm.truncate(0);
+                    r.map_err(model_error)
+                }
+                Engine::Cpu(_) => Ok(()),
+            };
+            if !disposed.get() {
+                *engine.borrow_mut() = Some(e);
+            }
+            result.map(|()| JsValue::from_f64(crate::clock::now_ms() - t0))
         })
     }
 

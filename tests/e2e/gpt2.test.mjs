@@ -32,12 +32,13 @@ test('GPT-2 from safetensors generates the native tokens in the browser', { time
     const r = await gen.generate('Hello world', { maxTokens: 12 });
     const info = gen.info;
     gen.dispose();
-    return { ids: r.ids, promptIds: r.promptIds, finish: r.finishReason, architecture: info.architecture, phases: [...phases] };
+    return { ids: r.ids, promptIds: r.promptIds, finish: r.finishReason, architecture: info.architecture, phases: [...phases], compileMs: info.compileMs };
   });
   assert.deepEqual(result.promptIds, [352, 350]);
   assert.deepEqual(result.ids, [682, 796, 682, 710, 710, 710, 710, 710, 308, 332, 697, 796]);
   assert.equal(result.finish, 'length');
   assert.equal(result.architecture, 'gpt2');
-  for (const phase of ['resolve', 'download', 'upload', 'ready']) assert.ok(result.phases.includes(phase), `${phase} in ${result.phases}`);
+  assert.ok(result.compileMs > 0, `compile pass ${result.compileMs} ms`);
+  for (const phase of ['resolve', 'download', 'upload', 'compile', 'ready']) assert.ok(result.phases.includes(phase), `${phase} in ${result.phases}`);
   await page.close();
 });
