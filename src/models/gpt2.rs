@@ -8,7 +8,7 @@
 
 use serde::Deserialize;
 
-use super::RangeReader;
+use super::{PickBuffers, RangeReader};
 use super::llama::ModelError;
 use crate::formats::{DType, TensorTable};
 use crate::generate::{LanguageModel, Next, Pick};
@@ -17,7 +17,7 @@ use crate::gpu::error::GpuError;
 use crate::gpu::ops::attention::Attention;
 use crate::gpu::ops::elementwise::Elementwise;
 use crate::gpu::ops::norm::Norm;
-use crate::gpu::ops::{embedding, matvec, new_encoder, reduce, submit};
+use crate::gpu::ops::{embedding, matvec, new_encoder, submit};
 use crate::gpu::weights::GpuWeight;
 
 /// Prompt tokens per forward pass (bounds the activation and score buffers).
@@ -341,16 +341,10 @@ impl Gpt2 {
         e.copy_buffer_to_buffer(x, u64::from(n - 1) * row, &b.last, 0, row);
         norm.encode(ctx, &mut e, 1, d, &b.last, &self.ln_f.0, &self.ln_f.1, &b.last_norm).await?;
         matvec::encode(ctx, &mut e, &self.wte, 1, &b.last_norm, &b.logits).await?;
-        match pick {
-            Pick::Greedy => reduce::encode_argmax(ctx, &mut e, 1, c.vocab_size, &b.logits, &b.token, &b.scratch).await?,
-            Pick::Sample(sampling, u) => sampling.encode(ctx, &mut e, c.vocab_size, &b.logits, &b.token, u).await?,
-            Pick::Logits => {}
-        }
+        let answer = PickBuffers { vocab: c.vocab_size, logits: &b.logits, token: &b.token, scratch: &b.scratch };
+        answer.encode(ctx, &mut e, pick).await?;
         submit(ctx, "gpt2 forward", e).await?;
-        let next = match pick {
-            Pick::Logits => Next::Logits(ctx.read_f32(&b.logits, c.vocab_size as usize).await?),
-            _ => Next::Token(ctx.read_f32(&b.token, 1).await?[0].to_bits()),
-        };
+        let next = answer.read(ctx, pick).await?;
         self.tokens.extend_from_slice(ids);
         Ok(Some(next))
     }

@@ -10,10 +10,11 @@ use crate::gpu::ops::attention::Attention;
 use crate::gpu::ops::elementwise::Elementwise;
 use crate::gpu::ops::norm::Norm;
 use crate::gpu::ops::rope::{self, RopeLayout, RopeScaling};
-use crate::gpu::ops::{embedding, matvec, new_encoder, reduce, submit};
+use crate::gpu::ops::{embedding, matvec, new_encoder, submit};
 use crate::gpu::weights::GpuWeight;
 use crate::gpu::GpuContext;
 use crate::generate::{LanguageModel, Next, Pick};
+use super::PickBuffers;
 
 pub use super::RangeReader;
 
@@ -356,16 +357,10 @@ impl Llama {
         norm.encode(ctx, &mut e, 1, c.hidden, &a.h, &self.output_norm, &self.output_norm, &a.last).await?;
         let output = self.output.as_ref().unwrap_or(&self.token_embd);
         matvec::encode(ctx, &mut e, output, 1, &a.last, &a.logits).await?;
-        match pick {
-            Pick::Greedy => reduce::encode_argmax(ctx, &mut e, 1, c.vocab, &a.logits, &a.token, &a.scratch).await?,
-            Pick::Sample(sampling, u) => sampling.encode(ctx, &mut e, c.vocab, &a.logits, &a.token, u).await?,
-            Pick::Logits => {}
-        }
+        let answer = PickBuffers { vocab: c.vocab, logits: &a.logits, token: &a.token, scratch: &a.scratch };
+        answer.encode(ctx, &mut e, pick).await?;
         submit(ctx, "llama forward", e).await?;
-        let next = match pick {
-            Pick::Logits => Next::Logits(ctx.read_f32(&a.logits, c.vocab as usize).await?),
-            _ => Next::Token(ctx.read_f32(&a.token, 1).await?[0].to_bits()),
-        };
+        let next = answer.read(ctx, pick).await?;
         self.tokens.extend_from_slice(ids);
         Ok(Some(next))
     }

@@ -56,6 +56,36 @@ pub async fn read_table_ranged(read: &mut impl RangeReader, mut prefix: Vec<u8>,
     }
 }
 
+/// Where a decoder's LM head answers a `Pick`: the logits it wrote, and the token the argmax or
+/// the sampler writes from them.
+pub(crate) struct PickBuffers<'a> {
+    pub vocab: u32,
+    pub logits: &'a wgpu::Buffer,
+    pub token: &'a wgpu::Buffer,
+    pub scratch: &'a wgpu::Buffer,
+}
+
+impl PickBuffers<'_> {
+    /// Records the argmax or the sampler draw (nothing for `Pick::Logits`) after the LM head.
+    pub async fn encode(&self, ctx: &crate::gpu::GpuContext, e: &mut wgpu::CommandEncoder, pick: crate::generate::Pick) -> Result<(), crate::gpu::GpuError> {
+        use crate::generate::Pick;
+        match pick {
+            Pick::Greedy => crate::gpu::ops::reduce::encode_argmax(ctx, e, 1, self.vocab, self.logits, self.token, self.scratch).await,
+            Pick::Sample(sampling, u) => sampling.encode(ctx, e, self.vocab, self.logits, self.token, u).await,
+            Pick::Logits => Ok(()),
+        }
+    }
+
+    /// Reads the answer back once the pass was submitted: 4 bytes, or the logits.
+    pub async fn read(&self, ctx: &crate::gpu::GpuContext, pick: crate::generate::Pick) -> Result<crate::generate::Next, crate::gpu::GpuError> {
+        use crate::generate::{Next, Pick};
+        Ok(match pick {
+            Pick::Logits => Next::Logits(ctx.read_f32(self.logits, self.vocab as usize).await?),
+            _ => Next::Token(ctx.read_f32(self.token, 1).await?[0].to_bits()),
+        })
+    }
+}
+
 /// A text decoder of any supported architecture, on the GPU.
 pub enum Decoder {
     Llama(llama::Llama),
