@@ -1,8 +1,10 @@
 // Headless Chromium for the end-to-end tests: Debian's chromium driven by playwright-core (no
 // browser is ever downloaded), with WebGPU on SwiftShader. Fails loudly when either is missing.
 import { chromium } from 'playwright-core';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
+import { startServer } from '../../scripts/serve.mjs';
 
 export const ARTIFACTS = resolve('artifacts/e2e');
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -15,4 +17,13 @@ export const CHROMIUM_ARGS = [
 export async function openBrowser() {
   if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: run scripts/setup.sh`);
   return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+}
+
+/**
+ * Serves `root` (the spaces by default) with the real models (scripts/models.sh fetches them
+ * once) under /models/ and as a local hub mirror on the same origin; resolves to `{ server, url }`.
+ */
+export function serveWithModels(root = 'www') {
+  const models = execFileSync('bash', ['scripts/models.sh'], { encoding: 'utf8' }).trim();
+  return startServer({ root, models, mirror: `${dirname(models)}/mirror` });
 }

@@ -5,11 +5,8 @@
 // strings, abort mid-stream, the OpenAI-style chat API, the cache manager, and Worker mode.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import { openBrowser, ARTIFACTS } from './browser.mjs';
-import { startServer } from '../../scripts/serve.mjs';
+import { openBrowser, ARTIFACTS, serveWithModels } from './browser.mjs';
 
 // `hugrt generate --model SmolLM2-135M-Instruct.Q4_1.gguf --chat --prompt "What is the capital of France?" --json`
 const NATIVE_IDS = [504, 3575, 282, 4649, 314, 7042, 30];
@@ -18,8 +15,7 @@ const NATIVE_TEXT = 'The capital of France is Paris.';
 let server, browser, url;
 
 before(async () => {
-  const models = execFileSync('bash', ['scripts/models.sh'], { encoding: 'utf8' }).trim();
-  ({ server, url } = await startServer({ root: 'www', models, mirror: `${dirname(models)}/mirror` }));
+  ({ server, url } = await serveWithModels());
   browser = await openBrowser();
   await mkdir(ARTIFACTS, { recursive: true });
 });

@@ -5,10 +5,7 @@
 // other side of a near-tie at the first step), equal to `hugrt generate --device cpu --chat`.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { dirname } from 'node:path';
-import { openBrowser, ARTIFACTS } from './browser.mjs';
-import { startServer } from '../../scripts/serve.mjs';
+import { openBrowser, ARTIFACTS, serveWithModels } from './browser.mjs';
 
 // llama-cpp-python 0.3.36, greedy, on the rendered chat prompt: [60, 23, 39614, 1141, 552, 28] "L'Étoile,"
 const LLAMACPP_IDS = [60, 23, 39614, 1141];
@@ -16,8 +13,7 @@ const LLAMACPP_IDS = [60, 23, 39614, 1141];
 let server, browser, url;
 
 before(async () => {
-  const models = execFileSync('bash', ['scripts/models.sh'], { encoding: 'utf8' }).trim();
-  ({ server, url } = await startServer({ root: 'www', models, mirror: `${dirname(models)}/mirror` }));
+  ({ server, url } = await serveWithModels());
   browser = await openBrowser();
 });
 

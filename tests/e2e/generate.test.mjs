@@ -2,16 +2,13 @@
 // tensor into WebGPU on SwiftShader, greedy-decoding a fixed prompt, as a person sees the page.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
-import { openBrowser, ARTIFACTS } from './browser.mjs';
-import { startServer } from '../../scripts/serve.mjs';
+import { openBrowser, ARTIFACTS, serveWithModels } from './browser.mjs';
 
 let server, browser, url;
 
 before(async () => {
-  const models = execFileSync('bash', ['scripts/models.sh'], { encoding: 'utf8' }).trim();
-  ({ server, url } = await startServer({ root: 'www', models }));
+  ({ server, url } = await serveWithModels());
   browser = await openBrowser();
   await mkdir(ARTIFACTS, { recursive: true });
 });

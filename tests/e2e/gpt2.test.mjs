@@ -4,16 +4,12 @@
 // native CLI (`hugrt generate --model tests/fixtures/gpt2 --prompt "Hello world" --max-tokens 12`).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { dirname } from 'node:path';
-import { openBrowser } from './browser.mjs';
-import { startServer } from '../../scripts/serve.mjs';
+import { openBrowser, serveWithModels } from './browser.mjs';
 
 let server, browser, url;
 
 before(async () => {
-  const models = execFileSync('bash', ['scripts/models.sh'], { encoding: 'utf8' }).trim();
-  ({ server, url } = await startServer({ root: 'www', models, mirror: `${dirname(models)}/mirror` }));
+  ({ server, url } = await serveWithModels());
   browser = await openBrowser();
 });
 

@@ -7,14 +7,12 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { openBrowser, ARTIFACTS } from './browser.mjs';
-import { startServer } from '../../scripts/serve.mjs';
+import { join, resolve } from 'node:path';
+import { openBrowser, ARTIFACTS, serveWithModels } from './browser.mjs';
 
 let server, browser, url, app;
 
 before(async () => {
-  const models = execFileSync('bash', ['scripts/models.sh'], { encoding: 'utf8' }).trim();
   app = mkdtempSync(join(tmpdir(), 'hugrt-vite-'));
   cpSync('tests/e2e/vite-app', app, { recursive: true });
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'vite-app', private: true, type: 'module' }));
@@ -22,7 +20,7 @@ before(async () => {
   const tarball = readdirSync(app).find((f) => f.endsWith('.tgz'));
   execFileSync('npm', ['install', '--offline', '--ignore-scripts', '--no-audit', '--no-fund', `./${tarball}`], { cwd: app, stdio: 'pipe' });
   execFileSync(resolve('node_modules/.bin/vite'), ['build', '--logLevel', 'error'], { cwd: app, stdio: 'pipe' });
-  ({ server, url } = await startServer({ root: join(app, 'dist'), models, mirror: `${dirname(models)}/mirror` }));
+  ({ server, url } = await serveWithModels(join(app, 'dist')));
   browser = await openBrowser();
 });
 
