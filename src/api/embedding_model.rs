@@ -105,8 +105,7 @@ impl EmbeddingModel {
         let inner = self.inner.borrow();
         let s = inner.as_ref().ok_or_else(|| js_error("Busy", "the model is embedding or disposed"))?;
         let c = &s.model.config;
-        let r = &s.ctx.report;
-        let adapter = [&r.name, &r.architecture, &r.vendor].into_iter().find(|a| !a.is_empty()).cloned().unwrap_or_default();
+        let adapter = s.ctx.report.label();
         to_js(&serde_json::json!({ "architecture": "bert", "layers": c.layers, "hidden": c.hidden, "dims": c.hidden, "adapter": adapter, "device": "webgpu" }))
     }
 

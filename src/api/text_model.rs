@@ -80,8 +80,7 @@ impl TextModel {
                     None => Decoder::Llama(Llama::load(&ctx, &table, context, read).await.map_err(model_error)?),
                     Some(config) => Decoder::Gpt2(Gpt2::load(&ctx, config, &table, context, read).await.map_err(model_error)?),
                 };
-                let r = &ctx.report;
-                let adapter = [&r.name, &r.architecture, &r.vendor].into_iter().find(|s| !s.is_empty()).cloned().unwrap_or_default();
+                let adapter = ctx.report.label();
                 let mut info = match &model {
                     Decoder::Llama(m) => {
                         let c = &m.config;

@@ -65,6 +65,14 @@ pub struct AdapterReport {
     pub limits: LimitsReport,
 }
 
+impl AdapterReport {
+    /// A name for people: the adapter's name, else its architecture, else its vendor (browsers
+    /// often leave the name empty: "swiftshader" is the architecture there).
+    pub fn label(&self) -> String {
+        [&self.name, &self.architecture, &self.vendor].into_iter().find(|s| !s.is_empty()).cloned().unwrap_or_default()
+    }
+}
+
 /// One wgpu device and queue, with the state every op needs.
 pub struct GpuContext {
     pub device: wgpu::Device,
