@@ -1,14 +1,15 @@
-//! The Llama decoder of `models::llama` on candle-core: the same GGUF configuration, grouped-query
-//! attention, tied or separate output, RoPE on adjacent pairs (GGUF's layout), RMSNorm, SwiGLU,
-//! and a KV cache of fixed capacity (`ModelError::ContextFull` past it).
+//! The Llama decoder of `models::llama` on candle-core: the same configuration (GGUF or the hub's
+//! `config.json`), grouped-query attention, Q/K/V biases (Qwen2), tied or separate output, RoPE in
+//! the file's layout, RMSNorm, SwiGLU, and a KV cache of fixed capacity (`ModelError::ContextFull`
+//! past it).
 //!
 //! Matrices stay quantized (`super::Matrix`: candle's `QMatMul` over the file's blocks, Q4_1 our
 //! own); the token embedding too (rows are dequantized as they are looked up), and serves as the
 //! LM head when the output is tied.
 
-use super::{Matrix, cpu_err, read_qtensor};
+use super::{Matrix, cpu_err};
 use crate::formats::TensorTable;
-use crate::gpu::ops::rope::{self, RopeScaling};
+use crate::gpu::ops::rope::{self, RopeLayout};
 use crate::models::llama::{LlamaConfig, ModelError, PREFILL_CHUNK, RangeReader};
 use candle_core::{DType, Device, Tensor};
 
@@ -17,6 +18,8 @@ struct Layer {
     wq: Matrix,
     wk: Matrix,
     wv: Matrix,
+    /// Q, K and V biases (Qwen2), (1, rows) each.
+    qkv_bias: Option<[Tensor; 3]>,
     wo: Matrix,
     ffn_norm: Tensor,
     w_gate: Matrix,
@@ -51,6 +54,17 @@ impl CpuLlama {
     /// model's, at most 4096).
     pub async fn load<R: RangeReader>(table: &TensorTable, context: Option<u32>, read: &mut R) -> Result<Self, ModelError> {
         let (config, context) = LlamaConfig::from_table(table, context)?;
+        Self::from_config(config, context, table, read).await
+    }
+
+    /// Loads a Llama-family checkpoint in the hub's format (`config.json` and its safetensors).
+    pub async fn load_hub<R: RangeReader>(config_json: &[u8], table: &TensorTable, context: Option<u32>, read: &mut R) -> Result<Self, ModelError> {
+        let (config, context) = LlamaConfig::from_hub(config_json, context)?;
+        Self::from_config(config, context, table, read).await
+    }
+
+    /// Loads the tensors `config` names with a KV cache of `context` tokens.
+    pub async fn from_config<R: RangeReader>(config: LlamaConfig, context: u32, table: &TensorTable, read: &mut R) -> Result<Self, ModelError> {
         let c = &config;
         let (qd, kvd) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
         // K and V of every layer in f32: refuse what this address space cannot hold (wasm32:
@@ -61,17 +75,22 @@ impl CpuLlama {
             return Err(ModelError::Config(format!("a KV cache of {context} tokens needs {cache_bytes} bytes; ask for a smaller context")));
         }
         let matrix = async |read: &mut R, name: &str, rows: u32, cols: u32| Matrix::read(table, read, name, rows, cols).await;
-        let token_embd = matrix(read, "token_embd.weight", c.vocab, c.hidden).await?;
-        let output = if table.get("output.weight").is_some() { Some(matrix(read, "output.weight", c.vocab, c.hidden).await?) } else { None };
+        let token_embd = matrix(read, &c.model_name("token_embd.weight"), c.vocab, c.hidden).await?;
+        let output_name = c.model_name("output.weight");
+        let output = if table.get(&output_name).is_some() { Some(matrix(read, &output_name, c.vocab, c.hidden).await?) } else { None };
+        let qkv_bias = c.qkv_bias(table)?;
         let cache = || Tensor::zeros((c.kv_heads as usize, context as usize, c.head_dim as usize), DType::F32, &Device::Cpu).map_err(cpu_err);
         let mut layers = Vec::with_capacity(c.n_layers as usize);
         for l in 0..c.n_layers {
-            let p = |s: &str| format!("blk.{l}.{s}.weight");
+            let p = |s: &str| c.name(l, &format!("{s}.weight"));
+            let bias = async |read: &mut R, part: &str, len: u32| vector(table, read, &c.name(l, part), len).await?.unsqueeze(0).map_err(cpu_err);
+            let qkv_bias = if qkv_bias { Some([bias(read, "attn_q.bias", qd).await?, bias(read, "attn_k.bias", kvd).await?, bias(read, "attn_v.bias", kvd).await?]) } else { None };
             layers.push(Layer {
                 attn_norm: vector(table, read, &p("attn_norm"), c.hidden).await?,
                 wq: matrix(read, &p("attn_q"), qd, c.hidden).await?,
                 wk: matrix(read, &p("attn_k"), kvd, c.hidden).await?,
                 wv: matrix(read, &p("attn_v"), kvd, c.hidden).await?,
+                qkv_bias,
                 wo: matrix(read, &p("attn_output"), c.hidden, qd).await?,
                 ffn_norm: vector(table, read, &p("ffn_norm"), c.hidden).await?,
                 w_gate: matrix(read, &p("ffn_gate"), c.ffn, c.hidden).await?,
@@ -81,8 +100,8 @@ impl CpuLlama {
                 v_cache: cache()?,
             });
         }
-        let output_norm = vector(table, read, "output_norm.weight", c.hidden).await?;
-        let inv_freq = rope::inv_freq(c.head_dim, c.rope_theta, RopeScaling::None);
+        let output_norm = vector(table, read, &c.model_name("output_norm.weight"), c.hidden).await?;
+        let inv_freq = config.inv_freq(table, read).await?;
         Ok(Self { config, context, position: 0, token_embd, output, output_norm, layers, inv_freq })
     }
 
@@ -152,9 +171,18 @@ impl CpuLlama {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps).map_err(e)?;
             // (n, heads * hd) → (1, heads, n, hd), rotated.
             let split = |t: Tensor, h: usize| t.reshape((1, n, h, hd))?.transpose(1, 2)?.contiguous();
-            let q = split(layer.wq.forward(&h)?, heads).and_then(|q| candle_nn::rotary_emb::rope_i(&q, &cos, &sin)).map_err(e)?;
-            let k = split(layer.wk.forward(&h)?, kv_heads).and_then(|k| candle_nn::rotary_emb::rope_i(&k, &cos, &sin)).map_err(e)?;
-            let v = split(layer.wv.forward(&h)?, kv_heads).map_err(e)?;
+            let rope = |t: Tensor| match c.rope_layout {
+                RopeLayout::Normal => candle_nn::rotary_emb::rope_i(&t, &cos, &sin),
+                RopeLayout::NeoX => candle_nn::rotary_emb::rope(&t, &cos, &sin),
+            };
+            let [q, k, v] = [&layer.wq, &layer.wk, &layer.wv].map(|w| w.forward(&h));
+            let (mut q, mut k, mut v) = (q?, k?, v?);
+            if let Some([bq, bk, bv]) = &layer.qkv_bias {
+                (q, k, v) = (q.broadcast_add(bq).map_err(e)?, k.broadcast_add(bk).map_err(e)?, v.broadcast_add(bv).map_err(e)?);
+            }
+            let q = split(q, heads).and_then(rope).map_err(e)?;
+            let k = split(k, kv_heads).and_then(rope).map_err(e)?;
+            let v = split(v, kv_heads).map_err(e)?;
             layer.k_cache.slice_set(&k.squeeze(0).map_err(e)?, 1, pos0).map_err(e)?;
             layer.v_cache.slice_set(&v.squeeze(0).map_err(e)?, 1, pos0).map_err(e)?;
             // Grouped-query attention without repeating K and V: the `groups` query heads that
@@ -180,7 +208,8 @@ impl CpuLlama {
     }
 }
 
-/// A norm weight (len) as an f32 tensor.
+/// A norm weight or bias (len) as an f32 tensor.
 async fn vector(table: &TensorTable, read: &mut impl RangeReader, name: &str, len: u32) -> Result<Tensor, ModelError> {
-    read_qtensor(table, read, name, &[len]).await?.dequantize(&Device::Cpu).map_err(cpu_err)
+    let values = crate::models::read_values(table, read, name, &[len]).await?;
+    Tensor::from_vec(values, len as usize, &Device::Cpu).map_err(cpu_err)
 }

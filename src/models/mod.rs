@@ -56,6 +56,18 @@ pub async fn read_table_ranged(read: &mut impl RangeReader, mut prefix: Vec<u8>,
     }
 }
 
+/// Tensor `name` of `shape` as f32 values, whatever its type (small tensors: norms, biases).
+pub(crate) async fn read_values(table: &TensorTable, read: &mut impl RangeReader, name: &str, shape: &[u32]) -> Result<Vec<f32>, ModelError> {
+    let problem = |problem: String| ModelError::Tensor { name: name.into(), problem };
+    let t = table.get(name).ok_or_else(|| problem("missing".into()))?;
+    let want: Vec<u64> = shape.iter().map(|&d| u64::from(d)).collect();
+    if t.shape != want {
+        return Err(problem(format!("shape {:?}, expected {want:?}", t.shape)));
+    }
+    let bytes = read.read_range(t.range.clone()).await.map_err(ModelError::Read)?;
+    crate::formats::quant::dequantize(t.dtype, &bytes).map_err(|e| problem(e.to_string()))
+}
+
 /// Where a decoder's LM head answers a `Pick`: the logits it wrote, and the token the argmax or
 /// the sampler writes from them.
 pub(crate) struct PickBuffers<'a> {
