@@ -537,8 +537,8 @@ gpu_test!(cpu_llama_refuses_a_cache_it_cannot_hold, async {
     // load, not an aborted allocation. (Metadata only: the check comes before any tensor.)
     let meta: Vec<(String, GgufValue)> = vec![
         ("general.architecture".into(), GgufValue::String("llama".into())),
-        ("llama.block_count".into(), GgufValue::U32(1_000)),
-        ("llama.embedding_length".into(), GgufValue::U32(8192)),
+        ("llama.block_count".into(), GgufValue::U32(1_024)),
+        ("llama.embedding_length".into(), GgufValue::U32(1 << 20)),
         ("llama.feed_forward_length".into(), GgufValue::U32(8192)),
         ("llama.attention.head_count".into(), GgufValue::U32(64)),
         ("llama.context_length".into(), GgufValue::U32(u32::MAX)),
