@@ -95,9 +95,9 @@ async function openStore(db) {
 }
 
 /**
- * What to download for a text model: `{ gguf }` (a GGUF file: `options.file`, or the one whose
- * name has `quant`), or `{ gguf: undefined }` for a checkpoint in the hub's format (config.json,
- * tokenizer.json, model.safetensors).
+ * What to download for a text model: a GGUF file (`quant` picks among several), or a checkpoint in
+ * the hub's format (config.json, tokenizer.json, model.safetensors, and tokenizer_config.json
+ * when the repository has one: the chat template).
  */
 async function chooseTextFiles(endpoint, repo, revision, quant, signal) {
   const names = await listFiles(endpoint, repo, revision, signal);
@@ -105,7 +105,7 @@ async function chooseTextFiles(endpoint, repo, revision, quant, signal) {
   const want = (quant ?? 'Q4_K_M').toLowerCase();
   const gguf = ggufs.find((f) => f.toLowerCase().includes(want)) ?? ggufs[0];
   if (gguf) return { gguf };
-  if (SAFETENSORS_TEXT.every((f) => names.includes(f))) return { gguf: undefined };
+  if (SAFETENSORS_TEXT.every((f) => names.includes(f))) return { files: SAFETENSORS_TEXT.concat(names.filter((f) => f === 'tokenizer_config.json')) };
   throw new Unsupported(`${repo}@${revision} has neither a .gguf file nor ${SAFETENSORS_TEXT.join(', ')}`);
 }
 
@@ -180,8 +180,9 @@ export class TextGenerationPipeline {
   static async load(repo, options = {}) {
     const { revision = 'main', endpoint = env.endpoint, quant, context, onProgress, signal, device = 'auto' } = options;
     if (device === 'webgpu' && !globalThis.navigator?.gpu) throw new WebGpuUnavailable('this browser has no WebGPU (navigator.gpu is missing)');
-    const file = options.file ?? (await chooseTextFiles(endpoint, repo, revision, quant, signal)).gguf;
-    const { report, db } = await download(repo, file ? [file] : SAFETENSORS_TEXT, { ...options, revision, endpoint });
+    const chosen = options.file ? { gguf: options.file } : await chooseTextFiles(endpoint, repo, revision, quant, signal);
+    const file = chosen.gguf;
+    const { report, db } = await download(repo, file ? [file] : chosen.files, { ...options, revision, endpoint });
     if (signal?.aborted) throw new Aborted('aborted before the model was loaded');
     onProgress?.({ status: 'upload', repo, file, loaded: 0, total: report.bytes });
     const model = await wasm.TextModel.fromStore(db, report.repo, report.commit, file, context, device).catch(rethrow);

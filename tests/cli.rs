@@ -112,6 +112,33 @@ fn generate_runs_a_checkpoint_folder() {
     assert_eq!(stopped["finishReason"], "stop");
 }
 
+/// `hugrt generate --chat` on the Llama-family fixture folders (config.json, safetensors,
+/// tokenizer.json, tokenizer_config.json), on the GPU and the CPU: the prompt transformers renders
+/// and tokenizes from the same files, and its greedy continuation up to the first near-tie.
+#[test]
+fn generate_chats_with_llama_family_folders() {
+    for (name, expected) in [("llama", include_str!("fixtures/llama/expected.json")), ("qwen2", include_str!("fixtures/qwen2/expected.json"))] {
+        let dir = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        let expected: serde_json::Value = serde_json::from_str(expected).unwrap();
+        let chat = &expected["chat"];
+        let ids = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
+        let (prompt_ids, greedy) = (ids(&chat["ids"]), ids(&chat["greedy"]));
+        let sure = chat["margins"].as_array().unwrap().iter().position(|m| m.as_f64().unwrap() < 0.01).unwrap_or(greedy.len());
+        assert!(sure >= 8, "{name}: the reference has a near-tie at step {sure}");
+        for device in ["gpu", "cpu"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_hugrt"))
+                .args(["generate", "--model", &dir, "--chat", "--prompt", chat["messages"][0]["content"].as_str().unwrap()])
+                .args(["--max-tokens", &greedy.len().to_string(), "--device", device, "--json"])
+                .output()
+                .expect("runs");
+            assert!(out.status.success(), "{name} on {device}: {}", String::from_utf8_lossy(&out.stderr));
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+            assert_eq!(ids(&json["promptIds"]), prompt_ids, "{name} on {device}: the chat prompt as transformers renders and tokenizes it");
+            assert_eq!(&ids(&json["ids"])[..sure], &greedy[..sure], "{name} on {device}: greedy tokens");
+        }
+    }
+}
+
 /// `hugrt embed` runs with, and as, the exit status and JSON a caller sees.
 fn embed(dir: &std::path::Path, texts: &[&str]) -> (i32, serde_json::Value) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hugrt"));

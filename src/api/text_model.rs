@@ -1,6 +1,7 @@
-//! A text-generation model in the browser: a GGUF Llama read tensor by tensor (from the weight
-//! store in IndexedDB, or with HTTP Range requests), run on WebGPU; generation with sampling,
-//! stop strings, streamed text, cancellation and the model's chat template.
+//! A text-generation model in the browser: a Llama-family model (GGUF or the hub's safetensors) or
+//! GPT-2, read tensor by tensor (from the weight store in IndexedDB, or with HTTP Range requests),
+//! run on WebGPU or the CPU fallback; generation with sampling, stop strings, streamed text,
+//! cancellation and the model's chat template.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -13,9 +14,7 @@ use crate::formats::{Metadata, TensorTable};
 use crate::generate::chat::{ChatTemplate, Message};
 use crate::generate::{GenerateError, GenerateOptions, Generation, LanguageModel, Pick};
 use crate::gpu::GpuContext;
-use crate::models::gpt2::Gpt2;
-use crate::models::llama::{Llama, ModelError};
-use crate::cpu::llama::CpuLlama;
+use crate::models::llama::ModelError;
 use crate::models::{CpuDecoder, Decoder, RangeReader};
 use crate::store::idb::IdbStore;
 use crate::tokenizer::Tokenizer;
@@ -26,7 +25,8 @@ enum Engine {
     Cpu(CpuDecoder),
 }
 
-/// A text decoder on WebGPU: a GGUF Llama-family model, or GPT-2 in the hub's format.
+/// A text decoder on WebGPU or the CPU fallback: a GGUF Llama-family model, or a Llama-family or
+/// GPT-2 checkpoint in the hub's format.
 #[wasm_bindgen]
 pub struct TextModel {
     /// Taken out while a generation runs (one at a time).
@@ -55,7 +55,7 @@ struct Parts {
 }
 
 impl TextModel {
-    /// `device`: "webgpu", "cpu" (the CPU fallback; GGUF Llama-family models) or "auto" (WebGPU
+    /// `device`: "webgpu", "cpu" (the CPU fallback; Llama-family models) or "auto" (WebGPU
     /// when an adapter and device can be had, else the CPU, saying why in `info.fallbackReason`).
     async fn build(parts: Parts, context: Option<u32>, read: &mut impl RangeReader, device: &str) -> Result<TextModel, JsValue> {
         let Parts { table, config, tokenizer } = parts;
@@ -76,40 +76,18 @@ impl TextModel {
         };
         let (engine, mut info) = match gpu {
             Some(ctx) => {
-                let model = match &config {
-                    None => Decoder::Llama(Llama::load(&ctx, &table, context, read).await.map_err(model_error)?),
-                    Some(config) => Decoder::Gpt2(Gpt2::load(&ctx, config, &table, context, read).await.map_err(model_error)?),
-                };
-                let adapter = ctx.report.label();
-                let mut info = match &model {
-                    Decoder::Llama(m) => {
-                        let c = &m.config;
-                        serde_json::json!({
-                            "architecture": "llama", "layers": c.n_layers, "hidden": c.hidden, "heads": c.heads, "kvHeads": c.kv_heads,
-                            "vocab": c.vocab, "context": m.context, "weightBytes": m.weight_bytes_per_token(), "dispatchesPerToken": m.dispatches_per_token(),
-                        })
-                    }
-                    Decoder::Gpt2(m) => {
-                        let c = &m.config;
-                        serde_json::json!({ "architecture": "gpt2", "layers": c.n_layer, "hidden": c.n_embd, "heads": c.n_head, "vocab": c.vocab_size, "context": m.context })
-                    }
-                };
-                info["adapter"] = adapter.into();
+                let model = Decoder::load(&ctx, config.as_deref(), &table, context, read).await.map_err(model_error)?;
+                let mut info = model.info();
+                info["adapter"] = ctx.report.label().into();
                 info["device"] = "webgpu".into();
                 (Engine::Gpu { ctx, model }, info)
             }
             None => {
-                if config.is_some() {
-                    return Err(js_error("Unsupported", "the CPU fallback runs GGUF Llama-family models; this checkpoint needs WebGPU"));
-                }
-                let m = CpuLlama::load(&table, context, read).await.map_err(model_error)?;
-                let c = &m.config;
-                let info = serde_json::json!({
-                    "architecture": "llama", "layers": c.n_layers, "hidden": c.hidden, "heads": c.heads, "kvHeads": c.kv_heads,
-                    "vocab": c.vocab, "context": m.context, "weightBytes": m.weight_bytes_per_token(),
-                    "adapter": "cpu (wasm simd128)", "device": "cpu",
-                });
-                (Engine::Cpu(CpuDecoder::new(m)), info)
+                let model = CpuDecoder::load(config.as_deref(), &table, context, read).await.map_err(model_error)?;
+                let mut info = model.info();
+                info["adapter"] = "cpu (wasm simd128)".into();
+                info["device"] = "cpu".into();
+                (Engine::Cpu(model), info)
             }
         };
         info["fallbackReason"] = fallback_reason.into();
@@ -137,7 +115,8 @@ impl TextModel {
 
     /// Loads `repo@commit` from the weight store (IndexedDB database `db`, default "hugrt"),
     /// where `WeightStore.download` put it: the GGUF file `file`, or, without `file`, a
-    /// checkpoint in the hub's format (`config.json`, `tokenizer.json`, `model.safetensors`; GPT-2).
+    /// checkpoint in the hub's format (`config.json`, `tokenizer.json`, `model.safetensors`, and
+    /// `tokenizer_config.json` when the repository has one; Llama family and GPT-2).
     #[wasm_bindgen(js_name = fromStore)]
     pub async fn from_store(db: Option<String>, repo: String, commit: String, file: Option<String>, context: Option<u32>, device: Option<String>) -> Result<TextModel, JsValue> {
         let device = device.unwrap_or_else(|| "auto".into());
@@ -150,11 +129,16 @@ impl TextModel {
             }
             None => {
                 let config = stored_bytes(&store, &repo, &commit, "config.json").await?;
-                let model_type = serde_json::from_slice::<serde_json::Value>(&config).ok().and_then(|v| v["model_type"].as_str().map(String::from));
-                if model_type.as_deref() != Some("gpt2") {
-                    return Err(js_error("Unsupported", &format!("{repo}: model_type {model_type:?} from safetensors is not supported (gpt2; Llama-family models as GGUF)")));
+                let model_type = crate::models::model_type(&config).map_err(model_error)?;
+                if model_type != "gpt2" && !crate::models::LLAMA_FAMILY.contains(&model_type.as_str()) {
+                    return Err(js_error("Unsupported", &format!("{repo}: model_type {model_type:?} is not supported (llama, qwen2, mistral, gpt2)")));
                 }
-                let tokenizer = Tokenizer::from_json(&stored_bytes(&store, &repo, &commit, "tokenizer.json").await?).map_err(|e| js_error("BadModelFile", &e.to_string()))?;
+                let bad = |e: crate::tokenizer::TokenizerError| js_error("BadModelFile", &e.to_string());
+                let mut tokenizer = Tokenizer::from_json(&stored_bytes(&store, &repo, &commit, "tokenizer.json").await?).map_err(bad)?;
+                // Optional: the chat template and BOS/EOS live there (GPT-2 has none).
+                if let Ok(tokenizer_config) = stored_bytes(&store, &repo, &commit, "tokenizer_config.json").await {
+                    tokenizer = tokenizer.with_config(&tokenizer_config).map_err(bad)?;
+                }
                 let (table, mut weights) = stored_table(&store, &repo, &commit, "model.safetensors").await?;
                 Self::build(Parts { table, config: Some(config), tokenizer }, context, &mut weights, &device).await
             }

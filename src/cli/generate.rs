@@ -1,5 +1,5 @@
 //! `hugrt generate --model FILE.gguf|DIR --prompt TEXT [--chat] [sampling options] [--json]`:
-//! text generation on the native GPU (a GGUF Llama, or a GPT-2 checkpoint folder), streamed to
+//! text generation on the native GPU or the CPU (a GGUF Llama-family model, or a checkpoint folder), streamed to
 //! stdout (or one JSON object).
 
 use std::io::Write;
@@ -14,9 +14,7 @@ use crate::generate::chat::{ChatTemplate, Message};
 use crate::generate::{GenerateError, GenerateOptions, Generation};
 use crate::gpu::GpuContext;
 use crate::formats::TensorTable;
-use crate::models::gpt2::Gpt2;
-use crate::models::llama::{Llama, ModelError};
-use crate::cpu::llama::CpuLlama;
+use crate::models::llama::ModelError;
 use crate::models::{CpuDecoder, Decoder};
 use crate::tokenizer::Tokenizer;
 
@@ -42,38 +40,30 @@ impl Checkpoint {
         let table = read_table_from(&mut weights, &name).map_err(|e| ("BadModelFile", e.error.to_string()))?;
         let tokenizer = match &table.metadata {
             Metadata::Gguf { metadata, .. } => Tokenizer::from_gguf(metadata),
-            _ => Tokenizer::from_json(&std::fs::read(path.join("tokenizer.json")).map_err(io)?),
+            _ => Tokenizer::from_json(&std::fs::read(path.join("tokenizer.json")).map_err(io)?).and_then(|t| match std::fs::read(path.join("tokenizer_config.json")) {
+                Ok(config) => t.with_config(&config),
+                Err(_) => Ok(t),
+            }),
         }
         .map_err(|e| ("BadModelFile", e.to_string()))?;
         Ok((Self { table, weights, config }, tokenizer))
     }
 
-    /// The CPU fallback (GGUF Llama-family models).
+    /// The CPU fallback (Llama-family models).
     async fn load_cpu(mut self, context: Option<u32>) -> Result<CpuDecoder, ModelError> {
-        if self.config.is_some() {
-            return Err(ModelError::Config("the CPU fallback runs GGUF Llama-family models".into()));
-        }
-        Ok(CpuDecoder::new(CpuLlama::load(&self.table, context, &mut self.weights).await?))
+        CpuDecoder::load(self.config.as_deref(), &self.table, context, &mut self.weights).await
     }
 
     async fn load(mut self, ctx: &GpuContext, context: Option<u32>) -> Result<Decoder, ModelError> {
-        match &self.config {
-            None => Ok(Decoder::Llama(Llama::load(ctx, &self.table, context, &mut self.weights).await?)),
-            Some(config) => {
-                let model_type = serde_json::from_slice::<serde_json::Value>(config).ok().and_then(|v| v["model_type"].as_str().map(String::from));
-                match model_type.as_deref() {
-                    Some("gpt2") => Ok(Decoder::Gpt2(Gpt2::load(ctx, config, &self.table, context, &mut self.weights).await?)),
-                    other => Err(ModelError::Config(format!("model_type {other:?} from safetensors is not supported (gpt2; Llama-family models as GGUF)"))),
-                }
-            }
-        }
+        Decoder::load(ctx, self.config.as_deref(), &self.table, context, &mut self.weights).await
     }
 }
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A GGUF Llama-family model (llama, SmolLM, TinyLlama, Mistral), or a checkpoint folder
-    /// in the hub's format (config.json, model.safetensors, tokenizer.json; GPT-2).
+    /// A GGUF Llama-family model (Llama, Qwen2, SmolLM, TinyLlama, Mistral), or a checkpoint
+    /// folder in the hub's format (config.json, model.safetensors, tokenizer.json and
+    /// tokenizer_config.json; Llama family and GPT-2).
     #[arg(long)]
     pub model: PathBuf,
     /// The prompt: used as is, or as the user's message with `--chat`.
@@ -106,7 +96,7 @@ pub struct Args {
     /// KV-cache capacity in tokens (default: the model's, at most 4096).
     #[arg(long)]
     pub context: Option<u32>,
-    /// "gpu" (wgpu) or "cpu" (the candle fallback; GGUF Llama-family models).
+    /// "gpu" (wgpu) or "cpu" (the candle fallback; Llama-family models).
     #[arg(long, default_value = "gpu")]
     pub device: String,
     /// Print JSON: {prompt, promptIds, ids, text, finishReason, usage, adapter, timings}.

@@ -104,7 +104,45 @@ pub enum Decoder {
     Gpt2(gpt2::Gpt2),
 }
 
+/// `model_type` of a hub checkpoint's `config.json`.
+pub fn model_type(config_json: &[u8]) -> Result<String, ModelError> {
+    let v: serde_json::Value = serde_json::from_slice(config_json).map_err(|e| ModelError::Config(format!("config.json: {e}")))?;
+    v["model_type"].as_str().map(String::from).ok_or_else(|| ModelError::Config("config.json has no model_type".into()))
+}
+
+/// The Llama-family `model_type`s (one decoder, `llama::Llama`).
+pub const LLAMA_FAMILY: [&str; 3] = ["llama", "qwen2", "mistral"];
+
 impl Decoder {
+    /// Loads a GGUF file (`config_json` None) or a hub checkpoint by its `model_type`.
+    pub async fn load(ctx: &crate::gpu::GpuContext, config_json: Option<&[u8]>, table: &TensorTable, context: Option<u32>, read: &mut impl RangeReader) -> Result<Self, ModelError> {
+        let Some(config) = config_json else {
+            return Ok(Decoder::Llama(llama::Llama::load(ctx, table, context, read).await?));
+        };
+        match model_type(config)?.as_str() {
+            "gpt2" => Ok(Decoder::Gpt2(gpt2::Gpt2::load(ctx, config, table, context, read).await?)),
+            t if LLAMA_FAMILY.contains(&t) => Ok(Decoder::Llama(llama::Llama::load_hub(ctx, config, table, context, read).await?)),
+            other => Err(ModelError::Config(format!("model_type {other:?} is not supported (llama, qwen2, mistral, gpt2)"))),
+        }
+    }
+
+    /// `{ architecture, layers, hidden, heads, kvHeads?, vocab, context, weightBytes?, dispatchesPerToken? }`.
+    pub fn info(&self) -> serde_json::Value {
+        match self {
+            Decoder::Llama(m) => {
+                let c = &m.config;
+                serde_json::json!({
+                    "architecture": c.arch, "layers": c.n_layers, "hidden": c.hidden, "heads": c.heads, "kvHeads": c.kv_heads,
+                    "vocab": c.vocab, "context": m.context, "weightBytes": m.weight_bytes_per_token(), "dispatchesPerToken": m.dispatches_per_token(),
+                })
+            }
+            Decoder::Gpt2(m) => {
+                let c = &m.config;
+                serde_json::json!({ "architecture": "gpt2", "layers": c.n_layer, "hidden": c.n_embd, "heads": c.n_head, "vocab": c.vocab_size, "context": m.context })
+            }
+        }
+    }
+
     /// This model with its device, as a `LanguageModel` for the generation loop.
     pub fn on<'a>(&'a mut self, ctx: &'a crate::gpu::GpuContext) -> DecoderOnGpu<'a> {
         match self {
@@ -161,6 +199,28 @@ pub struct CpuDecoder {
 impl CpuDecoder {
     pub fn new(model: crate::cpu::llama::CpuLlama) -> Self {
         Self { model, tokens: Vec::new() }
+    }
+
+    /// Loads a GGUF file (`config_json` None) or a Llama-family hub checkpoint on the CPU.
+    pub async fn load(config_json: Option<&[u8]>, table: &TensorTable, context: Option<u32>, read: &mut impl RangeReader) -> Result<Self, ModelError> {
+        use crate::cpu::llama::CpuLlama;
+        let model = match config_json {
+            None => CpuLlama::load(table, context, read).await?,
+            Some(config) => match model_type(config)?.as_str() {
+                t if LLAMA_FAMILY.contains(&t) => CpuLlama::load_hub(config, table, context, read).await?,
+                other => return Err(ModelError::Config(format!("the CPU fallback runs Llama-family models (llama, qwen2, mistral), not {other:?}"))),
+            },
+        };
+        Ok(Self::new(model))
+    }
+
+    /// `{ architecture, layers, hidden, heads, kvHeads, vocab, context, weightBytes }`.
+    pub fn info(&self) -> serde_json::Value {
+        let (c, m) = (&self.model.config, &self.model);
+        serde_json::json!({
+            "architecture": c.arch, "layers": c.n_layers, "hidden": c.hidden, "heads": c.heads, "kvHeads": c.kv_heads,
+            "vocab": c.vocab, "context": m.context, "weightBytes": m.weight_bytes_per_token(),
+        })
     }
 }
 

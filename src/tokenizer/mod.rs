@@ -47,6 +47,26 @@ impl Tokenizer {
         Ok(Self { inner, bos_id: None, eos_id: None, chat_template: None })
     }
 
+    /// Takes the chat template and the BOS/EOS tokens of a hub `tokenizer_config.json` (the
+    /// template as a string, or the `default` of a list of named ones; tokens as strings or as
+    /// `{ "content": ... }`). Tokens the vocabulary lacks are ignored.
+    pub fn with_config(mut self, tokenizer_config: &[u8]) -> Result<Self, TokenizerError> {
+        let config: serde_json::Value = serde_json::from_slice(tokenizer_config).map_err(|e| TokenizerError::BadJson(format!("tokenizer_config.json: {e}")))?;
+        let token = |key: &str| {
+            let v = &config[key];
+            v.as_str().or_else(|| v["content"].as_str()).and_then(|t| self.inner.token_to_id(t))
+        };
+        let (bos, eos) = (token("bos_token"), token("eos_token"));
+        self.bos_id = bos.or(self.bos_id);
+        self.eos_id = eos.or(self.eos_id);
+        self.chat_template = match &config["chat_template"] {
+            serde_json::Value::String(t) => Some(t.clone()),
+            serde_json::Value::Array(named) => named.iter().find(|t| t["name"] == "default").and_then(|t| t["template"].as_str()).map(String::from),
+            _ => self.chat_template,
+        };
+        Ok(self)
+    }
+
     /// Builds the tokenizer described by GGUF metadata (`tokenizer.ggml.model` "gpt2" byte-level
     /// BPE or "llama" SentencePiece BPE).
     pub fn from_gguf(meta: &GgufMetadata) -> Result<Self, TokenizerError> {
