@@ -209,6 +209,11 @@ pub fn bench(dir: &Path, device: &str, batch: usize, iterations: u32, json_out: 
         Encoder::Gpu { model, .. } => Some(model.dispatches_per_pass()),
         Encoder::Cpu(_) => None,
     };
+    // On the CPU: the dense layers' matmuls alone, on the batch's token count.
+    let matmuls = match &encoder {
+        Encoder::Cpu(model) => Some(crate::cpu::bert::time_matmuls(&model.dense_shapes(tokens), iterations.min(3)).map_err(model_error)?),
+        Encoder::Gpu { .. } => None,
+    };
     let adapter = encoder.adapter();
     let weight_bytes = encoder.weight_bytes_per_pass();
     let out = json!({
@@ -217,6 +222,7 @@ pub fn bench(dir: &Path, device: &str, batch: usize, iterations: u32, json_out: 
         "batch": batch, "batchTokens": tokens, "batchPaddedTokens": padded, "batchMs": batch_s * 1e3,
         "embeddingsPerS": batch as f64 / batch_s, "tokensPerS": tokens as f64 / batch_s,
         "dispatchesPerPass": dispatches, "weightBytesPerPass": weight_bytes,
+        "matmulMs": matmuls.map(|m| m.0), "matmulGflopPerS": matmuls.map(|m| m.1),
     });
     if json_out {
         return Ok(format!("{out}\n"));
@@ -224,6 +230,10 @@ pub fn bench(dir: &Path, device: &str, batch: usize, iterations: u32, json_out: 
     let per_pass = match dispatches {
         Some(d) => format!("{d} dispatches and {:.1} MB of weights per pass", weight_bytes as f64 / 1e6),
         None => format!("{:.1} MB of weights (f32) per pass", weight_bytes as f64 / 1e6),
+    };
+    let per_pass = match matmuls {
+        Some((ms, gflops)) => format!("{per_pass}; the dense layers' matmuls alone: {ms:.1} ms ({gflops:.1} GFLOP/s) of the batch's {:.1} ms", batch_s * 1e3),
+        None => per_pass,
     };
     Ok(format!(
         "{} on {adapter}\nload {load_s:.2} s; one sentence ({} tokens): {one_median:.1} ms (median of {iterations}); batch of {batch} ({tokens} tokens): {:.1} ms, {:.1} embeddings/s, {:.0} tokens/s\n{per_pass}\n",

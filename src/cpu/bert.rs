@@ -1,11 +1,13 @@
-//! The BERT encoder of `models::bert` on candle-core: the same `config.json`, tokenization,
-//! input checks and passes, and the same output (mean over the real tokens, L2-normalised).
+//! The BERT encoder of `models::bert` on the CPU: the same `config.json`, tokenization, input
+//! checks and passes, and the same output (mean over the real tokens, L2-normalised).
 //!
-//! Weights are widened to f32 at load (F32, F16 or BF16 files; candle's f32 gemm is the fast
-//! path on both targets, wasm32 with simd128 included). Each pass packs the real tokens of its
-//! sentences into one (tokens, hidden) matrix for the dense layers, so padding costs nothing
-//! there; only attention pads the sentences to the pass's length, with a mask over the padded
-//! keys. Q, K and V are one matmul (their weights concatenated at load).
+//! The dense layers are candle-core's f32 matmul (gemm: AVX/FMA natively, simd128 on wasm32);
+//! weights are widened to f32 at load (F32, F16 or BF16 files), transposed once so that the
+//! products read them row by row. Everything else (bias adds, residuals, LayerNorm, GELU,
+//! attention) is plain Rust over packed rows, written so that LLVM vectorises it: the real tokens
+//! of a pass's sentences are packed into one (tokens, hidden) matrix, so neither the matmuls nor
+//! attention see padding, and no mask is needed (attention runs per sentence and head). Q, K and V
+//! are one matmul (their weights concatenated at load).
 
 use super::cpu_err;
 use crate::formats::TensorTable;
@@ -17,25 +19,21 @@ use candle_core::{Device, Tensor};
 
 /// A LayerNorm's gain and bias, (hidden) each.
 struct LayerNorm {
-    g: Tensor,
-    b: Tensor,
-}
-
-impl LayerNorm {
-    fn forward(&self, x: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
-        candle_nn::ops::layer_norm(x, &self.g, &self.b, eps)
-    }
+    g: Vec<f32>,
+    b: Vec<f32>,
 }
 
 /// A dense layer `y = x·Wᵀ + b`, holding `Wᵀ` (cols, rows) contiguous.
 struct Linear {
     wt: Tensor,
-    b: Tensor,
+    b: Vec<f32>,
 }
 
 impl Linear {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.matmul(&self.wt)?.broadcast_add(&self.b)
+    /// `x` (rows, cols) times `Wᵀ`, without the bias: (rows, out).
+    fn matmul(&self, x: &[f32], rows: usize) -> candle_core::Result<Vec<f32>> {
+        let cols = self.wt.dim(0)?;
+        Tensor::from_slice(x, (rows, cols), &Device::Cpu)?.matmul(&self.wt)?.flatten_all()?.to_vec1::<f32>()
     }
 }
 
@@ -63,9 +61,9 @@ pub struct CpuBert {
     /// truncated to it.
     pub max_seq_len: u32,
     /// (vocab, hidden)
-    word: Tensor,
+    word: Vec<f32>,
     /// Position embeddings plus token type 0's embedding: (max_positions, hidden).
-    position_type0: Tensor,
+    position_type0: Vec<f32>,
     emb_norm: LayerNorm,
     layers: Vec<Layer>,
 }
@@ -80,8 +78,8 @@ impl CpuBert {
         }
         let c = &config;
         let hidden = c.hidden as usize;
-        let word = tensor(values(table, read, "embeddings.word_embeddings.weight", &[c.vocab, c.hidden]).await?, (c.vocab as usize, hidden))?;
-        let position_type0 = tensor(position_type0(c, table, read).await?, (c.max_positions as usize, hidden))?;
+        let word = values(table, read, "embeddings.word_embeddings.weight", &[c.vocab, c.hidden]).await?;
+        let position_type0 = position_type0(c, table, read).await?;
         let emb_norm = layer_norm(table, read, "embeddings.LayerNorm", c.hidden).await?;
         let mut layers = Vec::with_capacity(c.layers as usize);
         for l in 0..c.layers {
@@ -94,7 +92,7 @@ impl CpuBert {
                 qkv_b.extend(values(table, read, &format!("{name}.bias"), &[c.hidden]).await?);
             }
             layers.push(Layer {
-                qkv: Linear { wt: transposed(qkv_w, 3 * hidden, hidden)?, b: tensor(qkv_b, 3 * hidden)? },
+                qkv: Linear { wt: transposed(qkv_w, 3 * hidden, hidden)?, b: qkv_b },
                 attn_out: linear(table, read, &p("attention.output.dense"), c.hidden, c.hidden).await?,
                 attn_norm: layer_norm(table, read, &p("attention.output.LayerNorm"), c.hidden).await?,
                 up: linear(table, read, &p("intermediate.dense"), c.intermediate, c.hidden).await?,
@@ -144,7 +142,8 @@ impl CpuBert {
         check_input(&self.config, self.max_seq_len, batch)?;
         let mut results = vec![Vec::new(); batch.len()];
         for pass in passes(batch) {
-            let outs = self.forward(batch, &pass, output).map_err(cpu_err)?;
+            let seqs: Vec<&[u32]> = pass.members.iter().map(|&i| batch.get(i).map_or(&[][..], Vec::as_slice)).collect();
+            let outs = self.forward(&seqs, &pass, output).map_err(cpu_err)?;
             for (&i, out) in pass.members.iter().zip(outs) {
                 results[i] = out;
             }
@@ -152,57 +151,69 @@ impl CpuBert {
         Ok(results)
     }
 
-    /// One pass over checked sequences: the real tokens packed, (tokens, hidden).
-    fn forward(&self, batch: &[Vec<u32>], pass: &Pass, output: Output) -> candle_core::Result<Vec<Vec<f32>>> {
+    /// One pass over checked sequences, their real tokens packed: x is (tokens, hidden).
+    fn forward(&self, seqs: &[&[u32]], pass: &Pass, output: Output) -> candle_core::Result<Vec<Vec<f32>>> {
         let c = &self.config;
-        let dev = &Device::Cpu;
-        let seqs: Vec<&[u32]> = pass.members.iter().map(|&i| batch.get(i).map_or(&[][..], Vec::as_slice)).collect();
-        let (n, len) = (seqs.len(), pass.len as usize);
         let (hidden, heads, hd) = (c.hidden as usize, c.heads as usize, c.head_dim as usize);
-        let ids: Vec<u32> = seqs.iter().flat_map(|s| s.iter().copied()).collect();
-        let positions: Vec<u32> = seqs.iter().flat_map(|s| 0..s.len() as u32).collect();
-        let tokens = ids.len();
-        // Packed row of each padded slot (padding slots point at their sentence's first token;
-        // masked as keys, dropped as queries), and the padded slot of each packed row.
-        let mut to_padded = Vec::with_capacity(n * len);
-        let mut to_packed = Vec::with_capacity(tokens);
-        let mut mask = Vec::with_capacity(n * len);
-        let mut offset = 0u32;
-        for (s, seq) in seqs.iter().enumerate() {
-            for p in 0..len {
-                let real = p < seq.len();
-                to_padded.push(if real { offset + p as u32 } else { offset });
-                mask.push(if real { 0f32 } else { f32::NEG_INFINITY });
-            }
-            to_packed.extend((0..seq.len()).map(|p| (s * len + p) as u32));
-            offset += seq.len() as u32;
-        }
-        let to_padded = Tensor::from_vec(to_padded, n * len, dev)?;
-        let to_packed = Tensor::from_vec(to_packed, tokens, dev)?;
-        let mask = Tensor::from_vec(mask, (n, 1, 1, len), dev)?;
-        let scale = 1.0 / (hd as f64).sqrt();
+        let eps = c.layer_norm_eps;
+        let tokens: usize = seqs.iter().map(|s| s.len()).sum();
+        debug_assert!(seqs.iter().all(|s| s.len() <= pass.len as usize));
+        let missing = |what: &str| candle_core::Error::Msg(format!("{what} out of range"));
 
-        let word = self.word.embedding(&Tensor::from_vec(ids, tokens, dev)?)?;
-        let pos = self.position_type0.embedding(&Tensor::from_vec(positions, tokens, dev)?)?;
-        let mut x = self.emb_norm.forward(&(word + pos)?, c.layer_norm_eps)?;
-        for l in &self.layers {
-            // (tokens, 3·hidden) → padded (n, len, 3, heads, hd) → three (n, heads, len, hd).
-            let qkv = l.qkv.forward(&x)?.index_select(&to_padded, 0)?.reshape((n, len, 3, heads, hd))?;
-            let part = |i: usize| qkv.narrow(2, i, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous();
-            let (q, k, v) = (part(0)?, part(1)?, part(2)?);
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
-            let p = candle_nn::ops::softmax_last_dim(&scores)?;
-            // (n, heads, len, hd) → (n·len, hidden) → packed (tokens, hidden).
-            let attn = p.matmul(&v)?.transpose(1, 2)?.reshape((n * len, hidden))?.index_select(&to_packed, 0)?;
-            x = l.attn_norm.forward(&(l.attn_out.forward(&attn)? + &x)?, c.layer_norm_eps)?;
-            let up = l.up.forward(&x)?;
-            let act = if c.activation == Elementwise::GeluTanh { up.gelu()? } else { up.gelu_erf()? };
-            x = l.out_norm.forward(&(l.down.forward(&act)? + &x)?, c.layer_norm_eps)?;
+        let mut x = Vec::with_capacity(tokens * hidden);
+        for seq in seqs {
+            for (p, &id) in seq.iter().enumerate() {
+                let w = self.word.get(id as usize * hidden..(id as usize + 1) * hidden).ok_or_else(|| missing("token id"))?;
+                let pos = self.position_type0.get(p * hidden..(p + 1) * hidden).ok_or_else(|| missing("position"))?;
+                x.extend(w.iter().zip(pos).map(|(a, b)| a + b));
+            }
         }
-        let all = x.flatten_all()?.to_vec1::<f32>()?;
-        let mut out = Vec::with_capacity(n);
-        let mut rows = all.chunks_exact(hidden);
-        for seq in &seqs {
+        layer_norm_rows(&mut x, &self.emb_norm, eps);
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut attn = vec![0f32; tokens * hidden];
+        let mut scores = vec![0f32; pass.len as usize];
+        for l in &self.layers {
+            let mut qkv = l.qkv.matmul(&x, tokens)?;
+            for row in qkv.chunks_exact_mut(3 * hidden) {
+                add(row, &l.qkv.b);
+            }
+            // Per sentence and head: softmax(q·kᵀ / √d) · v over the sentence's own tokens.
+            attn.fill(0.0);
+            let mut start = 0;
+            for seq in seqs {
+                let n = seq.len();
+                let rows = &qkv[start * 3 * hidden..(start + n) * 3 * hidden];
+                let out = &mut attn[start * hidden..(start + n) * hidden];
+                for h in 0..heads {
+                    let (qo, ko, vo) = (h * hd, hidden + h * hd, 2 * hidden + h * hd);
+                    for i in 0..n {
+                        let q = &rows[i * 3 * hidden + qo..][..hd];
+                        let s = &mut scores[..n];
+                        for (j, sj) in s.iter_mut().enumerate() {
+                            *sj = dot(q, &rows[j * 3 * hidden + ko..][..hd]) * scale;
+                        }
+                        softmax(s);
+                        let o = &mut out[i * hidden + h * hd..][..hd];
+                        for (j, &p) in s.iter().enumerate() {
+                            axpy(o, p, &rows[j * 3 * hidden + vo..][..hd]);
+                        }
+                    }
+                }
+                start += n;
+            }
+            let o = l.attn_out.matmul(&attn, tokens)?;
+            residual_layer_norm(&mut x, &o, &l.attn_out.b, &l.attn_norm, eps);
+            let mut up = l.up.matmul(&x, tokens)?;
+            let inter = l.up.b.len();
+            for row in up.chunks_exact_mut(inter) {
+                bias_gelu(row, &l.up.b, c.activation == Elementwise::GeluTanh);
+            }
+            let down = l.down.matmul(&up, tokens)?;
+            residual_layer_norm(&mut x, &down, &l.down.b, &l.out_norm, eps);
+        }
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut rows = x.chunks_exact(hidden);
+        for seq in seqs {
             let rows: Vec<&[f32]> = rows.by_ref().take(seq.len()).collect();
             out.push(match output {
                 Output::Hidden => rows.concat(),
@@ -211,6 +222,126 @@ impl CpuBert {
         }
         Ok(out)
     }
+}
+
+/// Σ aᵢ·bᵢ in 8 lanes (vectorised: f32x4 pairs on wasm32 simd128, AVX natively).
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Σ xᵢ in 8 lanes.
+#[inline]
+fn sum(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let c = x.chunks_exact(8);
+    let tail: f32 = c.remainder().iter().sum();
+    for v in c {
+        for k in 0..8 {
+            acc[k] += v[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// y += a·x
+#[inline]
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+/// x += b
+#[inline]
+fn add(x: &mut [f32], b: &[f32]) {
+    for (x, b) in x.iter_mut().zip(b) {
+        *x += b;
+    }
+}
+
+/// In-place softmax.
+fn softmax(s: &mut [f32]) {
+    let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut total = 0.0;
+    for v in s.iter_mut() {
+        *v = (*v - max).exp();
+        total += *v;
+    }
+    let inv = 1.0 / total;
+    for v in s.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// In-place LayerNorm of each `norm.g.len()`-value row.
+fn layer_norm_rows(x: &mut [f32], norm: &LayerNorm, eps: f32) {
+    let n = norm.g.len();
+    for row in x.chunks_exact_mut(n) {
+        let mean = sum(row) / n as f32;
+        for v in row.iter_mut() {
+            *v -= mean;
+        }
+        let var = dot(row, row) / n as f32;
+        let r = 1.0 / (var + eps).sqrt();
+        for ((v, g), b) in row.iter_mut().zip(&norm.g).zip(&norm.b) {
+            *v = *v * r * g + b;
+        }
+    }
+}
+
+/// x = LayerNorm(x + y + bias), row by row.
+fn residual_layer_norm(x: &mut [f32], y: &[f32], bias: &[f32], norm: &LayerNorm, eps: f32) {
+    let n = bias.len();
+    for (xr, yr) in x.chunks_exact_mut(n).zip(y.chunks_exact(n)) {
+        for ((x, y), b) in xr.iter_mut().zip(yr).zip(bias) {
+            *x += y + b;
+        }
+    }
+    layer_norm_rows(x, norm, eps);
+}
+
+/// x = GELU(x + bias): the erf form, or the tanh approximation.
+fn bias_gelu(x: &mut [f32], bias: &[f32], tanh: bool) {
+    if tanh {
+        const C: f32 = 0.797_884_6; // √(2/π)
+        for (v, b) in x.iter_mut().zip(bias) {
+            let u = *v + b;
+            *v = 0.5 * u * (1.0 + (C * (u + 0.044_715 * u * u * u)).tanh());
+        }
+    } else {
+        for (v, b) in x.iter_mut().zip(bias) {
+            let u = *v + b;
+            *v = 0.5 * u * (1.0 + erf(u * std::f32::consts::FRAC_1_SQRT_2));
+        }
+    }
+}
+
+/// erf in f32 by a rational approximation on [−4, 4] (Eigen's and XLA's, within a few ulp; erf
+/// is ±1 in f32 beyond): multiplies, adds and one division, so a loop of it vectorises.
+#[inline]
+fn erf(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = x2 * -2.726_142_3e-10 + 2.770_681_4e-8;
+    p = x2 * p - 2.101_024e-6;
+    p = x2 * p - 5.692_506_4e-5;
+    p = x2 * p - 7.349_906_3e-4;
+    p = x2 * p - 2.954_600_2e-3;
+    p = x2 * p - 1.609_603_3e-2;
+    let mut q = x2 * -1.456_607_2e-5 - 2.133_740_6e-4;
+    q = x2 * q - 1.682_827e-3;
+    q = x2 * q - 7.373_329_4e-3;
+    q = x2 * q - 1.426_474e-2;
+    x * p / q
 }
 
 /// The mean of `rows`, L2-normalised (as sentence-transformers' `Normalize`: divided by
@@ -228,10 +359,6 @@ fn mean_normalized(rows: &[&[f32]], hidden: usize) -> Vec<f32> {
     mean.into_iter().map(|v| v / norm).collect()
 }
 
-fn tensor(v: Vec<f32>, shape: impl Into<candle_core::Shape>) -> Result<Tensor, ModelError> {
-    Tensor::from_vec(v, shape, &Device::Cpu).map_err(cpu_err)
-}
-
 /// A (rows, cols) row-major matrix's transpose, contiguous: (cols, rows).
 fn transposed(w: Vec<f32>, rows: usize, cols: usize) -> Result<Tensor, ModelError> {
     Tensor::from_vec(w, (rows, cols), &Device::Cpu).and_then(|t| t.t()?.contiguous()).map_err(cpu_err)
@@ -240,11 +367,60 @@ fn transposed(w: Vec<f32>, rows: usize, cols: usize) -> Result<Tensor, ModelErro
 async fn linear(table: &TensorTable, read: &mut impl RangeReader, prefix: &str, rows: u32, cols: u32) -> Result<Linear, ModelError> {
     let w = values(table, read, &format!("{prefix}.weight"), &[rows, cols]).await?;
     let b = values(table, read, &format!("{prefix}.bias"), &[rows]).await?;
-    Ok(Linear { wt: transposed(w, rows as usize, cols as usize)?, b: tensor(b, rows as usize)? })
+    Ok(Linear { wt: transposed(w, rows as usize, cols as usize)?, b })
 }
 
 async fn layer_norm(table: &TensorTable, read: &mut impl RangeReader, prefix: &str, len: u32) -> Result<LayerNorm, ModelError> {
-    let g = values(table, read, &format!("{prefix}.weight"), &[len]).await?;
-    let b = values(table, read, &format!("{prefix}.bias"), &[len]).await?;
-    Ok(LayerNorm { g: tensor(g, len as usize)?, b: tensor(b, len as usize)? })
+    Ok(LayerNorm { g: values(table, read, &format!("{prefix}.weight"), &[len]).await?, b: values(table, read, &format!("{prefix}.bias"), &[len]).await? })
+}
+
+impl CpuBert {
+    /// The f32 matmul products of one pass over `tokens` packed tokens, as (m, k, n): fused QKV,
+    /// attention output, up and down, once per layer.
+    pub fn dense_shapes(&self, tokens: usize) -> Vec<(usize, usize, usize)> {
+        let (h, i) = (self.config.hidden as usize, self.config.intermediate as usize);
+        let layer = [(tokens, h, 3 * h), (tokens, h, h), (tokens, h, i), (tokens, i, h)];
+        (0..self.config.layers).flat_map(|_| layer).collect()
+    }
+}
+
+/// Times candle's f32 matmul (bias-free) on `shapes` (m, k, n), `reps` times over, on random
+/// operands: `(milliseconds for one run over all shapes, GFLOP/s)`. For benchmarks: which share
+/// of an encoder pass the dense layers take on this machine.
+pub fn time_matmuls(shapes: &[(usize, usize, usize)], reps: u32) -> Result<(f64, f64), ModelError> {
+    let dev = &Device::Cpu;
+    let operands: Vec<(Tensor, Tensor)> = shapes
+        .iter()
+        .map(|&(m, k, n)| Ok((Tensor::rand(-1f32, 1f32, (m, k), dev)?, Tensor::rand(-1f32, 1f32, (k, n), dev)?)))
+        .collect::<candle_core::Result<_>>()
+        .map_err(cpu_err)?;
+    let flops: f64 = shapes.iter().map(|&(m, k, n)| 2.0 * (m * k * n) as f64).sum();
+    let run = || -> candle_core::Result<()> {
+        for (a, b) in &operands {
+            std::hint::black_box(a.matmul(b)?);
+        }
+        Ok(())
+    };
+    run().map_err(cpu_err)?;
+    let reps = reps.max(1);
+    let t = crate::clock::now_ms();
+    for _ in 0..reps {
+        run().map_err(cpu_err)?;
+    }
+    let ms = (crate::clock::now_ms() - t) / f64::from(reps);
+    Ok((ms, flops / (ms * 1e6)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erf_is_within_a_few_ulp_of_f64() {
+        let worst = (-6000..=6000)
+            .map(|i| i as f32 * 1e-3)
+            .map(|x| (f64::from(erf(x)) - candle_core::cpu::erf::erf_f64(f64::from(x))).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 5e-7, "max |erf error| {worst:e}");
+    }
 }
