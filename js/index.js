@@ -310,7 +310,7 @@ export class FeatureExtractionPipeline {
     return this.#queue.run(async () => {
       const result = await this.#model.embed(batch).catch(rethrow);
       // With device 'auto' a lost WebGPU device moves the model to the CPU: the info says so.
-      if (typeof this.#model.info === 'function') Object.assign(this.info, this.#model.info());
+      try { if (typeof this.#model.info === 'function') Object.assign(this.info, this.#model.info()); } catch { /* disposed meanwhile */ }
       return result;
     });
   }
