@@ -5,7 +5,8 @@
 // other side of a near-tie at the first step), equal to `hugrt generate --device cpu --chat`.
 // The search space embeds with all-MiniLM-L6-v2 on the CPU too: sentence-transformers'
 // embeddings (cosine ≥ 0.999), the pasta sentence ranked first, and the throughput of a batch of
-// 32 short sentences (embeddings/s) and one sentence's latency in the log.
+// 32 short sentences (embeddings/s) and one sentence's latency in the log. With WebGPU present,
+// `device: 'cpu'` still runs on the CPU; `device: 'webgpu'` without it is refused.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -121,4 +122,37 @@ test('without WebGPU the search space embeds on the CPU and matches sentence-tra
   for (const c of r.cosines) assert.ok(c >= 0.999, `cosine ${c}`);
   assert.deepEqual(problems, []);
   await context.close();
+});
+
+test("feature-extraction takes device: 'cpu' on request, and 'webgpu' without WebGPU is refused", { timeout: 120_000 }, async () => {
+  const reference = JSON.parse(readFileSync('tests/fixtures/bert/minilm/expected.json', 'utf8'));
+  const run = async (removeGpu, device) => {
+    const context = await browser.newContext();
+    if (removeGpu) await context.addInitScript(() => { delete Navigator.prototype.gpu; });
+    const page = await context.newPage();
+    await page.goto(`${url}style.css`); // a page of the origin that runs nothing itself
+    const r = await page.evaluate(async ({ text, want, device }) => {
+      const { pipeline } = await import('./pkg/index.js');
+      try {
+        const embedder = await pipeline('feature-extraction', 'sentence-transformers/all-MiniLM-L6-v2', { endpoint: location.origin, device });
+        const { data } = await embedder.embed(text);
+        const dot = data.reduce((s, v, j) => s + v * want[j], 0) / Math.sqrt(want.reduce((s, v) => s + v * v, 0));
+        const info = embedder.info;
+        embedder.dispose();
+        return { info, cosine: dot, gpu: 'gpu' in navigator };
+      } catch (e) {
+        return { error: e.name, gpu: 'gpu' in navigator };
+      }
+    }, { text: reference.texts[0], want: reference.embeddings[0], device });
+    await context.close();
+    return r;
+  };
+  const cpu = await run(false, 'cpu');
+  console.log(`device 'cpu' with WebGPU present: ${JSON.stringify(cpu)}`);
+  assert.equal(cpu.gpu, true);
+  assert.equal(cpu.info.device, 'cpu');
+  assert.equal(cpu.info.fallbackReason, null);
+  assert.ok(cpu.cosine >= 0.999, `cosine ${cpu.cosine}`);
+  const refused = await run(true, 'webgpu');
+  assert.deepEqual(refused, { error: 'WebGpuUnavailable', gpu: false });
 });
