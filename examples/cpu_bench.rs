@@ -43,4 +43,16 @@ mod web {
         })
         .to_string())
     }
+
+    /// JSON `{tokens, ms, gflopPerS}`: candle's f32 matmul on the dense layers' shapes of
+    /// all-MiniLM-L6-v2 (6 layers of (tokens × 384)·(384 × 1152), ·(384 × 384), ·(384 × 1536),
+    /// (tokens × 1536)·(1536 × 384)) on random operands, `reps` times: how fast the CPU
+    /// encoder's matmuls are in this browser.
+    #[wasm_bindgen(js_name = benchMatmul)]
+    pub fn bench_matmul(tokens: usize, reps: u32) -> Result<String, JsValue> {
+        let (h, i) = (384, 1536);
+        let shapes: Vec<(usize, usize, usize)> = (0..6).flat_map(|_| [(tokens, h, 3 * h), (tokens, h, h), (tokens, h, i), (tokens, i, h)]).collect();
+        let (ms, gflops) = hugrt::cpu::bert::time_matmuls(&shapes, reps).map_err(|e| JsValue::from(js_sys::Error::new(&e.to_string())))?;
+        Ok(serde_json::json!({ "tokens": tokens, "ms": ms, "gflopPerS": gflops }).to_string())
+    }
 }

@@ -48,7 +48,7 @@ export interface LoadOptions {
   endpoint?: string;
   /** Bearer token for gated repos (sent to the endpoint's origin only). */
   token?: string;
-  /** 'auto' (default): WebGPU when present. */
+  /** 'auto' (default): WebGPU when present, else the CPU (candle, wasm SIMD; also after a lost device for embeddings). */
   device?: 'auto' | 'webgpu' | 'cpu';
   /** Run the engine in a dedicated Worker. */
   worker?: boolean;

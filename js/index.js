@@ -279,7 +279,10 @@ export class TextGenerationPipeline {
 // ---------------------------------------------------------------------------------------------
 // Feature extraction (sentence embeddings).
 
-/** Sentence embeddings. `backend`: the engine's `EmbeddingModel` (or its Worker proxy): `embed(texts)`, `dispose()`. */
+/**
+ * Sentence embeddings. `backend`: the engine's `EmbeddingModel` (or its Worker proxy): `embed(texts)`, `dispose()`.
+ * `info`: `{ repo, commit, architecture, layers, hidden, dims, adapter, device, fallbackReason }`.
+ */
 export class FeatureExtractionPipeline {
   task = 'feature-extraction';
   #model; #queue = new Queue();
@@ -290,13 +293,14 @@ export class FeatureExtractionPipeline {
 
   static async load(repo, options = {}) {
     if (!wasm.EmbeddingModel) throw new Unsupported('feature extraction is not in this build');
-    const { revision = 'main', endpoint = env.endpoint, onProgress } = options;
+    const { revision = 'main', endpoint = env.endpoint, onProgress, device = 'auto' } = options;
+    if (device === 'webgpu' && !globalThis.navigator?.gpu) throw new WebGpuUnavailable('this browser has no WebGPU (navigator.gpu is missing)');
     // Offline, the store loads a cached revision: ask for the files every such checkpoint has.
     const names = await listFiles(endpoint, repo, revision, options.signal).catch(() => SAFETENSORS_TEXT);
     const files = SAFETENSORS_TEXT.concat(names.includes('sentence_bert_config.json') ? ['sentence_bert_config.json'] : []);
     const { report, db } = await download(repo, files, { ...options, revision, endpoint });
     onProgress?.({ status: 'upload', repo, loaded: 0, total: report.bytes });
-    const model = await wasm.EmbeddingModel.fromStore(db, report.repo, report.commit).catch(rethrow);
+    const model = await wasm.EmbeddingModel.fromStore(db, report.repo, report.commit, device).catch(rethrow);
     onProgress?.({ status: 'ready', repo, loaded: report.bytes, total: report.bytes });
     return new FeatureExtractionPipeline(model, { repo: report.repo, commit: report.commit, ...(model.info?.() ?? {}) });
   }
@@ -304,7 +308,12 @@ export class FeatureExtractionPipeline {
   /** Embeds one text or a batch: `{ data: Float32Array, dims: [n, d] }` (mean-pooled, L2-normalised). */
   embed(texts) {
     const batch = typeof texts === 'string' ? [texts] : [...texts];
-    return this.#queue.run(() => this.#model.embed(batch).catch(rethrow));
+    return this.#queue.run(async () => {
+      const result = await this.#model.embed(batch).catch(rethrow);
+      // With device 'auto' a lost WebGPU device moves the model to the CPU: the info says so.
+      try { if (typeof this.#model.info === 'function') Object.assign(this.info, this.#model.info()); } catch { /* disposed meanwhile */ }
+      return result;
+    });
   }
 
   dispose() { this.#model.dispose(); }

@@ -141,8 +141,13 @@ fn generate_chats_with_llama_family_folders() {
 
 /// `hugrt embed` runs with, and as, the exit status and JSON a caller sees.
 fn embed(dir: &std::path::Path, texts: &[&str]) -> (i32, serde_json::Value) {
+    embed_on("gpu", dir, texts)
+}
+
+/// The same on `device` ("gpu" or "cpu").
+fn embed_on(device: &str, dir: &std::path::Path, texts: &[&str]) -> (i32, serde_json::Value) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hugrt"));
-    cmd.arg("embed").arg("--model").arg(dir).arg("--json");
+    cmd.arg("embed").arg("--model").arg(dir).arg("--json").arg("--device").arg(device);
     for t in texts {
         cmd.arg("--text").arg(t);
     }
@@ -156,11 +161,21 @@ fn embed(dir: &std::path::Path, texts: &[&str]) -> (i32, serde_json::Value) {
 
 #[test]
 fn embed_json_gives_the_reference_embeddings() {
+    embed_json_matches("gpu");
+}
+
+#[test]
+fn embed_json_on_the_cpu_gives_the_reference_embeddings() {
+    embed_json_matches("cpu");
+}
+
+fn embed_json_matches(device: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert/tiny");
     let expected: serde_json::Value = serde_json::from_str(include_str!("fixtures/bert/tiny/expected.json")).expect("expected.json");
     let texts: Vec<&str> = expected["texts"].as_array().expect("texts").iter().map(|t| t.as_str().expect("text")).collect();
-    let (code, json) = embed(&dir, &[texts[2], texts[0]]);
+    let (code, json) = embed_on(device, &dir, &[texts[2], texts[0]]);
     assert_eq!(code, 0, "{json}");
+    assert_eq!(json["device"], device);
     assert_eq!(json["dims"], serde_json::json!([2, 32]));
     for (row, k) in [(0, 2), (1, 0)] {
         let got = json["embeddings"][row].as_array().expect("row");
@@ -194,5 +209,9 @@ fn embed_refuses_missing_and_bad_models_with_a_typed_error() {
     std::fs::write(dir.join("model.safetensors"), b"<html>not found</html>").expect("write");
     let (code, json) = embed(&dir, &["hi"]);
     assert_eq!((code, json["error"]["code"].as_str()), (2, Some("BadModelFile")), "{json}");
+    let (code, json) = embed_on("cpu", &dir, &["hi"]);
+    assert_eq!((code, json["error"]["code"].as_str()), (2, Some("BadModelFile")), "{json}");
+    let (code, json) = embed_on("tpu", &fixture, &["hi"]);
+    assert_eq!((code, json["error"]["code"].as_str()), (2, Some("Usage")), "{json}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,7 +1,9 @@
 //! A sentence-embedding model in the browser: a BERT checkpoint folder served over HTTP
 //! (`config.json` and `tokenizer.json` fetched whole, `model.safetensors` tensor by tensor with
-//! Range requests, so never whole in wasm memory), run on WebGPU. The JS
-//! `pipeline('feature-extraction', …)` wraps it.
+//! Range requests, so never whole in wasm memory), run on WebGPU or on the CPU fallback (candle,
+//! wasm SIMD). With `device: "auto"` the CPU is used when there is no WebGPU adapter or device,
+//! and when the device is lost (the weights are then read again, onto the CPU, and the batch
+//! that met the loss is run there). The JS `pipeline('feature-extraction', …)` wraps it.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -15,21 +17,39 @@ use crate::models::RangeReader;
 use crate::store::idb::IdbStore;
 use crate::gpu::GpuContext;
 use crate::hub::fetch::{fetch, js_message};
+use crate::cpu::bert::CpuBert;
 use crate::models::bert::Bert;
 use crate::models::llama::ModelError;
 use crate::tokenizer::Tokenizer;
 
+#[allow(clippy::large_enum_variant)] // one per model
+enum Engine {
+    Gpu { ctx: GpuContext, model: Bert },
+    Cpu(CpuBert),
+}
+
 struct Inner {
-    ctx: GpuContext,
-    model: Bert,
+    engine: Engine,
     tokenizer: Tokenizer,
 }
 
-/// A BERT encoder (all-MiniLM-L6-v2, BERT-base-like) on WebGPU: mean-pooled, L2-normalised
-/// sentence embeddings.
+/// Where the model's files came from, to read the weights again onto the CPU after a device loss.
+enum Source {
+    Http(String),
+    Store { db: String, repo: String, commit: String },
+}
+
+/// A BERT encoder (all-MiniLM-L6-v2, BERT-base-like) on WebGPU or the CPU: mean-pooled,
+/// L2-normalised sentence embeddings.
 #[wasm_bindgen]
 pub struct EmbeddingModel {
     inner: Rc<RefCell<Option<Inner>>>,
+    info: Rc<RefCell<serde_json::Value>>,
+    /// `device` was "auto": a lost device moves the model to the CPU.
+    auto: bool,
+    source: Rc<Source>,
+    /// Set by `dispose`; an embedding running then drops the engine when it ends.
+    disposed: Rc<std::cell::Cell<bool>>,
 }
 
 fn model_error(e: ModelError) -> JsValue {
@@ -56,14 +76,125 @@ async fn fetch_bytes(url: &str) -> Result<Option<Vec<u8>>, JsValue> {
     Ok(Some(js_sys::Uint8Array::new(&buffer).to_vec()))
 }
 
-impl EmbeddingModel {
-    async fn build(config: &[u8], tokenizer: Tokenizer, sentence_config: Option<&[u8]>, table: &TensorTable, read: &mut impl RangeReader) -> Result<EmbeddingModel, JsValue> {
-        let ctx = GpuContext::new().await?;
-        let mut model = Bert::load(&ctx, config, table, read).await.map_err(model_error)?;
-        if let Some(json) = sentence_config {
-            model.apply_sentence_bert_config(json).map_err(model_error)?;
+/// The files of a checkpoint folder, fetched whole (the weights are read by range).
+struct Files {
+    config: Vec<u8>,
+    tokenizer: Tokenizer,
+    sentence_config: Option<Vec<u8>>,
+}
+
+impl Source {
+    async fn files(&self) -> Result<Files, JsValue> {
+        match self {
+            Source::Http(base) => {
+                let required = async |name: &str| {
+                    let url = format!("{base}/{name}");
+                    fetch_bytes(&url).await?.ok_or_else(|| js_error("NetworkError", &format!("{url}: HTTP 404")))
+                };
+                let config = required("config.json").await?;
+                let tokenizer = Tokenizer::from_json(&required("tokenizer.json").await?).map_err(|e| js_error("BadModelFile", &format!("{base}/tokenizer.json: {e}")))?;
+                let sentence_config = fetch_bytes(&format!("{base}/sentence_bert_config.json")).await?;
+                Ok(Files { config, tokenizer, sentence_config })
+            }
+            Source::Store { db, repo, commit } => {
+                let store = open_store(db).await?;
+                let config = stored_bytes(&store, repo, commit, "config.json").await?;
+                let tokenizer = Tokenizer::from_json(&stored_bytes(&store, repo, commit, "tokenizer.json").await?).map_err(|e| js_error("BadModelFile", &format!("{repo}/tokenizer.json: {e}")))?;
+                let sentence_config = stored_bytes(&store, repo, commit, "sentence_bert_config.json").await.ok();
+                Ok(Files { config, tokenizer, sentence_config })
+            }
         }
-        Ok(EmbeddingModel { inner: Rc::new(RefCell::new(Some(Inner { ctx, model, tokenizer }))) })
+    }
+
+    /// The files, and the model loaded onto `gpu` (or the CPU without one).
+    async fn load(&self, gpu: Option<GpuContext>) -> Result<(Files, Result<Engine, ModelError>), JsValue> {
+        let files = self.files().await?;
+        let engine = match self {
+            Source::Http(base) => {
+                let mut http = HttpRanges::new(&format!("{base}/model.safetensors"));
+                let table = http.read_table().await.map_err(model_error)?;
+                load_engine(gpu, &files, &table, &mut http).await
+            }
+            Source::Store { db, repo, commit } => {
+                let store = open_store(db).await?;
+                let (table, mut weights) = stored_table(&store, repo, commit, "model.safetensors").await?;
+                load_engine(gpu, &files, &table, &mut weights).await
+            }
+        };
+        Ok((files, engine))
+    }
+}
+
+async fn open_store(db: &str) -> Result<IdbStore, JsValue> {
+    IdbStore::open(db).await.map_err(|e| js_error(e.code(), &e.to_string()))
+}
+
+/// The encoder on `gpu`, or on the CPU without one.
+async fn load_engine(gpu: Option<GpuContext>, files: &Files, table: &TensorTable, read: &mut impl RangeReader) -> Result<Engine, ModelError> {
+    Ok(match gpu {
+        Some(ctx) => {
+            let mut model = Bert::load(&ctx, &files.config, table, read).await?;
+            if let Some(json) = &files.sentence_config {
+                model.apply_sentence_bert_config(json)?;
+            }
+            Engine::Gpu { ctx, model }
+        }
+        None => {
+            let mut model = CpuBert::load(&files.config, table, read).await?;
+            if let Some(json) = &files.sentence_config {
+                model.apply_sentence_bert_config(json)?;
+            }
+            Engine::Cpu(model)
+        }
+    })
+}
+
+fn is_device_lost(e: &ModelError) -> bool {
+    matches!(e, ModelError::Gpu(g) if g.code() == "DeviceLost")
+}
+
+/// `{ architecture, layers, hidden, dims, adapter, device }` of an engine.
+fn engine_info(engine: &Engine) -> serde_json::Value {
+    let (c, adapter, device) = match engine {
+        Engine::Gpu { ctx, model } => (&model.config, ctx.report.label(), "webgpu"),
+        Engine::Cpu(model) => (&model.config, "cpu (wasm simd128)".to_string(), "cpu"),
+    };
+    serde_json::json!({ "architecture": "bert", "layers": c.layers, "hidden": c.hidden, "dims": c.hidden, "adapter": adapter, "device": device })
+}
+
+impl EmbeddingModel {
+    /// `device`: "webgpu", "cpu" or "auto" (WebGPU when an adapter and device can be had and the
+    /// device holds, else the CPU, saying why in `info.fallbackReason`).
+    async fn build(source: Source, device: &str) -> Result<EmbeddingModel, JsValue> {
+        let (gpu, mut fallback_reason) = match device {
+            "webgpu" => (Some(GpuContext::new().await?), None),
+            "cpu" => (None, None),
+            "auto" => match GpuContext::new().await {
+                Ok(ctx) => (Some(ctx), None),
+                Err(e) if e.code() == "WebGpuUnavailable" => (None, Some(e.to_string())),
+                Err(e) => return Err(e.into()),
+            },
+            other => return Err(js_error("Usage", &format!("device {other:?} (auto, webgpu or cpu)"))),
+        };
+        let auto = device == "auto";
+        let (files, engine) = source.load(gpu).await?;
+        let engine = match engine {
+            Ok(engine) => engine,
+            Err(e) if auto && is_device_lost(&e) => {
+                fallback_reason = Some(format!("the WebGPU device was lost while loading: {e}"));
+                source.load(None).await?.1.map_err(model_error)?
+            }
+            Err(e) => return Err(model_error(e)),
+        };
+        let mut info = engine_info(&engine);
+        info["fallbackReason"] = fallback_reason.into();
+        Ok(EmbeddingModel {
+            inner: Rc::new(RefCell::new(Some(Inner { engine, tokenizer: files.tokenizer }))),
+            info: Rc::new(RefCell::new(info)),
+            auto,
+            source: Rc::new(source),
+            disposed: Rc::default(),
+        })
     }
 }
 
@@ -71,55 +202,74 @@ impl EmbeddingModel {
 impl EmbeddingModel {
     /// Loads the checkpoint folder at `base_url` (`{base}/config.json`, `{base}/tokenizer.json`,
     /// `{base}/model.safetensors`, and `{base}/sentence_bert_config.json` when there, whose
-    /// `max_seq_length` caps the tokens per text). Rejects with `NetworkError`, `BadModelFile`,
-    /// `WebGpuUnavailable`, …
-    pub async fn load(base_url: String) -> Result<EmbeddingModel, JsValue> {
-        let base = base_url.trim_end_matches('/');
-        let required = async |name: &str| {
-            let url = format!("{base}/{name}");
-            fetch_bytes(&url).await?.ok_or_else(|| js_error("NetworkError", &format!("{url}: HTTP 404")))
-        };
-        let config = required("config.json").await?;
-        let tokenizer = Tokenizer::from_json(&required("tokenizer.json").await?).map_err(|e| js_error("BadModelFile", &format!("{base}/tokenizer.json: {e}")))?;
-        let sentence_config = fetch_bytes(&format!("{base}/sentence_bert_config.json")).await?;
-        let mut http = HttpRanges::new(&format!("{base}/model.safetensors"));
-        let table = http.read_table().await.map_err(model_error)?;
-        Self::build(&config, tokenizer, sentence_config.as_deref(), &table, &mut http).await
+    /// `max_seq_length` caps the tokens per text) onto `device`: "auto" (default), "webgpu" or
+    /// "cpu". Rejects with `NetworkError`, `BadModelFile`, `WebGpuUnavailable`, …
+    pub async fn load(base_url: String, device: Option<String>) -> Result<EmbeddingModel, JsValue> {
+        let base = base_url.trim_end_matches('/').to_string();
+        Self::build(Source::Http(base), device.as_deref().unwrap_or("auto")).await
     }
 
     /// Loads `repo@commit` from the weight store (IndexedDB database `db`, default "hugrt"),
     /// where `WeightStore.download` put `config.json`, `tokenizer.json`, `model.safetensors`
-    /// (and `sentence_bert_config.json` when the repo has it).
+    /// (and `sentence_bert_config.json` when the repo has it), onto `device` ("auto" by default).
     #[wasm_bindgen(js_name = fromStore)]
-    pub async fn from_store(db: Option<String>, repo: String, commit: String) -> Result<EmbeddingModel, JsValue> {
-        let store = IdbStore::open(db.as_deref().unwrap_or("hugrt")).await.map_err(|e| js_error(e.code(), &e.to_string()))?;
-        let config = stored_bytes(&store, &repo, &commit, "config.json").await?;
-        let tokenizer = Tokenizer::from_json(&stored_bytes(&store, &repo, &commit, "tokenizer.json").await?).map_err(|e| js_error("BadModelFile", &format!("{repo}/tokenizer.json: {e}")))?;
-        let sentence_config = stored_bytes(&store, &repo, &commit, "sentence_bert_config.json").await.ok();
-        let (table, mut weights) = stored_table(&store, &repo, &commit, "model.safetensors").await?;
-        Self::build(&config, tokenizer, sentence_config.as_deref(), &table, &mut weights).await
+    pub async fn from_store(db: Option<String>, repo: String, commit: String, device: Option<String>) -> Result<EmbeddingModel, JsValue> {
+        let source = Source::Store { db: db.unwrap_or_else(|| "hugrt".into()), repo, commit };
+        Self::build(source, device.as_deref().unwrap_or("auto")).await
     }
 
-    /// `{ architecture, layers, hidden, dims, adapter, device }`.
+    /// `{ architecture, layers, hidden, dims, adapter, device, fallbackReason }`.
     pub fn info(&self) -> Result<JsValue, JsValue> {
-        let inner = self.inner.borrow();
-        let s = inner.as_ref().ok_or_else(|| js_error("Busy", "the model is embedding or disposed"))?;
-        let c = &s.model.config;
-        let adapter = s.ctx.report.label();
-        to_js(&serde_json::json!({ "architecture": "bert", "layers": c.layers, "hidden": c.hidden, "dims": c.hidden, "adapter": adapter, "device": "webgpu" }))
+        if self.disposed.get() {
+            return Err(js_error("Busy", "the model was disposed"));
+        }
+        to_js(&*self.info.borrow())
     }
 
     /// Embeds `texts` (one pass per group of similar lengths): resolves to
     /// `{ data: Float32Array (n·d values, row-major), dims: [n, d] }`.
     pub fn embed(&self, texts: Vec<String>) -> js_sys::Promise {
-        let inner = self.inner.clone();
+        let (inner, info, source, auto, disposed) = (self.inner.clone(), self.info.clone(), self.source.clone(), self.auto, self.disposed.clone());
         wasm_bindgen_futures::future_to_promise(async move {
             let taken = inner.borrow_mut().take();
             let mut s = taken.ok_or_else(|| js_error("Busy", "the model is embedding or disposed"))?;
-            let result = s.model.embed_texts(&s.ctx, &s.tokenizer, &texts).await.map_err(model_error);
-            let d = s.model.config.hidden;
-            *inner.borrow_mut() = Some(s);
-            let embeddings = result?;
+            let mut result = match &mut s.engine {
+                Engine::Gpu { ctx, model } => model.embed_texts(ctx, &s.tokenizer, &texts).await,
+                Engine::Cpu(model) => model.embed_texts(&s.tokenizer, &texts),
+            };
+            if let Err(e) = &result
+                && auto
+                && is_device_lost(e)
+            {
+                // The device is gone for good: read the weights again onto the CPU.
+                let reason = format!("the WebGPU device was lost: {e}");
+                match source.load(None).await {
+                    Ok((_, Ok(engine))) => {
+                        s.engine = engine;
+                        let mut i = engine_info(&s.engine);
+                        i["fallbackReason"] = reason.into();
+                        *info.borrow_mut() = i;
+                        if let Engine::Cpu(model) = &s.engine {
+                            result = model.embed_texts(&s.tokenizer, &texts);
+                        }
+                    }
+                    Ok((_, Err(e))) => result = Err(e),
+                    Err(js) => {
+                        if !disposed.get() {
+                            *inner.borrow_mut() = Some(s);
+                        }
+                        return Err(js);
+                    }
+                }
+            }
+            let d = match &s.engine {
+                Engine::Gpu { model, .. } => model.config.hidden,
+                Engine::Cpu(model) => model.config.hidden,
+            };
+            if !disposed.get() {
+                *inner.borrow_mut() = Some(s);
+            }
+            let embeddings = result.map_err(model_error)?;
             let flat: Vec<f32> = embeddings.concat();
             let out = js_sys::Object::new();
             let dims = js_sys::Array::of2(&JsValue::from(embeddings.len() as u32), &JsValue::from(d));
@@ -132,11 +282,16 @@ impl EmbeddingModel {
     /// Embedding size (`hidden_size`); 0 once disposed.
     #[wasm_bindgen(getter)]
     pub fn dims(&self) -> u32 {
-        self.inner.borrow().as_ref().map_or(0, |s| s.model.config.hidden)
+        match self.inner.borrow().as_ref().map(|s| &s.engine) {
+            Some(Engine::Gpu { model, .. }) => model.config.hidden,
+            Some(Engine::Cpu(model)) => model.config.hidden,
+            None => 0,
+        }
     }
 
-    /// Frees the GPU buffers.
+    /// Frees the GPU buffers (or the CPU weights).
     pub fn dispose(&self) {
+        self.disposed.set(true);
         self.inner.borrow_mut().take();
     }
 }

@@ -1,6 +1,7 @@
 //! `hugrt bench kernels [--quick] [--json]`: kernel micro-benchmarks on the native GPU adapter.
 //! `hugrt bench model --model FILE [--device gpu|cpu]`: one GGUF Llama end to end, on the GPU or
-//! on the CPU fallback (candle).
+//! on the CPU fallback (candle). `hugrt bench embed --model DIR [--device gpu|cpu]`: a BERT
+//! checkpoint folder's sentence embeddings (one sentence, a batch of short ones).
 
 use super::CliError;
 use crate::gpu::GpuContext;
@@ -14,7 +15,7 @@ pub struct Args {
     /// A GGUF Llama-family model, for `bench model`; a BERT checkpoint folder, for `bench embed`.
     #[arg(long)]
     pub model: Option<std::path::PathBuf>,
-    /// Where `bench model` runs: "gpu" (wgpu) or "cpu" (the candle fallback).
+    /// Where `bench model` and `bench embed` run: "gpu" (wgpu) or "cpu" (the candle fallback).
     #[arg(long, default_value = "gpu")]
     pub device: String,
     /// Prompt tokens for the prefill measurement.
@@ -40,7 +41,7 @@ pub fn run(args: &Args) -> Result<String, CliError> {
         ("model", Some(path)) if args.device == "cpu" => return bench_model_cpu(args, path),
         ("model", Some(path)) if args.device == "gpu" => return bench_model(args, path),
         ("model", Some(_)) => return Err(CliError { code: "Usage", message: format!("unknown device {:?} (gpu or cpu)", args.device) }),
-        ("embed", Some(dir)) => return super::embed::bench(dir, args.batch.max(1), if args.quick { 3 } else { 10 }, args.json),
+        ("embed", Some(dir)) => return super::embed::bench(dir, &args.device, args.batch.max(1), if args.quick { 3 } else { 10 }, args.json),
         _ => {
             return Err(CliError {
                 code: "Usage",

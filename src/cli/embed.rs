@@ -1,6 +1,7 @@
-//! `hugrt embed --model DIR --text T [--text T2 ...] [--json]`: sentence embeddings with a BERT
-//! checkpoint folder (config.json, tokenizer.json, model.safetensors, and sentence-transformers'
-//! sentence_bert_config.json when present) on the native GPU. Also `hugrt bench embed`.
+//! `hugrt embed --model DIR --text T [--text T2 ...] [--device gpu|cpu] [--json]`: sentence
+//! embeddings with a BERT checkpoint folder (config.json, tokenizer.json, model.safetensors, and
+//! sentence-transformers' sentence_bert_config.json when present) on the native GPU or on the CPU
+//! fallback (candle). Also `hugrt bench embed [--device cpu]`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -8,6 +9,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::CliError;
+use crate::cpu::bert::CpuBert;
 use crate::formats::{TensorTable, read_table_from};
 use crate::gpu::GpuContext;
 use crate::models::bert::Bert;
@@ -22,7 +24,10 @@ pub struct Args {
     /// A text to embed (repeatable).
     #[arg(long, required = true)]
     pub text: Vec<String>,
-    /// Print JSON: {dims: [n, d], embeddings: [[…]], timings: {loadMs, embedMs}, tokens, adapter}.
+    /// Where the encoder runs: "gpu" (wgpu) or "cpu" (the candle fallback).
+    #[arg(long, default_value = "gpu")]
+    pub device: String,
+    /// Print JSON: {dims: [n, d], embeddings: [[…]], timings: {loadMs, embedMs}, tokens, adapter, device}.
     #[arg(long)]
     pub json: bool,
 }
@@ -38,15 +43,72 @@ fn model_error(e: ModelError) -> CliError {
     CliError { code, message: e.to_string() }
 }
 
+/// The encoder of a loaded checkpoint folder, on the GPU or the CPU.
+#[allow(clippy::large_enum_variant)] // one per run
+enum Encoder {
+    Gpu { ctx: GpuContext, model: Bert },
+    Cpu(CpuBert),
+}
+
+impl Encoder {
+    fn tokenize(&self, tokenizer: &Tokenizer, texts: &[impl AsRef<str>]) -> Result<Vec<Vec<u32>>, CliError> {
+        match self {
+            Encoder::Gpu { model, .. } => model.tokenize(tokenizer, texts),
+            Encoder::Cpu(model) => model.tokenize(tokenizer, texts),
+        }
+        .map_err(model_error)
+    }
+
+    fn embed(&mut self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, CliError> {
+        match self {
+            Encoder::Gpu { ctx, model } => pollster::block_on(model.embed(ctx, ids)),
+            Encoder::Cpu(model) => model.embed(ids),
+        }
+        .map_err(model_error)
+    }
+
+    fn hidden(&self) -> u32 {
+        match self {
+            Encoder::Gpu { model, .. } => model.config.hidden,
+            Encoder::Cpu(model) => model.config.hidden,
+        }
+    }
+
+    /// The adapter's name, or the CPU and its threads.
+    fn adapter(&self) -> String {
+        match self {
+            Encoder::Gpu { ctx, .. } => ctx.report.name.clone(),
+            Encoder::Cpu(_) => format!("cpu (candle, {} threads)", candle_core::utils::get_num_threads()),
+        }
+    }
+
+    fn device(&self) -> &'static str {
+        match self {
+            Encoder::Gpu { .. } => "gpu",
+            Encoder::Cpu(_) => "cpu",
+        }
+    }
+
+    fn weight_bytes_per_pass(&self) -> u64 {
+        match self {
+            Encoder::Gpu { model, .. } => model.weight_bytes_per_pass(),
+            Encoder::Cpu(model) => model.weight_bytes_per_pass(),
+        }
+    }
+}
+
 /// A loaded checkpoint folder.
 struct Loaded {
-    ctx: GpuContext,
-    model: Bert,
+    encoder: Encoder,
     tokenizer: Tokenizer,
 }
 
-/// Reads the folder's files and uploads the weights (tensor by tensor from the file).
-fn load(dir: &Path) -> Result<Loaded, CliError> {
+/// Reads the folder's files and loads the weights (tensor by tensor from the file) onto
+/// `device` ("gpu" or "cpu").
+fn load(dir: &Path, device: &str) -> Result<Loaded, CliError> {
+    if !matches!(device, "gpu" | "cpu") {
+        return Err(CliError { code: "Usage", message: format!("unknown device {device:?} (gpu or cpu)") });
+    }
     let path = |name: &str| dir.join(name);
     let read = |name: &str| {
         std::fs::read(path(name)).map_err(|e| CliError { code: "NotFound", message: format!("{}: {e}", path(name).display()) })
@@ -59,30 +121,39 @@ fn load(dir: &Path) -> Result<Loaded, CliError> {
     let table: TensorTable = read_table_from(&mut file, &weights.display().to_string())
         .map_err(|e| CliError { code: "BadModelFile", message: e.to_string() })?;
     let sentence_config = std::fs::read(path("sentence_bert_config.json")).ok();
-    pollster::block_on(async {
+    let encoder = pollster::block_on(async {
+        if device == "cpu" {
+            let mut model = CpuBert::load(&config, &table, &mut file).await.map_err(model_error)?;
+            if let Some(json) = &sentence_config {
+                model.apply_sentence_bert_config(json).map_err(model_error)?;
+            }
+            return Ok(Encoder::Cpu(model));
+        }
         let ctx = GpuContext::new().await.map_err(|e| CliError { code: e.code(), message: e.to_string() })?;
         let mut model = Bert::load(&ctx, &config, &table, &mut file).await.map_err(model_error)?;
-        if let Some(json) = sentence_config {
-            model.apply_sentence_bert_config(&json).map_err(model_error)?;
+        if let Some(json) = &sentence_config {
+            model.apply_sentence_bert_config(json).map_err(model_error)?;
         }
-        Ok(Loaded { ctx, model, tokenizer })
-    })
+        Ok::<_, CliError>(Encoder::Gpu { ctx, model })
+    })?;
+    Ok(Loaded { encoder, tokenizer })
 }
 
 pub fn run(args: &Args) -> Result<String, CliError> {
     let t0 = Instant::now();
-    let Loaded { ctx, mut model, tokenizer } = load(&args.model)?;
+    let Loaded { mut encoder, tokenizer } = load(&args.model, &args.device)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = Instant::now();
-    let ids = model.tokenize(&tokenizer, &args.text).map_err(model_error)?;
-    let embeddings = pollster::block_on(model.embed(&ctx, &ids)).map_err(model_error)?;
+    let ids = encoder.tokenize(&tokenizer, &args.text)?;
+    let embeddings = encoder.embed(&ids)?;
     let embed_ms = t1.elapsed().as_secs_f64() * 1e3;
-    let dims = [embeddings.len(), model.config.hidden as usize];
+    let dims = [embeddings.len(), encoder.hidden() as usize];
     let tokens: Vec<usize> = ids.iter().map(Vec::len).collect();
+    let adapter = encoder.adapter();
     if args.json {
         return Ok(format!(
             "{}\n",
-            json!({ "dims": dims, "embeddings": embeddings, "tokens": tokens, "adapter": ctx.report.name,
+            json!({ "dims": dims, "embeddings": embeddings, "tokens": tokens, "adapter": adapter, "device": encoder.device(),
                     "timings": { "loadMs": load_ms, "embedMs": embed_ms } })
         ));
     }
@@ -91,10 +162,7 @@ pub fn run(args: &Args) -> Result<String, CliError> {
         let head: Vec<String> = e.iter().take(6).map(|v| format!("{v:+.4}")).collect();
         out.push_str(&format!("{text:?} ({n} tokens): [{}, …]\n", head.join(", ")));
     }
-    out.push_str(&format!(
-        "-- {} × {} embeddings (mean-pooled, L2-normalised) on {}; load {load_ms:.0} ms, embed {embed_ms:.1} ms\n",
-        dims[0], dims[1], ctx.report.name
-    ));
+    out.push_str(&format!("-- {} × {} embeddings (mean-pooled, L2-normalised) on {adapter}; load {load_ms:.0} ms, embed {embed_ms:.1} ms\n", dims[0], dims[1]));
     Ok(out)
 }
 
@@ -110,48 +178,65 @@ const BENCH_SENTENCES: [&str; 8] = [
     "Stock markets rose sharply after the announcement on Monday.",
 ];
 
-/// `hugrt bench embed --model DIR`: load time, the median time of one sentence, and embeddings
-/// per second on a batch of `batch` short sentences.
-pub fn bench(dir: &Path, batch: usize, iterations: u32, json_out: bool) -> Result<String, CliError> {
+/// `hugrt bench embed --model DIR [--device cpu]`: load time, the median time of one sentence,
+/// and embeddings per second on a batch of `batch` short sentences.
+pub fn bench(dir: &Path, device: &str, batch: usize, iterations: u32, json_out: bool) -> Result<String, CliError> {
     let t0 = Instant::now();
-    let Loaded { ctx, mut model, tokenizer } = load(dir)?;
+    let Loaded { mut encoder, tokenizer } = load(dir, device)?;
     let load_s = t0.elapsed().as_secs_f64();
     let texts: Vec<&str> = (0..batch).map(|i| BENCH_SENTENCES[i % BENCH_SENTENCES.len()]).collect();
     let iterations = iterations.max(1);
-    pollster::block_on(async {
-        let one = model.tokenize(&tokenizer, &texts[..1]).map_err(model_error)?;
-        let many = model.tokenize(&tokenizer, &texts).map_err(model_error)?;
-        // Warm-up: pipelines compiled, activations allocated.
-        model.embed(&ctx, &many).await.map_err(model_error)?;
-        let mut one_ms = Vec::new();
-        for _ in 0..iterations {
-            let t = Instant::now();
-            model.embed(&ctx, &one).await.map_err(model_error)?;
-            one_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        one_ms.sort_by(f64::total_cmp);
-        let one_median = one_ms[one_ms.len() / 2];
+    let one = encoder.tokenize(&tokenizer, &texts[..1])?;
+    let many = encoder.tokenize(&tokenizer, &texts)?;
+    // Warm-up: pipelines compiled, activations allocated.
+    encoder.embed(&many)?;
+    let mut one_ms = Vec::new();
+    for _ in 0..iterations {
         let t = Instant::now();
-        for _ in 0..iterations {
-            model.embed(&ctx, &many).await.map_err(model_error)?;
-        }
-        let batch_s = t.elapsed().as_secs_f64() / f64::from(iterations);
-        let tokens: usize = many.iter().map(Vec::len).sum();
-        let padded = many.iter().map(Vec::len).max().unwrap_or(0) * many.len();
-        let out = json!({
-            "adapter": ctx.report.name, "model": dir.display().to_string(), "loadS": load_s,
-            "oneSentenceMs": one_median, "oneSentenceTokens": one[0].len(),
-            "batch": batch, "batchTokens": tokens, "batchPaddedTokens": padded, "batchMs": batch_s * 1e3,
-            "embeddingsPerS": batch as f64 / batch_s, "tokensPerS": tokens as f64 / batch_s,
-            "dispatchesPerPass": model.dispatches_per_pass(), "weightBytesPerPass": model.weight_bytes_per_pass(),
-        });
-        if json_out {
-            return Ok(format!("{out}\n"));
-        }
-        Ok(format!(
-            "{} on {}\nload {load_s:.2} s; one sentence ({} tokens): {one_median:.1} ms (median of {iterations}); batch of {batch} ({tokens} tokens): {:.1} ms, {:.1} embeddings/s, {:.0} tokens/s\n{} dispatches and {:.1} MB of weights per pass\n",
-            dir.display(), ctx.report.name, one[0].len(), batch_s * 1e3, batch as f64 / batch_s, tokens as f64 / batch_s,
-            model.dispatches_per_pass(), model.weight_bytes_per_pass() as f64 / 1e6
-        ))
-    })
+        encoder.embed(&one)?;
+        one_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    one_ms.sort_by(f64::total_cmp);
+    let one_median = one_ms[one_ms.len() / 2];
+    let t = Instant::now();
+    for _ in 0..iterations {
+        encoder.embed(&many)?;
+    }
+    let batch_s = t.elapsed().as_secs_f64() / f64::from(iterations);
+    let tokens: usize = many.iter().map(Vec::len).sum();
+    let padded = many.iter().map(Vec::len).max().unwrap_or(0) * many.len();
+    let dispatches = match &encoder {
+        Encoder::Gpu { model, .. } => Some(model.dispatches_per_pass()),
+        Encoder::Cpu(_) => None,
+    };
+    // On the CPU: the dense layers' matmuls alone, on the batch's token count.
+    let matmuls = match &encoder {
+        Encoder::Cpu(model) => Some(crate::cpu::bert::time_matmuls(&model.dense_shapes(tokens), iterations.min(3)).map_err(model_error)?),
+        Encoder::Gpu { .. } => None,
+    };
+    let adapter = encoder.adapter();
+    let weight_bytes = encoder.weight_bytes_per_pass();
+    let out = json!({
+        "adapter": adapter, "device": encoder.device(), "model": dir.display().to_string(), "loadS": load_s,
+        "oneSentenceMs": one_median, "oneSentenceTokens": one[0].len(),
+        "batch": batch, "batchTokens": tokens, "batchPaddedTokens": padded, "batchMs": batch_s * 1e3,
+        "embeddingsPerS": batch as f64 / batch_s, "tokensPerS": tokens as f64 / batch_s,
+        "dispatchesPerPass": dispatches, "weightBytesPerPass": weight_bytes,
+        "matmulMs": matmuls.map(|m| m.0), "matmulGflopPerS": matmuls.map(|m| m.1),
+    });
+    if json_out {
+        return Ok(format!("{out}\n"));
+    }
+    let per_pass = match dispatches {
+        Some(d) => format!("{d} dispatches and {:.1} MB of weights per pass", weight_bytes as f64 / 1e6),
+        None => format!("{:.1} MB of weights (f32) per pass", weight_bytes as f64 / 1e6),
+    };
+    let per_pass = match matmuls {
+        Some((ms, gflops)) => format!("{per_pass}; the dense layers' matmuls alone: {ms:.1} ms ({gflops:.1} GFLOP/s) of the batch's {:.1} ms", batch_s * 1e3),
+        None => per_pass,
+    };
+    Ok(format!(
+        "{} on {adapter}\nload {load_s:.2} s; one sentence ({} tokens): {one_median:.1} ms (median of {iterations}); batch of {batch} ({tokens} tokens): {:.1} ms, {:.1} embeddings/s, {:.0} tokens/s\n{per_pass}\n",
+        dir.display(), one[0].len(), batch_s * 1e3, batch as f64 / batch_s, tokens as f64 / batch_s,
+    ))
 }

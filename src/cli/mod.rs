@@ -26,7 +26,7 @@ enum Command {
     Tokenize(tokenize::Args),
     /// Greedy generation with a GGUF Llama-family model on the native GPU.
     Generate(generate::Args),
-    /// Sentence embeddings with a BERT checkpoint folder (all-MiniLM-L6-v2) on the native GPU.
+    /// Sentence embeddings with a BERT checkpoint folder (all-MiniLM-L6-v2) on the native GPU or the CPU.
     Embed(embed::Args),
     /// Kernel micro-benchmarks on the native GPU (wgpu: Vulkan/Metal; lavapipe without a GPU).
     Bench(bench::Args),

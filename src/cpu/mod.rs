@@ -11,6 +11,7 @@
 //! Nothing here may panic on input: candle errors become `ModelError::Cpu`, and every shape and
 //! byte count is checked before candle sees it.
 
+pub mod bert;
 pub mod llama;
 pub mod q4_1;
 

@@ -127,6 +127,74 @@ pub fn max_seq_length(sentence_bert_config: &[u8]) -> Result<u32, ModelError> {
         .ok_or_else(|| ModelError::Config(format!("sentence_bert_config.json: max_seq_length = {} is not in 2..2^32", c.max_seq_length)))
 }
 
+/// Token ids of each text with `[CLS]`/`[SEP]`, truncated as sentence-transformers truncates
+/// one sentence: the first `max_seq_len − 1` ids and the final `[SEP]`. Shared by the GPU and the
+/// CPU encoder.
+pub fn tokenize<S: AsRef<str>>(tokenizer: &Tokenizer, texts: &[S], max_seq_len: u32) -> Result<Vec<Vec<u32>>, ModelError> {
+    let max = max_seq_len as usize;
+    texts
+        .iter()
+        .map(|t| {
+            let mut ids = tokenizer.encode(t.as_ref(), true).map_err(|e| ModelError::Input(e.to_string()))?;
+            if ids.len() > max {
+                let last = ids.last().copied().unwrap_or(0);
+                ids.truncate(max.saturating_sub(1));
+                ids.push(last);
+            }
+            Ok(ids)
+        })
+        .collect()
+}
+
+/// Refuses a batch an encoder cannot run: an empty sequence, one past `max_seq_len`, a token id
+/// past the vocabulary.
+pub(crate) fn check_input(config: &BertConfig, max_seq_len: u32, batch: &[Vec<u32>]) -> Result<(), ModelError> {
+    for (i, ids) in batch.iter().enumerate() {
+        if ids.is_empty() {
+            return Err(ModelError::Input(format!("sequence {i} has no tokens")));
+        }
+        if ids.len() > max_seq_len as usize {
+            return Err(ModelError::Input(format!("sequence {i} has {} tokens, more than the model's {max_seq_len}", ids.len())));
+        }
+        if let Some(&bad) = ids.iter().find(|&&id| id >= config.vocab) {
+            return Err(ModelError::Input(format!("sequence {i}: token id {bad} is not below the vocabulary size {}", config.vocab)));
+        }
+    }
+    Ok(())
+}
+
+/// One pass: sentences (indices into the batch) padded to `len` tokens.
+pub(crate) struct Pass {
+    pub members: Vec<usize>,
+    pub len: u32,
+}
+
+/// Groups sentences into passes: longest first, each pass padded to its first (longest)
+/// member, as many members as fit in `TOKENS_PER_PASS` padded tokens and are at least about
+/// half as long as the pass (`2·len + 16 ≥ pass length`), so padding stays a bounded share.
+pub(crate) fn passes(batch: &[Vec<u32>]) -> Vec<Pass> {
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(batch[i].len()));
+    let mut passes: Vec<Pass> = Vec::new();
+    for i in order {
+        let len = batch[i].len() as u32;
+        match passes.last_mut() {
+            Some(p) if (p.members.len() as u32 + 1) * p.len <= TOKENS_PER_PASS && 2 * len + 16 >= p.len => p.members.push(i),
+            _ => passes.push(Pass { members: vec![i], len }),
+        }
+    }
+    passes
+}
+
+/// The position embeddings (max_positions × hidden) with token type 0's row added to each, as
+/// f32: every token has type 0, so its embedding is folded into the position table.
+pub(crate) async fn position_type0(c: &BertConfig, table: &TensorTable, read: &mut impl RangeReader) -> Result<Vec<f32>, ModelError> {
+    let positions = values(table, read, "embeddings.position_embeddings.weight", &[c.max_positions, c.hidden]).await?;
+    let types = values(table, read, "embeddings.token_type_embeddings.weight", &[c.type_vocab, c.hidden]).await?;
+    let type0 = types.get(..c.hidden as usize).ok_or_else(|| ModelError::Tensor { name: "token_type_embeddings".into(), problem: "no row 0".into() })?;
+    Ok(positions.chunks_exact(type0.len()).flat_map(|row| row.iter().zip(type0).map(|(p, t)| p + t)).collect())
+}
+
 /// A LayerNorm's gain and bias.
 struct LayerNorm {
     g: wgpu::Buffer,
@@ -220,12 +288,6 @@ pub struct Bert {
     act: Option<Activations>,
 }
 
-/// One pass: sentences (indices into the batch) padded to `len` tokens.
-struct Pass {
-    members: Vec<usize>,
-    len: u32,
-}
-
 impl Bert {
     /// Loads a BERT encoder: `config_json` is the checkpoint's `config.json`, `table` its
     /// safetensors header, `read` the file's bytes by range (one tensor at a time).
@@ -233,12 +295,7 @@ impl Bert {
         let config = BertConfig::from_json(config_json)?;
         let c = &config;
         let word = matrix(ctx, table, read, "embeddings.word_embeddings.weight", c.vocab, c.hidden).await?;
-        let positions = values(table, read, "embeddings.position_embeddings.weight", &[c.max_positions, c.hidden]).await?;
-        let types = values(table, read, "embeddings.token_type_embeddings.weight", &[c.type_vocab, c.hidden]).await?;
-        // Token type 0 for every token: its row is folded into the position table.
-        let type0 = types.get(..c.hidden as usize).ok_or_else(|| ModelError::Tensor { name: "token_type_embeddings".into(), problem: "no row 0".into() })?;
-        let folded: Vec<u8> =
-            positions.chunks_exact(type0.len()).flat_map(|row| row.iter().zip(type0).map(|(p, t)| p + t)).flat_map(f32::to_le_bytes).collect();
+        let folded: Vec<u8> = position_type0(c, table, read).await?.into_iter().flat_map(f32::to_le_bytes).collect();
         let position_type0 =
             GpuWeight::upload(ctx, "position + type embeddings", DType::F32, u64::from(c.max_positions), u64::from(c.hidden), &folded)?;
         let emb_norm = layer_norm(ctx, table, read, "embeddings.LayerNorm", c.hidden).await?;
@@ -267,22 +324,9 @@ impl Bert {
         Ok(())
     }
 
-    /// Token ids of each text with `[CLS]`/`[SEP]`, truncated as sentence-transformers truncates
-    /// one sentence: the first `max_seq_len − 1` ids and the final `[SEP]`.
+    /// Token ids of each text with `[CLS]`/`[SEP]`, truncated to `max_seq_len` (see `tokenize`).
     pub fn tokenize<S: AsRef<str>>(&self, tokenizer: &Tokenizer, texts: &[S]) -> Result<Vec<Vec<u32>>, ModelError> {
-        let max = self.max_seq_len as usize;
-        texts
-            .iter()
-            .map(|t| {
-                let mut ids = tokenizer.encode(t.as_ref(), true).map_err(|e| ModelError::Input(e.to_string()))?;
-                if ids.len() > max {
-                    let last = ids.last().copied().unwrap_or(0);
-                    ids.truncate(max.saturating_sub(1));
-                    ids.push(last);
-                }
-                Ok(ids)
-            })
-            .collect()
+        tokenize(tokenizer, texts, self.max_seq_len)
     }
 
     /// Sentence embeddings of `texts` (tokenized with `tokenize`).
@@ -321,42 +365,10 @@ impl Bert {
         self.layers.iter().map(|l| [&l.q, &l.k, &l.v, &l.attn_out, &l.up, &l.down].iter().map(|lin| lin.w.gpu_bytes()).sum::<u64>()).sum()
     }
 
-    fn check_input(&self, batch: &[Vec<u32>]) -> Result<(), ModelError> {
-        for (i, ids) in batch.iter().enumerate() {
-            if ids.is_empty() {
-                return Err(ModelError::Input(format!("sequence {i} has no tokens")));
-            }
-            if ids.len() > self.max_seq_len as usize {
-                return Err(ModelError::Input(format!("sequence {i} has {} tokens, more than the model's {}", ids.len(), self.max_seq_len)));
-            }
-            if let Some(&bad) = ids.iter().find(|&&id| id >= self.config.vocab) {
-                return Err(ModelError::Input(format!("sequence {i}: token id {bad} is not below the vocabulary size {}", self.config.vocab)));
-            }
-        }
-        Ok(())
-    }
-
-    /// Groups sentences into passes: longest first, each pass padded to its first (longest)
-    /// member, as many members as fit in `TOKENS_PER_PASS` padded tokens and are at least about
-    /// half as long as the pass (`2·len + 16 ≥ pass length`), so padding stays a bounded share.
-    fn passes(batch: &[Vec<u32>]) -> Vec<Pass> {
-        let mut order: Vec<usize> = (0..batch.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(batch[i].len()));
-        let mut passes: Vec<Pass> = Vec::new();
-        for i in order {
-            let len = batch[i].len() as u32;
-            match passes.last_mut() {
-                Some(p) if (p.members.len() as u32 + 1) * p.len <= TOKENS_PER_PASS && 2 * len + 16 >= p.len => p.members.push(i),
-                _ => passes.push(Pass { members: vec![i], len }),
-            }
-        }
-        passes
-    }
-
     async fn run(&mut self, ctx: &GpuContext, batch: &[Vec<u32>], output: Output) -> Result<Vec<Vec<f32>>, ModelError> {
-        self.check_input(batch)?;
+        check_input(&self.config, self.max_seq_len, batch)?;
         let mut results = vec![Vec::new(); batch.len()];
-        for pass in Self::passes(batch) {
+        for pass in passes(batch) {
             let outs = self.forward(ctx, batch, &pass, output).await?;
             for (&i, out) in pass.members.iter().zip(outs) {
                 results[i] = out;
@@ -485,7 +497,7 @@ async fn tensor_bytes(table: &TensorTable, read: &mut impl RangeReader, name: &s
 }
 
 /// A tensor's values as f32 (small tensors: norms, biases, position tables).
-async fn values(table: &TensorTable, read: &mut impl RangeReader, name: &str, shape: &[u32]) -> Result<Vec<f32>, ModelError> {
+pub(crate) async fn values(table: &TensorTable, read: &mut impl RangeReader, name: &str, shape: &[u32]) -> Result<Vec<f32>, ModelError> {
     let (dtype, bytes) = tensor_bytes(table, read, name, shape).await?;
     quant::dequantize(dtype, &bytes).map_err(|e| ModelError::Tensor { name: name.into(), problem: e.to_string() })
 }
@@ -527,7 +539,7 @@ mod tests {
     #[test]
     fn passes_group_by_length_within_the_token_budget() {
         let batch: Vec<Vec<u32>> = [3usize, 700, 5, 700, 2, 400, 300, 100, 60, 60].iter().map(|&n| vec![1; n]).collect();
-        let passes = Bert::passes(&batch);
+        let passes = passes(&batch);
         let shape: Vec<(Vec<usize>, u32)> = passes.into_iter().map(|p| (p.members, p.len)).collect();
         // 700 + 700 exceed the budget; 300 joins 400; 100 is too short for 400; 5, 3, 2 make one.
         assert_eq!(shape, vec![(vec![1], 700), (vec![3], 700), (vec![5, 6], 400), (vec![7, 8, 9], 100), (vec![2, 0, 4], 5)]);

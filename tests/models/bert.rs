@@ -205,21 +205,45 @@ gpu_test!(bert_refuses_bad_inputs, async {
     assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
 });
 
-/// The real all-MiniLM-L6-v2 (from its PyPI package, fetched by scripts/models.sh) against
-/// sentence-transformers: token ids equal, cosine ≥ 0.999 for every sentence.
+/// The real all-MiniLM-L6-v2's folder (from its PyPI package, fetched by scripts/models.sh) and
+/// sentence-transformers' texts, ids and embeddings for it.
 #[cfg(not(target_arch = "wasm32"))]
-#[test]
-fn minilm_matches_sentence_transformers() {
+type MinilmReference = (std::path::PathBuf, Vec<String>, Vec<Vec<u32>>, Vec<Vec<f64>>);
+
+#[cfg(not(target_arch = "wasm32"))]
+fn minilm_reference() -> MinilmReference {
     let root = env!("CARGO_MANIFEST_DIR");
     let out = std::process::Command::new("bash").arg("scripts/models.sh").current_dir(root).output().expect("runs scripts/models.sh");
     assert!(out.status.success(), "scripts/models.sh: {}", String::from_utf8_lossy(&out.stderr));
     let dir = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("all-MiniLM-L6-v2");
-    let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()));
     let exp: serde_json::Value = serde_json::from_str(include_str!("../fixtures/bert/minilm/expected.json")).expect("expected.json");
     let texts: Vec<String> = serde_json::from_value(exp["texts"].clone()).expect("texts");
     let want_ids: Vec<Vec<u32>> = serde_json::from_value(exp["ids"].clone()).expect("ids");
-    let want = floats(&exp["embeddings"]);
+    (dir, texts, want_ids, floats(&exp["embeddings"]))
+}
 
+/// The smallest cosine between `got` and `want` rows; asserts each is ≥ 0.999.
+#[cfg(not(target_arch = "wasm32"))]
+fn min_cosine(got: &[Vec<f32>], want: &[Vec<f64>], texts: &[String]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let mut min_cos = f64::INFINITY;
+    for (i, (got, want)) in got.iter().zip(want).enumerate() {
+        let dot: f64 = got.iter().zip(want).map(|(a, b)| f64::from(*a) * b).sum();
+        let norms = got.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt() * want.iter().map(|b| b * b).sum::<f64>().sqrt();
+        let cos = dot / norms;
+        assert!(cos >= 0.999, "text {i} {:?}: cosine {cos}", texts[i]);
+        min_cos = min_cos.min(cos);
+    }
+    min_cos
+}
+
+/// The real all-MiniLM-L6-v2 against sentence-transformers: token ids equal, cosine ≥ 0.999 for
+/// every sentence.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn minilm_matches_sentence_transformers() {
+    let (dir, texts, want_ids, want) = minilm_reference();
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()));
     let path = dir.join("model.safetensors");
     let mut file = std::fs::File::open(&path).expect("model.safetensors");
     let table = hugrt::formats::read_table_from(&mut file, "model.safetensors").expect("reads");
@@ -232,15 +256,131 @@ fn minilm_matches_sentence_transformers() {
         let ids = model.tokenize(&tok, &texts).expect("tokenizes");
         assert_eq!(ids, want_ids, "ids equal sentence-transformers' (the long text truncated to 256)");
         let emb = model.embed(&ctx, &ids).await.expect("embeds");
-        let mut min_cos = f64::INFINITY;
-        for (i, (got, want)) in emb.iter().zip(&want).enumerate() {
-            let dot: f64 = got.iter().zip(want).map(|(a, b)| f64::from(*a) * b).sum();
-            let norms = got.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt() * want.iter().map(|b| b * b).sum::<f64>().sqrt();
-            let cos = dot / norms;
-            assert!(cos >= 0.999, "text {i} {:?}: cosine {cos}", texts[i]);
-            min_cos = min_cos.min(cos);
-        }
+        let min_cos = min_cosine(&emb, &want, &texts);
         println!("all-MiniLM-L6-v2 vs sentence-transformers: min cosine {min_cos:.9} (1 − cos = {:.1e}) over {} texts", 1.0 - min_cos, texts.len());
         assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
     });
+}
+
+/// The CPU fallback (candle) against the same references: the same checks as on the GPU.
+#[cfg(feature = "cpu")]
+mod cpu {
+    use super::*;
+    use hugrt::cpu::bert::CpuBert;
+
+    async fn load_cpu(config: &[u8], bytes: &[u8]) -> Result<CpuBert, ModelError> {
+        CpuBert::load(config, &table(bytes), &mut &bytes[..]).await
+    }
+
+    async fn cpu_matches_transformers(variant: &str, bytes: &[u8]) {
+        let exp = expected();
+        let v = &exp["variants"][variant];
+        let texts: Vec<String> = serde_json::from_value(exp["texts"].clone()).expect("texts");
+        let want_ids: Vec<Vec<u32>> = serde_json::from_value(exp["ids"].clone()).expect("ids");
+        let model = load_cpu(CONFIG, bytes).await.expect("loads on the CPU");
+        let tok = Tokenizer::from_json(TOKENIZER).expect("tokenizer");
+        let ids = model.tokenize(&tok, &texts).expect("tokenizes");
+        assert_eq!(ids, want_ids, "token ids equal the Python tokenizer's");
+
+        let hidden = model.last_hidden_state(&ids).expect("runs");
+        let (mut worst_hidden, mut worst_emb) = (0f64, 0f64);
+        for (i, (got, want)) in hidden.iter().zip(floats(&v["last_hidden_state"])).enumerate() {
+            let err = max_abs_diff(got, &want);
+            assert!(err <= HIDDEN_TOL, "cpu {variant} text {i}: last hidden state off by {err:.2e} > {HIDDEN_TOL:.0e}");
+            worst_hidden = worst_hidden.max(err);
+        }
+        let want_emb = floats(&v["embeddings"]);
+        let emb = model.embed_texts(&tok, &texts).expect("embeds");
+        assert_eq!(emb.len(), texts.len());
+        for (i, (got, want)) in emb.iter().zip(&want_emb).enumerate() {
+            let err = max_abs_diff(got, want);
+            assert!(err <= EMBED_TOL, "cpu {variant} text {i}: embedding off by {err:.2e} > {EMBED_TOL:.0e}");
+            worst_emb = worst_emb.max(err);
+        }
+        crate::log(&format!("tiny BERT {variant} on the CPU: max |error| {worst_hidden:.2e} (last hidden state), {worst_emb:.2e} (embeddings)"));
+
+        // Padding does not leak: each text alone gives its batched embedding.
+        for (i, one) in ids.iter().enumerate() {
+            let alone = model.embed(std::slice::from_ref(one)).expect("alone");
+            let err = max_abs_diff(&alone[0], &emb[i].iter().map(|&x| f64::from(x)).collect::<Vec<_>>());
+            assert!(err <= 1e-6, "cpu {variant} text {i}: alone vs batched differ by {err:.2e}");
+        }
+        // A batch over several passes (and in another order) gives every text its reference.
+        let big: Vec<Vec<u32>> = (0..150).map(|k| ids[(k * 5) % ids.len()].clone()).collect();
+        let longest = ids.iter().map(Vec::len).max().unwrap_or(0) as u32;
+        assert!(150 * longest > TOKENS_PER_PASS, "the batch needs more than one pass");
+        let out = model.embed(&big).expect("big batch");
+        for (k, got) in out.iter().enumerate() {
+            let err = max_abs_diff(got, &want_emb[(k * 5) % ids.len()]);
+            assert!(err <= EMBED_TOL, "cpu {variant} big batch item {k}: off by {err:.2e}");
+        }
+        assert_eq!(model.embed(&[]).expect("empty batch"), Vec::<Vec<f32>>::new());
+    }
+
+    gpu_test!(cpu_tiny_bert_f32_matches_transformers, cpu_matches_transformers("f32", F32));
+    gpu_test!(cpu_tiny_bert_f16_matches_transformers, cpu_matches_transformers("f16", F16));
+    gpu_test!(cpu_tiny_bert_bf16_matches_transformers, cpu_matches_transformers("bf16", BF16));
+
+    gpu_test!(cpu_bert_equals_gpu_bert, async {
+        let ctx = GpuContext::new().await.expect("a GPU");
+        let mut gpu = load(&ctx, CONFIG, F32).await.expect("loads");
+        let cpu = load_cpu(CONFIG, F32).await.expect("loads on the CPU");
+        let batch: Vec<Vec<u32>> = (1..=12).map(|n| (0..n).map(|i| (i * 37 + n * 11) as u32 % 200).collect()).collect();
+        let (g, c) = (gpu.embed(&ctx, &batch).await.expect("gpu"), cpu.embed(&batch).expect("cpu"));
+        for (i, (g, c)) in g.iter().zip(&c).enumerate() {
+            let err = max_abs_diff(c, &g.iter().map(|&x| f64::from(x)).collect::<Vec<_>>());
+            assert!(err <= 2e-6, "sequence {i}: CPU and GPU differ by {err:.2e}");
+        }
+    });
+
+    gpu_test!(cpu_bert_refuses_bad_configs_tensors_and_inputs, async {
+        use serde_json::json;
+        for (what, config) in [
+            ("missing hidden_size", config_with("hidden_size", json!(null))),
+            ("unknown activation", config_with("hidden_act", json!("swish"))),
+            ("absurd vocab", config_with("vocab_size", json!(1u64 << 40))),
+        ] {
+            assert!(matches!(load_cpu(&config, F32).await, Err(ModelError::Config(_))), "{what}");
+        }
+        for (key, value, tensor) in [("intermediate_size", json!(65), "encoder.layer.0.intermediate.dense.weight"), ("vocab_size", json!(201), "embeddings.word_embeddings.weight")] {
+            match load_cpu(&config_with(key, value), F32).await {
+                Err(ModelError::Tensor { name, .. }) => assert!(name.ends_with(tensor), "{key}: {name}"),
+                Err(e) => panic!("{key}: wrong error {e}"),
+                Ok(_) => panic!("{key}: loaded"),
+            }
+        }
+        let mut model = load_cpu(CONFIG, F32).await.expect("loads on the CPU");
+        let (vocab, positions) = (model.config.vocab, model.config.max_positions);
+        let bad: Vec<(&str, Vec<Vec<u32>>)> = vec![
+            ("id past the vocabulary", vec![vec![2, 5, 3], vec![2, vocab, 3]]),
+            ("id u32::MAX", vec![vec![2, u32::MAX, 3]]),
+            ("empty sequence", vec![vec![2, 3], vec![]]),
+            ("longer than the positions", vec![vec![5; positions as usize + 1]]),
+        ];
+        for (what, batch) in &bad {
+            assert!(matches!(model.embed(batch), Err(ModelError::Input(_))), "{what}");
+        }
+        assert_eq!(model.embed(&[vec![7; positions as usize]]).expect("40 tokens")[0].len(), 32);
+        model.apply_sentence_bert_config(br#"{"max_seq_length": 16}"#).expect("applies");
+        assert!(matches!(model.embed(&[vec![7; 17]]), Err(ModelError::Input(_))));
+        assert_eq!(model.embed(&[vec![2, 9, 3]]).expect("runs")[0].len(), 32);
+    });
+
+    /// all-MiniLM-L6-v2 on the CPU against sentence-transformers (as `minilm_matches_sentence_transformers`).
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn cpu_minilm_matches_sentence_transformers() {
+        let (dir, texts, want_ids, want) = super::minilm_reference();
+        let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()));
+        let mut file = std::fs::File::open(dir.join("model.safetensors")).expect("model.safetensors");
+        let table = hugrt::formats::read_table_from(&mut file, "model.safetensors").expect("reads");
+        let mut model = pollster::block_on(CpuBert::load(&read("config.json"), &table, &mut file)).expect("loads on the CPU");
+        model.apply_sentence_bert_config(&read("sentence_bert_config.json")).expect("sentence_bert_config.json");
+        let tok = Tokenizer::from_json(&read("tokenizer.json")).expect("tokenizer");
+        let ids = model.tokenize(&tok, &texts).expect("tokenizes");
+        assert_eq!(ids, want_ids);
+        let emb = model.embed(&ids).expect("embeds");
+        let min_cos = super::min_cosine(&emb, &want, &texts);
+        println!("all-MiniLM-L6-v2 on the CPU vs sentence-transformers: min cosine {min_cos:.9} (1 − cos = {:.1e}) over {} texts", 1.0 - min_cos, texts.len());
+    }
 }
