@@ -1,0 +1,52 @@
+// End to end: Llama-family checkpoints in the hub's own format (config.json, safetensors,
+// tokenizer.json, tokenizer_config.json with the chat template) — the tiny random Llama (F16,
+// llama3 RoPE scaling) and Qwen2 (BF16, Q/K/V biases) fixtures in the local hub mirror — through
+// pipeline() in Chromium, on WebGPU (SwiftShader) and on the CPU fallback: the chat prompt as
+// transformers renders and tokenizes it, and transformers' greedy continuation
+// (tests/fixtures/{llama,qwen2}/expected.json, scripts/fixtures/make_llama_fixtures.py).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { openBrowser, serveWithModels } from './browser.mjs';
+
+let server, browser, url;
+
+before(async () => {
+  ({ server, url } = await serveWithModels());
+  browser = await openBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+for (const arch of ['llama', 'qwen2']) {
+  const expected = JSON.parse(readFileSync(new URL(`../fixtures/${arch}/expected.json`, import.meta.url))).chat;
+  // Compared up to transformers' first near-tie.
+  const sure = expected.margins.findIndex((m) => m < 0.01);
+  const steps = sure < 0 ? expected.greedy.length : sure;
+  for (const device of ['webgpu', 'cpu']) {
+    test(`tiny ${arch} from safetensors chats like transformers on ${device}`, { timeout: 180_000 }, async () => {
+      const page = await browser.newPage();
+      await page.goto(`${url}index.html`);
+      const result = await page.evaluate(async ({ arch, device, messages, maxTokens }) => {
+        const { pipeline } = await import('./pkg/index.js');
+        const gen = await pipeline('text-generation', `hugrt-test/tiny-${arch}`, { endpoint: location.origin, device });
+        const prompt = await gen.applyChatTemplate(messages);
+        const r = await gen.generate(messages, { maxTokens });
+        const info = gen.info;
+        gen.dispose();
+        return { prompt, ids: r.ids, promptIds: r.promptIds, architecture: info.architecture, device: info.device, hasChatTemplate: info.hasChatTemplate };
+      }, { arch, device, messages: expected.messages, maxTokens: expected.greedy.length });
+      assert.equal(result.architecture, arch);
+      assert.equal(result.device, device);
+      assert.equal(result.hasChatTemplate, true);
+      assert.equal(result.prompt, expected.text);
+      assert.deepEqual(result.promptIds, expected.ids);
+      assert.ok(steps >= 8, `near-tie at step ${steps}`);
+      assert.deepEqual(result.ids.slice(0, steps), expected.greedy.slice(0, steps));
+      await page.close();
+    });
+  }
+}
