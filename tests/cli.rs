@@ -215,3 +215,30 @@ fn embed_refuses_missing_and_bad_models_with_a_typed_error() {
     assert_eq!((code, json["error"]["code"].as_str()), (2, Some("Usage")), "{json}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `hugrt bench model --json` on a checkpoint folder, on the GPU and the CPU: the figures the
+/// README's table is made of, each present and sane (the speeds themselves are not asserted).
+#[test]
+fn bench_model_reports_its_figures() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/qwen2");
+    for device in ["gpu", "cpu"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hugrt"))
+            .args(["bench", "model", "--model", dir, "--device", device, "--prompt-tokens", "8", "--decode-tokens", "2", "--json"])
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{device}: {}", String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(json["architecture"], "qwen2");
+        assert_eq!(json["device"], device);
+        for key in ["loadS", "prefillTokPerS", "decodeTokPerS", "achievedGbPerS", "copyGbPerS", "ofCopyBandwidth", "peakRssMb"] {
+            let v = json[key].as_f64().unwrap_or_else(|| panic!("{device}: {key} in {json}"));
+            assert!(v.is_finite() && v > 0.0, "{device}: {key} = {v}");
+        }
+        // Every matrix of both layers and the tied head, read once per token.
+        let bytes = json["weightBytes"].as_u64().expect("weightBytes");
+        assert!(bytes > 1_000_000, "{device}: {bytes} bytes of weights per token");
+        if device == "gpu" {
+            assert_eq!(json["dispatchesPerToken"], 2 * (7 + 8 + 3) + 4, "per layer 7 matvecs, 8 other ops, 3 bias adds; then embedding, norm, head, argmax");
+        }
+    }
+}

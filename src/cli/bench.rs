@@ -12,7 +12,8 @@ pub struct Args {
     /// What to benchmark: "kernels", "model" (with --model) or "embed" (with --model).
     #[arg(default_value = "kernels")]
     pub what: String,
-    /// A GGUF Llama-family model, for `bench model`; a BERT checkpoint folder, for `bench embed`.
+    /// A text model (GGUF file or checkpoint folder), for `bench model`; a BERT checkpoint folder,
+    /// for `bench embed`.
     #[arg(long)]
     pub model: Option<std::path::PathBuf>,
     /// Where `bench model` and `bench embed` run: "gpu" (wgpu) or "cpu" (the candle fallback).
@@ -38,8 +39,7 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<String, CliError> {
     match (args.what.as_str(), &args.model) {
         ("kernels", _) => {}
-        ("model", Some(path)) if args.device == "cpu" => return bench_model_cpu(args, path),
-        ("model", Some(path)) if args.device == "gpu" => return bench_model(args, path),
+        ("model", Some(path)) if args.device == "cpu" || args.device == "gpu" => return bench_model(args, path),
         ("model", Some(_)) => return Err(CliError { code: "Usage", message: format!("unknown device {:?} (gpu or cpu)", args.device) }),
         ("embed", Some(dir)) => return super::embed::bench(dir, &args.device, args.batch.max(1), if args.quick { 3 } else { 10 }, args.json),
         _ => {
@@ -61,91 +61,96 @@ pub fn run(args: &Args) -> Result<String, CliError> {
     })
 }
 
-/// Load time, prefill and decode tok/s, dispatches and weight bytes per token, and the achieved
-/// fraction of the adapter's copy bandwidth (roofline) of one GGUF Llama.
+/// One text model (a GGUF file or a checkpoint folder) on the GPU or the CPU fallback: load time,
+/// prefill and decode tok/s, dispatches (GPU) and weight bytes per token, the achieved fraction of
+/// the measured copy bandwidth (the roofline of a decode step that reads every weight once), and
+/// the process's peak resident memory (with lavapipe, GPU buffers are host memory too).
 fn bench_model(args: &Args, path: &std::path::Path) -> Result<String, CliError> {
+    use crate::generate::{LanguageModel, Next, Pick};
     use std::time::Instant;
     let name = path.display().to_string();
-    let fail = |code: &'static str, e: String| CliError { code, message: format!("{name}: {e}") };
-    let t0 = Instant::now();
-    let mut file = std::fs::File::open(path).map_err(|e| fail("NotFound", e.to_string()))?;
-    let table = crate::formats::read_table_from(&mut file, &name).map_err(|e| fail("BadModelFile", e.error.to_string()))?;
+    let cli_err = |(code, message): (&'static str, String)| CliError { code, message: format!("{name}: {message}") };
     let model_err = |e: crate::models::llama::ModelError| CliError { code: "Model", message: e.to_string() };
-    pollster::block_on(async {
-        let ctx = GpuContext::new().await.map_err(|e| CliError { code: e.code(), message: e.to_string() })?;
-        let context = args.prompt_tokens + args.decode_tokens + 1;
-        let mut model = crate::models::llama::Llama::load(&ctx, &table, Some(context), &mut file).await.map_err(model_err)?;
-        let load_s = t0.elapsed().as_secs_f64();
-        let vocab = model.config.vocab;
-        let prompt: Vec<u32> = (0..args.prompt_tokens).map(|i| (i * 7919 + 13) % vocab).collect();
-        let t1 = Instant::now();
-        let mut next = model.next_token(&ctx, &prompt).await.map_err(model_err)?;
-        let prefill_s = t1.elapsed().as_secs_f64();
-        let t2 = Instant::now();
-        for _ in 0..args.decode_tokens {
-            next = model.next_token(&ctx, &[next]).await.map_err(model_err)?;
+    // Prefill, then decode steps, through the generation loop's view of the model.
+    async fn time(model: &mut impl LanguageModel, prompt: &[u32], steps: u32) -> Result<(f64, f64), crate::models::llama::ModelError> {
+        let token = |n: Next| match n {
+            Next::Token(t) => t,
+            Next::Logits(l) => crate::generate::sampling::argmax(&l),
+        };
+        let t = Instant::now();
+        let mut next = token(model.forward(prompt, Pick::Greedy).await?);
+        let prefill_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for _ in 0..steps {
+            next = token(model.forward(&[next], Pick::Greedy).await?);
         }
-        let decode_s = t2.elapsed().as_secs_f64() / f64::from(args.decode_tokens.max(1));
-        let copy = bench_kernels(&ctx, true).await.map_err(|e| CliError { code: e.code(), message: e.to_string() })?[0].gb_per_s;
-        let bytes = model.weight_bytes_per_token();
-        let gbs = bytes as f64 / decode_s / 1e9;
-        let out = serde_json::json!({
-            "adapter": ctx.report.name, "model": name, "loadS": load_s,
-            "prefillTokPerS": f64::from(args.prompt_tokens) / prefill_s, "decodeTokPerS": 1.0 / decode_s,
-            "dispatchesPerToken": model.dispatches_per_token(), "weightBytesPerToken": bytes,
-            "achievedGbPerS": gbs, "copyGbPerS": copy, "ofCopyBandwidth": gbs / copy,
-        });
-        if args.json {
-            return Ok(format!("{out}\n"));
-        }
-        Ok(format!(
-            "{name} on {}\nload {:.2} s; prefill {} tokens: {:.1} tok/s; decode: {:.2} tok/s\n{} dispatches and {:.1} MB of weights per token: {:.2} GB/s, {:.1}% of the {:.1} GB/s copy bandwidth\n",
-            ctx.report.name, load_s, args.prompt_tokens, f64::from(args.prompt_tokens) / prefill_s, 1.0 / decode_s,
-            model.dispatches_per_token(), bytes as f64 / 1e6, gbs, 100.0 * gbs / copy, copy
-        ))
-    })
-}
-
-/// The CPU fallback on one GGUF Llama: load time, prefill and decode tok/s, weight bytes per
-/// token and the achieved fraction of the measured memory copy bandwidth.
-fn bench_model_cpu(args: &Args, path: &std::path::Path) -> Result<String, CliError> {
-    use std::time::Instant;
-    let name = path.display().to_string();
-    let fail = |code: &'static str, e: String| CliError { code, message: format!("{name}: {e}") };
-    let model_err = |e: crate::models::llama::ModelError| CliError { code: "Model", message: e.to_string() };
-    let t0 = Instant::now();
-    let mut file = std::fs::File::open(path).map_err(|e| fail("NotFound", e.to_string()))?;
-    let table = crate::formats::read_table_from(&mut file, &name).map_err(|e| fail("BadModelFile", e.error.to_string()))?;
-    let context = args.prompt_tokens + args.decode_tokens + 1;
-    let mut model = pollster::block_on(crate::cpu::llama::CpuLlama::load(&table, Some(context), &mut file)).map_err(model_err)?;
-    let load_s = t0.elapsed().as_secs_f64();
-    let vocab = model.config.vocab;
-    let prompt: Vec<u32> = (0..args.prompt_tokens).map(|i| (i * 7919 + 13) % vocab).collect();
-    let t1 = Instant::now();
-    let mut next = model.next_token(&prompt).map_err(model_err)?;
-    let prefill_s = t1.elapsed().as_secs_f64();
-    let t2 = Instant::now();
-    for _ in 0..args.decode_tokens {
-        next = model.next_token(&[next]).map_err(model_err)?;
+        Ok((prefill_s, t.elapsed().as_secs_f64() / f64::from(steps.max(1))))
     }
-    let decode_s = t2.elapsed().as_secs_f64() / f64::from(args.decode_tokens.max(1));
-    let copy = copy_bandwidth_gb_per_s();
-    let bytes = model.weight_bytes_per_token();
-    let gbs = bytes as f64 / decode_s / 1e9;
-    let threads = candle_core::utils::get_num_threads();
+    let t0 = Instant::now();
+    let (checkpoint, _) = super::generate::Checkpoint::open(path).map_err(cli_err)?;
+    let context = args.prompt_tokens + args.decode_tokens + 1;
+    let prompt = |vocab: u32| (0..args.prompt_tokens).map(|i| (i * 7919 + 13) % vocab).collect::<Vec<u32>>();
+    let (mut out, adapter, load_s, prefill_s, decode_s) = pollster::block_on(async {
+        if args.device == "cpu" {
+            let mut model = checkpoint.load_cpu(Some(context)).await.map_err(model_err)?;
+            let load_s = t0.elapsed().as_secs_f64();
+            let info = model.info();
+            let (prefill_s, decode_s) = time(&mut model, &prompt(info["vocab"].as_u64().unwrap_or(1) as u32), args.decode_tokens).await.map_err(model_err)?;
+            let mut info = info;
+            info["peakRssMb"] = peak_rss_mb().into();
+            info["copyGbPerS"] = copy_bandwidth_gb_per_s().into();
+            info["threads"] = candle_core::utils::get_num_threads().into();
+            let adapter = format!("the CPU (candle, {} threads)", candle_core::utils::get_num_threads());
+            Ok::<_, CliError>((info, adapter, load_s, prefill_s, decode_s))
+        } else {
+            let ctx = GpuContext::new().await.map_err(|e| CliError { code: e.code(), message: e.to_string() })?;
+            let mut model = checkpoint.load(&ctx, Some(context)).await.map_err(model_err)?;
+            let load_s = t0.elapsed().as_secs_f64();
+            let mut info = model.info();
+            let (prefill_s, decode_s) = time(&mut model.on(&ctx), &prompt(info["vocab"].as_u64().unwrap_or(1) as u32), args.decode_tokens).await.map_err(model_err)?;
+            info["peakRssMb"] = peak_rss_mb().into();
+            info["copyGbPerS"] = bench_kernels(&ctx, true).await.map_err(|e| CliError { code: e.code(), message: e.to_string() })?[0].gb_per_s.into();
+            Ok((info, ctx.report.name.clone(), load_s, prefill_s, decode_s))
+        }
+    })?;
     let prefill = f64::from(args.prompt_tokens) / prefill_s;
-    let out = serde_json::json!({
-        "device": "cpu", "threads": threads, "model": name, "loadS": load_s,
-        "prefillTokPerS": prefill, "decodeTokPerS": 1.0 / decode_s, "weightBytesPerToken": bytes,
-        "achievedGbPerS": gbs, "copyGbPerS": copy, "ofCopyBandwidth": gbs / copy,
-    });
+    out["model"] = name.clone().into();
+    out["device"] = args.device.clone().into();
+    out["adapter"] = adapter.clone().into();
+    out["loadS"] = load_s.into();
+    out["prefillTokPerS"] = prefill.into();
+    out["decodeTokPerS"] = (1.0 / decode_s).into();
+    let bytes = out["weightBytes"].as_f64();
+    let copy = out["copyGbPerS"].as_f64().unwrap_or(f64::NAN);
+    if let Some(bytes) = bytes {
+        out["achievedGbPerS"] = (bytes / decode_s / 1e9).into();
+        out["ofCopyBandwidth"] = (bytes / decode_s / 1e9 / copy).into();
+    }
     if args.json {
         return Ok(format!("{out}\n"));
     }
-    Ok(format!(
-        "{name} on the CPU (candle, {threads} threads)\nload {load_s:.2} s; prefill {} tokens: {prefill:.1} tok/s; decode: {:.2} tok/s\n{:.1} MB of weights per token: {gbs:.2} GB/s, {:.1}% of the {copy:.1} GB/s copy bandwidth\n",
-        args.prompt_tokens, 1.0 / decode_s, bytes as f64 / 1e6, 100.0 * gbs / copy
-    ))
+    let mut text = format!(
+        "{name} ({}) on {adapter}\nload {load_s:.2} s; prefill {} tokens: {prefill:.1} tok/s; decode: {:.2} tok/s\n",
+        out["architecture"].as_str().unwrap_or("?"), args.prompt_tokens, 1.0 / decode_s
+    );
+    if let Some(dispatches) = out["dispatchesPerToken"].as_u64() {
+        text += &format!("{dispatches} dispatches per token\n");
+    }
+    if let Some(bytes) = bytes {
+        let gbs = bytes / decode_s / 1e9;
+        text += &format!("{:.1} MB of weights per token: {gbs:.2} GB/s, {:.1}% of the {copy:.1} GB/s copy bandwidth\n", bytes / 1e6, 100.0 * gbs / copy);
+    }
+    if let Some(mb) = out["peakRssMb"].as_f64() {
+        text += &format!("peak resident memory {mb:.0} MB (before the bandwidth measurement)\n");
+    }
+    Ok(text)
+}
+
+/// The process's peak resident set (Linux `VmHWM`), in MB.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb / 1e3)
 }
 
 /// Memory copy bandwidth (GB/s, bytes read) of one thread: the best of 5 copies of 256 MiB.

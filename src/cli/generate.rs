@@ -19,8 +19,8 @@ use crate::models::{CpuDecoder, Decoder};
 use crate::tokenizer::Tokenizer;
 
 /// A model on disk: a GGUF file, or a folder with config.json, model.safetensors and tokenizer.json.
-struct Checkpoint {
-    table: TensorTable,
+pub(super) struct Checkpoint {
+    pub table: TensorTable,
     weights: std::fs::File,
     /// config.json, for folders.
     config: Option<Vec<u8>>,
@@ -28,7 +28,7 @@ struct Checkpoint {
 
 impl Checkpoint {
     /// The checkpoint and its tokenizer.
-    fn open(path: &std::path::Path) -> Result<(Self, Tokenizer), (&'static str, String)> {
+    pub fn open(path: &std::path::Path) -> Result<(Self, Tokenizer), (&'static str, String)> {
         let io = |e: std::io::Error| ("NotFound", e.to_string());
         let (weights_path, config) = if path.is_dir() {
             (path.join("model.safetensors"), Some(std::fs::read(path.join("config.json")).map_err(io)?))
@@ -50,11 +50,11 @@ impl Checkpoint {
     }
 
     /// The CPU fallback (Llama-family models).
-    async fn load_cpu(mut self, context: Option<u32>) -> Result<CpuDecoder, ModelError> {
+    pub async fn load_cpu(mut self, context: Option<u32>) -> Result<CpuDecoder, ModelError> {
         CpuDecoder::load(self.config.as_deref(), &self.table, context, &mut self.weights).await
     }
 
-    async fn load(mut self, ctx: &GpuContext, context: Option<u32>) -> Result<Decoder, ModelError> {
+    pub async fn load(mut self, ctx: &GpuContext, context: Option<u32>) -> Result<Decoder, ModelError> {
         Decoder::load(ctx, self.config.as_deref(), &self.table, context, &mut self.weights).await
     }
 }
