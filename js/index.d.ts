@@ -194,6 +194,8 @@ export interface Capabilities {
   fallbackReason: string | null;
 }
 export function capabilities(): Promise<Capabilities>;
+/** Bytes of the engine's wasm linear memory: its peak so far (it never shrinks). */
+export function wasmMemoryBytes(): Promise<number>;
 
 export interface CachedRevision {
   repo: string;

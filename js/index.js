@@ -64,6 +64,16 @@ export function init(moduleOrPath) {
   return ready;
 }
 
+/**
+ * Bytes of the engine's wasm linear memory. It grows and never shrinks, so this is its peak so
+ * far: what loading and running models cost in wasm memory (weights go to the GPU or the CPU
+ * fallback's buffers inside it; the store streams them tensor by tensor).
+ */
+export async function wasmMemoryBytes() {
+  const exports = await init();
+  return exports.memory.buffer.byteLength;
+}
+
 /** What this browser offers, and which device a pipeline with `device: 'auto'` would use. */
 export async function capabilities() {
   await init();

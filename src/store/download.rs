@@ -279,6 +279,7 @@ async fn stream_body(w: &mut FileWriter<'_, IdbStore>, resp: &Response, signal: 
     let path = w.manifest().path.clone();
     let Some(body) = resp.body() else { return Ok(()) };
     let reader: ReadableStreamDefaultReader = body.get_reader().dyn_into().map_err(|e| net(&path, 0, &e))?;
+    let mut scratch = vec![0u8; 1 << 20];
     loop {
         if aborted(signal) {
             let _ = JsFuture::from(reader.cancel()).await;
@@ -291,13 +292,21 @@ async fn stream_body(w: &mut FileWriter<'_, IdbStore>, resp: &Response, signal: 
         }
         let value = js_sys::Reflect::get(&next, &JsValue::from_str("value")).map_err(|e| net(&path, w.committed(), &e))?;
         let piece: js_sys::Uint8Array = value.dyn_into().map_err(|e| net(&path, w.committed(), &e))?;
-        let bytes = piece.to_vec();
-        report.transferred = report.transferred.saturating_add(bytes.len() as u64);
-        if let Err(e) = w.push(&bytes).await {
-            let _ = JsFuture::from(reader.cancel()).await;
-            return Err(e);
+        // Copied into wasm memory a slice at a time, however large a piece the browser hands
+        // over: wasm memory only grows, so one large piece would stay its high-water mark.
+        let len = piece.length();
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(scratch.len() as u32);
+            piece.subarray(at, at + n).copy_to(&mut scratch[..n as usize]);
+            at += n;
+            report.transferred = report.transferred.saturating_add(u64::from(n));
+            if let Err(e) = w.push(&scratch[..n as usize]).await {
+                let _ = JsFuture::from(reader.cancel()).await;
+                return Err(e);
+            }
+            tick(report, u64::from(n), Phase::Download);
         }
-        tick(report, bytes.len() as u64, Phase::Download);
     }
 }
 
