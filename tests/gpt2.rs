@@ -153,3 +153,21 @@ gpu_test!(gpt2_on_the_cpu_bad_input_is_typed, async {
     let lm = CpuDecoder::load(Some(CONFIG), &t, Some(16), &mut { WEIGHTS }).await.expect("loads by model_type");
     assert_eq!((lm.info()["architecture"].as_str(), lm.info()["context"].as_u64()), (Some("gpt2"), Some(16)));
 });
+
+gpu_test!(gpt2_exact_gelu_agrees_on_both_devices, async {
+    // `activation_function: "gelu"` is HF's exact (erf) GELU, not the tanh form: the CPU and the
+    // GPU agree on it, and it moves the logits away from the `gelu_new` reference.
+    let want = expected();
+    let config = String::from_utf8(CONFIG.to_vec()).unwrap().replace("\"gelu_new\"", "\"gelu\"");
+    assert_ne!(config.as_bytes(), CONFIG);
+    let t = table();
+    let mut cpu = CpuGpt2::load(config.as_bytes(), &t, None, &mut { WEIGHTS }).await.expect("loads on the CPU");
+    let on_cpu = cpu.logits(&want.prompt).expect("CPU prefill");
+    let ctx = GpuContext::new().await.expect("a GPU");
+    let mut gpu = Gpt2::load(&ctx, config.as_bytes(), &t, None, &mut { WEIGHTS }).await.expect("loads on the GPU");
+    let on_gpu = gpu.logits(&ctx, &want.prompt).await.expect("GPU prefill");
+    let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    common::log(&format!("erf GELU: CPU vs GPU {:.2e}, vs the tanh reference {:.2e}", diff(&on_cpu, &on_gpu), diff(&on_cpu, &want.logits)));
+    assert!(diff(&on_cpu, &on_gpu) < 4e-4, "CPU and GPU differ by {:.2e}", diff(&on_cpu, &on_gpu));
+    assert!(diff(&on_cpu, &want.logits) > 1e-5, "erf and tanh GELU gave the same logits");
+});
