@@ -49,7 +49,7 @@ impl Checkpoint {
         Ok((Self { table, weights, config }, tokenizer))
     }
 
-    /// The CPU fallback (Llama-family models and GPT-2).
+    /// The CPU fallback (Llama-family models).
     async fn load_cpu(mut self, context: Option<u32>) -> Result<CpuDecoder, ModelError> {
         CpuDecoder::load(self.config.as_deref(), &self.table, context, &mut self.weights).await
     }
