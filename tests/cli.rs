@@ -64,7 +64,8 @@ fn inspect_refuses_bad_files_with_a_typed_error() {
 }
 
 /// `hugrt generate` on a checkpoint folder in the hub's format (the tiny GPT-2 fixture): greedy
-/// output equals the library's, sampling is reproducible by seed, stop strings cut the text.
+/// output equals the library's, on the GPU and the CPU; sampling is reproducible by seed, stop
+/// strings cut the text.
 #[test]
 fn generate_runs_a_checkpoint_folder() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gpt2");
@@ -82,6 +83,11 @@ fn generate_runs_a_checkpoint_folder() {
     let ids: Vec<u32> = greedy["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     assert_eq!(ids.len(), 12);
     assert_eq!(greedy["finishReason"], "length");
+    // The CPU fallback: the same tokens.
+    let cpu = run(&["--device", "cpu"]);
+    assert_eq!((cpu["device"].as_str(), cpu["adapter"].as_str()), (Some("cpu"), Some("cpu")));
+    assert_eq!(cpu["ids"], greedy["ids"], "--device cpu gives the GPU's greedy tokens");
+    assert_eq!(cpu["text"], greedy["text"]);
     // The same continuation from the library, step by step.
     let want = pollster::block_on(async {
         let weights = std::fs::read(format!("{dir}/model.safetensors")).unwrap();

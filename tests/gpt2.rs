@@ -1,9 +1,12 @@
 //! GPT-2 from its hub format (config.json + safetensors with Conv1D weights) against HF
 //! transformers on a tiny random checkpoint (scripts/fixtures/make_gpt2_fixture.py): the logits
-//! after a prompt, and 32 greedy tokens up to the first near-tie; natively and in Chromium.
+//! after a prompt, and 32 greedy tokens up to the first near-tie; on the GPU and on the CPU
+//! fallback, natively and in Chromium.
 
+use hugrt::cpu::gpt2::CpuGpt2;
 use hugrt::generate::{GenerateOptions, Generation};
 use hugrt::gpu::GpuContext;
+use hugrt::models::CpuDecoder;
 use hugrt::models::gpt2::Gpt2;
 use hugrt::models::llama::ModelError;
 
@@ -58,7 +61,7 @@ gpu_test!(gpt2_matches_transformers, async {
 gpu_test!(gpt2_bad_input_is_typed, async {
     let (ctx, mut model) = load(Some(8)).await;
     let err = model.logits(&ctx, &[1000]).await.expect_err("token past the vocabulary");
-    assert!(matches!(err, ModelError::Gpu(_)), "{err}");
+    assert!(matches!(err, ModelError::Token { id: 1000, vocab: 1000 }), "{err}");
     let err = model.logits(&ctx, &[1; 9]).await.expect_err("past the context");
     assert!(matches!(err, ModelError::ContextFull { ctx: 8, pos: 9 }), "{err}");
     let table = hugrt::formats::read_table(WEIGHTS, WEIGHTS.len() as u64, "model.safetensors").unwrap();
@@ -70,4 +73,101 @@ gpu_test!(gpt2_bad_input_is_typed, async {
     assert!(matches!(err, ModelError::Tensor { .. }), "{err}");
     let err = Gpt2::load(&ctx, b"{not json", &table, None, &mut { WEIGHTS }).await.err().expect("not JSON");
     assert!(matches!(err, ModelError::Config(_)), "{err}");
+});
+
+fn table() -> hugrt::formats::TensorTable {
+    hugrt::formats::read_table(WEIGHTS, WEIGHTS.len() as u64, "model.safetensors").expect("reads")
+}
+
+/// Logits within 1e-4 of the largest reference logit (f32 throughout, as transformers).
+fn assert_close(got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
+    common::log(&format!("max |logit error| {worst:.2e} (largest logit {scale})"));
+    assert!(worst <= 1e-4 * scale.max(1.0), "max |logit error| {worst:.2e} (largest logit {scale})");
+}
+
+gpu_test!(gpt2_on_the_cpu_matches_transformers, async {
+    let want = expected();
+    let mut model = CpuGpt2::load(CONFIG, &table(), None, &mut { WEIGHTS }).await.expect("loads on the CPU");
+    assert_eq!(model.context, 64, "n_positions");
+    assert_close(&model.logits(&want.prompt).expect("prefill"), &want.logits);
+
+    // Greedy continuation through the generation loop, equal to transformers' until a near-tie.
+    model.reset();
+    let mut lm = CpuDecoder::new(model);
+    assert_eq!(lm.info()["architecture"], "gpt2");
+    let mut g = Generation::new(want.prompt.clone(), GenerateOptions { max_tokens: 32, ..GenerateOptions::default() }, vec![]).unwrap();
+    let tok = hugrt::tokenizer::Tokenizer::from_json(include_bytes!("fixtures/tokenizer/minilm/tokenizer.json")).expect("any tokenizer decodes ids");
+    g.run(&mut lm, &tok).await.expect("generates");
+    let sure = want.margins.iter().position(|&m| m < 1e-3).unwrap_or(want.margins.len());
+    assert!(sure >= 16, "the fixture has a near-tie at step {sure}");
+    assert_eq!(&g.tokens()[..sure], &want.greedy[..sure]);
+});
+
+gpu_test!(gpt2_on_the_cpu_prefill_equals_token_by_token, async {
+    // The whole context: 3 tokens, then 61 in one call (causal attention within the call, after
+    // cached positions), against 64 calls of one token.
+    let ids: Vec<u32> = (0..64u32).map(|i| (i * 37 + 11) % 1000).collect();
+    let mut whole = CpuGpt2::load(CONFIG, &table(), None, &mut { WEIGHTS }).await.expect("loads");
+    let mut steps = CpuGpt2::load(CONFIG, &table(), None, &mut { WEIGHTS }).await.expect("loads");
+    whole.logits(&ids[..3]).expect("a first turn");
+    let a = whole.logits(&ids[3..]).expect("the rest at once");
+    let mut b = Vec::new();
+    for &id in &ids {
+        b = steps.logits(&[id]).expect("a step");
+    }
+    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-4, "chunked and stepwise logits differ by {worst:.2e}");
+    assert_eq!((whole.position, steps.position), (64, 64));
+});
+
+gpu_test!(gpt2_on_the_cpu_bad_input_is_typed, async {
+    let t = table();
+    let mut model = CpuGpt2::load(CONFIG, &t, Some(8), &mut { WEIGHTS }).await.expect("loads");
+    let err = model.logits(&[1000]).expect_err("token past the vocabulary");
+    assert!(matches!(err, ModelError::Token { id: 1000, vocab: 1000 }), "{err}");
+    let err = model.logits(&[1; 9]).expect_err("past the context");
+    assert!(matches!(err, ModelError::ContextFull { ctx: 8, pos: 9 }), "{err}");
+    let err = model.logits(&[]).expect_err("no tokens");
+    assert!(matches!(err, ModelError::Input(_)), "{err}");
+    assert_eq!(model.position, 0, "refused calls leave the cache as it was");
+    model.logits(&[1; 8]).expect("fills the context");
+    let err = model.logits(&[1]).expect_err("the cache is full");
+    assert!(matches!(err, ModelError::ContextFull { ctx: 8, pos: 9 }), "{err}");
+    // The context is at most the learned positions.
+    let model = CpuGpt2::load(CONFIG, &t, Some(1 << 20), &mut { WEIGHTS }).await.expect("loads");
+    assert_eq!(model.context, 64);
+    let bad_config = br#"{"vocab_size": 1000, "n_positions": 64, "n_embd": 30, "n_layer": 2, "n_head": 4}"#;
+    let err = CpuGpt2::load(bad_config, &t, None, &mut { WEIGHTS }).await.err().expect("30 is not a multiple of 4 heads");
+    assert!(matches!(err, ModelError::Config(_)), "{err}");
+    let wrong_shape = br#"{"vocab_size": 999, "n_positions": 64, "n_embd": 32, "n_layer": 2, "n_head": 4}"#;
+    let err = CpuGpt2::load(wrong_shape, &t, None, &mut { WEIGHTS }).await.err().expect("wte has 1000 rows");
+    assert!(matches!(err, ModelError::Tensor { .. }), "{err}");
+    let err = CpuGpt2::load(b"{not json", &t, None, &mut { WEIGHTS }).await.err().expect("not JSON");
+    assert!(matches!(err, ModelError::Config(_)), "{err}");
+    let err = CpuGpt2::load(CONFIG, &t, None, &mut &WEIGHTS[..1000]).await.err().expect("a truncated file");
+    assert!(matches!(err, ModelError::Read(_)), "{err}");
+    // CpuDecoder chooses GPT-2 by model_type.
+    let lm = CpuDecoder::load(Some(CONFIG), &t, Some(16), &mut { WEIGHTS }).await.expect("loads by model_type");
+    assert_eq!((lm.info()["architecture"].as_str(), lm.info()["context"].as_u64()), (Some("gpt2"), Some(16)));
+});
+
+gpu_test!(gpt2_exact_gelu_agrees_on_both_devices, async {
+    // `activation_function: "gelu"` is HF's exact (erf) GELU, not the tanh form: the CPU and the
+    // GPU agree on it, and it moves the logits away from the `gelu_new` reference.
+    let want = expected();
+    let config = String::from_utf8(CONFIG.to_vec()).unwrap().replace("\"gelu_new\"", "\"gelu\"");
+    assert_ne!(config.as_bytes(), CONFIG);
+    let t = table();
+    let mut cpu = CpuGpt2::load(config.as_bytes(), &t, None, &mut { WEIGHTS }).await.expect("loads on the CPU");
+    let on_cpu = cpu.logits(&want.prompt).expect("CPU prefill");
+    let ctx = GpuContext::new().await.expect("a GPU");
+    let mut gpu = Gpt2::load(&ctx, config.as_bytes(), &t, None, &mut { WEIGHTS }).await.expect("loads on the GPU");
+    let on_gpu = gpu.logits(&ctx, &want.prompt).await.expect("GPU prefill");
+    let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    common::log(&format!("erf GELU: CPU vs GPU {:.2e}, vs the tanh reference {:.2e}", diff(&on_cpu, &on_gpu), diff(&on_cpu, &want.logits)));
+    assert!(diff(&on_cpu, &on_gpu) < 4e-4, "CPU and GPU differ by {:.2e}", diff(&on_cpu, &on_gpu));
+    assert!(diff(&on_cpu, &want.logits) > 1e-5, "erf and tanh GELU gave the same logits");
 });

@@ -55,7 +55,7 @@ struct Parts {
 }
 
 impl TextModel {
-    /// `device`: "webgpu", "cpu" (the CPU fallback; Llama-family models) or "auto" (WebGPU
+    /// `device`: "webgpu", "cpu" (the CPU fallback; Llama family and GPT-2) or "auto" (WebGPU
     /// when an adapter and device can be had, else the CPU, saying why in `info.fallbackReason`).
     async fn build(parts: Parts, context: Option<u32>, read: &mut impl RangeReader, device: &str) -> Result<TextModel, JsValue> {
         let Parts { table, config, tokenizer } = parts;

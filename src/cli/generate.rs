@@ -96,7 +96,7 @@ pub struct Args {
     /// KV-cache capacity in tokens (default: the model's, at most 4096).
     #[arg(long)]
     pub context: Option<u32>,
-    /// "gpu" (wgpu) or "cpu" (the candle fallback; Llama-family models).
+    /// "gpu" (wgpu) or "cpu" (the candle fallback; Llama-family models and GPT-2).
     #[arg(long, default_value = "gpu")]
     pub device: String,
     /// Print JSON: {prompt, promptIds, ids, text, finishReason, usage, adapter, timings}.

@@ -12,8 +12,10 @@
 //! byte count is checked before candle sees it.
 
 pub mod bert;
+pub mod gpt2;
 pub mod llama;
 pub mod q4_1;
+pub(crate) mod vec;
 
 // Without simd128, candle compiles its scalar dot products on wasm32 (several times slower).
 #[cfg(all(target_arch = "wasm32", not(target_feature = "simd128")))]

@@ -13,7 +13,6 @@ use super::llama::ModelError;
 use crate::formats::{DType, TensorTable};
 use crate::generate::{LanguageModel, Next, Pick};
 use crate::gpu::GpuContext;
-use crate::gpu::error::GpuError;
 use crate::gpu::ops::attention::Attention;
 use crate::gpu::ops::elementwise::Elementwise;
 use crate::gpu::ops::norm::Norm;
@@ -60,8 +59,29 @@ impl Gpt2Config {
         Ok(c)
     }
 
-    fn ffn(&self) -> u32 {
+    /// The MLP's inner width (`n_inner`, default 4·n_embd).
+    pub fn ffn(&self) -> u32 {
         self.n_inner.unwrap_or(4 * self.n_embd)
+    }
+
+    /// The KV-cache capacity for a requested `context`: default and maximum `n_positions` (the
+    /// learned positions), at least 1.
+    pub fn context(&self, context: Option<u32>) -> u32 {
+        context.unwrap_or(self.n_positions).clamp(1, self.n_positions)
+    }
+
+    /// The MLP's activation: GELU with the tanh approximation (`gelu_new`,
+    /// `gelu_pytorch_tanh`), or the exact erf form (`gelu`).
+    pub fn activation(&self) -> Elementwise {
+        if self.activation_function == "gelu" { Elementwise::GeluErf } else { Elementwise::GeluTanh }
+    }
+
+    /// A token id past the vocabulary, as the typed error both devices give.
+    pub fn check_ids(&self, ids: &[u32]) -> Result<(), ModelError> {
+        match ids.iter().find(|&&id| id >= self.vocab_size) {
+            Some(&id) => Err(ModelError::Token { id, vocab: self.vocab_size }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -119,7 +139,36 @@ struct Buffers {
     scratch: wgpu::Buffer,
 }
 
-/// Reads tensors by name, with or without the `transformer.` prefix HF checkpoints may have.
+/// The bytes of tensor `name` (with or without the `transformer.` prefix HF checkpoints may
+/// have), checked against `shape` and refused unless F32, F16 or BF16. The GPU and CPU loaders
+/// both read through it.
+pub(crate) async fn tensor(table: &TensorTable, read: &mut impl RangeReader, name: &str, shape: &[u64]) -> Result<(DType, Vec<u8>), ModelError> {
+    let t = table
+        .get(name)
+        .or_else(|| table.get(&format!("transformer.{name}")))
+        .ok_or_else(|| ModelError::Tensor { name: name.into(), problem: "missing".into() })?;
+    if t.shape != shape {
+        return Err(ModelError::Tensor { name: name.into(), problem: format!("shape {:?}, expected {shape:?}", t.shape) });
+    }
+    if !matches!(t.dtype, DType::F32 | DType::F16 | DType::BF16) {
+        return Err(ModelError::Tensor { name: name.into(), problem: format!("{} weights are not supported for GPT-2", t.dtype) });
+    }
+    let bytes = read.read_range(t.range.clone()).await.map_err(ModelError::Read)?;
+    let want = t.dtype.bytes_for(t.elems());
+    if Some(bytes.len() as u64) != want {
+        return Err(ModelError::Read(format!("{name}: read {} bytes, expected {want:?}", bytes.len())));
+    }
+    Ok((t.dtype, bytes))
+}
+
+/// Tensor `name` of `shape` as f32 values, in the file's row-major order.
+pub(crate) async fn values(table: &TensorTable, read: &mut impl RangeReader, name: &str, shape: &[u32]) -> Result<Vec<f32>, ModelError> {
+    let shape: Vec<u64> = shape.iter().map(|&d| u64::from(d)).collect();
+    let (dtype, bytes) = tensor(table, read, name, &shape).await?;
+    Ok(to_f32(dtype, &bytes))
+}
+
+/// Reads the GPU model's tensors.
 struct Tensors<'a, R> {
     table: &'a TensorTable,
     read: &'a mut R,
@@ -127,31 +176,17 @@ struct Tensors<'a, R> {
 
 impl<R: RangeReader> Tensors<'_, R> {
     async fn get(&mut self, name: &str, shape: &[u64]) -> Result<(DType, Vec<u8>), ModelError> {
-        let t = self
-            .table
-            .get(name)
-            .or_else(|| self.table.get(&format!("transformer.{name}")))
-            .ok_or_else(|| ModelError::Tensor { name: name.into(), problem: "missing".into() })?;
-        if t.shape != shape {
-            return Err(ModelError::Tensor { name: name.into(), problem: format!("shape {:?}, expected {shape:?}", t.shape) });
-        }
-        if !matches!(t.dtype, DType::F32 | DType::F16 | DType::BF16) {
-            return Err(ModelError::Tensor { name: name.into(), problem: format!("{} weights are not supported for GPT-2", t.dtype) });
-        }
-        let bytes = self.read.read_range(t.range.clone()).await.map_err(ModelError::Read)?;
-        Ok((t.dtype, bytes))
+        tensor(self.table, self.read, name, shape).await
     }
 
     /// A vector as f32.
     async fn vector(&mut self, ctx: &GpuContext, name: &str, len: u32) -> Result<wgpu::Buffer, ModelError> {
-        let (dtype, bytes) = self.get(name, &[u64::from(len)]).await?;
-        Ok(ctx.storage_from("gpt2", "vector", &to_f32(dtype, &bytes))?)
+        Ok(ctx.storage_from("gpt2", "vector", &values(self.table, self.read, name, &[len]).await?)?)
     }
 
     /// Part `[.., cols_from..cols_from + out]` of a `[inp, total]` Conv1D weight, as `[out, inp]` rows.
     async fn conv1d(&mut self, ctx: &GpuContext, name: &str, inp: u32, total: u32, parts: &[(u32, u32)]) -> Result<Vec<GpuWeight>, ModelError> {
-        let (dtype, bytes) = self.get(name, &[u64::from(inp), u64::from(total)]).await?;
-        let w = to_f32(dtype, &bytes);
+        let w = values(self.table, self.read, name, &[inp, total]).await?;
         let (inp, total) = (inp as usize, total as usize);
         let mut out = Vec::with_capacity(parts.len());
         for &(from, len) in parts {
@@ -189,7 +224,7 @@ impl Gpt2 {
     pub async fn load(ctx: &GpuContext, config_json: &[u8], table: &TensorTable, context: Option<u32>, read: &mut impl RangeReader) -> Result<Self, ModelError> {
         let config = Gpt2Config::from_json(config_json)?;
         let c = &config;
-        let context = context.unwrap_or(c.n_positions).clamp(1, c.n_positions);
+        let context = c.context(context);
         let (d, ffn) = (c.n_embd, c.ffn());
         let mut t = Tensors { table, read };
         let wte = t.table(ctx, "wte.weight", c.vocab_size, d).await?;
@@ -258,6 +293,12 @@ impl Gpt2 {
 
     /// Feeds `tokens` after the cached ones (in chunks) and answers `pick` for the next position.
     pub async fn forward(&mut self, ctx: &GpuContext, tokens: &[u32], pick: Pick) -> Result<Next, ModelError> {
+        // Refused before anything reaches the cache.
+        self.config.check_ids(tokens)?;
+        let end = u32::try_from(tokens.len()).ok().and_then(|n| self.position().checked_add(n));
+        if end.is_none_or(|end| end > self.context) {
+            return Err(ModelError::ContextFull { ctx: self.context, pos: end.unwrap_or(u32::MAX) });
+        }
         let mut chunks = tokens.chunks(PREFILL_CHUNK as usize).peekable();
         while let Some(chunk) = chunks.next() {
             let head = chunks.peek().is_none().then_some(pick);
@@ -288,9 +329,7 @@ impl Gpt2 {
         if pos0 + n > self.context {
             return Err(ModelError::ContextFull { ctx: self.context, pos: pos0 + n });
         }
-        if let Some(&bad) = ids.iter().find(|&&id| id >= c.vocab_size) {
-            return Err(GpuError::Shape { op: "gpt2", detail: format!("token id {bad} ≥ vocabulary {}", c.vocab_size) }.into());
-        }
+        c.check_ids(ids)?;
         let b = &self.buf;
         let positions: Vec<u32> = (pos0..pos0 + n).collect();
         ctx.queue.write_buffer(&b.ids, 0, bytemuck::cast_slice(ids));
@@ -327,7 +366,7 @@ impl Gpt2 {
             std::mem::swap(&mut x, &mut x_next);
             norm.encode(ctx, &mut e, n, d, x, &blk.ln2.0, &blk.ln2.1, &b.h).await?;
             linear!(&blk.w_fc, &blk.b_fc, &b.h, &b.f, ffn);
-            Elementwise::GeluTanh.encode(ctx, &mut e, nf, &b.f, &b.f, &b.f2).await?;
+            c.activation().encode(ctx, &mut e, nf, &b.f, &b.f, &b.f2).await?;
             linear!(&blk.w_proj, &blk.b_proj, &b.f2, &b.h, d);
             Elementwise::Add.encode(ctx, &mut e, nd, x, &b.h, x_next).await?;
             std::mem::swap(&mut x, &mut x_next);

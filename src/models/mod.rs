@@ -187,47 +187,108 @@ impl crate::generate::LanguageModel for DecoderOnGpu<'_> {
     }
 }
 
-/// The CPU fallback's Llama with the tokens in its KV cache, as a `LanguageModel` (the sampler
-/// runs on the CPU with the GPU sampler's rules, from the logits).
+/// A text decoder of any supported architecture on the CPU fallback.
+#[cfg(feature = "cpu")]
+pub enum CpuModel {
+    Llama(crate::cpu::llama::CpuLlama),
+    Gpt2(crate::cpu::gpt2::CpuGpt2),
+}
+
+#[cfg(feature = "cpu")]
+impl From<crate::cpu::llama::CpuLlama> for CpuModel {
+    fn from(m: crate::cpu::llama::CpuLlama) -> Self {
+        Self::Llama(m)
+    }
+}
+
+#[cfg(feature = "cpu")]
+impl From<crate::cpu::gpt2::CpuGpt2> for CpuModel {
+    fn from(m: crate::cpu::gpt2::CpuGpt2) -> Self {
+        Self::Gpt2(m)
+    }
+}
+
+#[cfg(feature = "cpu")]
+impl CpuModel {
+    /// KV-cache capacity in tokens.
+    pub fn context(&self) -> u32 {
+        match self {
+            Self::Llama(m) => m.context,
+            Self::Gpt2(m) => m.context,
+        }
+    }
+
+    /// Keeps the first `position` tokens of the KV cache.
+    fn set_position(&mut self, position: u32) {
+        match self {
+            Self::Llama(m) => m.position = position,
+            Self::Gpt2(m) => m.position = position,
+        }
+    }
+
+    /// The logits after `tokens` fed at the current position.
+    pub fn logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        match self {
+            Self::Llama(m) => m.logits(tokens),
+            Self::Gpt2(m) => m.logits(tokens),
+        }
+    }
+}
+
+/// The CPU fallback's decoder (Llama family or GPT-2) with the tokens in its KV cache, as a
+/// `LanguageModel` (the sampler runs on the CPU with the GPU sampler's rules, from the logits).
 #[cfg(feature = "cpu")]
 pub struct CpuDecoder {
-    pub model: crate::cpu::llama::CpuLlama,
+    pub model: CpuModel,
     tokens: Vec<u32>,
 }
 
 #[cfg(feature = "cpu")]
 impl CpuDecoder {
-    pub fn new(model: crate::cpu::llama::CpuLlama) -> Self {
-        Self { model, tokens: Vec::new() }
+    pub fn new(model: impl Into<CpuModel>) -> Self {
+        Self { model: model.into(), tokens: Vec::new() }
     }
 
-    /// Loads a GGUF file (`config_json` None) or a Llama-family hub checkpoint on the CPU.
+    /// Loads a GGUF file (`config_json` None), or a Llama-family or GPT-2 hub checkpoint by its
+    /// `model_type`, on the CPU.
     pub async fn load(config_json: Option<&[u8]>, table: &TensorTable, context: Option<u32>, read: &mut impl RangeReader) -> Result<Self, ModelError> {
-        use crate::cpu::llama::CpuLlama;
-        let model = match config_json {
-            None => CpuLlama::load(table, context, read).await?,
+        use crate::cpu::{gpt2::CpuGpt2, llama::CpuLlama};
+        let model: CpuModel = match config_json {
+            None => CpuLlama::load(table, context, read).await?.into(),
             Some(config) => match model_type(config)?.as_str() {
-                t if LLAMA_FAMILY.contains(&t) => CpuLlama::load_hub(config, table, context, read).await?,
-                other => return Err(ModelError::Config(format!("the CPU fallback runs Llama-family models (llama, qwen2, mistral), not {other:?}"))),
+                "gpt2" => CpuGpt2::load(config, table, context, read).await?.into(),
+                t if LLAMA_FAMILY.contains(&t) => CpuLlama::load_hub(config, table, context, read).await?.into(),
+                other => return Err(ModelError::Config(format!("model_type {other:?} is not supported (llama, qwen2, mistral, gpt2)"))),
             },
         };
         Ok(Self::new(model))
     }
 
-    /// `{ architecture, layers, hidden, heads, kvHeads, vocab, context, weightBytes }`.
+    /// `{ architecture, layers, hidden, heads, kvHeads?, vocab, context, weightBytes }`.
     pub fn info(&self) -> serde_json::Value {
-        let (c, m) = (&self.model.config, &self.model);
-        serde_json::json!({
-            "architecture": c.arch, "layers": c.n_layers, "hidden": c.hidden, "heads": c.heads, "kvHeads": c.kv_heads,
-            "vocab": c.vocab, "context": m.context, "weightBytes": m.weight_bytes_per_token(),
-        })
+        match &self.model {
+            CpuModel::Llama(m) => {
+                let c = &m.config;
+                serde_json::json!({
+                    "architecture": c.arch, "layers": c.n_layers, "hidden": c.hidden, "heads": c.heads, "kvHeads": c.kv_heads,
+                    "vocab": c.vocab, "context": m.context, "weightBytes": m.weight_bytes_per_token(),
+                })
+            }
+            CpuModel::Gpt2(m) => {
+                let c = &m.config;
+                serde_json::json!({
+                    "architecture": "gpt2", "layers": c.n_layer, "hidden": c.n_embd, "heads": c.n_head, "vocab": c.vocab_size,
+                    "context": m.context, "weightBytes": m.weight_bytes_per_token(),
+                })
+            }
+        }
     }
 }
 
 #[cfg(feature = "cpu")]
 impl crate::generate::LanguageModel for CpuDecoder {
     fn context(&self) -> u32 {
-        self.model.context
+        self.model.context()
     }
 
     fn cached(&self) -> &[u32] {
@@ -236,7 +297,7 @@ impl crate::generate::LanguageModel for CpuDecoder {
 
     fn truncate(&mut self, len: usize) {
         self.tokens.truncate(len);
-        self.model.position = self.tokens.len() as u32;
+        self.model.set_position(self.tokens.len() as u32);
     }
 
     async fn forward(&mut self, tokens: &[u32], pick: crate::generate::Pick) -> Result<crate::generate::Next, ModelError> {
