@@ -508,8 +508,7 @@ async fn vector(ctx: &GpuContext, table: &TensorTable, read: &mut impl RangeRead
 }
 
 async fn matrix(ctx: &GpuContext, table: &TensorTable, read: &mut impl RangeReader, name: &str, rows: u32, cols: u32) -> Result<GpuWeight, ModelError> {
-    let (dtype, bytes) = tensor_bytes(table, read, name, &[rows, cols]).await?;
-    Ok(GpuWeight::upload(ctx, name, dtype, u64::from(rows), u64::from(cols), &bytes)?)
+    super::upload_matrix(ctx, find(table, name)?, read, rows, cols).await
 }
 
 async fn linear(ctx: &GpuContext, table: &TensorTable, read: &mut impl RangeReader, prefix: &str, rows: u32, cols: u32) -> Result<Linear, ModelError> {

@@ -204,8 +204,11 @@ impl<R: RangeReader> Tensors<'_, R> {
 
     /// A `[rows, cols]` table (embeddings) as it is.
     async fn table(&mut self, ctx: &GpuContext, name: &str, rows: u32, cols: u32) -> Result<GpuWeight, ModelError> {
-        let (dtype, bytes) = self.get(name, &[u64::from(rows), u64::from(cols)]).await?;
-        Ok(GpuWeight::upload(ctx, name, dtype, u64::from(rows), u64::from(cols), &bytes)?)
+        let t = self.table.get(name).or_else(|| self.table.get(&format!("transformer.{name}"))).ok_or_else(|| ModelError::Tensor { name: name.into(), problem: "missing".into() })?;
+        if !matches!(t.dtype, DType::F32 | DType::F16 | DType::BF16) {
+            return Err(ModelError::Tensor { name: name.into(), problem: format!("{} weights are not supported for GPT-2", t.dtype) });
+        }
+        super::upload_matrix(ctx, t, self.read, rows, cols).await
     }
 }
 

@@ -437,11 +437,7 @@ impl Llama {
 
     async fn matrix(ctx: &GpuContext, table: &TensorTable, read: &mut impl RangeReader, name: &str, rows: u32, cols: u32) -> Result<GpuWeight, ModelError> {
         let t = table.get(name).ok_or_else(|| ModelError::Tensor { name: name.into(), problem: "missing".into() })?;
-        if t.shape != [u64::from(rows), u64::from(cols)] {
-            return Err(ModelError::Tensor { name: name.into(), problem: format!("shape {:?}, expected [{rows}, {cols}]", t.shape) });
-        }
-        let bytes = read.read_range(t.range.clone()).await.map_err(ModelError::Read)?;
-        Ok(GpuWeight::upload(ctx, name, t.dtype, u64::from(rows), u64::from(cols), &bytes)?)
+        super::upload_matrix(ctx, t, read, rows, cols).await
     }
 
     async fn vector(ctx: &GpuContext, table: &TensorTable, name: &str, len: u32, read: &mut impl RangeReader) -> Result<wgpu::Buffer, ModelError> {

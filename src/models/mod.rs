@@ -56,6 +56,35 @@ pub async fn read_table_ranged(read: &mut impl RangeReader, mut prefix: Vec<u8>,
     }
 }
 
+/// Most bytes of a matrix read at once on its way to the GPU: wasm memory only grows, so a whole
+/// embedding table read (and repacked) in one piece would set its high-water mark.
+const UPLOAD_SLICE_BYTES: u64 = 4 << 20;
+
+/// Uploads tensor `t`, which must be a (rows, cols) matrix, to the GPU in slices of whole rows.
+pub(crate) async fn upload_matrix(ctx: &crate::gpu::GpuContext, t: &crate::formats::TensorInfo, read: &mut impl RangeReader, rows: u32, cols: u32) -> Result<crate::gpu::weights::GpuWeight, ModelError> {
+    let problem = |problem: String| ModelError::Tensor { name: t.name.clone(), problem };
+    if t.shape != [u64::from(rows), u64::from(cols)] {
+        return Err(problem(format!("shape {:?}, expected [{rows}, {cols}]", t.shape)));
+    }
+    let row_bytes = t.dtype.bytes_for(u64::from(cols)).filter(|&b| b > 0).ok_or_else(|| problem(format!("{cols} columns are not whole {} blocks", t.dtype)))?;
+    if t.range.end.checked_sub(t.range.start) != Some(u64::from(rows) * row_bytes) {
+        return Err(problem(format!("{} bytes in the file for {rows} rows of {row_bytes}", t.range.end.saturating_sub(t.range.start))));
+    }
+    let w = crate::gpu::weights::GpuWeight::new(ctx, &t.name, t.dtype, u64::from(rows), u64::from(cols), None)?;
+    let per_read = (UPLOAD_SLICE_BYTES / row_bytes).max(1);
+    let mut row = 0u64;
+    while row < u64::from(rows) {
+        let n = per_read.min(u64::from(rows) - row);
+        let bytes = read.read_range(t.range.start + row * row_bytes..t.range.start + (row + n) * row_bytes).await.map_err(ModelError::Read)?;
+        if bytes.len() as u64 != n * row_bytes {
+            return Err(ModelError::Read(format!("{}: read {} bytes, expected {}", t.name, bytes.len(), n * row_bytes)));
+        }
+        w.write_rows(ctx, row, &bytes)?;
+        row += n;
+    }
+    Ok(w)
+}
+
 /// Tensor `name` of `shape` as f32 values, whatever its type (small tensors: norms, biases).
 pub(crate) async fn read_values(table: &TensorTable, read: &mut impl RangeReader, name: &str, shape: &[u32]) -> Result<Vec<f32>, ModelError> {
     let problem = |problem: String| ModelError::Tensor { name: name.into(), problem };
