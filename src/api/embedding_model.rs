@@ -157,7 +157,7 @@ fn is_device_lost(e: &ModelError) -> bool {
 fn engine_info(engine: &Engine) -> serde_json::Value {
     let (c, adapter, device) = match engine {
         Engine::Gpu { ctx, model } => (&model.config, ctx.report.label(), "webgpu"),
-        Engine::Cpu(model) => (&model.config, "cpu (wasm simd128)".to_string(), "cpu"),
+        Engine::Cpu(model) => (&model.config, super::CPU_ADAPTER.to_string(), "cpu"),
     };
     serde_json::json!({ "architecture": "bert", "layers": c.layers, "hidden": c.hidden, "dims": c.hidden, "adapter": adapter, "device": device })
 }
@@ -166,16 +166,7 @@ impl EmbeddingModel {
     /// `device`: "webgpu", "cpu" or "auto" (WebGPU when an adapter and device can be had and the
     /// device holds, else the CPU, saying why in `info.fallbackReason`).
     async fn build(source: Source, device: &str) -> Result<EmbeddingModel, JsValue> {
-        let (gpu, mut fallback_reason) = match device {
-            "webgpu" => (Some(GpuContext::new().await?), None),
-            "cpu" => (None, None),
-            "auto" => match GpuContext::new().await {
-                Ok(ctx) => (Some(ctx), None),
-                Err(e) if e.code() == "WebGpuUnavailable" => (None, Some(e.to_string())),
-                Err(e) => return Err(e.into()),
-            },
-            other => return Err(js_error("Usage", &format!("device {other:?} (auto, webgpu or cpu)"))),
-        };
+        let (gpu, mut fallback_reason) = super::choose_device(device).await?;
         let auto = device == "auto";
         let (files, engine) = source.load(gpu).await?;
         let engine = match engine {

@@ -34,6 +34,24 @@ impl From<GpuError> for JsValue {
     }
 }
 
+/// The GPU for `device` ("webgpu", "cpu" or "auto": WebGPU when an adapter and device can be
+/// had, else the CPU), and why there is none when "auto" falls back.
+pub(crate) async fn choose_device(device: &str) -> Result<(Option<crate::gpu::GpuContext>, Option<String>), JsValue> {
+    match device {
+        "webgpu" => Ok((Some(crate::gpu::GpuContext::new().await?), None)),
+        "cpu" => Ok((None, None)),
+        "auto" => match crate::gpu::GpuContext::new().await {
+            Ok(ctx) => Ok((Some(ctx), None)),
+            Err(e) if e.code() == "WebGpuUnavailable" => Ok((None, Some(e.to_string()))),
+            Err(e) => Err(e.into()),
+        },
+        other => Err(js_error("Usage", &format!("device {other:?} (auto, webgpu or cpu)"))),
+    }
+}
+
+/// How `info().adapter` names the CPU fallback.
+pub(crate) const CPU_ADAPTER: &str = "cpu (wasm simd128)";
+
 /// The tensor table of `path` in the store, and the file to read tensors from.
 pub(crate) async fn stored_table<'a>(store: &'a IdbStore, repo: &str, commit: &str, path: &str) -> Result<(TensorTable, StoredFile<'a, IdbStore>), JsValue> {
     let store_error = |e: crate::store::StoreError| js_error(e.code(), &e.to_string());

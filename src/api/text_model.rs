@@ -64,16 +64,7 @@ impl TextModel {
             Some(source) => Some(Rc::new(ChatTemplate::new(source, &name(tokenizer.bos_id), &name(tokenizer.eos_id)).map_err(|e| js_error("BadModelFile", &e.to_string()))?)),
             None => None,
         };
-        let (gpu, fallback_reason) = match device {
-            "webgpu" => (Some(GpuContext::new().await?), None),
-            "cpu" => (None, None),
-            "auto" => match GpuContext::new().await {
-                Ok(ctx) => (Some(ctx), None),
-                Err(e) if e.code() == "WebGpuUnavailable" => (None, Some(e.to_string())),
-                Err(e) => return Err(e.into()),
-            },
-            other => return Err(js_error("Usage", &format!("device {other:?} (auto, webgpu or cpu)"))),
-        };
+        let (gpu, fallback_reason) = super::choose_device(device).await?;
         let (engine, mut info) = match gpu {
             Some(ctx) => {
                 let model = Decoder::load(&ctx, config.as_deref(), &table, context, read).await.map_err(model_error)?;
@@ -85,7 +76,7 @@ impl TextModel {
             None => {
                 let model = CpuDecoder::load(config.as_deref(), &table, context, read).await.map_err(model_error)?;
                 let mut info = model.info();
-                info["adapter"] = "cpu (wasm simd128)".into();
+                info["adapter"] = super::CPU_ADAPTER.into();
                 info["device"] = "cpu".into();
                 (Engine::Cpu(model), info)
             }
