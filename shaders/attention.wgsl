@@ -9,9 +9,17 @@
 // query at the end of the cache; prefill: a chunk of queries; encoders: not causal, L masks
 // the padding). Head h reads kv head h / (heads / kv_heads).
 //
-// One workgroup per (query, head), z = sequence. Phase 1: scores into S and their maximum;
-// phase 2: exp(s − max) into S and their sum; phase 3: each invocation owns head dimensions
-// d = lid, lid + WG, … and sums S[p]·V[p, d] over the keys. Max-subtracted, so no overflow.
+// `attention`: one workgroup per (query, head), z = sequence. Phase 1: scores into S and their
+// maximum; phase 2: exp(s − max) into S and their sum; phase 3: each invocation owns head
+// dimensions d = lid, lid + WG, … and sums S[p]·V[p, d] over the keys. Max-subtracted, so no
+// overflow.
+//
+// A decode step over a long cache (one query, batch 1) is split over the keys instead (flash-
+// decoding), so that it is not one workgroup per head: `attention_partial` runs one workgroup per
+// (split of SPLIT_KEYS keys, head) and writes to S the split's max m, sum l = Σ exp(s − m) and
+// unnormalised output o[d] = Σ exp(s − m)·V[p, d] (head_dim + 2 floats per (head, split));
+// `attention_combine` rescales the splits to their common max and divides: one workgroup per
+// head.
 
 struct AttnParams {
     q_len: u32,
@@ -23,13 +31,14 @@ struct AttnParams {
     causal: u32,
     groups_x: u32,
     scale: f32,
-    _pad0: u32,
+    splits: u32,
     _pad1: u32,
     _pad2: u32,
 }
 
 override WG: u32 = 64u;
 const MAX_WG: u32 = 256u;
+const SPLIT_KEYS: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> P: AttnParams;
 @group(0) @binding(1) var<storage, read> Q: array<f32>;
@@ -105,5 +114,79 @@ fn attention(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_
             }
             O[q_base + d] = acc * inv;
         }
+    }
+}
+
+var<workgroup> split_p: array<f32, SPLIT_KEYS>;
+
+/// Keys a decode query sees: the valid ones, up to its own position.
+fn decode_keys() -> u32 {
+    return min(min(L[0], P.kv_len), P.q_pos0 + 1u);
+}
+
+@compute @workgroup_size(WG)
+fn attention_partial(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let split = group.x;
+    let h = group.y;
+    let n_keys = decode_keys();
+    let k0 = min(split * SPLIT_KEYS, n_keys);
+    let k1 = min(k0 + SPLIT_KEYS, n_keys);
+    let kvh = h / (P.heads / P.kv_heads);
+    let q_base = h * P.head_dim;
+    let kv_row = P.kv_heads * P.head_dim;
+    let kv_base = kvh * P.head_dim;
+
+    var m = bitcast<f32>(0xFF7FFFFFu); // -f32::MAX: an empty split weighs nothing
+    for (var p = k0 + lid; p < k1; p += WG) {
+        var s = 0.0;
+        for (var d = 0u; d < P.head_dim; d++) {
+            s += Q[q_base + d] * K[kv_base + p * kv_row + d];
+        }
+        s *= P.scale;
+        split_p[p - k0] = s;
+        m = max(m, s);
+    }
+    m = reduce(lid, m, true);
+    var sum = 0.0;
+    for (var p = k0 + lid; p < k1; p += WG) {
+        let e = exp(split_p[p - k0] - m);
+        split_p[p - k0] = e;
+        sum += e;
+    }
+    sum = reduce(lid, sum, false);
+    let base = (h * P.splits + split) * (P.head_dim + 2u);
+    for (var d = lid; d < P.head_dim; d += WG) {
+        var acc = 0.0;
+        for (var p = k0; p < k1; p++) {
+            acc += split_p[p - k0] * V[kv_base + p * kv_row + d];
+        }
+        S[base + 2u + d] = acc;
+    }
+    if (lid == 0u) {
+        S[base] = m;
+        S[base + 1u] = sum;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn attention_combine(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let h = group.x;
+    let stride = P.head_dim + 2u;
+    let first = h * P.splits * stride;
+    var m = bitcast<f32>(0xFF7FFFFFu);
+    for (var s = 0u; s < P.splits; s++) {
+        m = max(m, S[first + s * stride]);
+    }
+    var sum = 0.0;
+    for (var s = 0u; s < P.splits; s++) {
+        sum += S[first + s * stride + 1u] * exp(S[first + s * stride] - m);
+    }
+    let inv = select(0.0, 1.0 / sum, sum > 0.0);
+    for (var d = lid; d < P.head_dim; d += WG) {
+        var acc = 0.0;
+        for (var s = 0u; s < P.splits; s++) {
+            acc += S[first + s * stride + 2u + d] * exp(S[first + s * stride] - m);
+        }
+        O[h * P.head_dim + d] = acc * inv;
     }
 }

@@ -187,11 +187,19 @@ gpu_test!(attention_decode_prefill_and_encoder, async {
         // Decode at position 36 of a 64-slot cache: keys past 37 are stale and must be ignored.
         ("decode, GQA 9/3, 37 of 64 slots", Attention { kv_len: 64, q_pos0: 36, ..base }, vec![37]),
         ("decode, 1025 keys", Attention { kv_len: 1025, q_pos0: 1024, heads: 4, kv_heads: 4, ..base }, vec![1025]),
+        // Split over the keys (flash-decoding): one key into a second split; a cache 3001 of
+        // 4096 full with stale slots past it; head_dim 128; and a cache whose valid length is
+        // below the query's position.
+        ("split decode, 257 keys", Attention { kv_len: 300, q_pos0: 256, ..base }, vec![300]),
+        ("split decode, GQA 9/3, 3001 of 4096 slots", Attention { kv_len: 4096, q_pos0: 3000, ..base }, vec![3001]),
+        ("split decode, head_dim 128, 700 of 1024", Attention { kv_len: 1024, q_pos0: 699, heads: 8, kv_heads: 2, head_dim: 128, ..base }, vec![700]),
+        ("split decode, 600 valid of position 900", Attention { kv_len: 1024, q_pos0: 900, ..base }, vec![600]),
         ("prefill 17, causal", Attention { q_len: 17, kv_len: 17, heads: 4, kv_heads: 2, head_dim: 32, ..base }, vec![17]),
         ("prefill chunk of 5 at 12", Attention { q_len: 5, kv_len: 24, q_pos0: 12, heads: 2, kv_heads: 1, head_dim: 16, ..base }, vec![17]),
         ("encoder, padded batch of 3", Attention { batch: 3, q_len: 7, kv_len: 7, heads: 2, kv_heads: 2, head_dim: 16, causal: false, scale: 0.25, ..base }, vec![7, 3, 1]),
     ];
     for (i, (name, attn, lengths)) in cases.into_iter().enumerate() {
+        assert_eq!(attn.decode_splits().is_some(), name.starts_with("split") || name == "decode, 1025 keys", "{name}: the kernel chosen");
         let report = check_against_reference(&ctx, attn, &lengths, i as u64).await.unwrap_or_else(|e| panic!("{name}: {e}"));
         log(&format!("attention {name}: {report}"));
         assert!(report.passed, "attention {name}: {report}");

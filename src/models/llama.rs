@@ -455,7 +455,8 @@ impl Llama {
     }
 
     /// Compute dispatches in one decode step: per layer 2 norms, 7 matvecs, (3 bias adds,) 2 RoPE,
-    /// attention, 2 residual adds, SwiGLU; then embedding, final norm, LM head, argmax.
+    /// attention (2 dispatches past `SPLIT_KEYS` cached tokens: split over the keys), 2 residual
+    /// adds, SwiGLU; then embedding, final norm, LM head, argmax.
     pub fn dispatches_per_token(&self) -> u32 {
         let matvec_parts = |w: &GpuWeight| w.parts.len() as u32;
         let per_layer: u32 = self

@@ -1,5 +1,6 @@
 //! Attention with grouped-query heads and causal or padding masks (shaders/attention.wgsl): the
-//! decode step over the KV cache, prefill chunks, and non-causal encoders (BERT).
+//! decode step over the KV cache (split over the keys past `SPLIT_KEYS`: flash-decoding),
+//! prefill chunks, and non-causal encoders (BERT).
 
 use crate::check::{Comparison, Tolerance};
 use crate::gpu::context::GpuContext;
@@ -23,10 +24,14 @@ pub struct AttnParams {
     pub causal: u32,
     pub groups_x: u32,
     pub scale: f32,
-    pub _pad0: u32,
+    /// Key splits of a split decode step (`attention_partial` / `attention_combine`).
+    pub splits: u32,
     pub _pad1: u32,
     pub _pad2: u32,
 }
+
+/// Keys per split of a split decode step (`SPLIT_KEYS` in the shader).
+pub const SPLIT_KEYS: u32 = 256;
 
 /// The shape of one attention call.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -60,6 +65,16 @@ impl Attention {
             return bad(format!("{scores} scores overflow u32 indexing: attend in smaller chunks"));
         }
         Ok(())
+    }
+
+    /// The number of key splits when this call is a decode step over more than `SPLIT_KEYS`
+    /// keys (one query, batch 1, causal) whose partial results fit the scores scratch; `None`
+    /// runs the one-workgroup-per-head kernel.
+    pub fn decode_splits(&self) -> Option<u32> {
+        let keys = self.kv_len.min(self.q_pos0.saturating_add(1));
+        let splits = keys.div_ceil(SPLIT_KEYS);
+        let fits = u64::from(splits) * (u64::from(self.head_dim) + 2) <= u64::from(self.kv_len);
+        (self.q_len == 1 && self.batch == 1 && self.causal && keys > SPLIT_KEYS && fits).then_some(splits)
     }
 
     /// Bytes of the scores scratch buffer this call needs.
@@ -103,10 +118,16 @@ impl Attention {
             causal: u32::from(self.causal),
             groups_x: gx,
             scale: self.scale,
-            _pad0: 0,
+            splits: self.decode_splits().unwrap_or(0),
             _pad1: 0,
             _pad2: 0,
         };
+        let buffers = [q, k, v, lengths, scratch, out];
+        if let Some(splits) = self.decode_splits() {
+            let dispatch = |entry_point, groups| Dispatch { shader: ShaderId::Attention, entry_point, workgroup_size: WORKGROUP, kind: None, threads_per_row: None, params, buffers: &buffers, groups };
+            dispatch("attention_partial", (splits, self.heads, 1)).encode(ctx, encoder).await?;
+            return dispatch("attention_combine", (self.heads, 1, 1)).encode(ctx, encoder).await;
+        }
         Dispatch {
             shader: ShaderId::Attention,
             entry_point: "attention",
@@ -114,7 +135,7 @@ impl Attention {
             kind: None,
             threads_per_row: None,
             params,
-            buffers: &[q, k, v, lengths, scratch, out],
+            buffers: &buffers,
             groups: (gx, gy, self.batch),
         }
         .encode(ctx, encoder)
