@@ -4,7 +4,7 @@
 
 use hugrt::hub::{Hub, HubError, RepoInfo, validate_path, validate_repo_id, validate_revision};
 use hugrt::store::writer::{FileWriter, Start};
-use hugrt::store::{CHUNK_BYTES, ChunkStore, StoreError, file_key, read_range};
+use hugrt::store::{CHUNK_BYTES, ChunkStore, MAX_CHUNK_BYTES, StoreError, file_key, read_range};
 
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
@@ -135,6 +135,16 @@ async fn writer_contract<S: ChunkStore>(store: &S) {
     w.push(&[0; 9]).await.unwrap();
     assert!(matches!(w.finish().await, Err(StoreError::SizeMismatch { .. })));
     assert!(!store.manifest(&file_key("t/r", COMMIT, "short.bin")).await.unwrap().is_some_and(|m| m.complete));
+
+    // No stored value over the cap (IndexedDB's practical limit): our own code refuses it, and
+    // nothing is written.
+    let mut huge = m.clone();
+    huge.path = "huge.bin".into();
+    huge.size = MAX_CHUNK_BYTES + 1;
+    huge.complete = false;
+    let e = store.put_chunk(&huge, 0, &vec![0; MAX_CHUNK_BYTES as usize + 1]).await.unwrap_err();
+    assert!(matches!(e, StoreError::ChunkTooLarge { bytes } if bytes == MAX_CHUNK_BYTES + 1), "{e}");
+    assert_eq!(store.manifest(&huge.key()).await.unwrap(), None);
 
     // Cache API: list, LRU eviction by budget, delete, clear.
     let revs = hugrt::store::list_revisions(store).await.unwrap();

@@ -59,6 +59,13 @@ pub enum StoreError {
     ChunkTooLarge { bytes: u64 },
     #[error("storage error: {message}")]
     Backend { message: String },
+    /// The connection was closed because another page upgraded or deleted the database.
+    #[error("the weight store's connection closed: {reason}")]
+    Closed { reason: String },
+    /// Opening at a newer schema version waited `waited_ms` for another page to close an older
+    /// connection; that page never did.
+    #[error("opening {name:?} at schema version {version} was blocked for {waited_ms} ms by another page holding an older version open; close or reload the other tabs")]
+    Blocked { name: String, version: u32, waited_ms: u32 },
 }
 
 impl StoreError {
@@ -73,6 +80,7 @@ impl StoreError {
             StoreError::NotFound { .. } => "NotFound",
             StoreError::MissingChunk { .. } | StoreError::OutOfRange { .. } => "StoreCorrupt",
             StoreError::ChunkTooLarge { .. } | StoreError::Backend { .. } => "StorageError",
+            StoreError::Closed { .. } | StoreError::Blocked { .. } => "StoreClosed",
         }
     }
 }
