@@ -115,7 +115,8 @@ impl IdbStore {
     /// Opens (creating or upgrading) the database `name`. An open connection closes itself on
     /// `versionchange` so that a newer tab's upgrade (or a deletion) is never blocked by this one;
     /// its next operation then fails with [`StoreError::Closed`], and [`IdbStore::reconnect`]
-    /// opens it again (which fails, with the same typed error, where a newer schema is in place).
+    /// opens it again. Where another page has put a newer schema in place, opening fails with
+    /// [`StoreError::Closed`] too (reload the page).
     pub async fn open(name: &str) -> Result<IdbStore, StoreError> {
         Self::open_version(name, DB_VERSION, BLOCKED_TIMEOUT_MS).await
     }
@@ -151,10 +152,7 @@ impl IdbStore {
         if matches!(*self.conn.borrow(), Conn::Open(_)) {
             return Ok(());
         }
-        let db = open_db(&self.name, self.version, BLOCKED_TIMEOUT_MS).await.map_err(|e| match e {
-            StoreError::Backend { message } if message.contains("VersionError") => StoreError::Closed { reason: format!("another page upgraded the database {:?} to a newer schema version than this page's ({}); reload this page", self.name, self.version) },
-            e => e,
-        })?;
+        let db = open_db(&self.name, self.version, BLOCKED_TIMEOUT_MS).await?;
         *self.conn.borrow_mut() = Conn::Open(db.clone());
         self.watch(&db);
         Ok(())
@@ -239,7 +237,11 @@ async fn open_db(name: &str, version: u32, blocked_ms: i32) -> Result<IdbDatabas
         }
     });
     let db = match rx.await {
-        Ok(Some(r)) => r?,
+        Ok(Some(r)) => r.map_err(|e| match e {
+            // Another page runs a newer hugrt (a newer schema); this page's code cannot use it.
+            StoreError::Backend { message } if message.contains("VersionError") => StoreError::Closed { reason: format!("another page upgraded the database {name:?} to a newer schema version than this page's ({version}); reload this page") },
+            e => e,
+        })?,
         Ok(None) => return Err(StoreError::Blocked { name: name.to_string(), version, waited_ms: blocked_ms.max(0) as u32 }),
         Err(_) => return Err(StoreError::Backend { message: "IndexedDB open: request dropped".into() }),
     };

@@ -165,6 +165,12 @@ test('a newer schema version or a deletion in another page closes the old connec
   assert.equal(old.list.code, 'StoreClosed');
   assert.match(old.list.message, /newer schema version.*reload/);
   assert.equal(old.download.code, 'StoreClosed');
+  // A pipeline or cache call of this (older) page, which opens the store anew, is typed too.
+  const cacheList = await oldPage.evaluate(async ({ db }) => {
+    const { cache } = await import('/__page/pkg/index.js');
+    try { await withTimeout(cache.list({ db }), 10_000); return 'answered'; } catch (err) { return errorOf(err); }
+  }, { db });
+  assert.equal(cacheList.code, 'StoreClosed', JSON.stringify(cacheList));
   const v2 = await newPage.evaluate(() => [...conn.objectStoreNames]);
   assert.deepEqual(v2.sort(), ['chunks', 'files', 'v2-only'], 'the newer page proceeded with its upgrade');
   // The newer page deletes the database: the old page's next call reopens a fresh one and works.

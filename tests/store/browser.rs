@@ -340,7 +340,7 @@ async fn js_surface_downloads_reads_lists_and_names_errors() {
     let ws = WeightStore::open(Some("hugrt-test-js".into())).await.unwrap();
     ws.clear().await.unwrap();
     let calls = js_sys::Array::new();
-    let on_progress = js_sys::Function::new_with_args("p", "this.push(p.status)").bind(&calls);
+    let on_progress = js_sys::Function::new_with_args("p", "this.push(p.status)").bind0(&calls);
     let o = js_sys::Object::new();
     set(&o, "endpoint", JsValue::from_str(HUB));
     set(&o, "onProgress", on_progress.into());
@@ -408,6 +408,9 @@ async fn versionchange_closes_old_connections_and_a_persistent_block_is_a_typed_
     assert_eq!(e.code(), "StoreClosed");
     let e = old.reconnect().await.unwrap_err();
     assert!(matches!(&e, StoreError::Closed { reason } if reason.contains("reload")), "{e}");
+    // As does a fresh open by this (older) code, as the model loaders do.
+    let e = IdbStore::open(&name).await.err().expect("newer schema");
+    assert!(matches!(&e, StoreError::Closed { reason } if reason.contains("newer schema version")), "{e}");
     // A deletion closes the connection too; the next call reopens a fresh database.
     idb_request(&idb_factory().delete_database(&name).unwrap()).await.unwrap();
     let e = newer.manifests().await.unwrap_err();
