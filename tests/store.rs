@@ -173,6 +173,28 @@ fn folder_store_writer_contract() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn folder_store_complete_file_missing_a_chunk_is_downloaded_again() {
+    use sha2::Digest as _;
+    let dir = std::env::temp_dir().join(format!("hugrt-store-evict-{}", std::process::id()));
+    let store = hugrt::store::folder::FolderStore::open(&dir).unwrap();
+    pollster::block_on(async {
+        let bytes = data(2 * CHUNK_BYTES as usize + 5, 9);
+        let sha = sha_hex(&bytes);
+        let key = write_all(&store, "e.bin", &bytes, Some(sha.clone()), 1 << 20).await.unwrap().key();
+        std::fs::remove_file(dir.join(hex::encode(sha2::Sha256::digest(key.as_bytes()))).join("chunk-0000000001")).unwrap();
+        let e = read_range(&store, &key, 0..bytes.len() as u64).await.unwrap_err();
+        assert!(matches!(e, StoreError::MissingChunk { index: 1, .. }) && e.code() == "StoreCorrupt", "{e}");
+        let (_, start) = FileWriter::open(&store, "t/r", COMMIT, "e.bin", bytes.len() as u64, Some(sha.clone())).await.unwrap();
+        assert_eq!(start, Start::At(0), "not answered from the cache: downloaded again");
+        assert_eq!(store.manifest(&key).await.unwrap(), None, "the damaged entry is gone");
+        write_all(&store, "e.bin", &bytes, Some(sha), 1 << 20).await.unwrap();
+        assert_eq!(read_range(&store, &key, 0..bytes.len() as u64).await.unwrap(), bytes);
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A store that fails the `fail_at`-th chunk write with `QuotaExceeded`, as IndexedDB does.
 struct FullAfter<S> {
     inner: S,

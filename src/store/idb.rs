@@ -248,6 +248,11 @@ async fn open_db(name: &str, version: u32, blocked_ms: i32) -> Result<IdbDatabas
     db.dyn_into().map_err(js("open"))
 }
 
+/// All chunk keys of a file: `{key}#{index:010}`; '$' sorts right after '#'.
+fn chunk_range(key: &str) -> Result<IdbKeyRange, StoreError> {
+    IdbKeyRange::bound_with_lower_open_and_upper_open(&JsValue::from_str(&format!("{key}#")), &JsValue::from_str(&format!("{key}$")), false, true).map_err(js("key range"))
+}
+
 fn parse(v: &JsValue) -> Result<FileManifest, StoreError> {
     let s = v.as_string().ok_or_else(|| StoreError::Backend { message: "manifest is not a string".into() })?;
     serde_json::from_str(&s).map_err(|e| StoreError::Backend { message: format!("bad manifest: {e}") })
@@ -302,11 +307,16 @@ impl ChunkStore for IdbStore {
         Ok(Some(a.to_vec()))
     }
 
+    async fn chunks_present(&self, m: &FileManifest) -> Result<u64, StoreError> {
+        let t = self.tx(&[CHUNKS], IdbTransactionMode::Readonly)?;
+        let req = t.object_store(CHUNKS).map_err(js("chunks"))?.count_with_key(&chunk_range(&m.key())?.into()).map_err(js("count"))?;
+        Ok(request(&req, "count chunks").await?.as_f64().unwrap_or(0.0) as u64)
+    }
+
     async fn delete_file(&self, m: &FileManifest) -> Result<(), StoreError> {
         let key = m.key();
         let t = self.tx(&[FILES, CHUNKS], IdbTransactionMode::Readwrite)?;
-        // Chunk keys are `{key}#{index:010}`; '$' sorts right after '#'.
-        let range = IdbKeyRange::bound_with_lower_open_and_upper_open(&JsValue::from_str(&format!("{key}#")), &JsValue::from_str(&format!("{key}$")), false, true).map_err(js("key range"))?;
+        let range = chunk_range(&key)?;
         t.object_store(CHUNKS).map_err(js("chunks"))?.delete(&range).map_err(js("delete chunks"))?;
         t.object_store(FILES).map_err(js("files"))?.delete(&JsValue::from_str(&key)).map_err(js("delete manifest"))?;
         finished(&t, &m.path).await

@@ -373,8 +373,8 @@ fn idb_factory() -> web_sys::IdbFactory {
     js_sys::global().unchecked_into::<web_sys::Window>().indexed_db().unwrap().unwrap()
 }
 
-/// Awaits an open/delete request's `success` (or `error`), as a `Result`.
-async fn idb_request(req: &web_sys::IdbOpenDbRequest) -> Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
+/// Awaits a request's `success` (or `error`), as a `Result`.
+async fn idb_request(req: &web_sys::IdbRequest) -> Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
     let r = req.clone();
     let p = js_sys::Promise::new(&mut |resolve, reject| {
         let r2 = r.clone();
@@ -433,4 +433,24 @@ async fn versionchange_closes_old_connections_and_a_persistent_block_is_a_typed_
     assert!(s.manifests().await.unwrap().is_empty());
     s.close();
     idb_request(&idb_factory().delete_database(&name).unwrap()).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn evicted_chunks_under_a_complete_manifest_are_detected_and_downloaded_again() {
+    let store = fresh_store("evict").await;
+    get(&store, &hub(""), "test/evict", &["medium.bin"], &opts(0)).await.unwrap();
+    let m = manifest(&store, "test/evict", "medium.bin").await.unwrap();
+    assert!(m.complete);
+    // Chunk 1 disappears behind the store's back (partial eviction, a cleaner, another tool).
+    let db: web_sys::IdbDatabase = idb_request(&idb_factory().open_with_u32("hugrt-test-evict", 1).unwrap()).await.unwrap().unchecked_into();
+    let t = db.transaction_with_str_and_mode("chunks", web_sys::IdbTransactionMode::Readwrite).unwrap();
+    idb_request(&t.object_store("chunks").unwrap().delete(&hugrt::store::chunk_key(&m.key(), 1).into()).unwrap()).await.unwrap();
+    db.close();
+    let e = read_range(&store, &m.key(), 0..MEDIUM).await.unwrap_err();
+    assert!(matches!(e, StoreError::MissingChunk { index: 1, .. }) && e.code() == "StoreCorrupt", "{e}");
+    // The next load sees it and downloads the file again instead of answering from the cache.
+    let r = get(&store, &hub(""), "test/evict", &["medium.bin"], &opts(0)).await.unwrap();
+    assert_eq!((r.files[0].from_cache, r.files[0].transferred), (false, MEDIUM), "{r:?}");
+    assert_eq!(read_range(&store, &m.key(), 0..MEDIUM).await.unwrap().len() as u64, MEDIUM);
+    store.clear().await.unwrap();
 }
