@@ -11,7 +11,9 @@ export class HugrtError extends Error {
 }
 export class WebGpuUnavailable extends HugrtError { readonly code: 'WebGpuUnavailable'; }
 export class DeviceLost extends HugrtError { readonly code: 'DeviceLost'; }
-export class QuotaExceeded extends HugrtError { readonly code: 'QuotaExceeded'; }
+/** Not enough storage. Raised before a download that cannot fit, with `needed` and `available`
+ * bytes (from `navigator.storage.estimate()` or the cache budget); or mid-write by IndexedDB. */
+export class QuotaExceeded extends HugrtError { readonly code: 'QuotaExceeded'; readonly needed?: number; readonly available?: number; }
 export class IntegrityError extends HugrtError { readonly code: 'IntegrityError'; }
 export class BadModelFile extends HugrtError { readonly code: 'BadModelFile'; }
 export class NetworkError extends HugrtError { readonly code: 'NetworkError'; }

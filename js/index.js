@@ -41,6 +41,8 @@ export function toHugrtError(err) {
   const message = err?.message ?? String(err);
   const out = code ? new CLASSES[code](message, { cause: err }) : Object.assign(new HugrtError(message, { cause: err }), { code: raw ?? 'Internal' });
   if (raw && raw !== out.code) out.detail = raw;
+  // QuotaExceeded before a download: the bytes needed and available (navigator.storage.estimate()).
+  for (const k of ['needed', 'available']) if (typeof err?.[k] === 'number') out[k] = err[k];
   return out;
 }
 

@@ -1,7 +1,11 @@
 // A test hub with no dependencies: the hub's URL layout and revision API, Range/If-Range/ETag,
 // CORS for the wasm-bindgen-test page (another port), and faults on request.
 //
-//   node scripts/hub-server.mjs [--port 8788] [--host 127.0.0.1] [--big-mb 200]
+//   node scripts/hub-server.mjs [--port 8788] [--host 127.0.0.1] [--big-mb 200] [--pkg www/pkg]
+//
+// `--port 0` takes a free port (the first line printed names it). `--pkg DIR` also serves a blank
+// page at /__page/ and DIR under /__page/pkg/, so that browser pages can load the npm package from
+// the hub's own origin (the end-to-end store tests: tests/e2e/store.test.mjs).
 //
 // Every repo `owner/name` exists and holds the same seeded files (generated in memory, never on
 // disk): config.json (small, not LFS), medium.bin (40 MiB + 777 B) and big.bin (--big-mb MB).
@@ -13,23 +17,31 @@
 //   once=ID      apply the fault only to the first file request carrying this ID
 //   norange      ignore Range (always 200, whole file)
 //   misalign     answer a Range request with a 206 that starts 4096 bytes early
+//   r416         answer a Range request with 416 Range Not Satisfiable
+//   short=F      end the body cleanly (chunked, no Content-Length, no error) at byte F*size
 //   v2           the files changed: other seed, other ETag, the API reports the new sha256
 //   status=N     answer every request with HTTP N (401, 404, 429 with Retry-After, 500, ...)
+//   fail=N       answer file requests with HTTP N (429 with Retry-After: 1); with once=ID, the
+//                first only
 //   slow=N       send N bytes every 10 ms
 //   html         answer file requests with an HTML page (200, text/html)
 //   etag=X       serve the same bytes under another ETag (If-Range then fails)
 //   badsha       the API reports a wrong sha256
 //   badblob      the API reports a wrong blobId (git SHA-1; checked for small non-LFS files)
 //   flip         flip one bit in the middle of the body (the API keeps the true sha256)
-// GET /__stats answers {requests, bodyBytes} per once=ID (and "all").
+// GET /__stats answers {requests, bodyBytes} per once=ID (and "all"), and per file under
+// files["owner/name/path"] (every request for that file, faults or not).
 
 import { createServer } from 'node:http';
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join, normalize, sep } from 'node:path';
 
 const args = Object.fromEntries(process.argv.slice(2).join(' ').split('--').filter(Boolean).map((a) => a.trim().split(/\s+/)));
 const PORT = Number(args.port ?? 8788);
 const HOST = args.host ?? '127.0.0.1';
 const BIG_MB = Number(args['big-mb'] ?? 200);
+const PKG = args.pkg;
 
 function seeded(size, seed) {
   const buf = Buffer.alloc(size);
@@ -60,7 +72,7 @@ function makeFiles(version) {
 
 const FILES = { 1: makeFiles(1), 2: makeFiles(2) };
 const usedOnce = new Set();
-const stats = { all: { requests: 0, bodyBytes: 0 } };
+const stats = { all: { requests: 0, bodyBytes: 0 }, files: {} };
 
 // The commit does not depend on the version: `v2` models a file changed under a pinned URL.
 const commitOf = (repo) => createHash('sha1').update(repo).digest('hex');
@@ -90,11 +102,12 @@ function send(res, status, body, headers = {}) {
 async function sendBody(res, data, start, faults, st) {
   const total = data.length;
   const dropAt = faults.drop !== undefined ? Math.floor(Number(faults.drop) * total) : Infinity;
+  const endAt = faults.short !== undefined ? Math.floor(Number(faults.short) * total) : total;
   const step = faults.slow ? Number(faults.slow) : 256 * 1024;
   let pos = start;
-  while (pos < total) {
+  while (pos < endAt) {
     if (res.destroyed) return;
-    let end = Math.min(total, pos + step);
+    let end = Math.min(endAt, pos + step);
     if (pos < dropAt && end > dropAt) end = dropAt;
     if (pos >= dropAt) { res.socket?.destroy(); return; }
     let piece = data.subarray(pos, end);
@@ -102,7 +115,7 @@ async function sendBody(res, data, start, faults, st) {
       const mid = Math.floor(total / 2);
       if (mid >= pos && mid < end) { piece = Buffer.from(piece); piece[mid - pos] ^= 1; }
     }
-    st.bodyBytes += piece.length; if (st !== stats.all) stats.all.bodyBytes += piece.length;
+    for (const s of new Set(st)) s.bodyBytes += piece.length;
     const ok = res.write(piece);
     pos = end;
     if (faults.slow) await new Promise((r) => setTimeout(r, 10));
@@ -116,6 +129,7 @@ function handle(req, res) {
   let url = new URL(req.url, `http://${req.headers.host}`);
   let path = decodeURIComponent(url.pathname);
   if (path === '/__stats') return send(res, 200, JSON.stringify(stats), { 'Content-Type': 'application/json' });
+  if (PKG && path.startsWith('/__page/')) return servePage(path.slice('/__page/'.length), res);
   let faults = {};
   const m = path.match(/^\/f\/([^/]+)(\/.*)$/);
   if (m) { faults = parseFaults(m[1]); path = m[2]; }
@@ -143,31 +157,52 @@ function handle(req, res) {
   const [, repo, commit, name] = file;
   const f = files[name];
   if (!f || commit !== commitOf(repo)) return send(res, 404, 'Entry not found');
-  const st = (stats[faults.once ?? 'all'] ??= { requests: 0, bodyBytes: 0 });
+  const perFile = (stats.files[`${repo}/${name}`] ??= { requests: 0, bodyBytes: 0 });
+  perFile.requests++;
+  const st = [stats.all, perFile, (stats[faults.once ?? 'all'] ??= { requests: 0, bodyBytes: 0 })];
   if (faults.once) {
-    st.requests++;
+    st[2].requests++;
     if (usedOnce.has(faults.once)) faults = { v2: faults.v2, etag: faults.etag }; else usedOnce.add(faults.once);
   }
   stats.all.requests++;
+  if (faults.fail) {
+    const status = Number(faults.fail);
+    return send(res, status, `fault ${status}`, status === 429 ? { 'Retry-After': '1' } : {});
+  }
   if (faults.html) return send(res, 200, '<!doctype html><title>Sign in</title><p>Please log in', { 'Content-Type': 'text/html; charset=utf-8' });
   const total = f.data.length;
   const etag = faults.etag ? `"${faults.etag}"` : f.etag;
   const headers = { ...CORS, 'Content-Type': 'application/octet-stream', ETag: etag, 'Accept-Ranges': 'bytes' };
   const range = req.headers.range?.match(/^bytes=(\d+)-(\d*)$/);
   const ifRange = req.headers['if-range'];
+  if (range && faults.r416) return send(res, 416, '', { 'Content-Range': `bytes */${total}` });
   if (range && !faults.norange && (!ifRange || ifRange === etag)) {
     let start = Number(range[1]);
     if (start >= total) return send(res, 416, '', { 'Content-Range': `bytes */${total}` });
     if (faults.misalign) start = Math.max(0, start - 4096);
-    res.writeHead(206, { ...headers, 'Content-Range': `bytes ${start}-${total - 1}/${total}`, 'Content-Length': String(total - start) });
+    res.writeHead(206, { ...headers, 'Content-Range': `bytes ${start}-${total - 1}/${total}`, ...(faults.short ? {} : { 'Content-Length': String(total - start) }) });
     if (req.method === 'HEAD') return res.end();
     return void sendBody(res, f.data, start, faults, st);
   }
-  res.writeHead(200, { ...headers, 'Content-Length': String(total) });
+  res.writeHead(200, { ...headers, ...(faults.short ? {} : { 'Content-Length': String(total) }) });
   if (req.method === 'HEAD') return res.end();
   sendBody(res, f.data, 0, faults, st);
 }
 
-createServer(handle).listen(PORT, HOST, () => {
-  console.log(`hub-server on http://${HOST}:${PORT}/ (big.bin ${BIG_MB} MB)`);
+const PAGE_MIME = { '.js': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json', '.ts': 'text/plain' };
+
+async function servePage(rel, res) {
+  if (rel === '' || rel === 'index.html') return send(res, 200, '<!doctype html><meta charset="utf-8"><title>hugrt store test</title>', { 'Content-Type': 'text/html' });
+  const file = normalize(join(PKG, rel.replace(/^pkg\//, '')));
+  if (!rel.startsWith('pkg/') || !file.startsWith(normalize(PKG) + sep)) return send(res, 404, 'Not found');
+  try {
+    const body = await readFile(file);
+    send(res, 200, body, { 'Content-Type': PAGE_MIME[file.slice(file.lastIndexOf('.'))] ?? 'application/octet-stream' });
+  } catch {
+    send(res, 404, 'Not found');
+  }
+}
+
+const server = createServer(handle).listen(PORT, HOST, () => {
+  console.log(`hub-server on http://${HOST}:${server.address().port}/ (big.bin ${BIG_MB} MB)`);
 });

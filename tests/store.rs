@@ -4,7 +4,7 @@
 
 use hugrt::hub::{Hub, HubError, RepoInfo, validate_path, validate_repo_id, validate_revision};
 use hugrt::store::writer::{FileWriter, Start};
-use hugrt::store::{CHUNK_BYTES, ChunkStore, StoreError, file_key, read_range};
+use hugrt::store::{CHUNK_BYTES, ChunkStore, MAX_CHUNK_BYTES, StoreError, file_key, read_range};
 
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
@@ -136,6 +136,16 @@ async fn writer_contract<S: ChunkStore>(store: &S) {
     assert!(matches!(w.finish().await, Err(StoreError::SizeMismatch { .. })));
     assert!(!store.manifest(&file_key("t/r", COMMIT, "short.bin")).await.unwrap().is_some_and(|m| m.complete));
 
+    // No stored value over the cap (IndexedDB's practical limit): our own code refuses it, and
+    // nothing is written.
+    let mut huge = m.clone();
+    huge.path = "huge.bin".into();
+    huge.size = MAX_CHUNK_BYTES + 1;
+    huge.complete = false;
+    let e = store.put_chunk(&huge, 0, &vec![0; MAX_CHUNK_BYTES as usize + 1]).await.unwrap_err();
+    assert!(matches!(e, StoreError::ChunkTooLarge { bytes } if bytes == MAX_CHUNK_BYTES + 1), "{e}");
+    assert_eq!(store.manifest(&huge.key()).await.unwrap(), None);
+
     // Cache API: list, LRU eviction by budget, delete, clear.
     let revs = hugrt::store::list_revisions(store).await.unwrap();
     assert_eq!(revs.len(), 1);
@@ -160,6 +170,28 @@ fn folder_store_writer_contract() {
     let dir = std::env::temp_dir().join(format!("hugrt-store-test-{}", std::process::id()));
     let store = hugrt::store::folder::FolderStore::open(&dir).unwrap();
     pollster::block_on(writer_contract(&store));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn folder_store_complete_file_missing_a_chunk_is_downloaded_again() {
+    use sha2::Digest as _;
+    let dir = std::env::temp_dir().join(format!("hugrt-store-evict-{}", std::process::id()));
+    let store = hugrt::store::folder::FolderStore::open(&dir).unwrap();
+    pollster::block_on(async {
+        let bytes = data(2 * CHUNK_BYTES as usize + 5, 9);
+        let sha = sha_hex(&bytes);
+        let key = write_all(&store, "e.bin", &bytes, Some(sha.clone()), 1 << 20).await.unwrap().key();
+        std::fs::remove_file(dir.join(hex::encode(sha2::Sha256::digest(key.as_bytes()))).join("chunk-0000000001")).unwrap();
+        let e = read_range(&store, &key, 0..bytes.len() as u64).await.unwrap_err();
+        assert!(matches!(e, StoreError::MissingChunk { index: 1, .. }) && e.code() == "StoreCorrupt", "{e}");
+        let (_, start) = FileWriter::open(&store, "t/r", COMMIT, "e.bin", bytes.len() as u64, Some(sha.clone())).await.unwrap();
+        assert_eq!(start, Start::At(0), "not answered from the cache: downloaded again");
+        assert_eq!(store.manifest(&key).await.unwrap(), None, "the damaged entry is gone");
+        write_all(&store, "e.bin", &bytes, Some(sha), 1 << 20).await.unwrap();
+        assert_eq!(read_range(&store, &key, 0..bytes.len() as u64).await.unwrap(), bytes);
+    });
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -155,6 +155,17 @@ pub async fn request_persist() -> bool {
     JsFuture::from(p).await.ok().and_then(|v| v.as_bool()).unwrap_or(false)
 }
 
+/// Whether a failed request is worth another try, and after how long: network errors, 5xx and
+/// 429 (after its `Retry-After`, at most a minute), with exponential backoff from 400 ms.
+fn retry_delay_ms(e: &StoreError, attempt: u32) -> Option<i32> {
+    let backoff = 200 << attempt.min(7);
+    match e {
+        StoreError::Network { .. } | StoreError::Hub(HubError::Server { .. } | HubError::Network { .. }) => Some(backoff),
+        StoreError::Hub(HubError::RateLimited { retry_after_s, .. }) => Some(retry_after_s.map_or(backoff, |s| (s.min(60) * 1000) as i32)),
+        _ => None,
+    }
+}
+
 /// Parses `bytes START-END/TOTAL` → START.
 fn content_range_start(v: &str) -> Option<u64> {
     v.trim().strip_prefix("bytes ")?.split('-').next()?.trim().parse().ok()
@@ -187,10 +198,11 @@ pub async fn download_file(store: &IdbStore, hub: &Hub, repo: &str, commit: &str
         loop {
             match fetch_into(&mut w, hub, &url, opts.signal.as_ref(), &mut report, tick).await {
                 Ok(()) => break,
-                Err(StoreError::Network { path, offset, message }) if attempts < opts.retries && !aborted(opts.signal.as_ref()) => {
+                Err(e) if attempts < opts.retries && !aborted(opts.signal.as_ref()) && retry_delay_ms(&e, attempts + 1).is_some() => {
                     attempts += 1;
-                    web_sys::console::warn_1(&JsValue::from_str(&format!("hugrt: {path} failed at {offset} ({message}); resuming")));
-                    sleep_ms(200 << attempts.min(5)).await;
+                    let ms = retry_delay_ms(&e, attempts).unwrap_or(0);
+                    web_sys::console::warn_1(&JsValue::from_str(&format!("hugrt: {e}; retrying in {ms} ms (attempt {attempts} of {})", opts.retries)));
+                    sleep_ms(ms).await;
                     w.resync().await?;
                 }
                 Err(e) => {
@@ -324,6 +336,7 @@ pub struct ModelReport {
 /// Resolves `repo@revision`, checks space (browser quota and the cache budget) for what is not
 /// stored yet, then downloads `paths` (all files when empty) with bounded concurrency.
 pub async fn download_model(store: &IdbStore, hub: &Hub, repo: &str, revision: &str, paths: &[&str], opts: &DownloadOptions) -> Result<ModelReport, StoreError> {
+    store.reconnect().await?;
     let info: RepoInfo = match hub.resolve(repo, revision, opts.signal.as_ref()).await {
         Ok(info) => info,
         // Offline (or the hub is down): a complete cached revision still loads.
@@ -387,9 +400,21 @@ pub async fn download_model(store: &IdbStore, hub: &Hub, repo: &str, revision: &
     for rx in done {
         let _ = rx.await;
     }
+    let results: Vec<_> = results.borrow_mut().drain(..).collect();
     let mut reports = Vec::new();
-    for r in results.borrow_mut().drain(..) {
-        reports.push(r?);
+    for r in results {
+        match r {
+            Ok(rep) => reports.push(rep),
+            // The browser's figures, for the user deciding what to delete.
+            Err(StoreError::QuotaExceeded { path, message }) => {
+                let message = match estimate().await {
+                    Some((usage, quota)) => format!("{message} (navigator.storage.estimate(): {usage} of {quota} bytes used)"),
+                    None => message,
+                };
+                return Err(StoreError::QuotaExceeded { path, message });
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(ModelReport { repo: repo.to_string(), commit: info.sha, files: reports, bytes: total, persisted })
 }

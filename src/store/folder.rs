@@ -83,6 +83,11 @@ impl ChunkStore for FolderStore {
         }
     }
 
+    async fn chunks_present(&self, m: &FileManifest) -> Result<u64, StoreError> {
+        let dir = self.dir(&m.key());
+        Ok((0..m.chunk_count()).filter(|i| dir.join(format!("chunk-{i:010}")).is_file()).count() as u64)
+    }
+
     async fn delete_file(&self, m: &FileManifest) -> Result<(), StoreError> {
         match fs::remove_dir_all(self.dir(&m.key())) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),

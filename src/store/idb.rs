@@ -21,13 +21,16 @@ const CHUNKS: &str = "chunks";
 
 #[derive(Clone)]
 pub struct IdbStore {
-    db: IdbDatabase,
+    name: Rc<str>,
+    version: u32,
+    conn: Rc<RefCell<Conn>>,
 }
 
 /// Maps a JS/DOM error; `QuotaExceededError` becomes `StoreError::QuotaExceeded`.
 pub fn idb_error(e: &JsValue, what: &str) -> StoreError {
     let name = js_sys::Reflect::get(e, &JsValue::from_str("name")).ok().and_then(|n| n.as_string()).unwrap_or_default();
     let message = js_sys::Reflect::get(e, &JsValue::from_str("message")).ok().and_then(|n| n.as_string()).unwrap_or_else(|| format!("{e:?}"));
+    let message = if message.trim().is_empty() { name.clone() } else { message };
     if name == "QuotaExceededError" {
         StoreError::QuotaExceeded { path: what.to_string(), message }
     } else {
@@ -95,51 +98,81 @@ fn js(what: &'static str) -> impl Fn(JsValue) -> StoreError {
     move |e| idb_error(&e, what)
 }
 
+/// How long `open` waits while another connection blocks an upgrade before it gives up with
+/// [`StoreError::Blocked`] (hugrt's own connections close themselves at once on `versionchange`;
+/// a blocker is a page that does not).
+pub const BLOCKED_TIMEOUT_MS: i32 = 10_000;
+
+/// The connection, or why it was closed.
+enum Conn {
+    Open(IdbDatabase),
+    /// Closed on `versionchange`: another page deleted the database (`None`) or opened it at a
+    /// newer schema version.
+    Closed(Option<f64>),
+}
+
 impl IdbStore {
     /// Opens (creating or upgrading) the database `name`. An open connection closes itself on
-    /// `versionchange` so that a newer tab's upgrade is not blocked by this one.
+    /// `versionchange` so that a newer tab's upgrade (or a deletion) is never blocked by this one;
+    /// its next operation then fails with [`StoreError::Closed`], and [`IdbStore::reconnect`]
+    /// opens it again. Where another page has put a newer schema in place, opening fails with
+    /// [`StoreError::Closed`] too (reload the page).
     pub async fn open(name: &str) -> Result<IdbStore, StoreError> {
-        let global = js_sys::global();
-        let factory = if let Some(w) = global.dyn_ref::<web_sys::Window>() {
-            w.indexed_db()
-        } else if let Some(w) = global.dyn_ref::<web_sys::WorkerGlobalScope>() {
-            w.indexed_db()
-        } else {
-            Ok(None)
-        }
-        .map_err(js("open"))?
-        .ok_or_else(|| StoreError::Backend { message: "IndexedDB is unavailable (private mode or an old browser)".into() })?;
-        let req: IdbOpenDbRequest = factory.open_with_u32(name, DB_VERSION).map_err(js("open"))?;
-        let r2 = req.clone();
-        let upgrade = Closure::<dyn FnMut(Event)>::new(move |_| {
-            if let Ok(db) = r2.result().and_then(|d| d.dyn_into::<IdbDatabase>()) {
-                let names = db.object_store_names();
-                for s in [FILES, CHUNKS] {
-                    if !names.contains(s) {
-                        let _ = db.create_object_store(s);
-                    }
-                }
+        Self::open_version(name, DB_VERSION, BLOCKED_TIMEOUT_MS).await
+    }
+
+    /// [`IdbStore::open`] at another schema version (tests of upgrades), giving up after
+    /// `blocked_ms` of `blocked`.
+    #[doc(hidden)]
+    pub async fn open_version(name: &str, version: u32, blocked_ms: i32) -> Result<IdbStore, StoreError> {
+        let db = open_db(name, version, blocked_ms).await?;
+        let store = IdbStore { name: Rc::from(name), version, conn: Rc::new(RefCell::new(Conn::Open(db.clone()))) };
+        store.watch(&db);
+        Ok(store)
+    }
+
+    /// Closes this connection (for all clones) when another page upgrades or deletes the database.
+    fn watch(&self, db: &IdbDatabase) {
+        let (d2, conn) = (db.clone(), Rc::downgrade(&self.conn));
+        let on_change = Closure::<dyn FnMut(web_sys::IdbVersionChangeEvent)>::new(move |e: web_sys::IdbVersionChangeEvent| {
+            d2.close();
+            if let Some(conn) = conn.upgrade() {
+                *conn.borrow_mut() = Conn::Closed(e.new_version());
             }
+            web_sys::console::warn_1(&JsValue::from_str("hugrt store: another page upgraded or deleted the database; this connection closed"));
         });
-        req.set_onupgradeneeded(Some(upgrade.as_ref().unchecked_ref()));
-        let blocked = Closure::<dyn FnMut(Event)>::new(move |_| {
-            web_sys::console::warn_1(&JsValue::from_str("hugrt store: upgrade blocked by another tab holding an older version; waiting"));
-        });
-        req.set_onblocked(Some(blocked.as_ref().unchecked_ref()));
-        let db = request(&req, "open").await?;
-        req.set_onupgradeneeded(None);
-        req.set_onblocked(None);
-        let db: IdbDatabase = db.dyn_into().map_err(js("open"))?;
-        let d2 = db.clone();
-        let on_change = Closure::<dyn FnMut(Event)>::new(move |_| d2.close());
         db.set_onversionchange(Some(on_change.as_ref().unchecked_ref()));
-        on_change.forget(); // lives as long as the connection
-        Ok(IdbStore { db })
+        on_change.forget(); // lives as long as the connection (a few bytes per open)
+    }
+
+    /// Opens the database again after another page deleted or upgraded it; a no-op while the
+    /// connection is open. Never called in the middle of a download (a database deleted under a
+    /// writer must not be refilled from the middle of a file): the entry points call it first.
+    pub async fn reconnect(&self) -> Result<(), StoreError> {
+        if matches!(*self.conn.borrow(), Conn::Open(_)) {
+            return Ok(());
+        }
+        let db = open_db(&self.name, self.version, BLOCKED_TIMEOUT_MS).await?;
+        *self.conn.borrow_mut() = Conn::Open(db.clone());
+        self.watch(&db);
+        Ok(())
     }
 
     /// Closes the connection.
     pub fn close(&self) {
-        self.db.close();
+        if let Conn::Open(db) = &*self.conn.borrow() {
+            db.close();
+        }
+        *self.conn.borrow_mut() = Conn::Closed(Some(0.0));
+    }
+
+    fn db(&self) -> Result<IdbDatabase, StoreError> {
+        match &*self.conn.borrow() {
+            Conn::Open(db) => Ok(db.clone()),
+            Conn::Closed(None) => Err(StoreError::Closed { reason: format!("another page deleted the database {:?}; the next call reopens it", self.name) }),
+            Conn::Closed(Some(v)) if *v > f64::from(self.version) => Err(StoreError::Closed { reason: format!("another page upgraded the database {:?} to schema version {v} (this page has {}); reload this page", self.name, self.version) }),
+            Conn::Closed(Some(_)) => Err(StoreError::Closed { reason: format!("the connection to {:?} was closed", self.name) }),
+        }
     }
 
     fn tx(&self, stores: &[&str], mode: IdbTransactionMode) -> Result<IdbTransaction, StoreError> {
@@ -147,8 +180,77 @@ impl IdbStore {
         for s in stores {
             names.push(&JsValue::from_str(s));
         }
-        self.db.transaction_with_str_sequence_and_mode(&names, mode).map_err(js("transaction"))
+        self.db()?.transaction_with_str_sequence_and_mode(&names, mode).map_err(js("transaction"))
     }
+}
+
+/// `indexedDB.open(name, version)`, creating missing object stores on upgrade. While another
+/// connection blocks the upgrade it waits `blocked_ms`, then fails with [`StoreError::Blocked`]
+/// (a connection that opens later is closed at once).
+async fn open_db(name: &str, version: u32, blocked_ms: i32) -> Result<IdbDatabase, StoreError> {
+    let global = js_sys::global();
+    let factory = if let Some(w) = global.dyn_ref::<web_sys::Window>() {
+        w.indexed_db()
+    } else if let Some(w) = global.dyn_ref::<web_sys::WorkerGlobalScope>() {
+        w.indexed_db()
+    } else {
+        Ok(None)
+    }
+    .map_err(js("open"))?
+    .ok_or_else(|| StoreError::Backend { message: "IndexedDB is unavailable (private mode or an old browser)".into() })?;
+    let req: IdbOpenDbRequest = factory.open_with_u32(name, version).map_err(js("open"))?;
+    let r2 = req.clone();
+    let upgrade = Closure::<dyn FnMut(Event)>::new(move |_| {
+        if let Ok(db) = r2.result().and_then(|d| d.dyn_into::<IdbDatabase>()) {
+            let names = db.object_store_names();
+            for s in [FILES, CHUNKS] {
+                if !names.contains(s) {
+                    let _ = db.create_object_store(s);
+                }
+            }
+        }
+    });
+    req.set_onupgradeneeded(Some(upgrade.as_ref().unchecked_ref()));
+    // The request runs in its own task so that `open` can give up on a persistent `blocked`.
+    let (tx, rx) = oneshot::channel::<Option<Result<JsValue, StoreError>>>();
+    let slot: Slot<_> = Rc::new(RefCell::new(Some(tx)));
+    let s2 = slot.clone();
+    let blocked = Closure::<dyn FnMut(Event)>::new(move |_| {
+        web_sys::console::warn_1(&JsValue::from_str("hugrt store: upgrade blocked by another page holding an older version open; waiting"));
+        let s3 = s2.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            super::download::sleep_ms(blocked_ms).await;
+            send(&s3, None);
+        });
+    });
+    req.set_onblocked(Some(blocked.as_ref().unchecked_ref()));
+    let r3 = req.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        let r = request(&r3, "open").await;
+        r3.set_onupgradeneeded(None);
+        r3.set_onblocked(None);
+        drop((upgrade, blocked));
+        if slot.borrow().is_some() {
+            send(&slot, Some(r));
+        } else if let Ok(db) = r.and_then(|d| d.dyn_into::<IdbDatabase>().map_err(js("open"))) {
+            db.close(); // opened after `open` gave up
+        }
+    });
+    let db = match rx.await {
+        Ok(Some(r)) => r.map_err(|e| match e {
+            // Another page runs a newer hugrt (a newer schema); this page's code cannot use it.
+            StoreError::Backend { message } if message.contains("VersionError") => StoreError::Closed { reason: format!("another page upgraded the database {name:?} to a newer schema version than this page's ({version}); reload this page") },
+            e => e,
+        })?,
+        Ok(None) => return Err(StoreError::Blocked { name: name.to_string(), version, waited_ms: blocked_ms.max(0) as u32 }),
+        Err(_) => return Err(StoreError::Backend { message: "IndexedDB open: request dropped".into() }),
+    };
+    db.dyn_into().map_err(js("open"))
+}
+
+/// All chunk keys of a file: `{key}#{index:010}`; '$' sorts right after '#'.
+fn chunk_range(key: &str) -> Result<IdbKeyRange, StoreError> {
+    IdbKeyRange::bound_with_lower_open_and_upper_open(&JsValue::from_str(&format!("{key}#")), &JsValue::from_str(&format!("{key}$")), false, true).map_err(js("key range"))
 }
 
 fn parse(v: &JsValue) -> Result<FileManifest, StoreError> {
@@ -205,11 +307,16 @@ impl ChunkStore for IdbStore {
         Ok(Some(a.to_vec()))
     }
 
+    async fn chunks_present(&self, m: &FileManifest) -> Result<u64, StoreError> {
+        let t = self.tx(&[CHUNKS], IdbTransactionMode::Readonly)?;
+        let req = t.object_store(CHUNKS).map_err(js("chunks"))?.count_with_key(&chunk_range(&m.key())?.into()).map_err(js("count"))?;
+        Ok(request(&req, "count chunks").await?.as_f64().unwrap_or(0.0) as u64)
+    }
+
     async fn delete_file(&self, m: &FileManifest) -> Result<(), StoreError> {
         let key = m.key();
         let t = self.tx(&[FILES, CHUNKS], IdbTransactionMode::Readwrite)?;
-        // Chunk keys are `{key}#{index:010}`; '$' sorts right after '#'.
-        let range = IdbKeyRange::bound_with_lower_open_and_upper_open(&JsValue::from_str(&format!("{key}#")), &JsValue::from_str(&format!("{key}$")), false, true).map_err(js("key range"))?;
+        let range = chunk_range(&key)?;
         t.object_store(CHUNKS).map_err(js("chunks"))?.delete(&range).map_err(js("delete chunks"))?;
         t.object_store(FILES).map_err(js("files"))?.delete(&JsValue::from_str(&key)).map_err(js("delete manifest"))?;
         finished(&t, &m.path).await

@@ -14,7 +14,12 @@ use crate::hub::Hub;
 fn js_error(e: &StoreError) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());
     err.set_name(e.code());
-    let _ = js_sys::Reflect::set(&err, &JsValue::from_str("code"), &JsValue::from_str(e.code()));
+    let set = |k: &str, v: JsValue| js_sys::Reflect::set(&err, &JsValue::from_str(k), &v);
+    let _ = set("code", JsValue::from_str(e.code()));
+    if let StoreError::QuotaInsufficient { needed, available } = e {
+        let _ = set("needed", JsValue::from_f64(*needed as f64));
+        let _ = set("available", JsValue::from_f64(*available as f64));
+    }
     err.into()
 }
 
@@ -45,6 +50,7 @@ impl WeightStore {
     /// `onProgress` gets `{ status, file, fileLoaded, fileTotal, loaded, total }`.
     /// Resolves to `{ repo, commit, files: [{ path, size, transferred, resumedAt, restarts, fromCache }], bytes, persisted }`.
     pub async fn download(&self, repo: String, revision: Option<String>, files: Option<Vec<String>>, options: JsValue) -> Result<JsValue, JsValue> {
+        self.store.reconnect().await.map_err(|e| js_error(&e))?;
         let endpoint = get(&options, "endpoint").and_then(|v| v.as_string()).unwrap_or_else(|| crate::hub::DEFAULT_ENDPOINT.to_string());
         let token = get(&options, "token").and_then(|v| v.as_string());
         let hub = Hub::new(&endpoint, token).map_err(|e| js_error(&e.into()))?;
@@ -73,12 +79,14 @@ impl WeightStore {
     /// Bytes `start..end` of a complete file.
     #[wasm_bindgen(js_name = readRange)]
     pub async fn read_range(&self, repo: String, commit: String, path: String, start: f64, end: f64) -> Result<js_sys::Uint8Array, JsValue> {
+        self.store.reconnect().await.map_err(|e| js_error(&e))?;
         let bytes = read_range(&self.store, &file_key(&repo, &commit, &path), start as u64..end as u64).await.map_err(|e| js_error(&e))?;
         Ok(js_sys::Uint8Array::from(bytes.as_slice()))
     }
 
     /// `[{ repo, commit, files, bytes, completeFiles, lastUsed }]`.
     pub async fn list(&self) -> Result<JsValue, JsValue> {
+        self.store.reconnect().await.map_err(|e| js_error(&e))?;
         let revs = list_revisions(&self.store).await.map_err(|e| js_error(&e))?;
         to_js(&revs)
     }
@@ -86,10 +94,18 @@ impl WeightStore {
     /// Deletes a revision; resolves to the bytes freed.
     #[wasm_bindgen(js_name = deleteRevision)]
     pub async fn delete_revision(&self, repo: String, commit: String) -> Result<f64, JsValue> {
+        self.store.reconnect().await.map_err(|e| js_error(&e))?;
         delete_revision(&self.store, &repo, &commit).await.map(|b| b as f64).map_err(|e| js_error(&e))
     }
 
+    /// Closes the IndexedDB connection (another page may then upgrade or delete the database
+    /// without waiting for this one); a later call reopens it.
+    pub fn close(&self) {
+        self.store.close();
+    }
+
     pub async fn clear(&self) -> Result<(), JsValue> {
+        self.store.reconnect().await.map_err(|e| js_error(&e))?;
         self.store.clear().await.map_err(|e| js_error(&e))
     }
 }

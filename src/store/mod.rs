@@ -59,6 +59,13 @@ pub enum StoreError {
     ChunkTooLarge { bytes: u64 },
     #[error("storage error: {message}")]
     Backend { message: String },
+    /// The connection was closed because another page upgraded or deleted the database.
+    #[error("the weight store's connection closed: {reason}")]
+    Closed { reason: String },
+    /// Opening at a newer schema version waited `waited_ms` for another page to close an older
+    /// connection; that page never did.
+    #[error("opening {name:?} at schema version {version} was blocked for {waited_ms} ms by another page holding an older version open; close or reload the other tabs")]
+    Blocked { name: String, version: u32, waited_ms: u32 },
 }
 
 impl StoreError {
@@ -73,6 +80,7 @@ impl StoreError {
             StoreError::NotFound { .. } => "NotFound",
             StoreError::MissingChunk { .. } | StoreError::OutOfRange { .. } => "StoreCorrupt",
             StoreError::ChunkTooLarge { .. } | StoreError::Backend { .. } => "StorageError",
+            StoreError::Closed { .. } | StoreError::Blocked { .. } => "StoreClosed",
         }
     }
 }
@@ -127,6 +135,16 @@ pub trait ChunkStore {
     /// Writes chunk `index` and `manifest` together, atomically (one transaction / rename).
     async fn put_chunk(&self, manifest: &FileManifest, index: u64, data: &[u8]) -> Result<(), StoreError>;
     async fn chunk(&self, key: &str, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// How many of the file's chunks are present (evicted or cleared storage loses some under a
+    /// complete manifest). The default reads them; the back ends count.
+    async fn chunks_present(&self, manifest: &FileManifest) -> Result<u64, StoreError> {
+        let key = manifest.key();
+        let mut n = 0;
+        for i in 0..manifest.chunk_count() {
+            n += u64::from(self.chunk(&key, i).await?.is_some());
+        }
+        Ok(n)
+    }
     /// Removes a file's manifest and all its chunks.
     async fn delete_file(&self, manifest: &FileManifest) -> Result<(), StoreError>;
     async fn clear(&self) -> Result<(), StoreError>;

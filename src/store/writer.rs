@@ -33,7 +33,7 @@ pub enum Start {
 
 impl<'a, S: ChunkStore> FileWriter<'a, S> {
     /// Opens (or resumes) the file. A stored partial file whose size or expected hash differs is
-    /// discarded.
+    /// discarded, and so is a complete one that lost chunks (evicted storage).
     pub async fn open(store: &'a S, repo: &str, commit: &str, path: &str, size: u64, sha256: Option<String>) -> Result<(FileWriter<'a, S>, Start), StoreError> {
         let key = file_key(repo, commit, path);
         let fresh = FileManifest {
@@ -52,10 +52,12 @@ impl<'a, S: ChunkStore> FileWriter<'a, S> {
         if let Some(old) = store.manifest(&key).await? {
             let same = old.size == size && (sha256.is_none() || old.sha256 == sha256) && old.chunk_bytes == CHUNK_BYTES;
             if same && old.complete {
-                w.manifest = old;
-                return Ok((w, Start::Complete));
-            }
-            if same && old.chunks_done <= old.chunk_count() {
+                // Storage evicted or cleared under the manifest: download the file again.
+                if store.chunks_present(&old).await? == old.chunk_count() {
+                    w.manifest = old;
+                    return Ok((w, Start::Complete));
+                }
+            } else if same && old.chunks_done <= old.chunk_count() {
                 w.manifest = old;
                 // Re-hash what is stored; a missing or short chunk restarts from there.
                 let mut good = 0;
