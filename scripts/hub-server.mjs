@@ -21,6 +21,7 @@
 //   short=F      end the body cleanly (chunked, no Content-Length, no error) at byte F*size
 //   v2           the files changed: other seed, other ETag, the API reports the new sha256
 //   status=N     answer every request with HTTP N (401, 404, 429 with Retry-After, 500, ...)
+//   wait=S       with fail=429: the Retry-After in seconds (default 1)
 //   fail=N       answer file requests with HTTP N (429 with Retry-After: 1); with once=ID, the
 //                first only
 //   slow=N       send N bytes every 10 ms
@@ -167,7 +168,7 @@ function handle(req, res) {
   stats.all.requests++;
   if (faults.fail) {
     const status = Number(faults.fail);
-    return send(res, status, `fault ${status}`, status === 429 ? { 'Retry-After': '1' } : {});
+    return send(res, status, `fault ${status}`, status === 429 ? { 'Retry-After': faults.wait ?? '1' } : {});
   }
   if (faults.html) return send(res, 200, '<!doctype html><title>Sign in</title><p>Please log in', { 'Content-Type': 'text/html; charset=utf-8' });
   const total = f.data.length;

@@ -88,6 +88,12 @@ fn aborted(signal: Option<&AbortSignal>) -> bool {
 
 /// `setTimeout` as a future.
 pub async fn sleep_ms(ms: i32) {
+    sleep_unless_aborted(ms, None).await;
+}
+
+/// `setTimeout` as a future, cut short when `signal` aborts (a retry's wait is up to a minute).
+pub async fn sleep_unless_aborted(ms: i32, signal: Option<&AbortSignal>) {
+    let resolver: RefCell<Option<js_sys::Function>> = RefCell::new(None);
     let p = js_sys::Promise::new(&mut |resolve, _| {
         let g = js_sys::global();
         let set = js_sys::Reflect::get(&g, &JsValue::from_str("setTimeout")).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok());
@@ -99,8 +105,16 @@ pub async fn sleep_ms(ms: i32) {
                 let _ = resolve.call0(&JsValue::NULL);
             }
         }
+        *resolver.borrow_mut() = Some(resolve);
     });
+    let listening = match (signal, resolver.borrow().as_ref()) {
+        (Some(s), Some(resolve)) => s.add_event_listener_with_callback("abort", resolve).is_ok(),
+        _ => false,
+    };
     let _ = JsFuture::from(p).await;
+    if let (true, Some(s), Some(resolve)) = (listening, signal, resolver.borrow().as_ref()) {
+        let _ = s.remove_event_listener_with_callback("abort", resolve);
+    }
 }
 
 /// Runs `f` holding the Web Lock `name` (exclusive, across tabs of this origin). Where Web Locks
@@ -202,7 +216,10 @@ pub async fn download_file(store: &IdbStore, hub: &Hub, repo: &str, commit: &str
                     attempts += 1;
                     let ms = retry_delay_ms(&e, attempts).unwrap_or(0);
                     web_sys::console::warn_1(&JsValue::from_str(&format!("hugrt: {e}; retrying in {ms} ms (attempt {attempts} of {})", opts.retries)));
-                    sleep_ms(ms).await;
+                    sleep_unless_aborted(ms, opts.signal.as_ref()).await;
+                    if aborted(opts.signal.as_ref()) {
+                        return Err(StoreError::Aborted);
+                    }
                     w.resync().await?;
                 }
                 Err(e) => {

@@ -268,6 +268,24 @@ async fn abort_stops_the_transfer() {
 }
 
 #[wasm_bindgen_test]
+async fn abort_cuts_a_retry_wait_short() {
+    // A 429 asks for 30 s; the signal fires after 300 ms: the download ends then, aborted.
+    let store = fresh_store("abort-wait").await;
+    let ctl = web_sys::AbortController::new().unwrap();
+    let c2 = ctl.clone();
+    let cb = wasm_bindgen::closure::Closure::once_into_js(move || c2.abort());
+    let window: web_sys::Window = js_sys::global().unchecked_into();
+    window.set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), 300).unwrap();
+    let o = DownloadOptions { signal: Some(ctl.signal()), ..opts(3) };
+    let t0 = now();
+    let e = get(&store, &hub("fail=429,wait=30"), "test/abort-wait", &["config.json"], &o).await.unwrap_err();
+    let ms = now() - t0;
+    assert_eq!(e, StoreError::Aborted);
+    assert!(ms < 5000.0, "stopped during the 30 s wait ({ms} ms)");
+    store.clear().await.unwrap();
+}
+
+#[wasm_bindgen_test]
 async fn http_errors_are_typed() {
     let store = fresh_store("http").await;
     for (faults, code) in [("status=404", "NotFound"), ("status=401", "Unauthorized"), ("status=403", "Unauthorized"), ("status=429", "RateLimited"), ("status=500", "NetworkError")] {
