@@ -68,7 +68,7 @@ async fn large_file_cold_download_then_warm_read_and_offline() {
     let secs = (now() - t0) / 1000.0;
     let size = r.files.iter().find(|f| f.path == "big.bin").unwrap().size;
     console_log!("cold download: {size} B in {secs:.2} s = {:.1} MB/s (debug build of the test)", size as f64 / 1e6 / secs);
-    let ev = events.borrow();
+    let ev = events.borrow().clone();
     assert!(ev.windows(2).all(|w| w[1].loaded >= w[0].loaded), "total progress is monotonic");
     assert!(ev.iter().filter(|p| p.file == "big.bin").collect::<Vec<_>>().windows(2).all(|w| w[1].file_loaded >= w[0].file_loaded));
     assert_eq!(ev.last().unwrap().loaded, r.bytes, "progress reaches the total");
