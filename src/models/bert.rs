@@ -12,7 +12,7 @@
 
 use serde::Deserialize;
 
-use crate::formats::{DType, TensorInfo, TensorTable, quant};
+use crate::formats::{DType, TensorInfo, TensorTable};
 use crate::gpu::GpuContext;
 use crate::gpu::ops::attention::Attention;
 use crate::gpu::ops::elementwise::Elementwise;
@@ -477,29 +477,13 @@ fn find<'t>(table: &'t TensorTable, name: &str) -> Result<&'t TensorInfo, ModelE
         .ok_or_else(|| ModelError::Tensor { name: name.into(), problem: "missing (also as bert.*)".into() })
 }
 
-/// Reads tensor `name` of `shape` and dtype F32, F16 or BF16: its bytes, checked.
-async fn tensor_bytes(table: &TensorTable, read: &mut impl RangeReader, name: &str, shape: &[u32]) -> Result<(DType, Vec<u8>), ModelError> {
-    let t = find(table, name)?;
-    let want: Vec<u64> = shape.iter().map(|&d| u64::from(d)).collect();
-    let problem = |problem: String| ModelError::Tensor { name: t.name.clone(), problem };
-    if t.shape != want {
-        return Err(problem(format!("shape {:?}, expected {want:?}", t.shape)));
-    }
-    if !matches!(t.dtype, DType::F32 | DType::F16 | DType::BF16) {
-        return Err(problem(format!("dtype {} (F32, F16 or BF16 expected)", t.dtype)));
-    }
-    let bytes = read.read_range(t.range.clone()).await.map_err(ModelError::Read)?;
-    let expected = t.dtype.bytes_for(t.elems());
-    if expected != Some(bytes.len() as u64) {
-        return Err(problem(format!("{} bytes read, {expected:?} expected", bytes.len())));
-    }
-    Ok((t.dtype, bytes))
-}
-
-/// A tensor's values as f32 (small tensors: norms, biases, position tables).
+/// A tensor's values as f32 (small tensors: norms, biases, position tables); F32, F16 or BF16.
 pub(crate) async fn values(table: &TensorTable, read: &mut impl RangeReader, name: &str, shape: &[u32]) -> Result<Vec<f32>, ModelError> {
-    let (dtype, bytes) = tensor_bytes(table, read, name, shape).await?;
-    quant::dequantize(dtype, &bytes).map_err(|e| ModelError::Tensor { name: name.into(), problem: e.to_string() })
+    let t = find(table, name)?;
+    if !matches!(t.dtype, DType::F32 | DType::F16 | DType::BF16) {
+        return Err(ModelError::Tensor { name: t.name.clone(), problem: format!("dtype {} (F32, F16 or BF16 expected)", t.dtype) });
+    }
+    super::tensor_values(t, read, shape).await
 }
 
 async fn vector(ctx: &GpuContext, table: &TensorTable, read: &mut impl RangeReader, name: &str, len: u32) -> Result<wgpu::Buffer, ModelError> {

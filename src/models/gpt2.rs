@@ -139,33 +139,23 @@ struct Buffers {
     scratch: wgpu::Buffer,
 }
 
-/// The bytes of tensor `name` (with or without the `transformer.` prefix HF checkpoints may
-/// have), checked against `shape` and refused unless F32, F16 or BF16. The GPU and CPU loaders
-/// both read through it.
-pub(crate) async fn tensor(table: &TensorTable, read: &mut impl RangeReader, name: &str, shape: &[u64]) -> Result<(DType, Vec<u8>), ModelError> {
+/// Tensor `name` (with or without the `transformer.` prefix HF checkpoints may have), refused
+/// unless F32, F16 or BF16.
+fn find<'t>(table: &'t TensorTable, name: &str) -> Result<&'t crate::formats::TensorInfo, ModelError> {
     let t = table
         .get(name)
         .or_else(|| table.get(&format!("transformer.{name}")))
         .ok_or_else(|| ModelError::Tensor { name: name.into(), problem: "missing".into() })?;
-    if t.shape != shape {
-        return Err(ModelError::Tensor { name: name.into(), problem: format!("shape {:?}, expected {shape:?}", t.shape) });
-    }
     if !matches!(t.dtype, DType::F32 | DType::F16 | DType::BF16) {
         return Err(ModelError::Tensor { name: name.into(), problem: format!("{} weights are not supported for GPT-2", t.dtype) });
     }
-    let bytes = read.read_range(t.range.clone()).await.map_err(ModelError::Read)?;
-    let want = t.dtype.bytes_for(t.elems());
-    if Some(bytes.len() as u64) != want {
-        return Err(ModelError::Read(format!("{name}: read {} bytes, expected {want:?}", bytes.len())));
-    }
-    Ok((t.dtype, bytes))
+    Ok(t)
 }
 
-/// Tensor `name` of `shape` as f32 values, in the file's row-major order.
+/// Tensor `name` of `shape` as f32 values, in the file's row-major order. The GPU and CPU
+/// loaders both read through it.
 pub(crate) async fn values(table: &TensorTable, read: &mut impl RangeReader, name: &str, shape: &[u32]) -> Result<Vec<f32>, ModelError> {
-    let shape: Vec<u64> = shape.iter().map(|&d| u64::from(d)).collect();
-    let (dtype, bytes) = tensor(table, read, name, &shape).await?;
-    Ok(to_f32(dtype, &bytes))
+    super::tensor_values(find(table, name)?, read, shape).await
 }
 
 /// Reads the GPU model's tensors.
@@ -175,10 +165,6 @@ struct Tensors<'a, R> {
 }
 
 impl<R: RangeReader> Tensors<'_, R> {
-    async fn get(&mut self, name: &str, shape: &[u64]) -> Result<(DType, Vec<u8>), ModelError> {
-        tensor(self.table, self.read, name, shape).await
-    }
-
     /// A vector as f32.
     async fn vector(&mut self, ctx: &GpuContext, name: &str, len: u32) -> Result<wgpu::Buffer, ModelError> {
         Ok(ctx.storage_from("gpt2", "vector", &values(self.table, self.read, name, &[len]).await?)?)
@@ -204,20 +190,7 @@ impl<R: RangeReader> Tensors<'_, R> {
 
     /// A `[rows, cols]` table (embeddings) as it is.
     async fn table(&mut self, ctx: &GpuContext, name: &str, rows: u32, cols: u32) -> Result<GpuWeight, ModelError> {
-        let t = self.table.get(name).or_else(|| self.table.get(&format!("transformer.{name}"))).ok_or_else(|| ModelError::Tensor { name: name.into(), problem: "missing".into() })?;
-        if !matches!(t.dtype, DType::F32 | DType::F16 | DType::BF16) {
-            return Err(ModelError::Tensor { name: name.into(), problem: format!("{} weights are not supported for GPT-2", t.dtype) });
-        }
-        super::upload_matrix(ctx, t, self.read, rows, cols).await
-    }
-}
-
-/// Little-endian F32/F16/BF16 bytes as f32 (other types are refused before this).
-fn to_f32(dtype: DType, bytes: &[u8]) -> Vec<f32> {
-    match dtype {
-        DType::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        DType::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        _ => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        super::upload_matrix(ctx, find(self.table, name)?, self.read, rows, cols).await
     }
 }
 
@@ -238,8 +211,7 @@ impl Gpt2 {
             let p = |s: &str| format!("h.{l}.{s}");
             let ln1 = (t.vector(ctx, &p("ln_1.weight"), d).await?, t.vector(ctx, &p("ln_1.bias"), d).await?);
             let mut qkv = t.conv1d(ctx, &p("attn.c_attn.weight"), d, 3 * d, &[(0, d), (d, d), (2 * d, d)]).await?.into_iter();
-            let (dtype, b) = t.get(&p("attn.c_attn.bias"), &[u64::from(3 * d)]).await?;
-            let b = to_f32(dtype, &b);
+            let b = values(t.table, t.read, &p("attn.c_attn.bias"), &[3 * d]).await?;
             let du = d as usize;
             let bias = |i: usize| ctx.storage_from("gpt2", "qkv bias", &b[i * du..(i + 1) * du]);
             let (bq, bk, bv) = (bias(0)?, bias(1)?, bias(2)?);

@@ -87,13 +87,23 @@ pub(crate) async fn upload_matrix(ctx: &crate::gpu::GpuContext, t: &crate::forma
 
 /// Tensor `name` of `shape` as f32 values, whatever its type (small tensors: norms, biases).
 pub(crate) async fn read_values(table: &TensorTable, read: &mut impl RangeReader, name: &str, shape: &[u32]) -> Result<Vec<f32>, ModelError> {
-    let problem = |problem: String| ModelError::Tensor { name: name.into(), problem };
-    let t = table.get(name).ok_or_else(|| problem("missing".into()))?;
+    let t = table.get(name).ok_or_else(|| ModelError::Tensor { name: name.into(), problem: "missing".into() })?;
+    tensor_values(t, read, shape).await
+}
+
+/// Tensor `t`, which must have `shape`, as f32 values (the model loaders find `t` by their own
+/// naming rules).
+pub(crate) async fn tensor_values(t: &crate::formats::TensorInfo, read: &mut impl RangeReader, shape: &[u32]) -> Result<Vec<f32>, ModelError> {
+    let problem = |problem: String| ModelError::Tensor { name: t.name.clone(), problem };
     let want: Vec<u64> = shape.iter().map(|&d| u64::from(d)).collect();
     if t.shape != want {
         return Err(problem(format!("shape {:?}, expected {want:?}", t.shape)));
     }
     let bytes = read.read_range(t.range.clone()).await.map_err(ModelError::Read)?;
+    let expected = t.dtype.bytes_for(t.elems());
+    if expected != Some(bytes.len() as u64) {
+        return Err(ModelError::Read(format!("{}: read {} bytes, expected {expected:?}", t.name, bytes.len())));
+    }
     crate::formats::quant::dequantize(t.dtype, &bytes).map_err(|e| problem(e.to_string()))
 }
 
