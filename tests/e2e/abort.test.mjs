@@ -1,26 +1,16 @@
 // End to end: aborting while the weights download stops the transfer with an `Aborted` error and
 // leaves no complete file in the store; a later load resumes and works; `dispose()` of a Worker
 // pipeline ends it (its calls are refused).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { openBrowser, serveWithModels } from './browser.mjs';
+import { servedSpacesAndBrowser } from './browser.mjs';
 
-let server, browser, url;
-
-before(async () => {
-  ({ server, url } = await serveWithModels());
-  browser = await openBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  server?.close();
-});
+const spaces = servedSpacesAndBrowser();
 
 test('abort during download, then resume; dispose ends a Worker pipeline', { timeout: 300_000 }, async () => {
-  const context = await browser.newContext();
+  const context = await spaces.browser.newContext();
   const page = await context.newPage();
-  await page.goto(`${url}index.html`);
+  await page.goto(`${spaces.url}index.html`);
   const r = await page.evaluate(async () => {
     const { pipeline, cache, Aborted } = await import('./pkg/index.js');
     const opts = { endpoint: location.origin, file: 'SmolLM2-135M-Instruct.Q4_1.gguf', context: 64, device: 'cpu' };

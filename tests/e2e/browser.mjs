@@ -1,5 +1,6 @@
 // Headless Chromium for the end-to-end tests: Debian's chromium driven by playwright-core (no
 // browser is ever downloaded), with WebGPU on SwiftShader. Fails loudly when either is missing.
+import { before, after } from 'node:test';
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -26,4 +27,21 @@ export async function openBrowser() {
 export function serveWithModels(root = 'www') {
   const models = execFileSync('bash', ['scripts/models.sh'], { encoding: 'utf8' }).trim();
   return startServer({ root, models, mirror: `${dirname(models)}/mirror` });
+}
+
+/**
+ * Registers a test file's `before`/`after` hooks: the spaces served with the models
+ * (`serveWithModels`) and a browser. Returns `{ browser, url }`, filled in before the tests run.
+ */
+export function servedSpacesAndBrowser() {
+  const spaces = {};
+  before(async () => {
+    ({ server: spaces.server, url: spaces.url } = await serveWithModels());
+    spaces.browser = await openBrowser();
+  });
+  after(async () => {
+    await spaces.browser?.close();
+    spaces.server?.close();
+  });
+  return spaces;
 }

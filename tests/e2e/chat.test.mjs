@@ -3,40 +3,30 @@
 // loaded from the store onto WebGPU (SwiftShader), answering through its chat template with the
 // same greedy tokens as the native CLI (`hugrt generate --chat`); then the API itself: stop
 // strings, abort mid-stream, the OpenAI-style chat API, the cache manager, and Worker mode.
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
-import { openBrowser, ARTIFACTS, serveWithModels } from './browser.mjs';
+import { ARTIFACTS, servedSpacesAndBrowser } from './browser.mjs';
 
 // `hugrt generate --model SmolLM2-135M-Instruct.Q4_1.gguf --chat --prompt "What is the capital of France?" --json`
 const NATIVE_IDS = [504, 3575, 282, 4649, 314, 7042, 30];
 const NATIVE_TEXT = 'The capital of France is Paris.';
 
-let server, browser, url;
-
-before(async () => {
-  ({ server, url } = await serveWithModels());
-  browser = await openBrowser();
-  await mkdir(ARTIFACTS, { recursive: true });
-});
-
-after(async () => {
-  await browser?.close();
-  server?.close();
-});
+const spaces = servedSpacesAndBrowser();
+before(() => mkdir(ARTIFACTS, { recursive: true }));
 
 async function open(context, path) {
   const page = await context.newPage();
   const problems = [];
   page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
   page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
-  await page.goto(`${url}${path}`);
+  await page.goto(`${spaces.url}${path}`);
   await page.waitForFunction(() => ['done', 'error', 'stopped'].includes(document.body.dataset.status), null, { timeout: 400_000 });
   return { page, problems };
 }
 
 test('chat space: SmolLM2 answers with the native greedy tokens, then the API works', { timeout: 900_000 }, async () => {
-  const context = await browser.newContext();
+  const context = await spaces.browser.newContext();
   const { page, problems } = await open(context, 'chat.html?autorun');
   await page.screenshot({ path: `${ARTIFACTS}/chat.png`, fullPage: true });
   const status = await page.textContent('#status');
@@ -113,7 +103,7 @@ test('chat space: SmolLM2 answers with the native greedy tokens, then the API wo
 
   // The playground: the cache manager lists the model; Delete frees its storage.
   const pg = await context.newPage();
-  await pg.goto(`${url}playground.html`);
+  await pg.goto(`${spaces.url}playground.html`);
   await pg.waitForFunction(() => document.body.dataset.status === 'idle-ready' && document.body.dataset.cache === '1', null, { timeout: 60_000 });
   const before = await pg.evaluate(async () => (await navigator.storage.estimate()).usage);
   await pg.screenshot({ path: `${ARTIFACTS}/playground.png`, fullPage: true });

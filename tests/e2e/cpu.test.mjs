@@ -7,33 +7,23 @@
 // embeddings (cosine ≥ 0.999), the pasta sentence ranked first, and the throughput of a batch of
 // 32 short sentences (embeddings/s) and one sentence's latency in the log. With WebGPU present,
 // `device: 'cpu'` still runs on the CPU; `device: 'webgpu'` without it is refused.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { openBrowser, ARTIFACTS, serveWithModels } from './browser.mjs';
+import { ARTIFACTS, servedSpacesAndBrowser } from './browser.mjs';
 
 // llama-cpp-python 0.3.36, greedy, on the rendered chat prompt: [60, 23, 39614, 1141, 552, 28] "L'Étoile,"
 const LLAMACPP_IDS = [60, 23, 39614, 1141];
 
-let server, browser, url;
-
-before(async () => {
-  ({ server, url } = await serveWithModels());
-  browser = await openBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  server?.close();
-});
+const spaces = servedSpacesAndBrowser();
 
 test('without WebGPU the chat space runs on the CPU and says why', { timeout: 300_000 }, async () => {
-  const context = await browser.newContext();
+  const context = await spaces.browser.newContext();
   await context.addInitScript(() => { delete Navigator.prototype.gpu; });
   const page = await context.newPage();
   const problems = [];
   page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
-  await page.goto(`${url}chat.html?autorun&max=4`);
+  await page.goto(`${spaces.url}chat.html?autorun&max=4`);
   await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.status), null, { timeout: 280_000 });
   await page.screenshot({ path: `${ARTIFACTS}/chat-cpu.png`, fullPage: true });
   const status = await page.textContent('#status');
@@ -66,12 +56,12 @@ const BENCH_SENTENCES = [
 ];
 
 test('without WebGPU the search space embeds on the CPU and matches sentence-transformers', { timeout: 300_000 }, async () => {
-  const context = await browser.newContext();
+  const context = await spaces.browser.newContext();
   await context.addInitScript(() => { delete Navigator.prototype.gpu; });
   const page = await context.newPage();
   const problems = [];
   page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
-  await page.goto(`${url}search.html?autorun`);
+  await page.goto(`${spaces.url}search.html?autorun`);
   await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.status), null, { timeout: 280_000 });
   await page.screenshot({ path: `${ARTIFACTS}/search-cpu.png`, fullPage: true });
   const status = await page.textContent('#status');
@@ -127,10 +117,10 @@ test('without WebGPU the search space embeds on the CPU and matches sentence-tra
 test("feature-extraction takes device: 'cpu' on request, and 'webgpu' without WebGPU is refused", { timeout: 120_000 }, async () => {
   const reference = JSON.parse(readFileSync('tests/fixtures/bert/minilm/expected.json', 'utf8'));
   const run = async (removeGpu, device) => {
-    const context = await browser.newContext();
+    const context = await spaces.browser.newContext();
     if (removeGpu) await context.addInitScript(() => { delete Navigator.prototype.gpu; });
     const page = await context.newPage();
-    await page.goto(`${url}style.css`); // a page of the origin that runs nothing itself
+    await page.goto(`${spaces.url}style.css`); // a page of the origin that runs nothing itself
     const r = await page.evaluate(async ({ text, want, device }) => {
       const { pipeline } = await import('./pkg/index.js');
       try {

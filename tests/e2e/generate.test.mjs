@@ -1,28 +1,18 @@
 // End to end: the real SmolLM2-135M-Instruct (Q4_1 GGUF from its PyPI package) fetched tensor by
 // tensor into WebGPU on SwiftShader, greedy-decoding a fixed prompt, as a person sees the page.
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
-import { openBrowser, ARTIFACTS, serveWithModels } from './browser.mjs';
+import { ARTIFACTS, servedSpacesAndBrowser } from './browser.mjs';
 
-let server, browser, url;
-
-before(async () => {
-  ({ server, url } = await serveWithModels());
-  browser = await openBrowser();
-  await mkdir(ARTIFACTS, { recursive: true });
-});
-
-after(async () => {
-  await browser?.close();
-  server?.close();
-});
+const spaces = servedSpacesAndBrowser();
+before(() => mkdir(ARTIFACTS, { recursive: true }));
 
 test('SmolLM2 continues "The capital of France is" with Paris, on WebGPU', { timeout: 300_000 }, async () => {
-  const page = await browser.newPage();
+  const page = await spaces.browser.newPage();
   const problems = [];
   page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
-  await page.goto(`${url}generate.html?autorun`);
+  await page.goto(`${spaces.url}generate.html?autorun`);
   await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.status), null, { timeout: 290_000 });
   await page.screenshot({ path: `${ARTIFACTS}/generate.png`, fullPage: true });
   const status = await page.textContent('#status');

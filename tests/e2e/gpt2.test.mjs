@@ -4,28 +4,18 @@
 // native CLI (`hugrt generate --model tests/fixtures/gpt2 --prompt "Hello world" --max-tokens 12`).
 // With `device: 'cpu'` the same model runs on the CPU fallback (candle, wasm SIMD) while WebGPU is
 // present, and gives the same tokens.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { openBrowser, serveWithModels } from './browser.mjs';
+import { servedSpacesAndBrowser } from './browser.mjs';
 
 // `hugrt generate --model tests/fixtures/gpt2 --prompt "Hello world" --max-tokens 12` (GPU and CPU alike).
 const NATIVE_IDS = [682, 796, 682, 710, 710, 710, 710, 710, 308, 332, 697, 796];
 
-let server, browser, url;
-
-before(async () => {
-  ({ server, url } = await serveWithModels());
-  browser = await openBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  server?.close();
-});
+const spaces = servedSpacesAndBrowser();
 
 test('GPT-2 from safetensors generates the native tokens in the browser', { timeout: 180_000 }, async () => {
-  const page = await browser.newPage();
-  await page.goto(`${url}index.html`);
+  const page = await spaces.browser.newPage();
+  await page.goto(`${spaces.url}index.html`);
   const result = await page.evaluate(async () => {
     const { pipeline } = await import('./pkg/index.js');
     const phases = new Set();
@@ -45,10 +35,10 @@ test('GPT-2 from safetensors generates the native tokens in the browser', { time
 });
 
 test('GPT-2 on the CPU fallback generates the same tokens in the browser', { timeout: 180_000 }, async () => {
-  const page = await browser.newPage();
+  const page = await spaces.browser.newPage();
   const problems = [];
   page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
-  await page.goto(`${url}index.html`);
+  await page.goto(`${spaces.url}index.html`);
   const result = await page.evaluate(async () => {
     const { pipeline } = await import('./pkg/index.js');
     const gen = await pipeline('text-generation', 'hugrt-test/tiny-gpt2', { endpoint: location.origin, device: 'cpu' });

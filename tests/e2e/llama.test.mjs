@@ -4,22 +4,12 @@
 // pipeline() in Chromium, on WebGPU (SwiftShader) and on the CPU fallback: the chat prompt as
 // transformers renders and tokenizes it, and transformers' greedy continuation
 // (tests/fixtures/{llama,qwen2}/expected.json, scripts/fixtures/make_llama_fixtures.py).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { openBrowser, serveWithModels } from './browser.mjs';
+import { servedSpacesAndBrowser } from './browser.mjs';
 
-let server, browser, url;
-
-before(async () => {
-  ({ server, url } = await serveWithModels());
-  browser = await openBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  server?.close();
-});
+const spaces = servedSpacesAndBrowser();
 
 for (const arch of ['llama', 'qwen2']) {
   const expected = JSON.parse(readFileSync(new URL(`../fixtures/${arch}/expected.json`, import.meta.url))).chat;
@@ -28,8 +18,8 @@ for (const arch of ['llama', 'qwen2']) {
   const steps = sure < 0 ? expected.greedy.length : sure;
   for (const device of ['webgpu', 'cpu']) {
     test(`tiny ${arch} from safetensors chats like transformers on ${device}`, { timeout: 180_000 }, async () => {
-      const page = await browser.newPage();
-      await page.goto(`${url}index.html`);
+      const page = await spaces.browser.newPage();
+      await page.goto(`${spaces.url}index.html`);
       const result = await page.evaluate(async ({ arch, device, messages, maxTokens }) => {
         const { pipeline } = await import('./pkg/index.js');
         const gen = await pipeline('text-generation', `hugrt-test/tiny-${arch}`, { endpoint: location.origin, device });

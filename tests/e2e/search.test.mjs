@@ -2,29 +2,19 @@
 // (downloaded into IndexedDB, loaded from the store onto WebGPU on SwiftShader): the embeddings of
 // three reference sentences match sentence-transformers' (cosine ≥ 0.999, as natively), and a
 // query about cooking pasta ranks the pasta sentence first.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { openBrowser, ARTIFACTS, serveWithModels } from './browser.mjs';
+import { ARTIFACTS, servedSpacesAndBrowser } from './browser.mjs';
 
-let server, browser, url;
-
-before(async () => {
-  ({ server, url } = await serveWithModels());
-  browser = await openBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  server?.close();
-});
+const spaces = servedSpacesAndBrowser();
 
 test('search space: MiniLM in the browser ranks the known pair first and matches sentence-transformers', { timeout: 600_000 }, async () => {
-  const page = await browser.newPage();
+  const page = await spaces.browser.newPage();
   const problems = [];
   page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
   // SwiftShader embeds a sentence in seconds: 6 sentences of the corpus (a baking distractor among them).
-  await page.goto(`${url}search.html?autorun&n=6`);
+  await page.goto(`${spaces.url}search.html?autorun&n=6`);
   await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.status), null, { timeout: 590_000 });
   await page.screenshot({ path: `${ARTIFACTS}/search.png`, fullPage: true });
   const status = await page.textContent('#status');
