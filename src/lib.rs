@@ -15,6 +15,7 @@ pub mod generate;
 pub mod models;
 #[cfg(feature = "cpu")]
 pub mod cpu;
+pub mod preprocess;
 pub mod rng;
 pub mod tokenizer;
 

@@ -1,0 +1,1 @@
+//! Audio input (filled in by the audio work).

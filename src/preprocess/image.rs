@@ -1,0 +1,1 @@
+//! Image input (filled in by the image work).
