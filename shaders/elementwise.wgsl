@@ -99,3 +99,20 @@ fn gelu_erf(@builtin(global_invocation_id) gid: vec3<u32>) {
         Y[i] = 0.5 * x * (1.0 + erf_approx(x * 0.7071067811865476));
     }
 }
+
+// Quick GELU (CLIP's "quick_gelu"): x·σ(1.702·x).
+@compute @workgroup_size(WG)
+fn quick_gelu(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if (i < P.n) { Y[i] = A[i] * sigmoid(1.702 * A[i]); }
+}
+
+// tanh (BERT's pooler), through exp of a clamped argument as in gelu_tanh.
+@compute @workgroup_size(WG)
+fn tanh_op(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if (i < P.n) {
+        let e = exp(2.0 * clamp(A[i], -15.0, 15.0));
+        Y[i] = (e - 1.0) / (e + 1.0);
+    }
+}

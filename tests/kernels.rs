@@ -107,7 +107,7 @@ gpu_test!(matvec_rejects_bad_shapes_with_typed_errors, async {
 gpu_test!(elementwise_ops, async {
     use hugrt::gpu::ops::elementwise::{Elementwise::*, check_against_reference};
     let ctx = context().await;
-    let ops = [Scale(-0.37), Add, Mul, AddRow { cols: 7 }, MulRow { cols: 7 }, Silu, SwiGlu, GeluTanh, GeluErf];
+    let ops = [Scale(-0.37), Add, Mul, AddRow { cols: 7 }, MulRow { cols: 7 }, Silu, SwiGlu, GeluTanh, GeluErf, QuickGelu, Tanh];
     for (i, op) in ops.into_iter().enumerate() {
         // A few values; a prime count; for one op, more than one grid dimension of workgroups
         // (65535 × 256 elements: the 2-D fold).
@@ -119,6 +119,27 @@ gpu_test!(elementwise_ops, async {
             assert!(report.passed, "{op:?} n={n}: {report}");
         }
     }
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+});
+
+gpu_test!(patches_im2col, async {
+    use hugrt::gpu::ops::patches::{Layout, Patches, check_against_reference};
+    let ctx = context().await;
+    // ViT-like: 3 channels, non-overlapping 6×6 patches of a 30×30 image, one prefix row; an
+    // awkward one: 5×7 patches every 3×2 of a 2×23×17 input (overlapping, a remainder dropped);
+    // AST-like: a (frames, mel) spectrogram read as (mel, frames), 16×16 patches every 4×5, two
+    // prefix rows.
+    let vit = Patches::new(3, (30, 30), (6, 6), (6, 6), 1).unwrap();
+    let odd = Patches::new(2, (23, 17), (5, 7), (3, 2), 0).unwrap();
+    let ast = Patches::new(1, (24, 40), (16, 16), (4, 5), 2).unwrap();
+    let ast_layout = Layout { c: 0, y: 1, x: 24, image: 24 * 40 };
+    for (i, (p, batch, layout)) in [(vit, 3, vit.chw()), (odd, 2, odd.chw()), (ast, 2, ast_layout)].into_iter().enumerate() {
+        let report = check_against_reference(&ctx, &p, batch, layout, i as u64).await.unwrap_or_else(|e| panic!("{p:?}: {e}"));
+        log(&format!("im2col {p:?} ×{batch}: {report}"));
+        assert!(report.passed, "{p:?}: {report}");
+    }
+    assert_eq!((ast.out_h(), ast.out_w(), ast.rows(), ast.cols()), (3, 5, 17, 256));
+    assert!(Patches::new(3, (5, 5), (6, 6), (6, 6), 0).is_err(), "a kernel larger than the input");
     assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
 });
 

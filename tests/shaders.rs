@@ -69,7 +69,7 @@ macro_rules! layout {
 
 #[test]
 fn uniform_structs_match_their_wgsl_layout() {
-    use hugrt::gpu::ops::{attention::AttnParams, elementwise::EltParams, embedding::EmbedParams, matvec::MatvecParams, norm::NormParams, pool::PoolParams, reduce::ReduceParams, rope::RopeParams, sample::SampleParams};
+    use hugrt::gpu::ops::{attention::AttnParams, elementwise::EltParams, embedding::EmbedParams, matvec::MatvecParams, norm::NormParams, patches::PatchParams, pool::PoolParams, reduce::ReduceParams, rope::RopeParams, sample::SampleParams};
     layout!(ShaderId::Matvec, MatvecParams, "MatvecParams", rows, cols, groups_x, row_offset, tokens, out_stride, _pad0, _pad1);
     layout!(ShaderId::Elementwise, EltParams, "EltParams", n, cols, groups_x, s);
     layout!(ShaderId::Norm, NormParams, "NormParams", rows, cols, groups_x, eps);
@@ -78,6 +78,7 @@ fn uniform_structs_match_their_wgsl_layout() {
     layout!(ShaderId::Attention, AttnParams, "AttnParams", q_len, kv_len, heads, kv_heads, head_dim, q_pos0, causal, groups_x, scale, splits, _pad1, _pad2);
     layout!(ShaderId::Pool, PoolParams, "PoolParams", seq_len, hidden, normalize, _pad);
     layout!(ShaderId::Sample, SampleParams, "SampleParams", vocab, top_k, inv_temp, min_p, top_p, u, _pad0, _pad1);
+    layout!(ShaderId::Patches, PatchParams, "PatchParams", channels, kh, kw, sh, sw, out_h, out_w, prefix, c_stride, y_stride, x_stride, image_stride, batch, groups_x, _pad0, _pad1);
     layout!(ShaderId::Embedding, EmbedParams, "EmbedParams", rows, cols, first_row, tokens, groups_x, _pad0, _pad1, _pad2);
 }
 

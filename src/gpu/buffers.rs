@@ -27,7 +27,7 @@ impl GpuContext {
         Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(what),
             contents: bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
         }))
     }
 

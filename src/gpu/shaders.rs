@@ -26,6 +26,7 @@ pub enum ShaderId {
     Pool,
     Embedding,
     Sample,
+    Patches,
 }
 
 macro_rules! wgsl {
@@ -33,7 +34,7 @@ macro_rules! wgsl {
 }
 
 impl ShaderId {
-    pub const ALL: &'static [ShaderId] = &[ShaderId::Matvec, ShaderId::Elementwise, ShaderId::Norm, ShaderId::Rope, ShaderId::Reduce, ShaderId::Attention, ShaderId::Pool, ShaderId::Embedding, ShaderId::Sample];
+    pub const ALL: &'static [ShaderId] = &[ShaderId::Matvec, ShaderId::Elementwise, ShaderId::Norm, ShaderId::Rope, ShaderId::Reduce, ShaderId::Attention, ShaderId::Pool, ShaderId::Embedding, ShaderId::Sample, ShaderId::Patches];
 
     /// The files (under `shaders/`) this module is made of, in order; the first names it.
     pub fn files(self) -> &'static [&'static str] {
@@ -47,6 +48,7 @@ impl ShaderId {
             ShaderId::Pool => &["pool.wgsl"],
             ShaderId::Embedding => &["embedding.wgsl", "quant_decode.wgsl"],
             ShaderId::Sample => &["sample.wgsl"],
+            ShaderId::Patches => &["patches.wgsl"],
         }
     }
 
@@ -65,6 +67,7 @@ impl ShaderId {
             ShaderId::Pool => wgsl!("pool.wgsl"),
             ShaderId::Embedding => wgsl!("embedding.wgsl", "quant_decode.wgsl"),
             ShaderId::Sample => wgsl!("sample.wgsl"),
+            ShaderId::Patches => wgsl!("patches.wgsl"),
         }
     }
 
@@ -81,6 +84,7 @@ impl ShaderId {
             ShaderId::Pool => &[Uniform, Read, Read, ReadWrite],
             ShaderId::Embedding => &[Uniform, Read, Read, ReadWrite],
             ShaderId::Sample => &[Uniform, Read, ReadWrite],
+            ShaderId::Patches => &[Uniform, Read, ReadWrite],
         }
     }
 }

@@ -12,13 +12,12 @@
 
 use serde::Deserialize;
 
-use crate::formats::{DType, TensorInfo, TensorTable};
+use crate::formats::{DType, TensorTable};
 use crate::gpu::GpuContext;
-use crate::gpu::ops::attention::Attention;
 use crate::gpu::ops::elementwise::Elementwise;
-use crate::gpu::ops::norm::Norm;
 use crate::gpu::ops::{embedding, matvec, new_encoder, pool, submit};
 use crate::gpu::weights::GpuWeight;
+use crate::models::encoder::{Activations, Encoder, EncoderShape, LayerNames, LayerNorm, Linear, Placement, Tensors, copy_rows};
 use crate::models::llama::{ModelError, RangeReader};
 use crate::tokenizer::Tokenizer;
 
@@ -47,6 +46,8 @@ struct RawConfig {
     layer_norm_eps: Option<f64>,
     hidden_act: Option<String>,
     position_embedding_type: Option<String>,
+    id2label: Option<std::collections::BTreeMap<String, String>>,
+    num_labels: Option<u64>,
 }
 
 /// Hyperparameters, from `config.json`.
@@ -63,6 +64,8 @@ pub struct BertConfig {
     pub layer_norm_eps: f32,
     /// `Elementwise::GeluErf` ("gelu") or `GeluTanh` ("gelu_new", "gelu_pytorch_tanh").
     pub activation: Elementwise,
+    /// Class names of a sequence-classification head (`id2label`).
+    pub labels: Vec<String>,
 }
 
 impl BertConfig {
@@ -109,7 +112,25 @@ impl BertConfig {
             type_vocab: size("type_vocab_size", raw.type_vocab_size, Some(2), MAX_TYPES)?,
             layer_norm_eps: eps as f32,
             activation,
+            labels: super::encoder::labels(raw.id2label.as_ref(), raw.num_labels)?,
         })
+    }
+}
+
+impl BertConfig {
+    /// The encoder stack's shape (post-LN, biases everywhere).
+    pub fn shape(&self) -> EncoderShape {
+        EncoderShape {
+            layers: self.layers,
+            hidden: self.hidden,
+            heads: self.heads,
+            head_dim: self.head_dim,
+            intermediate: self.intermediate,
+            eps: self.layer_norm_eps,
+            activation: self.activation,
+            placement: Placement::Post,
+            qkv_bias: true,
+        }
     }
 }
 
@@ -195,86 +216,47 @@ pub(crate) async fn position_type0(c: &BertConfig, table: &TensorTable, read: &m
     Ok(positions.chunks_exact(type0.len()).flat_map(|row| row.iter().zip(type0).map(|(p, t)| p + t)).collect())
 }
 
-/// A LayerNorm's gain and bias.
-struct LayerNorm {
-    g: wgpu::Buffer,
-    b: wgpu::Buffer,
+/// Where BERT checkpoints keep their tensors: at the top (`BertModel`) or under `bert.` (task
+/// models); heads (`cls.predictions.*`, `classifier.*`) at the top.
+pub(crate) fn tensors(table: &TensorTable) -> Tensors<'_> {
+    Tensors { table, prefixes: &["", "bert."] }
 }
 
-/// A dense layer `y = x·Wᵀ + b`.
-struct Linear {
-    w: GpuWeight,
-    b: wgpu::Buffer,
+/// A tensor's values as f32 (small tensors: norms, biases, position tables); F32, F16 or BF16.
+pub(crate) async fn values(table: &TensorTable, read: &mut impl RangeReader, name: &str, shape: &[u32]) -> Result<Vec<f32>, ModelError> {
+    tensors(table).values(read, name, shape).await
 }
 
-struct Layer {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    attn_out: Linear,
-    attn_norm: LayerNorm,
-    up: Linear,
-    down: Linear,
-    out_norm: LayerNorm,
+/// `BertForMaskedLM`'s head: dense, activation, LayerNorm, then the vocabulary projection (the
+/// word embeddings when tied, as checkpoints usually are).
+struct MaskedLmHead {
+    transform: Linear,
+    norm: LayerNorm,
+    /// `cls.predictions.decoder.weight` when the file has it; otherwise the word embeddings.
+    decoder: Option<GpuWeight>,
+    bias: wgpu::Buffer,
 }
 
-/// Buffers for one pass, with the capacities they were made for.
-struct Activations {
-    tokens: u64,
-    batch: u64,
-    scores_elems: u64,
-    x: wgpu::Buffer,
-    x2: wgpu::Buffer,
-    h: wgpu::Buffer,
-    q: wgpu::Buffer,
-    k: wgpu::Buffer,
-    v: wgpu::Buffer,
-    attn: wgpu::Buffer,
-    f1: wgpu::Buffer,
-    f2: wgpu::Buffer,
-    ids: wgpu::Buffer,
-    positions: wgpu::Buffer,
-    lengths: wgpu::Buffer,
-    scores: wgpu::Buffer,
-    pooled: wgpu::Buffer,
-}
-
-impl Activations {
-    fn new(ctx: &GpuContext, c: &BertConfig, tokens: u64, batch: u64, scores_elems: u64) -> Result<Self, ModelError> {
-        let buf = |what: &'static str, elems: u64| ctx.storage_output("bert", what, elems.max(1) * 4);
-        let (th, ti) = (tokens * u64::from(c.hidden), tokens * u64::from(c.intermediate));
-        Ok(Self {
-            tokens,
-            batch,
-            scores_elems,
-            x: buf("x", th)?,
-            x2: buf("x2", th)?,
-            h: buf("h", th)?,
-            q: buf("q", th)?,
-            k: buf("k", th)?,
-            v: buf("v", th)?,
-            attn: buf("attn", th)?,
-            f1: buf("ffn 1", ti)?,
-            f2: buf("ffn 2", ti)?,
-            ids: buf("token ids", tokens)?,
-            positions: buf("position ids", tokens)?,
-            lengths: buf("lengths", batch)?,
-            scores: buf("scores", scores_elems)?,
-            pooled: buf("pooled", batch * u64::from(c.hidden))?,
-        })
-    }
+/// `BertForSequenceClassification`'s head: the pooler (dense + tanh on [CLS]) and the classifier.
+struct ClassifierHead {
+    pooler: Linear,
+    classifier: Linear,
 }
 
 /// What a forward pass returns per sentence.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, PartialEq)]
 enum Output {
     /// Mean over the real tokens, L2-normalised (hidden values).
     Pooled,
     /// The last hidden state of the real tokens (length × hidden values).
     Hidden,
+    /// The masked-LM logits at the given positions of each sequence (positions × vocab values).
+    MaskedLm(Vec<Vec<u32>>),
+    /// The classifier's logits (labels values).
+    Classes,
 }
 
-/// A BERT encoder on the GPU.
+/// A BERT encoder on the GPU, with the heads its checkpoint has.
 pub struct Bert {
     pub config: BertConfig,
     /// Longest sequence `embed` takes (`max_position_embeddings`, or less when set); text is
@@ -284,37 +266,54 @@ pub struct Bert {
     /// Position embeddings plus token type 0's embedding, as F32.
     position_type0: GpuWeight,
     emb_norm: LayerNorm,
-    layers: Vec<Layer>,
+    encoder: Encoder,
+    mlm: Option<MaskedLmHead>,
+    classifier: Option<ClassifierHead>,
     act: Option<Activations>,
 }
 
 impl Bert {
     /// Loads a BERT encoder: `config_json` is the checkpoint's `config.json`, `table` its
-    /// safetensors header, `read` the file's bytes by range (one tensor at a time).
+    /// safetensors header, `read` the file's bytes by range (one tensor at a time). A masked-LM
+    /// head (`cls.predictions.*`) and a sequence-classification head (`classifier.*` with the
+    /// pooler) are loaded when the file has them.
     pub async fn load(ctx: &GpuContext, config_json: &[u8], table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
         let config = BertConfig::from_json(config_json)?;
         let c = &config;
-        let word = matrix(ctx, table, read, "embeddings.word_embeddings.weight", c.vocab, c.hidden).await?;
+        let t = tensors(table);
+        let word = t.matrix(ctx, read, "embeddings.word_embeddings.weight", c.vocab, c.hidden).await?;
         let folded: Vec<u8> = position_type0(c, table, read).await?.into_iter().flat_map(f32::to_le_bytes).collect();
         let position_type0 =
             GpuWeight::upload(ctx, "position + type embeddings", DType::F32, u64::from(c.max_positions), u64::from(c.hidden), &folded)?;
-        let emb_norm = layer_norm(ctx, table, read, "embeddings.LayerNorm", c.hidden).await?;
-        let mut layers = Vec::with_capacity(c.layers as usize);
-        for l in 0..c.layers {
-            let p = |s: &str| format!("encoder.layer.{l}.{s}");
-            layers.push(Layer {
-                q: linear(ctx, table, read, &p("attention.self.query"), c.hidden, c.hidden).await?,
-                k: linear(ctx, table, read, &p("attention.self.key"), c.hidden, c.hidden).await?,
-                v: linear(ctx, table, read, &p("attention.self.value"), c.hidden, c.hidden).await?,
-                attn_out: linear(ctx, table, read, &p("attention.output.dense"), c.hidden, c.hidden).await?,
-                attn_norm: layer_norm(ctx, table, read, &p("attention.output.LayerNorm"), c.hidden).await?,
-                up: linear(ctx, table, read, &p("intermediate.dense"), c.intermediate, c.hidden).await?,
-                down: linear(ctx, table, read, &p("output.dense"), c.hidden, c.intermediate).await?,
-                out_norm: layer_norm(ctx, table, read, &p("output.LayerNorm"), c.hidden).await?,
-            });
-        }
+        let emb_norm = t.layer_norm(ctx, read, "embeddings.LayerNorm", c.hidden).await?;
+        let encoder = Encoder::load(ctx, c.shape(), t, read, LayerNames::bert).await?;
+        let mlm = if t.has("cls.predictions.transform.dense.weight") {
+            let decoder = if t.has("cls.predictions.decoder.weight") {
+                Some(t.matrix(ctx, read, "cls.predictions.decoder.weight", c.vocab, c.hidden).await?)
+            } else {
+                None
+            };
+            let bias = if t.has("cls.predictions.bias") { "cls.predictions.bias" } else { "cls.predictions.decoder.bias" };
+            Some(MaskedLmHead {
+                transform: t.linear(ctx, read, "cls.predictions.transform.dense", c.hidden, c.hidden, true).await?,
+                norm: t.layer_norm(ctx, read, "cls.predictions.transform.LayerNorm", c.hidden).await?,
+                decoder,
+                bias: t.vector(ctx, read, bias, c.vocab).await?,
+            })
+        } else {
+            None
+        };
+        let classifier = if t.has("classifier.weight") {
+            let labels = c.labels.len() as u32;
+            Some(ClassifierHead {
+                pooler: t.linear(ctx, read, "pooler.dense", c.hidden, c.hidden, true).await?,
+                classifier: t.linear(ctx, read, "classifier", labels, c.hidden, true).await?,
+            })
+        } else {
+            None
+        };
         let max_seq_len = config.max_positions;
-        Ok(Self { config, max_seq_len, word, position_type0, emb_norm, layers, act: None })
+        Ok(Self { config, max_seq_len, word, position_type0, emb_norm, encoder, mlm, classifier, act: None })
     }
 
     /// Caps sequences at `max_seq_length` from a sentence-transformers `sentence_bert_config.json`
@@ -347,29 +346,55 @@ impl Bert {
         self.run(ctx, batch, Output::Hidden).await
     }
 
-    /// Compute dispatches in one pass: 2 embedding lookups, an add and a LayerNorm; per layer 6
-    /// matvecs (times their parts), 6 bias adds, attention, 2 residual adds, GELU, 2 LayerNorms;
+    /// Whether the checkpoint has a masked-LM head (`fill_mask` works).
+    pub fn has_masked_lm(&self) -> bool {
+        self.mlm.is_some()
+    }
+
+    /// Whether the checkpoint has a sequence-classification head (`classify` works).
+    pub fn has_classifier(&self) -> bool {
+        self.classifier.is_some()
+    }
+
+    /// The masked-LM logits (vocab values each) at every position of each sequence that holds
+    /// `mask_id`, in order: one `Vec` of positions per sequence.
+    pub async fn fill_mask(&mut self, ctx: &GpuContext, batch: &[Vec<u32>], mask_id: u32) -> Result<Vec<Vec<Vec<f32>>>, ModelError> {
+        if self.mlm.is_none() {
+            return Err(ModelError::Config("this checkpoint has no masked-LM head (cls.predictions.*)".into()));
+        }
+        let positions: Vec<Vec<u32>> = batch.iter().map(|ids| (0..ids.len() as u32).filter(|&p| ids[p as usize] == mask_id).collect()).collect();
+        if let Some(i) = positions.iter().position(Vec::is_empty) {
+            return Err(ModelError::Input(format!("sequence {i} has no mask token")));
+        }
+        let vocab = self.config.vocab as usize;
+        let flat = self.run(ctx, batch, Output::MaskedLm(positions)).await?;
+        Ok(flat.into_iter().map(|logits| logits.chunks_exact(vocab).map(<[f32]>::to_vec).collect()).collect())
+    }
+
+    /// The sequence-classification logits (one per label of `config.labels`) of each sequence.
+    pub async fn classify(&mut self, ctx: &GpuContext, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
+        if self.classifier.is_none() {
+            return Err(ModelError::Config("this checkpoint has no classification head (classifier.*)".into()));
+        }
+        self.run(ctx, batch, Output::Classes).await
+    }
+
+    /// Compute dispatches in one pass: 2 embedding lookups, an add and a LayerNorm, the encoder,
     /// then pooling.
     pub fn dispatches_per_pass(&self) -> u32 {
-        let parts = |w: &GpuWeight| w.parts.len() as u32;
-        let per_layer: u32 = self
-            .layers
-            .iter()
-            .map(|l| [&l.q, &l.k, &l.v, &l.attn_out, &l.up, &l.down].iter().map(|lin| parts(&lin.w)).sum::<u32>() + 12)
-            .sum();
-        parts(&self.word) + parts(&self.position_type0) + 2 + per_layer + 1
+        self.word.parts.len() as u32 + self.position_type0.parts.len() as u32 + 2 + self.encoder.dispatches() + 1
     }
 
     /// Bytes of weights one pass reads (every matrix once).
     pub fn weight_bytes_per_pass(&self) -> u64 {
-        self.layers.iter().map(|l| [&l.q, &l.k, &l.v, &l.attn_out, &l.up, &l.down].iter().map(|lin| lin.w.gpu_bytes()).sum::<u64>()).sum()
+        self.encoder.weight_bytes()
     }
 
     async fn run(&mut self, ctx: &GpuContext, batch: &[Vec<u32>], output: Output) -> Result<Vec<Vec<f32>>, ModelError> {
         check_input(&self.config, self.max_seq_len, batch)?;
         let mut results = vec![Vec::new(); batch.len()];
         for pass in passes(batch) {
-            let outs = self.forward(ctx, batch, &pass, output).await?;
+            let outs = self.forward(ctx, batch, &pass, &output).await?;
             for (&i, out) in pass.members.iter().zip(outs) {
                 results[i] = out;
             }
@@ -377,27 +402,9 @@ impl Bert {
         Ok(results)
     }
 
-    /// Makes sure the activations hold a pass of `n` sentences of `len` tokens.
-    fn ensure_activations(&mut self, ctx: &GpuContext, n: u64, len: u64) -> Result<(), ModelError> {
-        let c = &self.config;
-        let scores = n * len * len * u64::from(c.heads);
-        let tokens = n * len;
-        if let Some(a) = &self.act
-            && a.tokens >= tokens
-            && a.batch >= n
-            && a.scores_elems >= scores
-        {
-            return Ok(());
-        }
-        let (t0, b0, s0) = self.act.as_ref().map_or((0, 0, 0), |a| (a.tokens, a.batch, a.scores_elems));
-        self.act = None;
-        self.act = Some(Activations::new(ctx, c, tokens.max(t0), n.max(b0), scores.max(s0))?);
-        Ok(())
-    }
-
-    async fn forward(&mut self, ctx: &GpuContext, batch: &[Vec<u32>], pass: &Pass, output: Output) -> Result<Vec<Vec<f32>>, ModelError> {
+    async fn forward(&mut self, ctx: &GpuContext, batch: &[Vec<u32>], pass: &Pass, output: &Output) -> Result<Vec<Vec<f32>>, ModelError> {
         let (n, len) = (pass.members.len() as u32, pass.len);
-        self.ensure_activations(ctx, u64::from(n), u64::from(len))?;
+        Activations::ensure(&mut self.act, ctx, &self.encoder.shape, u64::from(n), u64::from(len))?;
         let Some(a) = self.act.as_ref() else {
             return Err(ModelError::Config("no activations".into()));
         };
@@ -412,95 +419,76 @@ impl Bert {
             lengths.push(seq.len() as u32);
         }
         let positions: Vec<u32> = (0..n).flat_map(|_| 0..len).collect();
-        ctx.queue.write_buffer(&a.ids, 0, bytemuck::cast_slice(&ids));
-        ctx.queue.write_buffer(&a.positions, 0, bytemuck::cast_slice(&positions));
+        let ids_buf = ctx.storage_from("bert", "token ids", &ids)?;
+        let positions_buf = ctx.storage_from("bert", "position ids", &positions)?;
         ctx.queue.write_buffer(&a.lengths, 0, bytemuck::cast_slice(&lengths));
 
-        let (h, nh, ni) = (c.hidden, u64::from(tokens) * u64::from(c.hidden), u64::from(tokens) * u64::from(c.intermediate));
-        let norm = Norm::Layer { eps: c.layer_norm_eps };
-        let bias = Elementwise::AddRow { cols: h };
-        let up_bias = Elementwise::AddRow { cols: c.intermediate };
-        let attn = Attention {
-            batch: n,
-            q_len: len,
-            kv_len: len,
-            heads: c.heads,
-            kv_heads: c.heads,
-            head_dim: c.head_dim,
-            q_pos0: 0,
-            causal: false,
-            scale: 1.0 / (c.head_dim as f32).sqrt(),
-        };
+        let (h, nh) = (c.hidden, u64::from(tokens) * u64::from(c.hidden));
         let mut e = new_encoder(ctx, "bert forward");
-        embedding::encode(ctx, &mut e, &self.word, tokens, &a.ids, &a.x).await?;
-        embedding::encode(ctx, &mut e, &self.position_type0, tokens, &a.positions, &a.h).await?;
+        embedding::encode(ctx, &mut e, &self.word, tokens, &ids_buf, &a.x).await?;
+        embedding::encode(ctx, &mut e, &self.position_type0, tokens, &positions_buf, &a.h).await?;
         Elementwise::Add.encode(ctx, &mut e, nh, &a.x, &a.h, &a.x2).await?;
-        norm.encode(ctx, &mut e, tokens, h, &a.x2, &self.emb_norm.g, &self.emb_norm.b, &a.x).await?;
-        for l in &self.layers {
-            for (lin, out) in [(&l.q, &a.q), (&l.k, &a.k), (&l.v, &a.v)] {
-                matvec::encode(ctx, &mut e, &lin.w, tokens, &a.x, &a.h).await?;
-                bias.encode(ctx, &mut e, nh, &a.h, &lin.b, out).await?;
-            }
-            attn.encode(ctx, &mut e, &a.q, &a.k, &a.v, &a.lengths, &a.scores, &a.attn).await?;
-            matvec::encode(ctx, &mut e, &l.attn_out.w, tokens, &a.attn, &a.h).await?;
-            bias.encode(ctx, &mut e, nh, &a.h, &l.attn_out.b, &a.q).await?;
-            Elementwise::Add.encode(ctx, &mut e, nh, &a.q, &a.x, &a.x2).await?;
-            norm.encode(ctx, &mut e, tokens, h, &a.x2, &l.attn_norm.g, &l.attn_norm.b, &a.x).await?;
-            matvec::encode(ctx, &mut e, &l.up.w, tokens, &a.x, &a.f1).await?;
-            up_bias.encode(ctx, &mut e, ni, &a.f1, &l.up.b, &a.f2).await?;
-            c.activation.encode(ctx, &mut e, ni, &a.f2, &a.f2, &a.f1).await?;
-            matvec::encode(ctx, &mut e, &l.down.w, tokens, &a.f1, &a.h).await?;
-            bias.encode(ctx, &mut e, nh, &a.h, &l.down.b, &a.q).await?;
-            Elementwise::Add.encode(ctx, &mut e, nh, &a.q, &a.x, &a.x2).await?;
-            norm.encode(ctx, &mut e, tokens, h, &a.x2, &l.out_norm.g, &l.out_norm.b, &a.x).await?;
-        }
-        if output == Output::Pooled {
-            pool::encode(ctx, &mut e, n, len, h, true, &a.x, &a.lengths, &a.pooled).await?;
-        }
-        submit(ctx, "bert forward", e).await?;
+        self.emb_norm.encode(ctx, &mut e, c.layer_norm_eps, tokens, h, &a.x2, &a.x).await?;
+        self.encoder.encode(ctx, &mut e, a, n, len, false).await?;
         let hidden = h as usize;
-        Ok(match output {
-            Output::Pooled => ctx.read_f32(&a.pooled, n as usize * hidden).await?.chunks_exact(hidden).map(<[f32]>::to_vec).collect(),
-            Output::Hidden => {
-                let all = ctx.read_f32(&a.x, tokens as usize * hidden).await?;
-                all.chunks_exact(len as usize * hidden).zip(&lengths).map(|(seq, &l)| seq[..l as usize * hidden].to_vec()).collect()
+        match output {
+            Output::Pooled => {
+                let pooled = ctx.storage_output("bert", "pooled", u64::from(n) * u64::from(h) * 4)?;
+                pool::encode(ctx, &mut e, n, len, h, true, &a.x, &a.lengths, &pooled).await?;
+                submit(ctx, "bert forward", e).await?;
+                Ok(ctx.read_f32(&pooled, n as usize * hidden).await?.chunks_exact(hidden).map(<[f32]>::to_vec).collect())
             }
-        })
+            Output::Hidden => {
+                submit(ctx, "bert forward", e).await?;
+                let all = ctx.read_f32(&a.x, tokens as usize * hidden).await?;
+                Ok(all.chunks_exact(len as usize * hidden).zip(&lengths).map(|(seq, &l)| seq[..l as usize * hidden].to_vec()).collect())
+            }
+            Output::MaskedLm(positions) => {
+                let Some(head) = &self.mlm else { return Err(ModelError::Config("no masked-LM head".into())) };
+                let rows: Vec<u64> = pass
+                    .members
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(b, &i)| positions.get(i).into_iter().flatten().map(move |&p| b as u64 * u64::from(len) + u64::from(p)))
+                    .collect();
+                let m = rows.len() as u32;
+                let vocab = c.vocab;
+                let buf = |what: &'static str, elems: u64| ctx.storage_output("bert", what, elems.max(1) * 4);
+                let (x, t1, t2) = (buf("masked rows", u64::from(m) * u64::from(h))?, buf("mlm 1", u64::from(m) * u64::from(h))?, buf("mlm 2", u64::from(m) * u64::from(h))?);
+                let logits = buf("mlm logits", u64::from(m) * u64::from(vocab))?;
+                let scratch = buf("mlm scratch", u64::from(m) * u64::from(vocab))?;
+                copy_rows(&mut e, &a.x, &x, h, &rows);
+                head.transform.encode(ctx, &mut e, m, &x, &t1, &t2).await?;
+                c.activation.encode(ctx, &mut e, u64::from(m) * u64::from(h), &t2, &t2, &t1).await?;
+                head.norm.encode(ctx, &mut e, c.layer_norm_eps, m, h, &t1, &t2).await?;
+                matvec::encode(ctx, &mut e, head.decoder.as_ref().unwrap_or(&self.word), m, &t2, &scratch).await?;
+                Elementwise::AddRow { cols: vocab }.encode(ctx, &mut e, u64::from(m) * u64::from(vocab), &scratch, &head.bias, &logits).await?;
+                submit(ctx, "bert forward", e).await?;
+                let all = ctx.read_f32(&logits, m as usize * vocab as usize).await?;
+                let mut chunks = all.chunks_exact(vocab as usize);
+                Ok(pass
+                    .members
+                    .iter()
+                    .map(|&i| positions.get(i).map_or(0, Vec::len))
+                    .map(|count| chunks.by_ref().take(count).flatten().copied().collect())
+                    .collect())
+            }
+            Output::Classes => {
+                let Some(head) = &self.classifier else { return Err(ModelError::Config("no classification head".into())) };
+                let labels = head.classifier.w.rows;
+                let rows: Vec<u64> = (0..u64::from(n)).map(|b| b * u64::from(len)).collect();
+                let buf = |what: &'static str, elems: u64| ctx.storage_output("bert", what, elems.max(1) * 4);
+                let (x, t1, t2) = (buf("cls rows", u64::from(n) * u64::from(h))?, buf("pooler 1", u64::from(n) * u64::from(h))?, buf("pooler 2", u64::from(n) * u64::from(h))?);
+                let logits = buf("class logits", u64::from(n) * u64::from(labels))?;
+                copy_rows(&mut e, &a.x, &x, h, &rows);
+                head.pooler.encode(ctx, &mut e, n, &x, &t1, &t2).await?;
+                Elementwise::Tanh.encode(ctx, &mut e, u64::from(n) * u64::from(h), &t2, &t2, &t1).await?;
+                head.classifier.encode(ctx, &mut e, n, &t1, &t2, &logits).await?;
+                submit(ctx, "bert forward", e).await?;
+                Ok(ctx.read_f32(&logits, n as usize * labels as usize).await?.chunks_exact(labels as usize).map(<[f32]>::to_vec).collect())
+            }
+        }
     }
-}
-
-/// The tensor `name`, or `bert.{name}` (checkpoints of task models prefix the encoder).
-fn find<'t>(table: &'t TensorTable, name: &str) -> Result<&'t TensorInfo, ModelError> {
-    table
-        .get(name)
-        .or_else(|| table.get(&format!("bert.{name}")))
-        .ok_or_else(|| ModelError::Tensor { name: name.into(), problem: "missing (also as bert.*)".into() })
-}
-
-/// A tensor's values as f32 (small tensors: norms, biases, position tables); F32, F16 or BF16.
-pub(crate) async fn values(table: &TensorTable, read: &mut impl RangeReader, name: &str, shape: &[u32]) -> Result<Vec<f32>, ModelError> {
-    let t = find(table, name)?;
-    if !matches!(t.dtype, DType::F32 | DType::F16 | DType::BF16) {
-        return Err(ModelError::Tensor { name: t.name.clone(), problem: format!("dtype {} (F32, F16 or BF16 expected)", t.dtype) });
-    }
-    super::tensor_values(t, read, shape).await
-}
-
-async fn vector(ctx: &GpuContext, table: &TensorTable, read: &mut impl RangeReader, name: &str, len: u32) -> Result<wgpu::Buffer, ModelError> {
-    let v = values(table, read, name, &[len]).await?;
-    Ok(ctx.storage_from("bert", "vector", &v)?)
-}
-
-async fn matrix(ctx: &GpuContext, table: &TensorTable, read: &mut impl RangeReader, name: &str, rows: u32, cols: u32) -> Result<GpuWeight, ModelError> {
-    super::upload_matrix(ctx, find(table, name)?, read, rows, cols).await
-}
-
-async fn linear(ctx: &GpuContext, table: &TensorTable, read: &mut impl RangeReader, prefix: &str, rows: u32, cols: u32) -> Result<Linear, ModelError> {
-    Ok(Linear { w: matrix(ctx, table, read, &format!("{prefix}.weight"), rows, cols).await?, b: vector(ctx, table, read, &format!("{prefix}.bias"), rows).await? })
-}
-
-async fn layer_norm(ctx: &GpuContext, table: &TensorTable, read: &mut impl RangeReader, prefix: &str, len: u32) -> Result<LayerNorm, ModelError> {
-    Ok(LayerNorm { g: vector(ctx, table, read, &format!("{prefix}.weight"), len).await?, b: vector(ctx, table, read, &format!("{prefix}.bias"), len).await? })
 }
 
 #[cfg(test)]

@@ -2,10 +2,13 @@
 //! files are read: by byte range, one tensor at a time.
 
 pub mod bert;
+pub mod clip;
+pub mod encoder;
 pub mod gpt2;
 pub mod llama;
+pub mod vit;
 
-use crate::formats::{FormatError, TensorTable, grow_prefix, read_table};
+use crate::formats::{DType, FormatError, TensorTable, grow_prefix, read_table};
 use llama::ModelError;
 
 /// Where a model file's bytes come from: the weight store, a file, an HTTP server, a buffer.
@@ -66,11 +69,22 @@ pub(crate) async fn upload_matrix(ctx: &crate::gpu::GpuContext, t: &crate::forma
     if t.shape != [u64::from(rows), u64::from(cols)] {
         return Err(problem(format!("shape {:?}, expected [{rows}, {cols}]", t.shape)));
     }
+    upload_rows(ctx, t, read, rows, cols).await
+}
+
+/// Uploads tensor `t` as a (rows, cols) matrix whatever its shape (a convolution's
+/// (out, in, kh, kw) kernel is the (out, in·kh·kw) matrix of its im2col product): the caller checks
+/// the shape.
+pub(crate) async fn upload_rows(ctx: &crate::gpu::GpuContext, t: &crate::formats::TensorInfo, read: &mut impl RangeReader, rows: u32, cols: u32) -> Result<crate::gpu::weights::GpuWeight, ModelError> {
+    let problem = |problem: String| ModelError::Tensor { name: t.name.clone(), problem };
     let row_bytes = t.dtype.bytes_for(u64::from(cols)).filter(|&b| b > 0).ok_or_else(|| problem(format!("{cols} columns are not whole {} blocks", t.dtype)))?;
     if t.range.end.checked_sub(t.range.start) != Some(u64::from(rows) * row_bytes) {
         return Err(problem(format!("{} bytes in the file for {rows} rows of {row_bytes}", t.range.end.saturating_sub(t.range.start))));
     }
-    let w = crate::gpu::weights::GpuWeight::new(ctx, &t.name, t.dtype, u64::from(rows), u64::from(cols), None)?;
+    // The F16/BF16 kernels read values in pairs: rows of an odd length go to the GPU as F32.
+    let widen = matches!(t.dtype, DType::F16 | DType::BF16) && cols % 2 == 1;
+    let gpu_dtype = if widen { DType::F32 } else { t.dtype };
+    let w = crate::gpu::weights::GpuWeight::new(ctx, &t.name, gpu_dtype, u64::from(rows), u64::from(cols), None)?;
     let per_read = (UPLOAD_SLICE_BYTES / row_bytes).max(1);
     let mut row = 0u64;
     while row < u64::from(rows) {
@@ -79,7 +93,12 @@ pub(crate) async fn upload_matrix(ctx: &crate::gpu::GpuContext, t: &crate::forma
         if bytes.len() as u64 != n * row_bytes {
             return Err(ModelError::Read(format!("{}: read {} bytes, expected {}", t.name, bytes.len(), n * row_bytes)));
         }
-        w.write_rows(ctx, row, &bytes)?;
+        if widen {
+            let values = crate::formats::quant::dequantize(t.dtype, &bytes).map_err(|e| problem(e.to_string()))?;
+            w.write_rows(ctx, row, bytemuck::cast_slice(&values))?;
+        } else {
+            w.write_rows(ctx, row, &bytes)?;
+        }
         row += n;
     }
     Ok(w)

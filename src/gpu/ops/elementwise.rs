@@ -31,6 +31,9 @@ pub enum Elementwise {
     SwiGlu,
     GeluTanh,
     GeluErf,
+    /// CLIP's `quick_gelu`: x·σ(1.702·x).
+    QuickGelu,
+    Tanh,
 }
 
 impl Elementwise {
@@ -45,6 +48,8 @@ impl Elementwise {
             Elementwise::SwiGlu => "swiglu",
             Elementwise::GeluTanh => "gelu_tanh",
             Elementwise::GeluErf => "gelu_erf",
+            Elementwise::QuickGelu => "quick_gelu",
+            Elementwise::Tanh => "tanh_op",
         }
     }
 
@@ -106,6 +111,8 @@ impl Elementwise {
                     Elementwise::SwiGlu => x * sig(x) * bi(i),
                     Elementwise::GeluTanh => 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh()),
                     Elementwise::GeluErf => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
+                    Elementwise::QuickGelu => x * sig(1.702 * x),
+                    Elementwise::Tanh => x.tanh(),
                 }
             })
             .collect()

@@ -5,6 +5,7 @@ pub mod elementwise;
 pub mod embedding;
 pub mod matvec;
 pub mod norm;
+pub mod patches;
 pub mod pool;
 pub mod reduce;
 pub mod rope;

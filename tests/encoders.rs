@@ -1,0 +1,199 @@
+//! The encoders beyond sentence embeddings against transformers (tests/fixtures/{vit,ast,clip,
+//! bert-mlm,bert-cls}, made by scripts/fixtures/make_encoder_fixtures.py): tiny random
+//! ViTForImageClassification (F32 and F16 files), ASTForAudioClassification, CLIPModel (both towers,
+//! its own BPE tokenizer) and BERT's fill-mask and sequence-classification heads, natively
+//! (lavapipe) and in Chromium (SwiftShader): logits within `LOGIT_TOL` of transformers' float64
+//! run on each file's own weights, the same top-1 label; bad inputs and configs are typed errors.
+
+use hugrt::formats::{TensorTable, read_table};
+use hugrt::gpu::GpuContext;
+use hugrt::models::bert::Bert;
+use hugrt::models::clip::Clip;
+use hugrt::models::llama::ModelError;
+use hugrt::models::vit::{Ast, Vit, top_k};
+use hugrt::tokenizer::Tokenizer;
+use serde_json::Value;
+
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+mod common;
+use common::log;
+
+/// |GPU f32 − transformers f64| allowed on logits and unit-length embeddings, relative to the
+/// largest |reference| value of the case (transformers' own float32 forward lands within 1.4e-6
+/// absolute of its float64 one on these fixtures; logits are of order 1–10).
+const LOGIT_TOL: f64 = 2e-5;
+
+macro_rules! fixture {
+    ($dir:literal, $file:literal) => {
+        include_bytes!(concat!("fixtures/", $dir, "/", $file))
+    };
+}
+
+fn expected(json: &str) -> Value {
+    serde_json::from_str(json).expect("expected.json")
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number") as f32).collect()
+}
+
+fn rows(v: &Value) -> Vec<Vec<f64>> {
+    v.as_array().expect("array").iter().map(|r| r.as_array().expect("row").iter().map(|x| x.as_f64().expect("number")).collect()).collect()
+}
+
+fn table(bytes: &[u8]) -> TensorTable {
+    read_table(bytes, bytes.len() as u64, "model.safetensors").expect("reads")
+}
+
+/// Max |got − want| over all rows, relative to the largest |want|; asserts the same argmax per row.
+fn compare(what: &str, got: &[Vec<f32>], want: &[Vec<f64>]) -> f64 {
+    assert_eq!(got.len(), want.len(), "{what}: rows");
+    let scale = want.iter().flatten().fold(0f64, |m, w| m.max(w.abs())).max(1e-30);
+    let mut worst = 0f64;
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g.len(), w.len(), "{what} row {i}: length");
+        let err = g.iter().zip(w).map(|(g, w)| (f64::from(*g) - w).abs()).fold(0.0, f64::max) / scale;
+        assert!(err <= LOGIT_TOL, "{what} row {i}: off by {err:.2e} (relative) > {LOGIT_TOL:.0e}");
+        worst = worst.max(err);
+        let top_want = w.iter().enumerate().fold((0, f64::MIN), |b, (j, &v)| if v > b.1 { (j, v) } else { b }).0;
+        let top_got = top_k(g, 1)[0].0;
+        assert_eq!(top_got, top_want, "{what} row {i}: top-1 label");
+    }
+    log(&format!("{what}: max relative error {worst:.2e}"));
+    worst
+}
+
+async fn vit_matches(variant: &str, bytes: &[u8]) {
+    let exp = expected(include_str!("fixtures/vit/expected.json"));
+    let ctx = GpuContext::new().await.expect("a GPU");
+    let mut vit = Vit::load(&ctx, fixture!("vit", "config.json"), &table(bytes), &mut &bytes[..]).await.expect("loads");
+    assert_eq!(vit.labels, ["cat", "dog", "tabby, tabby cat", "bird", "fish"]);
+    assert_eq!(vit.image_shape(), (3, 30, 30));
+    let pixels = floats(&exp["pixel_values"]);
+    let logits = vit.classify(&ctx, &pixels).await.expect("classifies");
+    compare(&format!("ViT {variant}"), &logits, &rows(&exp["variants"][variant]["logits"]));
+    // One image alone gives its batched logits; a batch over several passes gives each its own.
+    let one = vit.classify(&ctx, &pixels[..3 * 30 * 30]).await.expect("one image");
+    assert!(one[0].iter().zip(&logits[0]).all(|(a, b)| (a - b).abs() <= 1e-5 * b.abs().max(1.0)), "alone vs batched");
+    let many: Vec<f32> = (0..100).flat_map(|k| pixels[(k % 2) * 2700..(k % 2 + 1) * 2700].to_vec()).collect();
+    let out = vit.classify(&ctx, &many).await.expect("100 images");
+    assert_eq!(out.len(), 100);
+    for (k, l) in out.iter().enumerate() {
+        assert!(l.iter().zip(&logits[k % 2]).all(|(a, b)| (a - b).abs() <= 1e-5 * b.abs().max(1.0)), "image {k} of 100");
+    }
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+}
+
+gpu_test!(vit_f32_matches_transformers, vit_matches("f32", fixture!("vit", "model.safetensors")));
+gpu_test!(vit_f16_matches_transformers, vit_matches("f16", fixture!("vit", "model-f16.safetensors")));
+
+gpu_test!(vit_refuses_bad_input_and_configs, async {
+    let ctx = GpuContext::new().await.expect("a GPU");
+    let bytes = fixture!("vit", "model.safetensors");
+    let mut vit = Vit::load(&ctx, fixture!("vit", "config.json"), &table(bytes), &mut &bytes[..]).await.expect("loads");
+    for (what, input) in [("empty", vec![]), ("a partial image", vec![0.5; 2700 + 5]), ("NaN", vec![f32::NAN; 2700])] {
+        let err = vit.classify(&ctx, &input).await.expect_err(what);
+        assert!(matches!(err, ModelError::Input(_)), "{what}: {err:?}");
+    }
+    let mut config: Value = serde_json::from_slice(fixture!("vit", "config.json")).unwrap();
+    config["patch_size"] = 5.into(); // 30 / 5 = 36 patches: the position table has 26 rows
+    let err = Vit::load(&ctx, &serde_json::to_vec(&config).unwrap(), &table(bytes), &mut &bytes[..]).await.err().expect("positions mismatch");
+    assert!(matches!(err, ModelError::Tensor { .. }), "{err:?}");
+    config["patch_size"] = 64.into();
+    let err = Vit::load(&ctx, &serde_json::to_vec(&config).unwrap(), &table(bytes), &mut &bytes[..]).await.err().expect("patch too big");
+    assert!(matches!(err, ModelError::Config(_)), "{err:?}");
+    let err = Vit::load(&ctx, fixture!("ast", "config.json"), &table(bytes), &mut &bytes[..]).await.err().expect("wrong model type");
+    assert!(matches!(err, ModelError::Config(_)), "{err:?}");
+    let cut = &bytes[..bytes.len() - 100];
+    let err = Vit::load(&ctx, fixture!("vit", "config.json"), &table(bytes), &mut &cut[..]).await.err().expect("truncated weights");
+    assert!(matches!(err, ModelError::Read(_)), "{err:?}");
+});
+
+gpu_test!(ast_matches_transformers, async {
+    let exp = expected(include_str!("fixtures/ast/expected.json"));
+    let bytes = fixture!("ast", "model.safetensors");
+    let ctx = GpuContext::new().await.expect("a GPU");
+    let mut ast = Ast::load(&ctx, fixture!("ast", "config.json"), &table(bytes), &mut &bytes[..]).await.expect("loads");
+    assert_eq!((ast.max_length, ast.mel_bins), (40, 24));
+    assert_eq!(ast.labels[4], "Silence");
+    let values = floats(&exp["input_values"]);
+    let logits = ast.classify(&ctx, &values).await.expect("classifies");
+    compare("AST", &logits, &rows(&exp["variants"]["f32"]["logits"]));
+    let err = ast.classify(&ctx, &values[..100]).await.expect_err("a partial clip");
+    assert!(matches!(err, ModelError::Input(_)), "{err:?}");
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+});
+
+gpu_test!(clip_matches_transformers, async {
+    let exp = expected(include_str!("fixtures/clip/expected.json"));
+    let bytes = fixture!("clip", "model.safetensors");
+    let ctx = GpuContext::new().await.expect("a GPU");
+    let mut clip = Clip::load(&ctx, fixture!("clip", "config.json"), &table(bytes), &mut &bytes[..]).await.expect("loads");
+    let tok = Tokenizer::from_json(fixture!("clip", "tokenizer.json")).expect("tokenizer");
+    let texts: Vec<String> = serde_json::from_value(exp["texts"].clone()).unwrap();
+    let want_ids: Vec<Vec<u32>> = serde_json::from_value(exp["ids"].clone()).unwrap();
+    let ids = clip.tokenize(&tok, &texts).expect("tokenizes");
+    assert_eq!(ids, want_ids, "token ids equal CLIPTokenizer's");
+
+    let dim = clip.projection_dim as usize;
+    let chunk = |v: &Value| floats(v).chunks_exact(dim).map(|c| c.iter().map(|&x| f64::from(x)).collect()).collect::<Vec<Vec<f64>>>();
+    let images = clip.image_embeds(&ctx, &floats(&exp["pixel_values"])).await.expect("image embeds");
+    compare("CLIP image embeds", &images, &chunk(&exp["image_embeds"]));
+    let text = clip.text_embeds(&ctx, &ids).await.expect("text embeds");
+    compare("CLIP text embeds", &text, &chunk(&exp["text_embeds"]));
+    let logits = clip.logits_per_image(&images, &text);
+    let want: Vec<Vec<f64>> = floats(&exp["logits_per_image"]).chunks_exact(texts.len()).map(|c| c.iter().map(|&x| f64::from(x)).collect()).collect();
+    compare("CLIP logits per image", &logits, &want);
+
+    // Each text alone gives its batched embedding (the causal mask and the padding mask together).
+    for (i, one) in ids.iter().enumerate() {
+        let alone = clip.text_embeds(&ctx, std::slice::from_ref(one)).await.expect("alone");
+        assert!(alone[0].iter().zip(&text[i]).all(|(a, b)| (a - b).abs() <= 1e-5), "text {i} alone vs batched");
+    }
+    let err = clip.text_embeds(&ctx, &[vec![0; 17]]).await.expect_err("longer than 16 positions");
+    assert!(matches!(err, ModelError::Input(_)), "{err:?}");
+    let err = clip.text_embeds(&ctx, &[vec![61]]).await.expect_err("id past the vocabulary");
+    assert!(matches!(err, ModelError::Input(_)), "{err:?}");
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+});
+
+gpu_test!(bert_fill_mask_matches_transformers, async {
+    let exp = expected(include_str!("fixtures/bert-mlm/expected.json"));
+    let bytes = fixture!("bert-mlm", "model.safetensors");
+    let ctx = GpuContext::new().await.expect("a GPU");
+    let mut bert = Bert::load(&ctx, fixture!("bert-mlm", "config.json"), &table(bytes), &mut &bytes[..]).await.expect("loads");
+    assert!(bert.has_masked_lm() && !bert.has_classifier());
+    let tok = Tokenizer::from_json(fixture!("bert-mlm", "tokenizer.json")).expect("tokenizer");
+    let texts: Vec<String> = serde_json::from_value(exp["texts"].clone()).unwrap();
+    let want_ids: Vec<Vec<u32>> = serde_json::from_value(exp["ids"].clone()).unwrap();
+    let ids = bert.tokenize(&tok, &texts).expect("tokenizes");
+    assert_eq!(ids, want_ids);
+    let mask = exp["mask_id"].as_u64().unwrap() as u32;
+    let got = bert.fill_mask(&ctx, &ids, mask).await.expect("fills");
+    let want: Vec<Vec<f64>> = rows(&exp["logits"]);
+    // One row per text: the logits at each of its masks, one after the other.
+    let per_text: Vec<Vec<f32>> = got.into_iter().map(|masks| masks.concat()).collect();
+    compare("BERT fill-mask", &per_text, &want);
+    let err = bert.fill_mask(&ctx, &[vec![2, 5, 3]], mask).await.expect_err("no mask token");
+    assert!(matches!(err, ModelError::Input(_)), "{err:?}");
+    let err = bert.classify(&ctx, &ids).await.expect_err("no classifier");
+    assert!(matches!(err, ModelError::Config(_)), "{err:?}");
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+});
+
+gpu_test!(bert_text_classification_matches_transformers, async {
+    let exp = expected(include_str!("fixtures/bert-cls/expected.json"));
+    let bytes = fixture!("bert-cls", "model.safetensors");
+    let ctx = GpuContext::new().await.expect("a GPU");
+    let mut bert = Bert::load(&ctx, fixture!("bert-cls", "config.json"), &table(bytes), &mut &bytes[..]).await.expect("loads");
+    assert!(bert.has_classifier() && !bert.has_masked_lm());
+    assert_eq!(bert.config.labels, ["negative", "neutral", "positive"]);
+    let tok = Tokenizer::from_json(fixture!("bert-cls", "tokenizer.json")).expect("tokenizer");
+    let texts: Vec<String> = serde_json::from_value(exp["texts"].clone()).unwrap();
+    let ids = bert.tokenize(&tok, &texts).expect("tokenizes");
+    let logits = bert.classify(&ctx, &ids).await.expect("classifies");
+    compare("BERT text classification", &logits, &rows(&exp["logits"]));
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+});
