@@ -180,8 +180,86 @@ export class FeatureExtractionPipeline {
   dispose(): void;
 }
 
+/** An image: a URL, a Blob/File, PNG or JPEG bytes (decoded by the engine), or pixels the browser has. */
+export type ImageInput = string | URL | Blob | ArrayBuffer | ArrayBufferView | ImageData | ImageBitmap
+  | HTMLImageElement | HTMLCanvasElement | OffscreenCanvas | VideoFrame | { width: number; height: number; data: Uint8ClampedArray | Uint8Array };
+/** Sound: a URL, a Blob/File or bytes of a WAV file, an AudioBuffer, or mono samples (with `samplingRate`). */
+export type AudioInput = string | URL | Blob | ArrayBuffer | ArrayBufferView | AudioBuffer | Float32Array;
+
+export interface LabelScore { label: string; score: number }
+export interface FillMaskResult {
+  score: number;
+  /** The vocabulary id. */
+  token: number;
+  token_str: string;
+  /** The text with this token in place of the mask. */
+  sequence: string;
+}
+
+/** `info` of the encoder pipelines. */
+export interface EncoderInfo {
+  repo: string;
+  commit: string;
+  task: string;
+  /** "vit", "clip", "audio-spectrogram-transformer" or "bert". */
+  architecture: string;
+  layers: number;
+  hidden: number;
+  labels?: string[];
+  adapter: string;
+  device: 'webgpu' | 'cpu';
+  fallbackReason: string | null;
+  worker?: boolean;
+}
+
+export class ImageClassificationPipeline {
+  readonly task: 'image-classification';
+  readonly info: EncoderInfo;
+  /** Softmax over the model's labels, the `topK` best (default 5). */
+  classify(image: ImageInput, options?: { topK?: number; signal?: AbortSignal }): Promise<LabelScore[]>;
+  classify(images: ImageInput[], options?: { topK?: number; signal?: AbortSignal }): Promise<LabelScore[][]>;
+  dispose(): void;
+}
+export class ZeroShotImageClassificationPipeline {
+  readonly task: 'zero-shot-image-classification';
+  readonly info: EncoderInfo;
+  /** Every label scored (softmax over the labels of CLIP's scaled cosines), best first. */
+  classify(image: ImageInput, labels: string[], options?: { hypothesisTemplate?: string; signal?: AbortSignal }): Promise<LabelScore[]>;
+  classify(images: ImageInput[], labels: string[], options?: { hypothesisTemplate?: string; signal?: AbortSignal }): Promise<LabelScore[][]>;
+  dispose(): void;
+}
+export class AudioClassificationPipeline {
+  readonly task: 'audio-classification';
+  readonly info: EncoderInfo;
+  /** `samplingRate` of Float32Array input (default 16000); others say their own. */
+  classify(audio: AudioInput, options?: { topK?: number; samplingRate?: number; signal?: AbortSignal }): Promise<LabelScore[]>;
+  classify(audio: AudioInput[], options?: { topK?: number; samplingRate?: number; signal?: AbortSignal }): Promise<LabelScore[][]>;
+  dispose(): void;
+}
+export class FillMaskPipeline {
+  readonly task: 'fill-mask';
+  readonly info: EncoderInfo;
+  /** A text with one mask token gives a list; with several, a list per mask. */
+  fill(text: string, options?: { topK?: number }): Promise<FillMaskResult[] | FillMaskResult[][]>;
+  fill(texts: string[], options?: { topK?: number }): Promise<(FillMaskResult[] | FillMaskResult[][])[]>;
+  dispose(): void;
+}
+export class TextClassificationPipeline {
+  readonly task: 'text-classification';
+  readonly info: EncoderInfo;
+  classify(text: string, options?: { topK?: number }): Promise<LabelScore[]>;
+  classify(texts: string[], options?: { topK?: number }): Promise<LabelScore[][]>;
+  dispose(): void;
+}
+export const ENCODER_TASKS: string[];
+
 export function pipeline(task: 'text-generation', model: string, options?: TextGenerationLoadOptions): Promise<TextGenerationPipeline>;
 export function pipeline(task: 'feature-extraction', model: string, options?: LoadOptions): Promise<FeatureExtractionPipeline>;
+export function pipeline(task: 'image-classification', model: string, options?: LoadOptions): Promise<ImageClassificationPipeline>;
+export function pipeline(task: 'zero-shot-image-classification', model: string, options?: LoadOptions): Promise<ZeroShotImageClassificationPipeline>;
+export function pipeline(task: 'audio-classification', model: string, options?: LoadOptions): Promise<AudioClassificationPipeline>;
+export function pipeline(task: 'fill-mask', model: string, options?: LoadOptions): Promise<FillMaskPipeline>;
+export function pipeline(task: 'text-classification', model: string, options?: LoadOptions): Promise<TextClassificationPipeline>;
 
 export interface Capabilities {
   webgpu: boolean;

@@ -332,6 +332,163 @@ export class FeatureExtractionPipeline {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Encoders beyond embeddings: image, zero-shot image, audio and text classification, fill-mask.
+
+/** The files each encoder task downloads (those marked optional only when the repo has them). */
+const ENCODER_FILES = {
+  'image-classification': ['config.json', 'model.safetensors', 'preprocessor_config.json'],
+  'zero-shot-image-classification': ['config.json', 'model.safetensors', 'preprocessor_config.json', 'tokenizer.json'],
+  'audio-classification': ['config.json', 'model.safetensors', 'preprocessor_config.json'],
+  'fill-mask': ['config.json', 'model.safetensors', 'tokenizer.json'],
+  'text-classification': ['config.json', 'model.safetensors', 'tokenizer.json'],
+};
+
+const isBytes = (x) => x instanceof ArrayBuffer || ArrayBuffer.isView(x);
+const asBytes = (x) => (x instanceof ArrayBuffer ? new Uint8Array(x) : new Uint8Array(x.buffer, x.byteOffset, x.byteLength));
+
+/**
+ * An image as the engine takes it: `{ bytes }` (a PNG or JPEG file, decoded in the engine as
+ * natively) or `{ rgba, width, height }` (pixels the browser decoded or drew).
+ */
+async function toImageInput(image, signal) {
+  if (typeof image === 'string' || image instanceof URL) {
+    const res = await fetch(image, { signal }).catch(rethrow);
+    if (!res.ok) throw new NetworkError(`${image}: HTTP ${res.status}`);
+    return { bytes: new Uint8Array(await res.arrayBuffer()) };
+  }
+  if (isBytes(image)) return { bytes: asBytes(image) };
+  if (typeof Blob !== 'undefined' && image instanceof Blob) return { bytes: new Uint8Array(await image.arrayBuffer()) };
+  if (image && typeof image.width === 'number' && image.data && image.data.length === image.width * image.height * 4) {
+    return { rgba: new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.byteLength), width: image.width, height: image.height };
+  }
+  // ImageBitmap, <img>, <canvas>, VideoFrame, OffscreenCanvas: draw it, read the pixels.
+  const width = image?.naturalWidth || image?.displayWidth || image?.width;
+  const height = image?.naturalHeight || image?.displayHeight || image?.height;
+  if (typeof OffscreenCanvas !== 'undefined' && width > 0 && height > 0) {
+    const ctx = new OffscreenCanvas(width, height).getContext('2d');
+    ctx.drawImage(image, 0, 0, width, height);
+    const data = ctx.getImageData(0, 0, width, height).data;
+    return { rgba: new Uint8Array(data.buffer), width, height };
+  }
+  throw new HugrtError('an image is a URL, a Blob, PNG/JPEG bytes, an ImageData, an ImageBitmap, an <img> or a <canvas>');
+}
+
+/**
+ * Sound as the engine takes it: `{ bytes }` (a WAV file) or `{ samples, sampleRate, channels }`
+ * (interleaved-free: channel after channel, from an AudioBuffer or a Float32Array).
+ */
+async function toAudioInput(audio, samplingRate, signal) {
+  if (typeof audio === 'string' || audio instanceof URL) {
+    const res = await fetch(audio, { signal }).catch(rethrow);
+    if (!res.ok) throw new NetworkError(`${audio}: HTTP ${res.status}`);
+    return { bytes: new Uint8Array(await res.arrayBuffer()) };
+  }
+  if (audio instanceof Float32Array) return { samples: audio, sampleRate: samplingRate ?? 16000, channels: 1 };
+  if (isBytes(audio)) return { bytes: asBytes(audio) };
+  if (typeof Blob !== 'undefined' && audio instanceof Blob) return { bytes: new Uint8Array(await audio.arrayBuffer()) };
+  if (audio && typeof audio.getChannelData === 'function') {
+    const channels = audio.numberOfChannels, n = audio.length;
+    const samples = new Float32Array(channels * n);
+    for (let c = 0; c < channels; c++) samples.set(audio.getChannelData(c), c * n);
+    return { samples, sampleRate: audio.sampleRate, channels };
+  }
+  throw new HugrtError('audio is a URL, a Blob, WAV bytes, an AudioBuffer or a Float32Array (with { samplingRate })');
+}
+
+/**
+ * The encoder tasks. `backend`: the engine's `EncoderModel` (or its Worker proxy):
+ * `classifyImage`, `zeroShotImage`, `classifyAudio`, `fillMask`, `classifyText`, `info`, `dispose`.
+ */
+class EncoderPipeline {
+  #model; #queue = new Queue();
+
+  constructor(backend, info) { this.#model = backend; this.info = info; }
+
+  get [kBackend]() { return this.#model; }
+
+  static async load(task, repo, options = {}) {
+    if (!wasm.EncoderModel) throw new Unsupported(`${task} is not in this build`);
+    const { revision = 'main', endpoint = env.endpoint, onProgress, device = 'auto' } = options;
+    if (device === 'webgpu' && !globalThis.navigator?.gpu) throw new WebGpuUnavailable('this browser has no WebGPU (navigator.gpu is missing)');
+    const { report, db } = await download(repo, ENCODER_FILES[task], { ...options, revision, endpoint });
+    if (options.signal?.aborted) throw new Aborted('aborted before the model was loaded');
+    onProgress?.({ status: 'upload', repo, loaded: 0, total: report.bytes });
+    const model = await wasm.EncoderModel.fromStore(db, report.repo, report.commit, task, device).catch(rethrow);
+    onProgress?.({ status: 'ready', repo, loaded: report.bytes, total: report.bytes });
+    return new PIPELINES[task](model, { repo: report.repo, commit: report.commit, task, ...model.info() });
+  }
+
+  /** Runs `fn(backend, item)` for one input or each of an array, one call at a time. */
+  _each(inputs, fn) {
+    const many = Array.isArray(inputs);
+    return this.#queue.run(async () => {
+      const out = [];
+      for (const item of many ? inputs : [inputs]) out.push(await fn(this.#model, item).catch(rethrow));
+      return many ? out : out[0];
+    });
+  }
+
+  dispose() { this.#model.dispose(); }
+}
+
+/** `classify(image | image[], { topK = 5 })` → `[{ label, score }]` (softmax over the model's labels). */
+export class ImageClassificationPipeline extends EncoderPipeline {
+  task = 'image-classification';
+  classify(images, { topK = 5, signal } = {}) {
+    return this._each(images, async (m, image) => m.classifyImage(await toImageInput(image, signal), topK));
+  }
+}
+
+/**
+ * `classify(image | image[], labels, { hypothesisTemplate = 'a photo of a {}' })` →
+ * `[{ label, score }]`, best first (CLIP: softmax over the labels of the scaled cosines).
+ */
+export class ZeroShotImageClassificationPipeline extends EncoderPipeline {
+  task = 'zero-shot-image-classification';
+  classify(images, labels, { hypothesisTemplate = 'a photo of a {}', signal } = {}) {
+    if (!Array.isArray(labels) || labels.length === 0) return Promise.reject(new HugrtError('zero-shot classification needs a non-empty array of labels'));
+    return this._each(images, async (m, image) => m.zeroShotImage(await toImageInput(image, signal), labels, hypothesisTemplate));
+  }
+}
+
+/** `classify(audio | audio[], { topK = 5, samplingRate })` → `[{ label, score }]`. */
+export class AudioClassificationPipeline extends EncoderPipeline {
+  task = 'audio-classification';
+  classify(audio, { topK = 5, samplingRate, signal } = {}) {
+    return this._each(audio, async (m, a) => m.classifyAudio(await toAudioInput(a, samplingRate, signal), topK));
+  }
+}
+
+/**
+ * `fill(text | text[], { topK = 5 })` → `[{ score, token, token_str, sequence }]` for a text with
+ * one mask token (`[MASK]`), an array of such lists for several.
+ */
+export class FillMaskPipeline extends EncoderPipeline {
+  task = 'fill-mask';
+  fill(texts, { topK = 5 } = {}) {
+    return this._each(texts, (m, text) => m.fillMask(String(text), topK));
+  }
+}
+
+/** `classify(text | text[], { topK = 1 })` → `[{ label, score }]`. */
+export class TextClassificationPipeline extends EncoderPipeline {
+  task = 'text-classification';
+  classify(texts, { topK = 1 } = {}) {
+    return this._each(texts, (m, text) => m.classifyText(String(text), topK));
+  }
+}
+
+const PIPELINES = {
+  'image-classification': ImageClassificationPipeline,
+  'zero-shot-image-classification': ZeroShotImageClassificationPipeline,
+  'audio-classification': AudioClassificationPipeline,
+  'fill-mask': FillMaskPipeline,
+  'text-classification': TextClassificationPipeline,
+};
+export const ENCODER_TASKS = Object.keys(PIPELINES);
+export { PIPELINES as kEncoderPipelines };
+
+// ---------------------------------------------------------------------------------------------
 // The entry point.
 
 /**
@@ -345,7 +502,8 @@ export async function pipeline(task, model, options = {}) {
   }
   if (task === 'text-generation') return TextGenerationPipeline.load(model, options);
   if (task === 'feature-extraction') return FeatureExtractionPipeline.load(model, options);
-  throw new Unsupported(`unknown task ${JSON.stringify(task)} (text-generation, feature-extraction)`);
+  if (PIPELINES[task]) return EncoderPipeline.load(task, model, options);
+  throw new Unsupported(`unknown task ${JSON.stringify(task)} (${['text-generation', 'feature-extraction', ...ENCODER_TASKS].join(', ')})`);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 // The page side of Worker mode: the same pipeline classes, with a backend that forwards to the
 // engine in js/worker.js. `dispose()` terminates the Worker, which frees its GPU memory.
-import { TextGenerationPipeline, FeatureExtractionPipeline, toHugrtError } from './index.js';
+import { TextGenerationPipeline, FeatureExtractionPipeline, kEncoderPipelines, toHugrtError } from './index.js';
 
 export async function workerPipeline(task, model, options) {
   const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
@@ -47,6 +47,11 @@ export async function workerPipeline(task, model, options) {
     for (const p of pending.values()) p.reject(toHugrtError({ code: 'Aborted', message: 'the pipeline was disposed' }));
     pending.clear();
   };
+  if (kEncoderPipelines[task]) {
+    const invoke = (method) => (...args) => call('invoke', { method, args });
+    const backend = Object.fromEntries(['classifyImage', 'zeroShotImage', 'classifyAudio', 'fillMask', 'classifyText'].map((m) => [m, invoke(m)]));
+    return new kEncoderPipelines[task]({ ...backend, dispose }, { ...info, worker: true });
+  }
   if (task === 'feature-extraction') {
     return new FeatureExtractionPipeline({ embed: (texts) => call('embed', { texts }), dispose }, { ...info, worker: true });
   }

@@ -28,6 +28,8 @@ self.onmessage = async ({ data: { id, op, args } }) => {
         return self.postMessage({ id, result: null });
       case 'applyChatTemplate':
         return self.postMessage({ id, result: await pipe[kBackend].applyChatTemplate(args.messages, args.add) });
+      case 'invoke':
+        return self.postMessage({ id, result: await pipe[kBackend][args.method](...args.args) });
       case 'embed':
         return self.postMessage({ id, result: await pipe[kBackend].embed(args.texts) });
       default:

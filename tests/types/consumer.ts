@@ -1,6 +1,6 @@
 // A consumer of the package's declarations (js/index.d.ts), type-checked with `tsc --strict` by
 // tests/e2e/types.test.mjs: the documented API type-checks, and misuse does not (@ts-expect-error).
-import { pipeline, cache, capabilities, env, HugrtError, Aborted, QuotaExceeded, type Progress, type GenerateResult, type ChatCompletionChunk } from 'hugrt';
+import { type LabelScore, pipeline, cache, capabilities, env, HugrtError, Aborted, QuotaExceeded, type Progress, type GenerateResult, type ChatCompletionChunk } from 'hugrt';
 
 export async function demo(signal: AbortSignal): Promise<string> {
   env.endpoint = 'http://127.0.0.1:8080';
@@ -40,5 +40,21 @@ export async function demo(signal: AbortSignal): Promise<string> {
   await chat.generate('x', { maxTokens: '8' });
   // @ts-expect-error: no such device
   await pipeline('text-generation', 'x', { device: 'tpu' });
-  return `${reason}${text}${data.length}${dims[1]}${device}${freed}`;
+  const vision = await pipeline('image-classification', 'google/vit-base-patch16-224');
+  const top: LabelScore[] = await vision.classify(new Blob([]), { topK: 3 });
+  const tops: LabelScore[][] = await vision.classify(['a.png', 'b.png']);
+  const clip = await pipeline('zero-shot-image-classification', 'openai/clip-vit-base-patch32');
+  const zs: LabelScore[] = await clip.classify('cat.jpg', ['cat', 'dog'], { hypothesisTemplate: 'a photo of a {}' });
+  const sound = await pipeline('audio-classification', 'MIT/ast-finetuned-audioset-10-10-0.4593');
+  const heard: LabelScore[] = await sound.classify(new Float32Array(16000), { samplingRate: 16000 });
+  const mlm = await pipeline('fill-mask', 'google-bert/bert-base-uncased');
+  const filled = await mlm.fill('Paris is the [MASK] of France.');
+  const sentiment = await pipeline('text-classification', 'distilbert/distilbert-base-uncased-finetuned-sst-2-english');
+  const [best]: LabelScore[] = await sentiment.classify('great!');
+  const arch: string = sound.info.architecture;
+  // @ts-expect-error: zero-shot needs labels
+  await clip.classify('cat.jpg');
+  // @ts-expect-error: fill-mask takes text
+  await mlm.fill(new Float32Array(4));
+  return `${reason}${text}${data.length}${dims[1]}${device}${freed}${top.length}${tops.length}${zs.length}${heard.length}${JSON.stringify(filled)}${best?.label}${arch}`;
 }
