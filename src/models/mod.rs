@@ -6,6 +6,7 @@ pub mod clip;
 pub mod encoder;
 pub mod gpt2;
 pub mod llama;
+pub mod tasks;
 pub mod vit;
 
 use crate::formats::{DType, FormatError, TensorTable, grow_prefix, read_table};

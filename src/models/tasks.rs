@@ -1,0 +1,159 @@
+//! The encoder tasks over one interface, whichever model and device: a checkpoint is loaded by
+//! its `model_type` (vit, clip, audio-spectrogram-transformer, bert) onto the GPU or the CPU
+//! fallback, and answered by task. Shared by the wasm API (`api::encoder_model`), the CLI and the
+//! benchmarks.
+
+use crate::formats::TensorTable;
+use crate::gpu::GpuContext;
+use crate::models::bert::Bert;
+use crate::models::clip::Clip;
+use crate::models::llama::{ModelError, RangeReader};
+use crate::models::vit::{Ast, Vit};
+use crate::tokenizer::Tokenizer;
+
+/// A model on the GPU.
+pub enum Net {
+    Vit(Vit),
+    Ast(Ast),
+    Clip(Clip),
+    Bert(Bert),
+}
+
+/// A model on the GPU or on the CPU fallback.
+#[allow(clippy::large_enum_variant)]
+pub enum Engine {
+    Gpu { ctx: GpuContext, net: Net },
+}
+
+/// The tasks each architecture answers.
+pub fn tasks_of(architecture: &str) -> &'static [&'static str] {
+    match architecture {
+        "vit" => &["image-classification"],
+        "clip" => &["zero-shot-image-classification"],
+        "audio-spectrogram-transformer" => &["audio-classification"],
+        "bert" => &["fill-mask", "text-classification", "feature-extraction"],
+        _ => &[],
+    }
+}
+
+fn unsupported(what: &str) -> ModelError {
+    ModelError::Config(format!("this model cannot {what}"))
+}
+
+impl Engine {
+    /// Loads the checkpoint (`config.json`, its safetensors table and bytes) onto `gpu`, or the
+    /// CPU without one.
+    pub async fn load(gpu: Option<GpuContext>, config: &[u8], table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
+        let model_type = super::model_type(config)?;
+        let Some(ctx) = gpu else {
+            return Err(ModelError::Config(format!("{model_type} has no CPU fallback in this build")));
+        };
+        let net = match model_type.as_str() {
+            "vit" => Net::Vit(Vit::load(&ctx, config, table, read).await?),
+            "clip" => Net::Clip(Clip::load(&ctx, config, table, read).await?),
+            "audio-spectrogram-transformer" => Net::Ast(Ast::load(&ctx, config, table, read).await?),
+            "bert" => Net::Bert(Bert::load(&ctx, config, table, read).await?),
+            other => return Err(ModelError::Config(format!("model_type {other:?} is not an encoder hugrt runs (vit, clip, audio-spectrogram-transformer, bert)"))),
+        };
+        Ok(Engine::Gpu { ctx, net })
+    }
+
+    pub fn architecture(&self) -> &'static str {
+        match self {
+            Engine::Gpu { net: Net::Vit(_), .. } => "vit",
+            Engine::Gpu { net: Net::Clip(_), .. } => "clip",
+            Engine::Gpu { net: Net::Ast(_), .. } => "audio-spectrogram-transformer",
+            Engine::Gpu { net: Net::Bert(_), .. } => "bert",
+        }
+    }
+
+    /// Refuses a task the checkpoint cannot answer (a ViT for fill-mask; a BERT without the head).
+    pub fn check_task(&self, task: &str) -> Result<(), ModelError> {
+        let arch = self.architecture();
+        if !tasks_of(arch).contains(&task) {
+            return Err(ModelError::Config(format!("a {arch} model does not do {task} (it does {})", tasks_of(arch).join(", "))));
+        }
+        let Engine::Gpu { net, .. } = self;
+        match (net, task) {
+            (Net::Bert(b), "fill-mask") if !b.has_masked_lm() => Err(unsupported("fill masks: the checkpoint has no masked-LM head (cls.predictions.*)")),
+            (Net::Bert(b), "text-classification") if !b.has_classifier() => Err(unsupported("classify text: the checkpoint has no classifier")),
+            _ => Ok(()),
+        }
+    }
+
+    /// `{ architecture, layers, hidden, labels, adapter, device }`.
+    pub fn info(&self) -> serde_json::Value {
+        let Engine::Gpu { ctx, .. } = self;
+        serde_json::json!({
+            "architecture": self.architecture(),
+            "labels": self.labels(),
+            "adapter": ctx.report.label(),
+            "device": "webgpu",
+        })
+    }
+
+    /// Class names of a classification head (empty otherwise).
+    pub fn labels(&self) -> &[String] {
+        match self {
+            Engine::Gpu { net: Net::Vit(m), .. } => &m.labels,
+            Engine::Gpu { net: Net::Ast(m), .. } => &m.labels,
+            Engine::Gpu { net: Net::Bert(m), .. } => &m.config.labels,
+            Engine::Gpu { net: Net::Clip(_), .. } => &[],
+        }
+    }
+
+    /// Token ids of `text` for this model (special tokens, truncation to its positions).
+    pub fn tokenize(&self, tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>, ModelError> {
+        let batch = match self {
+            Engine::Gpu { net: Net::Bert(m), .. } => m.tokenize(tokenizer, &[text])?,
+            Engine::Gpu { net: Net::Clip(m), .. } => m.tokenize(tokenizer, &[text])?,
+            _ => return Err(unsupported("take text")),
+        };
+        batch.into_iter().next().ok_or_else(|| ModelError::Input("no tokens".into()))
+    }
+
+    /// Class logits of each image of `pixels` ((batch, 3, H, W)).
+    pub async fn classify_pixels(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        match self {
+            Engine::Gpu { ctx, net: Net::Vit(m) } => m.classify(ctx, pixels).await,
+            _ => Err(unsupported("classify images")),
+        }
+    }
+
+    /// Class logits of each clip of log-mel `features`.
+    pub async fn classify_features(&mut self, features: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        match self {
+            Engine::Gpu { ctx, net: Net::Ast(m) } => m.classify(ctx, features).await,
+            _ => Err(unsupported("classify sounds")),
+        }
+    }
+
+    /// Zero-shot logits of each image of `pixels` against `texts` (CLIP's `logits_per_image`).
+    pub async fn zero_shot(&mut self, tokenizer: &Tokenizer, pixels: &[f32], texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
+        match self {
+            Engine::Gpu { ctx, net: Net::Clip(m) } => {
+                let ids = m.tokenize(tokenizer, texts)?;
+                let text = m.text_embeds(ctx, &ids).await?;
+                let images = m.image_embeds(ctx, pixels).await?;
+                Ok(m.logits_per_image(&images, &text))
+            }
+            _ => Err(unsupported("score images against texts")),
+        }
+    }
+
+    /// Masked-LM logits at each mask of one sequence.
+    pub async fn fill_mask(&mut self, ids: &[u32], mask: u32) -> Result<Vec<Vec<f32>>, ModelError> {
+        match self {
+            Engine::Gpu { ctx, net: Net::Bert(m) } => Ok(m.fill_mask(ctx, &[ids.to_vec()], mask).await?.into_iter().next().unwrap_or_default()),
+            _ => Err(unsupported("fill masks")),
+        }
+    }
+
+    /// Classifier logits of one sequence.
+    pub async fn classify_ids(&mut self, ids: &[u32]) -> Result<Vec<f32>, ModelError> {
+        match self {
+            Engine::Gpu { ctx, net: Net::Bert(m) } => Ok(m.classify(ctx, &[ids.to_vec()]).await?.into_iter().next().unwrap_or_default()),
+            _ => Err(unsupported("classify text")),
+        }
+    }
+}
