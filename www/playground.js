@@ -92,6 +92,36 @@ async function run(event) {
   }
 }
 
+// Fill-mask (BERT's masked-LM head): the pipeline is loaded on first use and kept per repo.
+let masker = null;
+async function fillMask(event) {
+  event?.preventDefault();
+  try {
+    const repo = $('mask-repo').value;
+    if (masker?.info.repo !== repo) {
+      masker?.dispose();
+      masker = null;
+      masker = await pipeline('fill-mask', repo, { endpoint: DEFAULTS.endpoint, onProgress: progressView('mask-status') });
+    }
+    const t0 = performance.now();
+    const result = await masker.fill($('mask-text').value, { topK: 5 });
+    const first = Array.isArray(result[0]) ? result[0] : result;
+    $('mask-results').tBodies[0].replaceChildren(...first.map(({ score, token_str, sequence }) => {
+      const tr = el('tr');
+      tr.append(el('td', score.toFixed(4)), el('td', token_str), el('td', sequence));
+      return tr;
+    }));
+    $('mask-status').textContent = `filled in ${(performance.now() - t0).toFixed(0)} ms on ${masker.info.adapter}.`;
+    window.fillMaskResult = result;
+    document.body.dataset.status = 'done';
+  } catch (err) {
+    showError('mask-status', err);
+  }
+}
+$('mask-repo').value = DEFAULTS.fillMask.repo;
+$('mask-notice').textContent = DEFAULTS.fillMask.random ? 'The default is a tiny random-weight BERT (a test checkpoint): its fillers are arbitrary. Try google-bert/bert-base-uncased from the hub.' : '';
+$('mask-form').addEventListener('submit', fillMask);
+
 $('repo').value = DEFAULTS.chat.repo;
 $('file').value = DEFAULTS.chat.file;
 $('load-form').addEventListener('submit', load);

@@ -5,6 +5,12 @@ export const DEFAULTS = {
   endpoint: location.origin,
   chat: { repo: 'HuggingFaceTB/SmolLM2-135M-Instruct', file: 'SmolLM2-135M-Instruct.Q4_1.gguf' },
   embed: { repo: 'sentence-transformers/all-MiniLM-L6-v2' },
+  // Tiny random-weight checkpoints (tests/fixtures): no package this project can install ships
+  // pretrained ViT, CLIP or AST weights, so their labels are arbitrary. Pick a hub repo to use real ones.
+  vision: { repo: 'hugrt-test/tiny-vit', random: true },
+  zeroShot: { repo: 'hugrt-test/tiny-clip', random: true },
+  sound: { repo: 'hugrt-test/tiny-ast', random: true },
+  fillMask: { repo: 'hugrt-test/tiny-bert-mlm', random: true },
 };
 
 export const $ = (id) => document.getElementById(id);
