@@ -112,6 +112,32 @@ impl Engine {
         batch.into_iter().next().ok_or_else(|| ModelError::Input("no tokens".into()))
     }
 
+    /// Values of one image or one clip of features (None for text models).
+    pub fn input_len(&self) -> Option<usize> {
+        match self {
+            Engine::Gpu { net: Net::Vit(m), .. } => Some(m.image_shape()).map(|(c, h, w)| (c * h * w) as usize),
+            Engine::Gpu { net: Net::Clip(m), .. } => Some(m.image_shape()).map(|(c, h, w)| (c * h * w) as usize),
+            Engine::Gpu { net: Net::Ast(m), .. } => Some((m.max_length * m.mel_bins) as usize),
+            Engine::Gpu { net: Net::Bert(_), .. } => None,
+        }
+    }
+
+    /// Seconds of sound one clip of an audio model covers (frames of 10 ms).
+    pub fn input_seconds(&self) -> Option<f64> {
+        match self {
+            Engine::Gpu { net: Net::Ast(m), .. } => Some(f64::from(m.max_length) * 0.01),
+            _ => None,
+        }
+    }
+
+    /// CLIP's normalised image embeddings of `pixels`.
+    pub async fn image_embeds(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        match self {
+            Engine::Gpu { ctx, net: Net::Clip(m) } => m.image_embeds(ctx, pixels).await,
+            _ => Err(unsupported("embed images")),
+        }
+    }
+
     /// Class logits of each image of `pixels` ((batch, 3, H, W)).
     pub async fn classify_pixels(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
         match self {
