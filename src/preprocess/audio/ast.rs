@@ -285,6 +285,8 @@ mod tests {
     fn bench_hook_runs() {
         let b = bench_ast_features(0.5, 44100).unwrap();
         assert_eq!(b.frames, 48);
+        let ten = bench_ast_features(10.0, 44100).unwrap();
+        eprintln!("AST input, 10 s at 44.1 kHz: resample {:.1} ms, features {:.1} ms ({} frames)", ten.resample_ms, ten.features_ms, ten.frames);
         assert!(b.resample_ms >= 0.0 && b.features_ms >= 0.0);
         assert!(bench_ast_features(f64::NAN, 44100).is_err());
     }
