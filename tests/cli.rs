@@ -248,3 +248,72 @@ fn bench_model_reports_its_figures() {
         }
     }
 }
+
+/// `hugrt classify --json` with `args` on `device`: (exit code, stdout or stderr JSON).
+fn classify(device: &str, args: &[&str]) -> (i32, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hugrt")).arg("classify").args(args).args(["--device", device, "--json"]).output().expect("runs");
+    let text = if out.status.success() { out.stdout } else { out.stderr };
+    (out.status.code().unwrap_or(-1), serde_json::from_slice(&text).unwrap_or(serde_json::Value::Null))
+}
+
+/// Each encoder task on the sample PNG and WAV (tests/fixtures/pipelines) gives the labels and
+/// scores of transformers' own processors and models within 1e-3 (as the browser does).
+fn classify_matches_transformers(device: &str) {
+    let expected: serde_json::Value = serde_json::from_str(include_str!("fixtures/pipelines/expected.json")).expect("expected.json");
+    let p = "tests/fixtures/pipelines";
+    let (png, wav) = (format!("{p}/sample.png"), format!("{p}/sample.wav"));
+    let cases: Vec<(&str, Vec<String>, &serde_json::Value)> = vec![
+        ("image-classification", vec!["--model".into(), "tests/fixtures/vit".into(), "--image".into(), png.clone()], &expected["image-classification"]),
+        ("zero-shot-image-classification", vec!["--model".into(), "tests/fixtures/clip".into(), "--image".into(), png, "--labels".into(), "cat,dog,bird,fish".into()], &expected["zero-shot-image-classification"]["results"]),
+        ("audio-classification", vec!["--model".into(), "tests/fixtures/ast".into(), "--audio".into(), wav], &expected["audio-classification"]),
+        ("fill-mask", vec!["--model".into(), "tests/fixtures/bert-mlm".into(), "--text".into(), expected["fill-mask"]["text"].as_str().unwrap().into()], &expected["fill-mask"]["results"]),
+        ("text-classification", vec!["--model".into(), "tests/fixtures/bert-cls".into(), "--top-k".into(), "3".into(), "--text".into(), expected["text-classification"]["text"].as_str().unwrap().into()], &expected["text-classification"]["results"]),
+    ];
+    for (task, args, want) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, json) = classify(device, &args);
+        assert_eq!(code, 0, "{task} on {device}: {json}");
+        assert_eq!(json["task"], task);
+        let got = json["results"][0].as_array().expect("results");
+        let want = want.as_array().expect("expected");
+        assert_eq!(got.len(), want.len(), "{task}: {json}");
+        for (g, w) in got.iter().zip(want) {
+            let w_label = w.get("label").or_else(|| w.get("token_str")).expect("label");
+            assert_eq!(&g["label"], w_label, "{task} on {device}: {json}");
+            let (gs, ws) = (g["score"].as_f64().unwrap(), w["score"].as_f64().unwrap());
+            assert!((gs - ws).abs() <= 1e-3, "{task} on {device}: {gs} vs {ws}");
+        }
+    }
+}
+
+#[test]
+fn classify_json_matches_transformers_on_the_gpu() {
+    classify_matches_transformers("gpu");
+}
+
+#[test]
+fn classify_refuses_bad_inputs_with_a_typed_error() {
+    let dir = std::env::temp_dir().join(format!("hugrt-cli-classify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let png = std::fs::read("tests/fixtures/pipelines/sample.png").expect("png");
+    let cut = dir.join("cut.png");
+    std::fs::write(&cut, &png[..png.len() / 2]).expect("write");
+    let wav = dir.join("lying.wav");
+    let mut lying = std::fs::read("tests/fixtures/pipelines/sample.wav").expect("wav");
+    lying[40..44].copy_from_slice(&0x7fff_0000u32.to_le_bytes()); // the data chunk claims 2 GB
+    std::fs::write(&wav, &lying).expect("write");
+    let cut = cut.to_str().unwrap();
+    let wav = wav.to_str().unwrap();
+    for (args, code) in [
+        (vec!["--model", "tests/fixtures/vit", "--image", cut], "BadInput"),
+        (vec!["--model", "tests/fixtures/ast", "--audio", wav], "BadInput"),
+        (vec!["--model", "tests/fixtures/vit", "--text", "hello"], "Usage"),
+        (vec!["--model", "tests/fixtures/clip", "--image", "tests/fixtures/pipelines/sample.png"], "Usage"),
+        (vec!["--model", "tests/fixtures/bert-mlm", "--text", "no mask here"], "BadModelFile"),
+        (vec!["--model", "tests/fixtures", "--image", cut], "Io"),
+    ] {
+        let (status, json) = classify("gpu", &args);
+        assert_eq!(status, 2, "{args:?}: {json}");
+        assert_eq!(json["error"]["code"], code, "{args:?}: {json}");
+    }
+}

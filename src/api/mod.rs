@@ -2,6 +2,7 @@
 //! (`WebGpuUnavailable`, `DeviceLost`, …) so that callers can branch on them.
 
 mod embedding_model;
+mod encoder_model;
 mod http;
 mod text_model;
 

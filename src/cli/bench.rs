@@ -1,7 +1,8 @@
 //! `hugrt bench kernels [--quick] [--json]`: kernel micro-benchmarks on the native GPU adapter.
 //! `hugrt bench model --model FILE [--device gpu|cpu]`: one GGUF Llama end to end, on the GPU or
 //! on the CPU fallback (candle). `hugrt bench embed --model DIR [--device gpu|cpu]`: a BERT
-//! checkpoint folder's sentence embeddings (one sentence, a batch of short ones).
+//! checkpoint folder's sentence embeddings (one sentence, a batch of short ones). `hugrt bench
+//! encoder --model DIR [--device gpu|cpu]`: images/s of a ViT or CLIP, seconds of audio/s of an AST.
 
 use super::CliError;
 use crate::gpu::GpuContext;
@@ -42,10 +43,11 @@ pub fn run(args: &Args) -> Result<String, CliError> {
         ("model", Some(path)) if args.device == "cpu" || args.device == "gpu" => return bench_model(args, path),
         ("model", Some(_)) => return Err(CliError { code: "Usage", message: format!("unknown device {:?} (gpu or cpu)", args.device) }),
         ("embed", Some(dir)) => return super::embed::bench(dir, &args.device, args.batch.max(1), if args.quick { 3 } else { 10 }, args.json),
+        ("encoder", Some(dir)) => return super::classify::bench(dir, &args.device, args.batch.max(1), if args.quick { 2 } else { 5 }, args.json),
         _ => {
             return Err(CliError {
                 code: "Usage",
-                message: format!("unknown benchmark {:?} (try: kernels, model --model FILE [--device cpu], or embed --model DIR)", args.what),
+                message: format!("unknown benchmark {:?} (try: kernels, model --model FILE [--device cpu], embed --model DIR, or encoder --model DIR)", args.what),
             });
         }
     }

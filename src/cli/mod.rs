@@ -2,6 +2,7 @@
 //! stderr (as `{"error": {"code", "message"}}` with `--json`) with a non-zero exit status.
 
 mod bench;
+mod classify;
 mod embed;
 mod generate;
 mod inspect;
@@ -28,6 +29,8 @@ enum Command {
     Generate(generate::Args),
     /// Sentence embeddings with a BERT checkpoint folder (all-MiniLM-L6-v2) on the native GPU or the CPU.
     Embed(embed::Args),
+    /// Image, zero-shot, audio and text classification and fill-mask with an encoder checkpoint folder.
+    Classify(classify::Args),
     /// Kernel micro-benchmarks on the native GPU (wgpu: Vulkan/Metal; lavapipe without a GPU).
     Bench(bench::Args),
 }
@@ -46,6 +49,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => (args.json, bench::run(&args)),
         Command::Generate(args) => (args.json, generate::run(&args)),
         Command::Embed(args) => (args.json, embed::run(&args)),
+        Command::Classify(args) => (args.json, classify::run(&args)),
     };
     match result {
         Ok(report) => {

@@ -1,0 +1,96 @@
+// End to end: the encoder tasks through pipeline() in Chromium, from the local hub mirror (the tiny
+// random checkpoints of tests/fixtures, downloaded into IndexedDB): a PNG and a WAV decoded and
+// pre-processed in the engine give transformers' own pipeline scores (its PIL image processors and
+// ASTFeatureExtractor, float64; tests/fixtures/pipelines/expected.json) within 1e-3, the same
+// label order; fill-mask and text classification likewise; on WebGPU (SwiftShader), on the CPU
+// fallback and in Worker mode. Then the vision and sound spaces run and show their results
+// (screenshots in artifacts/e2e/).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { ARTIFACTS, servedSpacesAndBrowser } from './browser.mjs';
+
+const spaces = servedSpacesAndBrowser();
+const expected = JSON.parse(readFileSync('tests/fixtures/pipelines/expected.json', 'utf8'));
+const png = [...readFileSync('tests/fixtures/pipelines/sample.png')];
+const wav = [...readFileSync('tests/fixtures/pipelines/sample.wav')];
+const SCORE_TOL = 1e-3;
+
+function sameScores(what, got, want) {
+  assert.equal(got.length, want.length, `${what}: ${JSON.stringify(got)}`);
+  for (const [i, w] of want.entries()) {
+    assert.equal(got[i].label ?? got[i].token_str, w.label ?? w.token_str, `${what} #${i}: ${JSON.stringify(got)}`);
+    assert.ok(Math.abs(got[i].score - w.score) <= SCORE_TOL, `${what} #${i}: ${got[i].score} vs ${w.score}`);
+  }
+}
+
+async function runAll(device, worker) {
+  const page = await spaces.browser.newPage();
+  const problems = [];
+  page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+  await page.goto(`${spaces.url}index.html`);
+  const out = await page.evaluate(async ({ png, wav, zs, mask, text, device, worker }) => {
+    const { pipeline } = await import('./pkg/index.js');
+    const options = { endpoint: location.origin, device, worker };
+    const r = {};
+    const vit = await pipeline('image-classification', 'hugrt-test/tiny-vit', options);
+    r.image = await vit.classify(new Blob([new Uint8Array(png)], { type: 'image/png' }), { topK: 5 });
+    r.vitInfo = vit.info;
+    vit.dispose();
+    const clip = await pipeline('zero-shot-image-classification', 'hugrt-test/tiny-clip', options);
+    r.zeroShot = await clip.classify(new Uint8Array(png), zs.labels, { hypothesisTemplate: zs.template });
+    clip.dispose();
+    const ast = await pipeline('audio-classification', 'hugrt-test/tiny-ast', options);
+    r.audio = await ast.classify(new Uint8Array(wav), { topK: 5 });
+    try { await ast.classify(new Float32Array([NaN, 1, 2])); } catch (e) { r.nanError = e.code ?? e.name; }
+    ast.dispose();
+    const mlm = await pipeline('fill-mask', 'hugrt-test/tiny-bert-mlm', options);
+    r.fill = await mlm.fill(mask, { topK: 5 });
+    try { await mlm.fill('no mask here'); } catch (e) { r.noMaskError = e.code ?? e.name; }
+    mlm.dispose();
+    const cls = await pipeline('text-classification', 'hugrt-test/tiny-bert-cls', options);
+    r.text = await cls.classify(text, { topK: 3 });
+    cls.dispose();
+    return r;
+  }, { png, wav, zs: expected['zero-shot-image-classification'], mask: expected['fill-mask'].text, text: expected['text-classification'].text, device, worker });
+  console.log(`${device}${worker ? ' (worker)' : ''}: ${out.vitInfo.adapter}; image ${JSON.stringify(out.image[0])}, audio ${JSON.stringify(out.audio[0])}`);
+  sameScores('image-classification', out.image, expected['image-classification']);
+  sameScores('zero-shot', out.zeroShot, expected['zero-shot-image-classification'].results);
+  sameScores('audio-classification', out.audio, expected['audio-classification']);
+  sameScores('fill-mask', out.fill, expected['fill-mask'].results);
+  for (const [i, w] of expected['fill-mask'].results.entries()) assert.equal(out.fill[i].sequence, w.sequence);
+  sameScores('text-classification', out.text, expected['text-classification'].results);
+  assert.equal(out.vitInfo.device, device === 'cpu' ? 'cpu' : 'webgpu');
+  assert.ok(out.nanError, 'NaN samples are refused');
+  assert.ok(out.noMaskError, 'a text without a mask is refused');
+  assert.deepEqual(problems, []);
+  await page.close();
+}
+
+test('encoder pipelines on WebGPU match transformers end to end', { timeout: 600_000 }, () => runAll('webgpu', false));
+test('encoder pipelines on the CPU fallback match transformers end to end', { timeout: 600_000 }, () => runAll('cpu', false));
+test('encoder pipelines in Worker mode match transformers end to end', { timeout: 600_000 }, () => runAll('auto', true));
+
+for (const [name, url, result] of [
+  ['vision space (ViT)', 'vision.html?autorun', 'visionResult'],
+  ['vision space (CLIP zero-shot)', 'vision.html?mode=clip&autorun', 'visionResult'],
+  ['sound space (AST)', 'sound.html?autorun', 'soundResult'],
+]) {
+  test(`${name} loads, runs and shows its result`, { timeout: 600_000 }, async () => {
+    const page = await spaces.browser.newPage();
+    const problems = [];
+    page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+    await page.goto(`${spaces.url}${url}`);
+    await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.status), null, { timeout: 590_000 });
+    await page.screenshot({ path: `${ARTIFACTS}/${name.replace(/[^a-z]+/gi, '-')}.png`, fullPage: true });
+    const status = `${await page.textContent('#status')} / ${await page.textContent('#stats')}`;
+    assert.equal(await page.evaluate(() => document.body.dataset.status), 'done', status);
+    const shown = await page.$$eval('#results tbody tr', (rows) => rows.map((r) => r.textContent));
+    const got = await page.evaluate((k) => window[k], result);
+    assert.ok(got.length >= 1 && shown.length === got.length, `${shown.length} rows for ${got.length} results`);
+    const sum = got.reduce((s, r) => s + r.score, 0);
+    assert.ok(sum <= 1 + 1e-5 && got.every((r, i) => i === 0 || r.score <= got[i - 1].score), JSON.stringify(got));
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+}
