@@ -12,6 +12,7 @@
 //! byte count is checked before candle sees it.
 
 pub mod bert;
+pub(crate) mod encoder;
 pub mod gpt2;
 pub mod llama;
 pub mod q4_1;
