@@ -318,6 +318,79 @@ mod cpu {
         }
     });
 
+    /// Images per second of a ViT-B/16 at 224×224 (random F16 weights, widened to f32 at load)
+    /// on this machine's CPU: `cargo test --release --test encoders cpu_vit_base -- --ignored
+    /// --nocapture`.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    #[ignore = "a benchmark: 86M random weights"]
+    fn cpu_vit_base_images_per_second() {
+        let (h, i, layers, labels) = (768u64, 3072u64, 12, 1000u64);
+        let mut shapes: Vec<(String, Vec<u64>)> = vec![
+            ("embeddings.cls_token".into(), vec![1, 1, h]),
+            ("embeddings.position_embeddings".into(), vec![1, 197, h]),
+            ("embeddings.patch_embeddings.projection.weight".into(), vec![h, 3, 16, 16]),
+            ("embeddings.patch_embeddings.projection.bias".into(), vec![h]),
+            ("layernorm.weight".into(), vec![h]),
+            ("layernorm.bias".into(), vec![h]),
+            ("classifier.weight".into(), vec![labels, h]),
+            ("classifier.bias".into(), vec![labels]),
+        ];
+        for l in 0..layers {
+            let p = |s: &str| format!("encoder.layer.{l}.{s}");
+            for (name, rows, cols) in [
+                ("attention.attention.query", h, h),
+                ("attention.attention.key", h, h),
+                ("attention.attention.value", h, h),
+                ("attention.output.dense", h, h),
+                ("intermediate.dense", i, h),
+                ("output.dense", h, i),
+            ] {
+                shapes.push((p(&format!("{name}.weight")), vec![rows, cols]));
+                shapes.push((p(&format!("{name}.bias")), vec![rows]));
+            }
+            for norm in ["layernorm_before", "layernorm_after"] {
+                shapes.push((p(&format!("{norm}.weight")), vec![h]));
+                shapes.push((p(&format!("{norm}.bias")), vec![h]));
+            }
+        }
+        let mut rng = hugrt::rng::SeededRng::new(7);
+        // Trained-like magnitudes: weights within ±0.05 (std 0.03), norm gains about 1. Uniform
+        // ±1 weights would make attention scores in the hundreds, whose softmax tails are f32
+        // subnormals, which x86 multiplies slowly: a benchmark of subnormals, not of the model.
+        let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
+            .into_iter()
+            .map(|(n, s)| {
+                let gain = n.contains("layernorm") && n.ends_with(".weight");
+                let values = rng.signed_unit_vec(s.iter().product::<u64>() as usize);
+                let bytes = values.iter().flat_map(|&v| half::f16::from_f32(if gain { 1.0 + 0.1 * v } else { 0.05 * v }).to_le_bytes()).collect();
+                (n, s.iter().map(|&d| d as usize).collect(), bytes)
+            })
+            .collect();
+        let views: Vec<(String, safetensors::tensor::TensorView)> =
+            data.iter().map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F16, s.clone(), b).expect("view"))).collect();
+        let bytes = safetensors::serialize(views, None).expect("serialize");
+        drop(data);
+        let config = br#"{"model_type":"vit","num_labels":1000}"#;
+        let vit = pollster::block_on(CpuVit::load(config, &table(&bytes), &mut &bytes[..])).expect("loads");
+        drop(bytes);
+        let pixels = rng.signed_unit_vec(3 * 224 * 224 * 10);
+        vit.classify(&pixels[..3 * 224 * 224]).expect("warm-up");
+        for batch in [1usize, 10] {
+            let t = std::time::Instant::now();
+            let out = vit.classify(&pixels[..batch * 3 * 224 * 224]).expect("classifies");
+            let s = t.elapsed().as_secs_f64();
+            assert!(out.iter().flatten().all(|v| v.is_finite()));
+            log(&format!("CPU ViT-B/16 (224×224), batch {batch}: {:.2} images/s ({:.0} ms per image)", batch as f64 / s, 1e3 * s / batch as f64));
+        }
+        // The dense layers alone (5 images, one pass of 985 tokens): their share of the time.
+        let t = 5 * 197;
+        let layer = [(t, 768, 3 * 768), (t, 768, 768), (t, 768, 3072), (t, 3072, 768)];
+        let shapes: Vec<(usize, usize, usize)> = std::iter::once((t, 768, 768)).chain((0..12).flat_map(|_| layer)).collect();
+        let (ms, gflops) = hugrt::cpu::bert::time_matmuls(&shapes, 1).expect("times");
+        log(&format!("  its matmuls alone: {:.0} ms per image at {gflops:.0} GFLOP/s", ms / 5.0));
+    }
+
     gpu_test!(cpu_bert_fill_mask_matches_transformers, async {
         let exp = expected(include_str!("fixtures/bert-mlm/expected.json"));
         let bytes = fixture!("bert-mlm", "model.safetensors");
