@@ -4,6 +4,7 @@
 //! its own BPE tokenizer) and BERT's fill-mask and sequence-classification heads, natively
 //! (lavapipe) and in Chromium (SwiftShader): logits within `LOGIT_TOL` of transformers' float64
 //! run on each file's own weights, the same top-1 label; bad inputs and configs are typed errors.
+//! The CPU fallback (`mod cpu`) runs the same checks without a GPU.
 
 use hugrt::formats::{TensorTable, read_table};
 use hugrt::gpu::GpuContext;
@@ -197,3 +198,239 @@ gpu_test!(bert_text_classification_matches_transformers, async {
     compare("BERT text classification", &logits, &rows(&exp["logits"]));
     assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
 });
+
+/// The CPU fallback (`hugrt::cpu`) on the same fixtures, against the same references and
+/// tolerance, with the same typed errors for bad inputs and configs. No GPU: these run on any
+/// machine, natively and in Chromium.
+#[cfg(feature = "cpu")]
+mod cpu {
+    use super::*;
+    use hugrt::cpu::bert::CpuBert;
+    use hugrt::cpu::clip::CpuClip;
+    use hugrt::cpu::vit::{CpuAst, CpuVit};
+
+    async fn vit_matches(variant: &str, bytes: &[u8]) {
+        let exp = expected(include_str!("fixtures/vit/expected.json"));
+        let vit = CpuVit::load(fixture!("vit", "config.json"), &table(bytes), &mut &bytes[..]).await.expect("loads");
+        assert_eq!(vit.labels, ["cat", "dog", "tabby, tabby cat", "bird", "fish"]);
+        assert_eq!(vit.image_shape(), (3, 30, 30));
+        let pixels = floats(&exp["pixel_values"]);
+        let logits = vit.classify(&pixels).expect("classifies");
+        compare(&format!("CPU ViT {variant}"), &logits, &rows(&exp["variants"][variant]["logits"]));
+        let one = vit.classify(&pixels[..3 * 30 * 30]).expect("one image");
+        assert!(one[0].iter().zip(&logits[0]).all(|(a, b)| (a - b).abs() <= 1e-5 * b.abs().max(1.0)), "alone vs batched");
+        // 100 images: several passes of TOKENS_PER_PASS tokens.
+        let many: Vec<f32> = (0..100).flat_map(|k| pixels[(k % 2) * 2700..(k % 2 + 1) * 2700].to_vec()).collect();
+        let out = vit.classify(&many).expect("100 images");
+        assert_eq!(out.len(), 100);
+        for (k, l) in out.iter().enumerate() {
+            assert!(l.iter().zip(&logits[k % 2]).all(|(a, b)| (a - b).abs() <= 1e-5 * b.abs().max(1.0)), "image {k} of 100");
+        }
+        let embeds = vit.embed(&pixels).expect("embeds");
+        assert_eq!((embeds.len(), embeds[0].len()), (2, 32));
+    }
+
+    gpu_test!(cpu_vit_f32_matches_transformers, vit_matches("f32", fixture!("vit", "model.safetensors")));
+    gpu_test!(cpu_vit_f16_matches_transformers, vit_matches("f16", fixture!("vit", "model-f16.safetensors")));
+
+    gpu_test!(cpu_vit_refuses_bad_input_and_configs, async {
+        let bytes = fixture!("vit", "model.safetensors");
+        let vit = CpuVit::load(fixture!("vit", "config.json"), &table(bytes), &mut &bytes[..]).await.expect("loads");
+        for (what, input) in [("empty", vec![]), ("a partial image", vec![0.5; 2700 + 5]), ("NaN", vec![f32::NAN; 2700]), ("infinity", vec![f32::INFINITY; 2700])] {
+            let err = vit.classify(&input).expect_err(what);
+            assert!(matches!(err, ModelError::Input(_)), "{what}: {err:?}");
+            let err = vit.embed(&input).expect_err(what);
+            assert!(matches!(err, ModelError::Input(_)), "{what} (embed): {err:?}");
+        }
+        let mut config: Value = serde_json::from_slice(fixture!("vit", "config.json")).unwrap();
+        config["patch_size"] = 5.into(); // 30 / 5 = 36 patches: the position table has 26 rows
+        let err = CpuVit::load(&serde_json::to_vec(&config).unwrap(), &table(bytes), &mut &bytes[..]).await.err().expect("positions mismatch");
+        assert!(matches!(err, ModelError::Tensor { .. }), "{err:?}");
+        config["patch_size"] = 64.into();
+        let err = CpuVit::load(&serde_json::to_vec(&config).unwrap(), &table(bytes), &mut &bytes[..]).await.err().expect("patch too big");
+        assert!(matches!(err, ModelError::Config(_)), "{err:?}");
+        config["patch_size"] = 6.into();
+        config["hidden_act"] = "swish".into();
+        let err = CpuVit::load(&serde_json::to_vec(&config).unwrap(), &table(bytes), &mut &bytes[..]).await.err().expect("unknown activation");
+        assert!(matches!(err, ModelError::Config(_)), "{err:?}");
+        let err = CpuVit::load(fixture!("ast", "config.json"), &table(bytes), &mut &bytes[..]).await.err().expect("wrong model type");
+        assert!(matches!(err, ModelError::Config(_)), "{err:?}");
+        let cut = &bytes[..bytes.len() - 100];
+        let err = CpuVit::load(fixture!("vit", "config.json"), &table(bytes), &mut &cut[..]).await.err().expect("truncated weights");
+        assert!(matches!(err, ModelError::Read(_)), "{err:?}");
+    });
+
+    gpu_test!(cpu_ast_matches_transformers, async {
+        let exp = expected(include_str!("fixtures/ast/expected.json"));
+        let bytes = fixture!("ast", "model.safetensors");
+        let ast = CpuAst::load(fixture!("ast", "config.json"), &table(bytes), &mut &bytes[..]).await.expect("loads");
+        assert_eq!((ast.max_length, ast.mel_bins), (40, 24));
+        assert_eq!(ast.labels[4], "Silence");
+        let values = floats(&exp["input_values"]);
+        let logits = ast.classify(&values).expect("classifies");
+        compare("CPU AST", &logits, &rows(&exp["variants"]["f32"]["logits"]));
+        for (what, input) in [("a partial clip", values[..100].to_vec()), ("NaN", vec![f32::NAN; 40 * 24])] {
+            let err = ast.classify(&input).expect_err(what);
+            assert!(matches!(err, ModelError::Input(_)), "{what}: {err:?}");
+        }
+        let err = CpuAst::load(fixture!("vit", "config.json"), &table(bytes), &mut &bytes[..]).await.err().expect("wrong model type");
+        assert!(matches!(err, ModelError::Config(_)), "{err:?}");
+    });
+
+    gpu_test!(cpu_clip_matches_transformers, async {
+        let exp = expected(include_str!("fixtures/clip/expected.json"));
+        let bytes = fixture!("clip", "model.safetensors");
+        let clip = CpuClip::load(fixture!("clip", "config.json"), &table(bytes), &mut &bytes[..]).await.expect("loads");
+        assert_eq!((clip.image_shape(), clip.max_text_len(), clip.projection_dim), ((3, 30, 30), 16, 16));
+        let tok = Tokenizer::from_json(fixture!("clip", "tokenizer.json")).expect("tokenizer");
+        let texts: Vec<String> = serde_json::from_value(exp["texts"].clone()).unwrap();
+        let want_ids: Vec<Vec<u32>> = serde_json::from_value(exp["ids"].clone()).unwrap();
+        let ids = clip.tokenize(&tok, &texts).expect("tokenizes");
+        assert_eq!(ids, want_ids, "token ids equal CLIPTokenizer's");
+
+        let dim = clip.projection_dim as usize;
+        let chunk = |v: &Value| floats(v).chunks_exact(dim).map(|c| c.iter().map(|&x| f64::from(x)).collect()).collect::<Vec<Vec<f64>>>();
+        let pixels = floats(&exp["pixel_values"]);
+        let images = clip.image_embeds(&pixels).expect("image embeds");
+        compare("CPU CLIP image embeds", &images, &chunk(&exp["image_embeds"]));
+        let text = clip.text_embeds(&ids).expect("text embeds");
+        compare("CPU CLIP text embeds", &text, &chunk(&exp["text_embeds"]));
+        let logits = clip.logits_per_image(&images, &text);
+        let want: Vec<Vec<f64>> = floats(&exp["logits_per_image"]).chunks_exact(texts.len()).map(|c| c.iter().map(|&x| f64::from(x)).collect()).collect();
+        compare("CPU CLIP logits per image", &logits, &want);
+
+        for (i, one) in ids.iter().enumerate() {
+            let alone = clip.text_embeds(std::slice::from_ref(one)).expect("alone");
+            assert!(alone[0].iter().zip(&text[i]).all(|(a, b)| (a - b).abs() <= 1e-5), "text {i} alone vs batched");
+        }
+        // Many texts: several passes, each text its own embedding.
+        let many: Vec<Vec<u32>> = (0..300).map(|k| ids[k % ids.len()].clone()).collect();
+        for (k, e) in clip.text_embeds(&many).expect("300 texts").iter().enumerate() {
+            assert!(e.iter().zip(&text[k % ids.len()]).all(|(a, b)| (a - b).abs() <= 1e-5), "text {k} of 300");
+        }
+        for (what, batch) in [("longer than 16 positions", vec![vec![0; 17]]), ("id past the vocabulary", vec![vec![59, 61]]), ("empty", vec![vec![]])] {
+            let err = clip.text_embeds(&batch).expect_err(what);
+            assert!(matches!(err, ModelError::Input(_)), "{what}: {err:?}");
+        }
+        for (what, input) in [("a partial image", pixels[..2700 - 1].to_vec()), ("NaN", vec![f32::NAN; 2700])] {
+            let err = clip.image_embeds(&input).expect_err(what);
+            assert!(matches!(err, ModelError::Input(_)), "{what}: {err:?}");
+        }
+    });
+
+    /// Images per second of a ViT-B/16 at 224×224 (random F16 weights, widened to f32 at load)
+    /// on this machine's CPU: `cargo test --release --test encoders cpu_vit_base -- --ignored
+    /// --nocapture`.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    #[ignore = "a benchmark: 86M random weights"]
+    fn cpu_vit_base_images_per_second() {
+        let (h, i, layers, labels) = (768u64, 3072u64, 12, 1000u64);
+        let mut shapes: Vec<(String, Vec<u64>)> = vec![
+            ("embeddings.cls_token".into(), vec![1, 1, h]),
+            ("embeddings.position_embeddings".into(), vec![1, 197, h]),
+            ("embeddings.patch_embeddings.projection.weight".into(), vec![h, 3, 16, 16]),
+            ("embeddings.patch_embeddings.projection.bias".into(), vec![h]),
+            ("layernorm.weight".into(), vec![h]),
+            ("layernorm.bias".into(), vec![h]),
+            ("classifier.weight".into(), vec![labels, h]),
+            ("classifier.bias".into(), vec![labels]),
+        ];
+        for l in 0..layers {
+            let p = |s: &str| format!("encoder.layer.{l}.{s}");
+            for (name, rows, cols) in [
+                ("attention.attention.query", h, h),
+                ("attention.attention.key", h, h),
+                ("attention.attention.value", h, h),
+                ("attention.output.dense", h, h),
+                ("intermediate.dense", i, h),
+                ("output.dense", h, i),
+            ] {
+                shapes.push((p(&format!("{name}.weight")), vec![rows, cols]));
+                shapes.push((p(&format!("{name}.bias")), vec![rows]));
+            }
+            for norm in ["layernorm_before", "layernorm_after"] {
+                shapes.push((p(&format!("{norm}.weight")), vec![h]));
+                shapes.push((p(&format!("{norm}.bias")), vec![h]));
+            }
+        }
+        let mut rng = hugrt::rng::SeededRng::new(7);
+        // Trained-like magnitudes: weights within ±0.05 (std 0.03), norm gains about 1. Uniform
+        // ±1 weights would make attention scores in the hundreds, whose softmax tails are f32
+        // subnormals, which x86 multiplies slowly: a benchmark of subnormals, not of the model.
+        let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
+            .into_iter()
+            .map(|(n, s)| {
+                let gain = n.contains("layernorm") && n.ends_with(".weight");
+                let values = rng.signed_unit_vec(s.iter().product::<u64>() as usize);
+                let bytes = values.iter().flat_map(|&v| half::f16::from_f32(if gain { 1.0 + 0.1 * v } else { 0.05 * v }).to_le_bytes()).collect();
+                (n, s.iter().map(|&d| d as usize).collect(), bytes)
+            })
+            .collect();
+        let views: Vec<(String, safetensors::tensor::TensorView)> =
+            data.iter().map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F16, s.clone(), b).expect("view"))).collect();
+        let bytes = safetensors::serialize(views, None).expect("serialize");
+        drop(data);
+        let config = br#"{"model_type":"vit","num_labels":1000}"#;
+        let vit = pollster::block_on(CpuVit::load(config, &table(&bytes), &mut &bytes[..])).expect("loads");
+        drop(bytes);
+        let pixels = rng.signed_unit_vec(3 * 224 * 224 * 10);
+        vit.classify(&pixels[..3 * 224 * 224]).expect("warm-up");
+        for batch in [1usize, 10] {
+            let t = std::time::Instant::now();
+            let out = vit.classify(&pixels[..batch * 3 * 224 * 224]).expect("classifies");
+            let s = t.elapsed().as_secs_f64();
+            assert!(out.iter().flatten().all(|v| v.is_finite()));
+            log(&format!("CPU ViT-B/16 (224×224), batch {batch}: {:.2} images/s ({:.0} ms per image)", batch as f64 / s, 1e3 * s / batch as f64));
+        }
+        // The dense layers alone (5 images, one pass of 985 tokens): their share of the time.
+        let t = 5 * 197;
+        let layer = [(t, 768, 3 * 768), (t, 768, 768), (t, 768, 3072), (t, 3072, 768)];
+        let shapes: Vec<(usize, usize, usize)> = std::iter::once((t, 768, 768)).chain((0..12).flat_map(|_| layer)).collect();
+        let (ms, gflops) = hugrt::cpu::bert::time_matmuls(&shapes, 1).expect("times");
+        log(&format!("  its matmuls alone: {:.0} ms per image at {gflops:.0} GFLOP/s", ms / 5.0));
+    }
+
+    gpu_test!(cpu_bert_fill_mask_matches_transformers, async {
+        let exp = expected(include_str!("fixtures/bert-mlm/expected.json"));
+        let bytes = fixture!("bert-mlm", "model.safetensors");
+        let bert = CpuBert::load(fixture!("bert-mlm", "config.json"), &table(bytes), &mut &bytes[..]).await.expect("loads");
+        assert!(bert.has_masked_lm() && !bert.has_classifier());
+        let tok = Tokenizer::from_json(fixture!("bert-mlm", "tokenizer.json")).expect("tokenizer");
+        let texts: Vec<String> = serde_json::from_value(exp["texts"].clone()).unwrap();
+        let want_ids: Vec<Vec<u32>> = serde_json::from_value(exp["ids"].clone()).unwrap();
+        let ids = bert.tokenize(&tok, &texts).expect("tokenizes");
+        assert_eq!(ids, want_ids);
+        let mask = exp["mask_id"].as_u64().unwrap() as u32;
+        let got = bert.fill_mask(&ids, mask).expect("fills");
+        let per_text: Vec<Vec<f32>> = got.into_iter().map(|masks| masks.concat()).collect();
+        compare("CPU BERT fill-mask", &per_text, &rows(&exp["logits"]));
+        let err = bert.fill_mask(&[vec![2, 5, 3]], mask).expect_err("no mask token");
+        assert!(matches!(err, ModelError::Input(_)), "{err:?}");
+        let vocab = bert.config.vocab;
+        let err = bert.fill_mask(&[vec![2, mask, vocab, 3]], mask).expect_err("id past the vocabulary");
+        assert!(matches!(err, ModelError::Input(_)), "{err:?}");
+        let err = bert.classify(&ids).expect_err("no classifier");
+        assert!(matches!(err, ModelError::Config(_)), "{err:?}");
+    });
+
+    gpu_test!(cpu_bert_text_classification_matches_transformers, async {
+        let exp = expected(include_str!("fixtures/bert-cls/expected.json"));
+        let bytes = fixture!("bert-cls", "model.safetensors");
+        let bert = CpuBert::load(fixture!("bert-cls", "config.json"), &table(bytes), &mut &bytes[..]).await.expect("loads");
+        assert!(bert.has_classifier() && !bert.has_masked_lm());
+        assert_eq!(bert.config.labels, ["negative", "neutral", "positive"]);
+        let tok = Tokenizer::from_json(fixture!("bert-cls", "tokenizer.json")).expect("tokenizer");
+        let texts: Vec<String> = serde_json::from_value(exp["texts"].clone()).unwrap();
+        let ids = bert.tokenize(&tok, &texts).expect("tokenizes");
+        let logits = bert.classify(&ids).expect("classifies");
+        compare("CPU BERT text classification", &logits, &rows(&exp["logits"]));
+        let vocab = bert.config.vocab;
+        for (what, batch) in [("id past the vocabulary", vec![vec![2, vocab, 3]]), ("empty", vec![vec![]])] {
+            let err = bert.classify(&batch).expect_err(what);
+            assert!(matches!(err, ModelError::Input(_)), "{what}: {err:?}");
+        }
+        let err = bert.fill_mask(&ids, 4).expect_err("no masked-LM head");
+        assert!(matches!(err, ModelError::Config(_)), "{err:?}");
+    });
+}

@@ -12,10 +12,13 @@
 //! byte count is checked before candle sees it.
 
 pub mod bert;
+pub mod clip;
+pub(crate) mod encoder;
 pub mod gpt2;
 pub mod llama;
 pub mod q4_1;
 pub(crate) mod vec;
+pub mod vit;
 
 // Without simd128, candle compiles its scalar dot products on wasm32 (several times slower).
 #[cfg(all(target_arch = "wasm32", not(target_feature = "simd128")))]

@@ -108,6 +108,62 @@ pub(crate) fn bias_gelu(x: &mut [f32], bias: &[f32], tanh: bool) {
     }
 }
 
+/// The activations of the encoders' MLPs (`hidden_act`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Act {
+    /// "gelu": x·Φ(x) with erf.
+    GeluErf,
+    /// "gelu_new", "gelu_pytorch_tanh": the tanh approximation.
+    GeluTanh,
+    /// CLIP's "quick_gelu": x·σ(1.702·x).
+    QuickGelu,
+}
+
+impl Act {
+    /// The CPU form of a GPU activation op, `None` for ops that are not an MLP activation.
+    pub(crate) fn of(op: crate::gpu::ops::elementwise::Elementwise) -> Option<Self> {
+        use crate::gpu::ops::elementwise::Elementwise as E;
+        match op {
+            E::GeluErf => Some(Act::GeluErf),
+            E::GeluTanh => Some(Act::GeluTanh),
+            E::QuickGelu => Some(Act::QuickGelu),
+            _ => None,
+        }
+    }
+}
+
+/// x = act(x + bias)
+pub(crate) fn bias_act(x: &mut [f32], bias: &[f32], act: Act) {
+    match act {
+        Act::GeluErf => bias_gelu(x, bias, false),
+        Act::GeluTanh => bias_gelu(x, bias, true),
+        Act::QuickGelu => {
+            for (v, b) in x.iter_mut().zip(bias) {
+                let u = *v + b;
+                *v = u / (1.0 + (-1.702 * u).exp());
+            }
+        }
+    }
+}
+
+/// x = tanh(x + bias) (BERT's pooler).
+pub(crate) fn bias_tanh(x: &mut [f32], bias: &[f32]) {
+    for (v, b) in x.iter_mut().zip(bias) {
+        *v = (*v + b).tanh();
+    }
+}
+
+/// Each `n`-value row of `x` divided by its L2 norm (at least 1e-12, as the GPU's pooling and
+/// torch's `F.normalize` divide).
+pub(crate) fn l2_normalize_rows(x: &mut [f32], n: usize) {
+    for row in x.chunks_exact_mut(n) {
+        let r = 1.0 / dot(row, row).sqrt().max(1e-12);
+        for v in row.iter_mut() {
+            *v *= r;
+        }
+    }
+}
+
 /// erf in f32 by a rational approximation on [−4, 4] (Eigen's and XLA's, within a few ulp; erf
 /// is ±1 in f32 beyond): multiplies, adds and one division, so a loop of it vectorises.
 #[inline]

@@ -184,6 +184,15 @@ pub(crate) fn check_input(config: &BertConfig, max_seq_len: u32, batch: &[Vec<u3
     Ok(())
 }
 
+/// The positions of `mask_id` in each sequence; a sequence without one is an input error.
+pub(crate) fn mask_positions(batch: &[Vec<u32>], mask_id: u32) -> Result<Vec<Vec<u32>>, ModelError> {
+    let positions: Vec<Vec<u32>> = batch.iter().map(|ids| (0..ids.len() as u32).filter(|&p| ids[p as usize] == mask_id).collect()).collect();
+    if let Some(i) = positions.iter().position(Vec::is_empty) {
+        return Err(ModelError::Input(format!("sequence {i} has no mask token")));
+    }
+    Ok(positions)
+}
+
 /// One pass: sentences (indices into the batch) padded to `len` tokens.
 pub(crate) struct Pass {
     pub members: Vec<usize>,
@@ -362,10 +371,7 @@ impl Bert {
         if self.mlm.is_none() {
             return Err(ModelError::Config("this checkpoint has no masked-LM head (cls.predictions.*)".into()));
         }
-        let positions: Vec<Vec<u32>> = batch.iter().map(|ids| (0..ids.len() as u32).filter(|&p| ids[p as usize] == mask_id).collect()).collect();
-        if let Some(i) = positions.iter().position(Vec::is_empty) {
-            return Err(ModelError::Input(format!("sequence {i} has no mask token")));
-        }
+        let positions = mask_positions(batch, mask_id)?;
         let vocab = self.config.vocab as usize;
         let flat = self.run(ctx, batch, Output::MaskedLm(positions)).await?;
         Ok(flat.into_iter().map(|logits| logits.chunks_exact(vocab).map(<[f32]>::to_vec).collect()).collect())

@@ -14,6 +14,7 @@ use crate::models::bert::{Pass, passes};
 use crate::models::encoder::{Activations, Encoder, EncoderShape, LayerNames, LayerNorm, Linear, Placement, Tensors, config_error, copy_rows, size};
 use crate::models::llama::{ModelError, RangeReader};
 use crate::models::vit::{Defaults, PatchEncoder, PatchNames, RawPatchConfig};
+use crate::gpu::ops::patches::Patches;
 use crate::tokenizer::Tokenizer;
 
 const MAX_VOCAB: u64 = 4_000_000;
@@ -48,10 +49,6 @@ const VISION: Defaults = Defaults { hidden: 768, layers: 12, heads: 12, intermed
 
 /// The text tower.
 struct TextTower {
-    shape: EncoderShape,
-    vocab: u32,
-    max_positions: u32,
-    eos: u32,
     token: GpuWeight,
     position: GpuWeight,
     encoder: Encoder,
@@ -65,40 +62,39 @@ pub struct Clip {
     pub projection_dim: u32,
     /// `exp(logit_scale)`: the factor of cosine similarities in zero-shot logits.
     pub logit_scale: f32,
+    spec: ClipSpec,
     vision: PatchEncoder,
     visual_projection: Linear,
     text: TextTower,
 }
 
-impl Clip {
-    pub async fn load(ctx: &GpuContext, config_json: &[u8], table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
+/// What a CLIP `config.json` says, checked: shared by `Clip` and the CPU's `CpuClip`.
+pub(crate) struct ClipSpec {
+    pub projection_dim: u32,
+    pub vision_shape: EncoderShape,
+    pub patches: Patches,
+    pub text_shape: EncoderShape,
+    pub vocab: u32,
+    pub max_positions: u32,
+    /// `eos_token_id` (see `eos_row`).
+    pub eos: u32,
+}
+
+impl ClipSpec {
+    pub fn parse(config_json: &[u8]) -> Result<Self, ModelError> {
         let raw: RawConfig = serde_json::from_slice(config_json).map_err(|e| ModelError::Config(format!("config.json: {e}")))?;
         if raw.model_type.as_deref() != Some("clip") {
             return Err(ModelError::Config(format!("config.json: model_type {:?} is not \"clip\"", raw.model_type)));
         }
         let projection_dim = size("config.json", "projection_dim", raw.projection_dim.or(Some(512)), MAX_PROJECTION)?;
-        let top = Tensors { table, prefixes: &[""] };
-
         let vision_what = "config.json vision_config";
         let v = &raw.vision_config;
-        let shape = v.shape(vision_what, &VISION)?;
+        let vision_shape = v.shape(vision_what, &VISION)?;
         let patches = v.image(vision_what, 224, 32)?;
-        let names = PatchNames {
-            proj: "embeddings.patch_embedding",
-            proj_bias: false,
-            prefix: &["embeddings.class_embedding"],
-            positions: "embeddings.position_embedding.weight",
-            pre_norm: Some("pre_layrnorm"),
-            final_norm: "post_layernorm",
-        };
-        let vision_hidden = shape.hidden;
-        let vt = Tensors { table, prefixes: &["vision_model."] };
-        let vision = PatchEncoder::load(ctx, vt, read, patches, patches.chw(), shape, &names, LayerNames::clip).await?;
-        let visual_projection = top.linear(ctx, read, "visual_projection", projection_dim, vision_hidden, false).await?;
 
         let what = "config.json text_config";
         let tc = &raw.text_config;
-        let shape = EncoderShape::new(
+        let text_shape = EncoderShape::new(
             what,
             tc.num_hidden_layers.or(Some(12)),
             tc.hidden_size.or(Some(512)),
@@ -113,18 +109,78 @@ impl Clip {
         let vocab = size(what, "vocab_size", tc.vocab_size.or(Some(49408)), MAX_VOCAB)?;
         let max_positions = size(what, "max_position_embeddings", tc.max_position_embeddings.or(Some(77)), MAX_POSITIONS)?;
         let eos = tc.eos_token_id.unwrap_or(49407);
-        let h = shape.hidden;
+        Ok(Self { projection_dim, vision_shape, patches, text_shape, vocab, max_positions, eos })
+    }
+
+    /// The vision tower's tensor names (under `vision_model.`).
+    pub const VISION_NAMES: PatchNames<'static> = PatchNames {
+        proj: "embeddings.patch_embedding",
+        proj_bias: false,
+        prefix: &["embeddings.class_embedding"],
+        positions: "embeddings.position_embedding.weight",
+        pre_norm: Some("pre_layrnorm"),
+        final_norm: "post_layernorm",
+    };
+
+    /// Refuses texts the text tower cannot run: empty, longer than its positions, an id past
+    /// the vocabulary.
+    pub fn check_texts(&self, batch: &[Vec<u32>]) -> Result<(), ModelError> {
+        for (i, ids) in batch.iter().enumerate() {
+            if ids.is_empty() || ids.len() > self.max_positions as usize {
+                return Err(ModelError::Input(format!("text {i} has {} tokens (1..={} allowed)", ids.len(), self.max_positions)));
+            }
+            if let Some(&bad) = ids.iter().find(|&&id| id >= self.vocab) {
+                return Err(ModelError::Input(format!("text {i}: token id {bad} is not below the vocabulary size {}", self.vocab)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The row whose state represents `ids`: its first end-of-text token, or (the configs
+    /// written before transformers fixed `eos_token_id`, which say 2) its highest id; the last
+    /// token when there is none.
+    pub fn eos_row(&self, ids: &[u32]) -> u32 {
+        let last = ids.len().saturating_sub(1) as u32;
+        if self.eos == 2 {
+            let max = ids.iter().copied().max().unwrap_or(0);
+            return ids.iter().position(|&i| i == max).map_or(last, |p| p as u32);
+        }
+        ids.iter().position(|&i| i == self.eos).map_or(last, |p| p as u32)
+    }
+}
+
+/// `exp(logit_scale)` of a checkpoint.
+pub(crate) async fn logit_scale(top: Tensors<'_>, read: &mut impl RangeReader) -> Result<f32, ModelError> {
+    let scale = top.values(read, "logit_scale", &[]).await?;
+    scale.first().map(|s| s.exp()).filter(|s| s.is_finite()).ok_or_else(|| config_error("logit_scale", "not a finite number".into()))
+}
+
+/// Zero-shot logits: `scale · (image · text)` for each image (rows) and text (columns).
+pub(crate) fn logits_per_image(scale: f32, image_embeds: &[Vec<f32>], text_embeds: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    image_embeds.iter().map(|i| text_embeds.iter().map(|t| scale * i.iter().zip(t).map(|(a, b)| a * b).sum::<f32>()).collect()).collect()
+}
+
+impl Clip {
+    pub async fn load(ctx: &GpuContext, config_json: &[u8], table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
+        let spec = ClipSpec::parse(config_json)?;
+        let projection_dim = spec.projection_dim;
+        let top = Tensors { table, prefixes: &[""] };
+        let vision_hidden = spec.vision_shape.hidden;
+        let vt = Tensors { table, prefixes: &["vision_model."] };
+        let patches = spec.patches;
+        let vision = PatchEncoder::load(ctx, vt, read, patches, patches.chw(), spec.vision_shape.clone(), &ClipSpec::VISION_NAMES, LayerNames::clip).await?;
+        let visual_projection = top.linear(ctx, read, "visual_projection", projection_dim, vision_hidden, false).await?;
+
+        let (vocab, max_positions, h) = (spec.vocab, spec.max_positions, spec.text_shape.hidden);
         let tt = Tensors { table, prefixes: &["text_model."] };
         let token = tt.matrix(ctx, read, "embeddings.token_embedding.weight", vocab, h).await?;
         let position = tt.matrix(ctx, read, "embeddings.position_embedding.weight", max_positions, h).await?;
-        let encoder = Encoder::load(ctx, shape.clone(), tt, read, LayerNames::clip).await?;
+        let encoder = Encoder::load(ctx, spec.text_shape.clone(), tt, read, LayerNames::clip).await?;
         let final_norm = tt.layer_norm(ctx, read, "final_layer_norm", h).await?;
         let projection = top.linear(ctx, read, "text_projection", projection_dim, h, false).await?;
-        let text = TextTower { shape, vocab, max_positions, eos, token, position, encoder, final_norm, projection, act: None };
-
-        let scale = top.values(read, "logit_scale", &[]).await?;
-        let logit_scale = scale.first().map(|s| s.exp()).filter(|s| s.is_finite()).ok_or_else(|| config_error("logit_scale", "not a finite number".into()))?;
-        Ok(Self { projection_dim, logit_scale, vision, visual_projection, text })
+        let text = TextTower { token, position, encoder, final_norm, projection, act: None };
+        let logit_scale = logit_scale(top, read).await?;
+        Ok(Self { projection_dim, logit_scale, spec, vision, visual_projection, text })
     }
 
     /// (channels, height, width) of one input image.
@@ -135,7 +191,7 @@ impl Clip {
 
     /// Longest text in tokens (`max_position_embeddings`).
     pub fn max_text_len(&self) -> u32 {
-        self.text.max_positions
+        self.spec.max_positions
     }
 
     /// L2-normalised image embeddings (projection_dim values each) of `pixels` ((batch, 3, H, W)).
@@ -157,20 +213,12 @@ impl Clip {
     /// Token ids of each text, as CLIP's tokenizer makes them (start and end of text), truncated
     /// to `max_text_len` keeping the end-of-text token.
     pub fn tokenize<S: AsRef<str>>(&self, tokenizer: &Tokenizer, texts: &[S]) -> Result<Vec<Vec<u32>>, ModelError> {
-        crate::models::bert::tokenize(tokenizer, texts, self.text.max_positions)
+        crate::models::bert::tokenize(tokenizer, texts, self.spec.max_positions)
     }
 
     /// L2-normalised text embeddings (projection_dim values each) of token-id sequences.
     pub async fn text_embeds(&mut self, ctx: &GpuContext, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
-        let t = &self.text;
-        for (i, ids) in batch.iter().enumerate() {
-            if ids.is_empty() || ids.len() > t.max_positions as usize {
-                return Err(ModelError::Input(format!("text {i} has {} tokens (1..={} allowed)", ids.len(), t.max_positions)));
-            }
-            if let Some(&bad) = ids.iter().find(|&&id| id >= t.vocab) {
-                return Err(ModelError::Input(format!("text {i}: token id {bad} is not below the vocabulary size {}", t.vocab)));
-            }
-        }
+        self.spec.check_texts(batch)?;
         let mut results = vec![Vec::new(); batch.len()];
         for pass in passes(batch) {
             let outs = self.text_pass(ctx, batch, &pass).await?;
@@ -181,27 +229,16 @@ impl Clip {
         Ok(results)
     }
 
-    /// The row whose state represents `ids`: its first end-of-text token, or (the configs
-    /// written before transformers fixed `eos_token_id`, which say 2) its highest id; the last
-    /// token when there is none.
-    fn eos_row(&self, ids: &[u32]) -> u32 {
-        let last = ids.len().saturating_sub(1) as u32;
-        if self.text.eos == 2 {
-            let max = ids.iter().copied().max().unwrap_or(0);
-            return ids.iter().position(|&i| i == max).map_or(last, |p| p as u32);
-        }
-        ids.iter().position(|&i| i == self.text.eos).map_or(last, |p| p as u32)
-    }
-
     async fn text_pass(&mut self, ctx: &GpuContext, batch: &[Vec<u32>], pass: &Pass) -> Result<Vec<Vec<f32>>, ModelError> {
         let (n, len) = (pass.members.len() as u32, pass.len);
-        let rows: Vec<u64> = pass.members.iter().enumerate().map(|(b, &i)| b as u64 * u64::from(len) + u64::from(self.eos_row(&batch[i]))).collect();
+        let rows: Vec<u64> = pass.members.iter().enumerate().map(|(b, &i)| b as u64 * u64::from(len) + u64::from(self.spec.eos_row(&batch[i]))).collect();
         let t = &mut self.text;
-        Activations::ensure(&mut t.act, ctx, &t.shape, u64::from(n), u64::from(len))?;
+        let shape = &self.spec.text_shape;
+        Activations::ensure(&mut t.act, ctx, shape, u64::from(n), u64::from(len))?;
         let Some(a) = t.act.as_ref() else {
             return Err(ModelError::Config("no activations".into()));
         };
-        let (tokens, h) = (n * len, t.shape.hidden);
+        let (tokens, h) = (n * len, shape.hidden);
         let mut ids = Vec::with_capacity(tokens as usize);
         let mut lengths = Vec::with_capacity(n as usize);
         for &i in &pass.members {
@@ -222,7 +259,7 @@ impl Clip {
         let buf = |what: &'static str, elems: u32| ctx.storage_output("clip", what, u64::from(elems.max(1)) * 4);
         let (picked, normed) = (buf("eos rows", n * h)?, buf("eos rows", n * h)?);
         copy_rows(&mut e, &a.x, &picked, h, &rows);
-        t.final_norm.encode(ctx, &mut e, t.shape.eps, n, h, &picked, &normed).await?;
+        t.final_norm.encode(ctx, &mut e, shape.eps, n, h, &picked, &normed).await?;
         let projected = buf("text embeds", n * self.projection_dim)?;
         t.projection.encode(ctx, &mut e, n, &normed, &picked, &projected).await?;
         normalize_and_read(ctx, e, &projected, n, self.projection_dim).await
@@ -231,10 +268,7 @@ impl Clip {
     /// Zero-shot logits: `exp(logit_scale) · (image · text)` for each image (rows) and text
     /// (columns), as `CLIPModel`'s `logits_per_image`.
     pub fn logits_per_image(&self, image_embeds: &[Vec<f32>], text_embeds: &[Vec<f32>]) -> Vec<Vec<f32>> {
-        image_embeds
-            .iter()
-            .map(|i| text_embeds.iter().map(|t| self.logit_scale * i.iter().zip(t).map(|(a, b)| a * b).sum::<f32>()).collect())
-            .collect()
+        logits_per_image(self.logit_scale, image_embeds, text_embeds)
     }
 }
 

@@ -73,23 +73,7 @@ impl PatchEncoder {
             return Err(ModelError::Tensor { name: kernel.name.clone(), problem: format!("shape {:?}, expected {want:?}", kernel.shape) });
         }
         let proj = super::upload_rows(ctx, kernel, read, hidden, patches.cols()).await?;
-        let rows = patches.rows();
-        let elems = |n: u32| -> u64 { u64::from(n) * u64::from(hidden) };
-        let mut table = Vec::with_capacity(elems(rows) as usize);
-        for name in names.prefix {
-            table.extend(values_any_shape(t, read, name, elems(1)).await?);
-        }
-        let mut positions = values_any_shape(t, read, names.positions, elems(rows)).await?;
-        if names.proj_bias {
-            let bias = t.values(read, &format!("{}.bias", names.proj), &[hidden]).await?;
-            for row in positions.chunks_exact_mut(hidden as usize).skip(patches.prefix as usize) {
-                row.iter_mut().zip(&bias).for_each(|(p, b)| *p += b);
-            }
-        }
-        for (i, v) in table.iter_mut().enumerate() {
-            *v += positions[i];
-        }
-        table.extend_from_slice(&positions[table.len()..]);
+        let table = token_table(t, read, names, &patches, hidden).await?;
         let tokens = ctx.storage_from("patch encoder", "token table", &table)?;
         let pre_norm = match names.pre_norm {
             Some(n) => Some(t.layer_norm(ctx, read, n, hidden).await?),
@@ -142,14 +126,7 @@ impl PatchEncoder {
 
     /// Splits `inputs` into passes and checks their length.
     pub fn passes(&self, inputs: &[f32]) -> Result<Vec<(usize, usize)>, ModelError> {
-        let per = self.input_len();
-        if inputs.is_empty() || !inputs.len().is_multiple_of(per) {
-            return Err(ModelError::Input(format!("{} input values are not whole inputs of {per}", inputs.len())));
-        }
-        if let Some(i) = inputs.iter().position(|v| !v.is_finite()) {
-            return Err(ModelError::Input(format!("input value {i} is {}", inputs[i])));
-        }
-        Ok(fixed_passes(inputs.len() / per, self.patches.rows(), TOKENS_PER_PASS))
+        input_passes(inputs, self.input_len(), &self.patches)
     }
 
     pub fn dispatches(&self) -> u32 {
@@ -159,6 +136,42 @@ impl PatchEncoder {
     pub fn weight_bytes(&self) -> u64 {
         self.proj.gpu_bytes() + self.encoder.weight_bytes()
     }
+}
+
+/// Checks `inputs` (whole inputs of `per` finite values) and splits them into passes of at most
+/// `TOKENS_PER_PASS` tokens: `(first, count)`. Shared by the GPU and the CPU patch encoders.
+pub(crate) fn input_passes(inputs: &[f32], per: usize, patches: &Patches) -> Result<Vec<(usize, usize)>, ModelError> {
+    if inputs.is_empty() || !inputs.len().is_multiple_of(per) {
+        return Err(ModelError::Input(format!("{} input values are not whole inputs of {per}", inputs.len())));
+    }
+    if let Some(i) = inputs.iter().position(|v| !v.is_finite()) {
+        return Err(ModelError::Input(format!("input value {i} is {}", inputs[i])));
+    }
+    Ok(fixed_passes(inputs.len() / per, patches.rows(), TOKENS_PER_PASS))
+}
+
+/// The token table (rows, hidden) added to the patch embeddings: the prefix tokens plus their
+/// positions, then the patches' positions with the Conv2d bias folded in. Shared by the GPU and
+/// the CPU patch encoders.
+pub(crate) async fn token_table(t: Tensors<'_>, read: &mut impl RangeReader, names: &PatchNames<'_>, patches: &Patches, hidden: u32) -> Result<Vec<f32>, ModelError> {
+    let rows = patches.rows();
+    let elems = |n: u32| -> u64 { u64::from(n) * u64::from(hidden) };
+    let mut table = Vec::with_capacity(elems(rows) as usize);
+    for name in names.prefix {
+        table.extend(values_any_shape(t, read, name, elems(1)).await?);
+    }
+    let mut positions = values_any_shape(t, read, names.positions, elems(rows)).await?;
+    if names.proj_bias {
+        let bias = t.values(read, &format!("{}.bias", names.proj), &[hidden]).await?;
+        for row in positions.chunks_exact_mut(hidden as usize).skip(patches.prefix as usize) {
+            row.iter_mut().zip(&bias).for_each(|(p, b)| *p += b);
+        }
+    }
+    for (i, v) in table.iter_mut().enumerate() {
+        *v += positions[i];
+    }
+    table.extend_from_slice(&positions[table.len()..]);
+    Ok(table)
 }
 
 /// `elems` values of tensor `name`, whatever its shape ((1, 1, hidden), (1, rows, hidden) or
@@ -286,23 +299,41 @@ pub struct Vit {
 
 const VIT: Defaults = Defaults { hidden: 768, layers: 12, heads: 12, intermediate: 3072, eps: 1e-12, act: "gelu" };
 
+/// What a ViT's `config.json` says, checked: shared by `Vit` and the CPU's `CpuVit`.
+pub(crate) struct VitSpec {
+    pub shape: EncoderShape,
+    pub patches: Patches,
+    pub labels: Vec<String>,
+}
+
+impl VitSpec {
+    pub fn parse(config_json: &[u8]) -> Result<Self, ModelError> {
+        let raw = parse(config_json, "vit")?;
+        Ok(Self { shape: raw.shape("config.json", &VIT)?, patches: raw.image("config.json", 224, 16)?, labels: labels(raw.id2label.as_ref(), raw.num_labels)? })
+    }
+
+    /// The encoder's tensors: under `vit.` in a `ViTForImageClassification`, at the top in a
+    /// `ViTModel`.
+    pub fn tensors(table: &TensorTable) -> Tensors<'_> {
+        Tensors { table, prefixes: &["vit.", ""] }
+    }
+
+    pub const NAMES: PatchNames<'static> = PatchNames {
+        proj: "embeddings.patch_embeddings.projection",
+        proj_bias: true,
+        prefix: &["embeddings.cls_token"],
+        positions: "embeddings.position_embeddings",
+        pre_norm: None,
+        final_norm: "layernorm",
+    };
+}
+
 impl Vit {
     pub async fn load(ctx: &GpuContext, config_json: &[u8], table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
-        let raw = parse(config_json, "vit")?;
-        let shape = raw.shape("config.json", &VIT)?;
-        let patches = raw.image("config.json", 224, 16)?;
-        let t = Tensors { table, prefixes: &["vit.", ""] };
-        let names = PatchNames {
-            proj: "embeddings.patch_embeddings.projection",
-            proj_bias: true,
-            prefix: &["embeddings.cls_token"],
-            positions: "embeddings.position_embeddings",
-            pre_norm: None,
-            final_norm: "layernorm",
-        };
+        let VitSpec { shape, patches, labels } = VitSpec::parse(config_json)?;
+        let t = VitSpec::tensors(table);
         let hidden = shape.hidden;
-        let encoder = PatchEncoder::load(ctx, t, read, patches, patches.chw(), shape, &names, LayerNames::vit).await?;
-        let labels = labels(raw.id2label.as_ref(), raw.num_labels)?;
+        let encoder = PatchEncoder::load(ctx, t, read, patches, patches.chw(), shape, &VitSpec::NAMES, LayerNames::vit).await?;
         let classifier = if table.get("classifier.weight").is_some() {
             Some(Tensors { table, prefixes: &[""] }.linear(ctx, read, "classifier", labels.len() as u32, hidden, true).await?)
         } else {
@@ -377,8 +408,19 @@ pub struct Ast {
 
 const AST: Defaults = Defaults { hidden: 768, layers: 12, heads: 12, intermediate: 3072, eps: 1e-12, act: "gelu" };
 
-impl Ast {
-    pub async fn load(ctx: &GpuContext, config_json: &[u8], table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
+/// What an AST's `config.json` says, checked: shared by `Ast` and the CPU's `CpuAst`.
+pub(crate) struct AstSpec {
+    pub shape: EncoderShape,
+    pub patches: Patches,
+    /// Where feature (mel bin, frame) sits in a clip's (frames, mel) row-major values.
+    pub layout: Layout,
+    pub max_length: u32,
+    pub mel_bins: u32,
+    pub labels: Vec<String>,
+}
+
+impl AstSpec {
+    pub fn parse(config_json: &[u8]) -> Result<Self, ModelError> {
         let what = "config.json";
         let raw = parse(config_json, "audio-spectrogram-transformer")?;
         let shape = raw.shape(what, &AST)?;
@@ -391,18 +433,30 @@ impl Ast {
         let patches = Patches::new(1, (mel_bins, max_length), (patch, patch), (fs, ts), 2)
             .map_err(|_| config_error(what, format!("patch_size {patch} does not fit {mel_bins} mel bins × {max_length} frames")))?;
         let layout = Layout { c: 0, y: 1, x: mel_bins, image: mel_bins * max_length };
-        let t = Tensors { table, prefixes: &["audio_spectrogram_transformer.", ""] };
-        let names = PatchNames {
-            proj: "embeddings.patch_embeddings.projection",
-            proj_bias: true,
-            prefix: &["embeddings.cls_token", "embeddings.distillation_token"],
-            positions: "embeddings.position_embeddings",
-            pre_norm: None,
-            final_norm: "layernorm",
-        };
+        Ok(Self { shape, patches, layout, max_length, mel_bins, labels: labels(raw.id2label.as_ref(), raw.num_labels)? })
+    }
+
+    /// The encoder's tensors: under `audio_spectrogram_transformer.` in the task model.
+    pub fn tensors(table: &TensorTable) -> Tensors<'_> {
+        Tensors { table, prefixes: &["audio_spectrogram_transformer.", ""] }
+    }
+
+    pub const NAMES: PatchNames<'static> = PatchNames {
+        proj: "embeddings.patch_embeddings.projection",
+        proj_bias: true,
+        prefix: &["embeddings.cls_token", "embeddings.distillation_token"],
+        positions: "embeddings.position_embeddings",
+        pre_norm: None,
+        final_norm: "layernorm",
+    };
+}
+
+impl Ast {
+    pub async fn load(ctx: &GpuContext, config_json: &[u8], table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
+        let AstSpec { shape, patches, layout, max_length, mel_bins, labels } = AstSpec::parse(config_json)?;
+        let t = AstSpec::tensors(table);
         let (hidden, eps) = (shape.hidden, shape.eps);
-        let encoder = PatchEncoder::load(ctx, t, read, patches, layout, shape, &names, LayerNames::vit).await?;
-        let labels = labels(raw.id2label.as_ref(), raw.num_labels)?;
+        let encoder = PatchEncoder::load(ctx, t, read, patches, layout, shape, &AstSpec::NAMES, LayerNames::vit).await?;
         let top = Tensors { table, prefixes: &[""] };
         let classifier_norm = top.layer_norm(ctx, read, "classifier.layernorm", hidden).await?;
         let classifier = top.linear(ctx, read, "classifier.dense", labels.len() as u32, hidden, true).await?;
