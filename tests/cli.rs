@@ -317,3 +317,20 @@ fn classify_refuses_bad_inputs_with_a_typed_error() {
         assert_eq!(json["error"]["code"], code, "{args:?}: {json}");
     }
 }
+
+#[test]
+fn classify_json_matches_transformers_on_the_cpu() {
+    classify_matches_transformers("cpu");
+}
+
+#[test]
+fn bench_encoder_reports_images_and_audio_seconds_per_second() {
+    for (dir, device, unit) in [("tests/fixtures/vit", "gpu", "imagesPerS"), ("tests/fixtures/ast", "cpu", "audioSecondsPerS")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hugrt")).args(["bench", "encoder", "--model", dir, "--device", device, "--batch", "3", "--quick", "--json"]).output().expect("runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert!(json[unit].as_f64().is_some_and(|r| r > 0.0), "{json}");
+        assert_eq!(json["batch"], 3);
+        assert_eq!(json["device"], if device == "gpu" { "webgpu" } else { "cpu" });
+    }
+}

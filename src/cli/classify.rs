@@ -180,13 +180,25 @@ pub fn run(args: &Args) -> Result<String, CliError> {
     Ok(out)
 }
 
-/// `hugrt bench encoder --model DIR [--device gpu|cpu] [--batch N]`: images/s (ViT, CLIP's image
-/// tower) or seconds of audio per second (AST: a clip is max_length frames of 10 ms) on seeded
-/// random inputs of the model's input size, after one warm-up batch; the model alone (decoding and
-/// pre-processing are timed by their own tests).
-pub fn bench(dir: &Path, device: &str, batch: usize, iterations: u32, json: bool) -> Result<String, CliError> {
+/// `hugrt bench encoder --model DIR|vit-base|ast-base [--device gpu|cpu] [--batch N]`: images/s
+/// (ViT, CLIP's image tower) or seconds of audio per second (AST: a clip is max_length frames of
+/// 10 ms) on seeded random inputs of the model's input size, after one warm-up batch; the model
+/// alone (decoding and pre-processing are timed by their own tests). `vit-base` and `ast-base`
+/// are random base-sized checkpoints made in memory (`synthetic`).
+pub fn bench(model: &Path, device: &str, batch: usize, iterations: u32, json: bool) -> Result<String, CliError> {
     let t0 = Instant::now();
-    let mut engine = load(dir, device)?;
+    let mut engine = match model.to_str() {
+        Some(name @ ("vit-base" | "ast-base")) if !model.exists() => {
+            let (config, bytes) = synthetic(name)?;
+            let table = crate::formats::read_table(&bytes, bytes.len() as u64, name).map_err(|e| CliError { code: "Internal", message: e.to_string() })?;
+            let gpu = match device {
+                "gpu" => Some(pollster::block_on(GpuContext::new()).map_err(|e| CliError { code: e.code(), message: e.to_string() })?),
+                _ => None,
+            };
+            pollster::block_on(Engine::load(gpu, &config, &table, &mut &bytes[..])).map_err(model_error)?
+        }
+        _ => load(model, device)?,
+    };
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let arch = engine.architecture();
     let per = engine.input_len().ok_or_else(|| CliError { code: "Usage", message: format!("bench encoder takes an image or audio model, not {arch}") })?;
@@ -217,4 +229,74 @@ pub fn bench(dir: &Path, device: &str, batch: usize, iterations: u32, json: bool
         return Ok(format!("{}\n", json!({ "architecture": arch, "batch": batch, "iterations": iterations, "loadMs": load_ms, unit: rate, "inputsPerS": per_s, "adapter": info["adapter"], "device": info["device"] })));
     }
     Ok(format!("{arch} on {} ({}): batch {batch}, {iterations} iterations: {rate:.2} {unit} ({per_s:.2} inputs/s; load {load_ms:.0} ms)\n", info["adapter"], info["device"]))
+}
+
+/// A random base-sized checkpoint (`config.json` bytes, safetensors bytes) for benchmarks when no
+/// real one is at hand: "vit-base" (ViT-B/16 at 224², 1000 labels) or "ast-base" (AST over 128 mel
+/// bins × 1024 frames, patches every 10, 527 labels). Weights are F16 with trained-like magnitudes
+/// (±0.05; norm gains about 1): uniform ±1 weights would make attention scores in the hundreds
+/// whose softmax tails are f32 subnormals, which CPUs multiply slowly.
+pub(crate) fn synthetic(name: &str) -> Result<(Vec<u8>, Vec<u8>), CliError> {
+    let (h, i, layers) = (768u64, 3072u64, 12u32);
+    let (config, prefix, patch, positions, labels): (&[u8], &[&str], Vec<u64>, u64, u64) = match name {
+        "vit-base" => (br#"{"model_type":"vit","num_labels":1000}"#, &["embeddings.cls_token"], vec![h, 3, 16, 16], 197, 1000),
+        "ast-base" => (
+            br#"{"model_type":"audio-spectrogram-transformer","num_labels":527}"#,
+            &["embeddings.cls_token", "embeddings.distillation_token"],
+            vec![h, 1, 16, 16],
+            1214,
+            527,
+        ),
+        other => return Err(CliError { code: "Usage", message: format!("--synthetic {other:?} (vit-base or ast-base)") }),
+    };
+    let mut shapes: Vec<(String, Vec<u64>)> = prefix.iter().map(|n| (n.to_string(), vec![1, 1, h])).collect();
+    shapes.push(("embeddings.position_embeddings".into(), vec![1, positions, h]));
+    shapes.push(("embeddings.patch_embeddings.projection.weight".into(), patch));
+    shapes.push(("embeddings.patch_embeddings.projection.bias".into(), vec![h]));
+    for n in ["layernorm.weight", "layernorm.bias"] {
+        shapes.push((n.into(), vec![h]));
+    }
+    if name == "vit-base" {
+        shapes.push(("classifier.weight".into(), vec![labels, h]));
+        shapes.push(("classifier.bias".into(), vec![labels]));
+    } else {
+        shapes.push(("classifier.layernorm.weight".into(), vec![h]));
+        shapes.push(("classifier.layernorm.bias".into(), vec![h]));
+        shapes.push(("classifier.dense.weight".into(), vec![labels, h]));
+        shapes.push(("classifier.dense.bias".into(), vec![labels]));
+    }
+    for l in 0..layers {
+        for (part, rows, cols) in [
+            ("attention.attention.query", h, h),
+            ("attention.attention.key", h, h),
+            ("attention.attention.value", h, h),
+            ("attention.output.dense", h, h),
+            ("intermediate.dense", i, h),
+            ("output.dense", h, i),
+        ] {
+            shapes.push((format!("encoder.layer.{l}.{part}.weight"), vec![rows, cols]));
+            shapes.push((format!("encoder.layer.{l}.{part}.bias"), vec![rows]));
+        }
+        for norm in ["layernorm_before", "layernorm_after"] {
+            shapes.push((format!("encoder.layer.{l}.{norm}.weight"), vec![h]));
+            shapes.push((format!("encoder.layer.{l}.{norm}.bias"), vec![h]));
+        }
+    }
+    let mut rng = crate::rng::SeededRng::new(7);
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
+        .into_iter()
+        .map(|(n, s)| {
+            let gain = n.contains("layernorm") && n.ends_with(".weight");
+            let values = rng.signed_unit_vec(s.iter().product::<u64>() as usize);
+            let bytes = values.iter().flat_map(|&v| half::f16::from_f32(if gain { 1.0 + 0.1 * v } else { 0.05 * v }).to_le_bytes()).collect();
+            (n, s.iter().map(|&d| d as usize).collect(), bytes)
+        })
+        .collect();
+    let views = data
+        .iter()
+        .map(|(n, s, b)| safetensors::tensor::TensorView::new(safetensors::Dtype::F16, s.clone(), b).map(|v| (n.clone(), v)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CliError { code: "Internal", message: e.to_string() })?;
+    let bytes = safetensors::serialize(views, None).map_err(|e| CliError { code: "Internal", message: e.to_string() })?;
+    Ok((config.to_vec(), bytes))
 }

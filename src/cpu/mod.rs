@@ -159,3 +159,8 @@ fn qtensor(dtype: GgmlDType, bytes: Vec<u8>, shape: &[u32]) -> Result<QTensor, M
     .map_err(cpu_err)?;
     QTensor::new(storage, shape.iter().map(|&d| d as usize).collect::<Vec<_>>()).map_err(cpu_err)
 }
+
+/// How reports name the CPU fallback: the wasm SIMD build, or candle's threads natively.
+pub fn adapter_name() -> String {
+    if cfg!(target_arch = "wasm32") { "cpu (wasm simd128)".into() } else { format!("cpu (candle, {} threads)", candle_core::utils::get_num_threads()) }
+}

@@ -6,6 +6,7 @@ pub mod clip;
 pub mod encoder;
 pub mod gpt2;
 pub mod llama;
+#[cfg(feature = "cpu")]
 pub mod tasks;
 pub mod vit;
 

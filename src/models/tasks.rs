@@ -10,6 +10,9 @@ use crate::models::clip::Clip;
 use crate::models::llama::{ModelError, RangeReader};
 use crate::models::vit::{Ast, Vit};
 use crate::tokenizer::Tokenizer;
+use crate::cpu::bert::CpuBert;
+use crate::cpu::clip::CpuClip;
+use crate::cpu::vit::{CpuAst, CpuVit};
 
 /// A model on the GPU.
 pub enum Net {
@@ -19,10 +22,19 @@ pub enum Net {
     Bert(Bert),
 }
 
+/// A model on the CPU fallback (candle matmuls, wasm SIMD in the browser).
+pub enum CpuNet {
+    Vit(CpuVit),
+    Ast(CpuAst),
+    Clip(CpuClip),
+    Bert(CpuBert),
+}
+
 /// A model on the GPU or on the CPU fallback.
 #[allow(clippy::large_enum_variant)]
 pub enum Engine {
     Gpu { ctx: GpuContext, net: Net },
+    Cpu(CpuNet),
 }
 
 /// The tasks each architecture answers.
@@ -45,25 +57,34 @@ impl Engine {
     /// CPU without one.
     pub async fn load(gpu: Option<GpuContext>, config: &[u8], table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
         let model_type = super::model_type(config)?;
-        let Some(ctx) = gpu else {
-            return Err(ModelError::Config(format!("{model_type} has no CPU fallback in this build")));
-        };
-        let net = match model_type.as_str() {
-            "vit" => Net::Vit(Vit::load(&ctx, config, table, read).await?),
-            "clip" => Net::Clip(Clip::load(&ctx, config, table, read).await?),
-            "audio-spectrogram-transformer" => Net::Ast(Ast::load(&ctx, config, table, read).await?),
-            "bert" => Net::Bert(Bert::load(&ctx, config, table, read).await?),
-            other => return Err(ModelError::Config(format!("model_type {other:?} is not an encoder hugrt runs (vit, clip, audio-spectrogram-transformer, bert)"))),
-        };
-        Ok(Engine::Gpu { ctx, net })
+        let unknown = || ModelError::Config(format!("model_type {model_type:?} is not an encoder hugrt runs (vit, clip, audio-spectrogram-transformer, bert)"));
+        Ok(match gpu {
+            Some(ctx) => {
+                let net = match model_type.as_str() {
+                    "vit" => Net::Vit(Vit::load(&ctx, config, table, read).await?),
+                    "clip" => Net::Clip(Clip::load(&ctx, config, table, read).await?),
+                    "audio-spectrogram-transformer" => Net::Ast(Ast::load(&ctx, config, table, read).await?),
+                    "bert" => Net::Bert(Bert::load(&ctx, config, table, read).await?),
+                    _ => return Err(unknown()),
+                };
+                Engine::Gpu { ctx, net }
+            }
+            None => Engine::Cpu(match model_type.as_str() {
+                "vit" => CpuNet::Vit(CpuVit::load(config, table, read).await?),
+                "clip" => CpuNet::Clip(CpuClip::load(config, table, read).await?),
+                "audio-spectrogram-transformer" => CpuNet::Ast(CpuAst::load(config, table, read).await?),
+                "bert" => CpuNet::Bert(CpuBert::load(config, table, read).await?),
+                _ => return Err(unknown()),
+            }),
+        })
     }
 
     pub fn architecture(&self) -> &'static str {
         match self {
-            Engine::Gpu { net: Net::Vit(_), .. } => "vit",
-            Engine::Gpu { net: Net::Clip(_), .. } => "clip",
-            Engine::Gpu { net: Net::Ast(_), .. } => "audio-spectrogram-transformer",
-            Engine::Gpu { net: Net::Bert(_), .. } => "bert",
+            Engine::Gpu { net: Net::Vit(_), .. } | Engine::Cpu(CpuNet::Vit(_)) => "vit",
+            Engine::Gpu { net: Net::Clip(_), .. } | Engine::Cpu(CpuNet::Clip(_)) => "clip",
+            Engine::Gpu { net: Net::Ast(_), .. } | Engine::Cpu(CpuNet::Ast(_)) => "audio-spectrogram-transformer",
+            Engine::Gpu { net: Net::Bert(_), .. } | Engine::Cpu(CpuNet::Bert(_)) => "bert",
         }
     }
 
@@ -73,23 +94,25 @@ impl Engine {
         if !tasks_of(arch).contains(&task) {
             return Err(ModelError::Config(format!("a {arch} model does not do {task} (it does {})", tasks_of(arch).join(", "))));
         }
-        let Engine::Gpu { net, .. } = self;
-        match (net, task) {
-            (Net::Bert(b), "fill-mask") if !b.has_masked_lm() => Err(unsupported("fill masks: the checkpoint has no masked-LM head (cls.predictions.*)")),
-            (Net::Bert(b), "text-classification") if !b.has_classifier() => Err(unsupported("classify text: the checkpoint has no classifier")),
+        let (mlm, classifier) = match self {
+            Engine::Gpu { net: Net::Bert(b), .. } => (b.has_masked_lm(), b.has_classifier()),
+            Engine::Cpu(CpuNet::Bert(b)) => (b.has_masked_lm(), b.has_classifier()),
+            _ => (true, true),
+        };
+        match task {
+            "fill-mask" if !mlm => Err(unsupported("fill masks: the checkpoint has no masked-LM head (cls.predictions.*)")),
+            "text-classification" if !classifier => Err(unsupported("classify text: the checkpoint has no classifier")),
             _ => Ok(()),
         }
     }
 
-    /// `{ architecture, layers, hidden, labels, adapter, device }`.
+    /// `{ architecture, labels, adapter, device }`.
     pub fn info(&self) -> serde_json::Value {
-        let Engine::Gpu { ctx, .. } = self;
-        serde_json::json!({
-            "architecture": self.architecture(),
-            "labels": self.labels(),
-            "adapter": ctx.report.label(),
-            "device": "webgpu",
-        })
+        let (adapter, device) = match self {
+            Engine::Gpu { ctx, .. } => (ctx.report.label(), "webgpu"),
+            Engine::Cpu(_) => (crate::cpu::adapter_name(), "cpu"),
+        };
+        serde_json::json!({ "architecture": self.architecture(), "labels": self.labels(), "adapter": adapter, "device": device })
     }
 
     /// Class names of a classification head (empty otherwise).
@@ -98,7 +121,33 @@ impl Engine {
             Engine::Gpu { net: Net::Vit(m), .. } => &m.labels,
             Engine::Gpu { net: Net::Ast(m), .. } => &m.labels,
             Engine::Gpu { net: Net::Bert(m), .. } => &m.config.labels,
-            Engine::Gpu { net: Net::Clip(_), .. } => &[],
+            Engine::Cpu(CpuNet::Vit(m)) => &m.labels,
+            Engine::Cpu(CpuNet::Ast(m)) => &m.labels,
+            Engine::Cpu(CpuNet::Bert(m)) => &m.config.labels,
+            Engine::Gpu { net: Net::Clip(_), .. } | Engine::Cpu(CpuNet::Clip(_)) => &[],
+        }
+    }
+
+    /// Values of one image or one clip of features (None for text models).
+    pub fn input_len(&self) -> Option<usize> {
+        let image = |(c, h, w): (u32, u32, u32)| Some((c * h * w) as usize);
+        match self {
+            Engine::Gpu { net: Net::Vit(m), .. } => image(m.image_shape()),
+            Engine::Gpu { net: Net::Clip(m), .. } => image(m.image_shape()),
+            Engine::Cpu(CpuNet::Vit(m)) => image(m.image_shape()),
+            Engine::Cpu(CpuNet::Clip(m)) => image(m.image_shape()),
+            Engine::Gpu { net: Net::Ast(m), .. } => Some((m.max_length * m.mel_bins) as usize),
+            Engine::Cpu(CpuNet::Ast(m)) => Some((m.max_length * m.mel_bins) as usize),
+            _ => None,
+        }
+    }
+
+    /// Seconds of sound one clip of an audio model covers (frames of 10 ms).
+    pub fn input_seconds(&self) -> Option<f64> {
+        match self {
+            Engine::Gpu { net: Net::Ast(m), .. } => Some(f64::from(m.max_length) * 0.01),
+            Engine::Cpu(CpuNet::Ast(m)) => Some(f64::from(m.max_length) * 0.01),
+            _ => None,
         }
     }
 
@@ -107,26 +156,19 @@ impl Engine {
         let batch = match self {
             Engine::Gpu { net: Net::Bert(m), .. } => m.tokenize(tokenizer, &[text])?,
             Engine::Gpu { net: Net::Clip(m), .. } => m.tokenize(tokenizer, &[text])?,
+            Engine::Cpu(CpuNet::Bert(m)) => m.tokenize(tokenizer, &[text])?,
+            Engine::Cpu(CpuNet::Clip(m)) => m.tokenize(tokenizer, &[text])?,
             _ => return Err(unsupported("take text")),
         };
         batch.into_iter().next().ok_or_else(|| ModelError::Input("no tokens".into()))
     }
 
-    /// Values of one image or one clip of features (None for text models).
-    pub fn input_len(&self) -> Option<usize> {
+    /// Class logits of each image of `pixels` ((batch, 3, H, W)).
+    pub async fn classify_pixels(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
         match self {
-            Engine::Gpu { net: Net::Vit(m), .. } => Some(m.image_shape()).map(|(c, h, w)| (c * h * w) as usize),
-            Engine::Gpu { net: Net::Clip(m), .. } => Some(m.image_shape()).map(|(c, h, w)| (c * h * w) as usize),
-            Engine::Gpu { net: Net::Ast(m), .. } => Some((m.max_length * m.mel_bins) as usize),
-            Engine::Gpu { net: Net::Bert(_), .. } => None,
-        }
-    }
-
-    /// Seconds of sound one clip of an audio model covers (frames of 10 ms).
-    pub fn input_seconds(&self) -> Option<f64> {
-        match self {
-            Engine::Gpu { net: Net::Ast(m), .. } => Some(f64::from(m.max_length) * 0.01),
-            _ => None,
+            Engine::Gpu { ctx, net: Net::Vit(m) } => m.classify(ctx, pixels).await,
+            Engine::Cpu(CpuNet::Vit(m)) => m.classify(pixels),
+            _ => Err(unsupported("classify images")),
         }
     }
 
@@ -134,15 +176,8 @@ impl Engine {
     pub async fn image_embeds(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
         match self {
             Engine::Gpu { ctx, net: Net::Clip(m) } => m.image_embeds(ctx, pixels).await,
+            Engine::Cpu(CpuNet::Clip(m)) => m.image_embeds(pixels),
             _ => Err(unsupported("embed images")),
-        }
-    }
-
-    /// Class logits of each image of `pixels` ((batch, 3, H, W)).
-    pub async fn classify_pixels(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
-        match self {
-            Engine::Gpu { ctx, net: Net::Vit(m) } => m.classify(ctx, pixels).await,
-            _ => Err(unsupported("classify images")),
         }
     }
 
@@ -150,6 +185,7 @@ impl Engine {
     pub async fn classify_features(&mut self, features: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
         match self {
             Engine::Gpu { ctx, net: Net::Ast(m) } => m.classify(ctx, features).await,
+            Engine::Cpu(CpuNet::Ast(m)) => m.classify(features),
             _ => Err(unsupported("classify sounds")),
         }
     }
@@ -163,23 +199,33 @@ impl Engine {
                 let images = m.image_embeds(ctx, pixels).await?;
                 Ok(m.logits_per_image(&images, &text))
             }
+            Engine::Cpu(CpuNet::Clip(m)) => {
+                let ids = m.tokenize(tokenizer, texts)?;
+                Ok(m.logits_per_image(&m.image_embeds(pixels)?, &m.text_embeds(&ids)?))
+            }
             _ => Err(unsupported("score images against texts")),
         }
     }
 
     /// Masked-LM logits at each mask of one sequence.
     pub async fn fill_mask(&mut self, ids: &[u32], mask: u32) -> Result<Vec<Vec<f32>>, ModelError> {
-        match self {
-            Engine::Gpu { ctx, net: Net::Bert(m) } => Ok(m.fill_mask(ctx, &[ids.to_vec()], mask).await?.into_iter().next().unwrap_or_default()),
-            _ => Err(unsupported("fill masks")),
-        }
+        let batch = [ids.to_vec()];
+        let out = match self {
+            Engine::Gpu { ctx, net: Net::Bert(m) } => m.fill_mask(ctx, &batch, mask).await?,
+            Engine::Cpu(CpuNet::Bert(m)) => m.fill_mask(&batch, mask)?,
+            _ => return Err(unsupported("fill masks")),
+        };
+        Ok(out.into_iter().next().unwrap_or_default())
     }
 
     /// Classifier logits of one sequence.
     pub async fn classify_ids(&mut self, ids: &[u32]) -> Result<Vec<f32>, ModelError> {
-        match self {
-            Engine::Gpu { ctx, net: Net::Bert(m) } => Ok(m.classify(ctx, &[ids.to_vec()]).await?.into_iter().next().unwrap_or_default()),
-            _ => Err(unsupported("classify text")),
-        }
+        let batch = [ids.to_vec()];
+        let out = match self {
+            Engine::Gpu { ctx, net: Net::Bert(m) } => m.classify(ctx, &batch).await?,
+            Engine::Cpu(CpuNet::Bert(m)) => m.classify(&batch)?,
+            _ => return Err(unsupported("classify text")),
+        };
+        Ok(out.into_iter().next().unwrap_or_default())
     }
 }
