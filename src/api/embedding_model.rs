@@ -11,7 +11,7 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
 use super::http::HttpRanges;
-use super::{js_error, stored_bytes, stored_table, to_js};
+use super::{js_error, model_error, stored_bytes, stored_table, to_js};
 use crate::formats::TensorTable;
 use crate::models::RangeReader;
 use crate::store::idb::IdbStore;
@@ -50,15 +50,6 @@ pub struct EmbeddingModel {
     source: Rc<Source>,
     /// Set by `dispose`; an embedding running then drops the engine when it ends.
     disposed: Rc<std::cell::Cell<bool>>,
-}
-
-fn model_error(e: ModelError) -> JsValue {
-    match e {
-        ModelError::Gpu(g) => g.into(),
-        ModelError::Read(m) => js_error("NetworkError", &m),
-        ModelError::Input(m) => js_error("Usage", &m),
-        other => js_error("BadModelFile", &other.to_string()),
-    }
 }
 
 /// The body of `url`: `Ok(None)` on a 404, `NetworkError` on any other failure.

@@ -10,8 +10,7 @@ use std::rc::Rc;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use super::{js_error, stored_bytes, stored_table, to_js};
-use crate::models::llama::ModelError;
+use super::{js_error, model_error, stored_bytes, stored_table, to_js};
 use crate::models::vit::{softmax, top_k as best};
 use crate::preprocess::PreprocessError;
 use crate::preprocess::image::{Image, ImageProcessor};
@@ -48,15 +47,6 @@ struct Inner {
 pub struct EncoderModel {
     inner: Rc<RefCell<Option<Inner>>>,
     info: serde_json::Value,
-}
-
-fn model_error(e: ModelError) -> JsValue {
-    match e {
-        ModelError::Gpu(g) => g.into(),
-        ModelError::Read(m) => js_error("NetworkError", &m),
-        ModelError::Input(m) => js_error("Usage", &m),
-        other => js_error("BadModelFile", &other.to_string()),
-    }
 }
 
 fn input_error(e: PreprocessError) -> JsValue {

@@ -29,6 +29,17 @@ pub(crate) fn js_error(code: &str, message: &str) -> JsValue {
     err.into()
 }
 
+/// A model error as the JS error its code says (`BadModelFile` for what is wrong in the files).
+pub(crate) fn model_error(e: crate::models::llama::ModelError) -> JsValue {
+    use crate::models::llama::ModelError;
+    match e {
+        ModelError::Gpu(g) => g.into(),
+        ModelError::Read(m) => js_error("NetworkError", &m),
+        ModelError::Input(m) => js_error("Usage", &m),
+        other => js_error("BadModelFile", &other.to_string()),
+    }
+}
+
 impl From<GpuError> for JsValue {
     fn from(e: GpuError) -> Self {
         js_error(e.code(), &e.to_string())

@@ -13,7 +13,6 @@ use crate::cpu::bert::CpuBert;
 use crate::formats::{TensorTable, read_table_from};
 use crate::gpu::GpuContext;
 use crate::models::bert::Bert;
-use crate::models::llama::ModelError;
 use crate::tokenizer::Tokenizer;
 
 #[derive(clap::Args)]
@@ -32,16 +31,7 @@ pub struct Args {
     pub json: bool,
 }
 
-fn model_error(e: ModelError) -> CliError {
-    let code = match &e {
-        ModelError::Config(_) | ModelError::Tensor { .. } | ModelError::Format(_) => "BadModelFile",
-        ModelError::Read(_) => "Io",
-        ModelError::Gpu(g) => g.code(),
-        ModelError::Input(_) | ModelError::Token { .. } | ModelError::ContextFull { .. } => "Usage",
-        ModelError::Cpu(_) => "Cpu",
-    };
-    CliError { code, message: e.to_string() }
-}
+use super::classify::model_error;
 
 /// The encoder of a loaded checkpoint folder, on the GPU or the CPU.
 #[allow(clippy::large_enum_variant)] // one per run
