@@ -2,19 +2,23 @@
 // matrix products at prefill (tokens in tiles of TM), weights decoded in registers.
 //
 //   W: (rows, cols) in the repacked block layout of quant_decode.wgsl (appended to this module,
-//      with the block dot products of quant_dot.wgsl)
-//   X: (tokens, cols) f32
+//      with the block dot products `dot_block` and the activations' binding: quant_dot.wgsl
+//      for the f32 module, quant_dot_f16.wgsl for the f16 one)
+//   X: (tokens, cols): f32 (quant_dot.wgsl), or staged as f16 with a scale per 32 values
+//      (quant_dot_f16.wgsl, stage_f16.wgsl)
 //   Y: (tokens, out_stride) f32; this dispatch writes columns row_offset .. row_offset + rows
 //
 // Grid: workgroup (x + y·groups_x) holds WG / TPR weight rows, z a tile of TM tokens. The TPR
 // invocations of a row take its blocks lane, lane + TPR, … (elements for F32, word pairs for
-// F16/BF16), decode each once per token of the tile and accumulate one sum per token; each row's
-// TPR partial sums are then added in a log2(TPR)-step tree. Weights are read from memory once
-// per tile. TPR (threads per row) is chosen on the host from the row length, so that short rows
-// (576 values: 18 blocks) do not leave most of a workgroup idle.
+// F16/BF16), decode each once per token of the tile and accumulate one f32 sum per token (the f16
+// module's block products come back as f32, so long rows add up in f32); each row's TPR partial
+// sums are then added in a log2(TPR)-step tree. Weights are read from memory once per tile. TPR
+// (threads per row) is chosen on the host from the row length, so that short rows (576 values:
+// 18 blocks) do not leave most of a workgroup idle.
 // A weight larger than one storage binding is split by rows into parts, one dispatch each.
 // KIND (an override, so each weight type gets its own specialised pipeline) picks the decoder.
-// Error bound (tests): γ(products per invocation + log2(TPR) + 3) · Σ|W[r,c]·x[c]|.
+// Error bound (tests, src/gpu/ops/matvec.rs): f32 module γ(products per invocation + log2(TPR)
+// + 3) · Σ|W[r,c]·x[c]|; the f16 module adds γ_f16 of a block's chain (error_bound_f16).
 
 struct MatvecParams {
     rows: u32,
@@ -51,32 +55,10 @@ const Q6_K: u32 = 12u;
 
 @group(0) @binding(0) var<uniform> P: MatvecParams;
 @group(0) @binding(1) var<storage, read> W: array<u32>;
-@group(0) @binding(2) var<storage, read> X: array<f32>;
+// Binding 2 (the activations) is declared with `dot_block`.
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
 
 var<workgroup> partial: array<f32, MAX_WG * TM>;
-
-// Σ over block `wb` of w·x, x starting at X[xb].
-fn dot_block(wb: u32, xb: u32) -> f32 {
-    switch KIND {
-        case 0u: { return bitcast<f32>(W[wb]) * X[xb]; }
-        case 1u: { let w = unpack2x16float(W[wb]); return w.x * X[xb] + w.y * X[xb + 1u]; }
-        case 2u: {
-            let w = W[wb];
-            return bitcast<f32>(w << 16u) * X[xb] + bitcast<f32>(w & 0xFFFF0000u) * X[xb + 1u];
-        }
-        case 3u: { return dot_q4_0(wb, xb); }
-        case 4u: { return dot_q4_1(wb, xb); }
-        case 5u: { return dot_q5_0(wb, xb); }
-        case 6u: { return dot_q5_1(wb, xb); }
-        case 7u: { return dot_q8_0(wb, xb); }
-        case 8u: { return dot_q2_k(wb, xb); }
-        case 9u: { return dot_q3_k(wb, xb); }
-        case 10u: { return dot_q4_k(wb, xb); }
-        case 11u: { return dot_q5_k(wb, xb); }
-        default: { return dot_q6_k(wb, xb); }
-    }
-}
 
 @compute @workgroup_size(WG)
 fn matvec(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

@@ -1,5 +1,30 @@
-// Dot products of one weight block with activations X (declared by the including module, with
-// W), decoding in registers; the matvec kernel's inner loop. Layouts: see quant_decode.wgsl.
+// Dot products of one weight block with f32 activations X, decoding in registers, all in f32:
+// the f32 matvec module's inner loop (`dot_block`, called by matvec.wgsl). Layouts: see
+// quant_decode.wgsl; the f16 twin is quant_dot_f16.wgsl.
+
+@group(0) @binding(2) var<storage, read> X: array<f32>;  // (tokens, cols)
+
+// Σ over block `wb` of w·x, x starting at X[xb].
+fn dot_block(wb: u32, xb: u32) -> f32 {
+    switch KIND {
+        case 0u: { return bitcast<f32>(W[wb]) * X[xb]; }
+        case 1u: { let w = unpack2x16float(W[wb]); return w.x * X[xb] + w.y * X[xb + 1u]; }
+        case 2u: {
+            let w = W[wb];
+            return bitcast<f32>(w << 16u) * X[xb] + bitcast<f32>(w & 0xFFFF0000u) * X[xb + 1u];
+        }
+        case 3u: { return dot_q4_0(wb, xb); }
+        case 4u: { return dot_q4_1(wb, xb); }
+        case 5u: { return dot_q5_0(wb, xb); }
+        case 6u: { return dot_q5_1(wb, xb); }
+        case 7u: { return dot_q8_0(wb, xb); }
+        case 8u: { return dot_q2_k(wb, xb); }
+        case 9u: { return dot_q3_k(wb, xb); }
+        case 10u: { return dot_q4_k(wb, xb); }
+        case 11u: { return dot_q5_k(wb, xb); }
+        default: { return dot_q6_k(wb, xb); }
+    }
+}
 
 // Σ_{j<32} q_j·x_j of a Q4_0/Q4_1 nibble block whose 4 qs words start at `qw`: values 0..15 are
 // the low nibbles of bytes 0..15, values 16..31 the high nibbles. `offset` is subtracted from q.

@@ -104,6 +104,19 @@ pub const NORMALISED: Tolerance = Tolerance { rel: 2e-5, abs: 2e-6 };
 /// Unit roundoff of f32 (2^-24).
 pub const F32_UNIT_ROUNDOFF: f64 = 1.0 / 16_777_216.0;
 
+/// Unit roundoff of f16 (2^-11).
+pub const F16_UNIT_ROUNDOFF: f64 = 1.0 / 2048.0;
+
+/// f16's smallest normal value (2^-14): the most one f16 operation whose result is subnormal can
+/// be off by, whether the device keeps subnormals or flushes them to zero (WGSL allows both).
+pub const F16_MIN_NORMAL: f64 = 1.0 / 16384.0;
+
+/// γ_k for f16 operations (unit roundoff 2^-11); infinite once k·u reaches 1.
+pub fn gamma_f16(k: u64) -> f64 {
+    let ku = k as f64 * F16_UNIT_ROUNDOFF;
+    if ku >= 1.0 { f64::INFINITY } else { ku / (1.0 - ku) }
+}
+
 /// Higham's γ_k = k·u / (1 − k·u): the relative error bound of `k` chained f32 operations, applied
 /// to Σ|terms| it bounds the error of any summation order of depth `k`.
 pub fn gamma_f32(k: u64) -> f64 {

@@ -4,8 +4,8 @@
 //! A missing adapter fails the test: it never passes by skipping.
 
 use hugrt::formats::DType;
-use hugrt::gpu::GpuContext;
 use hugrt::gpu::ops::matvec;
+use hugrt::gpu::{GpuContext, Precision};
 
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
@@ -27,13 +27,46 @@ async fn check_matvec(ctx: &GpuContext, dtype: DType, rows: usize, cols: usize, 
     check_matmul(ctx, dtype, rows, cols, 1, seed, max_part_bytes).await;
 }
 
-async fn check_matmul(ctx: &GpuContext, dtype: DType, rows: usize, cols: usize, tokens: usize, seed: u64, max_part_bytes: Option<u64>) {
+async fn check_matmul(ctx: &GpuContext, dtype: DType, rows: usize, cols: usize, tokens: usize, seed: u64, max_part_bytes: Option<u64>) -> matvec::MatvecCheck {
     let report = matvec::check_against_reference(ctx, dtype, rows, cols, tokens, seed, max_part_bytes)
         .await
         .unwrap_or_else(|e| panic!("matvec {dtype} {rows}x{cols}, {tokens} tokens: {e}"));
     log(&format!("matvec {dtype} {rows}x{cols}, {tokens} tokens: {report}"));
-    assert!(report.passed, "matvec {dtype} {rows}x{cols}, {tokens} tokens: {report}");
+    assert!(report.comparison.passed, "matvec {dtype} {rows}x{cols}, {tokens} tokens: {report}");
     assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+    report
+}
+
+/// The f16 tests' precision: F16 where the device has shader-f16 (lavapipe natively), and the
+/// runtime's choice there too; where it has not (SwiftShader in Chromium) the runtime's choice is
+/// F32 and asking for F16 is a typed error. Either way the context is left on that precision.
+fn f16_where_present(ctx: &GpuContext) -> Precision {
+    let want = if ctx.report.shader_f16 { Precision::F16 } else { Precision::F32 };
+    assert_eq!(ctx.preferred_precision(), want, "the runtime's choice");
+    if !ctx.report.shader_f16 {
+        let err = ctx.set_precision(Precision::F16).expect_err("F16 without shader-f16");
+        assert!(matches!(err, hugrt::gpu::GpuError::MissingFeature { feature: "shader-f16", .. }), "{err:?}");
+    }
+    ctx.set_precision(want).expect("the preferred precision");
+    assert_eq!(ctx.precision(), want);
+    want
+}
+
+/// Runs one case on the f32 path and, where there is one, on the f16 path (each under its own
+/// bound), asserting the path each run reports; returns the two max |err|/Σ|w·x|.
+async fn check_both_paths(ctx: &GpuContext, dtype: DType, rows: usize, cols: usize, tokens: usize, seed: u64) -> (f64, Option<f64>) {
+    let f16 = f16_where_present(ctx);
+    ctx.set_precision(Precision::F32).expect("F32 is always there");
+    let f32_run = check_matmul(ctx, dtype, rows, cols, tokens, seed, None).await;
+    assert_eq!(f32_run.precision, Precision::F32, "{dtype}: the f32 path");
+    ctx.set_precision(f16).expect("the preferred precision");
+    if f16 == Precision::F32 {
+        return (f32_run.max_rel_err, None);
+    }
+    let f16_run = check_matmul(ctx, dtype, rows, cols, tokens, seed, None).await;
+    let want = if matvec::f16_pays(dtype) { Precision::F16 } else { Precision::F32 };
+    assert_eq!(f16_run.precision, want, "{dtype}: the path taken with f16 products on");
+    (f32_run.max_rel_err, Some(f16_run.max_rel_err))
 }
 
 gpu_test!(matvec_f32_awkward_sizes, async {
@@ -63,6 +96,47 @@ gpu_test!(matvec_every_weight_type, async {
         for (j, &(rows, blocks)) in [(1, 1), (13, 7), (3, 67)].iter().enumerate() {
             check_matvec(&ctx, dtype, rows, blocks * block, (100 * i + j) as u64, None).await;
         }
+    }
+});
+
+gpu_test!(matvec_f16_every_weight_type_at_awkward_sizes, async {
+    let ctx = context().await;
+    // With shader-f16 (lavapipe) every case runs on both paths and the f16 one must have run;
+    // without it (SwiftShader) the f32 path must have been chosen, and is checked.
+    let f16 = f16_where_present(&ctx);
+    log(&format!("shader-f16: {}; the runtime's precision: {f16:?}", ctx.report.shader_f16));
+    let types = [
+        DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+        DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
+    ];
+    for (i, dtype) in types.into_iter().enumerate() {
+        let block = dtype.block_elems().max(2) as usize;
+        let (mut worst32, mut worst16) = (0f64, 0f64);
+        // One block, one token; prime numbers of rows, blocks and tokens (5: a partial tile);
+        // 67 blocks per row.
+        for (j, &(rows, blocks, tokens)) in [(1, 1, 1), (13, 7, 1), (3, 67, 1), (7, 7, 5)].iter().enumerate() {
+            let (e32, e16) = check_both_paths(&ctx, dtype, rows, blocks * block, tokens, (1000 + 10 * i + j) as u64).await;
+            worst32 = worst32.max(e32);
+            worst16 = worst16.max(e16.unwrap_or(0.0));
+        }
+        let with_f16 = match f16 {
+            Precision::F32 => "no f16 path on this device".to_owned(),
+            Precision::F16 if !matvec::f16_pays(dtype) => "f16 on: the f32 path is kept for these weights".to_owned(),
+            Precision::F16 => format!("f16 path {worst16:.2e}"),
+        };
+        log(&format!("{dtype}: max |err|/Σ|w·x| f32 path {worst32:.2e}; {with_f16}"));
+    }
+    assert_eq!(ctx.precision(), f16);
+});
+
+gpu_test!(matvec_f16_vocabulary_projection, async {
+    let ctx = context().await;
+    let f16 = f16_where_present(&ctx);
+    // 151936 × 1024 Q8_0 (165 MB, split on lavapipe) and Q4_K: the f16 path's staging once per
+    // call and its dispatch per part.
+    for (i, dtype) in [DType::Q8_0, DType::Q4_K].into_iter().enumerate() {
+        let report = check_matmul(&ctx, dtype, 151_936, 1024, 1, 77 + i as u64, None).await;
+        assert_eq!(report.precision, f16, "{dtype}");
     }
 });
 
@@ -253,12 +327,22 @@ gpu_test!(matvec_on_fixture_blocks, async {
         }
         let w = hugrt::gpu::weights::GpuWeight::upload(&ctx, &t.name, t.dtype, rows, cols, bytes).expect("upload");
         let x = rng.signed_unit_vec(cols as usize);
-        let y = matvec::run(&ctx, &w, &x).await.expect("matvec");
         let (want, abs) = matvec::reference(t.dtype, bytes, &x).expect("reference");
         let tpr = matvec::threads_per_row(t.dtype, cols as u32, matvec::min_steps_per_thread(&ctx));
-        let report = hugrt::check::Comparison::elementwise(&y, &want, matvec::error_bound(t.dtype, cols as u32, tpr, &abs));
-        log(&format!("fixture {}: {report}", t.name));
-        assert!(report.passed, "fixture {}: {report}", t.name);
+        // The f32 path, then the f16 path where the device has one.
+        for precision in [Precision::F32, ctx.preferred_precision()] {
+            ctx.set_precision(precision).expect("F32 or the preferred precision");
+            let (y, path) = matvec::run_reporting(&ctx, &w, &x).await.expect("matvec");
+            let report = match path {
+                Precision::F32 => hugrt::check::Comparison::elementwise(&y, &want, matvec::error_bound(t.dtype, cols as u32, tpr, &abs)),
+                Precision::F16 => {
+                    let sums = matvec::f16_sums(t.dtype, bytes, &x, cols as usize).expect("sums");
+                    hugrt::check::Comparison::elementwise(&y, &want, matvec::error_bound_f16(t.dtype, cols as u32, tpr, &sums))
+                }
+            };
+            log(&format!("fixture {} ({path:?} path): {report}", t.name));
+            assert!(report.passed, "fixture {} ({path:?} path): {report}", t.name);
+        }
     }
     let odd = hugrt::gpu::weights::GpuWeight::new(&ctx, "odd", DType::BF16, 7, 13, None).expect_err("odd BF16 rows");
     assert!(matches!(odd, hugrt::gpu::GpuError::Shape { .. }), "{odd:?}");

@@ -6,21 +6,29 @@ use std::path::Path;
 
 use hugrt::gpu::shaders::ShaderId;
 
-fn validate(name: &str, source: &str) -> naga::Module {
-    let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
-    // What every WebGPU device has (unpack2x16float counts as FLOAT16_IN_FLOAT32 to naga), plus
-    // subgroups; not SHADER_FLOAT16: SwiftShader lacks shader-f16, so every module must work in f32.
-    let caps = naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32 | naga::valid::Capabilities::SUBGROUP;
+/// Parses and validates `source` with what every WebGPU device has (unpack2x16float counts as
+/// FLOAT16_IN_FLOAT32 to naga) plus subgroups, and f16 types only when `f16`: SwiftShader lacks
+/// shader-f16, so every module but the f16 ones must work without it.
+fn validate_with(name: &str, source: &str, f16: bool) -> Result<naga::Module, String> {
+    let module = naga::front::wgsl::parse_str(source).map_err(|e| format!("{name}: {}", e.emit_to_string(source)))?;
+    let mut caps = naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32 | naga::valid::Capabilities::SUBGROUP;
+    if f16 {
+        caps |= naga::valid::Capabilities::SHADER_FLOAT16;
+    }
     naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
         .validate(&module)
-        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
-    module
+        .map_err(|e| format!("{name}: {}", e.emit_to_string(source)))?;
+    Ok(module)
+}
+
+fn validate(id: ShaderId) -> naga::Module {
+    validate_with(id.name(), id.source(), id.needs_f16()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
 fn every_module_validates_and_every_file_is_used() {
-    for id in ShaderId::ALL {
-        validate(id.name(), id.source());
+    for &id in ShaderId::ALL {
+        validate(id);
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     let mut files: Vec<String> = std::fs::read_dir(&dir)
@@ -39,9 +47,29 @@ fn every_module_validates_and_every_file_is_used() {
     println!("validated {} modules from {} files", ShaderId::ALL.len(), files.len());
 }
 
+/// Only the f16 modules carry `enable f16;`, prefixed in Rust (no file has it, so no f32 module
+/// can pick it up), and they fail without shader-f16, so the flag is not decorative.
+#[test]
+fn f16_is_enabled_only_in_the_f16_modules() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    for entry in std::fs::read_dir(&dir).expect("shaders/ exists") {
+        let path = entry.expect("an entry").path();
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let directive = text.lines().any(|l| l.trim_start().starts_with("enable"));
+        assert!(!directive, "{}: `enable f16;` belongs in ShaderId::source", path.display());
+    }
+    for &id in ShaderId::ALL {
+        assert_eq!(id.source().starts_with("enable f16;"), id.needs_f16(), "{}", id.name());
+        if id.needs_f16() {
+            assert!(validate_with(id.name(), id.source(), false).is_err(), "{} validates without shader-f16", id.name());
+        }
+    }
+    assert!(ShaderId::ALL.iter().any(|id| id.needs_f16()));
+}
+
 /// Asserts that WGSL struct `name` has the size and member offsets of the Rust struct.
 fn assert_layout(shader: ShaderId, name: &str, size: usize, members: &[(&str, usize)]) {
-    let module = validate(shader.name(), shader.source());
+    let module = validate(shader);
     let ty = module
         .types
         .iter()
@@ -69,8 +97,10 @@ macro_rules! layout {
 
 #[test]
 fn uniform_structs_match_their_wgsl_layout() {
-    use hugrt::gpu::ops::{attention::AttnParams, elementwise::EltParams, embedding::EmbedParams, matvec::MatvecParams, norm::NormParams, patches::PatchParams, pool::PoolParams, reduce::ReduceParams, rope::RopeParams, sample::SampleParams};
+    use hugrt::gpu::ops::{attention::AttnParams, elementwise::EltParams, embedding::EmbedParams, matvec::{MatvecParams, StageParams}, norm::NormParams, patches::PatchParams, pool::PoolParams, reduce::ReduceParams, rope::RopeParams, sample::SampleParams};
     layout!(ShaderId::Matvec, MatvecParams, "MatvecParams", rows, cols, groups_x, row_offset, tokens, out_stride, _pad0, _pad1);
+    layout!(ShaderId::MatvecF16, MatvecParams, "MatvecParams", rows, cols, groups_x, row_offset, tokens, out_stride, _pad0, _pad1);
+    layout!(ShaderId::StageF16, StageParams, "StageParams", n, groups, groups_x, _pad);
     layout!(ShaderId::Elementwise, EltParams, "EltParams", n, cols, groups_x, s);
     layout!(ShaderId::Norm, NormParams, "NormParams", rows, cols, groups_x, eps);
     layout!(ShaderId::Rope, RopeParams, "RopeParams", tokens, heads, head_dim, rot_dim, groups_x, _pad0, _pad1, _pad2);
@@ -87,7 +117,7 @@ fn uniform_structs_match_their_wgsl_layout() {
 fn binding_lists_match_the_wgsl_declarations() {
     use hugrt::gpu::shaders::Binding;
     for &id in ShaderId::ALL {
-        let module = validate(id.name(), id.source());
+        let module = validate(id);
         let mut declared: Vec<(u32, Binding)> = module
             .global_variables
             .iter()

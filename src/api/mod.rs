@@ -47,12 +47,17 @@ impl From<GpuError> for JsValue {
 }
 
 /// The GPU for `device` ("webgpu", "cpu" or "auto": WebGPU when an adapter and device can be
-/// had, else the CPU), and why there is none when "auto" falls back.
+/// had, else the CPU), and why there is none when "auto" falls back. The GPU's matrix products
+/// use f16 where it has shader-f16 (`preferred_precision`; `TextModel.setPrecision` opts out).
 pub(crate) async fn choose_device(device: &str) -> Result<(Option<crate::gpu::GpuContext>, Option<String>), JsValue> {
+    let runtime = |ctx: GpuContext| -> Result<GpuContext, GpuError> {
+        ctx.set_precision(ctx.preferred_precision())?;
+        Ok(ctx)
+    };
     match device {
-        "webgpu" => Ok((Some(crate::gpu::GpuContext::new().await?), None)),
+        "webgpu" => Ok((Some(runtime(crate::gpu::GpuContext::new().await?)?), None)),
         "cpu" => Ok((None, None)),
-        "auto" => match crate::gpu::GpuContext::new().await {
+        "auto" => match crate::gpu::GpuContext::new().await.and_then(runtime) {
             Ok(ctx) => Ok((Some(ctx), None)),
             Err(e) if e.code() == "WebGpuUnavailable" => Ok((None, Some(e.to_string()))),
             Err(e) => Err(e.into()),
@@ -110,7 +115,8 @@ impl Gpu {
     }
 
     /// Runs a seeded random `rows × cols` matvec with weights of `dtype` ("F32", "Q4_K", …) and
-    /// compares it with the CPU reference: resolves to `{ len, passed, maxAbsErr, worstRatio, … }`.
+    /// compares it with the CPU reference: resolves to `{ len, passed, maxAbsErr, worstRatio, …,
+    /// precision, maxRelErr }` (`precision`: the path taken, "f32" or "f16").
     #[wasm_bindgen(js_name = matvecCheck)]
     pub fn matvec_check(&self, dtype: String, rows: u32, cols: u32, seed: u32) -> js_sys::Promise {
         let ctx = self.ctx.clone();

@@ -13,7 +13,7 @@ use super::{js_error, stored_bytes, stored_table, to_js};
 use crate::formats::{Metadata, TensorTable};
 use crate::generate::chat::{ChatTemplate, Message};
 use crate::generate::{GenerateError, GenerateOptions, Generation, LanguageModel, Pick};
-use crate::gpu::GpuContext;
+use crate::gpu::{GpuContext, Precision};
 use crate::models::llama::ModelError;
 use crate::models::{CpuDecoder, Decoder, RangeReader};
 use crate::store::idb::IdbStore;
@@ -71,6 +71,7 @@ impl TextModel {
                 let mut info = model.info();
                 info["adapter"] = ctx.report.label().into();
                 info["device"] = "webgpu".into();
+                info["precision"] = to_json(ctx.precision());
                 (Engine::Gpu { ctx, model }, info)
             }
             None => {
@@ -85,6 +86,10 @@ impl TextModel {
         info["hasChatTemplate"] = template.is_some().into();
         Ok(TextModel { engine: Rc::new(RefCell::new(Some(engine))), disposed: Rc::default(), tokenizer: Rc::new(tokenizer), template, info })
     }
+}
+
+fn to_json(precision: Precision) -> serde_json::Value {
+    serde_json::to_value(precision).unwrap_or_default()
 }
 
 fn gguf_tokenizer(table: &TensorTable) -> Result<Tokenizer, JsValue> {
@@ -137,9 +142,33 @@ impl TextModel {
     }
 
     /// `{ architecture, layers, hidden, heads, kvHeads, vocab, context, weightBytes,
-    /// dispatchesPerToken, adapter, device, hasChatTemplate }`.
+    /// dispatchesPerToken, adapter, device, precision, hasChatTemplate }` (`precision`: "f16" or
+    /// "f32", how the GPU's matrix products multiply; absent on the CPU).
     pub fn info(&self) -> Result<JsValue, JsValue> {
-        to_js(&self.info)
+        let mut info = self.info.clone();
+        if let Some(Engine::Gpu { ctx, .. }) = self.engine.borrow().as_ref() {
+            info["precision"] = to_json(ctx.precision());
+        }
+        to_js(&info)
+    }
+
+    /// How the GPU's matrix products multiply from the next generation on: "f32" (reference-grade;
+    /// opts out of f16), "f16" (`Unsupported` without shader-f16) or "auto" (f16 where the device
+    /// has shader-f16, the default). Nothing to do on the CPU; `Busy` during a generation.
+    #[wasm_bindgen(js_name = setPrecision)]
+    pub fn set_precision(&self, precision: &str) -> Result<(), JsValue> {
+        let engine = self.engine.borrow();
+        let Some(engine) = engine.as_ref() else {
+            return Err(js_error("Busy", "a generation is running (or the model was disposed)"));
+        };
+        if let Engine::Gpu { ctx, .. } = engine {
+            let p = match precision {
+                "auto" => ctx.preferred_precision(),
+                other => Precision::from_name(other).ok_or_else(|| js_error("Usage", &format!("precision {other:?} (auto, f32 or f16)")))?,
+            };
+            ctx.set_precision(p)?;
+        }
+        Ok(())
     }
 
     /// The prompt for `messages` (`[{ role, content }]`) by the model's chat template.

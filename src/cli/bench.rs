@@ -1,6 +1,6 @@
 //! `hugrt bench kernels [--quick] [--json]`: kernel micro-benchmarks on the native GPU adapter.
-//! `hugrt bench model --model FILE [--device gpu|cpu]`: one GGUF Llama end to end, on the GPU or
-//! on the CPU fallback (candle). `hugrt bench embed --model DIR [--device gpu|cpu]`: a BERT
+//! `hugrt bench model --model FILE [--device gpu|cpu] [--precision auto|f32|f16]`: one GGUF
+//! Llama end to end, on the GPU or on the CPU fallback (candle). `hugrt bench embed --model DIR [--device gpu|cpu]`: a BERT
 //! checkpoint folder's sentence embeddings (one sentence, a batch of short ones). `hugrt bench
 //! encoder --model DIR [--device gpu|cpu]`: images/s of a ViT or CLIP, seconds of audio/s of an AST.
 
@@ -29,6 +29,10 @@ pub struct Args {
     /// Sentences per batch, for `bench embed`.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
+    /// For `bench model` on the GPU: how the matrix products multiply: "auto" (f16 block
+    /// products where the device has shader-f16, else f32), "f32" (reference-grade) or "f16".
+    #[arg(long, default_value = "auto")]
+    pub precision: String,
     /// Fewer iterations (CPU adapters such as lavapipe are slow).
     #[arg(long)]
     pub quick: bool,
@@ -53,6 +57,8 @@ pub fn run(args: &Args) -> Result<String, CliError> {
     }
     let gpu_err = |e: crate::gpu::GpuError| CliError { code: e.code(), message: e.to_string() };
     pollster::block_on(async {
+        // `--precision` does not apply: the matvec rows are measured on both paths where the
+        // device has two.
         let ctx = GpuContext::new().await.map_err(gpu_err)?;
         let rows = bench_kernels(&ctx, args.quick).await.map_err(gpu_err)?;
         if args.json {
@@ -105,12 +111,13 @@ fn bench_model(args: &Args, path: &std::path::Path) -> Result<String, CliError> 
             let adapter = format!("the CPU (candle, {} threads)", candle_core::utils::get_num_threads());
             Ok::<_, CliError>((info, adapter, load_s, prefill_s, decode_s))
         } else {
-            let ctx = GpuContext::new().await.map_err(|e| CliError { code: e.code(), message: e.to_string() })?;
+            let ctx = super::gpu_context(&args.precision).await?;
             let mut model = checkpoint.load(&ctx, Some(context)).await.map_err(model_err)?;
             let load_s = t0.elapsed().as_secs_f64();
             let mut info = model.info();
             let (prefill_s, decode_s) = time(&mut model.on(&ctx), &prompt(info["vocab"].as_u64().unwrap_or(1) as u32), args.decode_tokens).await.map_err(model_err)?;
             info["peakRssMb"] = peak_rss_mb().into();
+            info["precision"] = serde_json::to_value(ctx.precision()).unwrap_or_default();
             info["copyGbPerS"] = bench_kernels(&ctx, true).await.map_err(|e| CliError { code: e.code(), message: e.to_string() })?[0].gb_per_s.into();
             Ok((info, ctx.report.name.clone(), load_s, prefill_s, decode_s))
         }
@@ -131,12 +138,14 @@ fn bench_model(args: &Args, path: &std::path::Path) -> Result<String, CliError> 
     if args.json {
         return Ok(format!("{out}\n"));
     }
+    let products = out["precision"].as_str().map(|p| format!(", {p} products")).unwrap_or_default();
     let mut text = format!(
-        "{name} ({}) on {adapter}\nload {load_s:.2} s; prefill {} tokens: {prefill:.1} tok/s; decode: {:.2} tok/s\n",
+        "{name} ({}) on {adapter}{products}\nload {load_s:.2} s; prefill {} tokens: {prefill:.1} tok/s; decode: {:.2} tok/s\n",
         out["architecture"].as_str().unwrap_or("?"), args.prompt_tokens, 1.0 / decode_s
     );
     if let Some(dispatches) = out["dispatchesPerToken"].as_u64() {
-        text += &format!("{dispatches} dispatches per token\n");
+        let staging = if out["precision"] == "f16" { " (and one staging dispatch per matvec of block-format weights)" } else { "" };
+        text += &format!("{dispatches} dispatches per token{staging}\n");
     }
     if let Some(bytes) = bytes {
         let gbs = bytes / decode_s / 1e9;

@@ -99,7 +99,11 @@ pub struct Args {
     /// "gpu" (wgpu) or "cpu" (the candle fallback; Llama-family models and GPT-2).
     #[arg(long, default_value = "gpu")]
     pub device: String,
-    /// Print JSON: {prompt, promptIds, ids, text, finishReason, usage, adapter, timings}.
+    /// How the GPU's matrix products multiply: "auto" (f16 block products where the device has
+    /// shader-f16, else f32), "f32" (reference-grade) or "f16".
+    #[arg(long, default_value = "auto")]
+    pub precision: String,
+    /// Print JSON: {prompt, promptIds, ids, text, finishReason, usage, adapter, precision, timings}.
     #[arg(long)]
     pub json: bool,
 }
@@ -158,9 +162,12 @@ pub fn run(args: &Args) -> Result<String, CliError> {
             }
             text.push_str(&piece);
         };
+        // The GPU's matrix products' precision (none on the CPU).
+        let mut precision = None;
         let (adapter, load_ms) = match args.device.as_str() {
             "gpu" => {
-                let ctx = GpuContext::new().await.map_err(|e| CliError { code: e.code(), message: e.to_string() })?;
+                let ctx = super::gpu_context(&args.precision).await?;
+                precision = Some(ctx.precision());
                 let mut model = checkpoint.load(&ctx, args.context).await.map_err(|e| failed(e.into()))?;
                 let load_ms = t0.elapsed().as_secs_f64() * 1e3;
                 let mut lm = model.on(&ctx);
@@ -187,13 +194,14 @@ pub fn run(args: &Args) -> Result<String, CliError> {
             return Ok(format!(
                 "{}\n",
                 json!({ "prompt": prompt, "promptIds": prompt_ids, "ids": generation.tokens(), "text": text,
-                        "finishReason": generation.finish_reason(), "usage": u, "adapter": adapter, "device": args.device,
+                        "finishReason": generation.finish_reason(), "usage": u, "adapter": adapter, "device": args.device, "precision": precision,
                         "timings": { "loadMs": load_ms, "prefillTokPerS": prefill_tps, "decodeTokPerS": decode_tps } })
             ));
         }
         Ok(format!(
-            "\n-- {} prompt tokens, {} generated on {} ({:?}); load {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s\n",
-            u.prompt_tokens, u.completion_tokens, adapter, generation.finish_reason(), load_ms, prefill_tps, decode_tps
+            "\n-- {} prompt tokens, {} generated on {}{} ({:?}); load {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s\n",
+            u.prompt_tokens, u.completion_tokens, adapter, precision.map(|p| format!(", {p:?} products")).unwrap_or_default(),
+            generation.finish_reason(), load_ms, prefill_tps, decode_tps
         ))
     })
 }

@@ -35,6 +35,20 @@ enum Command {
     Bench(bench::Args),
 }
 
+/// The native GPU with the matrix products' precision `precision` asks for: "auto" (f16 where
+/// the device has shader-f16, the runtime's default), "f32" or "f16" (an error without shader-f16).
+pub(crate) async fn gpu_context(precision: &str) -> Result<crate::gpu::GpuContext, CliError> {
+    let gpu_err = |e: crate::gpu::GpuError| CliError { code: e.code(), message: e.to_string() };
+    let ctx = crate::gpu::GpuContext::new().await.map_err(gpu_err)?;
+    let p = match precision {
+        "auto" => ctx.preferred_precision(),
+        other => crate::gpu::Precision::from_name(other)
+            .ok_or_else(|| CliError { code: "Usage", message: format!("unknown precision {other:?} (auto, f32 or f16)") })?,
+    };
+    ctx.set_precision(p).map_err(gpu_err)?;
+    Ok(ctx)
+}
+
 /// A failure to report: a stable code and a message.
 pub struct CliError {
     pub code: &'static str,

@@ -1,10 +1,11 @@
 //! Kernel micro-benchmarks: time, achieved GB/s (bytes a kernel must move / time) and GFLOP/s
 //! per kernel and size, with a buffer-copy baseline for the bandwidth ratio. A benchmark, not a
-//! test: it prints figures and asserts nothing about speed.
+//! test: it prints figures and asserts nothing about speed. Where the device has shader-f16, each
+//! matvec/matmul row whose weights take the f16 path is measured on both paths ("… f16" rows).
 
 use serde::Serialize;
 
-use super::context::GpuContext;
+use super::context::{GpuContext, Precision};
 use super::error::GpuError;
 use super::ops::{attention::Attention, matvec, new_encoder, norm::Norm};
 use super::weights::GpuWeight;
@@ -94,22 +95,34 @@ pub async fn bench_kernels(ctx: &GpuContext, quick: bool) -> Result<Vec<BenchRow
         (DType::Q4_1, 1536, 576, 64),
         (DType::Q8_0, 49152, 576, 1),
     ];
+    let was = ctx.precision();
+    let precisions: &[Precision] = if ctx.preferred_precision() == Precision::F16 { &[Precision::F32, Precision::F16] } else { &[Precision::F32] };
     for &(dtype, n, k, tokens) in cases {
         let bytes = rng.tensor_bytes(dtype, (n * k) as usize);
         let w = GpuWeight::upload(ctx, "W", dtype, n, k, &bytes)?;
         let x = ctx.storage_from("bench", "x", &rng.signed_unit_vec((k * u64::from(tokens)) as usize))?;
         let y = ctx.storage_output("bench", "y", n * u64::from(tokens) * 4)?;
-        let ms = time(ctx, iters, |mut e| {
-            let (w, x, y) = (&w, &x, &y);
-            async move {
-                matvec::encode(ctx, &mut e, w, tokens, x, y).await?;
-                Ok(e)
+        for &precision in precisions {
+            if precision == Precision::F16 && !matvec::f16_pays(dtype) {
+                continue;
             }
-        })
-        .await?;
-        let moved = bytes.len() as f64 + 4.0 * f64::from(tokens) * (n + k) as f64;
-        let name = if tokens == 1 { format!("matvec {dtype}") } else { format!("matmul {dtype}") };
-        rows.push(row(name, format!("{n}x{k}, {tokens} token(s)"), ms, moved, 2.0 * (n * k) as f64 * f64::from(tokens)));
+            ctx.set_precision(precision)?;
+            let ms = time(ctx, iters, |mut e| {
+                let (w, x, y) = (&w, &x, &y);
+                async move {
+                    matvec::encode(ctx, &mut e, w, tokens, x, y).await?;
+                    Ok(e)
+                }
+            })
+            .await;
+            ctx.set_precision(was)?;
+            // The f16 path also writes and reads its staged activations (2 bytes per value, a
+            // scale per 32): counted as moved, as the f32 path's activations are.
+            let staged = if precision == Precision::F16 { f64::from(tokens) * k as f64 * (2.0 * 2.0 + 8.0 / 32.0) } else { 0.0 };
+            let moved = bytes.len() as f64 + 4.0 * f64::from(tokens) * (n + k) as f64 + staged;
+            let name = format!("{} {dtype}{}", if tokens == 1 { "matvec" } else { "matmul" }, if precision == Precision::F16 { " f16" } else { "" });
+            rows.push(row(name, format!("{n}x{k}, {tokens} token(s)"), ms?, moved, 2.0 * (n * k) as f64 * f64::from(tokens)));
+        }
     }
 
     // RMSNorm over 64 rows of 4096.

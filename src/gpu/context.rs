@@ -4,7 +4,12 @@
 //! storage bindings only when asked, and a 4096×4097 f32 matrix already needs 64 MiB. Optional
 //! features (shader-f16, subgroups, timestamp queries) are requested when present and reported,
 //! so kernels choose their variant at run time, never by a cargo feature.
+//!
+//! `Precision` says how the matrix products multiply: in f32 (the default of `GpuContext::new`,
+//! exact enough for the model tests' 2e-5 bounds) or with f16 block products where the device
+//! has shader-f16 (`preferred_precision`, what the CLI and the JS API ask for unless told not to).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -40,6 +45,28 @@ impl From<&wgpu::Limits> for LimitsReport {
             max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
             max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
             max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+        }
+    }
+}
+
+/// How the matrix products (`ops::matvec`) multiply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Weights decoded and multiplied in f32: the reference-grade path, on every device.
+    F32,
+    /// Activations staged as f16 (scaled per 32 values), weight blocks decoded to f16 and the
+    /// products within a block summed in f16; blocks accumulated in f32. Needs shader-f16.
+    F16,
+}
+
+impl Precision {
+    /// "f32" or "f16"; "auto" is not a precision but a request for `preferred_precision`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "f32" => Some(Precision::F32),
+            "f16" => Some(Precision::F16),
+            _ => None,
         }
     }
 }
@@ -87,6 +114,9 @@ pub struct GpuContext {
     lost: Arc<Mutex<Option<String>>>,
     /// Errors that no error scope caught; tests assert this stays empty.
     uncaptured: Arc<Mutex<Vec<String>>>,
+    /// `Precision::F16` when set (only ever with shader-f16); an atomic so that a shared context
+    /// (`Rc` in the browser) can be switched between runs.
+    f16_products: AtomicBool,
 }
 
 impl GpuContext {
@@ -157,7 +187,43 @@ impl GpuContext {
             pool: Default::default(),
             lost,
             uncaptured,
-        })
+            f16_products: AtomicBool::new(false),
+        }
+        .with_precision_from_env())
+    }
+
+    /// Natively, `HUGRT_PRECISION=f16|f32|auto` sets the starting precision (so a whole test run
+    /// can be repeated on the f16 path); unset or unknown, it is f32. Ignored in the browser.
+    fn with_precision_from_env(self) -> Self {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Ok(name) = std::env::var("HUGRT_PRECISION") {
+            let p = if name == "auto" { Some(self.preferred_precision()) } else { Precision::from_name(&name) };
+            if let Some(p) = p {
+                // F16 on a device without shader-f16 stays F32, as "auto" would.
+                let _ = self.set_precision(p);
+            }
+        }
+        self
+    }
+
+    /// F16 where the device has shader-f16, else F32: what the runtime uses unless told otherwise.
+    pub fn preferred_precision(&self) -> Precision {
+        if self.features.contains(wgpu::Features::SHADER_F16) { Precision::F16 } else { Precision::F32 }
+    }
+
+    /// The precision the matrix products use now.
+    pub fn precision(&self) -> Precision {
+        if self.f16_products.load(Ordering::Relaxed) { Precision::F16 } else { Precision::F32 }
+    }
+
+    /// Chooses the matrix products' precision for work encoded from now on; F16 on a device
+    /// without shader-f16 is `MissingFeature` and changes nothing.
+    pub fn set_precision(&self, precision: Precision) -> Result<(), GpuError> {
+        if precision == Precision::F16 && !self.features.contains(wgpu::Features::SHADER_F16) {
+            return Err(GpuError::MissingFeature { op: "set_precision", feature: "shader-f16" });
+        }
+        self.f16_products.store(precision == Precision::F16, Ordering::Relaxed);
+        Ok(())
     }
 
     /// `Err(DeviceLost)` once the device is gone; ops call this before encoding work.

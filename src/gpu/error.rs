@@ -32,6 +32,10 @@ pub enum GpuError {
     /// A buffer is larger than one storage binding may be on this device.
     #[error("{op}: {what} needs {bytes} bytes in one binding, the device allows {limit}")]
     BindingTooLarge { op: &'static str, what: &'static str, bytes: u64, limit: u64 },
+    /// The work needs an optional device feature this device lacks (e.g. f16 products without
+    /// shader-f16).
+    #[error("{op}: the device lacks the {feature} feature")]
+    MissingFeature { op: &'static str, feature: &'static str },
     /// Reading a result back to the CPU failed.
     #[error("reading GPU results back failed: {detail}")]
     Readback { detail: String },
@@ -55,7 +59,7 @@ impl GpuError {
             GpuError::RequestDevice { .. } => "WebGpuUnavailable",
             GpuError::DeviceLost { .. } => "DeviceLost",
             GpuError::OutOfMemory { .. } => "OutOfMemory",
-            GpuError::Shape { .. } | GpuError::BindingTooLarge { .. } => "Unsupported",
+            GpuError::Shape { .. } | GpuError::BindingTooLarge { .. } | GpuError::MissingFeature { .. } => "Unsupported",
             GpuError::Validation { .. } | GpuError::Internal { .. } | GpuError::Readback { .. } => "GpuError",
         }
     }

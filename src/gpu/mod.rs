@@ -11,5 +11,5 @@ pub mod pool;
 pub mod shaders;
 pub mod weights;
 
-pub use context::{AdapterReport, GpuContext, LimitsReport};
+pub use context::{AdapterReport, GpuContext, LimitsReport, Precision};
 pub use error::GpuError;

@@ -62,6 +62,9 @@ impl GpuContext {
         if let Some(p) = self.pipelines.pipelines.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(p);
         }
+        if key.shader.needs_f16() && !self.features.contains(wgpu::Features::SHADER_F16) {
+            return Err(GpuError::MissingFeature { op: "compiling an f16 shader", feature: "shader-f16" });
+        }
         let op = format!("compiling {} ({})", key.shader.name(), key.entry_point);
         let cached_module = self.pipelines.modules.lock().ok().and_then(|m| m.get(&key.shader).cloned());
         let mut constants = vec![("WG", f64::from(key.workgroup_size))];

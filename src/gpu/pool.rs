@@ -13,6 +13,9 @@ const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::Buffer
 #[derive(Default)]
 pub struct BufferPool {
     free: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    /// One persistent buffer per name, for scratch that an op writes and reads within its own
+    /// encoding (the f16 matvec's staged activations).
+    scratch: Mutex<HashMap<&'static str, wgpu::Buffer>>,
 }
 
 /// The size class of a request: the next power of two, at least 256 bytes.
@@ -39,15 +42,35 @@ impl BufferPool {
             }
     }
 
+    /// The scratch buffer `name` (at least `bytes`, contents undefined), grown when too small.
+    /// Only for data an op writes and then reads in passes it encodes itself: the queue runs
+    /// passes in order, so every user of the same scratch in one command buffer or in later ones
+    /// sees its own data. Rejected: `take`/`give` around the encoding, which would hand the
+    /// buffer to a caller whose `queue.write_buffer` lands before our passes run.
+    pub fn scratch(&self, ctx: &GpuContext, name: &'static str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
+        let size = class(bytes);
+        ctx.check_binding("buffer pool", name, size)?;
+        let mut scratch = self.scratch.lock().map_err(|_| GpuError::Internal { op: name.into(), message: "scratch lock poisoned".into() })?;
+        if let Some(buffer) = scratch.get(name).filter(|b| b.size() >= size) {
+            return Ok(buffer.clone());
+        }
+        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some(name), size, usage: USAGE, mapped_at_creation: false });
+        scratch.insert(name, buffer.clone());
+        Ok(buffer)
+    }
+
     /// Bytes held by idle buffers.
     pub fn idle_bytes(&self) -> u64 {
         self.free.lock().map(|f| f.iter().map(|(size, v)| size * v.len() as u64).sum()).unwrap_or(0)
     }
 
-    /// Drops every idle buffer (frees GPU memory).
+    /// Drops every idle buffer and scratch buffer (frees GPU memory once no pending work uses them).
     pub fn clear(&self) {
         if let Ok(mut free) = self.free.lock() {
             free.clear();
+        }
+        if let Ok(mut scratch) = self.scratch.lock() {
+            scratch.clear();
         }
     }
 }

@@ -2,6 +2,12 @@
 //! concatenated (WGSL has no includes; declarations may come in any order), e.g. a kernel file
 //! followed by the weight decoders of `quant_decode.wgsl`.
 //!
+//! A module that uses f16 types (`needs_f16`) starts with `enable f16;`, prefixed here rather
+//! than written in a file, so that no file shared with an f32 module carries the directive: the
+//! f32 and f16 matvec modules share `matvec.wgsl` and differ in the block dot products appended
+//! (`quant_dot.wgsl` or `quant_dot_f16.wgsl`), and a device without shader-f16 never compiles
+//! the f16 one (the pipeline cache refuses it).
+//!
 //! Each module declares its bindings here too (group 0, in binding order): pipelines get an
 //! explicit layout from this list, shared by all entry points of the module, and a test checks it
 //! against the WGSL declarations.
@@ -18,6 +24,10 @@ pub enum Binding {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ShaderId {
     Matvec,
+    /// The matvec kernel with f16 block products (`enable f16;`).
+    MatvecF16,
+    /// Activations packed to f16 for `MatvecF16` (f32 WGSL: no f16 types).
+    StageF16,
     Elementwise,
     Norm,
     Rope,
@@ -34,12 +44,14 @@ macro_rules! wgsl {
 }
 
 impl ShaderId {
-    pub const ALL: &'static [ShaderId] = &[ShaderId::Matvec, ShaderId::Elementwise, ShaderId::Norm, ShaderId::Rope, ShaderId::Reduce, ShaderId::Attention, ShaderId::Pool, ShaderId::Embedding, ShaderId::Sample, ShaderId::Patches];
+    pub const ALL: &'static [ShaderId] = &[ShaderId::Matvec, ShaderId::MatvecF16, ShaderId::StageF16, ShaderId::Elementwise, ShaderId::Norm, ShaderId::Rope, ShaderId::Reduce, ShaderId::Attention, ShaderId::Pool, ShaderId::Embedding, ShaderId::Sample, ShaderId::Patches];
 
     /// The files (under `shaders/`) this module is made of, in order; the first names it.
     pub fn files(self) -> &'static [&'static str] {
         match self {
             ShaderId::Matvec => &["matvec.wgsl", "quant_decode.wgsl", "quant_dot.wgsl"],
+            ShaderId::MatvecF16 => &["matvec.wgsl", "quant_decode.wgsl", "quant_dot_f16.wgsl"],
+            ShaderId::StageF16 => &["stage_f16.wgsl"],
             ShaderId::Elementwise => &["elementwise.wgsl"],
             ShaderId::Norm => &["norm.wgsl"],
             ShaderId::Rope => &["rope.wgsl"],
@@ -52,13 +64,25 @@ impl ShaderId {
         }
     }
 
+    /// A name for errors and labels: the first file, and "(f16)" for f16 modules.
     pub fn name(self) -> &'static str {
-        self.files()[0]
+        match self {
+            ShaderId::MatvecF16 => "matvec.wgsl (f16)",
+            other => other.files()[0],
+        }
+    }
+
+    /// Whether the module uses f16 types: it starts with `enable f16;` and compiles only on a
+    /// device with shader-f16.
+    pub fn needs_f16(self) -> bool {
+        matches!(self, ShaderId::MatvecF16)
     }
 
     pub fn source(self) -> &'static str {
         match self {
             ShaderId::Matvec => wgsl!("matvec.wgsl", "quant_decode.wgsl", "quant_dot.wgsl"),
+            ShaderId::MatvecF16 => concat!("enable f16;\n", wgsl!("matvec.wgsl", "quant_decode.wgsl", "quant_dot_f16.wgsl")),
+            ShaderId::StageF16 => wgsl!("stage_f16.wgsl"),
             ShaderId::Elementwise => wgsl!("elementwise.wgsl"),
             ShaderId::Norm => wgsl!("norm.wgsl"),
             ShaderId::Rope => wgsl!("rope.wgsl"),
@@ -76,6 +100,9 @@ impl ShaderId {
         use Binding::*;
         match self {
             ShaderId::Matvec => &[Uniform, Read, Read, ReadWrite],
+            // W, staged X, Y, the staged X's scales.
+            ShaderId::MatvecF16 => &[Uniform, Read, Read, ReadWrite, Read],
+            ShaderId::StageF16 => &[Uniform, Read, ReadWrite, ReadWrite],
             ShaderId::Elementwise => &[Uniform, Read, Read, ReadWrite],
             ShaderId::Norm => &[Uniform, Read, Read, Read, ReadWrite],
             ShaderId::Rope => &[Uniform, Read, ReadWrite],

@@ -95,7 +95,9 @@ impl Linear {
     /// `scratch` first.
     pub async fn encode(&self, ctx: &GpuContext, e: &mut wgpu::CommandEncoder, tokens: u32, x: &wgpu::Buffer, scratch: &wgpu::Buffer, y: &wgpu::Buffer) -> Result<(), ModelError> {
         match &self.b {
-            None => matvec::encode(ctx, e, &self.w, tokens, x, y).await?,
+            None => {
+                matvec::encode(ctx, e, &self.w, tokens, x, y).await?;
+            }
             Some(b) => {
                 matvec::encode(ctx, e, &self.w, tokens, x, scratch).await?;
                 let n = u64::from(tokens) * u64::from(self.w.rows);

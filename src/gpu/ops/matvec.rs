@@ -1,10 +1,17 @@
 //! `Y = X·Wᵀ` for every weight type: matrix-vector products at decode time and small matrix
 //! products at prefill (one weight row per workgroup, tokens in tiles of 8, weights decoded in
 //! registers; see shaders/matvec.wgsl).
+//!
+//! Two paths, chosen per call from the context's `Precision` (and the weight type): f32 products
+//! (quant_dot.wgsl) on every device, or, with shader-f16, activations staged to f16 in groups of
+//! 32 with a power-of-two scale (stage_f16.wgsl) and weight blocks decoded to f16 and multiplied
+//! in vec4<f16> (quant_dot_f16.wgsl), blocks still added in f32. `encode` says which it took.
 
-use crate::check::{Comparison, gamma_f32};
+use serde::Serialize;
+
+use crate::check::{Comparison, F16_MIN_NORMAL, gamma_f16, gamma_f32};
 use crate::formats::{DType, quant};
-use crate::gpu::context::GpuContext;
+use crate::gpu::context::{GpuContext, Precision};
 use crate::gpu::error::GpuError;
 use crate::gpu::ops::{Dispatch, check_len, grid, new_encoder, submit};
 use crate::gpu::shaders::ShaderId;
@@ -24,6 +31,36 @@ pub struct MatvecParams {
     pub out_stride: u32,
     pub _pad0: u32,
     pub _pad1: u32,
+}
+
+/// Uniforms of `shaders/stage_f16.wgsl` (`struct StageParams`); a test checks the layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StageParams {
+    /// Activations to stage: tokens · cols, even.
+    pub n: u32,
+    /// ceil(n / STAGE_GROUP).
+    pub groups: u32,
+    pub groups_x: u32,
+    pub _pad: u32,
+}
+
+/// Activations per power-of-two scale in the f16 path (stage_f16.wgsl).
+pub const STAGE_GROUP: u32 = 32;
+
+/// Whether f16 products are used for weights of `dtype` when the context asks for them: the
+/// block formats, whose decoding is where a decode step's arithmetic goes. F32, F16 and BF16
+/// weights keep f32 products: F32's and BF16's values do not fit f16 (24-bit mantissas; an 8-bit
+/// exponent), and F16 weights have nothing to decode, while reading them as f16 would need a
+/// u32 → vec2<f16> bitcast that naga does not type (the f16 kernel had to unpack to f32 and
+/// convert back, and measured slower on lavapipe: 112–120 ms against 95–103 for 4096×4096).
+pub fn f16_pays(dtype: DType) -> bool {
+    !matches!(dtype, DType::F32 | DType::F16 | DType::BF16)
+}
+
+/// The path `encode` takes for weights of `dtype` on `ctx`.
+pub fn path(ctx: &GpuContext, dtype: DType) -> Precision {
+    if ctx.precision() == Precision::F16 && f16_pays(dtype) { Precision::F16 } else { Precision::F32 }
 }
 
 /// Tokens per workgroup (the shader's `TM`).
@@ -77,7 +114,8 @@ pub fn kind(dtype: DType) -> Result<u32, GpuError> {
 }
 
 /// Records `Y = X·Wᵀ` for `tokens` rows of `x` (tokens, cols) into `y` (tokens, rows): one
-/// dispatch per part of `w`.
+/// dispatch per part of `w`, after one that stages `x` to f16 on the f16 path. Returns the path
+/// taken (`path`).
 pub async fn encode(
     ctx: &GpuContext,
     encoder: &mut wgpu::CommandEncoder,
@@ -85,7 +123,7 @@ pub async fn encode(
     tokens: u32,
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
-) -> Result<(), GpuError> {
+) -> Result<Precision, GpuError> {
     check_len(OP, "x", x, u64::from(tokens) * u64::from(w.cols))?;
     check_len(OP, "y", y, u64::from(tokens) * u64::from(w.rows))?;
     if u64::from(tokens) * u64::from(w.cols.max(w.rows)) > u64::from(u32::MAX) {
@@ -98,6 +136,11 @@ pub async fn encode(
     if tiles > ctx.limits.max_compute_workgroups_per_dimension {
         return Err(GpuError::Shape { op: OP, detail: format!("{tokens} tokens exceed the dispatch grid") });
     }
+    let precision = path(ctx, w.dtype);
+    let staged = match precision {
+        Precision::F16 => Some(stage(ctx, encoder, tokens * w.cols, x).await?),
+        Precision::F32 => None,
+    };
     for part in &w.parts {
         let (gx, gy, _) = grid(ctx, OP, u64::from(part.rows.div_ceil(rows_per_group)))?;
         let params = MatvecParams {
@@ -110,25 +153,62 @@ pub async fn encode(
             _pad0: 0,
             _pad1: 0,
         };
+        let (shader, buffers) = match &staged {
+            // W (rows, cols); staged x (tokens · cols / 4) vec4<f16>; y (tokens, out_stride);
+            // scales (tokens · cols / 32)
+            Some((xh, xs)) => (ShaderId::MatvecF16, [&part.buffer, xh, y, xs].to_vec()),
+            None => (ShaderId::Matvec, [&part.buffer, x, y].to_vec()),
+        };
         Dispatch {
-            shader: ShaderId::Matvec,
+            shader,
             entry_point: "matvec",
             workgroup_size: WORKGROUP,
             kind: Some(kind),
             threads_per_row: Some(tpr),
             params,
-            buffers: &[&part.buffer, x, y],
+            buffers: &buffers,
             groups: (gx, gy, tiles),
         }
         .encode(ctx, encoder)
         .await?;
     }
-    Ok(())
+    Ok(precision)
+}
+
+/// Records the staging of the first `n` values of `x` for the f16 path (stage_f16.wgsl) into the
+/// context's scratch buffers, returned: (n / 2) f16 pairs and (n / 32) scales.
+async fn stage(ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, n: u32, x: &wgpu::Buffer) -> Result<(wgpu::Buffer, wgpu::Buffer), GpuError> {
+    if !n.is_multiple_of(2) {
+        return Err(GpuError::Shape { op: OP, detail: format!("{n} activations: the f16 path stages pairs") });
+    }
+    let groups = n.div_ceil(STAGE_GROUP);
+    // Whole vec4<f16>s: the f16 module reads four values at a time.
+    let xh = ctx.pool.scratch(ctx, "matvec f16 x", (u64::from(n) * 2).next_multiple_of(8))?;
+    let xs = ctx.pool.scratch(ctx, "matvec f16 scales", u64::from(groups) * 4)?;
+    let (gx, gy, _) = grid(ctx, OP, u64::from(groups.div_ceil(WORKGROUP)))?;
+    Dispatch {
+        shader: ShaderId::StageF16,
+        entry_point: "stage",
+        workgroup_size: WORKGROUP,
+        kind: None,
+        threads_per_row: None,
+        params: StageParams { n, groups, groups_x: gx, _pad: 0 },
+        buffers: &[x, &xh, &xs],
+        groups: (gx, gy, 1),
+    }
+    .encode(ctx, encoder)
+    .await?;
+    Ok((xh, xs))
 }
 
 /// Uploads `x` (tokens × cols), runs `X·Wᵀ` and reads `Y` (tokens × rows) back: for tests,
 /// checks and benchmarks.
 pub async fn run(ctx: &GpuContext, w: &GpuWeight, x: &[f32]) -> Result<Vec<f32>, GpuError> {
+    Ok(run_reporting(ctx, w, x).await?.0)
+}
+
+/// `run`, and the path it took.
+pub async fn run_reporting(ctx: &GpuContext, w: &GpuWeight, x: &[f32]) -> Result<(Vec<f32>, Precision), GpuError> {
     if x.is_empty() || !x.len().is_multiple_of(w.cols as usize) {
         return Err(GpuError::Shape { op: OP, detail: format!("x has {} values, W has {} columns", x.len(), w.cols) });
     }
@@ -136,9 +216,9 @@ pub async fn run(ctx: &GpuContext, w: &GpuWeight, x: &[f32]) -> Result<Vec<f32>,
     let x_buf = ctx.storage_from(OP, "x", x)?;
     let y_buf = ctx.storage_output(OP, "y", u64::from(tokens) * u64::from(w.rows) * 4)?;
     let mut encoder = new_encoder(ctx, OP);
-    encode(ctx, &mut encoder, w, tokens, &x_buf, &y_buf).await?;
+    let precision = encode(ctx, &mut encoder, w, tokens, &x_buf, &y_buf).await?;
     submit(ctx, OP, encoder).await?;
-    ctx.read_f32(&y_buf, tokens as usize * w.rows as usize).await
+    Ok((ctx.read_f32(&y_buf, tokens as usize * w.rows as usize).await?, precision))
 }
 
 /// The bound on |GPU − exact| per row: the longest chain of f32 operations any one result went
@@ -152,6 +232,106 @@ pub fn error_bound(dtype: DType, cols: u32, tpr: u32, abs_sums: &[f64]) -> impl 
     let gamma = gamma_f32(depth);
     let flush = f64::from(cols) * f64::from(f32::MIN_POSITIVE);
     move |row| gamma * abs_sums[row] + flush
+}
+
+/// The f16 operations one weight value goes through in quant_dot_f16.wgsl: the rounding of its
+/// staged activation, its product, and the sum over its (sub-)block (32 values; 16 for Q2_K,
+/// Q3_K and Q6_K).
+fn f16_chain(dtype: DType) -> u64 {
+    2 + match dtype {
+        DType::Q2_K | DType::Q3_K | DType::Q6_K => 16,
+        _ => 32,
+    }
+}
+
+/// The bound on |GPU − exact| per row on the f16 path, from `f16_sums`. Each f16 operation is
+/// off by at most u·|result| (u = 2^-11) plus, when the result is subnormal, f16's smallest
+/// normal 2^-14. A block's f16 sums of q·ξ (and Σ ξ) then carry γ_f16(chain) relative to
+/// Σ|d·q·x| + |m·x| ≤ `magnitude` and the underflow terms in `underflow`; their f32 life after
+/// (block scales and min, the group scale, up to 16 sub-blocks per block, the blocks one
+/// invocation adds, the tree) is the f32 bound's γ on the same magnitude, counted twice for the
+/// (1 + γ_f16) growth. Rigorous like the f32 bound for any rounding mode and fused multiply-add.
+pub fn error_bound_f16(dtype: DType, cols: u32, tpr: u32, sums: &[F16Sums]) -> impl Fn(usize) -> f64 + '_ {
+    let per_step = step_elems(dtype);
+    let steps = u64::from(cols).div_ceil(per_step).div_ceil(u64::from(tpr));
+    let depth32 = steps + u64::from(tpr.trailing_zeros()) + 21;
+    let rel = gamma_f16(f16_chain(dtype)) + 2.0 * gamma_f32(depth32);
+    let flush = f64::from(cols) * f64::from(f32::MIN_POSITIVE);
+    move |row| rel * sums[row].magnitude + 2.0 * F16_MIN_NORMAL * sums[row].underflow + flush
+}
+
+/// What `error_bound_f16` needs of one output value.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct F16Sums {
+    /// Σ w̃ᵢ·|xᵢ|, w̃ᵢ = |d·q| + |m| of value i (`magnitudes`): ≥ |wᵢ·xᵢ|, and what the f16 sums
+    /// of q·ξ and ξ are relative to even where d·q and m cancel.
+    pub magnitude: f64,
+    /// Σ over the staging groups g the row meets of s_g·(Σ_{i∈g} w̃ᵢ + 3·32·c_g): s_g is the
+    /// group's scale (as stage_f16.wgsl computes it), c_g the largest w̃ᵢ of the group. A staged
+    /// ξᵢ that underflows carries 2^-14 into the sum times w̃ᵢ; each of the ≤ 3·32 products and
+    /// additions of a group's f16 sums, times the block scale applied after (≤ c_g where any q
+    /// of the sub-block is non-zero; an all-zero sub-block's sum is exact).
+    pub underflow: f64,
+}
+
+/// The weights of one row as `F16Sums` sees them: w̃ = |d·q| + |m| elementwise, the row
+/// dequantized after every block's scale d was made positive and its min made to add (Q4_1's and
+/// Q5_1's m positive; Q2_K's, Q4_K's and Q5_K's dmin negative, as they subtract dmin·m).
+pub fn magnitudes(dtype: DType, row_bytes: &[u8]) -> Result<Vec<f32>, GpuError> {
+    let mut bytes = row_bytes.to_vec();
+    let offsets = quant::f16_scale_offsets(dtype);
+    if !offsets.is_empty() {
+        for block in bytes.chunks_exact_mut(dtype.block_bytes() as usize) {
+            block[offsets[0] + 1] &= 0x7F;
+            if let Some(&m) = offsets.get(1) {
+                match dtype {
+                    DType::Q4_1 | DType::Q5_1 => block[m + 1] &= 0x7F,
+                    _ => block[m + 1] |= 0x80,
+                }
+            }
+        }
+    }
+    let mut row = quant::dequantize(dtype, &bytes).map_err(|e| GpuError::Shape { op: OP, detail: e.to_string() })?;
+    row.iter_mut().for_each(|v| *v = v.abs());
+    Ok(row)
+}
+
+/// `F16Sums` for every token of `x` (tokens × cols, flat, as the staging groups are taken) and
+/// every row of `w_bytes` (a block format), in the order of `Y`.
+pub fn f16_sums(dtype: DType, w_bytes: &[u8], x: &[f32], cols: usize) -> Result<Vec<F16Sums>, GpuError> {
+    let g = STAGE_GROUP as usize;
+    // The group scales as stage_f16.wgsl computes them: 2^e for max|x| = f·2^e, f in [0.5, 1).
+    let scales: Vec<f64> = x
+        .chunks(g)
+        .map(|c| {
+            let m = c.iter().fold(0f32, |m, v| m.max(v.abs()));
+            if m == 0.0 { 1.0 } else { 2f64.powi(((m.to_bits() >> 23) & 0xFF).max(1) as i32 - 126) }
+        })
+        .collect();
+    let row_bytes = dtype.bytes_for(cols as u64).filter(|&b| b > 0).ok_or_else(|| GpuError::Shape { op: OP, detail: "bad row".into() })? as usize;
+    let rows = w_bytes.len() / row_bytes;
+    let tokens = x.len() / cols;
+    let mut sums = vec![F16Sums::default(); tokens * rows];
+    for (r, row_bytes) in w_bytes.chunks_exact(row_bytes).enumerate() {
+        let wt = magnitudes(dtype, row_bytes)?;
+        for t in 0..tokens {
+            let s = &mut sums[t * rows + r];
+            let xt = &x[t * cols..(t + 1) * cols];
+            s.magnitude = wt.iter().zip(xt).map(|(&w, &x)| f64::from(w) * f64::from(x.abs())).sum();
+            // The groups this token's row meets, by flat index.
+            let mut i = 0;
+            while i < cols {
+                let flat = t * cols + i;
+                let end = (flat / g + 1) * g - t * cols;
+                let part = &wt[i..end.min(cols)];
+                let c = part.iter().fold(0f32, |m, &v| m.max(v));
+                let sum: f64 = part.iter().map(|&w| f64::from(w)).sum();
+                s.underflow += scales[flat / g] * (sum + 3.0 * g as f64 * f64::from(c));
+                i = end;
+            }
+        }
+    }
+    Ok(sums)
 }
 
 /// CPU reference for one token: `W·x` in f64 from the weights dequantized row by row (never the
@@ -177,9 +357,30 @@ pub fn reference(dtype: DType, w_bytes: &[u8], x: &[f32]) -> Result<(Vec<f64>, V
     Ok((y, abs_sums))
 }
 
+/// The outcome of `check_against_reference`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MatvecCheck {
+    /// Against the bound of the path taken (`error_bound` or `error_bound_f16`).
+    #[serde(flatten)]
+    pub comparison: Comparison,
+    /// The path `encode` took.
+    pub precision: Precision,
+    /// The largest |GPU − exact| / Σ|W·x| over the outputs: the error relative to the row's
+    /// magnitude, comparable across paths and weight types.
+    pub max_rel_err: f64,
+}
+
+impl std::fmt::Display for MatvecCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} path, max |err|/Σ|w·x| {:.2e}: {}", self.precision, self.max_rel_err, self.comparison)
+    }
+}
+
 /// Runs a seeded random `tokens × cols` by `rows × cols` product of `dtype` on the GPU (weights
-/// split into parts of at most `max_part_bytes` when given) and compares it with the CPU
-/// reference. Shared by the native and browser tests and by the demo page.
+/// split into parts of at most `max_part_bytes` when given), on the path the context's precision
+/// gives, and compares it with the CPU reference under that path's bound. Shared by the native
+/// and browser tests and by the demo page.
 pub async fn check_against_reference(
     ctx: &GpuContext,
     dtype: DType,
@@ -188,13 +389,13 @@ pub async fn check_against_reference(
     tokens: usize,
     seed: u64,
     max_part_bytes: Option<u64>,
-) -> Result<Comparison, GpuError> {
+) -> Result<MatvecCheck, GpuError> {
     let mut rng = crate::rng::SeededRng::new(seed);
     let w_bytes = rng.tensor_bytes(dtype, rows * cols);
     let x = rng.signed_unit_vec(tokens * cols);
     let w = GpuWeight::new(ctx, "W", dtype, rows as u64, cols as u64, max_part_bytes)?;
     w.write_rows(ctx, 0, &w_bytes)?;
-    let y = run(ctx, &w, &x).await?;
+    let (y, precision) = run_reporting(ctx, &w, &x).await?;
     let (mut expected, mut abs_sums) = (Vec::with_capacity(y.len()), Vec::with_capacity(y.len()));
     for xt in x.chunks_exact(cols) {
         let (e, a) = reference(dtype, &w_bytes, xt)?;
@@ -202,7 +403,20 @@ pub async fn check_against_reference(
         abs_sums.extend(a);
     }
     let tpr = threads_per_row(dtype, w.cols, min_steps_per_thread(ctx));
-    Ok(Comparison::elementwise(&y, &expected, error_bound(dtype, w.cols, tpr, &abs_sums)))
+    let comparison = match precision {
+        Precision::F32 => Comparison::elementwise(&y, &expected, error_bound(dtype, w.cols, tpr, &abs_sums)),
+        Precision::F16 => {
+            let sums = f16_sums(dtype, &w_bytes, &x, cols)?;
+            Comparison::elementwise(&y, &expected, error_bound_f16(dtype, w.cols, tpr, &sums))
+        }
+    };
+    let max_rel_err = y
+        .iter()
+        .zip(&expected)
+        .zip(&abs_sums)
+        .map(|((&g, &e), &a)| (f64::from(g) - e).abs() / a.max(f64::MIN_POSITIVE))
+        .fold(0.0, f64::max);
+    Ok(MatvecCheck { comparison, precision, max_rel_err })
 }
 
 #[cfg(test)]
@@ -216,6 +430,43 @@ mod tests {
         let (y, abs) = reference(DType::F32, &w, &[1.0, 0.5, -1.0]).unwrap();
         assert_eq!(y, vec![-1.0, 4.5]);
         assert_eq!(abs, vec![5.0, 12.5]);
+    }
+
+    #[test]
+    fn magnitudes_add_the_scale_and_the_min() {
+        let f16 = |v: f32| half::f16::from_f32(v).to_le_bytes();
+        // Q4_1, d = -2, m = -3: value 0 has q = 1 (w = -5), value 16 has q = 0 (w = -3).
+        let mut b = [f16(-2.0), f16(-3.0)].concat();
+        b.extend([0x01u8; 16]);
+        let m = magnitudes(DType::Q4_1, &b).unwrap();
+        assert_eq!((m[0], m[16]), (5.0, 3.0));
+        // Q4_K, d = 1, dmin = 2, sub-block 0 with sc = 3, m = 5, value 0 with q = 2:
+        // w = 3·2 − 2·5 = −4, w̃ = 3·2 + 2·5 = 16.
+        let mut b = [f16(1.0), f16(2.0)].concat();
+        b.extend([3, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0]);
+        b.extend([0x02u8]);
+        b.extend([0u8; 127]);
+        let w = quant::dequantize(DType::Q4_K, &b).unwrap();
+        let m = magnitudes(DType::Q4_K, &b).unwrap();
+        assert_eq!((w[0], m[0]), (-4.0, 16.0));
+    }
+
+    #[test]
+    fn f16_sums_use_the_staging_scales() {
+        // One Q8_0 row (d = 0.5, q = 1, 2, 0, …: w = 0.5, 1, 0, …), two tokens, a group each.
+        let mut w = half::f16::from_f32(0.5).to_le_bytes().to_vec();
+        w.extend([1u8, 2]);
+        w.extend([0u8; 30]);
+        let mut x = vec![0f32; 64];
+        // Token 0: max |x| = 0.75 = 0.75·2^0, s = 1. Token 1: max |x| = 1 = 0.5·2^1, s = 2.
+        (x[0], x[1]) = (0.25, -0.75);
+        (x[32], x[33]) = (1.0, 0.0);
+        let sums = f16_sums(DType::Q8_0, &w, &x, 32).unwrap();
+        assert_eq!(sums[0].magnitude, 0.5 * 0.25 + 1.0 * 0.75);
+        assert_eq!(sums[1].magnitude, 0.5);
+        // s·(Σ w̃ + 3·32·max w̃)
+        assert_eq!(sums[0].underflow, 1.5 + 96.0);
+        assert_eq!(sums[1].underflow, 2.0 * (1.5 + 96.0));
     }
 
     #[test]
