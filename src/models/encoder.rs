@@ -79,6 +79,7 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     /// Records `y = LayerNorm(x)` over `rows` rows of `cols`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn encode(&self, ctx: &GpuContext, e: &mut wgpu::CommandEncoder, eps: f32, rows: u32, cols: u32, x: &wgpu::Buffer, y: &wgpu::Buffer) -> Result<(), ModelError> {
         Ok(Norm::Layer { eps }.encode(ctx, e, rows, cols, x, &self.g, &self.b, y).await?)
     }

@@ -15,6 +15,7 @@ use crate::cpu::clip::CpuClip;
 use crate::cpu::vit::{CpuAst, CpuVit};
 
 /// A model on the GPU.
+#[allow(clippy::large_enum_variant)] // one per loaded model
 pub enum Net {
     Vit(Vit),
     Ast(Ast),

@@ -56,6 +56,7 @@ pub(crate) struct PatchEncoder {
 }
 
 impl PatchEncoder {
+    #[allow(clippy::too_many_arguments)]
     pub async fn load(
         ctx: &GpuContext,
         t: Tensors<'_>,
