@@ -14,8 +14,9 @@ use crate::models::encoder::{LayerNames, Tensors};
 use crate::models::llama::{ModelError, RangeReader};
 use crate::tokenizer::Tokenizer;
 
-/// Tokens per text pass (texts are at most `max_positions` long; a pass holds whole texts).
-const TOKENS_PER_PASS: usize = 1024;
+/// Tokens per text pass, as the GPU's (texts are at most `max_positions` long; a pass holds whole
+/// texts).
+const TOKENS_PER_PASS: usize = crate::models::bert::TOKENS_PER_PASS as usize;
 
 /// The text tower.
 struct TextTower {

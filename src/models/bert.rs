@@ -17,7 +17,7 @@ use crate::gpu::GpuContext;
 use crate::gpu::ops::elementwise::Elementwise;
 use crate::gpu::ops::{embedding, matvec, new_encoder, pool, submit};
 use crate::gpu::weights::GpuWeight;
-use crate::models::encoder::{Activations, Encoder, EncoderShape, LayerNames, LayerNorm, Linear, Placement, Tensors, copy_rows};
+use crate::models::encoder::{MAX_HIDDEN, MAX_INTERMEDIATE, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB, Activations, Encoder, EncoderShape, LayerNames, LayerNorm, Linear, Placement, Tensors, copy_rows};
 use crate::models::llama::{ModelError, RangeReader};
 use crate::tokenizer::Tokenizer;
 
@@ -25,11 +25,6 @@ use crate::tokenizer::Tokenizer;
 pub const TOKENS_PER_PASS: u32 = 1024;
 
 /// Bounds on config values: beyond them a config is refused before anything is allocated.
-const MAX_VOCAB: u64 = 4_000_000;
-const MAX_HIDDEN: u64 = 16_384;
-const MAX_LAYERS: u64 = 256;
-const MAX_INTERMEDIATE: u64 = 65_536;
-const MAX_POSITIONS: u64 = 65_536;
 const MAX_TYPES: u64 = 1024;
 
 /// `config.json` as written by `transformers` for `BertModel` (unknown keys ignored).
@@ -80,13 +75,7 @@ impl BertConfig {
         if let Some(p) = raw.position_embedding_type.as_deref().filter(|p| *p != "absolute") {
             return Err(bad(format!("position_embedding_type {p:?} is not supported (only \"absolute\")")));
         }
-        let size = |name: &str, v: Option<u64>, default: Option<u64>, max: u64| -> Result<u32, ModelError> {
-            let v = v.or(default).ok_or_else(|| bad(format!("{name} is missing")))?;
-            if v == 0 || v > max {
-                return Err(bad(format!("{name} = {v} is outside 1..={max}")));
-            }
-            Ok(v as u32)
-        };
+        let size = |name: &str, v: Option<u64>, default: Option<u64>, max: u64| super::encoder::size("config.json", name, v.or(default), max);
         let hidden = size("hidden_size", raw.hidden_size, None, MAX_HIDDEN)?;
         let heads = size("num_attention_heads", raw.num_attention_heads, None, MAX_HIDDEN)?;
         if !hidden.is_multiple_of(heads) {

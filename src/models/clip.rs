@@ -11,14 +11,12 @@ use crate::gpu::ops::elementwise::Elementwise;
 use crate::gpu::ops::{embedding, new_encoder, pool, submit};
 use crate::gpu::weights::GpuWeight;
 use crate::models::bert::{Pass, passes};
-use crate::models::encoder::{Activations, Encoder, EncoderShape, LayerNames, LayerNorm, Linear, Placement, Tensors, config_error, copy_rows, size};
+use crate::models::encoder::{MAX_POSITIONS, MAX_VOCAB, Activations, Encoder, EncoderShape, LayerNames, LayerNorm, Linear, Placement, Tensors, config_error, copy_rows, size};
 use crate::models::llama::{ModelError, RangeReader};
 use crate::models::vit::{Defaults, PatchEncoder, PatchNames, RawPatchConfig};
 use crate::gpu::ops::patches::Patches;
 use crate::tokenizer::Tokenizer;
 
-const MAX_VOCAB: u64 = 4_000_000;
-const MAX_POSITIONS: u64 = 65_536;
 const MAX_PROJECTION: u64 = 65_536;
 
 #[derive(Deserialize, Default)]

@@ -143,6 +143,8 @@ pub struct EncoderShape {
 pub const MAX_HIDDEN: u64 = 16_384;
 pub const MAX_LAYERS: u64 = 256;
 pub const MAX_INTERMEDIATE: u64 = 65_536;
+pub const MAX_VOCAB: u64 = 4_000_000;
+pub const MAX_POSITIONS: u64 = 65_536;
 
 impl EncoderShape {
     /// Checks the sizes `config.json` gave (`what` names the config section in errors).
