@@ -148,7 +148,7 @@ fn is_device_lost(e: &ModelError) -> bool {
 fn engine_info(engine: &Engine) -> serde_json::Value {
     let (c, adapter, device) = match engine {
         Engine::Gpu { ctx, model } => (&model.config, ctx.report.label(), "webgpu"),
-        Engine::Cpu(model) => (&model.config, super::CPU_ADAPTER.to_string(), "cpu"),
+        Engine::Cpu(model) => (&model.config, crate::cpu::adapter_name(), "cpu"),
     };
     serde_json::json!({ "architecture": "bert", "layers": c.layers, "hidden": c.hidden, "dims": c.hidden, "adapter": adapter, "device": device })
 }

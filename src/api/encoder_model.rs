@@ -17,7 +17,7 @@ use crate::preprocess::image::{Image, ImageProcessor};
 use crate::store::idb::IdbStore;
 use crate::tokenizer::Tokenizer;
 
-use crate::models::tasks::Engine;
+use crate::models::tasks::{self, Engine};
 
 /// A label and its probability.
 #[derive(Serialize)]
@@ -92,11 +92,7 @@ fn audio_from_js(input: &JsValue) -> Result<crate::preprocess::audio::Audio, JsV
 
 /// The `k` most probable labels of `logits`.
 fn ranked(labels: &[String], logits: &[f32], k: u32) -> Vec<LabelScore> {
-    let probs = softmax(logits);
-    best(&probs, k.max(1) as usize)
-        .into_iter()
-        .map(|(i, score)| LabelScore { label: labels.get(i).cloned().unwrap_or_else(|| format!("LABEL_{i}")), score })
-        .collect()
+    tasks::ranked(labels, logits, k as usize).into_iter().map(|(label, score)| LabelScore { label, score }).collect()
 }
 
 impl EncoderModel {
@@ -211,7 +207,7 @@ impl EncoderModel {
     pub async fn fill_mask(&self, text: String, top_k: u32) -> Result<JsValue, JsValue> {
         let out = Self::with_inner(&self.inner, async |s: &mut Inner| {
             let tokenizer = s.tokenizer.as_ref().ok_or_else(|| js_error("Usage", "this model has no tokenizer"))?;
-            let mask = ["[MASK]", "<mask>"].iter().find_map(|t| tokenizer.token_to_id(t)).ok_or_else(|| js_error("BadModelFile", "the tokenizer has no [MASK] or <mask> token"))?;
+            let mask = tasks::mask_token(tokenizer).ok_or_else(|| js_error("BadModelFile", "the tokenizer has no [MASK] or <mask> token"))?;
             let ids = s.engine.tokenize(tokenizer, &text).map_err(model_error)?;
             if !ids.contains(&mask) {
                 return Err(js_error("Usage", &format!("the text has no mask token ({})", tokenizer.id_to_token(mask).unwrap_or_default())));

@@ -66,8 +66,6 @@ pub(crate) async fn choose_device(device: &str) -> Result<(Option<crate::gpu::Gp
     }
 }
 
-/// How `info().adapter` names the CPU fallback.
-pub(crate) const CPU_ADAPTER: &str = "cpu (wasm simd128)";
 
 /// The tensor table of `path` in the store, and the file to read tensors from.
 pub(crate) async fn stored_table<'a>(store: &'a IdbStore, repo: &str, commit: &str, path: &str) -> Result<(TensorTable, StoredFile<'a, IdbStore>), JsValue> {

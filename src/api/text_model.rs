@@ -77,7 +77,7 @@ impl TextModel {
             None => {
                 let model = CpuDecoder::load(config.as_deref(), &table, context, read).await.map_err(model_error)?;
                 let mut info = model.info();
-                info["adapter"] = super::CPU_ADAPTER.into();
+                info["adapter"] = crate::cpu::adapter_name().into();
                 info["device"] = "cpu".into();
                 (Engine::Cpu(model), info)
             }

@@ -14,8 +14,7 @@ use super::CliError;
 use crate::formats::read_table_from;
 use crate::gpu::GpuContext;
 use crate::models::llama::ModelError;
-use crate::models::tasks::Engine;
-use crate::models::vit::{softmax, top_k};
+use crate::models::tasks::{self, Engine};
 use crate::preprocess::PreprocessError;
 use crate::tokenizer::Tokenizer;
 
@@ -75,21 +74,21 @@ pub(crate) fn load(dir: &Path, device: &str) -> Result<Engine, CliError> {
     let weights = dir.join("model.safetensors");
     let mut file = std::fs::File::open(&weights).map_err(|e| CliError { code: "Io", message: format!("{}: {e}", weights.display()) })?;
     let table = read_table_from(&mut file, &weights.display().to_string()).map_err(|e| CliError { code: "BadModelFile", message: e.to_string() })?;
-    let gpu = match device {
-        "gpu" => Some(pollster::block_on(GpuContext::new()).map_err(|e| CliError { code: e.code(), message: e.to_string() })?),
-        "cpu" => None,
-        other => return Err(CliError { code: "Usage", message: format!("--device {other:?} (gpu or cpu)") }),
-    };
-    pollster::block_on(Engine::load(gpu, &config, &table, &mut file)).map_err(model_error)
+    pollster::block_on(Engine::load(gpu_for(device)?, &config, &table, &mut file)).map_err(model_error)
+}
+
+/// A GPU context for `--device gpu`, none for `cpu`.
+fn gpu_for(device: &str) -> Result<Option<GpuContext>, CliError> {
+    match device {
+        "gpu" => Ok(Some(pollster::block_on(GpuContext::new()).map_err(|e| CliError { code: e.code(), message: e.to_string() })?)),
+        "cpu" => Ok(None),
+        other => Err(CliError { code: "Usage", message: format!("--device {other:?} (gpu or cpu)") }),
+    }
 }
 
 /// `{label, score}` for the `k` most probable of `logits`.
 fn ranked(labels: &[String], logits: &[f32], k: usize) -> serde_json::Value {
-    let probs = softmax(logits);
-    top_k(&probs, k.max(1))
-        .into_iter()
-        .map(|(i, score)| json!({ "label": labels.get(i).cloned().unwrap_or_else(|| format!("LABEL_{i}")), "score": score }))
-        .collect()
+    tasks::ranked(labels, logits, k).into_iter().map(|(label, score)| json!({ "label": label, "score": score })).collect()
 }
 
 pub fn run(args: &Args) -> Result<String, CliError> {
@@ -142,8 +141,8 @@ pub fn run(args: &Args) -> Result<String, CliError> {
                 return Err(usage("this model takes --text"));
             }
             let tok = tokenizer()?;
-            let mask = ["[MASK]", "<mask>"].iter().find_map(|t| tok.token_to_id(t));
-            let fill = mask.is_some() && args.text.iter().all(|t| t.contains("[MASK]") || t.contains("<mask>"));
+            let mask = tasks::mask_token(&tok);
+            let fill = mask.is_some() && args.text.iter().all(|t| tasks::MASK_TOKENS.iter().any(|m| t.contains(m)));
             let task = if fill { "fill-mask" } else { "text-classification" };
             engine.check_task(task).map_err(model_error)?;
             let mut logits = Vec::new();
@@ -191,11 +190,7 @@ pub fn bench(model: &Path, device: &str, batch: usize, iterations: u32, json: bo
         Some(name @ ("vit-base" | "ast-base")) if !model.exists() => {
             let (config, bytes) = synthetic(name)?;
             let table = crate::formats::read_table(&bytes, bytes.len() as u64, name).map_err(|e| CliError { code: "Internal", message: e.to_string() })?;
-            let gpu = match device {
-                "gpu" => Some(pollster::block_on(GpuContext::new()).map_err(|e| CliError { code: e.code(), message: e.to_string() })?),
-                _ => None,
-            };
-            pollster::block_on(Engine::load(gpu, &config, &table, &mut &bytes[..])).map_err(model_error)?
+            pollster::block_on(Engine::load(gpu_for(device)?, &config, &table, &mut &bytes[..])).map_err(model_error)?
         }
         _ => load(model, device)?,
     };

@@ -68,7 +68,7 @@ impl Encoder {
     fn adapter(&self) -> String {
         match self {
             Encoder::Gpu { ctx, .. } => ctx.report.name.clone(),
-            Encoder::Cpu(_) => format!("cpu (candle, {} threads)", candle_core::utils::get_num_threads()),
+            Encoder::Cpu(_) => crate::cpu::adapter_name(),
         }
     }
 

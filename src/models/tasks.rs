@@ -8,7 +8,7 @@ use crate::gpu::GpuContext;
 use crate::models::bert::Bert;
 use crate::models::clip::Clip;
 use crate::models::llama::{ModelError, RangeReader};
-use crate::models::vit::{Ast, Vit};
+use crate::models::vit::{Ast, Vit, softmax, top_k};
 use crate::tokenizer::Tokenizer;
 use crate::cpu::bert::CpuBert;
 use crate::cpu::clip::CpuClip;
@@ -47,6 +47,20 @@ pub fn tasks_of(architecture: &str) -> &'static [&'static str] {
         "bert" => &["fill-mask", "text-classification", "feature-extraction"],
         _ => &[],
     }
+}
+
+/// The `k` most probable labels of `logits` (softmax), best first; `LABEL_{i}` where `labels` has
+/// no name. What the classification tasks answer.
+pub fn ranked(labels: &[String], logits: &[f32], k: usize) -> Vec<(String, f32)> {
+    top_k(&softmax(logits), k.max(1)).into_iter().map(|(i, score)| (labels.get(i).cloned().unwrap_or_else(|| format!("LABEL_{i}")), score)).collect()
+}
+
+/// The tokens fill-mask replaces: BERT's and RoBERTa's.
+pub const MASK_TOKENS: [&str; 2] = ["[MASK]", "<mask>"];
+
+/// The id of the tokenizer's mask token, if it has one.
+pub fn mask_token(tokenizer: &Tokenizer) -> Option<u32> {
+    MASK_TOKENS.iter().find_map(|t| tokenizer.token_to_id(t))
 }
 
 fn unsupported(what: &str) -> ModelError {
