@@ -44,7 +44,7 @@ pub fn tasks_of(architecture: &str) -> &'static [&'static str] {
         "vit" => &["image-classification"],
         "clip" => &["zero-shot-image-classification"],
         "audio-spectrogram-transformer" => &["audio-classification"],
-        "bert" => &["fill-mask", "text-classification", "feature-extraction"],
+        "bert" => &["fill-mask", "text-classification"],
         _ => &[],
     }
 }
