@@ -21,30 +21,7 @@ pub use super::RangeReader;
 /// Prefill processes prompts in chunks of at most this many tokens (bounds the scores scratch).
 pub const PREFILL_CHUNK: u32 = 64;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    #[error("model metadata: {0}")]
-    Config(String),
-    #[error("tensor {name:?}: {problem}")]
-    Tensor { name: String, problem: String },
-    #[error("reading weights: {0}")]
-    Read(String),
-    #[error(transparent)]
-    Format(#[from] crate::formats::FormatError),
-    #[error(transparent)]
-    Gpu(#[from] GpuError),
-    #[error("the context of {ctx} tokens is full (position {pos}); start a new sequence")]
-    ContextFull { ctx: u32, pos: u32 },
-    /// Inputs the model cannot take: a token id past the vocabulary, a sequence longer than the
-    /// model's positions, an empty sequence.
-    #[error("bad input: {0}")]
-    Input(String),
-    #[error("token id {id} is not in the vocabulary of {vocab}")]
-    Token { id: u32, vocab: u32 },
-    /// The CPU fallback (candle) failed.
-    #[error("CPU: {0}")]
-    Cpu(String),
-}
+pub use super::error::ModelError;
 
 /// How a checkpoint names its tensors; the GGUF spelling (`attn_q.weight`) is the one the
 /// loaders ask for.

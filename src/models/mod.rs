@@ -4,6 +4,7 @@
 pub mod bert;
 pub mod clip;
 pub mod encoder;
+pub mod error;
 pub mod gpt2;
 pub mod llama;
 #[cfg(feature = "cpu")]
@@ -11,7 +12,7 @@ pub mod tasks;
 pub mod vit;
 
 use crate::formats::{DType, FormatError, TensorTable, grow_prefix, read_table};
-use llama::ModelError;
+pub use error::ModelError;
 
 /// Where a model file's bytes come from: the weight store, a file, an HTTP server, a buffer.
 /// Tensors are read one at a time, so no more than one tensor is ever in memory.
