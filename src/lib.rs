@@ -4,6 +4,8 @@
 //! → GPU buffers → WGSL kernels → tokens. This crate builds for `wasm32-unknown-unknown` (the npm
 //! package) and natively (tests, CLI, benchmarks on wgpu/Vulkan).
 
+#[cfg(feature = "gpu")]
+pub mod backend;
 pub mod check;
 pub mod clock;
 pub mod formats;

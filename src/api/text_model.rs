@@ -13,16 +13,17 @@ use super::{js_error, stored_bytes, stored_table, to_js};
 use crate::formats::{Metadata, TensorTable};
 use crate::generate::chat::{ChatTemplate, Message};
 use crate::generate::{GenerateError, GenerateOptions, Generation, LanguageModel, Pick};
-use crate::gpu::{GpuContext, Precision};
-use crate::models::llama::ModelError;
-use crate::models::{CpuDecoder, Decoder, RangeReader};
+use crate::cpu::backend::Cpu;
+use crate::gpu::Precision;
+use crate::gpu::backend::Gpu;
+use crate::models::{Decoder, ModelError, RangeReader};
 use crate::store::idb::IdbStore;
 use crate::tokenizer::Tokenizer;
 
 #[allow(clippy::large_enum_variant)] // one per model, moved only between generations
 enum Engine {
-    Gpu { ctx: GpuContext, model: Decoder },
-    Cpu(CpuDecoder),
+    Gpu(Decoder<Gpu>),
+    Cpu(Decoder<Cpu>),
 }
 
 /// A text decoder on WebGPU or the CPU fallback: a GGUF Llama-family model, or a Llama-family or
@@ -67,18 +68,15 @@ impl TextModel {
         let (gpu, fallback_reason) = super::choose_device(device).await?;
         let (engine, mut info) = match gpu {
             Some(ctx) => {
-                let model = Decoder::load(&ctx, config.as_deref(), &table, context, read).await.map_err(model_error)?;
+                let precision = to_json(ctx.precision());
+                let model = Decoder::load(Gpu::new(Rc::new(ctx)), config.as_deref(), &table, context, read).await.map_err(model_error)?;
                 let mut info = model.info();
-                info["adapter"] = ctx.report.label().into();
-                info["device"] = "webgpu".into();
-                info["precision"] = to_json(ctx.precision());
-                (Engine::Gpu { ctx, model }, info)
+                info["precision"] = precision;
+                (Engine::Gpu(model), info)
             }
             None => {
-                let model = CpuDecoder::load(config.as_deref(), &table, context, read).await.map_err(model_error)?;
-                let mut info = model.info();
-                info["adapter"] = crate::cpu::adapter_name().into();
-                info["device"] = "cpu".into();
+                let model = Decoder::load(Cpu::default(), config.as_deref(), &table, context, read).await.map_err(model_error)?;
+                let info = model.info();
                 (Engine::Cpu(model), info)
             }
         };
@@ -126,8 +124,9 @@ impl TextModel {
             None => {
                 let config = stored_bytes(&store, &repo, &commit, "config.json").await?;
                 let model_type = crate::models::model_type(&config).map_err(model_error)?;
-                if model_type != "gpt2" && !crate::models::LLAMA_FAMILY.contains(&model_type.as_str()) {
-                    return Err(js_error("Unsupported", &format!("{repo}: model_type {model_type:?} is not supported (llama, qwen2, mistral, gpt2)")));
+                let known = crate::models::decoder::HUB_MODEL_TYPES;
+                if !known.contains(&model_type.as_str()) {
+                    return Err(js_error("Unsupported", &format!("{repo}: model_type {model_type:?} is not supported ({})", known.join(", "))));
                 }
                 let bad = |e: crate::tokenizer::TokenizerError| js_error("BadModelFile", &e.to_string());
                 let mut tokenizer = Tokenizer::from_json(&stored_bytes(&store, &repo, &commit, "tokenizer.json").await?).map_err(bad)?;
@@ -146,8 +145,9 @@ impl TextModel {
     /// "f32", how the GPU's matrix products multiply; absent on the CPU).
     pub fn info(&self) -> Result<JsValue, JsValue> {
         let mut info = self.info.clone();
-        if let Some(Engine::Gpu { ctx, .. }) = self.engine.borrow().as_ref() {
-            info["precision"] = to_json(ctx.precision());
+        if let Some(Engine::Gpu(model)) = self.engine.borrow().as_ref() {
+            info["precision"] = to_json(model.backend.ctx.precision());
+            info["dispatchesPerToken"] = model.backend.last_pass_dispatches.into();
         }
         to_js(&info)
     }
@@ -161,7 +161,8 @@ impl TextModel {
         let Some(engine) = engine.as_ref() else {
             return Err(js_error("Busy", "a generation is running (or the model was disposed)"));
         };
-        if let Engine::Gpu { ctx, .. } = engine {
+        if let Engine::Gpu(model) = engine {
+            let ctx = &model.backend.ctx;
             let p = match precision {
                 "auto" => ctx.preferred_precision(),
                 other => Precision::from_name(other).ok_or_else(|| js_error("Usage", &format!("precision {other:?} (auto, f32 or f16)")))?,
@@ -210,7 +211,7 @@ impl TextModel {
                         return Err(js_error("Aborted", "generation was aborted"));
                     }
                     let step = match &mut e {
-                        Engine::Gpu { ctx, model } => generation.step(&mut model.on(ctx), &tokenizer).await,
+                        Engine::Gpu(model) => generation.step(model, &tokenizer).await,
                         Engine::Cpu(model) => generation.step(model, &tokenizer).await,
                     };
                     let Some(piece) = step.map_err(generate_error)? else { break };
@@ -244,8 +245,7 @@ impl TextModel {
             let mut e = taken.ok_or_else(|| js_error("Busy", "the model is generating, or was disposed"))?;
             let t0 = crate::clock::now_ms();
             let result = match &mut e {
-                Engine::Gpu { ctx, model } => {
-                    let mut lm = model.on(ctx);
+                Engine::Gpu(lm) => {
                     let r = lm.forward(&[0], Pick::Greedy).await.map(|_| ());
                     lm.truncate(0);
                     r.map_err(model_error)

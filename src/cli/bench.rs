@@ -78,9 +78,9 @@ fn bench_model(args: &Args, path: &std::path::Path) -> Result<String, CliError> 
     use std::time::Instant;
     let name = path.display().to_string();
     let cli_err = |(code, message): (&'static str, String)| CliError { code, message: format!("{name}: {message}") };
-    let model_err = |e: crate::models::llama::ModelError| CliError { code: "Model", message: e.to_string() };
+    let model_err = |e: crate::models::ModelError| CliError { code: "Model", message: e.to_string() };
     // Prefill, then decode steps, through the generation loop's view of the model.
-    async fn time(model: &mut impl LanguageModel, prompt: &[u32], steps: u32) -> Result<(f64, f64), crate::models::llama::ModelError> {
+    async fn time(model: &mut impl LanguageModel, prompt: &[u32], steps: u32) -> Result<(f64, f64), crate::models::ModelError> {
         let token = |n: Next| match n {
             Next::Token(t) => t,
             Next::Logits(l) => crate::generate::sampling::argmax(&l),
@@ -100,7 +100,7 @@ fn bench_model(args: &Args, path: &std::path::Path) -> Result<String, CliError> 
     let prompt = |vocab: u32| (0..args.prompt_tokens).map(|i| (i * 7919 + 13) % vocab).collect::<Vec<u32>>();
     let (mut out, adapter, load_s, prefill_s, decode_s) = pollster::block_on(async {
         if args.device == "cpu" {
-            let mut model = checkpoint.load_cpu(Some(context)).await.map_err(model_err)?;
+            let mut model = checkpoint.load(crate::cpu::backend::Cpu::default(), Some(context)).await.map_err(model_err)?;
             let load_s = t0.elapsed().as_secs_f64();
             let info = model.info();
             let (prefill_s, decode_s) = time(&mut model, &prompt(info["vocab"].as_u64().unwrap_or(1) as u32), args.decode_tokens).await.map_err(model_err)?;
@@ -112,10 +112,14 @@ fn bench_model(args: &Args, path: &std::path::Path) -> Result<String, CliError> 
             Ok::<_, CliError>((info, adapter, load_s, prefill_s, decode_s))
         } else {
             let ctx = super::gpu_context(&args.precision).await?;
-            let mut model = checkpoint.load(&ctx, Some(context)).await.map_err(model_err)?;
+            let ctx = std::rc::Rc::new(ctx);
+            let mut model = checkpoint.load(crate::gpu::backend::Gpu::new(ctx.clone()), Some(context)).await.map_err(model_err)?;
             let load_s = t0.elapsed().as_secs_f64();
+            let prompt = prompt(model.vocab());
+            let (prefill_s, decode_s) = time(&mut model, &prompt, args.decode_tokens).await.map_err(model_err)?;
             let mut info = model.info();
-            let (prefill_s, decode_s) = time(&mut model.on(&ctx), &prompt(info["vocab"].as_u64().unwrap_or(1) as u32), args.decode_tokens).await.map_err(model_err)?;
+            // Counted on the last decode step.
+            info["dispatchesPerToken"] = model.backend.last_pass_dispatches.into();
             info["peakRssMb"] = peak_rss_mb().into();
             info["precision"] = serde_json::to_value(ctx.precision()).unwrap_or_default();
             info["copyGbPerS"] = bench_kernels(&ctx, true).await.map_err(|e| CliError { code: e.code(), message: e.to_string() })?[0].gb_per_s.into();

@@ -12,10 +12,9 @@ use super::CliError;
 use crate::formats::{Metadata, read_table_from};
 use crate::generate::chat::{ChatTemplate, Message};
 use crate::generate::{GenerateError, GenerateOptions, Generation};
-use crate::gpu::GpuContext;
+use crate::backend::Backend;
 use crate::formats::TensorTable;
-use crate::models::llama::ModelError;
-use crate::models::{CpuDecoder, Decoder};
+use crate::models::{Decoder, ModelError};
 use crate::tokenizer::Tokenizer;
 
 /// A model on disk: a GGUF file, or a folder with config.json, model.safetensors and tokenizer.json.
@@ -49,13 +48,9 @@ impl Checkpoint {
         Ok((Self { table, weights, config }, tokenizer))
     }
 
-    /// The CPU fallback (Llama-family models).
-    pub async fn load_cpu(mut self, context: Option<u32>) -> Result<CpuDecoder, ModelError> {
-        CpuDecoder::load(self.config.as_deref(), &self.table, context, &mut self.weights).await
-    }
-
-    pub async fn load(mut self, ctx: &GpuContext, context: Option<u32>) -> Result<Decoder, ModelError> {
-        Decoder::load(ctx, self.config.as_deref(), &self.table, context, &mut self.weights).await
+    /// The model on `backend` (the GPU or the CPU).
+    pub async fn load<B: Backend>(mut self, backend: B, context: Option<u32>) -> Result<Decoder<B>, ModelError> {
+        Decoder::load(backend, self.config.as_deref(), &self.table, context, &mut self.weights).await
     }
 }
 
@@ -168,16 +163,17 @@ pub fn run(args: &Args) -> Result<String, CliError> {
             "gpu" => {
                 let ctx = super::gpu_context(&args.precision).await?;
                 precision = Some(ctx.precision());
-                let mut model = checkpoint.load(&ctx, args.context).await.map_err(|e| failed(e.into()))?;
+                let adapter = ctx.report.name.clone();
+                let backend = crate::gpu::backend::Gpu::new(std::rc::Rc::new(ctx));
+                let mut lm = checkpoint.load(backend, args.context).await.map_err(|e| failed(e.into()))?;
                 let load_ms = t0.elapsed().as_secs_f64() * 1e3;
-                let mut lm = model.on(&ctx);
                 while let Some(piece) = generation.step(&mut lm, tok).await.map_err(failed)? {
                     show(piece);
                 }
-                (ctx.report.name.clone(), load_ms)
+                (adapter, load_ms)
             }
             "cpu" => {
-                let mut lm = checkpoint.load_cpu(args.context).await.map_err(|e| failed(e.into()))?;
+                let mut lm = checkpoint.load(crate::cpu::backend::Cpu::default(), args.context).await.map_err(|e| failed(e.into()))?;
                 let load_ms = t0.elapsed().as_secs_f64() * 1e3;
                 while let Some(piece) = generation.step(&mut lm, tok).await.map_err(failed)? {
                     show(piece);

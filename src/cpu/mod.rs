@@ -11,11 +11,10 @@
 //! Nothing here may panic on input: candle errors become `ModelError::Cpu`, and every shape and
 //! byte count is checked before candle sees it.
 
+pub mod backend;
 pub mod bert;
 pub mod clip;
 pub(crate) mod encoder;
-pub mod gpt2;
-pub mod llama;
 pub mod q4_1;
 pub(crate) mod vec;
 pub mod vit;
@@ -64,7 +63,13 @@ pub enum Matrix {
 impl Matrix {
     /// Reads tensor `name`, which must be (rows, cols), in its own block type.
     pub async fn read(table: &TensorTable, read: &mut impl RangeReader, name: &str, rows: u32, cols: u32) -> Result<Self, ModelError> {
-        let (dtype, bytes) = read_tensor(table, read, name, &[rows, cols]).await?;
+        let t = table.get(name).ok_or_else(|| ModelError::Tensor { name: name.into(), problem: "missing".into() })?;
+        Self::read_tensor(t, read, rows, cols).await
+    }
+
+    /// Reads tensor `t`, which must be (rows, cols), in its own block type.
+    pub async fn read_tensor(t: &crate::formats::TensorInfo, read: &mut impl RangeReader, rows: u32, cols: u32) -> Result<Self, ModelError> {
+        let (dtype, bytes) = tensor_bytes(t, read, &[rows, cols]).await?;
         if dtype == GgmlDType::Q4_1 {
             return Ok(Matrix::Q4_1(q4_1::Q4_1Matrix::from_blocks(&bytes, rows as usize, cols as usize)?));
         }
@@ -120,8 +125,14 @@ pub async fn read_qtensor(table: &TensorTable, read: &mut impl RangeReader, name
 
 /// The bytes of tensor `name`, checked against `shape` and its type's block layout.
 async fn read_tensor(table: &TensorTable, read: &mut impl RangeReader, name: &str, shape: &[u32]) -> Result<(GgmlDType, Vec<u8>), ModelError> {
+    let t = table.get(name).ok_or_else(|| ModelError::Tensor { name: name.into(), problem: "missing".into() })?;
+    tensor_bytes(t, read, shape).await
+}
+
+/// The bytes of tensor `t`, checked against `shape` and its type's block layout.
+async fn tensor_bytes(t: &crate::formats::TensorInfo, read: &mut impl RangeReader, shape: &[u32]) -> Result<(GgmlDType, Vec<u8>), ModelError> {
+    let name = t.name.as_str();
     let bad = |problem: String| ModelError::Tensor { name: name.into(), problem };
-    let t = table.get(name).ok_or_else(|| bad("missing".into()))?;
     let want: Vec<u64> = shape.iter().map(|&d| u64::from(d)).collect();
     if t.shape != want {
         return Err(bad(format!("shape {:?}, expected {want:?}", t.shape)));

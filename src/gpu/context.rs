@@ -117,6 +117,8 @@ pub struct GpuContext {
     /// `Precision::F16` when set (only ever with shader-f16); an atomic so that a shared context
     /// (`Rc` in the browser) can be switched between runs.
     f16_products: AtomicBool,
+    /// Compute dispatches recorded so far (`Gpu` reports them per pass).
+    dispatches: std::sync::atomic::AtomicU64,
 }
 
 impl GpuContext {
@@ -188,6 +190,7 @@ impl GpuContext {
             lost,
             uncaptured,
             f16_products: AtomicBool::new(false),
+            dispatches: Default::default(),
         }
         .with_precision_from_env())
     }
@@ -224,6 +227,15 @@ impl GpuContext {
         }
         self.f16_products.store(precision == Precision::F16, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Compute dispatches recorded on this context so far.
+    pub fn dispatches(&self) -> u64 {
+        self.dispatches.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_dispatch(&self) {
+        self.dispatches.fetch_add(1, Ordering::Relaxed);
     }
 
     /// `Err(DeviceLost)` once the device is gone; ops call this before encoding work.

@@ -1,6 +1,7 @@
 //! The GPU side: a wgpu device (Vulkan/Metal natively, WebGPU in the browser), its capabilities,
 //! the pipeline cache, buffer helpers, and one file per op under `ops/`.
 
+pub mod backend;
 pub mod bench;
 pub mod buffers;
 pub mod context;

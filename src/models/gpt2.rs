@@ -8,19 +8,12 @@
 
 use serde::Deserialize;
 
-use super::{PickBuffers, RangeReader};
-use super::llama::ModelError;
-use crate::formats::{DType, TensorTable};
-use crate::generate::{LanguageModel, Next, Pick};
-use crate::gpu::GpuContext;
-use crate::gpu::ops::attention::Attention;
-use crate::gpu::ops::elementwise::Elementwise;
-use crate::gpu::ops::norm::Norm;
-use crate::gpu::ops::{embedding, matvec, new_encoder, submit};
-use crate::gpu::weights::GpuWeight;
-
-/// Prompt tokens per forward pass (bounds the activation and score buffers).
-pub const PREFILL_CHUNK: u32 = 64;
+use super::decoder::{Architecture, Config};
+use super::weights::Weights;
+use super::{ModelError, RangeReader};
+use crate::backend::{Activation, Backend, CachedAttention, Norm};
+use crate::formats::DType;
+use crate::generate::{Next, Pick};
 
 /// `config.json` of a GPT-2 checkpoint.
 #[derive(Clone, Debug, Deserialize)]
@@ -72,318 +65,172 @@ impl Gpt2Config {
 
     /// The MLP's activation: GELU with the tanh approximation (`gelu_new`,
     /// `gelu_pytorch_tanh`), or the exact erf form (`gelu`).
-    pub fn activation(&self) -> Elementwise {
-        if self.activation_function == "gelu" { Elementwise::GeluErf } else { Elementwise::GeluTanh }
+    pub fn activation(&self) -> Activation {
+        if self.activation_function == "gelu" { Activation::GeluErf } else { Activation::GeluTanh }
     }
 
-    /// A token id past the vocabulary, as the typed error both devices give.
-    pub fn check_ids(&self, ids: &[u32]) -> Result<(), ModelError> {
-        match ids.iter().find(|&&id| id >= self.vocab_size) {
-            Some(&id) => Err(ModelError::Token { id, vocab: self.vocab_size }),
-            None => Ok(()),
-        }
-    }
 }
 
-struct Block {
-    ln1: (wgpu::Buffer, wgpu::Buffer),
-    wq: GpuWeight,
-    wk: GpuWeight,
-    wv: GpuWeight,
-    bq: wgpu::Buffer,
-    bk: wgpu::Buffer,
-    bv: wgpu::Buffer,
-    wo: GpuWeight,
-    bo: wgpu::Buffer,
-    ln2: (wgpu::Buffer, wgpu::Buffer),
-    w_fc: GpuWeight,
-    b_fc: wgpu::Buffer,
-    w_proj: GpuWeight,
-    b_proj: wgpu::Buffer,
-    k_cache: wgpu::Buffer,
-    v_cache: wgpu::Buffer,
+/// A `Linear` layer on the backend: W as (out, in) rows and its bias.
+struct Linear<B: Backend> {
+    w: B::Matrix,
+    b: B::Vector,
 }
 
-/// A GPT-2 model on the GPU with its KV cache.
-pub struct Gpt2 {
+struct Block<B: Backend> {
+    ln1: (B::Vector, B::Vector),
+    q: Linear<B>,
+    k: Linear<B>,
+    v: Linear<B>,
+    attn_proj: Linear<B>,
+    ln2: (B::Vector, B::Vector),
+    fc: Linear<B>,
+    mlp_proj: Linear<B>,
+    cache: B::KvCache,
+}
+
+/// GPT-2 on backend `B`, with its KV cache.
+pub struct Gpt2<B: Backend> {
     pub config: Gpt2Config,
     pub context: u32,
-    wte: GpuWeight,
-    wpe: GpuWeight,
-    blocks: Vec<Block>,
-    ln_f: (wgpu::Buffer, wgpu::Buffer),
-    buf: Buffers,
-    tokens: Vec<u32>,
+    wte: B::Matrix,
+    wpe: B::Matrix,
+    blocks: Vec<Block<B>>,
+    ln_f: (B::Vector, B::Vector),
 }
 
-struct Buffers {
-    x: wgpu::Buffer,
-    x2: wgpu::Buffer,
-    h: wgpu::Buffer,
-    pre: wgpu::Buffer,
-    q: wgpu::Buffer,
-    k: wgpu::Buffer,
-    v: wgpu::Buffer,
-    attn: wgpu::Buffer,
-    f: wgpu::Buffer,
-    f2: wgpu::Buffer,
-    pos: wgpu::Buffer,
-    ids: wgpu::Buffer,
-    pos_ids: wgpu::Buffer,
-    last: wgpu::Buffer,
-    last_norm: wgpu::Buffer,
-    logits: wgpu::Buffer,
-    token: wgpu::Buffer,
-    scores: wgpu::Buffer,
-    lengths: wgpu::Buffer,
-    scratch: wgpu::Buffer,
+/// HF checkpoints may prefix every tensor with `transformer.`.
+const PREFIXES: [&str; 2] = ["", "transformer."];
+
+/// Tensor `name` as f32 values, refused unless F32, F16 or BF16.
+async fn values(w: &mut Weights<'_, impl RangeReader>, name: &str, shape: &[u32]) -> Result<Vec<f32>, ModelError> {
+    w.float_values(name, shape).await.map_err(|e| match e {
+        ModelError::Tensor { name, problem } if problem.starts_with("dtype") => ModelError::Tensor { name, problem: format!("{problem}: other weights are not supported for GPT-2") },
+        other => other,
+    })
 }
 
-/// Tensor `name` (with or without the `transformer.` prefix HF checkpoints may have), refused
-/// unless F32, F16 or BF16.
-fn find<'t>(table: &'t TensorTable, name: &str) -> Result<&'t crate::formats::TensorInfo, ModelError> {
-    let t = table
-        .get(name)
-        .or_else(|| table.get(&format!("transformer.{name}")))
-        .ok_or_else(|| ModelError::Tensor { name: name.into(), problem: "missing".into() })?;
-    if !matches!(t.dtype, DType::F32 | DType::F16 | DType::BF16) {
-        return Err(ModelError::Tensor { name: name.into(), problem: format!("{} weights are not supported for GPT-2", t.dtype) });
-    }
-    Ok(t)
+/// Columns `from..from + out` of a (inp, total) `Conv1D` weight with their bias, as a `Linear`
+/// of (out, inp) rows.
+fn conv1d_part<B: Backend>(b: &B, name: &str, w: &[f32], bias: &[f32], inp: u32, total: u32, from: u32, out: u32) -> Result<Linear<B>, ModelError> {
+    let (inp, total, from, out) = (inp as usize, total as usize, from as usize, out as usize);
+    let rows: Vec<f32> = (from..from + out).flat_map(|o| (0..inp).map(move |i| w[i * total + o])).collect();
+    Ok(Linear { w: b.matrix_from_values(name, &rows, out as u32, inp as u32)?, b: b.vector(&bias[from..from + out])? })
 }
 
-/// Tensor `name` of `shape` as f32 values, in the file's row-major order. The GPU and CPU
-/// loaders both read through it.
-pub(crate) async fn values(table: &TensorTable, read: &mut impl RangeReader, name: &str, shape: &[u32]) -> Result<Vec<f32>, ModelError> {
-    super::tensor_values(find(table, name)?, read, shape).await
+async fn conv1d<B: Backend>(b: &B, w: &mut Weights<'_, impl RangeReader>, prefix: &str, inp: u32, out: u32) -> Result<Linear<B>, ModelError> {
+    let weight = values(w, &format!("{prefix}.weight"), &[inp, out]).await?;
+    let bias = values(w, &format!("{prefix}.bias"), &[out]).await?;
+    conv1d_part(b, &format!("{prefix}.weight"), &weight, &bias, inp, out, 0, out)
 }
 
-/// Reads the GPU model's tensors.
-struct Tensors<'a, R> {
-    table: &'a TensorTable,
-    read: &'a mut R,
+async fn layer_norm<B: Backend>(b: &B, w: &mut Weights<'_, impl RangeReader>, prefix: &str, len: u32) -> Result<(B::Vector, B::Vector), ModelError> {
+    Ok((b.vector(&values(w, &format!("{prefix}.weight"), &[len]).await?)?, b.vector(&values(w, &format!("{prefix}.bias"), &[len]).await?)?))
 }
 
-impl<R: RangeReader> Tensors<'_, R> {
-    /// A vector as f32.
-    async fn vector(&mut self, ctx: &GpuContext, name: &str, len: u32) -> Result<wgpu::Buffer, ModelError> {
-        Ok(ctx.storage_from("gpt2", "vector", &values(self.table, self.read, name, &[len]).await?)?)
-    }
-
-    /// Part `[.., cols_from..cols_from + out]` of a `[inp, total]` Conv1D weight, as `[out, inp]` rows.
-    async fn conv1d(&mut self, ctx: &GpuContext, name: &str, inp: u32, total: u32, parts: &[(u32, u32)]) -> Result<Vec<GpuWeight>, ModelError> {
-        let w = values(self.table, self.read, name, &[inp, total]).await?;
-        let (inp, total) = (inp as usize, total as usize);
-        let mut out = Vec::with_capacity(parts.len());
-        for &(from, len) in parts {
-            let (from, len) = (from as usize, len as usize);
-            let mut rows = Vec::with_capacity(len * inp * 4);
-            for o in from..from + len {
-                for i in 0..inp {
-                    rows.extend_from_slice(&w[i * total + o].to_le_bytes());
-                }
-            }
-            out.push(GpuWeight::upload(ctx, name, DType::F32, len as u64, inp as u64, &rows)?);
-        }
-        Ok(out)
-    }
-
-    /// A `[rows, cols]` table (embeddings) as it is.
-    async fn table(&mut self, ctx: &GpuContext, name: &str, rows: u32, cols: u32) -> Result<GpuWeight, ModelError> {
-        super::upload_matrix(ctx, find(self.table, name)?, self.read, rows, cols).await
+impl<B: Backend> Gpt2<B> {
+    async fn linear(b: &mut B, x: &B::Tensor, l: &Linear<B>) -> Result<B::Tensor, ModelError> {
+        b.linear(x, &l.w, Some(&l.b)).await
     }
 }
 
-impl Gpt2 {
-    /// Loads GPT-2 from `config.json` and the safetensors file's `table`, reading tensors through
-    /// `read`. `context` caps the KV cache (default and maximum: `n_positions`).
-    pub async fn load(ctx: &GpuContext, config_json: &[u8], table: &TensorTable, context: Option<u32>, read: &mut impl RangeReader) -> Result<Self, ModelError> {
-        let config = Gpt2Config::from_json(config_json)?;
+impl<B: Backend> Architecture<B> for Gpt2<B> {
+    /// GPT-2 from `config.json` and its safetensors; `context` caps the KV cache (default and
+    /// maximum: `n_positions`). `Conv1D` weights are (in, out): transposed to rows at load, and
+    /// `c_attn` split into its query, key and value parts.
+    async fn load(b: &B, config: Config<'_>, context: Option<u32>, w: &mut Weights<'_, impl RangeReader>) -> Result<Self, ModelError> {
+        let Config::Hub(json) = config else {
+            return Err(ModelError::Config("GPT-2 loads from a hub checkpoint (config.json + safetensors)".into()));
+        };
+        let config = Gpt2Config::from_json(json)?;
         let c = &config;
         let context = c.context(context);
         let (d, ffn) = (c.n_embd, c.ffn());
-        let mut t = Tensors { table, read };
-        let wte = t.table(ctx, "wte.weight", c.vocab_size, d).await?;
-        let wpe = t.table(ctx, "wpe.weight", c.n_positions, d).await?;
-        let cache_bytes = u64::from(context) * u64::from(d) * 4;
+        w.prefixes = &PREFIXES;
+        for name in ["wte.weight", "wpe.weight"] {
+            let t = w.find(name)?;
+            if !matches!(t.dtype, DType::F32 | DType::F16 | DType::BF16) {
+                return Err(ModelError::Tensor { name: name.into(), problem: format!("{} weights are not supported for GPT-2", t.dtype) });
+            }
+        }
+        let wte = w.matrix(b, "wte.weight", c.vocab_size, d).await?;
+        let wpe = w.matrix(b, "wpe.weight", c.n_positions, d).await?;
         let mut blocks = Vec::with_capacity(c.n_layer as usize);
         for l in 0..c.n_layer {
             let p = |s: &str| format!("h.{l}.{s}");
-            let ln1 = (t.vector(ctx, &p("ln_1.weight"), d).await?, t.vector(ctx, &p("ln_1.bias"), d).await?);
-            let mut qkv = t.conv1d(ctx, &p("attn.c_attn.weight"), d, 3 * d, &[(0, d), (d, d), (2 * d, d)]).await?.into_iter();
-            let b = values(t.table, t.read, &p("attn.c_attn.bias"), &[3 * d]).await?;
-            let du = d as usize;
-            let bias = |i: usize| ctx.storage_from("gpt2", "qkv bias", &b[i * du..(i + 1) * du]);
-            let (bq, bk, bv) = (bias(0)?, bias(1)?, bias(2)?);
-            let missing = || ModelError::Tensor { name: p("attn.c_attn.weight"), problem: "split".into() };
-            let (wq, wk, wv) = (qkv.next().ok_or_else(missing)?, qkv.next().ok_or_else(missing)?, qkv.next().ok_or_else(missing)?);
-            let wo = t.conv1d(ctx, &p("attn.c_proj.weight"), d, d, &[(0, d)]).await?.pop().ok_or_else(missing)?;
-            let bo = t.vector(ctx, &p("attn.c_proj.bias"), d).await?;
-            let ln2 = (t.vector(ctx, &p("ln_2.weight"), d).await?, t.vector(ctx, &p("ln_2.bias"), d).await?);
-            let w_fc = t.conv1d(ctx, &p("mlp.c_fc.weight"), d, ffn, &[(0, ffn)]).await?.pop().ok_or_else(missing)?;
-            let b_fc = t.vector(ctx, &p("mlp.c_fc.bias"), ffn).await?;
-            let w_proj = t.conv1d(ctx, &p("mlp.c_proj.weight"), ffn, d, &[(0, d)]).await?.pop().ok_or_else(missing)?;
-            let b_proj = t.vector(ctx, &p("mlp.c_proj.bias"), d).await?;
-            let k_cache = ctx.storage_output("gpt2", "k cache", cache_bytes)?;
-            let v_cache = ctx.storage_output("gpt2", "v cache", cache_bytes)?;
-            blocks.push(Block { ln1, wq, wk, wv, bq, bk, bv, wo, bo, ln2, w_fc, b_fc, w_proj, b_proj, k_cache, v_cache });
+            let ln1 = layer_norm(b, w, &p("ln_1"), d).await?;
+            let qkv = values(w, &p("attn.c_attn.weight"), &[d, 3 * d]).await?;
+            let qkv_bias = values(w, &p("attn.c_attn.bias"), &[3 * d]).await?;
+            let name = p("attn.c_attn.weight");
+            let part = |i: u32| conv1d_part(b, &name, &qkv, &qkv_bias, d, 3 * d, i * d, d);
+            let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+            blocks.push(Block {
+                ln1,
+                q,
+                k,
+                v,
+                attn_proj: conv1d(b, w, &p("attn.c_proj"), d, d).await?,
+                ln2: layer_norm(b, w, &p("ln_2"), d).await?,
+                fc: conv1d(b, w, &p("mlp.c_fc"), d, ffn).await?,
+                mlp_proj: conv1d(b, w, &p("mlp.c_proj"), ffn, d).await?,
+                cache: b.kv_cache(c.n_head, d / c.n_head, context)?,
+            });
         }
-        let ln_f = (t.vector(ctx, "ln_f.weight", d).await?, t.vector(ctx, "ln_f.bias", d).await?);
-        let n = u64::from(PREFILL_CHUNK);
-        let b = |what: &'static str, elems: u64| ctx.storage_output("gpt2", what, elems.max(1) * 4);
-        let (d64, f64_) = (u64::from(d), u64::from(ffn));
-        let buf = Buffers {
-            x: b("x", n * d64)?,
-            x2: b("x2", n * d64)?,
-            h: b("h", n * d64)?,
-            pre: b("pre-bias", n * d64.max(f64_))?,
-            q: b("q", n * d64)?,
-            k: b("k", n * d64)?,
-            v: b("v", n * d64)?,
-            attn: b("attn", n * d64)?,
-            f: b("ffn", n * f64_)?,
-            f2: b("ffn act", n * f64_)?,
-            pos: b("positions", n * d64)?,
-            ids: b("ids", n)?,
-            pos_ids: b("position ids", n)?,
-            last: b("last", d64)?,
-            last_norm: b("last norm", d64)?,
-            logits: b("logits", u64::from(c.vocab_size))?,
-            token: b("token", 1)?,
-            scores: b("scores", n * u64::from(c.n_head) * u64::from(context))?,
-            lengths: b("lengths", 1)?,
-            scratch: b("scratch", 1)?,
-        };
-        Ok(Self { config, context, wte, wpe, blocks, ln_f, buf, tokens: Vec::new() })
+        let ln_f = layer_norm(b, w, "ln_f", d).await?;
+        Ok(Self { config, context, wte, wpe, blocks, ln_f })
     }
 
-    /// Tokens in the KV cache.
-    pub fn position(&self) -> u32 {
-        self.tokens.len() as u32
+    fn vocab(&self) -> u32 {
+        self.config.vocab_size
     }
 
-    pub fn reset(&mut self) {
-        self.tokens.clear();
+    fn context(&self) -> u32 {
+        self.context
     }
 
-    /// Feeds `tokens` after the cached ones (in chunks) and answers `pick` for the next position.
-    pub async fn forward(&mut self, ctx: &GpuContext, tokens: &[u32], pick: Pick) -> Result<Next, ModelError> {
-        // Refused before anything reaches the cache.
-        self.config.check_ids(tokens)?;
-        let end = u32::try_from(tokens.len()).ok().and_then(|n| self.position().checked_add(n));
-        if end.is_none_or(|end| end > self.context) {
-            return Err(ModelError::ContextFull { ctx: self.context, pos: end.unwrap_or(u32::MAX) });
-        }
-        let mut chunks = tokens.chunks(PREFILL_CHUNK as usize).peekable();
-        while let Some(chunk) = chunks.next() {
-            let head = chunks.peek().is_none().then_some(pick);
-            if let Some(next) = self.forward_chunk(ctx, chunk, head).await? {
-                return Ok(next);
-            }
-        }
-        Err(ModelError::Config("no tokens".into()))
+    fn info(&self, b: &B) -> serde_json::Value {
+        let c = &self.config;
+        let matrices: u64 = self.blocks.iter().map(|k| [&k.q, &k.k, &k.v, &k.attn_proj, &k.fc, &k.mlp_proj].iter().map(|l| b.matrix_bytes(&l.w)).sum::<u64>()).sum();
+        serde_json::json!({
+            "architecture": "gpt2", "layers": c.n_layer, "hidden": c.n_embd, "heads": c.n_head, "vocab": c.vocab_size,
+            "context": self.context, "weightBytes": matrices + b.matrix_bytes(&self.wte),
+        })
     }
 
-    /// The logits after `tokens` (tests), leaving the cache advanced.
-    pub async fn logits(&mut self, ctx: &GpuContext, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
-        match self.forward(ctx, tokens, Pick::Logits).await? {
-            Next::Logits(l) => Ok(l),
-            Next::Token(_) => Err(ModelError::Config("a token where logits were asked".into())),
-        }
-    }
-
-    /// This model with its device, as a `LanguageModel` for the generation loop.
-    pub fn on<'a>(&'a mut self, ctx: &'a GpuContext) -> OnGpu<'a> {
-        OnGpu { ctx, model: self }
-    }
-
-    async fn forward_chunk(&mut self, ctx: &GpuContext, ids: &[u32], head: Option<Pick>) -> Result<Option<Next>, ModelError> {
-        let c = self.config.clone();
+    /// Token + learned position embeddings; per block LayerNorm → Q, K, V → attention over the
+    /// cache → projection → residual, LayerNorm → MLP with GELU → residual; then the final
+    /// LayerNorm and the tied LM head on the last token when `head` asks for an answer.
+    async fn forward(&mut self, b: &mut B, pos0: u32, ids: &[u32], head: Option<Pick>) -> Result<Option<Next>, ModelError> {
+        let c = &self.config;
         let n = ids.len() as u32;
-        let pos0 = self.position();
-        if pos0 + n > self.context {
-            return Err(ModelError::ContextFull { ctx: self.context, pos: pos0 + n });
-        }
-        c.check_ids(ids)?;
-        let b = &self.buf;
-        let positions: Vec<u32> = (pos0..pos0 + n).collect();
-        ctx.queue.write_buffer(&b.ids, 0, bytemuck::cast_slice(ids));
-        ctx.queue.write_buffer(&b.pos_ids, 0, bytemuck::cast_slice(&positions));
-        ctx.queue.write_buffer(&b.lengths, 0, bytemuck::bytes_of(&(pos0 + n)));
-        let (d, ffn) = (c.n_embd, c.ffn());
-        let (nd, nf) = (u64::from(n) * u64::from(d), u64::from(n) * u64::from(ffn));
         let norm = Norm::Layer { eps: c.layer_norm_epsilon };
-        let hd = d / c.n_head;
-        let attn = Attention { batch: 1, q_len: n, kv_len: self.context, heads: c.n_head, kv_heads: c.n_head, head_dim: hd, q_pos0: pos0, causal: true, scale: 1.0 / (hd as f32).sqrt() };
-        let mut e = new_encoder(ctx, "gpt2 forward");
-        embedding::encode(ctx, &mut e, &self.wte, n, &b.ids, &b.h).await?;
-        embedding::encode(ctx, &mut e, &self.wpe, n, &b.pos_ids, &b.pos).await?;
-        Elementwise::Add.encode(ctx, &mut e, nd, &b.h, &b.pos, &b.x).await?;
-        let (mut x, mut x_next) = (&b.x, &b.x2);
-        // y = W·x + bias, through the pre-bias scratch buffer.
-        macro_rules! linear {
-            ($w:expr, $bias:expr, $input:expr, $out:expr, $cols:expr) => {{
-                matvec::encode(ctx, &mut e, $w, n, $input, &b.pre).await?;
-                Elementwise::AddRow { cols: $cols }.encode(ctx, &mut e, u64::from(n) * u64::from($cols), &b.pre, $bias, $out).await?;
-            }};
-        }
-        for blk in &self.blocks {
-            norm.encode(ctx, &mut e, n, d, x, &blk.ln1.0, &blk.ln1.1, &b.h).await?;
-            linear!(&blk.wq, &blk.bq, &b.h, &b.q, d);
-            linear!(&blk.wk, &blk.bk, &b.h, &b.k, d);
-            linear!(&blk.wv, &blk.bv, &b.h, &b.v, d);
-            let at = u64::from(pos0) * u64::from(d) * 4;
-            e.copy_buffer_to_buffer(&b.k, 0, &blk.k_cache, at, nd * 4);
-            e.copy_buffer_to_buffer(&b.v, 0, &blk.v_cache, at, nd * 4);
-            attn.encode(ctx, &mut e, &b.q, &blk.k_cache, &blk.v_cache, &b.lengths, &b.scores, &b.attn).await?;
-            linear!(&blk.wo, &blk.bo, &b.attn, &b.h, d);
-            Elementwise::Add.encode(ctx, &mut e, nd, x, &b.h, x_next).await?;
-            std::mem::swap(&mut x, &mut x_next);
-            norm.encode(ctx, &mut e, n, d, x, &blk.ln2.0, &blk.ln2.1, &b.h).await?;
-            linear!(&blk.w_fc, &blk.b_fc, &b.h, &b.f, ffn);
-            c.activation().encode(ctx, &mut e, nf, &b.f, &b.f, &b.f2).await?;
-            linear!(&blk.w_proj, &blk.b_proj, &b.f2, &b.h, d);
-            Elementwise::Add.encode(ctx, &mut e, nd, x, &b.h, x_next).await?;
-            std::mem::swap(&mut x, &mut x_next);
+        let hd = c.n_embd / c.n_head;
+        let attention = CachedAttention { pos0, heads: c.n_head, kv_heads: c.n_head, head_dim: hd, scale: 1.0 / (hd as f32).sqrt() };
+        let positions: Vec<u32> = (pos0..pos0 + n).collect();
+        let tokens = b.embed(&self.wte, ids).await?;
+        let pos = b.embed(&self.wpe, &positions).await?;
+        let mut x = b.add(&tokens, &pos).await?;
+        for blk in &mut self.blocks {
+            let h = b.norm(&x, norm, &blk.ln1.0, Some(&blk.ln1.1)).await?;
+            let q = Self::linear(b, &h, &blk.q).await?;
+            let k = Self::linear(b, &h, &blk.k).await?;
+            let v = Self::linear(b, &h, &blk.v).await?;
+            let attn = b.cached_attention(&q, &k, &v, &mut blk.cache, attention).await?;
+            let o = Self::linear(b, &attn, &blk.attn_proj).await?;
+            x = b.add(&x, &o).await?;
+            let h = b.norm(&x, norm, &blk.ln2.0, Some(&blk.ln2.1)).await?;
+            let f = Self::linear(b, &h, &blk.fc).await?;
+            let f = b.activation(&f, c.activation()).await?;
+            let down = Self::linear(b, &f, &blk.mlp_proj).await?;
+            x = b.add(&x, &down).await?;
         }
         let Some(pick) = head else {
-            submit(ctx, "gpt2 forward", e).await?;
-            self.tokens.extend_from_slice(ids);
+            b.finish().await?;
             return Ok(None);
         };
-        let row = u64::from(d) * 4;
-        e.copy_buffer_to_buffer(x, u64::from(n - 1) * row, &b.last, 0, row);
-        norm.encode(ctx, &mut e, 1, d, &b.last, &self.ln_f.0, &self.ln_f.1, &b.last_norm).await?;
-        matvec::encode(ctx, &mut e, &self.wte, 1, &b.last_norm, &b.logits).await?;
-        let answer = PickBuffers { vocab: c.vocab_size, logits: &b.logits, token: &b.token, scratch: &b.scratch };
-        answer.encode(ctx, &mut e, pick).await?;
-        submit(ctx, "gpt2 forward", e).await?;
-        let next = answer.read(ctx, pick).await?;
-        self.tokens.extend_from_slice(ids);
-        Ok(Some(next))
-    }
-}
-
-/// A `Gpt2` with its device: the generation loop's view of it.
-pub struct OnGpu<'a> {
-    pub ctx: &'a GpuContext,
-    pub model: &'a mut Gpt2,
-}
-
-impl LanguageModel for OnGpu<'_> {
-    fn context(&self) -> u32 {
-        self.model.context
-    }
-
-    fn cached(&self) -> &[u32] {
-        &self.model.tokens
-    }
-
-    fn truncate(&mut self, len: usize) {
-        self.model.tokens.truncate(len);
-    }
-
-    async fn forward(&mut self, tokens: &[u32], pick: Pick) -> Result<Next, ModelError> {
-        self.model.forward(self.ctx, tokens, pick).await
+        let last = b.last_row(&x).await?;
+        let h = b.norm(&last, norm, &self.ln_f.0, Some(&self.ln_f.1)).await?;
+        let logits = b.linear(&h, &self.wte, None).await?;
+        Ok(Some(b.pick(&logits, pick).await?))
     }
 }

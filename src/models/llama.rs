@@ -1,27 +1,15 @@
-//! The Llama decoder (Llama 2/3, SmolLM/SmolLM2, TinyLlama, Mistral, Qwen2 without its QKV bias
-//! yet) from GGUF: RMSNorm, rotary attention with grouped-query heads and a KV cache, SwiGLU.
-//!
-//! A forward pass over a chunk of tokens is recorded into one command encoder; the next token is
-//! chosen on the GPU (argmax or `Sampling`) so one u32 comes back per step.
+//! The Llama family (Llama 2/3, SmolLM/SmolLM2, TinyLlama, Mistral, Qwen2 with its Q/K/V biases)
+//! from GGUF or the hub's `config.json` + safetensors: RMSNorm, rotary attention with
+//! grouped-query heads over a KV cache, SwiGLU; on any `Backend`.
 
+use crate::backend::{Activation, Backend, CachedAttention, Norm};
 use crate::formats::{GgufMetadata, Metadata, TensorTable};
-use crate::gpu::error::GpuError;
-use crate::gpu::ops::attention::Attention;
-use crate::gpu::ops::elementwise::Elementwise;
-use crate::gpu::ops::norm::Norm;
+use crate::generate::{Next, Pick};
 use crate::gpu::ops::rope::{self, RopeLayout, RopeScaling};
-use crate::gpu::ops::{embedding, matvec, new_encoder, submit};
-use crate::gpu::weights::GpuWeight;
-use crate::gpu::GpuContext;
-use crate::generate::{LanguageModel, Next, Pick};
-use super::PickBuffers;
+use super::weights::Weights;
 
-pub use super::RangeReader;
+pub use super::{ModelError, RangeReader};
 
-/// Prefill processes prompts in chunks of at most this many tokens (bounds the scores scratch).
-pub const PREFILL_CHUNK: u32 = 64;
-
-pub use super::error::ModelError;
 
 /// How a checkpoint names its tensors; the GGUF spelling (`attn_q.weight`) is the one the
 /// loaders ask for.
@@ -271,10 +259,10 @@ impl LlamaConfig {
 
     /// RoPE's inverse frequencies: from `rope_theta` and the scaling, divided by the file's
     /// per-frequency factors when it has them (GGUF `rope_freqs.weight`: llama3 scaling).
-    pub async fn inv_freq(&self, table: &TensorTable, read: &mut impl RangeReader) -> Result<Vec<f32>, ModelError> {
+    pub async fn inv_freq(&self, w: &mut Weights<'_, impl RangeReader>) -> Result<Vec<f32>, ModelError> {
         let mut inv_freq = rope::inv_freq(self.head_dim, self.rope_theta, self.rope_scaling);
-        if self.naming == Naming::Gguf && table.get("rope_freqs.weight").is_some() {
-            let factors = super::read_values(table, read, "rope_freqs.weight", &[self.head_dim / 2]).await?;
+        if self.naming == Naming::Gguf && w.has("rope_freqs.weight") {
+            let factors = w.values("rope_freqs.weight", &[self.head_dim / 2]).await?;
             if factors.iter().any(|f| !f.is_finite() || *f <= 0.0) {
                 return Err(ModelError::Tensor { name: "rope_freqs.weight".into(), problem: "factors must be positive".into() });
             }
@@ -284,308 +272,140 @@ impl LlamaConfig {
     }
 }
 
-struct Layer {
-    attn_norm: wgpu::Buffer,
-    wq: GpuWeight,
-    wk: GpuWeight,
-    wv: GpuWeight,
+struct Layer<B: Backend> {
+    attn_norm: B::Vector,
+    wq: B::Matrix,
+    wk: B::Matrix,
+    wv: B::Matrix,
     /// Q, K and V biases (Qwen2).
-    qkv_bias: Option<[wgpu::Buffer; 3]>,
-    wo: GpuWeight,
-    ffn_norm: wgpu::Buffer,
-    w_gate: GpuWeight,
-    w_up: GpuWeight,
-    w_down: GpuWeight,
-    k_cache: wgpu::Buffer,
-    v_cache: wgpu::Buffer,
+    qkv_bias: Option<[B::Vector; 3]>,
+    wo: B::Matrix,
+    ffn_norm: B::Vector,
+    w_gate: B::Matrix,
+    w_up: B::Matrix,
+    w_down: B::Matrix,
+    cache: B::KvCache,
 }
 
-/// Buffers for one chunk of up to `PREFILL_CHUNK` tokens.
-struct Activations {
-    x: wgpu::Buffer,
-    x2: wgpu::Buffer,
-    h: wgpu::Buffer,
-    q: wgpu::Buffer,
-    k: wgpu::Buffer,
-    v: wgpu::Buffer,
-    attn: wgpu::Buffer,
-    gate: wgpu::Buffer,
-    up: wgpu::Buffer,
-    /// SwiGLU output (it may not overwrite its own inputs within one dispatch).
-    ffn: wgpu::Buffer,
-    last: wgpu::Buffer,
-    logits: wgpu::Buffer,
-    token: wgpu::Buffer,
-    scores: wgpu::Buffer,
-    lengths: wgpu::Buffer,
-    cos_sin: wgpu::Buffer,
-    ids: wgpu::Buffer,
-    scratch: wgpu::Buffer,
-}
-
-/// A Llama model on the GPU with its KV cache.
-pub struct Llama {
+/// A Llama-family model on backend `B`, with its KV cache.
+pub struct Llama<B: Backend> {
     pub config: LlamaConfig,
     /// KV-cache capacity in tokens.
     pub context: u32,
-    token_embd: GpuWeight,
-    output_norm: wgpu::Buffer,
+    token_embd: B::Matrix,
+    output_norm: B::Vector,
     /// `output.weight`, or the embedding table when tied.
-    output: Option<GpuWeight>,
-    layers: Vec<Layer>,
-    act: Activations,
+    output: Option<B::Matrix>,
+    layers: Vec<Layer<B>>,
     inv_freq: Vec<f32>,
-    /// The tokens in the KV cache, in order.
-    tokens: Vec<u32>,
 }
 
-impl Llama {
-    /// Loads a GGUF Llama. `read` returns the bytes of a byte range of the file (the store, a
-    /// file). `context` caps the KV cache (default: the model's, at most 4096).
-    pub async fn load(ctx: &GpuContext, table: &TensorTable, context: Option<u32>, read: &mut impl RangeReader) -> Result<Self, ModelError> {
-        let (config, context) = LlamaConfig::from_table(table, context)?;
-        Self::from_config(ctx, config, context, table, read).await
-    }
-
-    /// Loads a Llama-family checkpoint in the hub's format: its `config.json` and the table of
-    /// its safetensors file (F32, F16 or BF16 matrices).
-    pub async fn load_hub(ctx: &GpuContext, config_json: &[u8], table: &TensorTable, context: Option<u32>, read: &mut impl RangeReader) -> Result<Self, ModelError> {
-        let (config, context) = LlamaConfig::from_hub(config_json, context)?;
-        Self::from_config(ctx, config, context, table, read).await
-    }
-
+impl<B: Backend> Llama<B> {
     /// Loads the tensors `config` names with a KV cache of `context` tokens.
-    pub async fn from_config(ctx: &GpuContext, config: LlamaConfig, context: u32, table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
+    pub async fn from_config(b: &B, config: LlamaConfig, context: u32, w: &mut Weights<'_, impl RangeReader>) -> Result<Self, ModelError> {
         let c = &config;
         let (qd, kvd) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
-        let token_embd = Self::matrix(ctx, table, read, &c.model_name("token_embd.weight"), c.vocab, c.hidden).await?;
+        let token_embd = w.matrix(b, &c.model_name("token_embd.weight"), c.vocab, c.hidden).await?;
         let output_name = c.model_name("output.weight");
-        let output = if table.get(&output_name).is_some() { Some(Self::matrix(ctx, table, read, &output_name, c.vocab, c.hidden).await?) } else { None };
-        let qkv_bias = c.qkv_bias(table)?;
+        let output = if w.has(&output_name) { Some(w.matrix(b, &output_name, c.vocab, c.hidden).await?) } else { None };
+        let qkv_bias = c.qkv_bias(w.table)?;
         let mut layers = Vec::with_capacity(c.n_layers as usize);
-        let cache_bytes = u64::from(context) * u64::from(kvd) * 4;
         for l in 0..c.n_layers {
             let p = |s: &str| c.name(l, &format!("{s}.weight"));
-            let bias = async |read: &mut _, part: &str, len: u32| -> Result<wgpu::Buffer, ModelError> {
-                Ok(ctx.storage_from("llama", "bias", &super::read_values(table, read, &c.name(l, part), &[len]).await?)?)
+            let qkv_bias = if qkv_bias {
+                Some([w.vector(b, &c.name(l, "attn_q.bias"), qd).await?, w.vector(b, &c.name(l, "attn_k.bias"), kvd).await?, w.vector(b, &c.name(l, "attn_v.bias"), kvd).await?])
+            } else {
+                None
             };
-            let bias = if qkv_bias { Some([bias(read, "attn_q.bias", qd).await?, bias(read, "attn_k.bias", kvd).await?, bias(read, "attn_v.bias", kvd).await?]) } else { None };
             layers.push(Layer {
-                attn_norm: Self::vector(ctx, table, &p("attn_norm"), c.hidden, read).await?,
-                wq: Self::matrix(ctx, table, read, &p("attn_q"), qd, c.hidden).await?,
-                wk: Self::matrix(ctx, table, read, &p("attn_k"), kvd, c.hidden).await?,
-                wv: Self::matrix(ctx, table, read, &p("attn_v"), kvd, c.hidden).await?,
-                qkv_bias: bias,
-                wo: Self::matrix(ctx, table, read, &p("attn_output"), c.hidden, qd).await?,
-                ffn_norm: Self::vector(ctx, table, &p("ffn_norm"), c.hidden, read).await?,
-                w_gate: Self::matrix(ctx, table, read, &p("ffn_gate"), c.ffn, c.hidden).await?,
-                w_up: Self::matrix(ctx, table, read, &p("ffn_up"), c.ffn, c.hidden).await?,
-                w_down: Self::matrix(ctx, table, read, &p("ffn_down"), c.hidden, c.ffn).await?,
-                k_cache: ctx.storage_output("llama", "k cache", cache_bytes)?,
-                v_cache: ctx.storage_output("llama", "v cache", cache_bytes)?,
+                attn_norm: w.vector(b, &p("attn_norm"), c.hidden).await?,
+                wq: w.matrix(b, &p("attn_q"), qd, c.hidden).await?,
+                wk: w.matrix(b, &p("attn_k"), kvd, c.hidden).await?,
+                wv: w.matrix(b, &p("attn_v"), kvd, c.hidden).await?,
+                qkv_bias,
+                wo: w.matrix(b, &p("attn_output"), c.hidden, qd).await?,
+                ffn_norm: w.vector(b, &p("ffn_norm"), c.hidden).await?,
+                w_gate: w.matrix(b, &p("ffn_gate"), c.ffn, c.hidden).await?,
+                w_up: w.matrix(b, &p("ffn_up"), c.ffn, c.hidden).await?,
+                w_down: w.matrix(b, &p("ffn_down"), c.hidden, c.ffn).await?,
+                cache: b.kv_cache(c.kv_heads, c.head_dim, context)?,
             });
         }
-        let output_norm = Self::vector(ctx, table, &c.model_name("output_norm.weight"), c.hidden, read).await?;
-        let t = u64::from(PREFILL_CHUNK);
-        let buf = |what: &'static str, elems: u64| ctx.storage_output("llama", what, elems.max(1) * 4);
-        let act = Activations {
-            x: buf("x", t * u64::from(c.hidden))?,
-            x2: buf("x2", t * u64::from(c.hidden))?,
-            h: buf("h", t * u64::from(c.hidden))?,
-            q: buf("q", t * u64::from(qd))?,
-            k: buf("k", t * u64::from(kvd))?,
-            v: buf("v", t * u64::from(kvd))?,
-            attn: buf("attn", t * u64::from(qd))?,
-            gate: buf("gate", t * u64::from(c.ffn))?,
-            up: buf("up", t * u64::from(c.ffn))?,
-            ffn: buf("ffn", t * u64::from(c.ffn))?,
-            last: buf("last", u64::from(c.hidden))?,
-            logits: buf("logits", u64::from(c.vocab))?,
-            token: buf("token", 1)?,
-            scores: buf("scores", t * u64::from(c.heads) * u64::from(context))?,
-            lengths: buf("lengths", 1)?,
-            cos_sin: buf("cos/sin", t * u64::from(c.head_dim))?,
-            ids: buf("ids", t)?,
-            scratch: buf("scratch", 1)?,
-        };
-        let inv_freq = config.inv_freq(table, read).await?;
-        Ok(Self { config, context, token_embd, output_norm, output, layers, act, inv_freq, tokens: Vec::new() })
-    }
-
-    async fn matrix(ctx: &GpuContext, table: &TensorTable, read: &mut impl RangeReader, name: &str, rows: u32, cols: u32) -> Result<GpuWeight, ModelError> {
-        let t = table.get(name).ok_or_else(|| ModelError::Tensor { name: name.into(), problem: "missing".into() })?;
-        super::upload_matrix(ctx, t, read, rows, cols).await
-    }
-
-    async fn vector(ctx: &GpuContext, table: &TensorTable, name: &str, len: u32, read: &mut impl RangeReader) -> Result<wgpu::Buffer, ModelError> {
-        Ok(ctx.storage_from("llama", "norm weight", &super::read_values(table, read, name, &[len]).await?)?)
+        let output_norm = w.vector(b, &c.model_name("output_norm.weight"), c.hidden).await?;
+        let inv_freq = config.inv_freq(w).await?;
+        Ok(Self { config, context, token_embd, output_norm, output, layers, inv_freq })
     }
 
     /// Bytes of weights a decode step reads (every matrix once, the embedding row aside).
-    pub fn weight_bytes_per_token(&self) -> u64 {
-        let layers: u64 = self
-            .layers
-            .iter()
-            .map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|w| w.gpu_bytes()).sum::<u64>())
-            .sum();
-        layers + self.output.as_ref().unwrap_or(&self.token_embd).gpu_bytes()
+    pub fn weight_bytes_per_token(&self, b: &B) -> u64 {
+        let layers: u64 = self.layers.iter().map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|m| b.matrix_bytes(m)).sum::<u64>()).sum();
+        layers + b.matrix_bytes(self.output.as_ref().unwrap_or(&self.token_embd))
+    }
+}
+
+impl<B: Backend> super::decoder::Architecture<B> for Llama<B> {
+    async fn load(b: &B, config: super::decoder::Config<'_>, context: Option<u32>, w: &mut Weights<'_, impl RangeReader>) -> Result<Self, ModelError> {
+        let (config, context) = match config {
+            super::decoder::Config::Gguf(meta) => LlamaConfig::from_gguf(meta)?.with_context(context),
+            super::decoder::Config::Hub(json) => LlamaConfig::from_hub(json, context)?,
+        };
+        Self::from_config(b, config, context, w).await
     }
 
-    /// Compute dispatches in one decode step: per layer 2 norms, 7 matvecs, (3 bias adds,) 2 RoPE,
-    /// attention (2 dispatches past `SPLIT_KEYS` cached tokens: split over the keys), 2 residual
-    /// adds, SwiGLU; then embedding, final norm, LM head, argmax.
-    pub fn dispatches_per_token(&self) -> u32 {
-        let matvec_parts = |w: &GpuWeight| w.parts.len() as u32;
-        let per_layer: u32 = self
-            .layers
-            .iter()
-            .map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|w| matvec_parts(w)).sum::<u32>() + 8 + if l.qkv_bias.is_some() { 3 } else { 0 })
-            .sum();
-        per_layer + 1 + self.token_embd.parts.len() as u32 + matvec_parts(self.output.as_ref().unwrap_or(&self.token_embd)) + 1
+    fn vocab(&self) -> u32 {
+        self.config.vocab
     }
 
-    /// Tokens in the KV cache.
-    pub fn position(&self) -> u32 {
-        self.tokens.len() as u32
+    fn context(&self) -> u32 {
+        self.context
     }
 
-    /// Forgets the sequence (the KV cache is overwritten from position 0).
-    pub fn reset(&mut self) {
-        self.tokens.clear();
+    fn info(&self, b: &B) -> serde_json::Value {
+        let c = &self.config;
+        serde_json::json!({
+            "architecture": c.arch, "layers": c.n_layers, "hidden": c.hidden, "heads": c.heads, "kvHeads": c.kv_heads,
+            "vocab": c.vocab, "context": self.context, "weightBytes": self.weight_bytes_per_token(b),
+        })
     }
 
-    /// Feeds `tokens` at the current position (in chunks of `PREFILL_CHUNK`) and answers `pick`
-    /// for the position after them; only the last chunk runs the LM head.
-    pub async fn forward(&mut self, ctx: &GpuContext, tokens: &[u32], pick: Pick) -> Result<Next, ModelError> {
-        let mut chunks = tokens.chunks(PREFILL_CHUNK as usize).peekable();
-        while let Some(chunk) = chunks.next() {
-            let head = chunks.peek().is_none().then_some(pick);
-            if let Some(next) = self.forward_chunk(ctx, chunk, head).await? {
-                return Ok(next);
-            }
-        }
-        Err(ModelError::Config("no tokens".into()))
-    }
-
-    /// Feeds `tokens` and returns the greedy next token.
-    pub async fn next_token(&mut self, ctx: &GpuContext, tokens: &[u32]) -> Result<u32, ModelError> {
-        match self.forward(ctx, tokens, Pick::Greedy).await? {
-            Next::Token(id) => Ok(id),
-            Next::Logits(_) => Err(ModelError::Config("logits where a token was asked".into())),
-        }
-    }
-
-    /// The logits after the last token of `tokens` (for tests), leaving the cache advanced.
-    pub async fn logits(&mut self, ctx: &GpuContext, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
-        match self.forward(ctx, tokens, Pick::Logits).await? {
-            Next::Logits(l) => Ok(l),
-            Next::Token(_) => Err(ModelError::Config("a token where logits were asked".into())),
-        }
-    }
-
-    /// This model with its device, as a `LanguageModel` for the generation loop.
-    pub fn on<'a>(&'a mut self, ctx: &'a GpuContext) -> GpuLlama<'a> {
-        GpuLlama { ctx, model: self }
-    }
-
-    /// Runs one chunk; with `head`, also the final norm and LM head, and answers it.
-    async fn forward_chunk(&mut self, ctx: &GpuContext, ids: &[u32], head: Option<Pick>) -> Result<Option<Next>, ModelError> {
-        let c = self.config.clone();
+    /// Norm → Q, K, V (+ biases) → RoPE → attention over the cache → output projection →
+    /// residual; norm → SwiGLU MLP → residual; then the final norm and the LM head on the last
+    /// token when `head` asks for an answer.
+    async fn forward(&mut self, b: &mut B, pos0: u32, ids: &[u32], head: Option<Pick>) -> Result<Option<Next>, ModelError> {
+        let c = &self.config;
         let n = ids.len() as u32;
-        let pos0 = self.position();
-        if pos0 + n > self.context {
-            return Err(ModelError::ContextFull { ctx: self.context, pos: pos0 + n });
-        }
-        let a = &self.act;
-        if let Some(&bad) = ids.iter().find(|&&id| id >= c.vocab) {
-            return Err(GpuError::Shape { op: "llama", detail: format!("token id {bad} ≥ vocabulary {}", c.vocab) }.into());
-        }
-        ctx.queue.write_buffer(&a.ids, 0, bytemuck::cast_slice(ids));
-        ctx.queue.write_buffer(&a.lengths, 0, bytemuck::bytes_of(&(pos0 + n)));
-        let table = rope::cos_sin_table(&self.inv_freq, pos0, n);
-        ctx.queue.write_buffer(&a.cos_sin, 0, bytemuck::cast_slice(&table));
-
-        let (hd, qd, kvd) = (c.head_dim, c.heads * c.head_dim, c.kv_heads * c.head_dim);
-        let mut e = new_encoder(ctx, "llama forward");
-        embedding::encode(ctx, &mut e, &self.token_embd, n, &a.ids, &a.x).await?;
-        let (mut x, mut x_next) = (&a.x, &a.x2);
         let norm = Norm::Rms { eps: c.rms_eps };
-        let attn = Attention { batch: 1, q_len: n, kv_len: self.context, heads: c.heads, kv_heads: c.kv_heads, head_dim: hd, q_pos0: pos0, causal: true, scale: 1.0 / (hd as f32).sqrt() };
-        let nh = u64::from(n) * u64::from(c.hidden);
-        for layer in &self.layers {
-            norm.encode(ctx, &mut e, n, c.hidden, x, &layer.attn_norm, &layer.attn_norm, &a.h).await?;
-            match &layer.qkv_bias {
-                None => {
-                    matvec::encode(ctx, &mut e, &layer.wq, n, &a.h, &a.q).await?;
-                    matvec::encode(ctx, &mut e, &layer.wk, n, &a.h, &a.k).await?;
-                    matvec::encode(ctx, &mut e, &layer.wv, n, &a.h, &a.v).await?;
-                }
-                // y = W·x into `attn` (free until attention writes it), then + bias.
-                Some([bq, bk, bv]) => {
-                    for (w, bias, out, rows) in [(&layer.wq, bq, &a.q, qd), (&layer.wk, bk, &a.k, kvd), (&layer.wv, bv, &a.v, kvd)] {
-                        matvec::encode(ctx, &mut e, w, n, &a.h, &a.attn).await?;
-                        Elementwise::AddRow { cols: rows }.encode(ctx, &mut e, u64::from(n) * u64::from(rows), &a.attn, bias, out).await?;
-                    }
-                }
-            }
-            rope::encode(ctx, &mut e, c.rope_layout, n, c.heads, hd, hd, &a.cos_sin, &a.q).await?;
-            rope::encode(ctx, &mut e, c.rope_layout, n, c.kv_heads, hd, hd, &a.cos_sin, &a.k).await?;
-            let at = u64::from(pos0) * u64::from(kvd) * 4;
-            let len = u64::from(n) * u64::from(kvd) * 4;
-            e.copy_buffer_to_buffer(&a.k, 0, &layer.k_cache, at, len);
-            e.copy_buffer_to_buffer(&a.v, 0, &layer.v_cache, at, len);
-            attn.encode(ctx, &mut e, &a.q, &layer.k_cache, &layer.v_cache, &a.lengths, &a.scores, &a.attn).await?;
-            matvec::encode(ctx, &mut e, &layer.wo, n, &a.attn, &a.h).await?;
-            Elementwise::Add.encode(ctx, &mut e, nh, x, &a.h, x_next).await?;
-            std::mem::swap(&mut x, &mut x_next);
-            norm.encode(ctx, &mut e, n, c.hidden, x, &layer.ffn_norm, &layer.ffn_norm, &a.h).await?;
-            matvec::encode(ctx, &mut e, &layer.w_gate, n, &a.h, &a.gate).await?;
-            matvec::encode(ctx, &mut e, &layer.w_up, n, &a.h, &a.up).await?;
-            let nf = u64::from(n) * u64::from(c.ffn);
-            Elementwise::SwiGlu.encode(ctx, &mut e, nf, &a.gate, &a.up, &a.ffn).await?;
-            matvec::encode(ctx, &mut e, &layer.w_down, n, &a.ffn, &a.h).await?;
-            Elementwise::Add.encode(ctx, &mut e, nh, x, &a.h, x_next).await?;
-            std::mem::swap(&mut x, &mut x_next);
+        let attention = CachedAttention { pos0, heads: c.heads, kv_heads: c.kv_heads, head_dim: c.head_dim, scale: 1.0 / (c.head_dim as f32).sqrt() };
+        let rope = b.rope_table(&self.inv_freq, pos0, n)?;
+        let mut x = b.embed(&self.token_embd, ids).await?;
+        for layer in &mut self.layers {
+            let h = b.norm(&x, norm, &layer.attn_norm, None).await?;
+            let [bq, bk, bv] = match &layer.qkv_bias {
+                Some([q, k, v]) => [Some(q), Some(k), Some(v)],
+                None => [None; 3],
+            };
+            let q = b.linear(&h, &layer.wq, bq).await?;
+            let k = b.linear(&h, &layer.wk, bk).await?;
+            let v = b.linear(&h, &layer.wv, bv).await?;
+            let q = b.rope(q, &rope, c.rope_layout, c.heads, c.head_dim).await?;
+            let k = b.rope(k, &rope, c.rope_layout, c.kv_heads, c.head_dim).await?;
+            let attn = b.cached_attention(&q, &k, &v, &mut layer.cache, attention).await?;
+            let o = b.linear(&attn, &layer.wo, None).await?;
+            x = b.add(&x, &o).await?;
+            let h = b.norm(&x, norm, &layer.ffn_norm, None).await?;
+            let gate = b.linear(&h, &layer.w_gate, None).await?;
+            let up = b.linear(&h, &layer.w_up, None).await?;
+            let ffn = b.gated(&gate, &up, Activation::Silu).await?;
+            let down = b.linear(&ffn, &layer.w_down, None).await?;
+            x = b.add(&x, &down).await?;
         }
         let Some(pick) = head else {
-            submit(ctx, "llama forward", e).await?;
-            self.tokens.extend_from_slice(ids);
+            b.finish().await?;
             return Ok(None);
         };
-        let row = u64::from(c.hidden) * 4;
-        e.copy_buffer_to_buffer(x, u64::from(n - 1) * row, &a.h, 0, row);
-        norm.encode(ctx, &mut e, 1, c.hidden, &a.h, &self.output_norm, &self.output_norm, &a.last).await?;
-        let output = self.output.as_ref().unwrap_or(&self.token_embd);
-        matvec::encode(ctx, &mut e, output, 1, &a.last, &a.logits).await?;
-        let answer = PickBuffers { vocab: c.vocab, logits: &a.logits, token: &a.token, scratch: &a.scratch };
-        answer.encode(ctx, &mut e, pick).await?;
-        submit(ctx, "llama forward", e).await?;
-        let next = answer.read(ctx, pick).await?;
-        self.tokens.extend_from_slice(ids);
-        Ok(Some(next))
-    }
-}
-
-/// A `Llama` with its device: the generation loop's view of it.
-pub struct GpuLlama<'a> {
-    pub ctx: &'a GpuContext,
-    pub model: &'a mut Llama,
-}
-
-impl LanguageModel for GpuLlama<'_> {
-    fn context(&self) -> u32 {
-        self.model.context
-    }
-
-    fn cached(&self) -> &[u32] {
-        &self.model.tokens
-    }
-
-    fn truncate(&mut self, len: usize) {
-        self.model.tokens.truncate(len);
-    }
-
-    async fn forward(&mut self, tokens: &[u32], pick: Pick) -> Result<Next, ModelError> {
-        self.model.forward(self.ctx, tokens, pick).await
+        let last = b.last_row(&x).await?;
+        let h = b.norm(&last, norm, &self.output_norm, None).await?;
+        let logits = b.linear(&h, self.output.as_ref().unwrap_or(&self.token_embd), None).await?;
+        Ok(Some(b.pick(&logits, pick).await?))
     }
 }

@@ -65,6 +65,7 @@ impl<P: bytemuck::Pod> Dispatch<'_, P> {
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(self.groups.0, self.groups.1, self.groups.2);
+        ctx.count_dispatch();
         Ok(())
     }
 }

@@ -1,0 +1,97 @@
+//! The op set the models are written against, and the two devices that implement it: the GPU
+//! (`gpu::backend::Gpu`: every op records into one command encoder, submitted when the pass asks
+//! for its answer) and the CPU (`cpu::backend::Cpu`: candle-core and our own kernels, eager).
+//!
+//! A model file holds its weights in its backend's types (`Matrix`, `Vector`, `KvCache`) and runs
+//! its forward pass as calls on `&mut B`; it does not know which device runs. Each backend keeps
+//! its own tricks behind the op: the GPU splits large weights over bindings and chooses its f16
+//! path per product; the CPU keeps quantized blocks and rounds activations to 8 bits as
+//! llama.cpp does, and runs grouped-query attention without repeating K and V.
+//!
+//! Activations are `(rows, cols)` f32 matrices: a row per token.
+
+use crate::formats::TensorInfo;
+use crate::generate::{Next, Pick};
+use crate::models::{ModelError, RangeReader};
+
+pub use crate::gpu::ops::norm::Norm;
+pub use crate::gpu::ops::rope::RopeLayout;
+
+/// A pointwise nonlinearity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Silu,
+    /// GELU with the tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
+    GeluTanh,
+    /// Exact GELU (erf).
+    GeluErf,
+    /// CLIP's x·σ(1.702·x).
+    QuickGelu,
+}
+
+/// Attention of `n` new tokens at positions `pos0..pos0 + n` over a KV cache: their K and V are
+/// written at those positions first, then each query attends to every cached position up to its
+/// own (causal).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CachedAttention {
+    pub pos0: u32,
+    pub heads: u32,
+    pub kv_heads: u32,
+    pub head_dim: u32,
+    pub scale: f32,
+}
+
+/// The operations of a forward pass, on one device. Shapes are checked by the backend and a
+/// mismatch is an error, never a panic.
+#[allow(async_fn_in_trait)] // futures run on one thread (the browser's); no Send bound wanted
+pub trait Backend {
+    /// Activations, (rows, cols) f32.
+    type Tensor;
+    /// A weight matrix (rows, cols) in whatever type the device holds it.
+    type Matrix;
+    /// A small f32 vector: a norm's gain, a bias.
+    type Vector;
+    /// One layer's K and V for a fixed number of positions.
+    type KvCache;
+    /// RoPE's cos/sin table for the positions of a pass.
+    type Rope;
+
+    /// "webgpu" or "cpu", as reports name the device.
+    fn device(&self) -> &'static str;
+    /// The adapter's name for reports.
+    fn adapter(&self) -> String;
+
+    /// Reads tensor `t`, which must be (rows, cols), as a matrix.
+    async fn matrix(&self, t: &TensorInfo, read: &mut impl RangeReader, rows: u32, cols: u32) -> Result<Self::Matrix, ModelError>;
+    /// A (rows, cols) matrix from f32 values (weights the loader had to rearrange).
+    fn matrix_from_values(&self, name: &str, values: &[f32], rows: u32, cols: u32) -> Result<Self::Matrix, ModelError>;
+    fn vector(&self, values: &[f32]) -> Result<Self::Vector, ModelError>;
+    /// K and V of `capacity` positions of `kv_heads` heads of `head_dim`.
+    fn kv_cache(&self, kv_heads: u32, head_dim: u32, capacity: u32) -> Result<Self::KvCache, ModelError>;
+    /// Bytes a product with `m` reads, as held on the device.
+    fn matrix_bytes(&self, m: &Self::Matrix) -> u64;
+
+    /// Rows `ids` of `table`: (ids, cols). The caller checks the ids against the rows.
+    async fn embed(&mut self, table: &Self::Matrix, ids: &[u32]) -> Result<Self::Tensor, ModelError>;
+    /// x·Wᵀ (+ bias): (rows of x, rows of W).
+    async fn linear(&mut self, x: &Self::Tensor, w: &Self::Matrix, bias: Option<&Self::Vector>) -> Result<Self::Tensor, ModelError>;
+    /// Each row normalised: RMSNorm (gain `g`) or LayerNorm (gain `g`, bias `b`).
+    async fn norm(&mut self, x: &Self::Tensor, norm: Norm, g: &Self::Vector, b: Option<&Self::Vector>) -> Result<Self::Tensor, ModelError>;
+    async fn add(&mut self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor, ModelError>;
+    async fn activation(&mut self, x: &Self::Tensor, act: Activation) -> Result<Self::Tensor, ModelError>;
+    /// act(gate) · up, elementwise (SwiGLU with `Silu`).
+    async fn gated(&mut self, gate: &Self::Tensor, up: &Self::Tensor, act: Activation) -> Result<Self::Tensor, ModelError>;
+    /// The cos/sin table of positions `pos0..pos0 + n` for `inv_freq` (head_dim / 2 frequencies).
+    fn rope_table(&mut self, inv_freq: &[f32], pos0: u32, n: u32) -> Result<Self::Rope, ModelError>;
+    /// `x` (tokens, heads · head_dim) rotated per head in `layout`.
+    async fn rope(&mut self, x: Self::Tensor, table: &Self::Rope, layout: RopeLayout, heads: u32, head_dim: u32) -> Result<Self::Tensor, ModelError>;
+    /// Writes `k` and `v` into `cache` at `a.pos0` and returns causal attention of `q` over the
+    /// cache's first `pos0 + tokens` positions: (tokens, heads · head_dim).
+    async fn cached_attention(&mut self, q: &Self::Tensor, k: &Self::Tensor, v: &Self::Tensor, cache: &mut Self::KvCache, a: CachedAttention) -> Result<Self::Tensor, ModelError>;
+    /// The last row of `x`: (1, cols).
+    async fn last_row(&mut self, x: &Self::Tensor) -> Result<Self::Tensor, ModelError>;
+    /// Ends the pass with `pick` answered from `logits` (1, vocab).
+    async fn pick(&mut self, logits: &Self::Tensor, pick: Pick) -> Result<Next, ModelError>;
+    /// Ends a pass that answers nothing (a prefill chunk before the last).
+    async fn finish(&mut self) -> Result<(), ModelError>;
+}

@@ -1,0 +1,215 @@
+//! The op set on the CPU: candle-core tensors, run as they are called. Matrices stay in their
+//! file's block types (`super::Matrix`: candle's quantized matmul, activations rounded to the
+//! block type's 8-bit partner as llama.cpp does; Q4_1 our own); grouped-query attention runs the
+//! query heads that share a KV head as rows of one matmul, without repeating K and V.
+
+use candle_core::{DType, Device, Tensor};
+
+use super::{Matrix, cpu_err};
+use crate::backend::{Activation, Backend, CachedAttention, Norm, RopeLayout};
+use crate::formats::TensorInfo;
+use crate::generate::{Next, Pick, sampling};
+use crate::models::{ModelError, RangeReader};
+
+/// One layer's K and V: (kv_heads, capacity, head_dim) each.
+pub struct CpuKvCache {
+    k: Tensor,
+    v: Tensor,
+    capacity: u32,
+}
+
+/// RoPE's cos and sin, (tokens, head_dim / 2) each.
+pub struct CpuRope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+/// The CPU.
+#[derive(Default)]
+pub struct Cpu {
+    /// Bytes of the KV caches made so far.
+    kv_bytes: std::cell::Cell<u64>,
+}
+
+fn shape(detail: String) -> ModelError {
+    ModelError::Cpu(detail)
+}
+
+fn dims2(x: &Tensor) -> Result<(usize, usize), ModelError> {
+    x.dims2().map_err(cpu_err)
+}
+
+impl Backend for Cpu {
+    type Tensor = Tensor;
+    type Matrix = Matrix;
+    type Vector = Tensor;
+    type KvCache = CpuKvCache;
+    type Rope = CpuRope;
+
+    fn device(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn adapter(&self) -> String {
+        super::adapter_name()
+    }
+
+    async fn matrix(&self, t: &TensorInfo, read: &mut impl RangeReader, rows: u32, cols: u32) -> Result<Matrix, ModelError> {
+        Matrix::read_tensor(t, read, rows, cols).await
+    }
+
+    fn matrix_from_values(&self, name: &str, values: &[f32], rows: u32, cols: u32) -> Result<Matrix, ModelError> {
+        if values.len() as u64 != u64::from(rows) * u64::from(cols) {
+            return Err(ModelError::Tensor { name: name.into(), problem: format!("{} values for ({rows}, {cols})", values.len()) });
+        }
+        let t = Tensor::from_slice(values, (rows as usize, cols as usize), &Device::Cpu).map_err(cpu_err)?;
+        Ok(Matrix::Candle(candle_core::quantized::QMatMul::Tensor(t)))
+    }
+
+    fn vector(&self, values: &[f32]) -> Result<Tensor, ModelError> {
+        Tensor::from_slice(values, values.len(), &Device::Cpu).map_err(cpu_err)
+    }
+
+    fn kv_cache(&self, kv_heads: u32, head_dim: u32, capacity: u32) -> Result<CpuKvCache, ModelError> {
+        // Refuse what this address space cannot hold (wasm32: 4 GiB in all) rather than abort on
+        // the allocation.
+        let bytes = [u64::from(kv_heads), u64::from(capacity), u64::from(head_dim)].iter().fold(8u64, |a, &b| a.saturating_mul(b));
+        let total = self.kv_bytes.get().saturating_add(bytes);
+        let limit = if cfg!(target_arch = "wasm32") { 3 << 30 } else { isize::MAX as u64 };
+        if total > limit {
+            return Err(ModelError::Config(format!("KV caches of {capacity} tokens need more than {total} bytes; ask for a smaller context")));
+        }
+        self.kv_bytes.set(total);
+        let zeros = || Tensor::zeros((kv_heads as usize, capacity as usize, head_dim as usize), DType::F32, &Device::Cpu).map_err(cpu_err);
+        Ok(CpuKvCache { k: zeros()?, v: zeros()?, capacity })
+    }
+
+    fn matrix_bytes(&self, m: &Matrix) -> u64 {
+        m.bytes()
+    }
+
+    async fn embed(&mut self, table: &Matrix, ids: &[u32]) -> Result<Tensor, ModelError> {
+        table.embedding(ids)
+    }
+
+    async fn linear(&mut self, x: &Tensor, w: &Matrix, bias: Option<&Tensor>) -> Result<Tensor, ModelError> {
+        let y = w.forward(x)?;
+        match bias {
+            Some(b) => y.broadcast_add(b).map_err(cpu_err),
+            None => Ok(y),
+        }
+    }
+
+    async fn norm(&mut self, x: &Tensor, norm: Norm, g: &Tensor, b: Option<&Tensor>) -> Result<Tensor, ModelError> {
+        match (norm, b) {
+            (Norm::Rms { eps }, _) => candle_nn::ops::rms_norm(x, g, eps),
+            (Norm::Layer { eps }, Some(b)) => candle_nn::ops::layer_norm(x, g, b, eps),
+            (Norm::Layer { eps }, None) => Tensor::zeros_like(g).and_then(|b| candle_nn::ops::layer_norm(x, g, &b, eps)),
+        }
+        .map_err(cpu_err)
+    }
+
+    async fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor, ModelError> {
+        if a.dims() != b.dims() {
+            return Err(shape(format!("adding {:?} and {:?}", a.dims(), b.dims())));
+        }
+        (a + b).map_err(cpu_err)
+    }
+
+    async fn activation(&mut self, x: &Tensor, act: Activation) -> Result<Tensor, ModelError> {
+        match act {
+            Activation::Silu => x.silu(),
+            Activation::GeluTanh => x.gelu(),
+            Activation::GeluErf => x.gelu_erf(),
+            Activation::QuickGelu => (x * 1.702).and_then(|s| candle_nn::ops::sigmoid(&s)).and_then(|s| x * s),
+        }
+        .map_err(cpu_err)
+    }
+
+    async fn gated(&mut self, gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor, ModelError> {
+        let g = self.activation(gate, act).await?;
+        if g.dims() != up.dims() {
+            return Err(shape(format!("gating {:?} with {:?}", g.dims(), up.dims())));
+        }
+        (g * up).map_err(cpu_err)
+    }
+
+    fn rope_table(&mut self, inv_freq: &[f32], pos0: u32, n: u32) -> Result<CpuRope, ModelError> {
+        let table = crate::gpu::ops::rope::cos_sin_table(inv_freq, pos0, n);
+        let half = inv_freq.len();
+        let column = |i: usize| Tensor::from_iter(table.iter().map(|cs| cs[i]), &Device::Cpu).and_then(|t| t.reshape((n as usize, half))).map_err(cpu_err);
+        Ok(CpuRope { cos: column(0)?, sin: column(1)? })
+    }
+
+    async fn rope(&mut self, x: Tensor, table: &CpuRope, layout: RopeLayout, heads: u32, head_dim: u32) -> Result<Tensor, ModelError> {
+        let (n, cols) = dims2(&x)?;
+        let (h, hd) = (heads as usize, head_dim as usize);
+        if cols != h * hd || table.cos.dims() != [n, hd / 2] {
+            return Err(shape(format!("RoPE of {heads} heads of {head_dim} over ({n}, {cols})")));
+        }
+        // (n, heads · hd) → (1, heads, n, hd), rotated, and back.
+        (|| {
+            let t = x.reshape((1, n, h, hd))?.transpose(1, 2)?.contiguous()?;
+            let t = match layout {
+                RopeLayout::Normal => candle_nn::rotary_emb::rope_i(&t, &table.cos, &table.sin),
+                RopeLayout::NeoX => candle_nn::rotary_emb::rope(&t, &table.cos, &table.sin),
+            }?;
+            t.transpose(1, 2)?.reshape((n, cols))
+        })()
+        .map_err(cpu_err)
+    }
+
+    async fn cached_attention(&mut self, q: &Tensor, k: &Tensor, v: &Tensor, cache: &mut CpuKvCache, a: CachedAttention) -> Result<Tensor, ModelError> {
+        let (n, qd) = dims2(q)?;
+        let (heads, kv_heads, hd) = (a.heads as usize, a.kv_heads as usize, a.head_dim as usize);
+        let pos0 = a.pos0 as usize;
+        let len = pos0 + n;
+        let fits = qd == heads * hd && k.dims() == [n, kv_heads * hd] && v.dims() == [n, kv_heads * hd] && cache.k.dims() == [kv_heads, cache.capacity as usize, hd];
+        if !fits || len > cache.capacity as usize || heads % kv_heads != 0 {
+            return Err(shape(format!("attention of q {:?}, k {:?} at {pos0} over a cache of {:?}", q.dims(), k.dims(), cache.k.dims())));
+        }
+        let groups = heads / kv_heads;
+        let scale = f64::from(a.scale);
+        let dev = &Device::Cpu;
+        (|| {
+            // (n, h · hd) → (h, n, hd)
+            let split = |t: &Tensor, h: usize| t.reshape((n, h, hd))?.transpose(0, 1)?.contiguous();
+            cache.k.slice_set(&split(k, kv_heads)?, 1, pos0)?;
+            cache.v.slice_set(&split(v, kv_heads)?, 1, pos0)?;
+            // Causal mask (n, len): token t sees positions up to pos0 + t.
+            let mask: Vec<f32> = (0..n).flat_map(|t| (0..len).map(move |p| if p <= pos0 + t { 0.0 } else { f32::NEG_INFINITY })).collect();
+            let mask = Tensor::from_vec(mask, (n, len), dev)?;
+            // The `groups` query heads that share a KV head become rows of one matmul:
+            // (kv_heads, groups · n, hd).
+            let q = split(q, heads)?.reshape((kv_heads, groups * n, hd))?;
+            let k = cache.k.narrow(1, 0, len)?;
+            let v = cache.v.narrow(1, 0, len)?;
+            let scores = (q.matmul(&k.t()?)? * scale)?.reshape((kv_heads, groups, n, len))?.broadcast_add(&mask)?;
+            let p = candle_nn::ops::softmax_last_dim(&scores)?.reshape((kv_heads, groups * n, len))?;
+            // (kv_heads, groups · n, hd) = (heads, n, hd) → (n, heads · hd)
+            p.matmul(&v.contiguous()?)?.reshape((heads, n, hd))?.transpose(0, 1)?.reshape((n, heads * hd))
+        })()
+        .map_err(cpu_err)
+    }
+
+    async fn last_row(&mut self, x: &Tensor) -> Result<Tensor, ModelError> {
+        let (n, _) = dims2(x)?;
+        if n == 0 {
+            return Err(shape("the last row of an empty tensor".into()));
+        }
+        x.narrow(0, n - 1, 1).map_err(cpu_err)
+    }
+
+    async fn pick(&mut self, logits: &Tensor, pick: Pick) -> Result<Next, ModelError> {
+        let logits = logits.flatten_all().and_then(|l| l.to_vec1::<f32>()).map_err(cpu_err)?;
+        Ok(match pick {
+            Pick::Logits => Next::Logits(logits),
+            Pick::Greedy => Next::Token(sampling::argmax(&logits)),
+            Pick::Sample(s, u) => Next::Token(sampling::sample(&logits, Some(&s), u)),
+        })
+    }
+
+    async fn finish(&mut self) -> Result<(), ModelError> {
+        Ok(())
+    }
+}

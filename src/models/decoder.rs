@@ -1,0 +1,206 @@
+//! Text decoders of every architecture on either backend: the registry from a checkpoint's
+//! `model_type` (hub `config.json`) or GGUF `general.architecture` to its model file, and
+//! `Decoder<B>`, the generation loop's `LanguageModel` over any of them.
+//!
+//! Adding a decoder: its file in `src/models/` implementing `Architecture`, one line in
+//! `decoders!` below, and its tests.
+
+use crate::backend::Backend;
+use crate::formats::{GgufMetadata, Metadata, TensorTable};
+use crate::generate::{LanguageModel, Next, Pick};
+
+use super::weights::Weights;
+use super::{ModelError, RangeReader, gpt2, llama};
+
+/// Prompt tokens per forward pass (bounds the activations and the attention scores).
+pub const PREFILL_CHUNK: u32 = 64;
+
+/// Where an architecture reads its hyperparameters.
+#[derive(Clone, Copy)]
+pub enum Config<'a> {
+    /// A GGUF file's metadata.
+    Gguf(&'a GgufMetadata),
+    /// A hub checkpoint's `config.json`.
+    Hub(&'a [u8]),
+}
+
+/// What a decoder's model file provides. Token ids, empty input and the context are checked by
+/// `Decoder` before `forward` is called, the same way for every architecture and device.
+#[allow(async_fn_in_trait)]
+pub trait Architecture<B: Backend>: Sized {
+    /// Reads the configuration and the weights; `context` caps the KV cache.
+    async fn load(b: &B, config: Config<'_>, context: Option<u32>, w: &mut Weights<'_, impl RangeReader>) -> Result<Self, ModelError>;
+    fn vocab(&self) -> u32;
+    /// KV-cache capacity in tokens.
+    fn context(&self) -> u32;
+    /// `{ architecture, layers, hidden, heads, kvHeads?, vocab, context, weightBytes }`.
+    fn info(&self, b: &B) -> serde_json::Value;
+    /// Runs `ids` at positions `pos0..`, writing their K and V into the cache; with `head`, ends
+    /// with the LM head on the last token and answers it, else ends the pass with no answer.
+    async fn forward(&mut self, b: &mut B, pos0: u32, ids: &[u32], head: Option<Pick>) -> Result<Option<Next>, ModelError>;
+}
+
+/// The registry: each architecture's variant, model file, the hub `model_type`s and the GGUF
+/// architectures it loads.
+macro_rules! decoders {
+    ($($variant:ident($model:ty): hub [$($hub:literal),*], gguf [$($gguf:literal),*];)*) => {
+        /// A decoder of any registered architecture on backend `B`.
+        pub enum Net<B: Backend> {
+            $($variant($model),)*
+        }
+
+        /// The hub `model_type`s the registry loads.
+        pub const HUB_MODEL_TYPES: &[&str] = &[$($($hub,)*)*];
+        /// The GGUF architectures the registry loads.
+        pub const GGUF_ARCHITECTURES: &[&str] = &[$($($gguf,)*)*];
+
+        impl<B: Backend> Net<B> {
+            async fn load(b: &B, config: Config<'_>, context: Option<u32>, w: &mut Weights<'_, impl RangeReader>) -> Result<Self, ModelError> {
+                let name = match config {
+                    Config::Gguf(meta) => meta.get_str("general.architecture").ok_or_else(|| ModelError::Config("no general.architecture".into()))?.to_owned(),
+                    Config::Hub(json) => super::model_type(json)?,
+                };
+                let known: &[&str] = if matches!(config, Config::Gguf(_)) { GGUF_ARCHITECTURES } else { HUB_MODEL_TYPES };
+                $(
+                    let names: &[&str] = if matches!(config, Config::Gguf(_)) { &[$($gguf),*] } else { &[$($hub),*] };
+                    if names.contains(&name.as_str()) {
+                        return Ok(Net::$variant(<$model as Architecture<B>>::load(b, config, context, w).await?));
+                    }
+                )*
+                let what = if matches!(config, Config::Gguf(_)) { "GGUF architecture" } else { "model_type" };
+                Err(ModelError::Config(format!("{what} {name:?} is not supported ({})", known.join(", "))))
+            }
+
+            fn vocab(&self) -> u32 {
+                match self { $(Net::$variant(m) => m.vocab(),)* }
+            }
+
+            fn context(&self) -> u32 {
+                match self { $(Net::$variant(m) => m.context(),)* }
+            }
+
+            fn info(&self, b: &B) -> serde_json::Value {
+                match self { $(Net::$variant(m) => m.info(b),)* }
+            }
+
+            async fn forward(&mut self, b: &mut B, pos0: u32, ids: &[u32], head: Option<Pick>) -> Result<Option<Next>, ModelError> {
+                match self { $(Net::$variant(m) => m.forward(b, pos0, ids, head).await,)* }
+            }
+        }
+    };
+}
+
+decoders! {
+    Llama(llama::Llama<B>): hub ["llama", "qwen2", "mistral"], gguf ["llama", "mistral", "qwen2"];
+    Gpt2(gpt2::Gpt2<B>): hub ["gpt2"], gguf [];
+}
+
+/// A decoder on its backend, with the tokens in its KV cache.
+pub struct Decoder<B: Backend> {
+    pub backend: B,
+    pub net: Net<B>,
+    tokens: Vec<u32>,
+}
+
+impl<B: Backend> Decoder<B> {
+    /// Loads a GGUF file (`config_json` None: its metadata is in `table`) or a hub checkpoint
+    /// (its `config.json`) by the registry; `context` caps the KV cache.
+    pub async fn load(backend: B, config_json: Option<&[u8]>, table: &TensorTable, context: Option<u32>, read: &mut impl RangeReader) -> Result<Self, ModelError> {
+        let config = match config_json {
+            Some(json) => Config::Hub(json),
+            None => match &table.metadata {
+                Metadata::Gguf { metadata, .. } => Config::Gguf(metadata),
+                _ => return Err(ModelError::Config("a safetensors file needs its config.json".into())),
+            },
+        };
+        let net = Net::load(&backend, config, context, &mut Weights::new(table, read)).await?;
+        Ok(Self { backend, net, tokens: Vec::new() })
+    }
+
+    /// The architecture's figures with the device's: `adapter`, `device`, and after a decode step
+    /// on the GPU `dispatchesPerToken` (counted, not estimated).
+    pub fn info(&self) -> serde_json::Value {
+        let mut info = self.net.info(&self.backend);
+        info["adapter"] = self.backend.adapter().into();
+        info["device"] = self.backend.device().into();
+        info
+    }
+
+    pub fn vocab(&self) -> u32 {
+        self.net.vocab()
+    }
+
+    /// Tokens in the KV cache.
+    pub fn position(&self) -> u32 {
+        self.tokens.len() as u32
+    }
+
+    /// Forgets the sequence (the KV cache is overwritten from position 0).
+    pub fn reset(&mut self) {
+        self.tokens.clear();
+    }
+
+    /// The logits after `tokens` (tests), leaving the cache advanced.
+    pub async fn logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        match self.forward(tokens, Pick::Logits).await? {
+            Next::Logits(l) => Ok(l),
+            Next::Token(_) => Err(ModelError::Config("a token where logits were asked".into())),
+        }
+    }
+
+    /// The greedy next token after `tokens`.
+    pub async fn next_token(&mut self, tokens: &[u32]) -> Result<u32, ModelError> {
+        match self.forward(tokens, Pick::Greedy).await? {
+            Next::Token(id) => Ok(id),
+            Next::Logits(_) => Err(ModelError::Config("logits where a token was asked".into())),
+        }
+    }
+}
+
+impl<B: Backend> LanguageModel for Decoder<B> {
+    fn context(&self) -> u32 {
+        self.net.context()
+    }
+
+    fn cached(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.tokens.truncate(len);
+    }
+
+    /// Feeds `tokens` after the cached ones, in chunks of `PREFILL_CHUNK`, and answers `pick`
+    /// after the last. Refused before anything is cached: no tokens, an id past the vocabulary,
+    /// more tokens than the cache has room for.
+    async fn forward(&mut self, tokens: &[u32], pick: Pick) -> Result<Next, ModelError> {
+        let vocab = self.net.vocab();
+        if tokens.is_empty() {
+            return Err(ModelError::Input("no tokens".into()));
+        }
+        if let Some(&id) = tokens.iter().find(|&&id| id >= vocab) {
+            return Err(ModelError::Token { id, vocab });
+        }
+        let context = self.net.context();
+        let end = u32::try_from(tokens.len()).ok().and_then(|n| self.position().checked_add(n));
+        if end.is_none_or(|end| end > context) {
+            return Err(ModelError::ContextFull { ctx: context, pos: end.unwrap_or(u32::MAX) });
+        }
+        let mut chunks = tokens.chunks(PREFILL_CHUNK as usize).peekable();
+        while let Some(chunk) = chunks.next() {
+            let head = chunks.peek().is_none().then_some(pick);
+            let pos0 = self.position();
+            let answer = self.net.forward(&mut self.backend, pos0, chunk, head).await;
+            match answer {
+                Ok(answer) => {
+                    self.tokens.extend_from_slice(chunk);
+                    if let Some(next) = answer {
+                        return Ok(next);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ModelError::Input("no tokens".into()))
+    }
+}

@@ -1,0 +1,65 @@
+//! A checkpoint's tensors as a model file asks for them: found by name under the checkpoint's
+//! prefixes (a task model such as `ViTForImageClassification` prefixes its encoder with `vit.`,
+//! the bare model does not), read one at a time by byte range, and placed on a backend.
+
+use crate::backend::Backend;
+use crate::formats::{DType, TensorInfo, TensorTable};
+
+use super::{ModelError, RangeReader};
+
+pub struct Weights<'a, R> {
+    pub table: &'a TensorTable,
+    pub read: &'a mut R,
+    /// Tried in order; "" is the bare name.
+    pub prefixes: &'a [&'a str],
+}
+
+impl<'a, R: RangeReader> Weights<'a, R> {
+    /// The tensors of `table` under their bare names.
+    pub fn new(table: &'a TensorTable, read: &'a mut R) -> Self {
+        Self { table, read, prefixes: &[""] }
+    }
+
+    pub fn with_prefixes(table: &'a TensorTable, read: &'a mut R, prefixes: &'a [&'a str]) -> Self {
+        Self { table, read, prefixes }
+    }
+
+    pub fn find(&self, name: &str) -> Result<&'a TensorInfo, ModelError> {
+        let table = self.table;
+        self.prefixes.iter().find_map(|p| table.get(&format!("{p}{name}"))).ok_or_else(|| {
+            let looked = if self.prefixes == [""] { String::new() } else { format!(" (looked under {:?})", self.prefixes) };
+            ModelError::Tensor { name: name.into(), problem: format!("missing{looked}") }
+        })
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.find(name).is_ok()
+    }
+
+    /// Tensor `name`, which must be (rows, cols), as a matrix on `b`.
+    pub async fn matrix<B: Backend>(&mut self, b: &B, name: &str, rows: u32, cols: u32) -> Result<B::Matrix, ModelError> {
+        let t = self.find(name)?;
+        b.matrix(t, self.read, rows, cols).await
+    }
+
+    /// Tensor `name` of `shape` as f32 values, whatever its type (norms, biases, tables).
+    pub async fn values(&mut self, name: &str, shape: &[u32]) -> Result<Vec<f32>, ModelError> {
+        let t = self.find(name)?;
+        super::tensor_values(t, self.read, shape).await
+    }
+
+    /// Tensor `name`, a vector of `len`, on `b`.
+    pub async fn vector<B: Backend>(&mut self, b: &B, name: &str, len: u32) -> Result<B::Vector, ModelError> {
+        let v = self.values(name, &[len]).await?;
+        b.vector(&v)
+    }
+
+    /// Like `values`, for tensors that must hold floats (F32, F16 or BF16).
+    pub async fn float_values(&mut self, name: &str, shape: &[u32]) -> Result<Vec<f32>, ModelError> {
+        let t = self.find(name)?;
+        if !matches!(t.dtype, DType::F32 | DType::F16 | DType::BF16) {
+            return Err(ModelError::Tensor { name: t.name.clone(), problem: format!("dtype {} (F32, F16 or BF16 expected)", t.dtype) });
+        }
+        super::tensor_values(t, self.read, shape).await
+    }
+}
