@@ -7,18 +7,18 @@
 //! (GGUFs dequantized), on the GPU (lavapipe natively, SwiftShader in Chromium) and on the CPU
 //! fallback (candle).
 
-use hugrt::cpu::llama::CpuLlama;
-use hugrt::formats::TensorTable;
 use hugrt::generate::{LanguageModel, Next, Pick};
-use hugrt::gpu::GpuContext;
-use hugrt::models::CpuDecoder;
-use hugrt::models::llama::{Llama, ModelError};
+use hugrt::cpu::backend::Cpu;
+use hugrt::models::ModelError;
+use hugrt::models::decoder::{Architecture, Config};
+use hugrt::models::llama::Llama;
+use hugrt::models::weights::Weights;
 
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 mod common;
-use common::log;
+use common::{Device, decoder, log, table};
 
 struct Fixture {
     name: &'static str,
@@ -48,12 +48,6 @@ const QWEN2: Fixture = Fixture {
         ("model-q4_k_m.gguf", include_bytes!("fixtures/qwen2/model-q4_k_m.gguf")),
     ],
 };
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Device {
-    Gpu,
-    Cpu,
-}
 
 /// How close a device's run of `file` must come to transformers' float64 run of the file's own
 /// weights: the largest |logit error| allowed, and how many greedy steps must agree.
@@ -92,10 +86,6 @@ struct Expected {
     margins: Vec<f32>,
 }
 
-fn table(name: &str, bytes: &[u8]) -> TensorTable {
-    hugrt::formats::read_table(bytes, bytes.len() as u64, name).expect("reads the table")
-}
-
 /// The logits after the prompt and the greedy continuation, through the generation loop's view
 /// of the model (prefill in one call, then one token per call: the KV-cache path).
 async fn run(model: &mut impl LanguageModel, prompt: &[u32], steps: usize) -> (Vec<f32>, Vec<u32>) {
@@ -111,32 +101,12 @@ async fn run(model: &mut impl LanguageModel, prompt: &[u32], steps: usize) -> (V
 }
 
 async fn check(fixture: &Fixture, device: Device) {
-    let ctx = if device == Device::Gpu { Some(GpuContext::new().await.expect("a GPU")) } else { None };
     for (file, bytes) in fixture.files {
         let want = expected(fixture, file);
-        let t = table(file, bytes);
-        let hub = file.ends_with(".safetensors");
-        let config = hub.then_some(fixture.config);
-        let (logits, greedy) = match &ctx {
-            Some(ctx) => {
-                let mut model = match config {
-                    Some(json) => Llama::load_hub(ctx, json, &t, Some(64), &mut { bytes }).await,
-                    None => Llama::load(ctx, &t, Some(64), &mut { bytes }).await,
-                }
-                .expect("loads on the GPU");
-                let out = run(&mut model.on(ctx), &want.prompt, want.greedy.len()).await;
-                assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
-                out
-            }
-            None => {
-                let model = match config {
-                    Some(json) => CpuLlama::load_hub(json, &t, Some(64), &mut { bytes }).await,
-                    None => CpuLlama::load(&t, Some(64), &mut { bytes }).await,
-                }
-                .expect("loads on the CPU");
-                run(&mut CpuDecoder::new(model), &want.prompt, want.greedy.len()).await
-            }
-        };
+        let config = file.ends_with(".safetensors").then_some(fixture.config);
+        let mut model = decoder(device, config, file, bytes, Some(64)).await.expect("loads");
+        let (logits, greedy) = run(&mut model, &want.prompt, want.greedy.len()).await;
+        common::assert_no_gpu_errors(&model);
         let scale = want.logits.iter().fold(0f32, |m, v| m.max(v.abs()));
         let (tolerance, at_least) = tolerance(fixture, file, device, scale);
         let (at, worst) = logits.iter().zip(&want.logits).map(|(g, w)| (g - w).abs()).enumerate().fold((0, 0f32), |a, (i, d)| if d > a.1 { (i, d) } else { a });
@@ -150,14 +120,11 @@ async fn check(fixture: &Fixture, device: Device) {
     }
 }
 
-gpu_test!(llama_matches_transformers_on_the_gpu, check(&LLAMA, Device::Gpu));
-gpu_test!(qwen2_matches_transformers_on_the_gpu, check(&QWEN2, Device::Gpu));
-gpu_test!(llama_matches_transformers_on_the_cpu, check(&LLAMA, Device::Cpu));
-gpu_test!(qwen2_matches_transformers_on_the_cpu, check(&QWEN2, Device::Cpu));
+both!(llama_matches_transformers_on_the_gpu, llama_matches_transformers_on_the_cpu, |d| check(&LLAMA, d));
+both!(qwen2_matches_transformers_on_the_gpu, qwen2_matches_transformers_on_the_cpu, |d| check(&QWEN2, d));
 
 gpu_test!(hub_config_errors_are_typed, async {
     let (_, bytes) = LLAMA.files[0];
-    let t = table("model.safetensors", bytes);
     let config: serde_json::Value = serde_json::from_slice(LLAMA.config).unwrap();
     let with = |key: &str, value: serde_json::Value| {
         let mut c = config.clone();
@@ -173,21 +140,22 @@ gpu_test!(hub_config_errors_are_typed, async {
         ("zero layers", with("num_hidden_layers", 0.into())),
     ];
     for (what, json) in cases {
-        let err = CpuLlama::load_hub(&json, &t, None, &mut { bytes }).await.err().unwrap_or_else(|| panic!("{what}: accepted"));
+        // The Llama family's own loader (the registry would hand a GPT-2 config to GPT-2).
+        let (t, cpu) = (table("model.safetensors", bytes), Cpu::default());
+        let err = Llama::load(&cpu, Config::Hub(&json), None, &mut Weights::new(&t, &mut { bytes })).await.err().unwrap_or_else(|| panic!("{what}: accepted"));
         assert!(matches!(err, ModelError::Config(_)), "{what}: {err}");
     }
     // Sizes that disagree with the file are a tensor error, on both devices.
     let vocab = with("vocab_size", 251.into());
-    let err = CpuLlama::load_hub(&vocab, &t, None, &mut { bytes }).await.err().expect("251 rows are not 250");
-    assert!(matches!(err, ModelError::Tensor { .. }), "{err}");
-    let ctx = GpuContext::new().await.expect("a GPU");
-    let err = Llama::load_hub(&ctx, &vocab, &t, None, &mut { bytes }).await.err().expect("251 rows are not 250");
-    assert!(matches!(err, ModelError::Tensor { .. }), "{err}");
+    for device in [Device::Cpu, Device::Gpu] {
+        let err = decoder(device, Some(&vocab), "model.safetensors", bytes, None).await.err().expect("251 rows are not 250");
+        assert!(matches!(err, ModelError::Tensor { .. }), "{device:?}: {err}");
+    }
     // A GGUF whose Q/K/V biases are incomplete is refused, not half-applied.
     let (_, gguf) = QWEN2.files[1];
     let mut t = table("model-q8_0.gguf", gguf);
     t.tensors.retain(|x| x.name != "blk.0.attn_k.bias");
-    let err = CpuLlama::load(&t, None, &mut { gguf }).await.err().expect("a missing bias");
+    let err = hugrt::models::AnyDecoder::load(None, None, &t, None, &mut { gguf }).await.err().expect("a missing bias");
     assert!(matches!(err, ModelError::Config(_)), "{err}");
 });
 

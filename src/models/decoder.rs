@@ -204,3 +204,81 @@ impl<B: Backend> LanguageModel for Decoder<B> {
         Err(ModelError::Input("no tokens".into()))
     }
 }
+
+/// A decoder on whichever device was chosen at run time: what the wasm API, the CLI and the
+/// tests hold.
+#[allow(clippy::large_enum_variant)] // one per model
+pub enum AnyDecoder {
+    Gpu(Decoder<crate::gpu::backend::Gpu>),
+    Cpu(Decoder<crate::cpu::backend::Cpu>),
+}
+
+impl AnyDecoder {
+    /// Loads on the GPU of `gpu`, or on the CPU without one (as `Decoder::load`).
+    pub async fn load(gpu: Option<std::rc::Rc<crate::gpu::GpuContext>>, config_json: Option<&[u8]>, table: &TensorTable, context: Option<u32>, read: &mut impl RangeReader) -> Result<Self, ModelError> {
+        Ok(match gpu {
+            Some(ctx) => Self::Gpu(Decoder::load(crate::gpu::backend::Gpu::new(ctx), config_json, table, context, read).await?),
+            None => Self::Cpu(Decoder::load(crate::cpu::backend::Cpu::default(), config_json, table, context, read).await?),
+        })
+    }
+
+    pub fn info(&self) -> serde_json::Value {
+        match self {
+            Self::Gpu(m) => m.info(),
+            Self::Cpu(m) => m.info(),
+        }
+    }
+
+    pub fn vocab(&self) -> u32 {
+        match self {
+            Self::Gpu(m) => m.vocab(),
+            Self::Cpu(m) => m.vocab(),
+        }
+    }
+
+    /// The GPU backend, when the model runs there.
+    pub fn gpu(&self) -> Option<&crate::gpu::backend::Gpu> {
+        match self {
+            Self::Gpu(m) => Some(&m.backend),
+            Self::Cpu(_) => None,
+        }
+    }
+
+    /// The logits after `tokens` (tests), leaving the cache advanced.
+    pub async fn logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        match self {
+            Self::Gpu(m) => m.logits(tokens).await,
+            Self::Cpu(m) => m.logits(tokens).await,
+        }
+    }
+}
+
+impl LanguageModel for AnyDecoder {
+    fn context(&self) -> u32 {
+        match self {
+            Self::Gpu(m) => m.context(),
+            Self::Cpu(m) => m.context(),
+        }
+    }
+
+    fn cached(&self) -> &[u32] {
+        match self {
+            Self::Gpu(m) => m.cached(),
+            Self::Cpu(m) => m.cached(),
+        }
+    }
+
+    fn truncate(&mut self, len: usize) {
+        match self {
+            Self::Gpu(m) => m.truncate(len),
+            Self::Cpu(m) => m.truncate(len),
+        }
+    }
+
+    async fn forward(&mut self, tokens: &[u32], pick: Pick) -> Result<Next, ModelError> {
+        match self {
+            Self::Gpu(m) => m.forward(tokens, pick).await,
+            Self::Cpu(m) => m.forward(tokens, pick).await,
+        }
+    }
+}

@@ -14,7 +14,7 @@ pub mod vit;
 pub mod weights;
 
 use crate::formats::{DType, FormatError, TensorTable, grow_prefix, read_table};
-pub use decoder::{Decoder, PREFILL_CHUNK};
+pub use decoder::{AnyDecoder, Decoder, PREFILL_CHUNK};
 pub use error::ModelError;
 
 /// Where a model file's bytes come from: the weight store, a file, an HTTP server, a buffer.

@@ -26,3 +26,51 @@ pub fn log(line: &str) {
     #[cfg(not(target_arch = "wasm32"))]
     eprintln!("{line}");
 }
+
+/// The two backends every model test runs on.
+#[allow(dead_code)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Gpu,
+    Cpu,
+}
+
+/// Declares a test on the GPU and one on the CPU from one async function of the device
+/// (`both!(name_on_the_gpu, name_on_the_cpu, check)`), each a native test and a browser test.
+#[macro_export]
+macro_rules! both {
+    ($gpu:ident, $cpu:ident, $body:expr) => {
+        gpu_test!($gpu, ($body)($crate::common::Device::Gpu));
+        gpu_test!($cpu, ($body)($crate::common::Device::Cpu));
+    };
+}
+
+/// The GPU context (lavapipe natively, WebGPU in the browser) for `device`, or none.
+#[allow(dead_code)]
+pub async fn gpu_for(device: Device) -> Option<std::rc::Rc<hugrt::gpu::GpuContext>> {
+    match device {
+        Device::Gpu => Some(std::rc::Rc::new(hugrt::gpu::GpuContext::new().await.expect("a GPU"))),
+        Device::Cpu => None,
+    }
+}
+
+/// A model file's tensor table (the file in memory).
+#[allow(dead_code)]
+pub fn table(name: &str, bytes: &[u8]) -> hugrt::formats::TensorTable {
+    hugrt::formats::read_table(bytes, bytes.len() as u64, name).expect("reads the table")
+}
+
+/// A decoder from a GGUF file (`config` None) or a hub checkpoint, on `device`.
+#[allow(dead_code)]
+pub async fn decoder(device: Device, config: Option<&[u8]>, name: &str, bytes: &[u8], context: Option<u32>) -> Result<hugrt::models::AnyDecoder, hugrt::models::ModelError> {
+    let t = table(name, bytes);
+    hugrt::models::AnyDecoder::load(gpu_for(device).await, config, &t, context, &mut { bytes }).await
+}
+
+/// Fails the test if the GPU reported errors that no error scope caught.
+#[allow(dead_code)]
+pub fn assert_no_gpu_errors(model: &hugrt::models::AnyDecoder) {
+    if let Some(gpu) = model.gpu() {
+        assert_eq!(gpu.ctx.take_uncaptured_errors(), Vec::<String>::new());
+    }
+}
