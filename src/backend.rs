@@ -66,8 +66,9 @@ pub trait Backend {
     /// A (rows, cols) matrix from f32 values (weights the loader had to rearrange).
     fn matrix_from_values(&self, name: &str, values: &[f32], rows: u32, cols: u32) -> Result<Self::Matrix, ModelError>;
     fn vector(&self, values: &[f32]) -> Result<Self::Vector, ModelError>;
-    /// K and V of `capacity` positions of `kv_heads` heads of `head_dim`.
-    fn kv_cache(&self, kv_heads: u32, head_dim: u32, capacity: u32) -> Result<Self::KvCache, ModelError>;
+    /// K and V of `capacity` positions of `kv_heads` heads of `head_dim`, for each of `layers`:
+    /// refused as a whole (before anything is allocated) when the device cannot hold them.
+    fn kv_caches(&self, layers: u32, kv_heads: u32, head_dim: u32, capacity: u32) -> Result<Vec<Self::KvCache>, ModelError>;
     /// Bytes a product with `m` reads, as held on the device.
     fn matrix_bytes(&self, m: &Self::Matrix) -> u64;
 

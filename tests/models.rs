@@ -4,12 +4,11 @@
 //! the CPU fallback (candle), whose greedy tokens also equal the GPU's; its quantized matmul on
 //! every fixture block type; and (natively) the real SmolLM2-135M-Instruct Q4_1.
 
-use hugrt::cpu::llama::CpuLlama;
 use hugrt::formats::gguf::{self, GgufValue};
 use hugrt::formats::{DType, TensorTable, quant};
-use hugrt::gpu::GpuContext;
+use hugrt::generate::{LanguageModel, Next, Pick};
 use hugrt::gpu::ops::rope;
-use hugrt::models::llama::{Llama, ModelError};
+use hugrt::models::{AnyDecoder, ModelError};
 
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
@@ -187,56 +186,36 @@ fn argmax(v: &[f64]) -> u32 {
     v.iter().enumerate().fold(0, |best, (i, &x)| if x > v[best] { i } else { best }) as u32
 }
 
-/// The model under test: the GPU `Llama` or the CPU fallback.
-enum Model {
-    Gpu(Box<(GpuContext, Llama)>),
-    Cpu(Box<CpuLlama>),
-}
+/// The model under test: on the GPU or the CPU backend.
+struct Model(AnyDecoder);
 
 impl Model {
     async fn load(cpu: bool, bytes: &[u8], table: &TensorTable, context: u32) -> Self {
-        if cpu {
-            Model::Cpu(Box::new(CpuLlama::load(table, Some(context), &mut &bytes[..]).await.expect("loads on the CPU")))
-        } else {
-            let ctx = GpuContext::new().await.expect("a GPU");
-            let model = Llama::load(&ctx, table, Some(context), &mut &bytes[..]).await.expect("loads");
-            Model::Gpu(Box::new((ctx, model)))
-        }
+        let device = if cpu { common::Device::Cpu } else { common::Device::Gpu };
+        Model(AnyDecoder::load(common::gpu_for(device).await, None, table, Some(context), &mut &bytes[..]).await.expect("loads"))
     }
 
     async fn logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
-        match self {
-            Model::Gpu(g) => g.1.logits(&g.0, tokens).await,
-            Model::Cpu(m) => m.logits(tokens),
-        }
+        self.0.logits(tokens).await
     }
 
     async fn next_token(&mut self, tokens: &[u32]) -> Result<u32, ModelError> {
-        match self {
-            Model::Gpu(g) => g.1.next_token(&g.0, tokens).await,
-            Model::Cpu(m) => m.next_token(tokens),
+        match self.0.forward(tokens, Pick::Greedy).await? {
+            Next::Token(t) => Ok(t),
+            Next::Logits(_) => panic!("a token asked"),
         }
     }
 
     fn position(&self) -> u32 {
-        match self {
-            Model::Gpu(g) => g.1.position(),
-            Model::Cpu(m) => m.position,
-        }
+        self.0.cached().len() as u32
     }
 
     fn reset(&mut self) {
-        match self {
-            Model::Gpu(g) => g.1.reset(),
-            Model::Cpu(m) => m.reset(),
-        }
+        self.0.truncate(0);
     }
 
     fn uncaptured_errors(&self) -> Vec<String> {
-        match self {
-            Model::Gpu(g) => g.0.take_uncaptured_errors(),
-            Model::Cpu(_) => Vec::new(),
-        }
+        self.0.gpu().map(|g| g.ctx.take_uncaptured_errors()).unwrap_or_default()
     }
 }
 
@@ -348,14 +327,11 @@ async fn context_overflow_and_bad_tokens(cpu: bool) {
     let err = model.next_token(&[7, 8, 9]).await.expect_err("past the context");
     assert!(matches!(err, ModelError::ContextFull { ctx: 8, pos: 9 }), "{err}");
     assert_eq!(model.position(), 6, "nothing was written past the context");
+    // The same typed errors on both devices (the decoder checks before any backend runs).
     let err = model.next_token(&[VOCAB as u32]).await.expect_err("token past the vocabulary");
-    if cpu {
-        assert!(matches!(err, ModelError::Token { id, vocab } if id == VOCAB as u32 && vocab == VOCAB as u32), "{err}");
-        let err = model.next_token(&[]).await.expect_err("no tokens");
-        assert!(matches!(err, ModelError::Config(_)), "{err}");
-    } else {
-        assert!(matches!(err, ModelError::Gpu(_)), "{err}");
-    }
+    assert!(matches!(err, ModelError::Token { id, vocab } if id == VOCAB as u32 && vocab == VOCAB as u32), "{err}");
+    let err = model.next_token(&[]).await.expect_err("no tokens");
+    assert!(matches!(err, ModelError::Input(_)), "{err}");
     assert_eq!(model.position(), 6, "a rejected token writes nothing");
     model.next_token(&[7, 8]).await.expect("fills the context exactly");
     assert_eq!(model.position(), 8);
@@ -435,26 +411,25 @@ gpu_test!(generation_on_the_gpu_llama, async {
 
     let bytes = tiny_llama(DType::F32, 4);
     let table = hugrt::formats::read_table(&bytes, bytes.len() as u64, "tiny.gguf").expect("reads");
-    let ctx = GpuContext::new().await.expect("a GPU");
-    let mut model = Llama::load(&ctx, &table, Some(48), &mut bytes.as_slice()).await.expect("loads");
+    let mut model = Model::load(false, &bytes, &table, 48).await;
     let prompt: Vec<u32> = vec![3, 14, 15, 92, 65];
     let steps = 16;
 
-    let mut want = vec![model.next_token(&ctx, &prompt).await.unwrap()];
+    let mut want = vec![model.next_token(&prompt).await.unwrap()];
     while want.len() < steps {
         let last = *want.last().unwrap();
-        want.push(model.next_token(&ctx, &[last]).await.unwrap());
+        want.push(model.next_token(&[last]).await.unwrap());
     }
     model.reset();
-    async fn generate(model: &mut Llama, ctx: &GpuContext, tok: &hugrt::tokenizer::Tokenizer, prompt: &[u32], opts: GenerateOptions) -> (Vec<u32>, String) {
+    async fn generate(model: &mut Model, tok: &hugrt::tokenizer::Tokenizer, prompt: &[u32], opts: GenerateOptions) -> (Vec<u32>, String) {
         let mut g = Generation::new(prompt.to_vec(), opts, vec![]).unwrap();
-        let text = g.run(&mut model.on(ctx), tok).await.expect("generates");
+        let text = g.run(&mut model.0, tok).await.expect("generates");
         (g.tokens().to_vec(), text)
     }
     let n = steps as u32;
     macro_rules! run {
         ($opts:expr) => {
-            generate(&mut model, &ctx, &tok, &prompt, GenerateOptions { max_tokens: n, ..$opts }).await
+            generate(&mut model, &tok, &prompt, GenerateOptions { max_tokens: n, ..$opts }).await
         };
     }
     let (greedy, text) = run!(GenerateOptions::default());
@@ -473,7 +448,7 @@ gpu_test!(generation_on_the_gpu_llama, async {
         assert!(!seen.contains(t), "token {t} repeated under a huge repetition penalty: {penalized:?}");
         seen.push(*t);
     }
-    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+    assert_eq!(model.uncaptured_errors(), Vec::<String>::new());
 });
 
 /// The highest logit's id and its margin over the second highest (nats).
@@ -503,14 +478,14 @@ fn smollm2() -> (std::fs::File, TensorTable) {
 
 /// Greedy ids after `prompt` and the top-2 margin at each step.
 #[cfg(not(target_arch = "wasm32"))]
-fn cpu_greedy(model: &mut CpuLlama, prompt: &[u32], steps: usize) -> (Vec<u32>, Vec<f32>) {
-    let mut logits = model.logits(prompt).expect("prefill");
+fn cpu_greedy(model: &mut Model, prompt: &[u32], steps: usize) -> (Vec<u32>, Vec<f32>) {
+    let mut logits = pollster::block_on(model.logits(prompt)).expect("prefill");
     let (mut ids, mut margins) = (Vec::new(), Vec::new());
     for _ in 0..steps {
         let (id, margin) = top2(&logits);
         ids.push(id);
         margins.push(margin);
-        logits = model.logits(&[id]).expect("decode");
+        logits = pollster::block_on(model.logits(&[id])).expect("decode");
     }
     (ids, margins)
 }
@@ -523,8 +498,9 @@ fn smollm2_cpu_greedy_equals_gpu_until_near_tie() {
     const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314];
     const GPU: [u32; 8] = [7042, 30, 198, 198, 504, 2988, 314, 42];
     let (mut file, table) = smollm2();
-    let mut model = pollster::block_on(CpuLlama::load(&table, Some(64), &mut file)).expect("loads on the CPU");
-    assert_eq!((model.config.n_layers, model.config.vocab, model.config.kv_heads), (30, 49152, 3));
+    let mut model = Model(pollster::block_on(AnyDecoder::load(None, None, &table, Some(64), &mut file)).expect("loads on the CPU"));
+    let info = model.0.info();
+    assert_eq!((info["layers"].as_u64(), info["vocab"].as_u64(), info["kvHeads"].as_u64()), (Some(30), Some(49152), Some(3)));
     let (ids, margins) = cpu_greedy(&mut model, &PROMPT, GPU.len());
     log(&format!("SmolLM2 CPU greedy {ids:?}, margins {margins:?}"));
     let clear = margins.iter().position(|&m| m < NEAR_TIE).unwrap_or(GPU.len());
@@ -546,7 +522,7 @@ gpu_test!(cpu_llama_refuses_a_cache_it_cannot_hold, async {
     ];
     let bytes = gguf::write(&meta, &[], 32);
     let table = hugrt::formats::read_table(&bytes, bytes.len() as u64, "huge.gguf").expect("reads");
-    let err = CpuLlama::load(&table, Some(u32::MAX), &mut bytes.as_slice()).await.err().expect("refused");
+    let err = AnyDecoder::load(None, None, &table, Some(u32::MAX), &mut bytes.as_slice()).await.err().expect("refused");
     assert!(matches!(err, ModelError::Config(ref m) if m.contains("KV cache")), "{err}");
 });
 #[cfg(not(target_arch = "wasm32"))]
@@ -565,9 +541,8 @@ fn smollm2_greedy_equals_llamacpp_until_near_tie() {
     };
     assert_eq!(doc["sha256"].as_str(), Some(sha.as_str()), "the fixture was made from this file");
     let ids = |v: &serde_json::Value| -> Vec<u32> { v.as_array().expect("ids").iter().map(|i| i.as_u64().expect("id") as u32).collect() };
-    let mut cpu = pollster::block_on(CpuLlama::load(&table, Some(64), &mut file)).expect("loads on the CPU");
-    let ctx = pollster::block_on(GpuContext::new()).expect("a GPU");
-    let mut gpu = pollster::block_on(Llama::load(&ctx, &table, Some(64), &mut file)).expect("loads on the GPU");
+    let mut cpu = Model(pollster::block_on(AnyDecoder::load(None, None, &table, Some(64), &mut file)).expect("loads on the CPU"));
+    let mut gpu = Model(pollster::block_on(AnyDecoder::load(pollster::block_on(common::gpu_for(common::Device::Gpu)), None, &table, Some(64), &mut file)).expect("loads on the GPU"));
     let prompts = doc["prompts"].as_array().expect("prompts");
     assert_eq!(prompts.len(), 4);
     for p in prompts {
@@ -578,13 +553,13 @@ fn smollm2_greedy_equals_llamacpp_until_near_tie() {
         cpu.reset();
         let (cpu_ids, cpu_margins) = cpu_greedy(&mut cpu, &prompt, clear);
         gpu.reset();
-        let mut gpu_ids = vec![pollster::block_on(gpu.next_token(&ctx, &prompt)).expect("GPU prefill")];
+        let mut gpu_ids = vec![pollster::block_on(gpu.next_token(&prompt)).expect("GPU prefill")];
         while gpu_ids.len() < clear {
-            gpu_ids.push(pollster::block_on(gpu.next_token(&ctx, &gpu_ids[gpu_ids.len() - 1..])).expect("GPU decode"));
+            gpu_ids.push(pollster::block_on(gpu.next_token(&gpu_ids[gpu_ids.len() - 1..])).expect("GPU decode"));
         }
         log(&format!("{}: llama.cpp {:?}, {clear} steps before a near-tie; CPU margins {cpu_margins:?}", p["prompt"], &want[..clear]));
         assert_eq!(cpu_ids, want[..clear], "{}: CPU vs llama.cpp", p["prompt"]);
         assert_eq!(gpu_ids, want[..clear], "{}: GPU vs llama.cpp", p["prompt"]);
     }
-    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+    assert_eq!(gpu.uncaptured_errors(), Vec::<String>::new());
 }

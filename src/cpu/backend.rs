@@ -26,10 +26,7 @@ pub struct CpuRope {
 
 /// The CPU.
 #[derive(Default)]
-pub struct Cpu {
-    /// Bytes of the KV caches made so far.
-    kv_bytes: std::cell::Cell<u64>,
-}
+pub struct Cpu;
 
 fn shape(detail: String) -> ModelError {
     ModelError::Cpu(detail)
@@ -70,18 +67,16 @@ impl Backend for Cpu {
         Tensor::from_slice(values, values.len(), &Device::Cpu).map_err(cpu_err)
     }
 
-    fn kv_cache(&self, kv_heads: u32, head_dim: u32, capacity: u32) -> Result<CpuKvCache, ModelError> {
-        // Refuse what this address space cannot hold (wasm32: 4 GiB in all) rather than abort on
-        // the allocation.
-        let bytes = [u64::from(kv_heads), u64::from(capacity), u64::from(head_dim)].iter().fold(8u64, |a, &b| a.saturating_mul(b));
-        let total = self.kv_bytes.get().saturating_add(bytes);
+    fn kv_caches(&self, layers: u32, kv_heads: u32, head_dim: u32, capacity: u32) -> Result<Vec<CpuKvCache>, ModelError> {
+        // K and V of every layer in f32: refuse what this address space cannot hold (wasm32:
+        // 4 GiB in all) rather than abort on the allocation.
+        let bytes = [u64::from(layers), u64::from(kv_heads), u64::from(capacity), u64::from(head_dim)].iter().fold(8u64, |a, &b| a.saturating_mul(b));
         let limit = if cfg!(target_arch = "wasm32") { 3 << 30 } else { isize::MAX as u64 };
-        if total > limit {
-            return Err(ModelError::Config(format!("KV caches of {capacity} tokens need more than {total} bytes; ask for a smaller context")));
+        if bytes > limit {
+            return Err(ModelError::Config(format!("a KV cache of {capacity} tokens needs {bytes} bytes; ask for a smaller context")));
         }
-        self.kv_bytes.set(total);
         let zeros = || Tensor::zeros((kv_heads as usize, capacity as usize, head_dim as usize), DType::F32, &Device::Cpu).map_err(cpu_err);
-        Ok(CpuKvCache { k: zeros()?, v: zeros()?, capacity })
+        (0..layers).map(|_| Ok(CpuKvCache { k: zeros()?, v: zeros()?, capacity })).collect()
     }
 
     fn matrix_bytes(&self, m: &Matrix) -> u64 {

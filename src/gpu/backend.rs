@@ -193,10 +193,14 @@ impl Backend for Gpu {
         Ok(self.ctx.storage_from("model", "vector", values)?)
     }
 
-    fn kv_cache(&self, kv_heads: u32, head_dim: u32, capacity: u32) -> Result<GpuKvCache, ModelError> {
-        let width = kv_heads * head_dim;
+    fn kv_caches(&self, layers: u32, kv_heads: u32, head_dim: u32, capacity: u32) -> Result<Vec<GpuKvCache>, ModelError> {
+        let width = kv_heads.checked_mul(head_dim).ok_or_else(|| shape(format!("{kv_heads} heads of {head_dim}")))?;
         let bytes = u64::from(capacity) * u64::from(width) * 4;
-        Ok(GpuKvCache { k: self.ctx.storage_output("model", "k cache", bytes)?, v: self.ctx.storage_output("model", "v cache", bytes)?, capacity, width })
+        // Each buffer within the binding limit, checked before any is created.
+        self.ctx.check_binding("model", "a KV cache", bytes)?;
+        (0..layers)
+            .map(|_| Ok(GpuKvCache { k: self.ctx.storage_output("model", "k cache", bytes)?, v: self.ctx.storage_output("model", "v cache", bytes)?, capacity, width }))
+            .collect()
     }
 
     fn matrix_bytes(&self, m: &GpuWeight) -> u64 {

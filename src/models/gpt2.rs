@@ -147,6 +147,7 @@ impl<B: Backend> Architecture<B> for Gpt2<B> {
         let context = c.context(context);
         let (d, ffn) = (c.n_embd, c.ffn());
         w.prefixes = &PREFIXES;
+        let mut caches = b.kv_caches(c.n_layer, c.n_head, d / c.n_head, context)?.into_iter();
         for name in ["wte.weight", "wpe.weight"] {
             let t = w.find(name)?;
             if !matches!(t.dtype, DType::F32 | DType::F16 | DType::BF16) {
@@ -173,7 +174,7 @@ impl<B: Backend> Architecture<B> for Gpt2<B> {
                 ln2: layer_norm(b, w, &p("ln_2"), d).await?,
                 fc: conv1d(b, w, &p("mlp.c_fc"), d, ffn).await?,
                 mlp_proj: conv1d(b, w, &p("mlp.c_proj"), ffn, d).await?,
-                cache: b.kv_cache(c.n_head, d / c.n_head, context)?,
+                cache: caches.next().ok_or_else(|| ModelError::Config("a block without a cache".into()))?,
             });
         }
         let ln_f = layer_norm(b, w, "ln_f", d).await?;

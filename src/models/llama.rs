@@ -305,6 +305,8 @@ impl<B: Backend> Llama<B> {
     pub async fn from_config(b: &B, config: LlamaConfig, context: u32, w: &mut Weights<'_, impl RangeReader>) -> Result<Self, ModelError> {
         let c = &config;
         let (qd, kvd) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
+        // The caches first: one the device cannot hold is refused before any tensor is read.
+        let mut caches = b.kv_caches(c.n_layers, c.kv_heads, c.head_dim, context)?.into_iter();
         let token_embd = w.matrix(b, &c.model_name("token_embd.weight"), c.vocab, c.hidden).await?;
         let output_name = c.model_name("output.weight");
         let output = if w.has(&output_name) { Some(w.matrix(b, &output_name, c.vocab, c.hidden).await?) } else { None };
@@ -328,7 +330,7 @@ impl<B: Backend> Llama<B> {
                 w_gate: w.matrix(b, &p("ffn_gate"), c.ffn, c.hidden).await?,
                 w_up: w.matrix(b, &p("ffn_up"), c.ffn, c.hidden).await?,
                 w_down: w.matrix(b, &p("ffn_down"), c.hidden, c.ffn).await?,
-                cache: b.kv_cache(c.kv_heads, c.head_dim, context)?,
+                cache: caches.next().ok_or_else(|| ModelError::Config("a layer without a cache".into()))?,
             });
         }
         let output_norm = w.vector(b, &c.model_name("output_norm.weight"), c.hidden).await?;
