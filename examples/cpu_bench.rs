@@ -1,12 +1,13 @@
 //! The CPU fallback's benchmark in the browser (not part of the package's API): a wasm module
 //! exporting `bench(bytes, promptTokens, decodeTokens)`, which loads a GGUF Llama held in memory
-//! on `CpuLlama` and times load, prefill and decode on the page's thread (one thread: wasm32
+//! on the CPU backend and times load, prefill and decode on the page's thread (one thread: wasm32
 //! without threads). Built and driven by scripts/bench-cpu-browser.sh (www/cpu-bench.html).
 //! Natively it is an empty library: `hugrt bench model --device cpu` is the native benchmark.
 
 #[cfg(target_arch = "wasm32")]
 mod web {
-    use hugrt::cpu::llama::CpuLlama;
+    use hugrt::cpu::backend::Cpu;
+    use hugrt::models::Decoder;
     use wasm_bindgen::prelude::*;
 
     fn now_ms() -> f64 {
@@ -23,23 +24,23 @@ mod web {
         let t0 = now_ms();
         let table = hugrt::formats::read_table(&bytes, bytes.len() as u64, "model.gguf").map_err(|e| err(e.to_string()))?;
         let context = prompt_tokens + decode_tokens + 1;
-        let mut model = CpuLlama::load(&table, Some(context), &mut bytes.as_slice()).await.map_err(|e| err(e.to_string()))?;
+        let mut model = Decoder::load(Cpu, None, &table, Some(context), &mut bytes.as_slice()).await.map_err(|e| err(e.to_string()))?;
         drop(bytes);
         let load_s = (now_ms() - t0) / 1e3;
-        let vocab = model.config.vocab;
+        let vocab = model.vocab();
         let prompt: Vec<u32> = (0..prompt_tokens).map(|i| (i * 7919 + 13) % vocab).collect();
         let t1 = now_ms();
-        let mut next = model.next_token(&prompt).map_err(|e| err(e.to_string()))?;
+        let mut next = model.next_token(&prompt).await.map_err(|e| err(e.to_string()))?;
         let prefill_s = (now_ms() - t1) / 1e3;
         let t2 = now_ms();
         for _ in 0..decode_tokens {
-            next = model.next_token(&[next]).map_err(|e| err(e.to_string()))?;
+            next = model.next_token(&[next]).await.map_err(|e| err(e.to_string()))?;
         }
         let decode_s = (now_ms() - t2) / 1e3 / f64::from(decode_tokens.max(1));
         Ok(serde_json::json!({
             "loadS": load_s, "promptTokens": prompt_tokens, "decodeTokens": decode_tokens,
             "prefillTokPerS": f64::from(prompt_tokens) / prefill_s, "decodeTokPerS": 1.0 / decode_s,
-            "weightBytesPerToken": model.weight_bytes_per_token(), "simd128": cfg!(target_feature = "simd128"),
+            "weightBytesPerToken": model.info()["weightBytes"], "simd128": cfg!(target_feature = "simd128"),
         })
         .to_string())
     }

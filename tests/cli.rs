@@ -93,12 +93,12 @@ fn generate_runs_a_checkpoint_folder() {
         let weights = std::fs::read(format!("{dir}/model.safetensors")).unwrap();
         let config = std::fs::read(format!("{dir}/config.json")).unwrap();
         let table = hugrt::formats::read_table(&weights, weights.len() as u64, "model.safetensors").unwrap();
-        let ctx = hugrt::gpu::GpuContext::new().await.unwrap();
-        let mut model = hugrt::models::gpt2::Gpt2::load(&ctx, &config, &table, None, &mut weights.as_slice()).await.unwrap();
+        let ctx = std::rc::Rc::new(hugrt::gpu::GpuContext::new().await.unwrap());
+        let mut model = hugrt::models::AnyDecoder::load(Some(ctx), Some(&config), &table, None, &mut weights.as_slice()).await.unwrap();
         let mut next = vec![352, 350];
         let mut out = Vec::new();
         for _ in 0..12 {
-            let logits = model.logits(&ctx, &next).await.unwrap();
+            let logits = model.logits(&next).await.unwrap();
             let id = hugrt::generate::sampling::argmax(&logits);
             out.push(id);
             next = vec![id];

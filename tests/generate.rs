@@ -9,7 +9,7 @@ use hugrt::generate::chat::{ChatTemplate, ChatTemplateError, Message};
 use hugrt::generate::stop::{StopCheck, StopStrings};
 use hugrt::generate::stream::TextStream;
 use hugrt::generate::{FinishReason, GenerateError, GenerateOptions, Generation, LanguageModel, Next, Pick};
-use hugrt::models::llama::ModelError;
+use hugrt::models::ModelError;
 use hugrt::tokenizer::Tokenizer;
 
 #[cfg(target_arch = "wasm32")]
