@@ -160,3 +160,35 @@ gpu_test!(hub_config_errors_are_typed, async {
 });
 
 
+
+gpu_test!(bad_inputs_give_the_same_error_on_both_backends, async {
+    // Each bad input, on every file of both fixtures: the same error variant on the GPU and the
+    // CPU, and nothing cached by the refused call.
+    for fixture in [&LLAMA, &QWEN2] {
+        for (file, bytes) in fixture.files {
+            let config = file.ends_with(".safetensors").then_some(fixture.config);
+            let mut codes = Vec::new();
+            for device in [Device::Gpu, Device::Cpu] {
+                let mut model = decoder(device, config, file, bytes, Some(8)).await.expect("loads");
+                let vocab = model.vocab();
+                model.forward(&[1, 2, 3], Pick::Greedy).await.expect("fits");
+                let cases: [(&str, Vec<u32>); 4] = [("no tokens", vec![]), ("an id past the vocabulary", vec![1, vocab]), ("past the context", vec![1; 6]), ("far past the context", vec![1; 1000])];
+                let mut got = Vec::new();
+                for (what, ids) in cases {
+                    let err = model.forward(&ids, Pick::Greedy).await.err().unwrap_or_else(|| panic!("{file} on {device:?}: {what} accepted"));
+                    assert_eq!(model.cached().len(), 3, "{file} on {device:?}: {what} changed the cache");
+                    got.push(match err {
+                        ModelError::Input(_) => "Input",
+                        ModelError::Token { id, vocab: v } if id == vocab && v == vocab => "Token",
+                        ModelError::ContextFull { ctx: 8, .. } => "ContextFull",
+                        other => panic!("{file} on {device:?}: {what}: {other}"),
+                    });
+                }
+                codes.push(got);
+            }
+            log(&format!("{} {file}: {:?}", fixture.name, codes[0]));
+            assert_eq!(codes[0], ["Input", "Token", "ContextFull", "ContextFull"]);
+            assert_eq!(codes[0], codes[1], "{file}: the GPU's and the CPU's errors");
+        }
+    }
+});
