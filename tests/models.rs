@@ -492,20 +492,26 @@ fn cpu_greedy(model: &mut Model, prompt: &[u32], steps: usize) -> (Vec<u32>, Vec
 
 #[cfg(not(target_arch = "wasm32"))]
 #[test]
-fn smollm2_cpu_greedy_equals_gpu_until_near_tie() {
-    // "The capital of France is" (no BOS: the GGUF says add_bos_token = false), and the GPU
-    // path's greedy continuation (tests/e2e/generate.test.mjs, the same on lavapipe and WebGPU).
+fn smollm2_cpu_greedy_equals_llamacpp_until_near_tie() {
+    // "The capital of France is" (no BOS: the GGUF says add_bos_token = false) and llama.cpp's
+    // greedy continuation of it (tests/fixtures/smollm2/llamacpp_greedy.json, its first prompt),
+    // equal up to llama.cpp's first near-tie, and at least 4.
     const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314];
-    const GPU: [u32; 8] = [7042, 30, 198, 198, 504, 2988, 314, 42];
+    let doc: serde_json::Value = serde_json::from_str(include_str!("fixtures/smollm2/llamacpp_greedy.json")).expect("fixture");
+    let reference = &doc["prompts"][0];
+    let prompt: Vec<u32> = reference["prompt_ids"].as_array().expect("prompt ids").iter().map(|i| i.as_u64().expect("id") as u32).collect();
+    assert_eq!(prompt, PROMPT, "the fixture's first prompt");
+    let want: Vec<u32> = reference["ids"].as_array().expect("ids").iter().map(|i| i.as_u64().expect("id") as u32).collect();
+    let want_margins: Vec<f64> = reference["margins"].as_array().expect("margins").iter().map(|m| m.as_f64().expect("margin")).collect();
     let (mut file, table) = smollm2();
     let mut model = Model(pollster::block_on(AnyDecoder::load(None, None, &table, Some(64), &mut file)).expect("loads on the CPU"));
     let info = model.0.info();
     assert_eq!((info["layers"].as_u64(), info["vocab"].as_u64(), info["kvHeads"].as_u64()), (Some(30), Some(49152), Some(3)));
-    let (ids, margins) = cpu_greedy(&mut model, &PROMPT, GPU.len());
+    let clear = want_margins.iter().position(|&m| m < f64::from(NEAR_TIE)).unwrap_or(want.len());
+    assert!(clear >= 4, "llama.cpp has a near-tie at step {clear}: margins {want_margins:?}");
+    let (ids, margins) = cpu_greedy(&mut model, &PROMPT, clear);
     log(&format!("SmolLM2 CPU greedy {ids:?}, margins {margins:?}"));
-    let clear = margins.iter().position(|&m| m < NEAR_TIE).unwrap_or(GPU.len());
-    assert!(clear >= 4, "a near-tie at step {clear}: margins {margins:?}");
-    assert_eq!(ids[..clear], GPU[..clear], "CPU vs GPU greedy tokens before the first near-tie (step {clear})");
+    assert_eq!(ids, want[..clear], "CPU vs llama.cpp greedy tokens before llama.cpp's first near-tie (step {clear})");
 }
 
 gpu_test!(cpu_llama_refuses_a_cache_it_cannot_hold, async {
