@@ -115,14 +115,14 @@ async fn bad_input_is_typed(device: Device) {
         }
     }
     let bad_config = br#"{"vocab_size": 1000, "n_positions": 64, "n_embd": 30, "n_layer": 2, "n_head": 4}"#;
-    let err = gpt2(&gpu, bad_config, &t, WEIGHTS).await.err().expect("30 is not a multiple of 4 heads");
+    let err = gpt2(&gpu, bad_config, &t, WEIGHTS).await.expect_err("30 is not a multiple of 4 heads");
     assert!(matches!(err, ModelError::Config(_)), "{err}");
     let wrong_shape = br#"{"vocab_size": 999, "n_positions": 64, "n_embd": 32, "n_layer": 2, "n_head": 4}"#;
-    let err = gpt2(&gpu, wrong_shape, &t, WEIGHTS).await.err().expect("wte has 1000 rows");
+    let err = gpt2(&gpu, wrong_shape, &t, WEIGHTS).await.expect_err("wte has 1000 rows");
     assert!(matches!(err, ModelError::Tensor { .. }), "{err}");
-    let err = gpt2(&gpu, b"{not json", &t, WEIGHTS).await.err().expect("not JSON");
+    let err = gpt2(&gpu, b"{not json", &t, WEIGHTS).await.expect_err("not JSON");
     assert!(matches!(err, ModelError::Config(_)), "{err}");
-    let err = hugrt::models::AnyDecoder::load(gpu.clone(), Some(CONFIG), &t, None, &mut &WEIGHTS[..1000]).await.err().expect("a truncated file");
+    let err = hugrt::models::AnyDecoder::load(gpu.clone(), Some(CONFIG), &t, None, &mut &WEIGHTS[..1000]).await.expect_err("a truncated file");
     assert!(matches!(err, ModelError::Read(_)), "{err}");
     // The registry chooses GPT-2 by model_type.
     let lm = load(device, CONFIG, Some(16)).await;

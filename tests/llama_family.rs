@@ -141,7 +141,7 @@ gpu_test!(hub_config_errors_are_typed, async {
     ];
     for (what, json) in cases {
         // The Llama family's own loader (the registry would hand a GPT-2 config to GPT-2).
-        let (t, cpu) = (table("model.safetensors", bytes), Cpu::default());
+        let (t, cpu) = (table("model.safetensors", bytes), Cpu);
         let err = Llama::load(&cpu, Config::Hub(&json), None, &mut Weights::new(&t, &mut { bytes })).await.err().unwrap_or_else(|| panic!("{what}: accepted"));
         assert!(matches!(err, ModelError::Config(_)), "{what}: {err}");
     }

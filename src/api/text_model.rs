@@ -75,7 +75,7 @@ impl TextModel {
                 (Engine::Gpu(model), info)
             }
             None => {
-                let model = Decoder::load(Cpu::default(), config.as_deref(), &table, context, read).await.map_err(model_error)?;
+                let model = Decoder::load(Cpu, config.as_deref(), &table, context, read).await.map_err(model_error)?;
                 let info = model.info();
                 (Engine::Cpu(model), info)
             }

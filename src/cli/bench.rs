@@ -100,7 +100,7 @@ fn bench_model(args: &Args, path: &std::path::Path) -> Result<String, CliError> 
     let prompt = |vocab: u32| (0..args.prompt_tokens).map(|i| (i * 7919 + 13) % vocab).collect::<Vec<u32>>();
     let (mut out, adapter, load_s, prefill_s, decode_s) = pollster::block_on(async {
         if args.device == "cpu" {
-            let mut model = checkpoint.load(crate::cpu::backend::Cpu::default(), Some(context)).await.map_err(model_err)?;
+            let mut model = checkpoint.load(crate::cpu::backend::Cpu, Some(context)).await.map_err(model_err)?;
             let load_s = t0.elapsed().as_secs_f64();
             let info = model.info();
             let (prefill_s, decode_s) = time(&mut model, &prompt(info["vocab"].as_u64().unwrap_or(1) as u32), args.decode_tokens).await.map_err(model_err)?;

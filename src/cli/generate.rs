@@ -173,7 +173,7 @@ pub fn run(args: &Args) -> Result<String, CliError> {
                 (adapter, load_ms)
             }
             "cpu" => {
-                let mut lm = checkpoint.load(crate::cpu::backend::Cpu::default(), args.context).await.map_err(|e| failed(e.into()))?;
+                let mut lm = checkpoint.load(crate::cpu::backend::Cpu, args.context).await.map_err(|e| failed(e.into()))?;
                 let load_ms = t0.elapsed().as_secs_f64() * 1e3;
                 while let Some(piece) = generation.step(&mut lm, tok).await.map_err(failed)? {
                     show(piece);

@@ -190,15 +190,10 @@ impl<B: Backend> LanguageModel for Decoder<B> {
         while let Some(chunk) = chunks.next() {
             let head = chunks.peek().is_none().then_some(pick);
             let pos0 = self.position();
-            let answer = self.net.forward(&mut self.backend, pos0, chunk, head).await;
-            match answer {
-                Ok(answer) => {
-                    self.tokens.extend_from_slice(chunk);
-                    if let Some(next) = answer {
-                        return Ok(next);
-                    }
-                }
-                Err(e) => return Err(e),
+            let answer = self.net.forward(&mut self.backend, pos0, chunk, head).await?;
+            self.tokens.extend_from_slice(chunk);
+            if let Some(next) = answer {
+                return Ok(next);
             }
         }
         Err(ModelError::Input("no tokens".into()))
@@ -218,7 +213,7 @@ impl AnyDecoder {
     pub async fn load(gpu: Option<std::rc::Rc<crate::gpu::GpuContext>>, config_json: Option<&[u8]>, table: &TensorTable, context: Option<u32>, read: &mut impl RangeReader) -> Result<Self, ModelError> {
         Ok(match gpu {
             Some(ctx) => Self::Gpu(Decoder::load(crate::gpu::backend::Gpu::new(ctx), config_json, table, context, read).await?),
-            None => Self::Cpu(Decoder::load(crate::cpu::backend::Cpu::default(), config_json, table, context, read).await?),
+            None => Self::Cpu(Decoder::load(crate::cpu::backend::Cpu, config_json, table, context, read).await?),
         })
     }
 

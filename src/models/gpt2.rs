@@ -110,10 +110,10 @@ async fn values(w: &mut Weights<'_, impl RangeReader>, name: &str, shape: &[u32]
     })
 }
 
-/// Columns `from..from + out` of a (inp, total) `Conv1D` weight with their bias, as a `Linear`
-/// of (out, inp) rows.
-fn conv1d_part<B: Backend>(b: &B, name: &str, w: &[f32], bias: &[f32], inp: u32, total: u32, from: u32, out: u32) -> Result<Linear<B>, ModelError> {
-    let (inp, total, from, out) = (inp as usize, total as usize, from as usize, out as usize);
+/// Columns `cols` of a (inp, total) `Conv1D` weight with their bias, as a `Linear` of
+/// (cols, inp) rows.
+fn conv1d_part<B: Backend>(b: &B, name: &str, w: &[f32], bias: &[f32], (inp, total): (u32, u32), cols: std::ops::Range<u32>) -> Result<Linear<B>, ModelError> {
+    let (inp, total, from, out) = (inp as usize, total as usize, cols.start as usize, cols.len());
     let rows: Vec<f32> = (from..from + out).flat_map(|o| (0..inp).map(move |i| w[i * total + o])).collect();
     Ok(Linear { w: b.matrix_from_values(name, &rows, out as u32, inp as u32)?, b: b.vector(&bias[from..from + out])? })
 }
@@ -121,7 +121,7 @@ fn conv1d_part<B: Backend>(b: &B, name: &str, w: &[f32], bias: &[f32], inp: u32,
 async fn conv1d<B: Backend>(b: &B, w: &mut Weights<'_, impl RangeReader>, prefix: &str, inp: u32, out: u32) -> Result<Linear<B>, ModelError> {
     let weight = values(w, &format!("{prefix}.weight"), &[inp, out]).await?;
     let bias = values(w, &format!("{prefix}.bias"), &[out]).await?;
-    conv1d_part(b, &format!("{prefix}.weight"), &weight, &bias, inp, out, 0, out)
+    conv1d_part(b, &format!("{prefix}.weight"), &weight, &bias, (inp, out), 0..out)
 }
 
 async fn layer_norm<B: Backend>(b: &B, w: &mut Weights<'_, impl RangeReader>, prefix: &str, len: u32) -> Result<(B::Vector, B::Vector), ModelError> {
@@ -163,7 +163,7 @@ impl<B: Backend> Architecture<B> for Gpt2<B> {
             let qkv = values(w, &p("attn.c_attn.weight"), &[d, 3 * d]).await?;
             let qkv_bias = values(w, &p("attn.c_attn.bias"), &[3 * d]).await?;
             let name = p("attn.c_attn.weight");
-            let part = |i: u32| conv1d_part(b, &name, &qkv, &qkv_bias, d, 3 * d, i * d, d);
+            let part = |i: u32| conv1d_part(b, &name, &qkv, &qkv_bias, (d, 3 * d), i * d..(i + 1) * d);
             let (q, k, v) = (part(0)?, part(1)?, part(2)?);
             blocks.push(Block {
                 ln1,

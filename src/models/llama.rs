@@ -3,7 +3,7 @@
 //! grouped-query heads over a KV cache, SwiGLU; on any `Backend`.
 
 use crate::backend::{Activation, Backend, CachedAttention, Norm};
-use crate::formats::{GgufMetadata, Metadata, TensorTable};
+use crate::formats::{GgufMetadata, TensorTable};
 use crate::generate::{Next, Pick};
 use crate::gpu::ops::rope::{self, RopeLayout, RopeScaling};
 use super::weights::Weights;
@@ -115,17 +115,8 @@ fn default_rms_eps() -> f32 {
 }
 
 impl LlamaConfig {
-    /// The configuration of a GGUF file's table and the KV-cache capacity: `context`, by default
-    /// the model's at most 4096, within 1..=the model's.
-    pub fn from_table(table: &TensorTable, context: Option<u32>) -> Result<(Self, u32), ModelError> {
-        let Metadata::Gguf { metadata, .. } = &table.metadata else {
-            return Err(ModelError::Config("not a GGUF file".into()));
-        };
-        Ok(Self::from_gguf(metadata)?.with_context(context))
-    }
-
     /// The configuration of a hub checkpoint's `config.json` and the KV-cache capacity (as
-    /// `from_table`).
+    /// `with_context`).
     pub fn from_hub(config_json: &[u8], context: Option<u32>) -> Result<(Self, u32), ModelError> {
         let bad = |what: String| ModelError::Config(format!("config.json: {what}"));
         let c: HubConfig = serde_json::from_slice(config_json).map_err(|e| bad(e.to_string()))?;
