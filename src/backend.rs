@@ -15,6 +15,7 @@ use crate::generate::{Next, Pick};
 use crate::models::{ModelError, RangeReader};
 
 pub use crate::gpu::ops::norm::Norm;
+pub use crate::gpu::ops::patches::{Layout, Patches};
 pub use crate::gpu::ops::rope::RopeLayout;
 
 /// A pointwise nonlinearity.
@@ -27,6 +28,7 @@ pub enum Activation {
     GeluErf,
     /// CLIP's x·σ(1.702·x).
     QuickGelu,
+    Tanh,
 }
 
 /// Attention of `n` new tokens at positions `pos0..pos0 + n` over a KV cache: their K and V are
@@ -38,6 +40,16 @@ pub struct CachedAttention {
     pub heads: u32,
     pub kv_heads: u32,
     pub head_dim: u32,
+    pub scale: f32,
+}
+
+/// Self-attention of each sequence of a batch over its own tokens (an encoder's).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchAttention {
+    pub heads: u32,
+    pub head_dim: u32,
+    /// Each token sees only itself and the tokens before it (CLIP's text tower).
+    pub causal: bool,
     pub scale: f32,
 }
 
@@ -55,11 +67,23 @@ pub trait Backend {
     type KvCache;
     /// RoPE's cos/sin table for the positions of a pass.
     type Rope;
+    /// The sequences of a batched (encoder) pass and how their rows are laid out: padded to the
+    /// longest on the GPU, packed on the CPU (so that no product there sees padding). Ops on
+    /// rows (linear, norm, add, activation) do not care; the ops below that take a batch do.
+    type Batch;
 
     /// "webgpu" or "cpu", as reports name the device.
     fn device(&self) -> &'static str;
     /// The adapter's name for reports.
     fn adapter(&self) -> String;
+    /// Another backend on the same device, with its own pass (a second model on one GPU).
+    fn another(&self) -> Self
+    where
+        Self: Sized;
+    /// Errors the device reported outside any op (the GPU's uncaptured validation errors).
+    fn take_uncaptured_errors(&self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// Reads tensor `t`, which must be (rows, cols), as a matrix.
     async fn matrix(&self, t: &TensorInfo, read: &mut impl RangeReader, rows: u32, cols: u32) -> Result<Self::Matrix, ModelError>;
@@ -95,4 +119,26 @@ pub trait Backend {
     async fn pick(&mut self, logits: &Self::Tensor, pick: Pick) -> Result<Next, ModelError>;
     /// Ends a pass that answers nothing (a prefill chunk before the last).
     async fn finish(&mut self) -> Result<(), ModelError>;
+
+    /// A batch of sequences of `lengths` tokens (each at least 1) for the ops below.
+    fn batch(&mut self, lengths: &[u32]) -> Result<Self::Batch, ModelError>;
+    /// Rows `ids` of `table` in `batch`'s layout: `ids` holds each sequence's ids in turn (its
+    /// length's worth), as `embed` takes them. The caller checks the ids against the rows.
+    async fn embed_batch(&mut self, table: &Self::Matrix, ids: &[u32], batch: &Self::Batch) -> Result<Self::Tensor, ModelError>;
+    /// The im2col patches of `n` inputs of `inputs` (each in `layout`): (n · rows, cols) of
+    /// `patches`, each input's prefix rows zero. Its batch is `n` sequences of `rows`.
+    async fn patches(&mut self, inputs: &[f32], n: u32, patches: Patches, layout: Layout) -> Result<Self::Tensor, ModelError>;
+    /// `x` plus `t`'s values repeated over it: a bias when `t` is one row long, a (len, cols)
+    /// table added to each sequence of `len` rows.
+    async fn add_tiled(&mut self, x: &Self::Tensor, t: &Self::Vector) -> Result<Self::Tensor, ModelError>;
+    /// Attention of each sequence of `batch` over its own tokens: q, k, v and the result are
+    /// (rows, heads · head_dim).
+    async fn attention(&mut self, q: &Self::Tensor, k: &Self::Tensor, v: &Self::Tensor, batch: &Self::Batch, a: BatchAttention) -> Result<Self::Tensor, ModelError>;
+    /// Row `position` of sequence `sequence` for each `(sequence, position)`: (picks, cols).
+    async fn rows(&mut self, x: &Self::Tensor, batch: &Self::Batch, picks: &[(u32, u32)]) -> Result<Self::Tensor, ModelError>;
+    /// The mean of each sequence's rows, L2-normalised when `normalize` (divided by
+    /// max(‖mean‖, 1e-12)): (sequences, cols).
+    async fn mean_pool(&mut self, x: &Self::Tensor, batch: &Self::Batch, normalize: bool) -> Result<Self::Tensor, ModelError>;
+    /// Ends the pass with `x`'s values, row after row.
+    async fn read(&mut self, x: &Self::Tensor) -> Result<Vec<f32>, ModelError>;
 }

@@ -17,16 +17,9 @@ use crate::models::RangeReader;
 use crate::store::idb::IdbStore;
 use crate::gpu::GpuContext;
 use crate::hub::fetch::{fetch, js_message};
-use crate::cpu::bert::CpuBert;
-use crate::models::bert::Bert;
-use crate::models::llama::ModelError;
+use crate::models::ModelError;
+use crate::models::tasks::Engine;
 use crate::tokenizer::Tokenizer;
-
-#[allow(clippy::large_enum_variant)] // one per model
-enum Engine {
-    Gpu { ctx: GpuContext, model: Bert },
-    Cpu(CpuBert),
-}
 
 struct Inner {
     engine: Engine,
@@ -122,22 +115,11 @@ async fn open_store(db: &str) -> Result<IdbStore, JsValue> {
 
 /// The encoder on `gpu`, or on the CPU without one.
 async fn load_engine(gpu: Option<GpuContext>, files: &Files, table: &TensorTable, read: &mut impl RangeReader) -> Result<Engine, ModelError> {
-    Ok(match gpu {
-        Some(ctx) => {
-            let mut model = Bert::load(&ctx, &files.config, table, read).await?;
-            if let Some(json) = &files.sentence_config {
-                model.apply_sentence_bert_config(json)?;
-            }
-            Engine::Gpu { ctx, model }
-        }
-        None => {
-            let mut model = CpuBert::load(&files.config, table, read).await?;
-            if let Some(json) = &files.sentence_config {
-                model.apply_sentence_bert_config(json)?;
-            }
-            Engine::Cpu(model)
-        }
-    })
+    let mut engine = Engine::load_bert(gpu, &files.config, table, read).await?;
+    if let Some(json) = &files.sentence_config {
+        engine.apply_sentence_bert_config(json)?;
+    }
+    Ok(engine)
 }
 
 fn is_device_lost(e: &ModelError) -> bool {
@@ -146,11 +128,9 @@ fn is_device_lost(e: &ModelError) -> bool {
 
 /// `{ architecture, layers, hidden, dims, adapter, device }` of an engine.
 fn engine_info(engine: &Engine) -> serde_json::Value {
-    let (c, adapter, device) = match engine {
-        Engine::Gpu { ctx, model } => (&model.config, ctx.report.label(), "webgpu"),
-        Engine::Cpu(model) => (&model.config, crate::cpu::adapter_name(), "cpu"),
-    };
-    serde_json::json!({ "architecture": "bert", "layers": c.layers, "hidden": c.hidden, "dims": c.hidden, "adapter": adapter, "device": device })
+    let (adapter, device) = (engine.adapter(), engine.device());
+    let (layers, hidden) = engine.bert_config().map_or((0, 0), |c| (c.layers, c.hidden));
+    serde_json::json!({ "architecture": "bert", "layers": layers, "hidden": hidden, "dims": hidden, "adapter": adapter, "device": device })
 }
 
 impl EmbeddingModel {
@@ -215,10 +195,7 @@ impl EmbeddingModel {
         wasm_bindgen_futures::future_to_promise(async move {
             let taken = inner.borrow_mut().take();
             let mut s = taken.ok_or_else(|| js_error("Busy", "the model is embedding or disposed"))?;
-            let mut result = match &mut s.engine {
-                Engine::Gpu { ctx, model } => model.embed_texts(ctx, &s.tokenizer, &texts).await,
-                Engine::Cpu(model) => model.embed_texts(&s.tokenizer, &texts),
-            };
+            let mut result = s.engine.embed_texts(&s.tokenizer, &texts).await;
             if let Err(e) = &result
                 && auto
                 && is_device_lost(e)
@@ -231,9 +208,7 @@ impl EmbeddingModel {
                         let mut i = engine_info(&s.engine);
                         i["fallbackReason"] = reason.into();
                         *info.borrow_mut() = i;
-                        if let Engine::Cpu(model) = &s.engine {
-                            result = model.embed_texts(&s.tokenizer, &texts);
-                        }
+                        result = s.engine.embed_texts(&s.tokenizer, &texts).await;
                     }
                     Ok((_, Err(e))) => result = Err(e),
                     Err(js) => {
@@ -244,10 +219,7 @@ impl EmbeddingModel {
                     }
                 }
             }
-            let d = match &s.engine {
-                Engine::Gpu { model, .. } => model.config.hidden,
-                Engine::Cpu(model) => model.config.hidden,
-            };
+            let d = s.engine.bert_config().map_or(0, |c| c.hidden);
             if !disposed.get() {
                 *inner.borrow_mut() = Some(s);
             }
@@ -264,11 +236,7 @@ impl EmbeddingModel {
     /// Embedding size (`hidden_size`); 0 once disposed.
     #[wasm_bindgen(getter)]
     pub fn dims(&self) -> u32 {
-        match self.inner.borrow().as_ref().map(|s| &s.engine) {
-            Some(Engine::Gpu { model, .. }) => model.config.hidden,
-            Some(Engine::Cpu(model)) => model.config.hidden,
-            None => 0,
-        }
+        self.inner.borrow().as_ref().and_then(|s| s.engine.bert_config().map(|c| c.hidden)).unwrap_or(0)
     }
 
     /// Frees the GPU buffers (or the CPU weights).

@@ -9,10 +9,9 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::CliError;
-use crate::cpu::bert::CpuBert;
 use crate::formats::{TensorTable, read_table_from};
 use crate::gpu::GpuContext;
-use crate::models::bert::Bert;
+use crate::models::tasks::Engine;
 use crate::tokenizer::Tokenizer;
 
 #[derive(clap::Args)]
@@ -33,63 +32,9 @@ pub struct Args {
 
 use super::classify::model_error;
 
-/// The encoder of a loaded checkpoint folder, on the GPU or the CPU.
-#[allow(clippy::large_enum_variant)] // one per run
-enum Encoder {
-    Gpu { ctx: GpuContext, model: Bert },
-    Cpu(CpuBert),
-}
-
-impl Encoder {
-    fn tokenize(&self, tokenizer: &Tokenizer, texts: &[impl AsRef<str>]) -> Result<Vec<Vec<u32>>, CliError> {
-        match self {
-            Encoder::Gpu { model, .. } => model.tokenize(tokenizer, texts),
-            Encoder::Cpu(model) => model.tokenize(tokenizer, texts),
-        }
-        .map_err(model_error)
-    }
-
-    fn embed(&mut self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, CliError> {
-        match self {
-            Encoder::Gpu { ctx, model } => pollster::block_on(model.embed(ctx, ids)),
-            Encoder::Cpu(model) => model.embed(ids),
-        }
-        .map_err(model_error)
-    }
-
-    fn hidden(&self) -> u32 {
-        match self {
-            Encoder::Gpu { model, .. } => model.config.hidden,
-            Encoder::Cpu(model) => model.config.hidden,
-        }
-    }
-
-    /// The adapter's name, or the CPU and its threads.
-    fn adapter(&self) -> String {
-        match self {
-            Encoder::Gpu { ctx, .. } => ctx.report.name.clone(),
-            Encoder::Cpu(_) => crate::cpu::adapter_name(),
-        }
-    }
-
-    fn device(&self) -> &'static str {
-        match self {
-            Encoder::Gpu { .. } => "gpu",
-            Encoder::Cpu(_) => "cpu",
-        }
-    }
-
-    fn weight_bytes_per_pass(&self) -> u64 {
-        match self {
-            Encoder::Gpu { model, .. } => model.weight_bytes_per_pass(),
-            Encoder::Cpu(model) => model.weight_bytes_per_pass(),
-        }
-    }
-}
-
 /// A loaded checkpoint folder.
 struct Loaded {
-    encoder: Encoder,
+    encoder: Engine,
     tokenizer: Tokenizer,
 }
 
@@ -112,19 +57,15 @@ fn load(dir: &Path, device: &str) -> Result<Loaded, CliError> {
         .map_err(|e| CliError { code: "BadModelFile", message: e.to_string() })?;
     let sentence_config = std::fs::read(path("sentence_bert_config.json")).ok();
     let encoder = pollster::block_on(async {
-        if device == "cpu" {
-            let mut model = CpuBert::load(&config, &table, &mut file).await.map_err(model_error)?;
-            if let Some(json) = &sentence_config {
-                model.apply_sentence_bert_config(json).map_err(model_error)?;
-            }
-            return Ok(Encoder::Cpu(model));
-        }
-        let ctx = GpuContext::new().await.map_err(|e| CliError { code: e.code(), message: e.to_string() })?;
-        let mut model = Bert::load(&ctx, &config, &table, &mut file).await.map_err(model_error)?;
+        let gpu = match device {
+            "gpu" => Some(GpuContext::new().await.map_err(|e| CliError { code: e.code(), message: e.to_string() })?),
+            _ => None,
+        };
+        let mut encoder = Engine::load_bert(gpu, &config, &table, &mut file).await.map_err(model_error)?;
         if let Some(json) = &sentence_config {
-            model.apply_sentence_bert_config(json).map_err(model_error)?;
+            encoder.apply_sentence_bert_config(json).map_err(model_error)?;
         }
-        Ok::<_, CliError>(Encoder::Gpu { ctx, model })
+        Ok::<_, CliError>(encoder)
     })?;
     Ok(Loaded { encoder, tokenizer })
 }
@@ -134,16 +75,16 @@ pub fn run(args: &Args) -> Result<String, CliError> {
     let Loaded { mut encoder, tokenizer } = load(&args.model, &args.device)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = Instant::now();
-    let ids = encoder.tokenize(&tokenizer, &args.text)?;
-    let embeddings = encoder.embed(&ids)?;
+    let ids = encoder.tokenize_texts(&tokenizer, &args.text).map_err(model_error)?;
+    let embeddings = pollster::block_on(encoder.embed(&ids)).map_err(model_error)?;
     let embed_ms = t1.elapsed().as_secs_f64() * 1e3;
-    let dims = [embeddings.len(), encoder.hidden() as usize];
+    let dims = [embeddings.len(), encoder.bert_config().map_or(0, |c| c.hidden as usize)];
     let tokens: Vec<usize> = ids.iter().map(Vec::len).collect();
     let adapter = encoder.adapter();
     if args.json {
         return Ok(format!(
             "{}\n",
-            json!({ "dims": dims, "embeddings": embeddings, "tokens": tokens, "adapter": adapter, "device": encoder.device(),
+            json!({ "dims": dims, "embeddings": embeddings, "tokens": tokens, "adapter": adapter, "device": device_name(&encoder),
                     "timings": { "loadMs": load_ms, "embedMs": embed_ms } })
         ));
     }
@@ -176,38 +117,37 @@ pub fn bench(dir: &Path, device: &str, batch: usize, iterations: u32, json_out: 
     let load_s = t0.elapsed().as_secs_f64();
     let texts: Vec<&str> = (0..batch).map(|i| BENCH_SENTENCES[i % BENCH_SENTENCES.len()]).collect();
     let iterations = iterations.max(1);
-    let one = encoder.tokenize(&tokenizer, &texts[..1])?;
-    let many = encoder.tokenize(&tokenizer, &texts)?;
+    let one = encoder.tokenize_texts(&tokenizer, &texts[..1]).map_err(model_error)?;
+    let many = encoder.tokenize_texts(&tokenizer, &texts).map_err(model_error)?;
+    let mut embed = |ids: &[Vec<u32>]| pollster::block_on(encoder.embed(ids)).map_err(model_error);
     // Warm-up: pipelines compiled, activations allocated.
-    encoder.embed(&many)?;
+    embed(&many)?;
     let mut one_ms = Vec::new();
     for _ in 0..iterations {
         let t = Instant::now();
-        encoder.embed(&one)?;
+        embed(&one)?;
         one_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     one_ms.sort_by(f64::total_cmp);
     let one_median = one_ms[one_ms.len() / 2];
     let t = Instant::now();
     for _ in 0..iterations {
-        encoder.embed(&many)?;
+        embed(&many)?;
     }
     let batch_s = t.elapsed().as_secs_f64() / f64::from(iterations);
     let tokens: usize = many.iter().map(Vec::len).sum();
     let padded = many.iter().map(Vec::len).max().unwrap_or(0) * many.len();
-    let dispatches = match &encoder {
-        Encoder::Gpu { model, .. } => Some(model.dispatches_per_pass()),
-        Encoder::Cpu(_) => None,
-    };
+    let dispatches = encoder.last_pass_dispatches();
+    let weight_bytes = encoder.bert_weight_bytes().map_err(model_error)?;
+    let shapes = encoder.bert_dense_shapes(tokens).map_err(model_error)?;
     // On the CPU: the dense layers' matmuls alone, on the batch's token count.
     let matmuls = match &encoder {
-        Encoder::Cpu(model) => Some(crate::cpu::bert::time_matmuls(&model.dense_shapes(tokens), iterations.min(3)).map_err(model_error)?),
-        Encoder::Gpu { .. } => None,
+        Engine::Cpu(_) => Some(crate::cpu::time_matmuls(&shapes, iterations.min(3)).map_err(model_error)?),
+        Engine::Gpu(_) => None,
     };
     let adapter = encoder.adapter();
-    let weight_bytes = encoder.weight_bytes_per_pass();
     let out = json!({
-        "adapter": adapter, "device": encoder.device(), "model": dir.display().to_string(), "loadS": load_s,
+        "adapter": adapter, "device": device_name(&encoder), "model": dir.display().to_string(), "loadS": load_s,
         "oneSentenceMs": one_median, "oneSentenceTokens": one[0].len(),
         "batch": batch, "batchTokens": tokens, "batchPaddedTokens": padded, "batchMs": batch_s * 1e3,
         "embeddingsPerS": batch as f64 / batch_s, "tokensPerS": tokens as f64 / batch_s,
@@ -229,4 +169,12 @@ pub fn bench(dir: &Path, device: &str, batch: usize, iterations: u32, json_out: 
         "{} on {adapter}\nload {load_s:.2} s; one sentence ({} tokens): {one_median:.1} ms (median of {iterations}); batch of {batch} ({tokens} tokens): {:.1} ms, {:.1} embeddings/s, {:.0} tokens/s\n{per_pass}\n",
         dir.display(), one[0].len(), batch_s * 1e3, batch as f64 / batch_s, tokens as f64 / batch_s,
     ))
+}
+
+/// "gpu" or "cpu", as `--device` names it.
+fn device_name(encoder: &Engine) -> &'static str {
+    match encoder {
+        Engine::Gpu(_) => "gpu",
+        Engine::Cpu(_) => "cpu",
+    }
 }

@@ -5,8 +5,9 @@
 
 use candle_core::{DType, Device, Tensor};
 
+use super::vec::{axpy, dot, softmax};
 use super::{Matrix, cpu_err};
-use crate::backend::{Activation, Backend, CachedAttention, Norm, RopeLayout};
+use crate::backend::{Activation, Backend, BatchAttention, CachedAttention, Layout, Norm, Patches, RopeLayout};
 use crate::formats::TensorInfo;
 use crate::generate::{Next, Pick, sampling};
 use crate::models::{ModelError, RangeReader};
@@ -22,6 +23,31 @@ pub struct CpuKvCache {
 pub struct CpuRope {
     cos: Tensor,
     sin: Tensor,
+}
+
+/// The sequences of a batched pass, packed: sequence `i` is rows `starts[i]..starts[i] + lengths[i]`.
+pub struct CpuBatch {
+    lengths: Vec<u32>,
+    starts: Vec<usize>,
+    rows: usize,
+}
+
+impl CpuBatch {
+    fn check(&self, what: &str, x: &Tensor) -> Result<(usize, usize), ModelError> {
+        let (rows, cols) = dims2(x)?;
+        if rows != self.rows {
+            return Err(shape(format!("{what} of {rows} rows over sequences of {:?}", self.lengths)));
+        }
+        Ok((rows, cols))
+    }
+}
+
+fn values(x: &Tensor) -> Result<Vec<f32>, ModelError> {
+    x.flatten_all().and_then(|x| x.to_vec1::<f32>()).map_err(cpu_err)
+}
+
+fn from_values(v: Vec<f32>, rows: usize, cols: usize) -> Result<Tensor, ModelError> {
+    Tensor::from_vec(v, (rows, cols), &Device::Cpu).map_err(cpu_err)
 }
 
 /// The CPU.
@@ -42,6 +68,7 @@ impl Backend for Cpu {
     type Vector = Tensor;
     type KvCache = CpuKvCache;
     type Rope = CpuRope;
+    type Batch = CpuBatch;
 
     fn device(&self) -> &'static str {
         "cpu"
@@ -49,6 +76,10 @@ impl Backend for Cpu {
 
     fn adapter(&self) -> String {
         super::adapter_name()
+    }
+
+    fn another(&self) -> Self {
+        Cpu
     }
 
     async fn matrix(&self, t: &TensorInfo, read: &mut impl RangeReader, rows: u32, cols: u32) -> Result<Matrix, ModelError> {
@@ -59,8 +90,7 @@ impl Backend for Cpu {
         if values.len() as u64 != u64::from(rows) * u64::from(cols) {
             return Err(ModelError::Tensor { name: name.into(), problem: format!("{} values for ({rows}, {cols})", values.len()) });
         }
-        let t = Tensor::from_slice(values, (rows as usize, cols as usize), &Device::Cpu).map_err(cpu_err)?;
-        Ok(Matrix::Candle(candle_core::quantized::QMatMul::Tensor(t)))
+        Matrix::transposed(Tensor::from_slice(values, (rows as usize, cols as usize), &Device::Cpu).map_err(cpu_err)?)
     }
 
     fn vector(&self, values: &[f32]) -> Result<Tensor, ModelError> {
@@ -115,8 +145,14 @@ impl Backend for Cpu {
         match act {
             Activation::Silu => x.silu(),
             Activation::GeluTanh => x.gelu(),
-            Activation::GeluErf => x.gelu_erf(),
+            Activation::GeluErf => {
+                let (rows, cols) = dims2(x)?;
+                let mut v = values(x)?;
+                super::vec::gelu_erf(&mut v);
+                return from_values(v, rows, cols);
+            }
             Activation::QuickGelu => (x * 1.702).and_then(|s| candle_nn::ops::sigmoid(&s)).and_then(|s| x * s),
+            Activation::Tanh => x.tanh(),
         }
         .map_err(cpu_err)
     }
@@ -206,5 +242,109 @@ impl Backend for Cpu {
 
     async fn finish(&mut self) -> Result<(), ModelError> {
         Ok(())
+    }
+
+    fn batch(&mut self, lengths: &[u32]) -> Result<CpuBatch, ModelError> {
+        if lengths.is_empty() || lengths.contains(&0) {
+            return Err(shape(format!("a batch of sequences of {lengths:?} tokens")));
+        }
+        let starts: Vec<usize> = lengths.iter().scan(0, |s, &n| Some(std::mem::replace(s, *s + n as usize))).collect();
+        Ok(CpuBatch { lengths: lengths.to_vec(), rows: lengths.iter().map(|&n| n as usize).sum(), starts })
+    }
+
+    async fn embed_batch(&mut self, table: &Matrix, ids: &[u32], batch: &CpuBatch) -> Result<Tensor, ModelError> {
+        if ids.len() != batch.rows {
+            return Err(shape(format!("{} ids for sequences of {:?}", ids.len(), batch.lengths)));
+        }
+        table.embedding(ids)
+    }
+
+    async fn patches(&mut self, inputs: &[f32], n: u32, patches: Patches, layout: Layout) -> Result<Tensor, ModelError> {
+        // The reference indexes `inputs` up to the last input's last element: check it holds them.
+        let p = &patches;
+        let last = u64::from(p.channels - 1) * u64::from(layout.c) + u64::from(p.height - 1) * u64::from(layout.y) + u64::from(p.width - 1) * u64::from(layout.x);
+        let needed = u64::from(n.max(1) - 1) * u64::from(layout.image) + last + 1;
+        if n == 0 || (inputs.len() as u64) < needed {
+            return Err(shape(format!("{} values for {n} inputs of {p:?}", inputs.len())));
+        }
+        from_values(p.reference(n, layout, inputs), (n * p.rows()) as usize, p.cols() as usize)
+    }
+
+    async fn add_tiled(&mut self, x: &Tensor, t: &Tensor) -> Result<Tensor, ModelError> {
+        let (rows, cols) = dims2(x)?;
+        let len = t.elem_count();
+        if len == 0 || !(rows * cols).is_multiple_of(len) {
+            return Err(shape(format!("adding {len} values over ({rows}, {cols})")));
+        }
+        x.reshape((rows * cols / len, len)).and_then(|x| x.broadcast_add(t)).and_then(|y| y.reshape((rows, cols))).map_err(cpu_err)
+    }
+
+    async fn attention(&mut self, q: &Tensor, k: &Tensor, v: &Tensor, batch: &CpuBatch, a: BatchAttention) -> Result<Tensor, ModelError> {
+        let (heads, hd) = (a.heads as usize, a.head_dim as usize);
+        let width = heads * hd;
+        for (what, t) in [("q", q), ("k", k), ("v", v)] {
+            if batch.check(what, t)?.1 != width {
+                return Err(shape(format!("attention of {heads} heads of {hd} over {what} {:?}", t.dims())));
+            }
+        }
+        // Plain Rust over each sequence's own rows: per head, scores, softmax and the weighted
+        // sum of V, each vectorised (`cpu::vec`). Sequences are short and many; a candle matmul
+        // per sequence and head costs more in dispatch than it computes.
+        let (q, k, v) = (values(q)?, values(k)?, values(v)?);
+        let mut out = vec![0f32; batch.rows * width];
+        let longest = batch.lengths.iter().copied().max().unwrap_or(0) as usize;
+        let mut scores = vec![0f32; longest];
+        for (&start, &n) in batch.starts.iter().zip(&batch.lengths) {
+            let n = n as usize;
+            let row = |i: usize, h: usize| -> std::ops::Range<usize> { (start + i) * width + h * hd..(start + i) * width + (h + 1) * hd };
+            for h in 0..heads {
+                for i in 0..n {
+                    let qi = &q[row(i, h)];
+                    let seen = if a.causal { i + 1 } else { n };
+                    let s = &mut scores[..seen];
+                    for (j, sj) in s.iter_mut().enumerate() {
+                        *sj = dot(qi, &k[row(j, h)]) * a.scale;
+                    }
+                    softmax(s);
+                    let o = row(i, h);
+                    for (j, &p) in s.iter().enumerate() {
+                        axpy(&mut out[o.clone()], p, &v[row(j, h)]);
+                    }
+                }
+            }
+        }
+        from_values(out, batch.rows, width)
+    }
+
+    async fn rows(&mut self, x: &Tensor, batch: &CpuBatch, picks: &[(u32, u32)]) -> Result<Tensor, ModelError> {
+        batch.check("rows", x)?;
+        let mut index = Vec::with_capacity(picks.len());
+        for &(s, p) in picks {
+            match batch.lengths.get(s as usize) {
+                Some(&n) if p < n => index.push((batch.starts[s as usize] + p as usize) as u32),
+                _ => return Err(shape(format!("row {p} of sequence {s} of {:?}", batch.lengths))),
+            }
+        }
+        Tensor::new(index.as_slice(), &Device::Cpu).and_then(|i| x.index_select(&i, 0)).map_err(cpu_err)
+    }
+
+    async fn mean_pool(&mut self, x: &Tensor, batch: &CpuBatch, normalize: bool) -> Result<Tensor, ModelError> {
+        let (_, cols) = batch.check("a mean", x)?;
+        let x = values(x)?;
+        let mut out = Vec::with_capacity(batch.lengths.len() * cols);
+        for (&start, &n) in batch.starts.iter().zip(&batch.lengths) {
+            let mut sum = vec![0f32; cols];
+            for row in x[start * cols..(start + n as usize) * cols].chunks_exact(cols) {
+                super::vec::add(&mut sum, row);
+            }
+            let mean: Vec<f32> = sum.into_iter().map(|s| s / n as f32).collect();
+            let norm = if normalize { mean.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12) } else { 1.0 };
+            out.extend(mean.into_iter().map(|v| v / norm));
+        }
+        from_values(out, batch.lengths.len(), cols)
+    }
+
+    async fn read(&mut self, x: &Tensor) -> Result<Vec<f32>, ModelError> {
+        values(x)
     }
 }

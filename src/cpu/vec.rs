@@ -1,11 +1,5 @@
 //! Row operations of the CPU models, in plain Rust written so that LLVM vectorises it (f32x4 on
-//! wasm32 simd128, AVX natively): dot products and sums in 8 lanes, softmax, LayerNorm, GELU.
-
-/// A LayerNorm's gain and bias, (hidden) each.
-pub(crate) struct LayerNorm {
-    pub g: Vec<f32>,
-    pub b: Vec<f32>,
-}
+//! wasm32 simd128, AVX natively): dot products in 8 lanes, softmax, GELU.
 
 /// Σ aᵢ·bᵢ in 8 lanes (vectorised: f32x4 pairs on wasm32 simd128, AVX natively).
 #[inline]
@@ -16,20 +10,6 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     for (x, y) in ca.zip(cb) {
         for k in 0..8 {
             acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// Σ xᵢ in 8 lanes.
-#[inline]
-pub(crate) fn sum(x: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let c = x.chunks_exact(8);
-    let tail: f32 = c.remainder().iter().sum();
-    for v in c {
-        for k in 0..8 {
-            acc[k] += v[k];
         }
     }
     acc.iter().sum::<f32>() + tail
@@ -65,102 +45,11 @@ pub(crate) fn softmax(s: &mut [f32]) {
     }
 }
 
-/// In-place LayerNorm of each `norm.g.len()`-value row.
-pub(crate) fn layer_norm_rows(x: &mut [f32], norm: &LayerNorm, eps: f32) {
-    let n = norm.g.len();
-    for row in x.chunks_exact_mut(n) {
-        let mean = sum(row) / n as f32;
-        for v in row.iter_mut() {
-            *v -= mean;
-        }
-        let var = dot(row, row) / n as f32;
-        let r = 1.0 / (var + eps).sqrt();
-        for ((v, g), b) in row.iter_mut().zip(&norm.g).zip(&norm.b) {
-            *v = *v * r * g + b;
-        }
-    }
-}
-
-/// x = LayerNorm(x + y + bias), row by row.
-pub(crate) fn residual_layer_norm(x: &mut [f32], y: &[f32], bias: &[f32], norm: &LayerNorm, eps: f32) {
-    let n = bias.len();
-    for (xr, yr) in x.chunks_exact_mut(n).zip(y.chunks_exact(n)) {
-        for ((x, y), b) in xr.iter_mut().zip(yr).zip(bias) {
-            *x += y + b;
-        }
-    }
-    layer_norm_rows(x, norm, eps);
-}
-
-/// x = GELU(x + bias): the erf form, or the tanh approximation.
-pub(crate) fn bias_gelu(x: &mut [f32], bias: &[f32], tanh: bool) {
-    if tanh {
-        const C: f32 = 0.797_884_6; // √(2/π)
-        for (v, b) in x.iter_mut().zip(bias) {
-            let u = *v + b;
-            *v = 0.5 * u * (1.0 + (C * (u + 0.044_715 * u * u * u)).tanh());
-        }
-    } else {
-        for (v, b) in x.iter_mut().zip(bias) {
-            let u = *v + b;
-            *v = 0.5 * u * (1.0 + erf(u * std::f32::consts::FRAC_1_SQRT_2));
-        }
-    }
-}
-
-/// The activations of the encoders' MLPs (`hidden_act`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Act {
-    /// "gelu": x·Φ(x) with erf.
-    GeluErf,
-    /// "gelu_new", "gelu_pytorch_tanh": the tanh approximation.
-    GeluTanh,
-    /// CLIP's "quick_gelu": x·σ(1.702·x).
-    QuickGelu,
-}
-
-impl Act {
-    /// The CPU form of a GPU activation op, `None` for ops that are not an MLP activation.
-    pub(crate) fn of(op: crate::gpu::ops::elementwise::Elementwise) -> Option<Self> {
-        use crate::gpu::ops::elementwise::Elementwise as E;
-        match op {
-            E::GeluErf => Some(Act::GeluErf),
-            E::GeluTanh => Some(Act::GeluTanh),
-            E::QuickGelu => Some(Act::QuickGelu),
-            _ => None,
-        }
-    }
-}
-
-/// x = act(x + bias)
-pub(crate) fn bias_act(x: &mut [f32], bias: &[f32], act: Act) {
-    match act {
-        Act::GeluErf => bias_gelu(x, bias, false),
-        Act::GeluTanh => bias_gelu(x, bias, true),
-        Act::QuickGelu => {
-            for (v, b) in x.iter_mut().zip(bias) {
-                let u = *v + b;
-                *v = u / (1.0 + (-1.702 * u).exp());
-            }
-        }
-    }
-}
-
-/// x = tanh(x + bias) (BERT's pooler).
-pub(crate) fn bias_tanh(x: &mut [f32], bias: &[f32]) {
-    for (v, b) in x.iter_mut().zip(bias) {
-        *v = (*v + b).tanh();
-    }
-}
-
-/// Each `n`-value row of `x` divided by its L2 norm (at least 1e-12, as the GPU's pooling and
-/// torch's `F.normalize` divide).
-pub(crate) fn l2_normalize_rows(x: &mut [f32], n: usize) {
-    for row in x.chunks_exact_mut(n) {
-        let r = 1.0 / dot(row, row).sqrt().max(1e-12);
-        for v in row.iter_mut() {
-            *v *= r;
-        }
+/// x = GELU(x), the erf form (transformers' "gelu"), in place: candle's runs a scalar f64 erf
+/// per value, this one a vectorised f32 approximation.
+pub(crate) fn gelu_erf(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
     }
 }
 

@@ -9,12 +9,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::backend::{Activation, Backend, CachedAttention, Norm, RopeLayout};
+use crate::backend::{Activation, Backend, BatchAttention, CachedAttention, Layout, Norm, Patches, RopeLayout};
 use crate::formats::TensorInfo;
 use crate::generate::{Next, Pick};
 use crate::gpu::ops::attention::Attention;
 use crate::gpu::ops::elementwise::Elementwise;
-use crate::gpu::ops::{embedding, matvec, new_encoder, reduce, rope, submit};
+use crate::gpu::ops::{embedding, matvec, new_encoder, pool, reduce, rope, submit};
 use crate::gpu::weights::GpuWeight;
 use crate::gpu::{GpuContext, GpuError};
 use crate::models::{ModelError, RangeReader};
@@ -53,6 +53,33 @@ impl GpuTensor {
 
     fn elems(&self) -> u64 {
         u64::from(self.rows) * u64::from(self.cols)
+    }
+}
+
+/// A small f32 vector (a gain, a bias, a table added to each sequence).
+pub struct GpuVector {
+    buffer: wgpu::Buffer,
+    len: u32,
+}
+
+/// The sequences of a batched pass, each padded to the longest (`len` rows per sequence).
+pub struct GpuBatch {
+    lengths: Vec<u32>,
+    len: u32,
+    /// `lengths` on the GPU: a pool buffer of the pass this batch was made for.
+    buffer: wgpu::Buffer,
+}
+
+impl GpuBatch {
+    fn rows(&self) -> u32 {
+        self.lengths.len() as u32 * self.len
+    }
+
+    fn check(&self, what: &str, x: &GpuTensor) -> Result<(), ModelError> {
+        if x.rows != self.rows() {
+            return Err(shape(format!("{what} of {} rows over {} sequences of {}", x.rows, self.lengths.len(), self.len)));
+        }
+        Ok(())
     }
 }
 
@@ -160,15 +187,17 @@ fn elementwise_of(act: Activation) -> Elementwise {
         Activation::GeluTanh => Elementwise::GeluTanh,
         Activation::GeluErf => Elementwise::GeluErf,
         Activation::QuickGelu => Elementwise::QuickGelu,
+        Activation::Tanh => Elementwise::Tanh,
     }
 }
 
 impl Backend for Gpu {
     type Tensor = GpuTensor;
     type Matrix = GpuWeight;
-    type Vector = wgpu::Buffer;
+    type Vector = GpuVector;
     type KvCache = GpuKvCache;
     type Rope = wgpu::Buffer;
+    type Batch = GpuBatch;
 
     fn device(&self) -> &'static str {
         "webgpu"
@@ -176,6 +205,14 @@ impl Backend for Gpu {
 
     fn adapter(&self) -> String {
         self.ctx.report.label()
+    }
+
+    fn another(&self) -> Self {
+        Gpu::new(self.ctx.clone())
+    }
+
+    fn take_uncaptured_errors(&self) -> Vec<String> {
+        self.ctx.take_uncaptured_errors()
     }
 
     async fn matrix(&self, t: &TensorInfo, read: &mut impl RangeReader, rows: u32, cols: u32) -> Result<GpuWeight, ModelError> {
@@ -189,8 +226,9 @@ impl Backend for Gpu {
         Ok(GpuWeight::upload(&self.ctx, name, crate::formats::DType::F32, u64::from(rows), u64::from(cols), bytemuck::cast_slice(values))?)
     }
 
-    fn vector(&self, values: &[f32]) -> Result<wgpu::Buffer, ModelError> {
-        Ok(self.ctx.storage_from("model", "vector", values)?)
+    fn vector(&self, values: &[f32]) -> Result<GpuVector, ModelError> {
+        let len = u32::try_from(values.len()).map_err(|_| shape(format!("a vector of {}", values.len())))?;
+        Ok(GpuVector { buffer: self.ctx.storage_from("model", "vector", values)?, len })
     }
 
     fn kv_caches(&self, layers: u32, kv_heads: u32, head_dim: u32, capacity: u32) -> Result<Vec<GpuKvCache>, ModelError> {
@@ -216,7 +254,7 @@ impl Backend for Gpu {
         Ok(y)
     }
 
-    async fn linear(&mut self, x: &GpuTensor, w: &GpuWeight, bias: Option<&wgpu::Buffer>) -> Result<GpuTensor, ModelError> {
+    async fn linear(&mut self, x: &GpuTensor, w: &GpuWeight, bias: Option<&GpuVector>) -> Result<GpuTensor, ModelError> {
         if x.cols != w.cols {
             return Err(shape(format!("({}, {}) times {} ({}, {})ᵀ", x.rows, x.cols, w.name, w.rows, w.cols)));
         }
@@ -228,19 +266,22 @@ impl Backend for Gpu {
                 Ok(y)
             }
             Some(bias) => {
-                let out = self.output(x.rows, w.rows)?;
-                let e = self.encoder()?;
-                matvec::encode(&ctx, e, w, x.rows, x.buffer(), y.buffer()).await?;
-                Elementwise::AddRow { cols: w.rows }.encode(&ctx, e, y.elems(), y.buffer(), bias, out.buffer()).await?;
-                Ok(out)
+                if bias.len != w.rows {
+                    return Err(shape(format!("a bias of {} for {} ({} rows)", bias.len, w.name, w.rows)));
+                }
+                matvec::encode(&ctx, self.encoder()?, w, x.rows, x.buffer(), y.buffer()).await?;
+                self.add_tiled(&y, bias).await
             }
         }
     }
 
-    async fn norm(&mut self, x: &GpuTensor, norm: Norm, g: &wgpu::Buffer, b: Option<&wgpu::Buffer>) -> Result<GpuTensor, ModelError> {
+    async fn norm(&mut self, x: &GpuTensor, norm: Norm, g: &GpuVector, b: Option<&GpuVector>) -> Result<GpuTensor, ModelError> {
+        if g.len != x.cols || b.is_some_and(|b| b.len != x.cols) {
+            return Err(shape(format!("a norm of {} values over rows of {}", g.len, x.cols)));
+        }
         let y = self.output(x.rows, x.cols)?;
         let ctx = self.ctx.clone();
-        norm.encode(&ctx, self.encoder()?, x.rows, x.cols, x.buffer(), g, b.unwrap_or(g), y.buffer()).await?;
+        norm.encode(&ctx, self.encoder()?, x.rows, x.cols, x.buffer(), &g.buffer, &b.unwrap_or(g).buffer, y.buffer()).await?;
         Ok(y)
     }
 
@@ -329,5 +370,101 @@ impl Backend for Gpu {
 
     async fn finish(&mut self) -> Result<(), ModelError> {
         self.submit().await
+    }
+
+    fn batch(&mut self, lengths: &[u32]) -> Result<GpuBatch, ModelError> {
+        let len = lengths.iter().copied().max().unwrap_or(0);
+        if lengths.contains(&0) || len == 0 || u64::from(len) * lengths.len() as u64 > u64::from(u32::MAX) {
+            return Err(shape(format!("a batch of sequences of {lengths:?} tokens")));
+        }
+        let buffer = self.upload(lengths)?;
+        Ok(GpuBatch { lengths: lengths.to_vec(), len, buffer })
+    }
+
+    async fn embed_batch(&mut self, table: &GpuWeight, ids: &[u32], batch: &GpuBatch) -> Result<GpuTensor, ModelError> {
+        if ids.len() as u64 != batch.lengths.iter().map(|&n| u64::from(n)).sum::<u64>() {
+            return Err(shape(format!("{} ids for sequences of {:?}", ids.len(), batch.lengths)));
+        }
+        // Each sequence padded to the batch's length with id 0 (a row every table has).
+        let mut padded = Vec::with_capacity(batch.rows() as usize);
+        let mut rest = ids;
+        for &n in &batch.lengths {
+            let (seq, tail) = rest.split_at(n as usize);
+            padded.extend_from_slice(seq);
+            padded.resize(padded.len() + (batch.len - n) as usize, 0);
+            rest = tail;
+        }
+        self.embed(table, &padded).await
+    }
+
+    async fn patches(&mut self, inputs: &[f32], n: u32, patches: Patches, layout: Layout) -> Result<GpuTensor, ModelError> {
+        let x = self.upload(inputs)?;
+        let y = self.output(n * patches.rows(), patches.cols())?;
+        let ctx = self.ctx.clone();
+        patches.encode(&ctx, self.encoder()?, n, layout, &x, y.buffer()).await?;
+        Ok(y)
+    }
+
+    async fn add_tiled(&mut self, x: &GpuTensor, t: &GpuVector) -> Result<GpuTensor, ModelError> {
+        let y = self.output(x.rows, x.cols)?;
+        let ctx = self.ctx.clone();
+        Elementwise::AddRow { cols: t.len }.encode(&ctx, self.encoder()?, x.elems(), x.buffer(), &t.buffer, y.buffer()).await?;
+        Ok(y)
+    }
+
+    async fn attention(&mut self, q: &GpuTensor, k: &GpuTensor, v: &GpuTensor, batch: &GpuBatch, a: BatchAttention) -> Result<GpuTensor, ModelError> {
+        let width = a.heads * a.head_dim;
+        for (what, t) in [("q", q), ("k", k), ("v", v)] {
+            batch.check(what, t)?;
+            if t.cols != width {
+                return Err(shape(format!("attention of {} heads of {} over {what} of {} columns", a.heads, a.head_dim, t.cols)));
+            }
+        }
+        let n = batch.lengths.len() as u32;
+        let attn = Attention { batch: n, q_len: batch.len, kv_len: batch.len, heads: a.heads, kv_heads: a.heads, head_dim: a.head_dim, q_pos0: 0, causal: a.causal, scale: a.scale };
+        let scores = self.scratch(attn.scratch_bytes())?;
+        let out = self.output(q.rows, width)?;
+        let ctx = self.ctx.clone();
+        attn.encode(&ctx, self.encoder()?, q.buffer(), k.buffer(), v.buffer(), &batch.buffer, scores.buffer(), out.buffer()).await?;
+        Ok(out)
+    }
+
+    async fn rows(&mut self, x: &GpuTensor, batch: &GpuBatch, picks: &[(u32, u32)]) -> Result<GpuTensor, ModelError> {
+        batch.check("rows", x)?;
+        let mut sources = Vec::with_capacity(picks.len());
+        for &(s, p) in picks {
+            match batch.lengths.get(s as usize) {
+                Some(&n) if p < n => sources.push(u64::from(s * batch.len + p)),
+                _ => return Err(shape(format!("row {p} of sequence {s} of {:?}", batch.lengths))),
+            }
+        }
+        let y = self.output(picks.len() as u32, x.cols)?;
+        let row = u64::from(x.cols) * 4;
+        let e = self.encoder()?;
+        // One copy per run of consecutive rows.
+        let mut i = 0;
+        while i < sources.len() {
+            let mut end = i + 1;
+            while end < sources.len() && sources[end] == sources[end - 1] + 1 {
+                end += 1;
+            }
+            e.copy_buffer_to_buffer(x.buffer(), sources[i] * row, y.buffer(), i as u64 * row, (end - i) as u64 * row);
+            i = end;
+        }
+        Ok(y)
+    }
+
+    async fn mean_pool(&mut self, x: &GpuTensor, batch: &GpuBatch, normalize: bool) -> Result<GpuTensor, ModelError> {
+        batch.check("a mean", x)?;
+        let n = batch.lengths.len() as u32;
+        let y = self.output(n, x.cols)?;
+        let ctx = self.ctx.clone();
+        pool::encode(&ctx, self.encoder()?, n, batch.len, x.cols, normalize, x.buffer(), &batch.buffer, y.buffer()).await?;
+        Ok(y)
+    }
+
+    async fn read(&mut self, x: &GpuTensor) -> Result<Vec<f32>, ModelError> {
+        self.submit().await?;
+        Ok(self.ctx.read_f32(x.buffer(), x.elems() as usize).await?)
     }
 }

@@ -12,13 +12,11 @@
 
 use serde::Deserialize;
 
-use crate::formats::{DType, TensorTable};
-use crate::gpu::GpuContext;
-use crate::gpu::ops::elementwise::Elementwise;
-use crate::gpu::ops::{embedding, matvec, new_encoder, pool, submit};
-use crate::gpu::weights::GpuWeight;
-use crate::models::encoder::{MAX_HIDDEN, MAX_INTERMEDIATE, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB, Activations, Encoder, EncoderShape, LayerNames, LayerNorm, Linear, Placement, Tensors, copy_rows};
-use crate::models::llama::{ModelError, RangeReader};
+use super::encoder::{Encoder, EncoderShape, LayerNames, LayerNorm, Linear, MAX_HIDDEN, MAX_INTERMEDIATE, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB, Placement};
+use super::weights::Weights;
+use crate::backend::{Activation, Backend};
+use crate::formats::TensorTable;
+use crate::models::{ModelError, RangeReader};
 use crate::tokenizer::Tokenizer;
 
 /// Padded tokens per forward pass (a longer sentence runs alone in its pass).
@@ -57,8 +55,8 @@ pub struct BertConfig {
     pub max_positions: u32,
     pub type_vocab: u32,
     pub layer_norm_eps: f32,
-    /// `Elementwise::GeluErf` ("gelu") or `GeluTanh` ("gelu_new", "gelu_pytorch_tanh").
-    pub activation: Elementwise,
+    /// `GeluErf` ("gelu") or `GeluTanh` ("gelu_new", "gelu_pytorch_tanh").
+    pub activation: Activation,
     /// Class names of a sequence-classification head (`id2label`).
     pub labels: Vec<String>,
 }
@@ -86,8 +84,8 @@ impl BertConfig {
             return Err(bad(format!("layer_norm_eps = {eps} is not in [0, 1]")));
         }
         let activation = match raw.hidden_act.as_deref().unwrap_or("gelu") {
-            "gelu" => Elementwise::GeluErf,
-            "gelu_new" | "gelu_pytorch_tanh" => Elementwise::GeluTanh,
+            "gelu" => Activation::GeluErf,
+            "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
             other => return Err(bad(format!("hidden_act {other:?} is not supported (gelu, gelu_new, gelu_pytorch_tanh)"))),
         };
         Ok(Self {
@@ -207,38 +205,31 @@ pub(crate) fn passes(batch: &[Vec<u32>]) -> Vec<Pass> {
 
 /// The position embeddings (max_positions × hidden) with token type 0's row added to each, as
 /// f32: every token has type 0, so its embedding is folded into the position table.
-pub(crate) async fn position_type0(c: &BertConfig, table: &TensorTable, read: &mut impl RangeReader) -> Result<Vec<f32>, ModelError> {
-    let positions = values(table, read, "embeddings.position_embeddings.weight", &[c.max_positions, c.hidden]).await?;
-    let types = values(table, read, "embeddings.token_type_embeddings.weight", &[c.type_vocab, c.hidden]).await?;
+async fn position_type0(c: &BertConfig, w: &mut Weights<'_, impl RangeReader>) -> Result<Vec<f32>, ModelError> {
+    let positions = w.float_values("embeddings.position_embeddings.weight", &[c.max_positions, c.hidden]).await?;
+    let types = w.float_values("embeddings.token_type_embeddings.weight", &[c.type_vocab, c.hidden]).await?;
     let type0 = types.get(..c.hidden as usize).ok_or_else(|| ModelError::Tensor { name: "token_type_embeddings".into(), problem: "no row 0".into() })?;
     Ok(positions.chunks_exact(type0.len()).flat_map(|row| row.iter().zip(type0).map(|(p, t)| p + t)).collect())
 }
 
 /// Where BERT checkpoints keep their tensors: at the top (`BertModel`) or under `bert.` (task
 /// models); heads (`cls.predictions.*`, `classifier.*`) at the top.
-pub(crate) fn tensors(table: &TensorTable) -> Tensors<'_> {
-    Tensors { table, prefixes: &["", "bert."] }
-}
-
-/// A tensor's values as f32 (small tensors: norms, biases, position tables); F32, F16 or BF16.
-pub(crate) async fn values(table: &TensorTable, read: &mut impl RangeReader, name: &str, shape: &[u32]) -> Result<Vec<f32>, ModelError> {
-    tensors(table).values(read, name, shape).await
-}
+const PREFIXES: &[&str] = &["", "bert."];
 
 /// `BertForMaskedLM`'s head: dense, activation, LayerNorm, then the vocabulary projection (the
 /// word embeddings when tied, as checkpoints usually are).
-struct MaskedLmHead {
-    transform: Linear,
-    norm: LayerNorm,
+struct MaskedLmHead<B: Backend> {
+    transform: Linear<B>,
+    norm: LayerNorm<B>,
     /// `cls.predictions.decoder.weight` when the file has it; otherwise the word embeddings.
-    decoder: Option<GpuWeight>,
-    bias: wgpu::Buffer,
+    decoder: Option<B::Matrix>,
+    bias: B::Vector,
 }
 
 /// `BertForSequenceClassification`'s head: the pooler (dense + tanh on [CLS]) and the classifier.
-struct ClassifierHead {
-    pooler: Linear,
-    classifier: Linear,
+struct ClassifierHead<B: Backend> {
+    pooler: Linear<B>,
+    classifier: Linear<B>,
 }
 
 /// What a forward pass returns per sentence.
@@ -254,64 +245,63 @@ enum Output {
     Classes,
 }
 
-/// A BERT encoder on the GPU, with the heads its checkpoint has.
-pub struct Bert {
+/// A BERT encoder on backend `B`, with the heads its checkpoint has.
+pub struct Bert<B: Backend> {
     pub config: BertConfig,
     /// Longest sequence `embed` takes (`max_position_embeddings`, or less when set); text is
     /// truncated to it.
     pub max_seq_len: u32,
-    word: GpuWeight,
+    word: B::Matrix,
     /// Position embeddings plus token type 0's embedding, as F32.
-    position_type0: GpuWeight,
-    emb_norm: LayerNorm,
-    encoder: Encoder,
-    mlm: Option<MaskedLmHead>,
-    classifier: Option<ClassifierHead>,
-    act: Option<Activations>,
+    position_type0: B::Matrix,
+    emb_norm: LayerNorm<B>,
+    encoder: Encoder<B>,
+    mlm: Option<MaskedLmHead<B>>,
+    classifier: Option<ClassifierHead<B>>,
+    pub backend: B,
 }
 
-impl Bert {
-    /// Loads a BERT encoder: `config_json` is the checkpoint's `config.json`, `table` its
-    /// safetensors header, `read` the file's bytes by range (one tensor at a time). A masked-LM
-    /// head (`cls.predictions.*`) and a sequence-classification head (`classifier.*` with the
-    /// pooler) are loaded when the file has them.
-    pub async fn load(ctx: &GpuContext, config_json: &[u8], table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
+impl<B: Backend> Bert<B> {
+    /// Loads a BERT encoder onto `backend`: `config_json` is the checkpoint's `config.json`,
+    /// `table` its safetensors header, `read` the file's bytes by range (one tensor at a time). A
+    /// masked-LM head (`cls.predictions.*`) and a sequence-classification head (`classifier.*`
+    /// with the pooler) are loaded when the file has them.
+    pub async fn load(backend: B, config_json: &[u8], table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
         let config = BertConfig::from_json(config_json)?;
-        let c = &config;
-        let t = tensors(table);
-        let word = t.matrix(ctx, read, "embeddings.word_embeddings.weight", c.vocab, c.hidden).await?;
-        let folded: Vec<u8> = position_type0(c, table, read).await?.into_iter().flat_map(f32::to_le_bytes).collect();
-        let position_type0 =
-            GpuWeight::upload(ctx, "position + type embeddings", DType::F32, u64::from(c.max_positions), u64::from(c.hidden), &folded)?;
-        let emb_norm = t.layer_norm(ctx, read, "embeddings.LayerNorm", c.hidden).await?;
-        let encoder = Encoder::load(ctx, c.shape(), t, read, LayerNames::bert).await?;
-        let mlm = if t.has("cls.predictions.transform.dense.weight") {
-            let decoder = if t.has("cls.predictions.decoder.weight") {
-                Some(t.matrix(ctx, read, "cls.predictions.decoder.weight", c.vocab, c.hidden).await?)
+        let (c, be) = (&config, &backend);
+        let w = &mut Weights::with_prefixes(table, read, PREFIXES);
+        let word = w.matrix(be, "embeddings.word_embeddings.weight", c.vocab, c.hidden).await?;
+        let folded = position_type0(c, w).await?;
+        let position_type0 = be.matrix_from_values("position + type embeddings", &folded, c.max_positions, c.hidden)?;
+        let emb_norm = LayerNorm::load(be, w, "embeddings.LayerNorm", c.hidden, c.layer_norm_eps).await?;
+        let encoder = Encoder::load(be, w, c.shape(), LayerNames::bert).await?;
+        let mlm = if w.has("cls.predictions.transform.dense.weight") {
+            let decoder = if w.has("cls.predictions.decoder.weight") {
+                Some(w.matrix(be, "cls.predictions.decoder.weight", c.vocab, c.hidden).await?)
             } else {
                 None
             };
-            let bias = if t.has("cls.predictions.bias") { "cls.predictions.bias" } else { "cls.predictions.decoder.bias" };
+            let bias = if w.has("cls.predictions.bias") { "cls.predictions.bias" } else { "cls.predictions.decoder.bias" };
             Some(MaskedLmHead {
-                transform: t.linear(ctx, read, "cls.predictions.transform.dense", c.hidden, c.hidden, true).await?,
-                norm: t.layer_norm(ctx, read, "cls.predictions.transform.LayerNorm", c.hidden).await?,
+                transform: Linear::load(be, w, "cls.predictions.transform.dense", c.hidden, c.hidden, true).await?,
+                norm: LayerNorm::load(be, w, "cls.predictions.transform.LayerNorm", c.hidden, c.layer_norm_eps).await?,
                 decoder,
-                bias: t.vector(ctx, read, bias, c.vocab).await?,
+                bias: w.vector(be, bias, c.vocab).await?,
             })
         } else {
             None
         };
-        let classifier = if t.has("classifier.weight") {
+        let classifier = if w.has("classifier.weight") {
             let labels = c.labels.len() as u32;
             Some(ClassifierHead {
-                pooler: t.linear(ctx, read, "pooler.dense", c.hidden, c.hidden, true).await?,
-                classifier: t.linear(ctx, read, "classifier", labels, c.hidden, true).await?,
+                pooler: Linear::load(be, w, "pooler.dense", c.hidden, c.hidden, true).await?,
+                classifier: Linear::load(be, w, "classifier", labels, c.hidden, true).await?,
             })
         } else {
             None
         };
         let max_seq_len = config.max_positions;
-        Ok(Self { config, max_seq_len, word, position_type0, emb_norm, encoder, mlm, classifier, act: None })
+        Ok(Self { config, max_seq_len, word, position_type0, emb_norm, encoder, mlm, classifier, backend })
     }
 
     /// Caps sequences at `max_seq_length` from a sentence-transformers `sentence_bert_config.json`
@@ -327,21 +317,21 @@ impl Bert {
     }
 
     /// Sentence embeddings of `texts` (tokenized with `tokenize`).
-    pub async fn embed_texts<S: AsRef<str>>(&mut self, ctx: &GpuContext, tokenizer: &Tokenizer, texts: &[S]) -> Result<Vec<Vec<f32>>, ModelError> {
+    pub async fn embed_texts<S: AsRef<str>>(&mut self, tokenizer: &Tokenizer, texts: &[S]) -> Result<Vec<Vec<f32>>, ModelError> {
         let batch = self.tokenize(tokenizer, texts)?;
-        self.embed(ctx, &batch).await
+        self.embed(&batch).await
     }
 
     /// Mean-pooled, L2-normalised embeddings (`hidden` values each) of a batch of token-id
     /// sequences of any lengths from 1 to `max_seq_len`.
-    pub async fn embed(&mut self, ctx: &GpuContext, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
-        self.run(ctx, batch, Output::Pooled).await
+    pub async fn embed(&mut self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.run(batch, Output::Pooled).await
     }
 
     /// The last hidden state of each sequence's tokens (length × hidden values, row-major): for
     /// tests and token-level features.
-    pub async fn last_hidden_state(&mut self, ctx: &GpuContext, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
-        self.run(ctx, batch, Output::Hidden).await
+    pub async fn last_hidden_state(&mut self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.run(batch, Output::Hidden).await
     }
 
     /// Whether the checkpoint has a masked-LM head (`fill_mask` works).
@@ -356,40 +346,39 @@ impl Bert {
 
     /// The masked-LM logits (vocab values each) at every position of each sequence that holds
     /// `mask_id`, in order: one `Vec` of positions per sequence.
-    pub async fn fill_mask(&mut self, ctx: &GpuContext, batch: &[Vec<u32>], mask_id: u32) -> Result<Vec<Vec<Vec<f32>>>, ModelError> {
+    pub async fn fill_mask(&mut self, batch: &[Vec<u32>], mask_id: u32) -> Result<Vec<Vec<Vec<f32>>>, ModelError> {
         if self.mlm.is_none() {
             return Err(ModelError::Config("this checkpoint has no masked-LM head (cls.predictions.*)".into()));
         }
         let positions = mask_positions(batch, mask_id)?;
         let vocab = self.config.vocab as usize;
-        let flat = self.run(ctx, batch, Output::MaskedLm(positions)).await?;
+        let flat = self.run(batch, Output::MaskedLm(positions)).await?;
         Ok(flat.into_iter().map(|logits| logits.chunks_exact(vocab).map(<[f32]>::to_vec).collect()).collect())
     }
 
     /// The sequence-classification logits (one per label of `config.labels`) of each sequence.
-    pub async fn classify(&mut self, ctx: &GpuContext, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
+    pub async fn classify(&mut self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
         if self.classifier.is_none() {
             return Err(ModelError::Config("this checkpoint has no classification head (classifier.*)".into()));
         }
-        self.run(ctx, batch, Output::Classes).await
+        self.run(batch, Output::Classes).await
     }
 
-    /// Compute dispatches in one pass: 2 embedding lookups, an add and a LayerNorm, the encoder,
-    /// then pooling.
-    pub fn dispatches_per_pass(&self) -> u32 {
-        self.word.parts.len() as u32 + self.position_type0.parts.len() as u32 + 2 + self.encoder.dispatches() + 1
-    }
-
-    /// Bytes of weights one pass reads (every matrix once).
+    /// Bytes of weights one pass reads (every matrix of the encoder once).
     pub fn weight_bytes_per_pass(&self) -> u64 {
-        self.encoder.weight_bytes()
+        self.encoder.weight_bytes(&self.backend)
     }
 
-    async fn run(&mut self, ctx: &GpuContext, batch: &[Vec<u32>], output: Output) -> Result<Vec<Vec<f32>>, ModelError> {
+    /// The products of one pass over `tokens` rows, as (m, k, n).
+    pub fn dense_shapes(&self, tokens: usize) -> Vec<(usize, usize, usize)> {
+        self.encoder.dense_shapes(tokens)
+    }
+
+    async fn run(&mut self, batch: &[Vec<u32>], output: Output) -> Result<Vec<Vec<f32>>, ModelError> {
         check_input(&self.config, self.max_seq_len, batch)?;
         let mut results = vec![Vec::new(); batch.len()];
         for pass in passes(batch) {
-            let outs = self.forward(ctx, batch, &pass, &output).await?;
+            let outs = self.forward(batch, &pass, &output).await?;
             for (&i, out) in pass.members.iter().zip(outs) {
                 results[i] = out;
             }
@@ -397,90 +386,61 @@ impl Bert {
         Ok(results)
     }
 
-    async fn forward(&mut self, ctx: &GpuContext, batch: &[Vec<u32>], pass: &Pass, output: &Output) -> Result<Vec<Vec<f32>>, ModelError> {
-        let (n, len) = (pass.members.len() as u32, pass.len);
-        Activations::ensure(&mut self.act, ctx, &self.encoder.shape, u64::from(n), u64::from(len))?;
-        let Some(a) = self.act.as_ref() else {
-            return Err(ModelError::Config("no activations".into()));
-        };
-        let c = &self.config;
-        let tokens = n * len;
-        let mut ids = Vec::with_capacity(tokens as usize);
-        let mut lengths = Vec::with_capacity(n as usize);
-        for &i in &pass.members {
-            let seq = batch.get(i).map_or(&[][..], Vec::as_slice);
-            ids.extend_from_slice(seq);
-            ids.resize(ids.len() + (len as usize).saturating_sub(seq.len()), 0);
-            lengths.push(seq.len() as u32);
-        }
-        let positions: Vec<u32> = (0..n).flat_map(|_| 0..len).collect();
-        let ids_buf = ctx.storage_from("bert", "token ids", &ids)?;
-        let positions_buf = ctx.storage_from("bert", "position ids", &positions)?;
-        ctx.queue.write_buffer(&a.lengths, 0, bytemuck::cast_slice(&lengths));
-
-        let (h, nh) = (c.hidden, u64::from(tokens) * u64::from(c.hidden));
-        let mut e = new_encoder(ctx, "bert forward");
-        embedding::encode(ctx, &mut e, &self.word, tokens, &ids_buf, &a.x).await?;
-        embedding::encode(ctx, &mut e, &self.position_type0, tokens, &positions_buf, &a.h).await?;
-        Elementwise::Add.encode(ctx, &mut e, nh, &a.x, &a.h, &a.x2).await?;
-        self.emb_norm.encode(ctx, &mut e, c.layer_norm_eps, tokens, h, &a.x2, &a.x).await?;
-        self.encoder.encode(ctx, &mut e, a, n, len, false).await?;
-        let hidden = h as usize;
+    /// One pass over checked sequences.
+    async fn forward(&mut self, batch: &[Vec<u32>], pass: &Pass, output: &Output) -> Result<Vec<Vec<f32>>, ModelError> {
+        let seqs: Vec<&[u32]> = pass.members.iter().map(|&i| batch.get(i).map_or(&[][..], Vec::as_slice)).collect();
+        let lengths: Vec<u32> = seqs.iter().map(|s| s.len() as u32).collect();
+        let ids: Vec<u32> = seqs.concat();
+        let positions: Vec<u32> = lengths.iter().flat_map(|&n| 0..n).collect();
+        let be = &mut self.backend;
+        let rows = be.batch(&lengths)?;
+        let x = be.embed_batch(&self.word, &ids, &rows).await?;
+        let p = be.embed_batch(&self.position_type0, &positions, &rows).await?;
+        let x = be.add(&x, &p).await?;
+        let x = self.emb_norm.forward(be, &x).await?;
+        let x = self.encoder.forward(be, x, &rows, false).await?;
+        let hidden = self.config.hidden as usize;
         match output {
             Output::Pooled => {
-                let pooled = ctx.storage_output("bert", "pooled", u64::from(n) * u64::from(h) * 4)?;
-                pool::encode(ctx, &mut e, n, len, h, true, &a.x, &a.lengths, &pooled).await?;
-                submit(ctx, "bert forward", e).await?;
-                Ok(ctx.read_f32(&pooled, n as usize * hidden).await?.chunks_exact(hidden).map(<[f32]>::to_vec).collect())
+                let pooled = be.mean_pool(&x, &rows, true).await?;
+                Ok(be.read(&pooled).await?.chunks_exact(hidden).map(<[f32]>::to_vec).collect())
             }
             Output::Hidden => {
-                submit(ctx, "bert forward", e).await?;
-                let all = ctx.read_f32(&a.x, tokens as usize * hidden).await?;
-                Ok(all.chunks_exact(len as usize * hidden).zip(&lengths).map(|(seq, &l)| seq[..l as usize * hidden].to_vec()).collect())
+                let picks: Vec<(u32, u32)> = lengths.iter().enumerate().flat_map(|(s, &n)| (0..n).map(move |p| (s as u32, p))).collect();
+                let all = be.rows(&x, &rows, &picks).await?;
+                let all = be.read(&all).await?;
+                let mut rest = all.as_slice();
+                Ok(lengths
+                    .iter()
+                    .map(|&n| {
+                        let (seq, tail) = rest.split_at(n as usize * hidden);
+                        rest = tail;
+                        seq.to_vec()
+                    })
+                    .collect())
             }
             Output::MaskedLm(positions) => {
                 let Some(head) = &self.mlm else { return Err(ModelError::Config("no masked-LM head".into())) };
-                let rows: Vec<u64> = pass
-                    .members
-                    .iter()
-                    .enumerate()
-                    .flat_map(|(b, &i)| positions.get(i).into_iter().flatten().map(move |&p| b as u64 * u64::from(len) + u64::from(p)))
-                    .collect();
-                let m = rows.len() as u32;
-                let vocab = c.vocab;
-                let buf = |what: &'static str, elems: u64| ctx.storage_output("bert", what, elems.max(1) * 4);
-                let (x, t1, t2) = (buf("masked rows", u64::from(m) * u64::from(h))?, buf("mlm 1", u64::from(m) * u64::from(h))?, buf("mlm 2", u64::from(m) * u64::from(h))?);
-                let logits = buf("mlm logits", u64::from(m) * u64::from(vocab))?;
-                let scratch = buf("mlm scratch", u64::from(m) * u64::from(vocab))?;
-                copy_rows(&mut e, &a.x, &x, h, &rows);
-                head.transform.encode(ctx, &mut e, m, &x, &t1, &t2).await?;
-                c.activation.encode(ctx, &mut e, u64::from(m) * u64::from(h), &t2, &t2, &t1).await?;
-                head.norm.encode(ctx, &mut e, c.layer_norm_eps, m, h, &t1, &t2).await?;
-                matvec::encode(ctx, &mut e, head.decoder.as_ref().unwrap_or(&self.word), m, &t2, &scratch).await?;
-                Elementwise::AddRow { cols: vocab }.encode(ctx, &mut e, u64::from(m) * u64::from(vocab), &scratch, &head.bias, &logits).await?;
-                submit(ctx, "bert forward", e).await?;
-                let all = ctx.read_f32(&logits, m as usize * vocab as usize).await?;
-                let mut chunks = all.chunks_exact(vocab as usize);
-                Ok(pass
-                    .members
-                    .iter()
-                    .map(|&i| positions.get(i).map_or(0, Vec::len))
-                    .map(|count| chunks.by_ref().take(count).flatten().copied().collect())
-                    .collect())
+                let per_seq: Vec<&[u32]> = pass.members.iter().map(|&i| positions.get(i).map_or(&[][..], Vec::as_slice)).collect();
+                let picks: Vec<(u32, u32)> = per_seq.iter().enumerate().flat_map(|(s, ps)| ps.iter().map(move |&p| (s as u32, p))).collect();
+                let masked = be.rows(&x, &rows, &picks).await?;
+                let t = head.transform.forward(be, &masked).await?;
+                let t = be.activation(&t, self.config.activation).await?;
+                let t = head.norm.forward(be, &t).await?;
+                let logits = be.linear(&t, head.decoder.as_ref().unwrap_or(&self.word), Some(&head.bias)).await?;
+                let all = be.read(&logits).await?;
+                let mut chunks = all.chunks_exact(self.config.vocab as usize);
+                Ok(per_seq.iter().map(|ps| chunks.by_ref().take(ps.len()).flatten().copied().collect()).collect())
             }
             Output::Classes => {
                 let Some(head) = &self.classifier else { return Err(ModelError::Config("no classification head".into())) };
-                let labels = head.classifier.w.rows;
-                let rows: Vec<u64> = (0..u64::from(n)).map(|b| b * u64::from(len)).collect();
-                let buf = |what: &'static str, elems: u64| ctx.storage_output("bert", what, elems.max(1) * 4);
-                let (x, t1, t2) = (buf("cls rows", u64::from(n) * u64::from(h))?, buf("pooler 1", u64::from(n) * u64::from(h))?, buf("pooler 2", u64::from(n) * u64::from(h))?);
-                let logits = buf("class logits", u64::from(n) * u64::from(labels))?;
-                copy_rows(&mut e, &a.x, &x, h, &rows);
-                head.pooler.encode(ctx, &mut e, n, &x, &t1, &t2).await?;
-                Elementwise::Tanh.encode(ctx, &mut e, u64::from(n) * u64::from(h), &t2, &t2, &t1).await?;
-                head.classifier.encode(ctx, &mut e, n, &t1, &t2, &logits).await?;
-                submit(ctx, "bert forward", e).await?;
-                Ok(ctx.read_f32(&logits, n as usize * labels as usize).await?.chunks_exact(labels as usize).map(<[f32]>::to_vec).collect())
+                let picks: Vec<(u32, u32)> = (0..lengths.len() as u32).map(|s| (s, 0)).collect();
+                let cls = be.rows(&x, &rows, &picks).await?;
+                let pooled = head.pooler.forward(be, &cls).await?;
+                let pooled = be.activation(&pooled, Activation::Tanh).await?;
+                let logits = head.classifier.forward(be, &pooled).await?;
+                let labels = self.config.labels.len();
+                Ok(be.read(&logits).await?.chunks_exact(labels).map(<[f32]>::to_vec).collect())
             }
         }
     }
@@ -498,7 +458,7 @@ mod tests {
     fn reads_a_minilm_config() {
         let c = BertConfig::from_json(MINI.as_bytes()).unwrap();
         assert_eq!((c.vocab, c.hidden, c.layers, c.heads, c.head_dim, c.intermediate, c.max_positions, c.type_vocab), (30522, 384, 6, 12, 32, 1536, 512, 2));
-        assert_eq!(c.activation, Elementwise::GeluErf);
+        assert_eq!(c.activation, Activation::GeluErf);
         assert_eq!(c.layer_norm_eps, 1e-12);
     }
 

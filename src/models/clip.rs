@@ -5,16 +5,13 @@
 
 use serde::Deserialize;
 
+use super::bert::{Pass, passes};
+use super::encoder::{Encoder, EncoderShape, LayerNames, LayerNorm, Linear, MAX_POSITIONS, MAX_VOCAB, Placement, config_error, l2_normalize, size};
+use super::vit::{Defaults, PatchEncoder, PatchNames, RawPatchConfig};
+use super::weights::Weights;
+use crate::backend::{Backend, Patches};
 use crate::formats::TensorTable;
-use crate::gpu::GpuContext;
-use crate::gpu::ops::elementwise::Elementwise;
-use crate::gpu::ops::{embedding, new_encoder, pool, submit};
-use crate::gpu::weights::GpuWeight;
-use crate::models::bert::{Pass, passes};
-use crate::models::encoder::{MAX_POSITIONS, MAX_VOCAB, Activations, Encoder, EncoderShape, LayerNames, LayerNorm, Linear, Placement, Tensors, config_error, copy_rows, size};
-use crate::models::llama::{ModelError, RangeReader};
-use crate::models::vit::{Defaults, PatchEncoder, PatchNames, RawPatchConfig};
-use crate::gpu::ops::patches::Patches;
+use crate::models::{ModelError, RangeReader};
 use crate::tokenizer::Tokenizer;
 
 const MAX_PROJECTION: u64 = 65_536;
@@ -46,27 +43,27 @@ struct RawConfig {
 const VISION: Defaults = Defaults { hidden: 768, layers: 12, heads: 12, intermediate: 3072, eps: 1e-5, act: "quick_gelu" };
 
 /// The text tower.
-struct TextTower {
-    token: GpuWeight,
-    position: GpuWeight,
-    encoder: Encoder,
-    final_norm: LayerNorm,
-    projection: Linear,
-    act: Option<Activations>,
+struct TextTower<B: Backend> {
+    token: B::Matrix,
+    position: B::Matrix,
+    encoder: Encoder<B>,
+    final_norm: LayerNorm<B>,
+    projection: Linear<B>,
 }
 
-/// A CLIP model on the GPU.
-pub struct Clip {
+/// A CLIP model on backend `B`.
+pub struct Clip<B: Backend> {
     pub projection_dim: u32,
     /// `exp(logit_scale)`: the factor of cosine similarities in zero-shot logits.
     pub logit_scale: f32,
     spec: ClipSpec,
-    vision: PatchEncoder,
-    visual_projection: Linear,
-    text: TextTower,
+    vision: PatchEncoder<B>,
+    visual_projection: Linear<B>,
+    text: TextTower<B>,
+    pub backend: B,
 }
 
-/// What a CLIP `config.json` says, checked: shared by `Clip` and the CPU's `CpuClip`.
+/// What a CLIP `config.json` says, checked.
 pub(crate) struct ClipSpec {
     pub projection_dim: u32,
     pub vision_shape: EncoderShape,
@@ -148,37 +145,37 @@ impl ClipSpec {
 }
 
 /// `exp(logit_scale)` of a checkpoint.
-pub(crate) async fn logit_scale(top: Tensors<'_>, read: &mut impl RangeReader) -> Result<f32, ModelError> {
-    let scale = top.values(read, "logit_scale", &[]).await?;
+async fn logit_scale(top: &mut Weights<'_, impl RangeReader>) -> Result<f32, ModelError> {
+    let scale = top.float_values("logit_scale", &[]).await?;
     scale.first().map(|s| s.exp()).filter(|s| s.is_finite()).ok_or_else(|| config_error("logit_scale", "not a finite number".into()))
 }
 
 /// Zero-shot logits: `scale · (image · text)` for each image (rows) and text (columns).
-pub(crate) fn logits_per_image(scale: f32, image_embeds: &[Vec<f32>], text_embeds: &[Vec<f32>]) -> Vec<Vec<f32>> {
+fn logits_per_image(scale: f32, image_embeds: &[Vec<f32>], text_embeds: &[Vec<f32>]) -> Vec<Vec<f32>> {
     image_embeds.iter().map(|i| text_embeds.iter().map(|t| scale * i.iter().zip(t).map(|(a, b)| a * b).sum::<f32>()).collect()).collect()
 }
 
-impl Clip {
-    pub async fn load(ctx: &GpuContext, config_json: &[u8], table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
+impl<B: Backend> Clip<B> {
+    pub async fn load(backend: B, config_json: &[u8], table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
         let spec = ClipSpec::parse(config_json)?;
+        let be = &backend;
         let projection_dim = spec.projection_dim;
-        let top = Tensors { table, prefixes: &[""] };
-        let vision_hidden = spec.vision_shape.hidden;
-        let vt = Tensors { table, prefixes: &["vision_model."] };
+        let top = &mut Weights::new(table, read);
         let patches = spec.patches;
-        let vision = PatchEncoder::load(ctx, vt, read, patches, patches.chw(), spec.vision_shape.clone(), &ClipSpec::VISION_NAMES, LayerNames::clip).await?;
-        let visual_projection = top.linear(ctx, read, "visual_projection", projection_dim, vision_hidden, false).await?;
+        let vt = &mut top.under(&["vision_model."]);
+        let vision = PatchEncoder::load(be, vt, patches, patches.chw(), spec.vision_shape.clone(), &ClipSpec::VISION_NAMES, LayerNames::clip).await?;
+        let visual_projection = Linear::load(be, top, "visual_projection", projection_dim, spec.vision_shape.hidden, false).await?;
 
-        let (vocab, max_positions, h) = (spec.vocab, spec.max_positions, spec.text_shape.hidden);
-        let tt = Tensors { table, prefixes: &["text_model."] };
-        let token = tt.matrix(ctx, read, "embeddings.token_embedding.weight", vocab, h).await?;
-        let position = tt.matrix(ctx, read, "embeddings.position_embedding.weight", max_positions, h).await?;
-        let encoder = Encoder::load(ctx, spec.text_shape.clone(), tt, read, LayerNames::clip).await?;
-        let final_norm = tt.layer_norm(ctx, read, "final_layer_norm", h).await?;
-        let projection = top.linear(ctx, read, "text_projection", projection_dim, h, false).await?;
-        let text = TextTower { token, position, encoder, final_norm, projection, act: None };
-        let logit_scale = logit_scale(top, read).await?;
-        Ok(Self { projection_dim, logit_scale, spec, vision, visual_projection, text })
+        let (vocab, max_positions, h, eps) = (spec.vocab, spec.max_positions, spec.text_shape.hidden, spec.text_shape.eps);
+        let tt = &mut top.under(&["text_model."]);
+        let token = tt.matrix(be, "embeddings.token_embedding.weight", vocab, h).await?;
+        let position = tt.matrix(be, "embeddings.position_embedding.weight", max_positions, h).await?;
+        let encoder = Encoder::load(be, tt, spec.text_shape.clone(), LayerNames::clip).await?;
+        let final_norm = LayerNorm::load(be, tt, "final_layer_norm", h, eps).await?;
+        let projection = Linear::load(be, top, "text_projection", projection_dim, h, false).await?;
+        let text = TextTower { token, position, encoder, final_norm, projection };
+        let logit_scale = logit_scale(top).await?;
+        Ok(Self { projection_dim, logit_scale, spec, vision, visual_projection, text, backend })
     }
 
     /// (channels, height, width) of one input image.
@@ -193,17 +190,15 @@ impl Clip {
     }
 
     /// L2-normalised image embeddings (projection_dim values each) of `pixels` ((batch, 3, H, W)).
-    pub async fn image_embeds(&mut self, ctx: &GpuContext, pixels: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
+    pub async fn image_embeds(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
         let per = self.vision.input_len();
-        let dim = self.projection_dim;
+        let be = &mut self.backend;
         let mut out = Vec::new();
         for (first, n) in self.vision.passes(pixels)? {
-            let n32 = n as u32;
-            let mut e = new_encoder(ctx, "clip vision");
-            let cls = self.vision.encode(ctx, &mut e, &pixels[first * per..(first + n) * per], n32, 1).await?;
-            let projected = ctx.storage_output("clip", "image embeds", u64::from(n32 * dim) * 4)?;
-            self.visual_projection.encode(ctx, &mut e, n32, &cls, &cls, &projected).await?;
-            out.extend(normalize_and_read(ctx, e, &projected, n32, dim).await?);
+            let cls = self.vision.forward(be, &pixels[first * per..(first + n) * per], n as u32, 1).await?;
+            let projected = self.visual_projection.forward(be, &cls).await?;
+            let normed = l2_normalize(be, &projected, n as u32).await?;
+            out.extend(be.read(&normed).await?.chunks_exact(self.projection_dim as usize).map(<[f32]>::to_vec));
         }
         Ok(out)
     }
@@ -215,11 +210,11 @@ impl Clip {
     }
 
     /// L2-normalised text embeddings (projection_dim values each) of token-id sequences.
-    pub async fn text_embeds(&mut self, ctx: &GpuContext, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
+    pub async fn text_embeds(&mut self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
         self.spec.check_texts(batch)?;
         let mut results = vec![Vec::new(); batch.len()];
         for pass in passes(batch) {
-            let outs = self.text_pass(ctx, batch, &pass).await?;
+            let outs = self.text_pass(batch, &pass).await?;
             for (&i, out) in pass.members.iter().zip(outs) {
                 results[i] = out;
             }
@@ -227,40 +222,23 @@ impl Clip {
         Ok(results)
     }
 
-    async fn text_pass(&mut self, ctx: &GpuContext, batch: &[Vec<u32>], pass: &Pass) -> Result<Vec<Vec<f32>>, ModelError> {
-        let (n, len) = (pass.members.len() as u32, pass.len);
-        let rows: Vec<u64> = pass.members.iter().enumerate().map(|(b, &i)| b as u64 * u64::from(len) + u64::from(self.spec.eos_row(&batch[i]))).collect();
-        let t = &mut self.text;
-        let shape = &self.spec.text_shape;
-        Activations::ensure(&mut t.act, ctx, shape, u64::from(n), u64::from(len))?;
-        let Some(a) = t.act.as_ref() else {
-            return Err(ModelError::Config("no activations".into()));
-        };
-        let (tokens, h) = (n * len, shape.hidden);
-        let mut ids = Vec::with_capacity(tokens as usize);
-        let mut lengths = Vec::with_capacity(n as usize);
-        for &i in &pass.members {
-            let seq = &batch[i];
-            ids.extend_from_slice(seq);
-            ids.resize(ids.len() + (len as usize).saturating_sub(seq.len()), 0);
-            lengths.push(seq.len() as u32);
-        }
-        let positions: Vec<u32> = (0..n).flat_map(|_| 0..len).collect();
-        let ids_buf = ctx.storage_from("clip", "token ids", &ids)?;
-        let positions_buf = ctx.storage_from("clip", "position ids", &positions)?;
-        ctx.queue.write_buffer(&a.lengths, 0, bytemuck::cast_slice(&lengths));
-        let mut e = new_encoder(ctx, "clip text");
-        embedding::encode(ctx, &mut e, &t.token, tokens, &ids_buf, &a.x2).await?;
-        embedding::encode(ctx, &mut e, &t.position, tokens, &positions_buf, &a.h).await?;
-        Elementwise::Add.encode(ctx, &mut e, u64::from(tokens) * u64::from(h), &a.x2, &a.h, &a.x).await?;
-        t.encoder.encode(ctx, &mut e, a, n, len, true).await?;
-        let buf = |what: &'static str, elems: u32| ctx.storage_output("clip", what, u64::from(elems.max(1)) * 4);
-        let (picked, normed) = (buf("eos rows", n * h)?, buf("eos rows", n * h)?);
-        copy_rows(&mut e, &a.x, &picked, h, &rows);
-        t.final_norm.encode(ctx, &mut e, shape.eps, n, h, &picked, &normed).await?;
-        let projected = buf("text embeds", n * self.projection_dim)?;
-        t.projection.encode(ctx, &mut e, n, &normed, &picked, &projected).await?;
-        normalize_and_read(ctx, e, &projected, n, self.projection_dim).await
+    async fn text_pass(&mut self, batch: &[Vec<u32>], pass: &Pass) -> Result<Vec<Vec<f32>>, ModelError> {
+        let texts: Vec<&[u32]> = pass.members.iter().map(|&i| batch[i].as_slice()).collect();
+        let lengths: Vec<u32> = texts.iter().map(|t| t.len() as u32).collect();
+        let picks: Vec<(u32, u32)> = texts.iter().enumerate().map(|(s, ids)| (s as u32, self.spec.eos_row(ids))).collect();
+        let ids = texts.concat();
+        let positions: Vec<u32> = lengths.iter().flat_map(|&n| 0..n).collect();
+        let (t, be) = (&self.text, &mut self.backend);
+        let rows = be.batch(&lengths)?;
+        let x = be.embed_batch(&t.token, &ids, &rows).await?;
+        let p = be.embed_batch(&t.position, &positions, &rows).await?;
+        let x = be.add(&x, &p).await?;
+        let x = t.encoder.forward(be, x, &rows, true).await?;
+        let eos = be.rows(&x, &rows, &picks).await?;
+        let normed = t.final_norm.forward(be, &eos).await?;
+        let projected = t.projection.forward(be, &normed).await?;
+        let embeds = l2_normalize(be, &projected, texts.len() as u32).await?;
+        Ok(be.read(&embeds).await?.chunks_exact(self.projection_dim as usize).map(<[f32]>::to_vec).collect())
     }
 
     /// Zero-shot logits: `exp(logit_scale) · (image · text)` for each image (rows) and text
@@ -268,14 +246,9 @@ impl Clip {
     pub fn logits_per_image(&self, image_embeds: &[Vec<f32>], text_embeds: &[Vec<f32>]) -> Vec<Vec<f32>> {
         logits_per_image(self.logit_scale, image_embeds, text_embeds)
     }
-}
 
-/// Records the L2 normalisation of `n` rows of `dim` (a mean over one row, normalised), submits
-/// and reads them back.
-async fn normalize_and_read(ctx: &GpuContext, mut e: wgpu::CommandEncoder, x: &wgpu::Buffer, n: u32, dim: u32) -> Result<Vec<Vec<f32>>, ModelError> {
-    let ones = ctx.storage_from("clip", "lengths", &vec![1u32; n as usize])?;
-    let out = ctx.storage_output("clip", "normalised", u64::from(n * dim) * 4)?;
-    pool::encode(ctx, &mut e, n, 1, dim, true, x, &ones, &out).await?;
-    submit(ctx, "clip", e).await?;
-    Ok(ctx.read_f32(&out, (n * dim) as usize).await?.chunks_exact(dim as usize).map(<[f32]>::to_vec).collect())
+    /// Bytes of weights a vision pass reads.
+    pub fn vision_weight_bytes(&self) -> u64 {
+        self.vision.weight_bytes(&self.backend) + self.backend.matrix_bytes(&self.visual_projection.w)
+    }
 }

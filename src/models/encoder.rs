@@ -1,116 +1,52 @@
 //! The transformer encoder stack shared by BERT, ViT, the Audio Spectrogram Transformer and both
-//! CLIP towers: per layer self-attention and a two-layer MLP, each added back to the residual
-//! stream, with LayerNorm after each (BERT, "post-LN") or before each (ViT, AST, CLIP, "pre-LN").
-//! The models differ only in their embeddings, their heads and their tensor names (`LayerNames`).
+//! CLIP towers, written once over the op set (`crate::backend`): per layer self-attention and a
+//! two-layer MLP, each added back to the residual stream, with LayerNorm after each (BERT,
+//! "post-LN") or before each (ViT, AST, CLIP, "pre-LN"). The models differ only in their
+//! embeddings, their heads and their tensor names (`LayerNames`).
 //!
-//! Also here: what their loaders share — finding a tensor under one of a checkpoint's name
-//! prefixes (`Tensors`), dense layers and LayerNorms on the GPU, `config.json` size checks and
-//! `id2label`.
+//! Also here: what their loaders share — dense layers and LayerNorms on a backend, `config.json`
+//! size checks and `id2label`.
 
 use std::collections::BTreeMap;
 
-use crate::formats::{DType, TensorInfo, TensorTable};
-use crate::gpu::GpuContext;
-use crate::gpu::ops::attention::Attention;
-use crate::gpu::ops::elementwise::Elementwise;
-use crate::gpu::ops::matvec;
-use crate::gpu::ops::norm::Norm;
-use crate::gpu::weights::GpuWeight;
-use crate::models::llama::{ModelError, RangeReader};
+use super::weights::Weights;
+use crate::backend::{Activation, Backend, BatchAttention, Norm};
+use crate::models::{ModelError, RangeReader};
 
-/// A checkpoint's tensors, found under the first of `prefixes` that has them: a task model
-/// (`ViTForImageClassification`) prefixes its encoder (`vit.`), the bare model does not.
-#[derive(Clone, Copy)]
-pub struct Tensors<'t> {
-    pub table: &'t TensorTable,
-    pub prefixes: &'static [&'static str],
+/// A dense layer `y = x·Wᵀ (+ b)`.
+pub struct Linear<B: Backend> {
+    pub w: B::Matrix,
+    pub b: Option<B::Vector>,
 }
 
-impl<'t> Tensors<'t> {
-    pub fn find(&self, name: &str) -> Result<&'t TensorInfo, ModelError> {
-        self.prefixes
-            .iter()
-            .find_map(|p| self.table.get(&format!("{p}{name}")))
-            .ok_or_else(|| ModelError::Tensor { name: name.into(), problem: format!("missing (looked under {:?})", self.prefixes) })
-    }
-
-    pub fn has(&self, name: &str) -> bool {
-        self.find(name).is_ok()
-    }
-
-    /// A small tensor's values as f32 (norms, biases, position tables): F32, F16 or BF16.
-    pub async fn values(&self, read: &mut impl RangeReader, name: &str, shape: &[u32]) -> Result<Vec<f32>, ModelError> {
-        let t = self.find(name)?;
-        if !matches!(t.dtype, DType::F32 | DType::F16 | DType::BF16) {
-            return Err(ModelError::Tensor { name: t.name.clone(), problem: format!("dtype {} (F32, F16 or BF16 expected)", t.dtype) });
-        }
-        super::tensor_values(t, read, shape).await
-    }
-
-    pub async fn vector(&self, ctx: &GpuContext, read: &mut impl RangeReader, name: &str, len: u32) -> Result<wgpu::Buffer, ModelError> {
-        let v = self.values(read, name, &[len]).await?;
-        Ok(ctx.storage_from("encoder", "vector", &v)?)
-    }
-
-    pub async fn matrix(&self, ctx: &GpuContext, read: &mut impl RangeReader, name: &str, rows: u32, cols: u32) -> Result<GpuWeight, ModelError> {
-        super::upload_matrix(ctx, self.find(name)?, read, rows, cols).await
-    }
-
+impl<B: Backend> Linear<B> {
     /// `{prefix}.weight` (rows, cols) and, when `bias`, `{prefix}.bias`.
-    pub async fn linear(&self, ctx: &GpuContext, read: &mut impl RangeReader, prefix: &str, rows: u32, cols: u32, bias: bool) -> Result<Linear, ModelError> {
-        let w = self.matrix(ctx, read, &format!("{prefix}.weight"), rows, cols).await?;
-        let b = if bias { Some(self.vector(ctx, read, &format!("{prefix}.bias"), rows).await?) } else { None };
-        Ok(Linear { w, b })
+    pub async fn load(be: &B, w: &mut Weights<'_, impl RangeReader>, prefix: &str, rows: u32, cols: u32, bias: bool) -> Result<Self, ModelError> {
+        let m = w.matrix(be, &format!("{prefix}.weight"), rows, cols).await?;
+        let b = if bias { Some(w.vector(be, &format!("{prefix}.bias"), rows).await?) } else { None };
+        Ok(Self { w: m, b })
     }
 
-    pub async fn layer_norm(&self, ctx: &GpuContext, read: &mut impl RangeReader, prefix: &str, len: u32) -> Result<LayerNorm, ModelError> {
-        Ok(LayerNorm {
-            g: self.vector(ctx, read, &format!("{prefix}.weight"), len).await?,
-            b: self.vector(ctx, read, &format!("{prefix}.bias"), len).await?,
-        })
+    pub async fn forward(&self, be: &mut B, x: &B::Tensor) -> Result<B::Tensor, ModelError> {
+        be.linear(x, &self.w, self.b.as_ref()).await
     }
 }
 
 /// A LayerNorm's gain and bias.
-pub struct LayerNorm {
-    pub g: wgpu::Buffer,
-    pub b: wgpu::Buffer,
+pub struct LayerNorm<B: Backend> {
+    pub g: B::Vector,
+    pub b: B::Vector,
+    pub eps: f32,
 }
 
-impl LayerNorm {
-    /// Records `y = LayerNorm(x)` over `rows` rows of `cols`.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn encode(&self, ctx: &GpuContext, e: &mut wgpu::CommandEncoder, eps: f32, rows: u32, cols: u32, x: &wgpu::Buffer, y: &wgpu::Buffer) -> Result<(), ModelError> {
-        Ok(Norm::Layer { eps }.encode(ctx, e, rows, cols, x, &self.g, &self.b, y).await?)
-    }
-}
-
-/// A dense layer `y = x·Wᵀ (+ b)`.
-pub struct Linear {
-    pub w: GpuWeight,
-    pub b: Option<wgpu::Buffer>,
-}
-
-impl Linear {
-    /// Records `y = x·Wᵀ + b` for `tokens` rows of `x`; with a bias the product goes through
-    /// `scratch` first.
-    pub async fn encode(&self, ctx: &GpuContext, e: &mut wgpu::CommandEncoder, tokens: u32, x: &wgpu::Buffer, scratch: &wgpu::Buffer, y: &wgpu::Buffer) -> Result<(), ModelError> {
-        match &self.b {
-            None => {
-                matvec::encode(ctx, e, &self.w, tokens, x, y).await?;
-            }
-            Some(b) => {
-                matvec::encode(ctx, e, &self.w, tokens, x, scratch).await?;
-                let n = u64::from(tokens) * u64::from(self.w.rows);
-                Elementwise::AddRow { cols: self.w.rows }.encode(ctx, e, n, scratch, b, y).await?;
-            }
-        }
-        Ok(())
+impl<B: Backend> LayerNorm<B> {
+    /// `{prefix}.weight` and `{prefix}.bias`, `len` values each.
+    pub async fn load(be: &B, w: &mut Weights<'_, impl RangeReader>, prefix: &str, len: u32, eps: f32) -> Result<Self, ModelError> {
+        Ok(Self { g: w.vector(be, &format!("{prefix}.weight"), len).await?, b: w.vector(be, &format!("{prefix}.bias"), len).await?, eps })
     }
 
-    /// Dispatches `encode` records.
-    pub fn dispatches(&self) -> u32 {
-        self.w.parts.len() as u32 + u32::from(self.b.is_some())
+    pub async fn forward(&self, be: &mut B, x: &B::Tensor) -> Result<B::Tensor, ModelError> {
+        be.norm(x, Norm::Layer { eps: self.eps }, &self.g, Some(&self.b)).await
     }
 }
 
@@ -133,7 +69,7 @@ pub struct EncoderShape {
     pub intermediate: u32,
     pub eps: f32,
     /// `GeluErf`, `GeluTanh` or `QuickGelu`.
-    pub activation: Elementwise,
+    pub activation: Activation,
     pub placement: Placement,
     /// Q, K and V have biases (ViT's and AST's `qkv_bias`; always in BERT and CLIP).
     pub qkv_bias: bool,
@@ -197,12 +133,12 @@ pub(crate) fn size(what: &str, name: &str, v: Option<u64>, max: u64) -> Result<u
     Ok(v as u32)
 }
 
-/// The elementwise op of a `hidden_act`.
-pub(crate) fn activation(what: &str, name: &str) -> Result<Elementwise, ModelError> {
+/// The activation of a `hidden_act`.
+pub(crate) fn activation(what: &str, name: &str) -> Result<Activation, ModelError> {
     match name {
-        "gelu" => Ok(Elementwise::GeluErf),
-        "gelu_new" | "gelu_pytorch_tanh" => Ok(Elementwise::GeluTanh),
-        "quick_gelu" => Ok(Elementwise::QuickGelu),
+        "gelu" => Ok(Activation::GeluErf),
+        "gelu_new" | "gelu_pytorch_tanh" => Ok(Activation::GeluTanh),
+        "quick_gelu" => Ok(Activation::QuickGelu),
         other => Err(config_error(what, format!("hidden_act {other:?} is not supported (gelu, gelu_new, gelu_pytorch_tanh, quick_gelu)"))),
     }
 }
@@ -297,170 +233,100 @@ impl LayerNames {
     }
 }
 
-struct Layer {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    norm1: LayerNorm,
-    up: Linear,
-    down: Linear,
-    norm2: LayerNorm,
+struct Layer<B: Backend> {
+    q: Linear<B>,
+    k: Linear<B>,
+    v: Linear<B>,
+    out: Linear<B>,
+    norm1: LayerNorm<B>,
+    up: Linear<B>,
+    down: Linear<B>,
+    norm2: LayerNorm<B>,
 }
 
-/// Buffers for one pass of `tokens` tokens in `batch` sequences, with the capacities they were
-/// made for; `x` holds the input and, after `Encoder::encode`, the output.
-pub struct Activations {
-    tokens: u64,
-    batch: u64,
-    scores_elems: u64,
-    pub x: wgpu::Buffer,
-    pub x2: wgpu::Buffer,
-    pub h: wgpu::Buffer,
-    pub q: wgpu::Buffer,
-    pub k: wgpu::Buffer,
-    pub v: wgpu::Buffer,
-    pub attn: wgpu::Buffer,
-    pub f1: wgpu::Buffer,
-    pub f2: wgpu::Buffer,
-    /// Valid tokens per sequence (u32).
-    pub lengths: wgpu::Buffer,
-    pub scores: wgpu::Buffer,
-}
-
-impl Activations {
-    /// Makes sure `slot` holds buffers for `batch` sequences of `len` tokens (keeping larger ones).
-    pub fn ensure(slot: &mut Option<Self>, ctx: &GpuContext, s: &EncoderShape, batch: u64, len: u64) -> Result<(), ModelError> {
-        let (tokens, scores) = (batch * len, batch * len * len * u64::from(s.heads));
-        if let Some(a) = slot
-            && a.tokens >= tokens
-            && a.batch >= batch
-            && a.scores_elems >= scores
-        {
-            return Ok(());
-        }
-        let (t0, b0, s0) = slot.as_ref().map_or((0, 0, 0), |a| (a.tokens, a.batch, a.scores_elems));
-        *slot = None;
-        let (tokens, batch, scores) = (tokens.max(t0), batch.max(b0), scores.max(s0));
-        let buf = |what: &'static str, elems: u64| ctx.storage_output("encoder", what, elems.max(1) * 4);
-        let (th, ti) = (tokens * u64::from(s.hidden), tokens * u64::from(s.intermediate));
-        *slot = Some(Self {
-            tokens,
-            batch,
-            scores_elems: scores,
-            x: buf("x", th)?,
-            x2: buf("x2", th)?,
-            h: buf("h", th)?,
-            q: buf("q", th)?,
-            k: buf("k", th)?,
-            v: buf("v", th)?,
-            attn: buf("attn", th)?,
-            f1: buf("ffn 1", ti)?,
-            f2: buf("ffn 2", ti)?,
-            lengths: buf("lengths", batch)?,
-            scores: buf("scores", scores)?,
-        });
-        Ok(())
-    }
-}
-
-/// An encoder stack on the GPU.
-pub struct Encoder {
+/// An encoder stack.
+pub struct Encoder<B: Backend> {
     pub shape: EncoderShape,
-    layers: Vec<Layer>,
+    layers: Vec<Layer<B>>,
 }
 
-impl Encoder {
+impl<B: Backend> Encoder<B> {
     /// Loads `shape.layers` layers named by `names`.
-    pub async fn load(ctx: &GpuContext, shape: EncoderShape, t: Tensors<'_>, read: &mut impl RangeReader, names: impl Fn(u32) -> LayerNames) -> Result<Self, ModelError> {
-        let (h, i, qb) = (shape.hidden, shape.intermediate, shape.qkv_bias);
+    pub async fn load(be: &B, w: &mut Weights<'_, impl RangeReader>, shape: EncoderShape, names: impl Fn(u32) -> LayerNames) -> Result<Self, ModelError> {
+        let (h, i, qb, eps) = (shape.hidden, shape.intermediate, shape.qkv_bias, shape.eps);
         let mut layers = Vec::with_capacity(shape.layers as usize);
         for l in 0..shape.layers {
             let n = names(l);
             layers.push(Layer {
-                q: t.linear(ctx, read, &n.q, h, h, qb).await?,
-                k: t.linear(ctx, read, &n.k, h, h, qb).await?,
-                v: t.linear(ctx, read, &n.v, h, h, qb).await?,
-                out: t.linear(ctx, read, &n.out, h, h, true).await?,
-                norm1: t.layer_norm(ctx, read, &n.norm1, h).await?,
-                up: t.linear(ctx, read, &n.up, i, h, true).await?,
-                down: t.linear(ctx, read, &n.down, h, i, true).await?,
-                norm2: t.layer_norm(ctx, read, &n.norm2, h).await?,
+                q: Linear::load(be, w, &n.q, h, h, qb).await?,
+                k: Linear::load(be, w, &n.k, h, h, qb).await?,
+                v: Linear::load(be, w, &n.v, h, h, qb).await?,
+                out: Linear::load(be, w, &n.out, h, h, true).await?,
+                norm1: LayerNorm::load(be, w, &n.norm1, h, eps).await?,
+                up: Linear::load(be, w, &n.up, i, h, true).await?,
+                down: Linear::load(be, w, &n.down, h, i, true).await?,
+                norm2: LayerNorm::load(be, w, &n.norm2, h, eps).await?,
             });
         }
         Ok(Self { shape, layers })
     }
 
-    /// Records the stack over `batch` sequences of `len` tokens (padded; `a.lengths` holds the
-    /// real lengths), from `a.x` back into `a.x`. `causal` masks later tokens (CLIP's text tower).
-    pub async fn encode(&self, ctx: &GpuContext, e: &mut wgpu::CommandEncoder, a: &Activations, batch: u32, len: u32, causal: bool) -> Result<(), ModelError> {
+    /// The stack over `x`, the rows of `batch`'s sequences. `causal` lets each token see only
+    /// itself and the tokens before it (CLIP's text tower).
+    pub async fn forward(&self, be: &mut B, mut x: B::Tensor, batch: &B::Batch, causal: bool) -> Result<B::Tensor, ModelError> {
         let s = &self.shape;
-        let tokens = batch * len;
-        let (h, nh, ni) = (s.hidden, u64::from(tokens) * u64::from(s.hidden), u64::from(tokens) * u64::from(s.intermediate));
-        let attn = Attention {
-            batch,
-            q_len: len,
-            kv_len: len,
-            heads: s.heads,
-            kv_heads: s.heads,
-            head_dim: s.head_dim,
-            q_pos0: 0,
-            causal,
-            scale: 1.0 / (s.head_dim as f32).sqrt(),
-        };
+        let a = BatchAttention { heads: s.heads, head_dim: s.head_dim, causal, scale: 1.0 / (s.head_dim as f32).sqrt() };
         for l in &self.layers {
-            match s.placement {
+            let attend = async |be: &mut B, h: &B::Tensor| -> Result<B::Tensor, ModelError> {
+                let (q, k, v) = (l.q.forward(be, h).await?, l.k.forward(be, h).await?, l.v.forward(be, h).await?);
+                let attn = be.attention(&q, &k, &v, batch, a).await?;
+                l.out.forward(be, &attn).await
+            };
+            let mlp = async |be: &mut B, h: &B::Tensor| -> Result<B::Tensor, ModelError> {
+                let up = l.up.forward(be, h).await?;
+                let up = be.activation(&up, s.activation).await?;
+                l.down.forward(be, &up).await
+            };
+            x = match s.placement {
                 Placement::Post => {
-                    for (lin, out) in [(&l.q, &a.q), (&l.k, &a.k), (&l.v, &a.v)] {
-                        lin.encode(ctx, e, tokens, &a.x, &a.h, out).await?;
-                    }
-                    attn.encode(ctx, e, &a.q, &a.k, &a.v, &a.lengths, &a.scores, &a.attn).await?;
-                    l.out.encode(ctx, e, tokens, &a.attn, &a.h, &a.q).await?;
-                    Elementwise::Add.encode(ctx, e, nh, &a.q, &a.x, &a.x2).await?;
-                    l.norm1.encode(ctx, e, s.eps, tokens, h, &a.x2, &a.x).await?;
-                    l.up.encode(ctx, e, tokens, &a.x, &a.f1, &a.f2).await?;
-                    s.activation.encode(ctx, e, ni, &a.f2, &a.f2, &a.f1).await?;
-                    l.down.encode(ctx, e, tokens, &a.f1, &a.h, &a.q).await?;
-                    Elementwise::Add.encode(ctx, e, nh, &a.q, &a.x, &a.x2).await?;
-                    l.norm2.encode(ctx, e, s.eps, tokens, h, &a.x2, &a.x).await?;
+                    let o = attend(be, &x).await?;
+                    let sum = be.add(&x, &o).await?;
+                    let x = l.norm1.forward(be, &sum).await?;
+                    let o = mlp(be, &x).await?;
+                    let sum = be.add(&x, &o).await?;
+                    l.norm2.forward(be, &sum).await?
                 }
                 Placement::Pre => {
-                    l.norm1.encode(ctx, e, s.eps, tokens, h, &a.x, &a.x2).await?;
-                    for (lin, out) in [(&l.q, &a.q), (&l.k, &a.k), (&l.v, &a.v)] {
-                        lin.encode(ctx, e, tokens, &a.x2, &a.h, out).await?;
-                    }
-                    attn.encode(ctx, e, &a.q, &a.k, &a.v, &a.lengths, &a.scores, &a.attn).await?;
-                    l.out.encode(ctx, e, tokens, &a.attn, &a.h, &a.q).await?;
-                    Elementwise::Add.encode(ctx, e, nh, &a.q, &a.x, &a.x2).await?;
-                    l.norm2.encode(ctx, e, s.eps, tokens, h, &a.x2, &a.h).await?;
-                    l.up.encode(ctx, e, tokens, &a.h, &a.f1, &a.f2).await?;
-                    s.activation.encode(ctx, e, ni, &a.f2, &a.f2, &a.f1).await?;
-                    l.down.encode(ctx, e, tokens, &a.f1, &a.h, &a.q).await?;
-                    Elementwise::Add.encode(ctx, e, nh, &a.q, &a.x2, &a.x).await?;
+                    let h = l.norm1.forward(be, &x).await?;
+                    let o = attend(be, &h).await?;
+                    let x = be.add(&x, &o).await?;
+                    let h = l.norm2.forward(be, &x).await?;
+                    let o = mlp(be, &h).await?;
+                    be.add(&x, &o).await?
                 }
-            }
+            };
         }
-        Ok(())
+        Ok(x)
     }
 
-    /// Compute dispatches `encode` records.
-    pub fn dispatches(&self) -> u32 {
-        self.layers.iter().map(|l| [&l.q, &l.k, &l.v, &l.out, &l.up, &l.down].iter().map(|lin| lin.dispatches()).sum::<u32>() + 6).sum()
+    /// Bytes of weights one pass reads (every matrix once, as the backend holds it).
+    pub fn weight_bytes(&self, be: &B) -> u64 {
+        self.layers.iter().flat_map(|l| [&l.q, &l.k, &l.v, &l.out, &l.up, &l.down]).map(|lin| be.matrix_bytes(&lin.w)).sum()
     }
 
-    /// Bytes of weights one pass reads (every matrix once).
-    pub fn weight_bytes(&self) -> u64 {
-        self.layers.iter().map(|l| [&l.q, &l.k, &l.v, &l.out, &l.up, &l.down].iter().map(|lin| lin.w.gpu_bytes()).sum::<u64>()).sum()
+    /// The products of one pass over `tokens` rows, as (m, k, n): Q, K, V, the attention
+    /// output, up and down, once per layer.
+    pub fn dense_shapes(&self, tokens: usize) -> Vec<(usize, usize, usize)> {
+        let (h, i) = (self.shape.hidden as usize, self.shape.intermediate as usize);
+        let layer = [(tokens, h, h), (tokens, h, h), (tokens, h, h), (tokens, h, h), (tokens, h, i), (tokens, i, h)];
+        (0..self.layers.len()).flat_map(|_| layer).collect()
     }
 }
 
-/// Copies rows `rows[i]` of `x` (rows of `cols` f32 values) to row `i` of `y`: a [CLS] token of
-/// each sequence, the masked positions, an end-of-text token.
-pub fn copy_rows(e: &mut wgpu::CommandEncoder, x: &wgpu::Buffer, y: &wgpu::Buffer, cols: u32, rows: &[u64]) {
-    let row_bytes = u64::from(cols) * 4;
-    for (i, &r) in rows.iter().enumerate() {
-        e.copy_buffer_to_buffer(x, r * row_bytes, y, i as u64 * row_bytes, row_bytes);
-    }
+/// L2-normalised rows of `x` (n rows): each row a sequence of one for the mean-pool op.
+pub async fn l2_normalize<B: Backend>(be: &mut B, x: &B::Tensor, n: u32) -> Result<B::Tensor, ModelError> {
+    let ones = be.batch(&vec![1; n as usize])?;
+    be.mean_pool(x, &ones, true).await
 }
 
 /// Groups `n` inputs of `len` tokens each into passes of at most `max_tokens` tokens (at least

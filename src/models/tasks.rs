@@ -3,39 +3,46 @@
 //! fallback, and answered by task. Shared by the wasm API (`api::encoder_model`), the CLI and the
 //! benchmarks.
 
+use std::rc::Rc;
+
+use crate::backend::Backend;
+use crate::cpu::backend::Cpu;
 use crate::formats::TensorTable;
 use crate::gpu::GpuContext;
+use crate::gpu::backend::Gpu;
 use crate::models::bert::Bert;
 use crate::models::clip::Clip;
-use crate::models::llama::{ModelError, RangeReader};
 use crate::models::vit::{Ast, Vit, softmax, top_k};
+use crate::models::{ModelError, RangeReader};
 use crate::tokenizer::Tokenizer;
-use crate::cpu::bert::CpuBert;
-use crate::cpu::clip::CpuClip;
-use crate::cpu::vit::{CpuAst, CpuVit};
 
-/// A model on the GPU.
+/// The registry of encoders: `model_type` of a hub `config.json` to its architecture. Adding one
+/// is its file in `models/`, a variant and a line here, and its tests.
+pub enum Net<B: Backend> {
+    Vit(Vit<B>),
+    Ast(Ast<B>),
+    Clip(Clip<B>),
+    Bert(Bert<B>),
+}
+
+/// The `model_type`s `Net::load` takes.
+pub const ENCODER_MODEL_TYPES: [&str; 4] = ["vit", "clip", "audio-spectrogram-transformer", "bert"];
+
+/// A model on the GPU or on the CPU fallback (candle matmuls, wasm SIMD in the browser).
 #[allow(clippy::large_enum_variant)] // one per loaded model
-pub enum Net {
-    Vit(Vit),
-    Ast(Ast),
-    Clip(Clip),
-    Bert(Bert),
-}
-
-/// A model on the CPU fallback (candle matmuls, wasm SIMD in the browser).
-pub enum CpuNet {
-    Vit(CpuVit),
-    Ast(CpuAst),
-    Clip(CpuClip),
-    Bert(CpuBert),
-}
-
-/// A model on the GPU or on the CPU fallback.
-#[allow(clippy::large_enum_variant)]
 pub enum Engine {
-    Gpu { ctx: GpuContext, net: Net },
-    Cpu(CpuNet),
+    Gpu(Net<Gpu>),
+    Cpu(Net<Cpu>),
+}
+
+/// `$body` with `$net` bound to the engine's `Net`, whichever its backend.
+macro_rules! on_net {
+    ($engine:expr, $net:ident => $body:expr) => {
+        match $engine {
+            Engine::Gpu($net) => $body,
+            Engine::Cpu($net) => $body,
+        }
+    };
 }
 
 /// The tasks each architecture answers.
@@ -67,39 +74,34 @@ fn unsupported(what: &str) -> ModelError {
     ModelError::Config(format!("this model cannot {what}"))
 }
 
-impl Engine {
-    /// Loads the checkpoint (`config.json`, its safetensors table and bytes) onto `gpu`, or the
-    /// CPU without one.
-    pub async fn load(gpu: Option<GpuContext>, config: &[u8], table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
+impl<B: Backend> Net<B> {
+    /// Loads the checkpoint (`config.json`, its safetensors table and bytes) onto `backend`.
+    pub async fn load(backend: B, config: &[u8], table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
         let model_type = super::model_type(config)?;
-        let unknown = || ModelError::Config(format!("model_type {model_type:?} is not an encoder hugrt runs (vit, clip, audio-spectrogram-transformer, bert)"));
-        Ok(match gpu {
-            Some(ctx) => {
-                let net = match model_type.as_str() {
-                    "vit" => Net::Vit(Vit::load(&ctx, config, table, read).await?),
-                    "clip" => Net::Clip(Clip::load(&ctx, config, table, read).await?),
-                    "audio-spectrogram-transformer" => Net::Ast(Ast::load(&ctx, config, table, read).await?),
-                    "bert" => Net::Bert(Bert::load(&ctx, config, table, read).await?),
-                    _ => return Err(unknown()),
-                };
-                Engine::Gpu { ctx, net }
-            }
-            None => Engine::Cpu(match model_type.as_str() {
-                "vit" => CpuNet::Vit(CpuVit::load(config, table, read).await?),
-                "clip" => CpuNet::Clip(CpuClip::load(config, table, read).await?),
-                "audio-spectrogram-transformer" => CpuNet::Ast(CpuAst::load(config, table, read).await?),
-                "bert" => CpuNet::Bert(CpuBert::load(config, table, read).await?),
-                _ => return Err(unknown()),
-            }),
+        Ok(match model_type.as_str() {
+            "vit" => Net::Vit(Vit::load(backend, config, table, read).await?),
+            "clip" => Net::Clip(Clip::load(backend, config, table, read).await?),
+            "audio-spectrogram-transformer" => Net::Ast(Ast::load(backend, config, table, read).await?),
+            "bert" => Net::Bert(Bert::load(backend, config, table, read).await?),
+            _ => return Err(ModelError::Config(format!("model_type {model_type:?} is not an encoder hugrt runs ({})", ENCODER_MODEL_TYPES.join(", ")))),
         })
+    }
+
+    pub fn backend(&self) -> &B {
+        match self {
+            Net::Vit(m) => &m.backend,
+            Net::Ast(m) => &m.backend,
+            Net::Clip(m) => &m.backend,
+            Net::Bert(m) => &m.backend,
+        }
     }
 
     pub fn architecture(&self) -> &'static str {
         match self {
-            Engine::Gpu { net: Net::Vit(_), .. } | Engine::Cpu(CpuNet::Vit(_)) => "vit",
-            Engine::Gpu { net: Net::Clip(_), .. } | Engine::Cpu(CpuNet::Clip(_)) => "clip",
-            Engine::Gpu { net: Net::Ast(_), .. } | Engine::Cpu(CpuNet::Ast(_)) => "audio-spectrogram-transformer",
-            Engine::Gpu { net: Net::Bert(_), .. } | Engine::Cpu(CpuNet::Bert(_)) => "bert",
+            Net::Vit(_) => "vit",
+            Net::Clip(_) => "clip",
+            Net::Ast(_) => "audio-spectrogram-transformer",
+            Net::Bert(_) => "bert",
         }
     }
 
@@ -110,8 +112,7 @@ impl Engine {
             return Err(ModelError::Config(format!("a {arch} model does not do {task} (it does {})", tasks_of(arch).join(", "))));
         }
         let (mlm, classifier) = match self {
-            Engine::Gpu { net: Net::Bert(b), .. } => (b.has_masked_lm(), b.has_classifier()),
-            Engine::Cpu(CpuNet::Bert(b)) => (b.has_masked_lm(), b.has_classifier()),
+            Net::Bert(b) => (b.has_masked_lm(), b.has_classifier()),
             _ => (true, true),
         };
         match task {
@@ -123,23 +124,17 @@ impl Engine {
 
     /// `{ architecture, labels, adapter, device }`.
     pub fn info(&self) -> serde_json::Value {
-        let (adapter, device) = match self {
-            Engine::Gpu { ctx, .. } => (ctx.report.label(), "webgpu"),
-            Engine::Cpu(_) => (crate::cpu::adapter_name(), "cpu"),
-        };
-        serde_json::json!({ "architecture": self.architecture(), "labels": self.labels(), "adapter": adapter, "device": device })
+        let b = self.backend();
+        serde_json::json!({ "architecture": self.architecture(), "labels": self.labels(), "adapter": b.adapter(), "device": b.device() })
     }
 
     /// Class names of a classification head (empty otherwise).
     pub fn labels(&self) -> &[String] {
         match self {
-            Engine::Gpu { net: Net::Vit(m), .. } => &m.labels,
-            Engine::Gpu { net: Net::Ast(m), .. } => &m.labels,
-            Engine::Gpu { net: Net::Bert(m), .. } => &m.config.labels,
-            Engine::Cpu(CpuNet::Vit(m)) => &m.labels,
-            Engine::Cpu(CpuNet::Ast(m)) => &m.labels,
-            Engine::Cpu(CpuNet::Bert(m)) => &m.config.labels,
-            Engine::Gpu { net: Net::Clip(_), .. } | Engine::Cpu(CpuNet::Clip(_)) => &[],
+            Net::Vit(m) => &m.labels,
+            Net::Ast(m) => &m.labels,
+            Net::Bert(m) => &m.config.labels,
+            Net::Clip(_) => &[],
         }
     }
 
@@ -147,21 +142,17 @@ impl Engine {
     pub fn input_len(&self) -> Option<usize> {
         let image = |(c, h, w): (u32, u32, u32)| Some((c * h * w) as usize);
         match self {
-            Engine::Gpu { net: Net::Vit(m), .. } => image(m.image_shape()),
-            Engine::Gpu { net: Net::Clip(m), .. } => image(m.image_shape()),
-            Engine::Cpu(CpuNet::Vit(m)) => image(m.image_shape()),
-            Engine::Cpu(CpuNet::Clip(m)) => image(m.image_shape()),
-            Engine::Gpu { net: Net::Ast(m), .. } => Some((m.max_length * m.mel_bins) as usize),
-            Engine::Cpu(CpuNet::Ast(m)) => Some((m.max_length * m.mel_bins) as usize),
-            _ => None,
+            Net::Vit(m) => image(m.image_shape()),
+            Net::Clip(m) => image(m.image_shape()),
+            Net::Ast(m) => Some((m.max_length * m.mel_bins) as usize),
+            Net::Bert(_) => None,
         }
     }
 
     /// Seconds of sound one clip of an audio model covers (frames of 10 ms).
     pub fn input_seconds(&self) -> Option<f64> {
         match self {
-            Engine::Gpu { net: Net::Ast(m), .. } => Some(f64::from(m.max_length) * 0.01),
-            Engine::Cpu(CpuNet::Ast(m)) => Some(f64::from(m.max_length) * 0.01),
+            Net::Ast(m) => Some(f64::from(m.max_length) * 0.01),
             _ => None,
         }
     }
@@ -169,10 +160,8 @@ impl Engine {
     /// Token ids of `text` for this model (special tokens, truncation to its positions).
     pub fn tokenize(&self, tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>, ModelError> {
         let batch = match self {
-            Engine::Gpu { net: Net::Bert(m), .. } => m.tokenize(tokenizer, &[text])?,
-            Engine::Gpu { net: Net::Clip(m), .. } => m.tokenize(tokenizer, &[text])?,
-            Engine::Cpu(CpuNet::Bert(m)) => m.tokenize(tokenizer, &[text])?,
-            Engine::Cpu(CpuNet::Clip(m)) => m.tokenize(tokenizer, &[text])?,
+            Net::Bert(m) => m.tokenize(tokenizer, &[text])?,
+            Net::Clip(m) => m.tokenize(tokenizer, &[text])?,
             _ => return Err(unsupported("take text")),
         };
         batch.into_iter().next().ok_or_else(|| ModelError::Input("no tokens".into()))
@@ -181,8 +170,7 @@ impl Engine {
     /// Class logits of each image of `pixels` ((batch, 3, H, W)).
     pub async fn classify_pixels(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
         match self {
-            Engine::Gpu { ctx, net: Net::Vit(m) } => m.classify(ctx, pixels).await,
-            Engine::Cpu(CpuNet::Vit(m)) => m.classify(pixels),
+            Net::Vit(m) => m.classify(pixels).await,
             _ => Err(unsupported("classify images")),
         }
     }
@@ -190,8 +178,7 @@ impl Engine {
     /// CLIP's normalised image embeddings of `pixels`.
     pub async fn image_embeds(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
         match self {
-            Engine::Gpu { ctx, net: Net::Clip(m) } => m.image_embeds(ctx, pixels).await,
-            Engine::Cpu(CpuNet::Clip(m)) => m.image_embeds(pixels),
+            Net::Clip(m) => m.image_embeds(pixels).await,
             _ => Err(unsupported("embed images")),
         }
     }
@@ -199,8 +186,7 @@ impl Engine {
     /// Class logits of each clip of log-mel `features`.
     pub async fn classify_features(&mut self, features: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
         match self {
-            Engine::Gpu { ctx, net: Net::Ast(m) } => m.classify(ctx, features).await,
-            Engine::Cpu(CpuNet::Ast(m)) => m.classify(features),
+            Net::Ast(m) => m.classify(features).await,
             _ => Err(unsupported("classify sounds")),
         }
     }
@@ -208,15 +194,11 @@ impl Engine {
     /// Zero-shot logits of each image of `pixels` against `texts` (CLIP's `logits_per_image`).
     pub async fn zero_shot(&mut self, tokenizer: &Tokenizer, pixels: &[f32], texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
         match self {
-            Engine::Gpu { ctx, net: Net::Clip(m) } => {
+            Net::Clip(m) => {
                 let ids = m.tokenize(tokenizer, texts)?;
-                let text = m.text_embeds(ctx, &ids).await?;
-                let images = m.image_embeds(ctx, pixels).await?;
+                let text = m.text_embeds(&ids).await?;
+                let images = m.image_embeds(pixels).await?;
                 Ok(m.logits_per_image(&images, &text))
-            }
-            Engine::Cpu(CpuNet::Clip(m)) => {
-                let ids = m.tokenize(tokenizer, texts)?;
-                Ok(m.logits_per_image(&m.image_embeds(pixels)?, &m.text_embeds(&ids)?))
             }
             _ => Err(unsupported("score images against texts")),
         }
@@ -224,23 +206,151 @@ impl Engine {
 
     /// Masked-LM logits at each mask of one sequence.
     pub async fn fill_mask(&mut self, ids: &[u32], mask: u32) -> Result<Vec<Vec<f32>>, ModelError> {
-        let batch = [ids.to_vec()];
-        let out = match self {
-            Engine::Gpu { ctx, net: Net::Bert(m) } => m.fill_mask(ctx, &batch, mask).await?,
-            Engine::Cpu(CpuNet::Bert(m)) => m.fill_mask(&batch, mask)?,
-            _ => return Err(unsupported("fill masks")),
-        };
-        Ok(out.into_iter().next().unwrap_or_default())
+        match self {
+            Net::Bert(m) => Ok(m.fill_mask(&[ids.to_vec()], mask).await?.into_iter().next().unwrap_or_default()),
+            _ => Err(unsupported("fill masks")),
+        }
     }
 
     /// Classifier logits of one sequence.
     pub async fn classify_ids(&mut self, ids: &[u32]) -> Result<Vec<f32>, ModelError> {
-        let batch = [ids.to_vec()];
-        let out = match self {
-            Engine::Gpu { ctx, net: Net::Bert(m) } => m.classify(ctx, &batch).await?,
-            Engine::Cpu(CpuNet::Bert(m)) => m.classify(&batch)?,
-            _ => return Err(unsupported("classify text")),
-        };
-        Ok(out.into_iter().next().unwrap_or_default())
+        match self {
+            Net::Bert(m) => Ok(m.classify(&[ids.to_vec()]).await?.into_iter().next().unwrap_or_default()),
+            _ => Err(unsupported("classify text")),
+        }
+    }
+
+    /// The sentence-embedding model (a BERT), for `feature-extraction`.
+    pub fn bert(&mut self) -> Result<&mut Bert<B>, ModelError> {
+        match self {
+            Net::Bert(m) => Ok(m),
+            _ => Err(unsupported("embed sentences")),
+        }
+    }
+}
+
+impl Engine {
+    /// Loads the checkpoint (`config.json`, its safetensors table and bytes) onto `gpu`, or the
+    /// CPU without one.
+    pub async fn load(gpu: Option<GpuContext>, config: &[u8], table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
+        Ok(match gpu {
+            Some(ctx) => Engine::Gpu(Net::load(Gpu::new(Rc::new(ctx)), config, table, read).await?),
+            None => Engine::Cpu(Net::load(Cpu, config, table, read).await?),
+        })
+    }
+
+    /// Loads a BERT checkpoint for sentence embeddings onto `gpu`, or the CPU without one.
+    pub async fn load_bert(gpu: Option<GpuContext>, config: &[u8], table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
+        Ok(match gpu {
+            Some(ctx) => Engine::Gpu(Net::Bert(Bert::load(Gpu::new(Rc::new(ctx)), config, table, read).await?)),
+            None => Engine::Cpu(Net::Bert(Bert::load(Cpu, config, table, read).await?)),
+        })
+    }
+
+    pub fn architecture(&self) -> &'static str {
+        on_net!(self, n => n.architecture())
+    }
+
+    pub fn check_task(&self, task: &str) -> Result<(), ModelError> {
+        on_net!(self, n => n.check_task(task))
+    }
+
+    pub fn info(&self) -> serde_json::Value {
+        on_net!(self, n => n.info())
+    }
+
+    pub fn labels(&self) -> &[String] {
+        on_net!(self, n => n.labels())
+    }
+
+    pub fn input_len(&self) -> Option<usize> {
+        on_net!(self, n => n.input_len())
+    }
+
+    pub fn input_seconds(&self) -> Option<f64> {
+        on_net!(self, n => n.input_seconds())
+    }
+
+    pub fn tokenize(&self, tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>, ModelError> {
+        on_net!(self, n => n.tokenize(tokenizer, text))
+    }
+
+    pub async fn classify_pixels(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        on_net!(self, n => n.classify_pixels(pixels).await)
+    }
+
+    pub async fn image_embeds(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        on_net!(self, n => n.image_embeds(pixels).await)
+    }
+
+    pub async fn classify_features(&mut self, features: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        on_net!(self, n => n.classify_features(features).await)
+    }
+
+    pub async fn zero_shot(&mut self, tokenizer: &Tokenizer, pixels: &[f32], texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
+        on_net!(self, n => n.zero_shot(tokenizer, pixels, texts).await)
+    }
+
+    pub async fn fill_mask(&mut self, ids: &[u32], mask: u32) -> Result<Vec<Vec<f32>>, ModelError> {
+        on_net!(self, n => n.fill_mask(ids, mask).await)
+    }
+
+    pub async fn classify_ids(&mut self, ids: &[u32]) -> Result<Vec<f32>, ModelError> {
+        on_net!(self, n => n.classify_ids(ids).await)
+    }
+
+    /// Caps a BERT's sequences at `max_seq_length` of sentence-transformers'
+    /// `sentence_bert_config.json`.
+    pub fn apply_sentence_bert_config(&mut self, json: &[u8]) -> Result<(), ModelError> {
+        on_net!(self, n => n.bert()?.apply_sentence_bert_config(json))
+    }
+
+    /// A BERT's token ids of `texts` (special tokens, truncation).
+    pub fn tokenize_texts<S: AsRef<str>>(&mut self, tokenizer: &Tokenizer, texts: &[S]) -> Result<Vec<Vec<u32>>, ModelError> {
+        on_net!(self, n => n.bert()?.tokenize(tokenizer, texts))
+    }
+
+    /// A BERT's sentence embeddings (mean-pooled, L2-normalised) of token-id sequences.
+    pub async fn embed(&mut self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
+        on_net!(self, n => n.bert()?.embed(batch).await)
+    }
+
+    /// A BERT's sentence embeddings of `texts`.
+    pub async fn embed_texts<S: AsRef<str>>(&mut self, tokenizer: &Tokenizer, texts: &[S]) -> Result<Vec<Vec<f32>>, ModelError> {
+        on_net!(self, n => n.bert()?.embed_texts(tokenizer, texts).await)
+    }
+
+    /// A BERT's `config.json` (None for other models).
+    pub fn bert_config(&self) -> Option<&crate::models::bert::BertConfig> {
+        on_net!(self, n => match n {
+            Net::Bert(m) => Some(&m.config),
+            _ => None,
+        })
+    }
+
+    /// A BERT's weight bytes read per pass.
+    pub fn bert_weight_bytes(&mut self) -> Result<u64, ModelError> {
+        on_net!(self, n => Ok(n.bert()?.weight_bytes_per_pass()))
+    }
+
+    /// A BERT's products over `tokens` rows in one pass, as (m, k, n).
+    pub fn bert_dense_shapes(&mut self, tokens: usize) -> Result<Vec<(usize, usize, usize)>, ModelError> {
+        on_net!(self, n => Ok(n.bert()?.dense_shapes(tokens)))
+    }
+
+    /// Dispatches of the last pass on the GPU (None on the CPU).
+    pub fn last_pass_dispatches(&self) -> Option<u64> {
+        match self {
+            Engine::Gpu(n) => Some(n.backend().last_pass_dispatches),
+            Engine::Cpu(_) => None,
+        }
+    }
+
+    pub fn adapter(&self) -> String {
+        on_net!(self, n => n.backend().adapter())
+    }
+
+    pub fn device(&self) -> &'static str {
+        on_net!(self, n => n.backend().device())
     }
 }

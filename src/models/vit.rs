@@ -12,14 +12,11 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::encoder::{Encoder, EncoderShape, LayerNames, LayerNorm, Linear, Placement, config_error, fixed_passes, labels, size};
+use super::weights::Weights;
+use crate::backend::{Backend, Layout, Patches};
 use crate::formats::TensorTable;
-use crate::gpu::GpuContext;
-use crate::gpu::ops::elementwise::Elementwise;
-use crate::gpu::ops::patches::{Layout, Patches};
-use crate::gpu::ops::{new_encoder, pool, submit};
-use crate::gpu::weights::GpuWeight;
-use crate::models::encoder::{Activations, Encoder, EncoderShape, LayerNames, LayerNorm, Linear, Placement, Tensors, config_error, copy_rows, fixed_passes, labels, size};
-use crate::models::llama::{ModelError, RangeReader};
+use crate::models::{ModelError, RangeReader};
 
 /// Tokens per forward pass (a longer input runs alone in its pass).
 pub const TOKENS_PER_PASS: u32 = 1024;
@@ -41,48 +38,42 @@ pub(crate) struct PatchNames<'a> {
     pub final_norm: &'a str,
 }
 
-/// A patch-embedding encoder on the GPU.
-pub(crate) struct PatchEncoder {
+/// A patch-embedding encoder.
+pub(crate) struct PatchEncoder<B: Backend> {
     pub patches: Patches,
     layout: Layout,
     /// The Conv2d kernel as a (hidden, channels·kh·kw) matrix.
-    proj: GpuWeight,
+    proj: B::Matrix,
     /// (rows, hidden): prefix tokens and positions, with the Conv2d bias folded into the patch rows.
-    tokens: wgpu::Buffer,
-    pre_norm: Option<LayerNorm>,
-    encoder: Encoder,
-    final_norm: LayerNorm,
-    act: Option<Activations>,
+    tokens: B::Vector,
+    pre_norm: Option<LayerNorm<B>>,
+    encoder: Encoder<B>,
+    final_norm: LayerNorm<B>,
 }
 
-impl PatchEncoder {
-    #[allow(clippy::too_many_arguments)]
+impl<B: Backend> PatchEncoder<B> {
     pub async fn load(
-        ctx: &GpuContext,
-        t: Tensors<'_>,
-        read: &mut impl RangeReader,
+        be: &B,
+        w: &mut Weights<'_, impl RangeReader>,
         patches: Patches,
         layout: Layout,
         shape: EncoderShape,
         names: &PatchNames<'_>,
         layer_names: impl Fn(u32) -> LayerNames,
     ) -> Result<Self, ModelError> {
-        let hidden = shape.hidden;
-        let kernel = t.find(&format!("{}.weight", names.proj))?;
-        let want = [hidden, patches.channels, patches.kh, patches.kw].map(u64::from);
-        if kernel.shape != want {
-            return Err(ModelError::Tensor { name: kernel.name.clone(), problem: format!("shape {:?}, expected {want:?}", kernel.shape) });
-        }
-        let proj = super::upload_rows(ctx, kernel, read, hidden, patches.cols()).await?;
-        let table = token_table(t, read, names, &patches, hidden).await?;
-        let tokens = ctx.storage_from("patch encoder", "token table", &table)?;
+        let (hidden, eps) = (shape.hidden, shape.eps);
+        let kernel_name = format!("{}.weight", names.proj);
+        let kernel = w.float_values(&kernel_name, &[hidden, patches.channels, patches.kh, patches.kw]).await?;
+        let proj = be.matrix_from_values(&kernel_name, &kernel, hidden, patches.cols())?;
+        let table = token_table(w, names, &patches, hidden).await?;
+        let tokens = be.vector(&table)?;
         let pre_norm = match names.pre_norm {
-            Some(n) => Some(t.layer_norm(ctx, read, n, hidden).await?),
+            Some(n) => Some(LayerNorm::load(be, w, n, hidden, eps).await?),
             None => None,
         };
-        let final_norm = t.layer_norm(ctx, read, names.final_norm, hidden).await?;
-        let encoder = Encoder::load(ctx, shape, t, read, layer_names).await?;
-        Ok(Self { patches, layout, proj, tokens, pre_norm, encoder, final_norm, act: None })
+        let final_norm = LayerNorm::load(be, w, names.final_norm, hidden, eps).await?;
+        let encoder = Encoder::load(be, w, shape, layer_names).await?;
+        Ok(Self { patches, layout, proj, tokens, pre_norm, encoder, final_norm })
     }
 
     pub fn hidden(&self) -> u32 {
@@ -94,35 +85,21 @@ impl PatchEncoder {
         self.layout.image as usize
     }
 
-    /// Runs `n` inputs (`n · input_len()` values) through the encoder and records into `e` the
-    /// copy of the first `count` rows of each (after the final LayerNorm) to a new (n, count,
-    /// hidden) buffer, which it returns.
-    pub async fn encode(&mut self, ctx: &GpuContext, e: &mut wgpu::CommandEncoder, inputs: &[f32], n: u32, count: u32) -> Result<wgpu::Buffer, ModelError> {
-        let (p, hidden) = (self.patches, self.hidden());
-        let len = p.rows();
-        Activations::ensure(&mut self.act, ctx, &self.encoder.shape, u64::from(n), u64::from(len))?;
-        let Some(a) = self.act.as_ref() else {
-            return Err(ModelError::Config("no activations".into()));
-        };
-        let tokens = n * len;
-        let nh = u64::from(tokens) * u64::from(hidden);
-        let x = ctx.storage_from("patch encoder", "inputs", inputs)?;
-        let cols = ctx.storage_output("patch encoder", "patches", u64::from(tokens) * u64::from(p.cols()) * 4)?;
-        ctx.queue.write_buffer(&a.lengths, 0, bytemuck::cast_slice(&vec![len; n as usize]));
-        p.encode(ctx, e, n, self.layout, &x, &cols).await?;
-        crate::gpu::ops::matvec::encode(ctx, e, &self.proj, tokens, &cols, &a.h).await?;
-        let table_out = if self.pre_norm.is_some() { &a.x2 } else { &a.x };
-        Elementwise::AddRow { cols: len * hidden }.encode(ctx, e, nh, &a.h, &self.tokens, table_out).await?;
+    /// Runs `n` inputs (`n · input_len()` values) through the encoder: the first `count` rows of
+    /// each after the final LayerNorm, (n · count, hidden).
+    pub async fn forward(&self, be: &mut B, inputs: &[f32], n: u32, count: u32) -> Result<B::Tensor, ModelError> {
+        let len = self.patches.rows();
+        let rows = be.batch(&vec![len; n as usize])?;
+        let cols = be.patches(inputs, n, self.patches, self.layout).await?;
+        let x = be.linear(&cols, &self.proj, None).await?;
+        let mut x = be.add_tiled(&x, &self.tokens).await?;
         if let Some(norm) = &self.pre_norm {
-            norm.encode(ctx, e, self.encoder.shape.eps, tokens, hidden, &a.x2, &a.x).await?;
+            x = norm.forward(be, &x).await?;
         }
-        self.encoder.encode(ctx, e, a, n, len, false).await?;
-        let rows: Vec<u64> = (0..u64::from(n)).flat_map(|b| (0..u64::from(count)).map(move |r| b * u64::from(len) + r)).collect();
-        let picked = ctx.storage_output("patch encoder", "head rows", rows.len() as u64 * u64::from(hidden) * 4)?;
-        let out = ctx.storage_output("patch encoder", "head rows", rows.len() as u64 * u64::from(hidden) * 4)?;
-        copy_rows(e, &a.x, &picked, hidden, &rows);
-        self.final_norm.encode(ctx, e, self.encoder.shape.eps, rows.len() as u32, hidden, &picked, &out).await?;
-        Ok(out)
+        let x = self.encoder.forward(be, x, &rows, false).await?;
+        let picks: Vec<(u32, u32)> = (0..n).flat_map(|s| (0..count).map(move |p| (s, p))).collect();
+        let head = be.rows(&x, &rows, &picks).await?;
+        self.final_norm.forward(be, &head).await
     }
 
     /// Splits `inputs` into passes and checks their length.
@@ -130,17 +107,13 @@ impl PatchEncoder {
         input_passes(inputs, self.input_len(), &self.patches)
     }
 
-    pub fn dispatches(&self) -> u32 {
-        3 + u32::from(self.pre_norm.is_some()) + self.proj.parts.len() as u32 + self.encoder.dispatches() + 1
-    }
-
-    pub fn weight_bytes(&self) -> u64 {
-        self.proj.gpu_bytes() + self.encoder.weight_bytes()
+    pub fn weight_bytes(&self, be: &B) -> u64 {
+        be.matrix_bytes(&self.proj) + self.encoder.weight_bytes(be)
     }
 }
 
 /// Checks `inputs` (whole inputs of `per` finite values) and splits them into passes of at most
-/// `TOKENS_PER_PASS` tokens: `(first, count)`. Shared by the GPU and the CPU patch encoders.
+/// `TOKENS_PER_PASS` tokens: `(first, count)`.
 pub(crate) fn input_passes(inputs: &[f32], per: usize, patches: &Patches) -> Result<Vec<(usize, usize)>, ModelError> {
     if inputs.is_empty() || !inputs.len().is_multiple_of(per) {
         return Err(ModelError::Input(format!("{} input values are not whole inputs of {per}", inputs.len())));
@@ -152,18 +125,17 @@ pub(crate) fn input_passes(inputs: &[f32], per: usize, patches: &Patches) -> Res
 }
 
 /// The token table (rows, hidden) added to the patch embeddings: the prefix tokens plus their
-/// positions, then the patches' positions with the Conv2d bias folded in. Shared by the GPU and
-/// the CPU patch encoders.
-pub(crate) async fn token_table(t: Tensors<'_>, read: &mut impl RangeReader, names: &PatchNames<'_>, patches: &Patches, hidden: u32) -> Result<Vec<f32>, ModelError> {
+/// positions, then the patches' positions with the Conv2d bias folded in.
+async fn token_table(w: &mut Weights<'_, impl RangeReader>, names: &PatchNames<'_>, patches: &Patches, hidden: u32) -> Result<Vec<f32>, ModelError> {
     let rows = patches.rows();
     let elems = |n: u32| -> u64 { u64::from(n) * u64::from(hidden) };
     let mut table = Vec::with_capacity(elems(rows) as usize);
     for name in names.prefix {
-        table.extend(values_any_shape(t, read, name, elems(1)).await?);
+        table.extend(values_any_shape(w, name, elems(1)).await?);
     }
-    let mut positions = values_any_shape(t, read, names.positions, elems(rows)).await?;
+    let mut positions = values_any_shape(w, names.positions, elems(rows)).await?;
     if names.proj_bias {
-        let bias = t.values(read, &format!("{}.bias", names.proj), &[hidden]).await?;
+        let bias = w.float_values(&format!("{}.bias", names.proj), &[hidden]).await?;
         for row in positions.chunks_exact_mut(hidden as usize).skip(patches.prefix as usize) {
             row.iter_mut().zip(&bias).for_each(|(p, b)| *p += b);
         }
@@ -177,13 +149,13 @@ pub(crate) async fn token_table(t: Tensors<'_>, read: &mut impl RangeReader, nam
 
 /// `elems` values of tensor `name`, whatever its shape ((1, 1, hidden), (1, rows, hidden) or
 /// (rows, hidden) all occur).
-pub(crate) async fn values_any_shape(t: Tensors<'_>, read: &mut impl RangeReader, name: &str, elems: u64) -> Result<Vec<f32>, ModelError> {
-    let info = t.find(name)?;
+async fn values_any_shape(w: &mut Weights<'_, impl RangeReader>, name: &str, elems: u64) -> Result<Vec<f32>, ModelError> {
+    let info = w.find(name)?;
     if info.elems() != elems {
         return Err(ModelError::Tensor { name: info.name.clone(), problem: format!("shape {:?}, expected {elems} values", info.shape) });
     }
     let shape: Vec<u32> = info.shape.iter().map(|&d| d as u32).collect();
-    t.values(read, name, &shape).await
+    w.float_values(name, &shape).await
 }
 
 /// `image_size` and `patch_size`: one number or a (height, width) pair.
@@ -292,15 +264,16 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
 }
 
 /// `ViTForImageClassification` (or a bare `ViTModel`, which has no classifier: `embed` only).
-pub struct Vit {
+pub struct Vit<B: Backend> {
     pub labels: Vec<String>,
-    encoder: PatchEncoder,
-    classifier: Option<Linear>,
+    encoder: PatchEncoder<B>,
+    classifier: Option<Linear<B>>,
+    pub backend: B,
 }
 
 const VIT: Defaults = Defaults { hidden: 768, layers: 12, heads: 12, intermediate: 3072, eps: 1e-12, act: "gelu" };
 
-/// What a ViT's `config.json` says, checked: shared by `Vit` and the CPU's `CpuVit`.
+/// What a ViT's `config.json` says, checked.
 pub(crate) struct VitSpec {
     pub shape: EncoderShape,
     pub patches: Patches,
@@ -313,11 +286,9 @@ impl VitSpec {
         Ok(Self { shape: raw.shape("config.json", &VIT)?, patches: raw.image("config.json", 224, 16)?, labels: labels(raw.id2label.as_ref(), raw.num_labels)? })
     }
 
-    /// The encoder's tensors: under `vit.` in a `ViTForImageClassification`, at the top in a
-    /// `ViTModel`.
-    pub fn tensors(table: &TensorTable) -> Tensors<'_> {
-        Tensors { table, prefixes: &["vit.", ""] }
-    }
+    /// Where the encoder's tensors are: under `vit.` in a `ViTForImageClassification`, at the
+    /// top in a `ViTModel`.
+    pub const PREFIXES: &'static [&'static str] = &["vit.", ""];
 
     pub const NAMES: PatchNames<'static> = PatchNames {
         proj: "embeddings.patch_embeddings.projection",
@@ -329,18 +300,16 @@ impl VitSpec {
     };
 }
 
-impl Vit {
-    pub async fn load(ctx: &GpuContext, config_json: &[u8], table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
+impl<B: Backend> Vit<B> {
+    pub async fn load(backend: B, config_json: &[u8], table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
         let VitSpec { shape, patches, labels } = VitSpec::parse(config_json)?;
-        let t = VitSpec::tensors(table);
+        let be = &backend;
         let hidden = shape.hidden;
-        let encoder = PatchEncoder::load(ctx, t, read, patches, patches.chw(), shape, &VitSpec::NAMES, LayerNames::vit).await?;
-        let classifier = if table.get("classifier.weight").is_some() {
-            Some(Tensors { table, prefixes: &[""] }.linear(ctx, read, "classifier", labels.len() as u32, hidden, true).await?)
-        } else {
-            None
-        };
-        Ok(Self { labels, encoder, classifier })
+        let w = &mut Weights::with_prefixes(table, read, VitSpec::PREFIXES);
+        let encoder = PatchEncoder::load(be, w, patches, patches.chw(), shape, &VitSpec::NAMES, LayerNames::vit).await?;
+        let top = &mut w.under(&[""]);
+        let classifier = if top.has("classifier.weight") { Some(Linear::load(be, top, "classifier", labels.len() as u32, hidden, true).await?) } else { None };
+        Ok(Self { labels, encoder, classifier, backend })
     }
 
     /// (channels, height, width) of one input image.
@@ -350,66 +319,54 @@ impl Vit {
     }
 
     /// Class logits (one per label) of each image of `pixels` ((batch, 3, H, W) values).
-    pub async fn classify(&mut self, ctx: &GpuContext, pixels: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
+    pub async fn classify(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
         if self.classifier.is_none() {
             return Err(ModelError::Config("this checkpoint has no classifier (a bare ViTModel)".into()));
         }
-        self.run(ctx, pixels, true).await
+        self.run(pixels, true).await
     }
 
     /// The final-normalised [CLS] state (hidden values) of each image.
-    pub async fn embed(&mut self, ctx: &GpuContext, pixels: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
-        self.run(ctx, pixels, false).await
+    pub async fn embed(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.run(pixels, false).await
     }
 
-    async fn run(&mut self, ctx: &GpuContext, pixels: &[f32], classify: bool) -> Result<Vec<Vec<f32>>, ModelError> {
+    async fn run(&mut self, pixels: &[f32], classify: bool) -> Result<Vec<Vec<f32>>, ModelError> {
         let per = self.encoder.input_len();
+        let be = &mut self.backend;
         let mut out = Vec::new();
         for (first, n) in self.encoder.passes(pixels)? {
-            let mut e = new_encoder(ctx, "vit forward");
-            let n32 = n as u32;
-            let cls = self.encoder.encode(ctx, &mut e, &pixels[first * per..(first + n) * per], n32, 1).await?;
+            let cls = self.encoder.forward(be, &pixels[first * per..(first + n) * per], n as u32, 1).await?;
             let (result, width) = match (&self.classifier, classify) {
-                (Some(head), true) => {
-                    let labels = head.w.rows;
-                    let scratch = ctx.storage_output("vit", "logits", u64::from(n32 * labels) * 4)?;
-                    let logits = ctx.storage_output("vit", "logits", u64::from(n32 * labels) * 4)?;
-                    head.encode(ctx, &mut e, n32, &cls, &scratch, &logits).await?;
-                    (logits, labels)
-                }
-                _ => (cls, self.encoder.hidden()),
+                (Some(head), true) => (head.forward(be, &cls).await?, self.labels.len()),
+                _ => (cls, self.encoder.hidden() as usize),
             };
-            submit(ctx, "vit forward", e).await?;
-            out.extend(ctx.read_f32(&result, n * width as usize).await?.chunks_exact(width as usize).map(<[f32]>::to_vec));
+            out.extend(be.read(&result).await?.chunks_exact(width).map(<[f32]>::to_vec));
         }
         Ok(out)
     }
 
-    pub fn dispatches_per_pass(&self) -> u32 {
-        self.encoder.dispatches() + self.classifier.as_ref().map_or(0, Linear::dispatches)
-    }
-
     pub fn weight_bytes_per_pass(&self) -> u64 {
-        self.encoder.weight_bytes()
+        self.encoder.weight_bytes(&self.backend)
     }
 }
 
 /// `ASTForAudioClassification`: log-mel features (max_length frames × num_mel_bins) to class
 /// logits.
-pub struct Ast {
+pub struct Ast<B: Backend> {
     pub labels: Vec<String>,
     /// Frames and mel bins of one input.
     pub max_length: u32,
     pub mel_bins: u32,
-    encoder: PatchEncoder,
-    classifier_norm: LayerNorm,
-    classifier: Linear,
-    eps: f32,
+    encoder: PatchEncoder<B>,
+    classifier_norm: LayerNorm<B>,
+    classifier: Linear<B>,
+    pub backend: B,
 }
 
 const AST: Defaults = Defaults { hidden: 768, layers: 12, heads: 12, intermediate: 3072, eps: 1e-12, act: "gelu" };
 
-/// What an AST's `config.json` says, checked: shared by `Ast` and the CPU's `CpuAst`.
+/// What an AST's `config.json` says, checked.
 pub(crate) struct AstSpec {
     pub shape: EncoderShape,
     pub patches: Patches,
@@ -437,10 +394,8 @@ impl AstSpec {
         Ok(Self { shape, patches, layout, max_length, mel_bins, labels: labels(raw.id2label.as_ref(), raw.num_labels)? })
     }
 
-    /// The encoder's tensors: under `audio_spectrogram_transformer.` in the task model.
-    pub fn tensors(table: &TensorTable) -> Tensors<'_> {
-        Tensors { table, prefixes: &["audio_spectrogram_transformer.", ""] }
-    }
+    /// Where the encoder's tensors are: under `audio_spectrogram_transformer.` in the task model.
+    pub const PREFIXES: &'static [&'static str] = &["audio_spectrogram_transformer.", ""];
 
     pub const NAMES: PatchNames<'static> = PatchNames {
         proj: "embeddings.patch_embeddings.projection",
@@ -452,49 +407,39 @@ impl AstSpec {
     };
 }
 
-impl Ast {
-    pub async fn load(ctx: &GpuContext, config_json: &[u8], table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
+impl<B: Backend> Ast<B> {
+    pub async fn load(backend: B, config_json: &[u8], table: &TensorTable, read: &mut impl RangeReader) -> Result<Self, ModelError> {
         let AstSpec { shape, patches, layout, max_length, mel_bins, labels } = AstSpec::parse(config_json)?;
-        let t = AstSpec::tensors(table);
+        let be = &backend;
         let (hidden, eps) = (shape.hidden, shape.eps);
-        let encoder = PatchEncoder::load(ctx, t, read, patches, layout, shape, &AstSpec::NAMES, LayerNames::vit).await?;
-        let top = Tensors { table, prefixes: &[""] };
-        let classifier_norm = top.layer_norm(ctx, read, "classifier.layernorm", hidden).await?;
-        let classifier = top.linear(ctx, read, "classifier.dense", labels.len() as u32, hidden, true).await?;
-        Ok(Self { labels, max_length, mel_bins, encoder, classifier_norm, classifier, eps })
+        let w = &mut Weights::with_prefixes(table, read, AstSpec::PREFIXES);
+        let encoder = PatchEncoder::load(be, w, patches, layout, shape, &AstSpec::NAMES, LayerNames::vit).await?;
+        let top = &mut w.under(&[""]);
+        let classifier_norm = LayerNorm::load(be, top, "classifier.layernorm", hidden, eps).await?;
+        let classifier = Linear::load(be, top, "classifier.dense", labels.len() as u32, hidden, true).await?;
+        Ok(Self { labels, max_length, mel_bins, encoder, classifier_norm, classifier, backend })
     }
 
     /// Class logits of each clip of `features` ((batch, max_length, mel_bins) values, as
     /// `preprocess::audio` computes them).
-    pub async fn classify(&mut self, ctx: &GpuContext, features: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
+    pub async fn classify(&mut self, features: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
         let per = self.encoder.input_len();
-        let hidden = self.encoder.hidden();
-        let labels = self.classifier.w.rows;
+        let be = &mut self.backend;
         let mut out = Vec::new();
         for (first, n) in self.encoder.passes(features)? {
-            let n32 = n as u32;
-            let mut e = new_encoder(ctx, "ast forward");
-            let rows = self.encoder.encode(ctx, &mut e, &features[first * per..(first + n) * per], n32, 2).await?;
-            let buf = |what: &'static str, elems: u32| ctx.storage_output("ast", what, u64::from(elems.max(1)) * 4);
-            let (pooled, normed) = (buf("pooled", n32 * hidden)?, buf("normed", n32 * hidden)?);
-            let lengths = ctx.storage_from("ast", "lengths", &vec![2u32; n])?;
+            let rows = self.encoder.forward(be, &features[first * per..(first + n) * per], n as u32, 2).await?;
             // (CLS + distillation) / 2, as ASTModel's pooler output.
-            pool::encode(ctx, &mut e, n32, 2, hidden, false, &rows, &lengths, &pooled).await?;
-            self.classifier_norm.encode(ctx, &mut e, self.eps, n32, hidden, &pooled, &normed).await?;
-            let (scratch, logits) = (buf("scratch", n32 * labels)?, buf("logits", n32 * labels)?);
-            self.classifier.encode(ctx, &mut e, n32, &normed, &scratch, &logits).await?;
-            submit(ctx, "ast forward", e).await?;
-            out.extend(ctx.read_f32(&logits, n * labels as usize).await?.chunks_exact(labels as usize).map(<[f32]>::to_vec));
+            let pairs = be.batch(&vec![2; n])?;
+            let pooled = be.mean_pool(&rows, &pairs, false).await?;
+            let normed = self.classifier_norm.forward(be, &pooled).await?;
+            let logits = self.classifier.forward(be, &normed).await?;
+            out.extend(be.read(&logits).await?.chunks_exact(self.labels.len()).map(<[f32]>::to_vec));
         }
         Ok(out)
     }
 
-    pub fn dispatches_per_pass(&self) -> u32 {
-        self.encoder.dispatches() + 2 + self.classifier.dispatches()
-    }
-
     pub fn weight_bytes_per_pass(&self) -> u64 {
-        self.encoder.weight_bytes()
+        self.encoder.weight_bytes(&self.backend)
     }
 }
 

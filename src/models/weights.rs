@@ -24,6 +24,12 @@ impl<'a, R: RangeReader> Weights<'a, R> {
         Self { table, read, prefixes }
     }
 
+    /// The same checkpoint under other prefixes (a task model's heads sit at the top, its
+    /// encoder under `vit.`).
+    pub fn under<'b>(&'b mut self, prefixes: &'b [&'b str]) -> Weights<'b, R> {
+        Weights { table: self.table, read: &mut *self.read, prefixes }
+    }
+
     pub fn find(&self, name: &str) -> Result<&'a TensorInfo, ModelError> {
         let table = self.table;
         self.prefixes.iter().find_map(|p| table.get(&format!("{p}{name}"))).ok_or_else(|| {
@@ -48,9 +54,9 @@ impl<'a, R: RangeReader> Weights<'a, R> {
         super::tensor_values(t, self.read, shape).await
     }
 
-    /// Tensor `name`, a vector of `len`, on `b`.
+    /// Tensor `name`, a float vector of `len`, on `b`.
     pub async fn vector<B: Backend>(&mut self, b: &B, name: &str, len: u32) -> Result<B::Vector, ModelError> {
-        let v = self.values(name, &[len]).await?;
+        let v = self.float_values(name, &[len]).await?;
         b.vector(&v)
     }
 

@@ -45,6 +45,21 @@ macro_rules! both {
     };
 }
 
+/// `$f(backend, args…).await` with `device`'s backend (`Gpu` over a new context, or `Cpu`): for
+/// test bodies generic over `hugrt::backend::Backend`.
+#[macro_export]
+macro_rules! on_backend {
+    ($device:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $device {
+            $crate::common::Device::Gpu => {
+                let ctx = $crate::common::gpu_for($crate::common::Device::Gpu).await.expect("a GPU");
+                $f(hugrt::gpu::backend::Gpu::new(ctx) $(, $arg)*).await
+            }
+            $crate::common::Device::Cpu => $f(hugrt::cpu::backend::Cpu $(, $arg)*).await,
+        }
+    };
+}
+
 /// The GPU context (lavapipe natively, WebGPU in the browser) for `device`, or none.
 #[allow(dead_code)]
 pub async fn gpu_for(device: Device) -> Option<std::rc::Rc<hugrt::gpu::GpuContext>> {

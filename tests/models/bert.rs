@@ -4,13 +4,13 @@
 //! configs, tensors and inputs give typed errors; natively also the real all-MiniLM-L6-v2
 //! against sentence-transformers.
 
+use hugrt::backend::Backend;
 use hugrt::formats::{TensorTable, read_table};
-use hugrt::gpu::GpuContext;
+use hugrt::models::ModelError;
 use hugrt::models::bert::{Bert, TOKENS_PER_PASS};
-use hugrt::models::llama::ModelError;
 use hugrt::tokenizer::Tokenizer;
 
-use crate::gpu_test;
+use crate::{both, gpu_test, on_backend};
 
 const CONFIG: &[u8] = include_bytes!("../fixtures/bert/tiny/config.json");
 const TOKENIZER: &[u8] = include_bytes!("../fixtures/bert/tiny/tokenizer.json");
@@ -19,7 +19,7 @@ const F32: &[u8] = include_bytes!("../fixtures/bert/tiny/model.safetensors");
 const F16: &[u8] = include_bytes!("../fixtures/bert/tiny/model-f16.safetensors");
 const BF16: &[u8] = include_bytes!("../fixtures/bert/tiny/model-bf16.safetensors");
 
-/// |GPU f32 − transformers f64| allowed on the last hidden state (LayerNorm outputs of order 1;
+/// |f32 − transformers f64| allowed on the last hidden state (LayerNorm outputs of order 1;
 /// transformers' own f32 forward lands within 2e-6 of its f64 one).
 const HIDDEN_TOL: f64 = 2e-5;
 /// The same on the unit-length pooled embeddings.
@@ -37,8 +37,8 @@ fn table(bytes: &[u8]) -> TensorTable {
     read_table(bytes, bytes.len() as u64, "model.safetensors").expect("reads")
 }
 
-async fn load(ctx: &GpuContext, config: &[u8], bytes: &[u8]) -> Result<Bert, ModelError> {
-    Bert::load(ctx, config, &table(bytes), &mut &bytes[..]).await
+async fn load<B: Backend>(be: &B, config: &[u8], bytes: &[u8]) -> Result<Bert<B>, ModelError> {
+    Bert::load(be.another(), config, &table(bytes), &mut &bytes[..]).await
 }
 
 fn max_abs_diff(got: &[f32], want: &[f64]) -> f64 {
@@ -46,57 +46,57 @@ fn max_abs_diff(got: &[f32], want: &[f64]) -> f64 {
     got.iter().zip(want).map(|(g, w)| (f64::from(*g) - w).abs()).fold(0.0, f64::max)
 }
 
-async fn matches_transformers(variant: &str, bytes: &[u8]) {
+async fn matches_transformers<B: Backend>(be: B, variant: &str, bytes: &[u8]) {
     let exp = expected();
     let v = &exp["variants"][variant];
     let texts: Vec<String> = serde_json::from_value(exp["texts"].clone()).expect("texts");
     let want_ids: Vec<Vec<u32>> = serde_json::from_value(exp["ids"].clone()).expect("ids");
-    let ctx = GpuContext::new().await.expect("a GPU");
-    let mut model = load(&ctx, CONFIG, bytes).await.expect("loads");
+    let device = be.device();
+    let mut model = load(&be, CONFIG, bytes).await.expect("loads");
     let tok = Tokenizer::from_json(TOKENIZER).expect("tokenizer");
     let ids = model.tokenize(&tok, &texts).expect("tokenizes");
     assert_eq!(ids, want_ids, "token ids equal the Python tokenizer's");
 
-    let hidden = model.last_hidden_state(&ctx, &ids).await.expect("runs");
+    let hidden = model.last_hidden_state(&ids).await.expect("runs");
     let (mut worst_hidden, mut worst_emb) = (0f64, 0f64);
     for (i, (got, want)) in hidden.iter().zip(floats(&v["last_hidden_state"])).enumerate() {
         let err = max_abs_diff(got, &want);
-        assert!(err <= HIDDEN_TOL, "{variant} text {i}: last hidden state off by {err:.2e} > {HIDDEN_TOL:.0e}");
+        assert!(err <= HIDDEN_TOL, "{device} {variant} text {i}: last hidden state off by {err:.2e} > {HIDDEN_TOL:.0e}");
         worst_hidden = worst_hidden.max(err);
     }
     let want_emb = floats(&v["embeddings"]);
-    let emb = model.embed_texts(&ctx, &tok, &texts).await.expect("embeds");
+    let emb = model.embed_texts(&tok, &texts).await.expect("embeds");
     assert_eq!(emb.len(), texts.len());
     for (i, (got, want)) in emb.iter().zip(&want_emb).enumerate() {
         let err = max_abs_diff(got, want);
-        assert!(err <= EMBED_TOL, "{variant} text {i}: embedding off by {err:.2e} > {EMBED_TOL:.0e}");
+        assert!(err <= EMBED_TOL, "{device} {variant} text {i}: embedding off by {err:.2e} > {EMBED_TOL:.0e}");
         worst_emb = worst_emb.max(err);
     }
-    println!("tiny BERT {variant}: max |error| {worst_hidden:.2e} (last hidden state), {worst_emb:.2e} (embeddings)");
+    crate::log(&format!("tiny BERT {variant} on {device}: max |error| {worst_hidden:.2e} (last hidden state), {worst_emb:.2e} (embeddings)"));
 
     // Padding does not leak: each text alone gives its batched embedding.
     for (i, one) in ids.iter().enumerate() {
-        let alone = model.embed(&ctx, std::slice::from_ref(one)).await.expect("alone");
+        let alone = model.embed(std::slice::from_ref(one)).await.expect("alone");
         let err = max_abs_diff(&alone[0], &emb[i].iter().map(|&x| f64::from(x)).collect::<Vec<_>>());
-        assert!(err <= 1e-6, "{variant} text {i}: alone vs batched differ by {err:.2e}");
+        assert!(err <= 1e-6, "{device} {variant} text {i}: alone vs batched differ by {err:.2e}");
     }
 
     // A batch over several passes (and in another order) gives every text its reference.
     let big: Vec<Vec<u32>> = (0..150).map(|k| ids[(k * 5) % ids.len()].clone()).collect();
     let longest = ids.iter().map(Vec::len).max().unwrap_or(0) as u32;
     assert!(150 * longest > TOKENS_PER_PASS, "the batch needs more than one pass");
-    let out = model.embed(&ctx, &big).await.expect("big batch");
+    let out = model.embed(&big).await.expect("big batch");
     for (k, got) in out.iter().enumerate() {
         let err = max_abs_diff(got, &want_emb[(k * 5) % ids.len()]);
-        assert!(err <= EMBED_TOL, "{variant} big batch item {k}: off by {err:.2e}");
+        assert!(err <= EMBED_TOL, "{device} {variant} big batch item {k}: off by {err:.2e}");
     }
-    assert_eq!(model.embed(&ctx, &[]).await.expect("empty batch"), Vec::<Vec<f32>>::new());
-    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+    assert_eq!(model.embed(&[]).await.expect("empty batch"), Vec::<Vec<f32>>::new());
+    assert_eq!(be.take_uncaptured_errors(), Vec::<String>::new());
 }
 
-gpu_test!(tiny_bert_f32_matches_transformers, matches_transformers("f32", F32));
-gpu_test!(tiny_bert_f16_matches_transformers, matches_transformers("f16", F16));
-gpu_test!(tiny_bert_bf16_matches_transformers, matches_transformers("bf16", BF16));
+both!(tiny_bert_f32_matches_transformers, cpu_tiny_bert_f32_matches_transformers, |d| async move { on_backend!(d, matches_transformers("f32", F32)) });
+both!(tiny_bert_f16_matches_transformers, cpu_tiny_bert_f16_matches_transformers, |d| async move { on_backend!(d, matches_transformers("f16", F16)) });
+both!(tiny_bert_bf16_matches_transformers, cpu_tiny_bert_bf16_matches_transformers, |d| async move { on_backend!(d, matches_transformers("bf16", BF16)) });
 
 /// The tiny config with one key replaced (or removed, for `null`).
 fn config_with(key: &str, value: serde_json::Value) -> Vec<u8> {
@@ -110,9 +110,8 @@ fn config_with(key: &str, value: serde_json::Value) -> Vec<u8> {
     serde_json::to_vec(&c).expect("json")
 }
 
-gpu_test!(bert_refuses_bad_configs_and_tensors, async {
+async fn refuses_bad_configs_and_tensors<B: Backend>(be: B) {
     use serde_json::json;
-    let ctx = GpuContext::new().await.expect("a GPU");
     let config_cases: Vec<(&str, Vec<u8>)> = vec![
         ("not JSON", b"{\"hidden_size\": 32,".to_vec()),
         ("missing hidden_size", config_with("hidden_size", json!(null))),
@@ -129,7 +128,7 @@ gpu_test!(bert_refuses_bad_configs_and_tensors, async {
         ("relative positions", config_with("position_embedding_type", json!("relative_key"))),
     ];
     for (what, config) in &config_cases {
-        match load(&ctx, config, F32).await {
+        match load(&be, config, F32).await {
             Err(ModelError::Config(msg)) => assert!(msg.contains("config.json"), "{what}: {msg}"),
             Err(e) => panic!("{what}: wrong error {e}"),
             Ok(_) => panic!("{what}: loaded"),
@@ -143,7 +142,7 @@ gpu_test!(bert_refuses_bad_configs_and_tensors, async {
         ("num_hidden_layers", json!(3), "encoder.layer.2.attention.self.query.weight"),
     ];
     for (key, value, tensor) in tensor_cases {
-        match load(&ctx, &config_with(key, value.clone()), F32).await {
+        match load(&be, &config_with(key, value.clone()), F32).await {
             Err(ModelError::Tensor { name, problem }) => {
                 assert!(name.ends_with(tensor), "{key} = {value}: tensor {name}");
                 assert!(problem.contains("shape") || problem.contains("missing"), "{key}: {problem}");
@@ -154,19 +153,20 @@ gpu_test!(bert_refuses_bad_configs_and_tensors, async {
     }
     // A reader that fails is a read error.
     struct Failing;
-    impl hugrt::models::llama::RangeReader for Failing {
+    impl hugrt::models::RangeReader for Failing {
         async fn read_range(&mut self, _: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
             Err("connection reset".into())
         }
     }
-    let err = Bert::load(&ctx, CONFIG, &table(F32), &mut Failing).await.err().expect("fails");
+    let err = Bert::load(be.another(), CONFIG, &table(F32), &mut Failing).await.err().expect("fails");
     assert!(matches!(err, ModelError::Read(ref m) if m == "connection reset"), "{err}");
-    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
-});
+    assert_eq!(be.take_uncaptured_errors(), Vec::<String>::new());
+}
 
-gpu_test!(bert_refuses_bad_inputs, async {
-    let ctx = GpuContext::new().await.expect("a GPU");
-    let mut model = load(&ctx, CONFIG, F32).await.expect("loads");
+both!(bert_refuses_bad_configs_and_tensors, cpu_bert_refuses_bad_configs_and_tensors, |d| async move { on_backend!(d, refuses_bad_configs_and_tensors()) });
+
+async fn refuses_bad_inputs<B: Backend>(be: B) {
+    let mut model = load(&be, CONFIG, F32).await.expect("loads");
     let (vocab, positions) = (model.config.vocab, model.config.max_positions);
     assert_eq!((vocab, positions), (200, 40));
     let bad: Vec<(&str, Vec<Vec<u32>>)> = vec![
@@ -176,14 +176,14 @@ gpu_test!(bert_refuses_bad_inputs, async {
         ("longer than the positions", vec![vec![5; positions as usize + 1]]),
     ];
     for (what, batch) in &bad {
-        match model.embed(&ctx, batch).await {
+        match model.embed(batch).await {
             Err(ModelError::Input(msg)) => assert!(!msg.is_empty(), "{what}"),
             Err(e) => panic!("{what}: wrong error {e}"),
             Ok(_) => panic!("{what}: accepted"),
         }
     }
     // Exactly max_position_embeddings tokens run.
-    let full = model.embed(&ctx, &[vec![7; positions as usize]]).await.expect("40 tokens");
+    let full = model.embed(&[vec![7; positions as usize]]).await.expect("40 tokens");
     assert_eq!(full[0].len(), 32);
     // Text is truncated to max_seq_len as sentence-transformers truncates: [CLS] … [SEP].
     let tok = Tokenizer::from_json(TOKENIZER).expect("tokenizer");
@@ -196,14 +196,16 @@ gpu_test!(bert_refuses_bad_inputs, async {
     model.apply_sentence_bert_config(br#"{"max_seq_length": 16, "do_lower_case": false}"#).expect("applies");
     assert_eq!(model.max_seq_len, 16);
     assert_eq!(model.tokenize(&tok, &[&long]).expect("tokenizes")[0].len(), 16);
-    assert!(matches!(model.embed(&ctx, &[vec![7; 17]]).await, Err(ModelError::Input(_))));
+    assert!(matches!(model.embed(&[vec![7; 17]]).await, Err(ModelError::Input(_))));
     model.apply_sentence_bert_config(br#"{"max_seq_length": 4096}"#).expect("applies");
     assert_eq!(model.max_seq_len, positions, "never past the positions");
     assert!(matches!(model.apply_sentence_bert_config(b"[]"), Err(ModelError::Config(_))));
     // The model still works after refusing inputs.
-    assert_eq!(model.embed(&ctx, &[vec![2, 9, 3]]).await.expect("runs")[0].len(), 32);
-    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
-});
+    assert_eq!(model.embed(&[vec![2, 9, 3]]).await.expect("runs")[0].len(), 32);
+    assert_eq!(be.take_uncaptured_errors(), Vec::<String>::new());
+}
+
+both!(bert_refuses_bad_inputs, cpu_bert_refuses_bad_inputs, |d| async move { on_backend!(d, refuses_bad_inputs()) });
 
 /// The real all-MiniLM-L6-v2's folder (from its PyPI package, fetched by scripts/models.sh) and
 /// sentence-transformers' texts, ids and embeddings for it.
@@ -240,147 +242,46 @@ fn min_cosine(got: &[Vec<f32>], want: &[Vec<f64>], texts: &[String]) -> f64 {
 /// The real all-MiniLM-L6-v2 against sentence-transformers: token ids equal, cosine ≥ 0.999 for
 /// every sentence.
 #[cfg(not(target_arch = "wasm32"))]
-#[test]
-fn minilm_matches_sentence_transformers() {
+async fn minilm_matches<B: Backend>(be: B) {
     let (dir, texts, want_ids, want) = minilm_reference();
     let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()));
     let path = dir.join("model.safetensors");
     let mut file = std::fs::File::open(&path).expect("model.safetensors");
     let table = hugrt::formats::read_table_from(&mut file, "model.safetensors").expect("reads");
-    pollster::block_on(async {
-        let ctx = GpuContext::new().await.expect("a GPU");
-        let mut model = Bert::load(&ctx, &read("config.json"), &table, &mut file).await.expect("loads");
-        model.apply_sentence_bert_config(&read("sentence_bert_config.json")).expect("sentence_bert_config.json");
-        assert_eq!(model.max_seq_len, 256);
-        let tok = Tokenizer::from_json(&read("tokenizer.json")).expect("tokenizer");
-        let ids = model.tokenize(&tok, &texts).expect("tokenizes");
-        assert_eq!(ids, want_ids, "ids equal sentence-transformers' (the long text truncated to 256)");
-        let emb = model.embed(&ctx, &ids).await.expect("embeds");
-        let min_cos = min_cosine(&emb, &want, &texts);
-        println!("all-MiniLM-L6-v2 vs sentence-transformers: min cosine {min_cos:.9} (1 − cos = {:.1e}) over {} texts", 1.0 - min_cos, texts.len());
-        assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
-    });
+    let device = be.device();
+    let mut model = Bert::load(be, &read("config.json"), &table, &mut file).await.expect("loads");
+    model.apply_sentence_bert_config(&read("sentence_bert_config.json")).expect("sentence_bert_config.json");
+    assert_eq!(model.max_seq_len, 256);
+    let tok = Tokenizer::from_json(&read("tokenizer.json")).expect("tokenizer");
+    let ids = model.tokenize(&tok, &texts).expect("tokenizes");
+    assert_eq!(ids, want_ids, "ids equal sentence-transformers' (the long text truncated to 256)");
+    let emb = model.embed(&ids).await.expect("embeds");
+    let min_cos = min_cosine(&emb, &want, &texts);
+    println!("all-MiniLM-L6-v2 on {device} vs sentence-transformers: min cosine {min_cos:.9} (1 − cos = {:.1e}) over {} texts", 1.0 - min_cos, texts.len());
+    assert_eq!(model.backend.take_uncaptured_errors(), Vec::<String>::new());
 }
 
-/// The CPU fallback (candle) against the same references: the same checks as on the GPU.
-#[cfg(feature = "cpu")]
-mod cpu {
-    use super::*;
-    use hugrt::cpu::bert::CpuBert;
-
-    async fn load_cpu(config: &[u8], bytes: &[u8]) -> Result<CpuBert, ModelError> {
-        CpuBert::load(config, &table(bytes), &mut &bytes[..]).await
-    }
-
-    async fn cpu_matches_transformers(variant: &str, bytes: &[u8]) {
-        let exp = expected();
-        let v = &exp["variants"][variant];
-        let texts: Vec<String> = serde_json::from_value(exp["texts"].clone()).expect("texts");
-        let want_ids: Vec<Vec<u32>> = serde_json::from_value(exp["ids"].clone()).expect("ids");
-        let model = load_cpu(CONFIG, bytes).await.expect("loads on the CPU");
-        let tok = Tokenizer::from_json(TOKENIZER).expect("tokenizer");
-        let ids = model.tokenize(&tok, &texts).expect("tokenizes");
-        assert_eq!(ids, want_ids, "token ids equal the Python tokenizer's");
-
-        let hidden = model.last_hidden_state(&ids).expect("runs");
-        let (mut worst_hidden, mut worst_emb) = (0f64, 0f64);
-        for (i, (got, want)) in hidden.iter().zip(floats(&v["last_hidden_state"])).enumerate() {
-            let err = max_abs_diff(got, &want);
-            assert!(err <= HIDDEN_TOL, "cpu {variant} text {i}: last hidden state off by {err:.2e} > {HIDDEN_TOL:.0e}");
-            worst_hidden = worst_hidden.max(err);
-        }
-        let want_emb = floats(&v["embeddings"]);
-        let emb = model.embed_texts(&tok, &texts).expect("embeds");
-        assert_eq!(emb.len(), texts.len());
-        for (i, (got, want)) in emb.iter().zip(&want_emb).enumerate() {
-            let err = max_abs_diff(got, want);
-            assert!(err <= EMBED_TOL, "cpu {variant} text {i}: embedding off by {err:.2e} > {EMBED_TOL:.0e}");
-            worst_emb = worst_emb.max(err);
-        }
-        crate::log(&format!("tiny BERT {variant} on the CPU: max |error| {worst_hidden:.2e} (last hidden state), {worst_emb:.2e} (embeddings)"));
-
-        // Padding does not leak: each text alone gives its batched embedding.
-        for (i, one) in ids.iter().enumerate() {
-            let alone = model.embed(std::slice::from_ref(one)).expect("alone");
-            let err = max_abs_diff(&alone[0], &emb[i].iter().map(|&x| f64::from(x)).collect::<Vec<_>>());
-            assert!(err <= 1e-6, "cpu {variant} text {i}: alone vs batched differ by {err:.2e}");
-        }
-        // A batch over several passes (and in another order) gives every text its reference.
-        let big: Vec<Vec<u32>> = (0..150).map(|k| ids[(k * 5) % ids.len()].clone()).collect();
-        let longest = ids.iter().map(Vec::len).max().unwrap_or(0) as u32;
-        assert!(150 * longest > TOKENS_PER_PASS, "the batch needs more than one pass");
-        let out = model.embed(&big).expect("big batch");
-        for (k, got) in out.iter().enumerate() {
-            let err = max_abs_diff(got, &want_emb[(k * 5) % ids.len()]);
-            assert!(err <= EMBED_TOL, "cpu {variant} big batch item {k}: off by {err:.2e}");
-        }
-        assert_eq!(model.embed(&[]).expect("empty batch"), Vec::<Vec<f32>>::new());
-    }
-
-    gpu_test!(cpu_tiny_bert_f32_matches_transformers, cpu_matches_transformers("f32", F32));
-    gpu_test!(cpu_tiny_bert_f16_matches_transformers, cpu_matches_transformers("f16", F16));
-    gpu_test!(cpu_tiny_bert_bf16_matches_transformers, cpu_matches_transformers("bf16", BF16));
-
-    gpu_test!(cpu_bert_equals_gpu_bert, async {
-        let ctx = GpuContext::new().await.expect("a GPU");
-        let mut gpu = load(&ctx, CONFIG, F32).await.expect("loads");
-        let cpu = load_cpu(CONFIG, F32).await.expect("loads on the CPU");
-        let batch: Vec<Vec<u32>> = (1..=12).map(|n| (0..n).map(|i| (i * 37 + n * 11) as u32 % 200).collect()).collect();
-        let (g, c) = (gpu.embed(&ctx, &batch).await.expect("gpu"), cpu.embed(&batch).expect("cpu"));
-        for (i, (g, c)) in g.iter().zip(&c).enumerate() {
-            let err = max_abs_diff(c, &g.iter().map(|&x| f64::from(x)).collect::<Vec<_>>());
-            assert!(err <= 2e-6, "sequence {i}: CPU and GPU differ by {err:.2e}");
-        }
-    });
-
-    gpu_test!(cpu_bert_refuses_bad_configs_tensors_and_inputs, async {
-        use serde_json::json;
-        for (what, config) in [
-            ("missing hidden_size", config_with("hidden_size", json!(null))),
-            ("unknown activation", config_with("hidden_act", json!("swish"))),
-            ("absurd vocab", config_with("vocab_size", json!(1u64 << 40))),
-        ] {
-            assert!(matches!(load_cpu(&config, F32).await, Err(ModelError::Config(_))), "{what}");
-        }
-        for (key, value, tensor) in [("intermediate_size", json!(65), "encoder.layer.0.intermediate.dense.weight"), ("vocab_size", json!(201), "embeddings.word_embeddings.weight")] {
-            match load_cpu(&config_with(key, value), F32).await {
-                Err(ModelError::Tensor { name, .. }) => assert!(name.ends_with(tensor), "{key}: {name}"),
-                Err(e) => panic!("{key}: wrong error {e}"),
-                Ok(_) => panic!("{key}: loaded"),
-            }
-        }
-        let mut model = load_cpu(CONFIG, F32).await.expect("loads on the CPU");
-        let (vocab, positions) = (model.config.vocab, model.config.max_positions);
-        let bad: Vec<(&str, Vec<Vec<u32>>)> = vec![
-            ("id past the vocabulary", vec![vec![2, 5, 3], vec![2, vocab, 3]]),
-            ("id u32::MAX", vec![vec![2, u32::MAX, 3]]),
-            ("empty sequence", vec![vec![2, 3], vec![]]),
-            ("longer than the positions", vec![vec![5; positions as usize + 1]]),
-        ];
-        for (what, batch) in &bad {
-            assert!(matches!(model.embed(batch), Err(ModelError::Input(_))), "{what}");
-        }
-        assert_eq!(model.embed(&[vec![7; positions as usize]]).expect("40 tokens")[0].len(), 32);
-        model.apply_sentence_bert_config(br#"{"max_seq_length": 16}"#).expect("applies");
-        assert!(matches!(model.embed(&[vec![7; 17]]), Err(ModelError::Input(_))));
-        assert_eq!(model.embed(&[vec![2, 9, 3]]).expect("runs")[0].len(), 32);
-    });
-
-    /// all-MiniLM-L6-v2 on the CPU against sentence-transformers (as `minilm_matches_sentence_transformers`).
-    #[cfg(not(target_arch = "wasm32"))]
-    #[test]
-    fn cpu_minilm_matches_sentence_transformers() {
-        let (dir, texts, want_ids, want) = super::minilm_reference();
-        let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()));
-        let mut file = std::fs::File::open(dir.join("model.safetensors")).expect("model.safetensors");
-        let table = hugrt::formats::read_table_from(&mut file, "model.safetensors").expect("reads");
-        let mut model = pollster::block_on(CpuBert::load(&read("config.json"), &table, &mut file)).expect("loads on the CPU");
-        model.apply_sentence_bert_config(&read("sentence_bert_config.json")).expect("sentence_bert_config.json");
-        let tok = Tokenizer::from_json(&read("tokenizer.json")).expect("tokenizer");
-        let ids = model.tokenize(&tok, &texts).expect("tokenizes");
-        assert_eq!(ids, want_ids);
-        let emb = model.embed(&ids).expect("embeds");
-        let min_cos = super::min_cosine(&emb, &want, &texts);
-        println!("all-MiniLM-L6-v2 on the CPU vs sentence-transformers: min cosine {min_cos:.9} (1 − cos = {:.1e}) over {} texts", 1.0 - min_cos, texts.len());
-    }
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn minilm_matches_sentence_transformers() {
+    pollster::block_on(async { on_backend!(crate::common::Device::Gpu, minilm_matches()) });
 }
+
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn cpu_minilm_matches_sentence_transformers() {
+    pollster::block_on(async { on_backend!(crate::common::Device::Cpu, minilm_matches()) });
+}
+
+// The CPU backend's embeddings equal the GPU backend's.
+gpu_test!(cpu_bert_equals_gpu_bert, async {
+    let gpu_backend = hugrt::gpu::backend::Gpu::new(crate::common::gpu_for(crate::common::Device::Gpu).await.expect("a GPU"));
+    let mut gpu = load(&gpu_backend, CONFIG, F32).await.expect("loads");
+    let mut cpu = load(&hugrt::cpu::backend::Cpu, CONFIG, F32).await.expect("loads on the CPU");
+    let batch: Vec<Vec<u32>> = (1..=12).map(|n| (0..n).map(|i| (i * 37 + n * 11) as u32 % 200).collect()).collect();
+    let (g, c) = (gpu.embed(&batch).await.expect("gpu"), cpu.embed(&batch).await.expect("cpu"));
+    for (i, (g, c)) in g.iter().zip(&c).enumerate() {
+        let err = max_abs_diff(c, &g.iter().map(|&x| f64::from(x)).collect::<Vec<_>>());
+        assert!(err <= 2e-6, "sequence {i}: CPU and GPU differ by {err:.2e}");
+    }
+});
