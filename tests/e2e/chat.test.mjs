@@ -1,16 +1,22 @@
 // End to end: the chat space and the JS package over the local hub mirror (scripts/serve.mjs
 // --mirror): the real SmolLM2-135M-Instruct resolved, downloaded into IndexedDB (verified),
-// loaded from the store onto WebGPU (SwiftShader), answering through its chat template with the
-// same greedy tokens as the native CLI (`hugrt generate --chat`); then the API itself: stop
-// strings, abort mid-stream, the OpenAI-style chat API, the cache manager, and Worker mode.
+// loaded from the store onto WebGPU (SwiftShader), answering through its chat template with
+// llama.cpp's greedy tokens (tests/e2e/reference.mjs); then the API itself: stop strings, abort
+// mid-stream, the OpenAI-style chat API, the cache manager, and Worker mode.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { ARTIFACTS, servedSpacesAndBrowser } from './browser.mjs';
+import { chatAnswer, continuation, text } from './reference.mjs';
 
-// `hugrt generate --model SmolLM2-135M-Instruct.Q4_1.gguf --chat --prompt "What is the capital of France?" --json`
-const NATIVE_IDS = [504, 3575, 282, 4649, 314, 7042, 30];
-const NATIVE_TEXT = 'The capital of France is Paris.';
+// llama.cpp's greedy answer (tests/fixtures/smollm2/llamacpp_chat.json). Not the chat space's
+// default "What is the capital of France?": there llama.cpp's first step is a near-tie. Here
+// every step up to the end token is clear, so the whole answer is pinned.
+const QUESTION = 'What is the capital of France? Answer in one sentence.';
+const REF = chatAnswer(QUESTION);
+assert.ok(REF.complete, `llama.cpp's answer has a near-tie at step ${REF.clear} of ${REF.ids.length + 1}`);
+const REF_TEXT = text(REF.ids);
+const SAY = `say=${encodeURIComponent(QUESTION)}`;
 
 const spaces = servedSpacesAndBrowser();
 before(() => mkdir(ARTIFACTS, { recursive: true }));
@@ -25,22 +31,23 @@ async function open(context, path) {
   return { page, problems };
 }
 
-test('chat space: SmolLM2 answers with the native greedy tokens, then the API works', { timeout: 900_000 }, async () => {
+test("chat space: SmolLM2 answers with llama.cpp's greedy tokens, then the API works", { timeout: 900_000 }, async () => {
   const context = await spaces.browser.newContext();
-  const { page, problems } = await open(context, 'chat.html?autorun');
+  const { page, problems } = await open(context, `chat.html?autorun&${SAY}`);
   await page.screenshot({ path: `${ARTIFACTS}/chat.png`, fullPage: true });
   const status = await page.textContent('#status');
   const stats = await page.textContent('#stats');
   console.log(`status: ${status}\nstats: ${stats}`);
   assert.equal(await page.evaluate(() => document.body.dataset.status), 'done', `${status} / ${stats}`);
   const result = await page.evaluate(() => window.chatResult);
-  assert.deepEqual(result.ids, NATIVE_IDS);
-  assert.equal(result.text, NATIVE_TEXT);
+  assert.deepEqual(result.promptIds, REF.promptIds, 'the prompt llama.cpp answered');
+  assert.deepEqual(result.ids, REF.ids);
+  assert.equal(result.text, REF_TEXT);
   assert.equal(result.finishReason, 'stop');
-  assert.equal(await page.textContent('#conversation .assistant'), NATIVE_TEXT);
+  assert.equal(await page.textContent('#conversation .assistant'), REF_TEXT);
   assert.equal(await page.evaluate(() => document.getElementById('bar-ready').value > 0), true);
 
-  const api = await page.evaluate(async () => {
+  const api = await page.evaluate(async (question) => {
     const hugrt = await import('./pkg/index.js');
     const chat = window.chatPipeline;
     const out = {};
@@ -65,7 +72,7 @@ test('chat space: SmolLM2 answers with the native greedy tokens, then the API wo
     for await (const piece of chat.stream('Hello', { maxTokens: 40 })) { if (piece) break; }
     // The OpenAI-style API, streaming.
     const chunks = [];
-    const s = await chat.chat.completions.create({ messages: [{ role: 'user', content: 'What is the capital of France?' }], stream: true, max_tokens: 3 });
+    const s = await chat.chat.completions.create({ messages: [{ role: 'user', content: question }], stream: true, max_tokens: 3 });
     for await (const c of s) chunks.push(c);
     out.chunks = { first: chunks[0].choices[0].delta, last: chunks.at(-1).choices[0].finish_reason,
       content: chunks.map((c) => c.choices[0].delta.content ?? '').join(''), object: chunks[0].object, usage: chunks.at(-1).usage };
@@ -74,14 +81,19 @@ test('chat space: SmolLM2 answers with the native greedy tokens, then the API wo
     out.cache = await hugrt.cache.list();
     out.capabilities = await hugrt.capabilities();
     return out;
-  });
+  }, QUESTION);
   console.log(JSON.stringify(api, null, 1).slice(0, 2000));
-  assert.deepEqual(api.stopped, { text: ' Paris', finish: 'stop' });
+  // llama.cpp's continuation of the plain prompt, cut before the stop string, which it must
+  // reach before its first near-tie and within the 8 tokens.
+  const plain = continuation('The capital of France is');
+  const plainText = text(plain.ids.slice(0, Math.min(plain.clear, 8)));
+  assert.ok(plainText.includes('.'), `no '.' in llama.cpp's ${JSON.stringify(plainText)} before its first near-tie`);
+  assert.deepEqual(api.stopped, { text: plainText.slice(0, plainText.indexOf('.')), finish: 'stop' });
   assert.ok(api.cachedTokens >= 4, `the second prompt reused ${api.cachedTokens} cached tokens`);
   assert.deepEqual(api.abort, { code: 'Aborted', isClass: true, pieces: 2 });
   assert.deepEqual(api.chunks.first, { role: 'assistant', content: '' });
   assert.equal(api.chunks.object, 'chat.completion.chunk');
-  assert.equal(api.chunks.content, 'The capital of');
+  assert.equal(api.chunks.content, text(REF.ids.slice(0, 3)));
   assert.equal(api.chunks.last, 'length');
   assert.equal(api.chunks.usage.completion_tokens, 3);
   assert.equal(api.badOption, 'Usage');
@@ -92,11 +104,11 @@ test('chat space: SmolLM2 answers with the native greedy tokens, then the API wo
   await page.close();
 
   // Worker mode, same browser profile: the model comes from the cache this time.
-  const worker = await open(context, 'chat.html?autorun&worker&max=4');
+  const worker = await open(context, `chat.html?autorun&worker&max=4&${SAY}`);
   await worker.page.screenshot({ path: `${ARTIFACTS}/chat-worker.png`, fullPage: true });
   const w = await worker.page.evaluate(() => ({ status: document.body.dataset.status, ids: window.chatResult?.ids, info: window.chatPipeline?.info }));
   assert.equal(w.status, 'done', await worker.page.textContent('#status'));
-  assert.deepEqual(w.ids, NATIVE_IDS.slice(0, 4));
+  assert.deepEqual(w.ids, REF.ids.slice(0, 4));
   assert.equal(w.info.worker, true);
   assert.deepEqual(worker.problems, []);
   await worker.page.close();
