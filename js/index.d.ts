@@ -1,13 +1,20 @@
 // Types of hugrt's JS API (js/index.js). Strict: no `any`.
 
-export type ErrorCode =
+/** The families of errors: a HugrtError's `code`. */
+export type ErrorFamily =
   | 'WebGpuUnavailable' | 'DeviceLost' | 'QuotaExceeded' | 'IntegrityError'
-  | 'BadModelFile' | 'NetworkError' | 'Aborted' | 'Unsupported';
+  | 'BadModelFile' | 'NetworkError' | 'Aborted' | 'Unsupported'
+  | 'BadInput' | 'Usage' | 'ContextFull' | 'Busy' | 'Tokenizer' | 'ChatTemplate'
+  | 'StorageError' | 'StoreClosed' | 'InvalidArgument' | 'GpuError' | 'Internal';
+/** The engine's finer codes within a family: a HugrtError's `detail`. */
+export type ErrorDetail = 'NotFound' | 'Unauthorized' | 'RateLimited' | 'BadResponse' | 'StoreCorrupt' | 'OutOfMemory';
+/** Every code the engine throws. */
+export type ErrorCode = ErrorFamily | ErrorDetail;
 
-/** Every error hugrt throws. `code` is stable; `detail` is the engine's finer code, if any. */
+/** Every error hugrt throws: one class per code. `code` is the family; `detail` the engine's finer code, if any. */
 export class HugrtError extends Error {
-  readonly code: ErrorCode | string;
-  detail?: string;
+  readonly code: ErrorFamily | string;
+  detail?: ErrorDetail | string;
 }
 export class WebGpuUnavailable extends HugrtError { readonly code: 'WebGpuUnavailable'; }
 export class DeviceLost extends HugrtError { readonly code: 'DeviceLost'; }
@@ -19,6 +26,29 @@ export class BadModelFile extends HugrtError { readonly code: 'BadModelFile'; }
 export class NetworkError extends HugrtError { readonly code: 'NetworkError'; }
 export class Aborted extends HugrtError { readonly code: 'Aborted'; }
 export class Unsupported extends HugrtError { readonly code: 'Unsupported'; }
+/** An input the model cannot take: an id past the vocabulary, a sequence past its positions, nothing at all. */
+export class BadInput extends HugrtError { readonly code: 'BadInput'; }
+/** A call the API refuses: a bad option, a wrong argument type. */
+export class UsageError extends HugrtError { readonly code: 'Usage'; }
+/** The prompt does not fit the model's context. */
+export class ContextFull extends HugrtError { readonly code: 'ContextFull'; }
+/** The model is running another call, or was disposed. */
+export class Busy extends HugrtError { readonly code: 'Busy'; }
+export class TokenizerError extends HugrtError { readonly code: 'Tokenizer'; }
+export class ChatTemplate extends HugrtError { readonly code: 'ChatTemplate'; }
+/** The weight store (IndexedDB, a folder) failed to read or write. */
+export class StorageError extends HugrtError { readonly code: 'StorageError'; }
+export class StoreClosed extends HugrtError { readonly code: 'StoreClosed'; }
+export class InvalidArgument extends HugrtError { readonly code: 'InvalidArgument'; }
+/** A GPU validation or internal error. */
+export class GpuError extends HugrtError { readonly code: 'GpuError'; }
+export class Internal extends HugrtError { readonly code: 'Internal'; }
+export class NotFound extends NetworkError { readonly detail: 'NotFound'; }
+export class Unauthorized extends NetworkError { readonly detail: 'Unauthorized'; }
+export class RateLimited extends NetworkError { readonly detail: 'RateLimited'; }
+export class BadResponse extends NetworkError { readonly detail: 'BadResponse'; }
+export class StoreCorrupt extends IntegrityError { readonly detail: 'StoreCorrupt'; }
+export class OutOfMemory extends DeviceLost { readonly detail: 'OutOfMemory'; }
 export function toHugrtError(err: unknown): HugrtError;
 
 export interface Env {

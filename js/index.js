@@ -20,6 +20,7 @@ export class HugrtError extends Error {
 const errorClass = (code) => ({ [code]: class extends HugrtError {
   constructor(message, options) { super(message, options); this.name = code; this.code = code; }
 } })[code];
+// The families: a caller's `code`.
 export const WebGpuUnavailable = errorClass('WebGpuUnavailable');
 export const DeviceLost = errorClass('DeviceLost');
 export const QuotaExceeded = errorClass('QuotaExceeded');
@@ -28,18 +29,38 @@ export const BadModelFile = errorClass('BadModelFile');
 export const NetworkError = errorClass('NetworkError');
 export const Aborted = errorClass('Aborted');
 export const Unsupported = errorClass('Unsupported');
-const CLASSES = { WebGpuUnavailable, DeviceLost, QuotaExceeded, IntegrityError, BadModelFile, NetworkError, Aborted, Unsupported };
-// Engine codes that are one of the above for a caller.
-const ALIASES = { AbortError: 'Aborted', NotFound: 'NetworkError', Unauthorized: 'NetworkError', RateLimited: 'NetworkError',
-  BadResponse: 'NetworkError', StoreCorrupt: 'IntegrityError', OutOfMemory: 'DeviceLost' };
+export const BadInput = errorClass('BadInput');
+export const UsageError = errorClass('Usage');
+export const ContextFull = errorClass('ContextFull');
+export const Busy = errorClass('Busy');
+export const TokenizerError = errorClass('Tokenizer');
+export const ChatTemplate = errorClass('ChatTemplate');
+export const StorageError = errorClass('StorageError');
+export const StoreClosed = errorClass('StoreClosed');
+export const InvalidArgument = errorClass('InvalidArgument');
+export const GpuError = errorClass('GpuError');
+export const Internal = errorClass('Internal');
+const CLASSES = { WebGpuUnavailable, DeviceLost, QuotaExceeded, IntegrityError, BadModelFile, NetworkError, Aborted, Unsupported,
+  BadInput, Usage: UsageError, ContextFull, Busy, Tokenizer: TokenizerError, ChatTemplate, StorageError, StoreClosed, InvalidArgument, GpuError, Internal };
+// The engine's finer codes within a family: `code` is the family's, `detail` the engine's code.
+const detailClass = (detail, Family) => ({ [detail]: class extends Family {
+  constructor(message, options) { super(message, options); this.name = detail; this.detail = detail; }
+} })[detail];
+export const NotFound = detailClass('NotFound', NetworkError);
+export const Unauthorized = detailClass('Unauthorized', NetworkError);
+export const RateLimited = detailClass('RateLimited', NetworkError);
+export const BadResponse = detailClass('BadResponse', NetworkError);
+export const StoreCorrupt = detailClass('StoreCorrupt', IntegrityError);
+export const OutOfMemory = detailClass('OutOfMemory', DeviceLost);
+const DETAILS = { NotFound, Unauthorized, RateLimited, BadResponse, StoreCorrupt, OutOfMemory, AbortError: Aborted };
 
 /** Any thrown value as a HugrtError (`code` stable; the engine's own code kept as `detail`). */
 export function toHugrtError(err) {
   if (err instanceof HugrtError) return err;
   const raw = err?.code ?? err?.name;
-  const code = CLASSES[raw] ? raw : ALIASES[raw];
   const message = err?.message ?? String(err);
-  const out = code ? new CLASSES[code](message, { cause: err }) : Object.assign(new HugrtError(message, { cause: err }), { code: raw ?? 'Internal' });
+  const Class = CLASSES[raw] ?? DETAILS[raw];
+  const out = Class ? new Class(message, { cause: err }) : Object.assign(new HugrtError(message, { cause: err }), { code: raw ?? 'Internal' });
   if (raw && raw !== out.code) out.detail = raw;
   // QuotaExceeded before a download: the bytes needed and available (navigator.storage.estimate()).
   for (const k of ['needed', 'available']) if (typeof err?.[k] === 'number') out[k] = err[k];

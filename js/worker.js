@@ -37,6 +37,6 @@ self.onmessage = async ({ data: { id, op, args } }) => {
     }
   } catch (err) {
     const e = toHugrtError(err);
-    self.postMessage({ id, error: { code: e.code, message: e.message } });
+    self.postMessage({ id, error: { code: e.detail ?? e.code, message: e.message } }); // the finest code: the same class on the other side
   }
 };

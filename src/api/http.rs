@@ -6,7 +6,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::formats::TensorTable;
-use crate::models::llama::ModelError;
+use crate::models::{ModelError, ReadError};
 use crate::models::{RangeReader, read_table_ranged};
 
 /// Reads byte ranges of one URL with `Range` requests.
@@ -23,13 +23,17 @@ impl HttpRanges {
     /// Fetches the file's header in growing ranges until the tensor table parses.
     pub(crate) async fn read_table(&mut self) -> Result<TensorTable, ModelError> {
         let prefix = self.fetch(0..1 << 20).await.map_err(ModelError::Read)?;
-        let file_len = self.len.ok_or_else(|| ModelError::Read(format!("{}: no file length in Content-Range", self.url)))?;
+        let file_len = self.len.ok_or_else(|| ModelError::Read(ReadError::new("NetworkError", format!("{}: no file length in Content-Range", self.url))))?;
         let url = self.url.clone();
         read_table_ranged(self, prefix, file_len, &url).await
     }
 
     /// The bytes of `range` (a 206 that starts where asked, of the right length).
-    pub(crate) async fn fetch(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
+    pub(crate) async fn fetch(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, ReadError> {
+        self.fetch_bytes(range).await.map_err(|m| ReadError::new("NetworkError", m))
+    }
+
+    async fn fetch_bytes(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
         if range.is_empty() {
             return Ok(Vec::new());
         }
@@ -72,7 +76,7 @@ impl HttpRanges {
 }
 
 impl RangeReader for HttpRanges {
-    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
+    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, ReadError> {
         self.fetch(range).await
     }
 }

@@ -30,13 +30,10 @@ pub(crate) fn js_error(code: &str, message: &str) -> JsValue {
 }
 
 /// A model error as the JS error its code says (`BadModelFile` for what is wrong in the files).
-pub(crate) fn model_error(e: crate::models::llama::ModelError) -> JsValue {
-    use crate::models::llama::ModelError;
+pub(crate) fn model_error(e: crate::models::ModelError) -> JsValue {
     match e {
-        ModelError::Gpu(g) => g.into(),
-        ModelError::Read(m) => js_error("NetworkError", &m),
-        ModelError::Input(m) => js_error("Usage", &m),
-        other => js_error("BadModelFile", &other.to_string()),
+        crate::models::ModelError::Gpu(g) => g.into(),
+        other => js_error(other.code(), &other.to_string()),
     }
 }
 

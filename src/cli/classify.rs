@@ -51,11 +51,9 @@ pub struct Args {
 
 pub(crate) fn model_error(e: ModelError) -> CliError {
     let code = match &e {
-        ModelError::Config(_) | ModelError::Tensor { .. } | ModelError::Format(_) => "BadModelFile",
-        ModelError::Read(_) => "Io",
-        ModelError::Gpu(g) => g.code(),
+        // On the command line an input the model cannot take is a usage error.
         ModelError::Input(_) | ModelError::Token { .. } | ModelError::ContextFull { .. } => "Usage",
-        ModelError::Cpu(_) => "Cpu",
+        other => other.code(),
     };
     CliError { code, message: e.to_string() }
 }

@@ -174,7 +174,7 @@ async fn tensor_bytes(t: &crate::formats::TensorInfo, read: &mut impl RangeReade
     }
     let bytes = read.read_range(t.range.clone()).await.map_err(ModelError::Read)?;
     if bytes.len() as u64 != expected {
-        return Err(ModelError::Read(format!("{name}: read {} bytes, expected {expected}", bytes.len())));
+        return Err(ModelError::Read(crate::models::ReadError::truncated(format!("{name}: read {} bytes, expected {expected}", bytes.len()))));
     }
     Ok((dtype, bytes))
 }

@@ -130,10 +130,7 @@ impl GenerateError {
         match self {
             Self::BadOption(_) | Self::EmptyPrompt => "Usage",
             Self::PromptTooLong { .. } => "ContextFull",
-            Self::Model(ModelError::Gpu(g)) => g.code(),
-            Self::Model(ModelError::Read(_)) => "NetworkError",
-            Self::Model(ModelError::ContextFull { .. }) => "ContextFull",
-            Self::Model(_) => "BadModelFile",
+            Self::Model(e) => e.code(),
             Self::Tokenizer(_) => "Tokenizer",
         }
     }

@@ -15,38 +15,42 @@ pub mod weights;
 
 use crate::formats::{DType, FormatError, TensorTable, grow_prefix, read_table};
 pub use decoder::{AnyDecoder, Decoder, PREFILL_CHUNK};
-pub use error::ModelError;
+pub use error::{ModelError, ReadError};
 
 /// Where a model file's bytes come from: the weight store, a file, an HTTP server, a buffer.
 /// Tensors are read one at a time, so no more than one tensor is ever in memory.
 #[allow(async_fn_in_trait)]
 pub trait RangeReader {
-    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, String>;
+    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, ReadError>;
 }
 
 /// A model file held in memory (tests).
 impl RangeReader for &[u8] {
-    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
-        self.get(range.start as usize..range.end as usize).map(<[u8]>::to_vec).ok_or_else(|| format!("bytes {range:?} past the end"))
+    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, ReadError> {
+        self.get(range.start as usize..range.end as usize).map(<[u8]>::to_vec).ok_or_else(|| ReadError::truncated(format!("bytes {range:?} past the end")))
     }
 }
 
 /// A file natively.
 #[cfg(not(target_arch = "wasm32"))]
 impl RangeReader for std::fs::File {
-    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
-        use std::io::{Read, Seek, SeekFrom};
-        self.seek(SeekFrom::Start(range.start)).map_err(|e| e.to_string())?;
+    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, ReadError> {
+        use std::io::{ErrorKind, Read, Seek, SeekFrom};
+        let failed = |e: std::io::Error| match e.kind() {
+            ErrorKind::UnexpectedEof => ReadError::truncated(format!("bytes {range:?}: {e}")),
+            _ => ReadError::new("StorageError", format!("bytes {range:?}: {e}")),
+        };
+        self.seek(SeekFrom::Start(range.start)).map_err(failed)?;
         let mut buf = vec![0u8; (range.end - range.start) as usize];
-        self.read_exact(&mut buf).map_err(|e| e.to_string())?;
+        self.read_exact(&mut buf).map_err(failed)?;
         Ok(buf)
     }
 }
 
 /// A stored file (IndexedDB in the browser, a folder natively).
 impl<S: crate::store::ChunkStore> RangeReader for crate::store::StoredFile<'_, S> {
-    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
-        self.read(range).await.map_err(|e| e.to_string())
+    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, ReadError> {
+        self.read(range).await.map_err(|e| ReadError::new(e.code(), e.to_string()))
     }
 }
 
@@ -97,7 +101,7 @@ pub(crate) async fn upload_rows(ctx: &crate::gpu::GpuContext, t: &crate::formats
         let n = per_read.min(u64::from(rows) - row);
         let bytes = read.read_range(t.range.start + row * row_bytes..t.range.start + (row + n) * row_bytes).await.map_err(ModelError::Read)?;
         if bytes.len() as u64 != n * row_bytes {
-            return Err(ModelError::Read(format!("{}: read {} bytes, expected {}", t.name, bytes.len(), n * row_bytes)));
+            return Err(ModelError::Read(ReadError::truncated(format!("{}: read {} bytes, expected {}", t.name, bytes.len(), n * row_bytes))));
         }
         if widen {
             let values = crate::formats::quant::dequantize(t.dtype, &bytes).map_err(|e| problem(e.to_string()))?;
@@ -121,7 +125,7 @@ pub(crate) async fn tensor_values(t: &crate::formats::TensorInfo, read: &mut imp
     let bytes = read.read_range(t.range.clone()).await.map_err(ModelError::Read)?;
     let expected = t.dtype.bytes_for(t.elems());
     if expected != Some(bytes.len() as u64) {
-        return Err(ModelError::Read(format!("{}: read {} bytes, expected {expected:?}", t.name, bytes.len())));
+        return Err(ModelError::Read(ReadError::truncated(format!("{}: read {} bytes, expected {expected:?}", t.name, bytes.len()))));
     }
     crate::formats::quant::dequantize(t.dtype, &bytes).map_err(|e| problem(e.to_string()))
 }

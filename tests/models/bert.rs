@@ -154,12 +154,12 @@ async fn refuses_bad_configs_and_tensors<B: Backend>(be: B) {
     // A reader that fails is a read error.
     struct Failing;
     impl hugrt::models::RangeReader for Failing {
-        async fn read_range(&mut self, _: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
-            Err("connection reset".into())
+        async fn read_range(&mut self, _: std::ops::Range<u64>) -> Result<Vec<u8>, hugrt::models::ReadError> {
+            Err(hugrt::models::ReadError::new("NetworkError", "connection reset"))
         }
     }
     let err = Bert::load(be.another(), CONFIG, &table(F32), &mut Failing).await.err().expect("fails");
-    assert!(matches!(err, ModelError::Read(ref m) if m == "connection reset"), "{err}");
+    assert!(matches!(err, ModelError::Read(ref m) if m.message == "connection reset" && m.code == "NetworkError"), "{err}");
     assert_eq!(be.take_uncaptured_errors(), Vec::<String>::new());
 }
 
