@@ -89,6 +89,25 @@ pub trait Backend {
     async fn matrix(&self, t: &TensorInfo, read: &mut impl RangeReader, rows: u32, cols: u32) -> Result<Self::Matrix, ModelError>;
     /// A (rows, cols) matrix from f32 values (weights the loader had to rearrange).
     fn matrix_from_values(&self, name: &str, values: &[f32], rows: u32, cols: u32) -> Result<Self::Matrix, ModelError>;
+    /// Matrices that multiply the same input (attention's Q, K and V): tensor `ts[i]` as
+    /// (rows[i], cols). A backend may hold them as one matrix, so that `linear_many` over them is
+    /// one product.
+    async fn matrices(&self, ts: &[&TensorInfo], read: &mut impl RangeReader, rows: &[u32], cols: u32) -> Result<Vec<Self::Matrix>, ModelError> {
+        let mut out = Vec::with_capacity(ts.len());
+        for (t, &r) in ts.iter().zip(rows) {
+            out.push(self.matrix(t, read, r, cols).await?);
+        }
+        Ok(out)
+    }
+    /// Tensor `t` as an embedding table: held for row lookups first (`embed`), products second
+    /// (a tied LM head).
+    async fn table(&self, t: &TensorInfo, read: &mut impl RangeReader, rows: u32, cols: u32) -> Result<Self::Matrix, ModelError> {
+        self.matrix(t, read, rows, cols).await
+    }
+    /// An embedding table from f32 values.
+    fn table_from_values(&self, name: &str, values: &[f32], rows: u32, cols: u32) -> Result<Self::Matrix, ModelError> {
+        self.matrix_from_values(name, values, rows, cols)
+    }
     fn vector(&self, values: &[f32]) -> Result<Self::Vector, ModelError>;
     /// K and V of `capacity` positions of `kv_heads` heads of `head_dim`, for each of `layers`:
     /// refused as a whole (before anything is allocated) when the device cannot hold them.
@@ -100,6 +119,15 @@ pub trait Backend {
     async fn embed(&mut self, table: &Self::Matrix, ids: &[u32]) -> Result<Self::Tensor, ModelError>;
     /// x·Wᵀ (+ bias): (rows of x, rows of W).
     async fn linear(&mut self, x: &Self::Tensor, w: &Self::Matrix, bias: Option<&Self::Vector>) -> Result<Self::Tensor, ModelError>;
+    /// `linear` of `x` with each (W, bias) of `ws`: one product where the backend holds the
+    /// matrices as one (`matrices`).
+    async fn linear_many(&mut self, x: &Self::Tensor, ws: &[(&Self::Matrix, Option<&Self::Vector>)]) -> Result<Vec<Self::Tensor>, ModelError> {
+        let mut out = Vec::with_capacity(ws.len());
+        for &(w, b) in ws {
+            out.push(self.linear(x, w, b).await?);
+        }
+        Ok(out)
+    }
     /// Each row normalised: RMSNorm (gain `g`) or LayerNorm (gain `g`, bias `b`).
     async fn norm(&mut self, x: &Self::Tensor, norm: Norm, g: &Self::Vector, b: Option<&Self::Vector>) -> Result<Self::Tensor, ModelError>;
     async fn add(&mut self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor, ModelError>;

@@ -93,6 +93,39 @@ impl Backend for Cpu {
         Matrix::transposed(Tensor::from_slice(values, (rows as usize, cols as usize), &Device::Cpu).map_err(cpu_err)?)
     }
 
+    async fn matrices(&self, ts: &[&TensorInfo], read: &mut impl RangeReader, rows: &[u32], cols: u32) -> Result<Vec<Matrix>, ModelError> {
+        let mut parts = Vec::with_capacity(ts.len());
+        for (t, &r) in ts.iter().zip(rows) {
+            parts.push(Matrix::read_tensor(t, read, r, cols).await?);
+        }
+        // Float matrices become one Wᵀ: Q, K and V in one matmul (3 products of (n, h) × (h, h)
+        // take 1.2x one of (n, h) × (h, 3h) at encoder sizes).
+        let wts: Option<Vec<&Tensor>> = parts.iter().map(|m| if let Matrix::Transposed(t) = m { Some(t) } else { None }).collect();
+        let Some(wts) = wts.filter(|w| w.len() > 1) else { return Ok(parts) };
+        let wt = Tensor::cat(&wts, 1).map_err(cpu_err)?;
+        let mut start = 0;
+        Ok(rows
+            .iter()
+            .map(|&r| {
+                let part = Matrix::Part { wt: wt.clone(), start, rows: r as usize };
+                start += r as usize;
+                part
+            })
+            .collect())
+    }
+
+    async fn table(&self, t: &TensorInfo, read: &mut impl RangeReader, rows: u32, cols: u32) -> Result<Matrix, ModelError> {
+        Matrix::read_table(t, read, rows, cols).await
+    }
+
+    fn table_from_values(&self, name: &str, values: &[f32], rows: u32, cols: u32) -> Result<Matrix, ModelError> {
+        if values.len() as u64 != u64::from(rows) * u64::from(cols) {
+            return Err(ModelError::Tensor { name: name.into(), problem: format!("{} values for ({rows}, {cols})", values.len()) });
+        }
+        let t = Tensor::from_slice(values, (rows as usize, cols as usize), &Device::Cpu).map_err(cpu_err)?;
+        Ok(Matrix::Candle(candle_core::quantized::QMatMul::Tensor(t)))
+    }
+
     fn vector(&self, values: &[f32]) -> Result<Tensor, ModelError> {
         Tensor::from_slice(values, values.len(), &Device::Cpu).map_err(cpu_err)
     }
@@ -125,13 +158,47 @@ impl Backend for Cpu {
         }
     }
 
+    async fn linear_many(&mut self, x: &Tensor, ws: &[(&Matrix, Option<&Tensor>)]) -> Result<Vec<Tensor>, ModelError> {
+        // Parts of one joint matrix: one product, then each part's columns (and bias).
+        let joint = match ws.first() {
+            Some((Matrix::Part { wt, .. }, _)) => Some(wt),
+            _ => None,
+        };
+        let Some(joint) = joint.filter(|wt| ws.iter().all(|(m, _)| matches!(m, Matrix::Part { wt: w, .. } if w.id() == wt.id()))) else {
+            let mut out = Vec::with_capacity(ws.len());
+            for &(w, b) in ws {
+                out.push(self.linear(x, w, b).await?);
+            }
+            return Ok(out);
+        };
+        let y = x.matmul(joint).map_err(cpu_err)?;
+        ws.iter()
+            .map(|&(m, b)| {
+                let Matrix::Part { start, rows, .. } = m else { return Err(shape("a joint product over a matrix that is not a part".into())) };
+                let part = y.narrow(1, *start, *rows).map_err(cpu_err)?;
+                match b {
+                    Some(b) => part.broadcast_add(b).map_err(cpu_err),
+                    None => part.contiguous().map_err(cpu_err),
+                }
+            })
+            .collect()
+    }
+
     async fn norm(&mut self, x: &Tensor, norm: Norm, g: &Tensor, b: Option<&Tensor>) -> Result<Tensor, ModelError> {
-        match (norm, b) {
-            (Norm::Rms { eps }, _) => candle_nn::ops::rms_norm(x, g, eps),
-            (Norm::Layer { eps }, Some(b)) => candle_nn::ops::layer_norm(x, g, b, eps),
-            (Norm::Layer { eps }, None) => Tensor::zeros_like(g).and_then(|b| candle_nn::ops::layer_norm(x, g, &b, eps)),
+        match norm {
+            Norm::Rms { eps } => candle_nn::ops::rms_norm(x, g, eps).map_err(cpu_err),
+            Norm::Layer { eps } => {
+                let (rows, cols) = dims2(x)?;
+                let g = values(g)?;
+                let b = b.map(values).transpose()?;
+                if g.len() != cols || b.as_ref().is_some_and(|b| b.len() != cols) {
+                    return Err(shape(format!("a LayerNorm of {} values over rows of {cols}", g.len())));
+                }
+                let mut v = values(x)?;
+                super::vec::layer_norm_rows(&mut v, &g, b.as_deref(), eps);
+                from_values(v, rows, cols)
+            }
         }
-        .map_err(cpu_err)
     }
 
     async fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor, ModelError> {

@@ -270,9 +270,9 @@ impl<B: Backend> Bert<B> {
         let config = BertConfig::from_json(config_json)?;
         let (c, be) = (&config, &backend);
         let w = &mut Weights::with_prefixes(table, read, PREFIXES);
-        let word = w.matrix(be, "embeddings.word_embeddings.weight", c.vocab, c.hidden).await?;
+        let word = w.table(be, "embeddings.word_embeddings.weight", c.vocab, c.hidden).await?;
         let folded = position_type0(c, w).await?;
-        let position_type0 = be.matrix_from_values("position + type embeddings", &folded, c.max_positions, c.hidden)?;
+        let position_type0 = be.table_from_values("position + type embeddings", &folded, c.max_positions, c.hidden)?;
         let emb_norm = LayerNorm::load(be, w, "embeddings.LayerNorm", c.hidden, c.layer_norm_eps).await?;
         let encoder = Encoder::load(be, w, c.shape(), LayerNames::bert).await?;
         let mlm = if w.has("cls.predictions.transform.dense.weight") {

@@ -168,8 +168,8 @@ impl<B: Backend> Clip<B> {
 
         let (vocab, max_positions, h, eps) = (spec.vocab, spec.max_positions, spec.text_shape.hidden, spec.text_shape.eps);
         let tt = &mut top.under(&["text_model."]);
-        let token = tt.matrix(be, "embeddings.token_embedding.weight", vocab, h).await?;
-        let position = tt.matrix(be, "embeddings.position_embedding.weight", max_positions, h).await?;
+        let token = tt.table(be, "embeddings.token_embedding.weight", vocab, h).await?;
+        let position = tt.table(be, "embeddings.position_embedding.weight", max_positions, h).await?;
         let encoder = Encoder::load(be, tt, spec.text_shape.clone(), LayerNames::clip).await?;
         let final_norm = LayerNorm::load(be, tt, "final_layer_norm", h, eps).await?;
         let projection = Linear::load(be, top, "text_projection", projection_dim, h, false).await?;

@@ -257,10 +257,20 @@ impl<B: Backend> Encoder<B> {
         let mut layers = Vec::with_capacity(shape.layers as usize);
         for l in 0..shape.layers {
             let n = names(l);
+            // Q, K and V multiply the same rows: held so that a backend may run them as one product.
+            let qkv = w.matrices(be, &[&format!("{}.weight", n.q), &format!("{}.weight", n.k), &format!("{}.weight", n.v)], &[h, h, h], h).await?;
+            let mut linears = Vec::with_capacity(3);
+            for (m, name) in qkv.into_iter().zip([&n.q, &n.k, &n.v]) {
+                let b = if qb { Some(w.vector(be, &format!("{name}.bias"), h).await?) } else { None };
+                linears.push(Linear { w: m, b });
+            }
+            let Ok([q, k, v]) = <[Linear<B>; 3]>::try_from(linears) else {
+                return Err(ModelError::Config(format!("layer {l}: Q, K and V did not load as three matrices")));
+            };
             layers.push(Layer {
-                q: Linear::load(be, w, &n.q, h, h, qb).await?,
-                k: Linear::load(be, w, &n.k, h, h, qb).await?,
-                v: Linear::load(be, w, &n.v, h, h, qb).await?,
+                q,
+                k,
+                v,
                 out: Linear::load(be, w, &n.out, h, h, true).await?,
                 norm1: LayerNorm::load(be, w, &n.norm1, h, eps).await?,
                 up: Linear::load(be, w, &n.up, i, h, true).await?,
@@ -278,8 +288,9 @@ impl<B: Backend> Encoder<B> {
         let a = BatchAttention { heads: s.heads, head_dim: s.head_dim, causal, scale: 1.0 / (s.head_dim as f32).sqrt() };
         for l in &self.layers {
             let attend = async |be: &mut B, h: &B::Tensor| -> Result<B::Tensor, ModelError> {
-                let (q, k, v) = (l.q.forward(be, h).await?, l.k.forward(be, h).await?, l.v.forward(be, h).await?);
-                let attn = be.attention(&q, &k, &v, batch, a).await?;
+                let qkv = be.linear_many(h, &[(&l.q.w, l.q.b.as_ref()), (&l.k.w, l.k.b.as_ref()), (&l.v.w, l.v.b.as_ref())]).await?;
+                let [q, k, v] = &qkv[..] else { return Err(ModelError::Config("Q, K and V: not three products".into())) };
+                let attn = be.attention(q, k, v, batch, a).await?;
                 l.out.forward(be, &attn).await
             };
             let mlp = async |be: &mut B, h: &B::Tensor| -> Result<B::Tensor, ModelError> {
@@ -314,11 +325,11 @@ impl<B: Backend> Encoder<B> {
         self.layers.iter().flat_map(|l| [&l.q, &l.k, &l.v, &l.out, &l.up, &l.down]).map(|lin| be.matrix_bytes(&lin.w)).sum()
     }
 
-    /// The products of one pass over `tokens` rows, as (m, k, n): Q, K, V, the attention
-    /// output, up and down, once per layer.
+    /// The products of one pass over `tokens` rows, as (m, k, n): Q, K and V (one product where
+    /// the backend joins them), the attention output, up and down, once per layer.
     pub fn dense_shapes(&self, tokens: usize) -> Vec<(usize, usize, usize)> {
         let (h, i) = (self.shape.hidden as usize, self.shape.intermediate as usize);
-        let layer = [(tokens, h, h), (tokens, h, h), (tokens, h, h), (tokens, h, h), (tokens, h, i), (tokens, i, h)];
+        let layer = [(tokens, h, 3 * h), (tokens, h, h), (tokens, h, i), (tokens, i, h)];
         (0..self.layers.len()).flat_map(|_| layer).collect()
     }
 }

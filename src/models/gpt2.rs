@@ -154,8 +154,8 @@ impl<B: Backend> Architecture<B> for Gpt2<B> {
                 return Err(ModelError::Tensor { name: name.into(), problem: format!("{} weights are not supported for GPT-2", t.dtype) });
             }
         }
-        let wte = w.matrix(b, "wte.weight", c.vocab_size, d).await?;
-        let wpe = w.matrix(b, "wpe.weight", c.n_positions, d).await?;
+        let wte = w.table(b, "wte.weight", c.vocab_size, d).await?;
+        let wpe = w.table(b, "wpe.weight", c.n_positions, d).await?;
         let mut blocks = Vec::with_capacity(c.n_layer as usize);
         for l in 0..c.n_layer {
             let p = |s: &str| format!("h.{l}.{s}");

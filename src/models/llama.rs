@@ -298,7 +298,7 @@ impl<B: Backend> Llama<B> {
         let (qd, kvd) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
         // The caches first: one the device cannot hold is refused before any tensor is read.
         let mut caches = b.kv_caches(c.n_layers, c.kv_heads, c.head_dim, context)?.into_iter();
-        let token_embd = w.matrix(b, &c.model_name("token_embd.weight"), c.vocab, c.hidden).await?;
+        let token_embd = w.table(b, &c.model_name("token_embd.weight"), c.vocab, c.hidden).await?;
         let output_name = c.model_name("output.weight");
         let output = if w.has(&output_name) { Some(w.matrix(b, &output_name, c.vocab, c.hidden).await?) } else { None };
         let qkv_bias = c.qkv_bias(w.table)?;

@@ -48,6 +48,19 @@ impl<'a, R: RangeReader> Weights<'a, R> {
         b.matrix(t, self.read, rows, cols).await
     }
 
+    /// Tensors `names[i]`, each (rows[i], cols), as matrices that multiply the same input
+    /// (`Backend::matrices`).
+    pub async fn matrices<B: Backend>(&mut self, b: &B, names: &[&str], rows: &[u32], cols: u32) -> Result<Vec<B::Matrix>, ModelError> {
+        let ts = names.iter().map(|n| self.find(n)).collect::<Result<Vec<_>, _>>()?;
+        b.matrices(&ts, self.read, rows, cols).await
+    }
+
+    /// Tensor `name`, which must be (rows, cols), as an embedding table on `b`.
+    pub async fn table<B: Backend>(&mut self, b: &B, name: &str, rows: u32, cols: u32) -> Result<B::Matrix, ModelError> {
+        let t = self.find(name)?;
+        b.table(t, self.read, rows, cols).await
+    }
+
     /// Tensor `name` of `shape` as f32 values, whatever its type (norms, biases, tables).
     pub async fn values(&mut self, name: &str, shape: &[u32]) -> Result<Vec<f32>, ModelError> {
         let t = self.find(name)?;
