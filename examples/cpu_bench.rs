@@ -53,7 +53,7 @@ mod web {
     pub fn bench_matmul(tokens: usize, reps: u32) -> Result<String, JsValue> {
         let (h, i) = (384, 1536);
         let shapes: Vec<(usize, usize, usize)> = (0..6).flat_map(|_| [(tokens, h, 3 * h), (tokens, h, h), (tokens, h, i), (tokens, i, h)]).collect();
-        let (ms, gflops) = hugrt::cpu::bert::time_matmuls(&shapes, reps).map_err(|e| JsValue::from(js_sys::Error::new(&e.to_string())))?;
+        let (ms, gflops) = hugrt::cpu::time_matmuls(&shapes, reps).map_err(|e| JsValue::from(js_sys::Error::new(&e.to_string())))?;
         Ok(serde_json::json!({ "tokens": tokens, "ms": ms, "gflopPerS": gflops }).to_string())
     }
 }
