@@ -466,8 +466,8 @@ gpu_test!(matmul_tiled_weight_split_and_other_tiles, async {
     check_tiled(&ctx, None, DType::Q4_K, 37, 512, 33, 3000, Some(5 * 2 * 36 * 4)).await;
     check_tiled(&ctx, None, DType::F32, 37, 13, 129, 3001, Some(5 * 13 * 4)).await;
     check_tiled(&ctx, None, DType::Q8_0, 37, 96, 7, 3002, Some(5 * 3 * 9 * 4)).await;
-    // Other tiles: 32 × 32; tall and wide ones; fewer than 256 invocations.
-    let tiles = [Tile::SMALL, Tile { bm: 32, bn: 64, tm: 2, tn: 4 }, Tile { bm: 64, bn: 32, tm: 8, tn: 2 }, Tile { bm: 16, bn: 16, tm: 1, tn: 1 }];
+    // Other tiles: 32 × 32; tall and wide ones; a tile of one invocation.
+    let tiles = [Tile::SMALL, Tile { bm: 32, bn: 128 }, Tile { bm: 128, bn: 32 }, Tile { bm: 4, bn: 4 }];
     for (i, tile) in tiles.into_iter().enumerate() {
         check_tiled(&ctx, Some(tile), DType::Q6_K, 41, 512, 45, 3100 + i as u64, Some(7 * 2 * 53 * 4)).await;
         check_tiled(&ctx, Some(tile), DType::F16, 41, 70, 45, 3200 + i as u64, None).await;
@@ -488,13 +488,13 @@ gpu_test!(matmul_rejects_bad_shapes_and_tiles_with_typed_errors, async {
         assert!(matches!(err, GpuError::Shape { .. }), "{why}: {err:?}");
     }
     for tile in [
-        Tile { bm: 64, bn: 64, tm: 0, tn: 4 },
-        Tile { bm: 64, bn: 64, tm: 3, tn: 4 },
-        Tile { bm: 64, bn: 64, tm: 16, tn: 4 },
-        Tile { bm: 128, bn: 128, tm: 2, tn: 2 },
-        Tile { bm: 256, bn: 256, tm: 8, tn: 8 },
-        // 64 invocations, but 65 KiB of workgroup memory.
-        Tile { bm: 512, bn: 8, tm: 8, tn: 8 },
+        Tile { bm: 0, bn: 64 },
+        Tile { bm: 64, bn: 30 },
+        // 2048 and 4096 invocations (lavapipe: 1024; SwiftShader: 256).
+        Tile { bm: 256, bn: 128 },
+        Tile { bm: 256, bn: 256 },
+        // 256 invocations, but 65 KiB of workgroup memory.
+        Tile { bm: 512, bn: 8 },
     ] {
         let err = tile.check(&ctx).expect_err("a tile the shader or the device cannot take");
         assert!(matches!(err, GpuError::Shape { .. }), "{tile:?}: {err:?}");
@@ -504,28 +504,38 @@ gpu_test!(matmul_rejects_bad_shapes_and_tiles_with_typed_errors, async {
 });
 
 gpu_test!(matmul_encode_auto_picks_by_token_count, async {
-    use matmul::{Kernel, MIN_TILED_TOKENS, Tile, pick};
+    use matmul::{Kernel, MIN_TILED_TOKENS, MIN_TILED_TOKENS_F16, Tile, min_tiled_tokens, pick};
     let ctx = context().await;
-    ctx.set_precision(Precision::F32).expect("F32");
     let (rows, cols) = (19usize, 64usize);
     let mut rng = hugrt::rng::SeededRng::new(4000);
     let bytes = rng.tensor_bytes(DType::Q4_0, rows * cols);
     let w = hugrt::gpu::weights::GpuWeight::upload(&ctx, "W", DType::Q4_0, rows as u64, cols as u64, &bytes).expect("upload");
-    // Just below and at the threshold, the output is bit for bit that of the kernel picked.
-    for tokens in [MIN_TILED_TOKENS - 1, MIN_TILED_TOKENS] {
-        let x = rng.signed_unit_vec(tokens as usize * cols);
-        let xb = ctx.storage_from("test", "x", &x).expect("x");
-        let yb = ctx.storage_output("test", "y", (tokens as usize * rows * 4) as u64).expect("y");
-        let mut encoder = ctx.device.create_command_encoder(&Default::default());
-        matmul::encode_auto(&ctx, &mut encoder, &w, tokens, &xb, &yb).await.expect("encode_auto");
-        ctx.queue.submit([encoder.finish()]);
-        let auto = ctx.read_f32(&yb, tokens as usize * rows).await.expect("read");
-        let want = match pick(tokens) {
-            Kernel::Matvec => matvec::run(&ctx, &w, &x).await.expect("matvec"),
-            Kernel::Tiled => matmul::run(&ctx, Tile::for_device(&ctx).expect("tile"), &w, &x).await.expect("matmul"),
-        };
-        assert_eq!(pick(tokens), if tokens < MIN_TILED_TOKENS { Kernel::Matvec } else { Kernel::Tiled });
-        assert_eq!(auto, want, "{tokens} tokens: {:?}", pick(tokens));
+    // On each precision the device has: the threshold of the path matvec would take, and just
+    // below and at it, the output is bit for bit that of the kernel picked.
+    let f16 = f16_where_present(&ctx);
+    for precision in [Precision::F32, f16] {
+        ctx.set_precision(precision).expect("F32 or the preferred precision");
+        let min = min_tiled_tokens(&ctx, DType::Q4_0);
+        assert_eq!(min, if precision == Precision::F16 { MIN_TILED_TOKENS_F16 } else { MIN_TILED_TOKENS });
+        assert_eq!(min_tiled_tokens(&ctx, DType::F32), MIN_TILED_TOKENS, "F32 weights never take the f16 path");
+        assert_eq!(pick(&ctx, DType::Q4_0, 1), Kernel::Matvec);
+        assert_eq!(pick(&ctx, DType::Q4_0, 1214), Kernel::Tiled);
+        for tokens in [min - 1, min] {
+            let x = rng.signed_unit_vec(tokens as usize * cols);
+            let xb = ctx.storage_from("test", "x", &x).expect("x");
+            let yb = ctx.storage_output("test", "y", (tokens as usize * rows * 4) as u64).expect("y");
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            matmul::encode_auto(&ctx, &mut encoder, &w, tokens, &xb, &yb).await.expect("encode_auto");
+            ctx.queue.submit([encoder.finish()]);
+            let auto = ctx.read_f32(&yb, tokens as usize * rows).await.expect("read");
+            let kernel = pick(&ctx, DType::Q4_0, tokens);
+            assert_eq!(kernel, if tokens < min { Kernel::Matvec } else { Kernel::Tiled });
+            let want = match kernel {
+                Kernel::Matvec => matvec::run(&ctx, &w, &x).await.expect("matvec"),
+                Kernel::Tiled => matmul::run(&ctx, Tile::for_device(&ctx).expect("tile"), &w, &x).await.expect("matmul"),
+            };
+            assert_eq!(auto, want, "{precision:?}, {tokens} tokens: {kernel:?}");
+        }
     }
     assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
 });

@@ -5,7 +5,8 @@
 //!
 //! `encode` always multiplies in f32 (the weights are decoded to f32 in workgroup memory), on
 //! every device; `encode_auto` picks between it and `matvec` (which for a few tokens reads each
-//! weight once and may use f16 products) by the token count (`pick`, `MIN_TILED_TOKENS`).
+//! weight once and may use f16 products) by the token count (`pick`: from `MIN_TILED_TOKENS`
+//! tokens on, or `MIN_TILED_TOKENS_F16` where matvec would take its f16 path).
 
 use serde::Serialize;
 
@@ -37,53 +38,52 @@ pub struct MatmulParams {
 /// a sub-block of the K-quants.
 pub const K_STEP: u32 = 32;
 
-/// The largest tokens or rows one invocation handles (the shader's `MAX_T`).
-pub const MAX_PER_THREAD: u32 = 8;
+/// Tokens and rows one invocation handles (4 × 4 outputs, a vec4 of rows per token).
+pub const PER_THREAD: u32 = 4;
 
-/// The tile overrides of matmul.wgsl: a workgroup computes `bm` tokens × `bn` rows of Y, each of
-/// its (bm / tm)·(bn / tn) invocations `tm` × `tn` of them. Part of the pipeline key.
+/// The tile overrides of matmul.wgsl: a workgroup computes `bm` tokens × `bn` rows of Y (both
+/// multiples of 4), each of its (bm / 4)·(bn / 4) invocations 4 × 4 of them. Part of the
+/// pipeline key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Tile {
     pub bm: u32,
     pub bn: u32,
-    pub tm: u32,
-    pub tn: u32,
 }
 
 impl Tile {
-    /// 64 × 64 outputs, 4 × 4 per invocation: 256 invocations and 16 KiB of workgroup memory,
-    /// what WebGPU guarantees every device (and SwiftShader's maximum of invocations).
-    pub const DEFAULT: Tile = Tile { bm: 64, bn: 64, tm: 4, tn: 4 };
-    /// 32 × 32 outputs, 2 × 2 per invocation: 256 invocations, 8 KiB.
-    pub const SMALL: Tile = Tile { bm: 32, bn: 32, tm: 2, tn: 2 };
+    /// 64 × 64 outputs: 256 invocations and 16 KiB of workgroup memory, what WebGPU guarantees
+    /// every device (and SwiftShader's maximum of invocations).
+    pub const DEFAULT: Tile = Tile { bm: 64, bn: 64 };
+    /// 32 × 32 outputs: 64 invocations, 8 KiB.
+    pub const SMALL: Tile = Tile { bm: 32, bn: 32 };
 
     /// Invocations per workgroup.
     pub fn invocations(self) -> u32 {
-        (self.bm / self.tm.max(1)) * (self.bn / self.tn.max(1))
+        (self.bm / PER_THREAD) * (self.bn / PER_THREAD)
     }
 
     /// Bytes of workgroup memory (the X and W tiles, f32).
     pub fn workgroup_bytes(self) -> u64 {
-        u64::from(self.bm + self.bn) * u64::from(K_STEP) * 4
+        (u64::from(self.bm) + u64::from(self.bn)) * u64::from(K_STEP) * 4
     }
 
     /// The overrides in the order the pipeline cache sets them.
-    pub fn overrides(self) -> [(&'static str, f64); 4] {
-        [("BM", f64::from(self.bm)), ("BN", f64::from(self.bn)), ("TM", f64::from(self.tm)), ("TN", f64::from(self.tn))]
+    pub fn overrides(self) -> [(&'static str, f64); 2] {
+        [("BM", f64::from(self.bm)), ("BN", f64::from(self.bn))]
     }
 
-    /// Whether the tile is well formed (tm, tn from 1 to `MAX_PER_THREAD`, dividing bm and bn)
-    /// and fits `ctx`'s limits on invocations and workgroup memory.
+    /// Whether the tile is well formed (bm, bn non-zero multiples of 4) and fits `ctx`'s limits
+    /// on invocations and workgroup memory.
     pub fn check(self, ctx: &GpuContext) -> Result<(), GpuError> {
         let err = |detail: String| Err(GpuError::Shape { op: OP, detail: format!("tile {self:?}: {detail}") });
-        let per_thread = 1..=MAX_PER_THREAD;
-        if !per_thread.contains(&self.tm) || !per_thread.contains(&self.tn) || !self.bm.is_multiple_of(self.tm) || !self.bn.is_multiple_of(self.tn) {
-            return err(format!("tm and tn must be 1..={MAX_PER_THREAD} and divide bm and bn"));
+        if self.bm == 0 || self.bn == 0 || !self.bm.is_multiple_of(PER_THREAD) || !self.bn.is_multiple_of(PER_THREAD) {
+            return err(format!("bm and bn must be non-zero multiples of {PER_THREAD}"));
         }
-        let inv = self.invocations();
+        let inv = u64::from(self.bm / PER_THREAD) * u64::from(self.bn / PER_THREAD);
         let l = &ctx.limits;
-        if inv == 0 || inv > l.max_compute_invocations_per_workgroup || inv > l.max_compute_workgroup_size_x {
-            return err(format!("{inv} invocations (device: {})", l.max_compute_invocations_per_workgroup.min(l.max_compute_workgroup_size_x)));
+        let max_inv = l.max_compute_invocations_per_workgroup.min(l.max_compute_workgroup_size_x);
+        if inv > u64::from(max_inv) {
+            return err(format!("{inv} invocations (device: {max_inv})"));
         }
         if self.workgroup_bytes() > u64::from(l.max_compute_workgroup_storage_size) {
             return err(format!("{} bytes of workgroup memory (device: {})", self.workgroup_bytes(), l.max_compute_workgroup_storage_size));
@@ -97,9 +97,24 @@ impl Tile {
     }
 }
 
-/// From this many tokens on, `encode_auto` takes the tiled kernel; below, matvec. Measured with
-/// `hugrt bench kernels` on lavapipe (see `pick`).
-pub const MIN_TILED_TOKENS: u32 = 16;
+/// From this many tokens on, `encode_auto` takes the tiled kernel where matvec would multiply in
+/// f32; below, matvec. Measured with `hugrt bench matmul --matmul-tokens 8,16,24,32,48,64` on
+/// lavapipe (2 shared cores, 1024 × 1024 weights): the tiled kernel overtook f32 matvec between
+/// 16 and 24 tokens for F32, F16, Q4_K and Q8_0 (1.5–2.5x at 24, 4–7x at 64 for F32/F16).
+pub const MIN_TILED_TOKENS: u32 = 24;
+
+/// The same where matvec would take its f16 path (block formats on a device with shader-f16):
+/// there the tiled kernel (f32) overtook it between 32 and 48 tokens (Q4_K 0.87x at 32, 1.2x at
+/// 48; Q8_0 0.86x, 1.5x).
+pub const MIN_TILED_TOKENS_F16: u32 = 48;
+
+/// The token count from which `pick` takes the tiled kernel for weights of `dtype` on `ctx`.
+pub fn min_tiled_tokens(ctx: &GpuContext, dtype: DType) -> u32 {
+    match matvec::path(ctx, dtype) {
+        Precision::F16 => MIN_TILED_TOKENS_F16,
+        Precision::F32 => MIN_TILED_TOKENS,
+    }
+}
 
 /// Which kernel `encode_auto` records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -111,11 +126,12 @@ pub enum Kernel {
     Tiled,
 }
 
-/// The kernel for `tokens` rows of activations: matvec below `MIN_TILED_TOKENS` (one token
-/// reads every weight once either way, and matvec spreads a row over many invocations), the tiled
-/// kernel from there on.
-pub fn pick(tokens: u32) -> Kernel {
-    if tokens < MIN_TILED_TOKENS { Kernel::Matvec } else { Kernel::Tiled }
+/// The kernel for `tokens` rows of activations times weights of `dtype` on `ctx`: matvec below
+/// `min_tiled_tokens` (a few tokens read every weight about once either way, matvec spreads a
+/// row over many invocations and may use f16 products, while a 64-token tile would be mostly
+/// padding), the tiled kernel from there on.
+pub fn pick(ctx: &GpuContext, dtype: DType, tokens: u32) -> Kernel {
+    if tokens < min_tiled_tokens(ctx, dtype) { Kernel::Matvec } else { Kernel::Tiled }
 }
 
 /// `Y = X·Wᵀ` by the kernel `pick` chooses; same arguments and result as `matvec::encode`.
@@ -127,7 +143,7 @@ pub async fn encode_auto(
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<Precision, GpuError> {
-    match pick(tokens) {
+    match pick(ctx, w.dtype, tokens) {
         Kernel::Matvec => matvec::encode(ctx, encoder, w, tokens, x, y).await,
         Kernel::Tiled => encode(ctx, encoder, w, tokens, x, y).await,
     }
@@ -261,7 +277,7 @@ pub struct MatmulCheck {
 impl std::fmt::Display for MatmulCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let t = self.tile;
-        write!(f, "tile {}x{} ({}x{} each), max |err|/Σ|w·x| {:.2e}: {}", t.bm, t.bn, t.tm, t.tn, self.max_rel_err, self.comparison)
+        write!(f, "tile {}x{}, max |err|/Σ|w·x| {:.2e}: {}", t.bm, t.bn, self.max_rel_err, self.comparison)
     }
 }
 
@@ -337,15 +353,7 @@ mod tests {
     fn tiles_count_invocations_and_memory() {
         assert_eq!(Tile::DEFAULT.invocations(), 256);
         assert_eq!(Tile::DEFAULT.workgroup_bytes(), 16 * 1024);
-        assert_eq!(Tile::SMALL.invocations(), 256);
-        assert_eq!(Tile { bm: 64, bn: 128, tm: 4, tn: 8 }.workgroup_bytes(), 24 * 1024);
-    }
-
-    #[test]
-    fn pick_switches_at_the_threshold() {
-        assert_eq!(pick(1), Kernel::Matvec);
-        assert_eq!(pick(MIN_TILED_TOKENS - 1), Kernel::Matvec);
-        assert_eq!(pick(MIN_TILED_TOKENS), Kernel::Tiled);
-        assert_eq!(pick(1214), Kernel::Tiled);
+        assert_eq!(Tile::SMALL.invocations(), 64);
+        assert_eq!(Tile { bm: 64, bn: 128 }.workgroup_bytes(), 24 * 1024);
     }
 }
