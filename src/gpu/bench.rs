@@ -195,9 +195,9 @@ pub struct MatmulRow {
 pub const MATMUL_TOKENS: [u32; 5] = [1, 8, 64, 256, 1024];
 
 /// Measures `Y = X·Wᵀ` for a 1024 × 1024 weight (BERT-base-like: 768–3072) of F32, F16, Q4_K and
-/// Q8_0 at each of `token_counts` (`MATMUL_TOKENS` in `hugrt bench kernels`), by matvec (each path the device has) and by the tiled matmul
-/// with the device's tile. Iterations shrink with the work so a 1024-token product on a CPU
-/// adapter stays a few seconds.
+/// Q8_0 at each of `token_counts` (`MATMUL_TOKENS` in `hugrt bench kernels`), by matvec (each
+/// path the device has) and by the tiled matmul with the device's tile. Iterations shrink with
+/// the work so a 1024-token product on a CPU adapter stays a few seconds.
 pub async fn bench_matmul(ctx: &GpuContext, quick: bool, token_counts: &[u32]) -> Result<Vec<MatmulRow>, GpuError> {
     let (n, k) = (1024u64, 1024u64);
     let mut rng = crate::rng::SeededRng::new(2);
