@@ -426,6 +426,7 @@ gpu_test!(buffer_pool_reuses_buffers, async {
     assert!(matches!(err, hugrt::gpu::GpuError::BindingTooLarge { .. }), "{err:?}");
 });
 
+#[allow(clippy::too_many_arguments)]
 async fn check_tiled(ctx: &GpuContext, tile: Option<matmul::Tile>, dtype: DType, rows: usize, cols: usize, tokens: usize, seed: u64, max_part_bytes: Option<u64>) -> matmul::MatmulCheck {
     let what = format!("tiled matmul {dtype} {rows}x{cols}, {tokens} tokens, tile {tile:?}");
     let report = matmul::check_against_reference(ctx, tile, dtype, rows, cols, tokens, seed, max_part_bytes)
