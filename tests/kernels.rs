@@ -4,7 +4,7 @@
 //! A missing adapter fails the test: it never passes by skipping.
 
 use hugrt::formats::DType;
-use hugrt::gpu::ops::matvec;
+use hugrt::gpu::ops::{matmul, matvec};
 use hugrt::gpu::{GpuContext, Precision};
 
 #[cfg(target_arch = "wasm32")]
@@ -424,4 +424,119 @@ gpu_test!(buffer_pool_reuses_buffers, async {
     assert_eq!(ctx.pool.idle_bytes(), 0);
     let err = ctx.pool.take(&ctx, ctx.limits.max_storage_buffer_binding_size + 1).expect_err("over the binding limit");
     assert!(matches!(err, hugrt::gpu::GpuError::BindingTooLarge { .. }), "{err:?}");
+});
+
+#[allow(clippy::too_many_arguments)]
+async fn check_tiled(ctx: &GpuContext, tile: Option<matmul::Tile>, dtype: DType, rows: usize, cols: usize, tokens: usize, seed: u64, max_part_bytes: Option<u64>) -> matmul::MatmulCheck {
+    let what = format!("tiled matmul {dtype} {rows}x{cols}, {tokens} tokens, tile {tile:?}");
+    let report = matmul::check_against_reference(ctx, tile, dtype, rows, cols, tokens, seed, max_part_bytes)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    log(&format!("{what}: {report}"));
+    assert!(report.comparison.passed, "{what}: {report}");
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+    report
+}
+
+gpu_test!(matmul_tiled_every_weight_type_at_awkward_sizes, async {
+    let ctx = context().await;
+    let types = [
+        DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+        DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
+    ];
+    for (i, dtype) in types.into_iter().enumerate() {
+        // Columns: a prime for F32 (a partial K-step of 32), a prime number of pairs for
+        // F16/BF16, a prime number of blocks otherwise; 67 rows (a tile of 64 and 3 more).
+        let cols = match dtype {
+            DType::F32 => 131,
+            DType::F16 | DType::BF16 => 2 * 67,
+            _ if dtype.block_elems() == 256 => 256 * 3,
+            _ => 32 * 7,
+        };
+        // One token; a partial tile; a tile of 32 and one more; two tiles of 64 and one more.
+        for (j, &tokens) in [1usize, 7, 33, 129].iter().enumerate() {
+            check_tiled(&ctx, None, dtype, 67, cols, tokens, (2000 + 10 * i + j) as u64, None).await;
+        }
+    }
+});
+
+gpu_test!(matmul_tiled_weight_split_and_other_tiles, async {
+    use matmul::Tile;
+    let ctx = context().await;
+    // Parts of at most 5 rows: 37 rows in 8 parts, each dispatch writing its own columns of Y.
+    check_tiled(&ctx, None, DType::Q4_K, 37, 512, 33, 3000, Some(5 * 2 * 36 * 4)).await;
+    check_tiled(&ctx, None, DType::F32, 37, 13, 129, 3001, Some(5 * 13 * 4)).await;
+    check_tiled(&ctx, None, DType::Q8_0, 37, 96, 7, 3002, Some(5 * 3 * 9 * 4)).await;
+    // Other tiles: 32 × 32; tall and wide ones; a tile of one invocation.
+    let tiles = [Tile::SMALL, Tile { bm: 32, bn: 128 }, Tile { bm: 128, bn: 32 }, Tile { bm: 4, bn: 4 }];
+    for (i, tile) in tiles.into_iter().enumerate() {
+        check_tiled(&ctx, Some(tile), DType::Q6_K, 41, 512, 45, 3100 + i as u64, Some(7 * 2 * 53 * 4)).await;
+        check_tiled(&ctx, Some(tile), DType::F16, 41, 70, 45, 3200 + i as u64, None).await;
+    }
+});
+
+gpu_test!(matmul_rejects_bad_shapes_and_tiles_with_typed_errors, async {
+    use hugrt::gpu::GpuError;
+    use matmul::Tile;
+    let ctx = context().await;
+    let w = hugrt::gpu::weights::GpuWeight::new(&ctx, "W", DType::F32, 3, 5, None).expect("valid shape");
+    let err = matmul::run(&ctx, Tile::DEFAULT, &w, &[0.0; 4]).await.expect_err("x not whole rows of 5");
+    assert!(matches!(err, GpuError::Shape { .. }), "{err:?}");
+    let small = ctx.storage_output("test", "small", 16).expect("buffer");
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    for (tokens, why) in [(0, "no tokens"), (2, "x and y too small"), (1 << 30, "u32 indexing overflows")] {
+        let err = matmul::encode(&ctx, &mut encoder, &w, tokens, &small, &small).await.expect_err(why);
+        assert!(matches!(err, GpuError::Shape { .. }), "{why}: {err:?}");
+    }
+    for tile in [
+        Tile { bm: 0, bn: 64 },
+        Tile { bm: 64, bn: 30 },
+        // 2048 and 4096 invocations (lavapipe: 1024; SwiftShader: 256).
+        Tile { bm: 256, bn: 128 },
+        Tile { bm: 256, bn: 256 },
+        // 256 invocations, but 65 KiB of workgroup memory.
+        Tile { bm: 512, bn: 8 },
+    ] {
+        let err = tile.check(&ctx).expect_err("a tile the shader or the device cannot take");
+        assert!(matches!(err, GpuError::Shape { .. }), "{tile:?}: {err:?}");
+    }
+    assert_eq!(matmul::Tile::for_device(&ctx).expect("a tile"), Tile::DEFAULT);
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+});
+
+gpu_test!(matmul_encode_auto_picks_by_token_count, async {
+    use matmul::{Kernel, MIN_TILED_TOKENS, MIN_TILED_TOKENS_F16, Tile, min_tiled_tokens, pick};
+    let ctx = context().await;
+    let (rows, cols) = (19usize, 64usize);
+    let mut rng = hugrt::rng::SeededRng::new(4000);
+    let bytes = rng.tensor_bytes(DType::Q4_0, rows * cols);
+    let w = hugrt::gpu::weights::GpuWeight::upload(&ctx, "W", DType::Q4_0, rows as u64, cols as u64, &bytes).expect("upload");
+    // On each precision the device has: the threshold of the path matvec would take, and just
+    // below and at it, the output is bit for bit that of the kernel picked.
+    let f16 = f16_where_present(&ctx);
+    for precision in [Precision::F32, f16] {
+        ctx.set_precision(precision).expect("F32 or the preferred precision");
+        let min = min_tiled_tokens(&ctx, DType::Q4_0);
+        assert_eq!(min, if precision == Precision::F16 { MIN_TILED_TOKENS_F16 } else { MIN_TILED_TOKENS });
+        assert_eq!(min_tiled_tokens(&ctx, DType::F32), MIN_TILED_TOKENS, "F32 weights never take the f16 path");
+        assert_eq!(pick(&ctx, DType::Q4_0, 1), Kernel::Matvec);
+        assert_eq!(pick(&ctx, DType::Q4_0, 1214), Kernel::Tiled);
+        for tokens in [min - 1, min] {
+            let x = rng.signed_unit_vec(tokens as usize * cols);
+            let xb = ctx.storage_from("test", "x", &x).expect("x");
+            let yb = ctx.storage_output("test", "y", (tokens as usize * rows * 4) as u64).expect("y");
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            matmul::encode_auto(&ctx, &mut encoder, &w, tokens, &xb, &yb).await.expect("encode_auto");
+            ctx.queue.submit([encoder.finish()]);
+            let auto = ctx.read_f32(&yb, tokens as usize * rows).await.expect("read");
+            let kernel = pick(&ctx, DType::Q4_0, tokens);
+            assert_eq!(kernel, if tokens < min { Kernel::Matvec } else { Kernel::Tiled });
+            let want = match kernel {
+                Kernel::Matvec => matvec::run(&ctx, &w, &x).await.expect("matvec"),
+                Kernel::Tiled => matmul::run(&ctx, Tile::for_device(&ctx).expect("tile"), &w, &x).await.expect("matmul"),
+            };
+            assert_eq!(auto, want, "{precision:?}, {tokens} tokens: {kernel:?}");
+        }
+    }
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
 });

@@ -1,4 +1,5 @@
-//! `hugrt bench kernels [--quick] [--json]`: kernel micro-benchmarks on the native GPU adapter.
+//! `hugrt bench kernels [--quick] [--json] [--matmul-tokens 1,8,64]`: kernel micro-benchmarks on
+//! the native GPU adapter, then matvec against the tiled matmul (`hugrt bench matmul`: only those).
 //! `hugrt bench model --model FILE [--device gpu|cpu] [--precision auto|f32|f16]`: one GGUF
 //! Llama end to end, on the GPU or on the CPU fallback (candle). `hugrt bench embed --model DIR [--device gpu|cpu]`: a BERT
 //! checkpoint folder's sentence embeddings (one sentence, a batch of short ones). `hugrt bench
@@ -6,11 +7,12 @@
 
 use super::CliError;
 use crate::gpu::GpuContext;
-use crate::gpu::bench::{bench_kernels, table};
+use crate::gpu::bench::{MATMUL_TOKENS, bench_kernels, bench_matmul, matmul_table, table};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// What to benchmark: "kernels", "model" (with --model) or "embed" (with --model).
+    /// What to benchmark: "kernels", "matmul" (only the matvec-against-tiled-matmul rows of
+    /// "kernels"), "model" (with --model) or "embed" (with --model).
     #[arg(default_value = "kernels")]
     pub what: String,
     /// A text model (GGUF file or checkpoint folder), for `bench model`; a BERT checkpoint folder,
@@ -33,17 +35,21 @@ pub struct Args {
     /// products where the device has shader-f16, else f32), "f32" (reference-grade) or "f16".
     #[arg(long, default_value = "auto")]
     pub precision: String,
+    /// Token counts of the matvec-against-tiled-matmul rows of `bench kernels`.
+    #[arg(long, value_delimiter = ',', default_values_t = MATMUL_TOKENS)]
+    pub matmul_tokens: Vec<u32>,
     /// Fewer iterations (CPU adapters such as lavapipe are slow).
     #[arg(long)]
     pub quick: bool,
-    /// Print JSON: {adapter, rows: [{kernel, shape, ms, gbPerS, gflopPerS, ofCopyBandwidth}]}.
+    /// Print JSON: {adapter, rows: [{kernel, shape, ms, gbPerS, gflopPerS, ofCopyBandwidth}],
+    /// matmul: [{dtype, shape, tokens, matvecGflopPerS, matvecF16GflopPerS, tiledGflopPerS, …}]}.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: &Args) -> Result<String, CliError> {
     match (args.what.as_str(), &args.model) {
-        ("kernels", _) => {}
+        ("kernels" | "matmul", _) => {}
         ("model", Some(path)) if args.device == "cpu" || args.device == "gpu" => return bench_model(args, path),
         ("model", Some(_)) => return Err(CliError { code: "Usage", message: format!("unknown device {:?} (gpu or cpu)", args.device) }),
         ("embed", Some(dir)) => return super::embed::bench(dir, &args.device, args.batch.max(1), if args.quick { 3 } else { 10 }, args.json),
@@ -51,7 +57,7 @@ pub fn run(args: &Args) -> Result<String, CliError> {
         _ => {
             return Err(CliError {
                 code: "Usage",
-                message: format!("unknown benchmark {:?} (try: kernels, model --model FILE [--device cpu], embed --model DIR, or encoder --model DIR)", args.what),
+                message: format!("unknown benchmark {:?} (try: kernels, matmul, model --model FILE [--device cpu], embed --model DIR, or encoder --model DIR)", args.what),
             });
         }
     }
@@ -60,11 +66,17 @@ pub fn run(args: &Args) -> Result<String, CliError> {
         // `--precision` does not apply: the matvec rows are measured on both paths where the
         // device has two.
         let ctx = GpuContext::new().await.map_err(gpu_err)?;
-        let rows = bench_kernels(&ctx, args.quick).await.map_err(gpu_err)?;
+        // `bench matmul`: only the matvec-against-tiled rows.
+        let rows = if args.what == "kernels" { bench_kernels(&ctx, args.quick).await.map_err(gpu_err)? } else { Vec::new() };
+        // matvec against the tiled matmul at 1 … 1024 tokens (GFLOP/s).
+        let matmul = bench_matmul(&ctx, args.quick, &args.matmul_tokens).await.map_err(gpu_err)?;
         if args.json {
-            Ok(format!("{}\n", serde_json::json!({ "adapter": ctx.report, "rows": rows })))
+            Ok(format!("{}\n", serde_json::json!({ "adapter": ctx.report, "rows": rows, "matmul": matmul })))
         } else {
-            Ok(format!("adapter: {} ({}, {})\n{}", ctx.report.name, ctx.report.backend, ctx.report.device_type, table(&rows)))
+            Ok(format!(
+                "adapter: {} ({}, {})\n{}\nmatvec and the tiled matmul, GFLOP/s:\n{}",
+                ctx.report.name, ctx.report.backend, ctx.report.device_type, table(&rows), matmul_table(&matmul)
+            ))
         }
     })
 }

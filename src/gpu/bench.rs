@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::context::{GpuContext, Precision};
 use super::error::GpuError;
-use super::ops::{attention::Attention, matvec, new_encoder, norm::Norm};
+use super::ops::{attention::Attention, matmul, matvec, new_encoder, norm::Norm};
 use super::weights::GpuWeight;
 use crate::clock::now_ms;
 use crate::formats::DType;
@@ -167,6 +167,98 @@ pub fn table(rows: &[BenchRow]) -> String {
         out += &format!(
             "{:<18} {:<32} {:>10.3} {:>9.2} {:>9.2} {:>7.0}%\n",
             r.kernel, r.shape, r.ms, r.gb_per_s, r.gflop_per_s, 100.0 * r.of_copy_bandwidth
+        );
+    }
+    out
+}
+
+/// One shape of `bench_matmul`: the same product by matvec and by the tiled kernel.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MatmulRow {
+    pub dtype: String,
+    /// "rows x cols".
+    pub shape: String,
+    pub tokens: u32,
+    /// matvec on the f32 path (the tiled kernel's arithmetic).
+    pub matvec_gflop_per_s: f64,
+    /// matvec on the f16 path, where the device has shader-f16 and the weights take it.
+    pub matvec_f16_gflop_per_s: Option<f64>,
+    pub tiled_gflop_per_s: f64,
+    /// Tiled over matvec f32.
+    pub tiled_over_matvec: f64,
+    /// Tiled over the faster matvec path, where there are two.
+    pub tiled_over_best_matvec: f64,
+}
+
+/// Token counts of `bench_matmul`.
+pub const MATMUL_TOKENS: [u32; 5] = [1, 8, 64, 256, 1024];
+
+/// Measures `Y = X·Wᵀ` for a 1024 × 1024 weight (BERT-base-like: 768–3072) of F32, F16, Q4_K and
+/// Q8_0 at each of `token_counts` (`MATMUL_TOKENS` in `hugrt bench kernels`), by matvec (each
+/// path the device has) and by the tiled matmul with the device's tile. Iterations shrink with
+/// the work so a 1024-token product on a CPU adapter stays a few seconds.
+pub async fn bench_matmul(ctx: &GpuContext, quick: bool, token_counts: &[u32]) -> Result<Vec<MatmulRow>, GpuError> {
+    let (n, k) = (1024u64, 1024u64);
+    let mut rng = crate::rng::SeededRng::new(2);
+    let was = ctx.precision();
+    let f16 = ctx.preferred_precision() == Precision::F16;
+    let tile = matmul::Tile::for_device(ctx)?;
+    let mut out = Vec::new();
+    for dtype in [DType::F32, DType::F16, DType::Q4_K, DType::Q8_0] {
+        let bytes = rng.tensor_bytes(dtype, (n * k) as usize);
+        let w = GpuWeight::upload(ctx, "W", dtype, n, k, &bytes)?;
+        for &tokens in token_counts {
+            let flops = 2.0 * (n * k) as f64 * f64::from(tokens);
+            // About 2 GFLOP per measurement (quick: 0.5), between 1 and 20 runs.
+            let iters = ((if quick { 0.5e9 } else { 2e9 }) / flops).clamp(1.0, if quick { 3.0 } else { 20.0 }) as u32;
+            let x = ctx.storage_from("bench", "x", &rng.signed_unit_vec((k * u64::from(tokens)) as usize))?;
+            let y = ctx.storage_output("bench", "y", n * u64::from(tokens) * 4)?;
+            let gflops = |ms: f64| flops / ms / 1e6;
+            let measure = async |tiled: bool, precision: Precision| -> Result<f64, GpuError> {
+                ctx.set_precision(precision)?;
+                let ms = time(ctx, iters, |mut e| {
+                    let (w, x, y) = (&w, &x, &y);
+                    async move {
+                        if tiled {
+                            matmul::encode_with_tile(ctx, &mut e, tile, w, tokens, x, y).await?;
+                        } else {
+                            matvec::encode(ctx, &mut e, w, tokens, x, y).await?;
+                        }
+                        Ok(e)
+                    }
+                })
+                .await;
+                ctx.set_precision(was)?;
+                ms
+            };
+            let mv = gflops(measure(false, Precision::F32).await?);
+            let mv16 = if f16 && matvec::f16_pays(dtype) { Some(gflops(measure(false, Precision::F16).await?)) } else { None };
+            let tiled = gflops(measure(true, Precision::F32).await?);
+            let best = mv16.map_or(mv, |m| m.max(mv));
+            out.push(MatmulRow {
+                dtype: dtype.to_string(),
+                shape: format!("{n}x{k}"),
+                tokens,
+                matvec_gflop_per_s: mv,
+                matvec_f16_gflop_per_s: mv16,
+                tiled_gflop_per_s: tiled,
+                tiled_over_matvec: tiled / mv,
+                tiled_over_best_matvec: tiled / best,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `bench_matmul`'s rows as an aligned text table (GFLOP/s).
+pub fn matmul_table(rows: &[MatmulRow]) -> String {
+    let mut out = format!("{:<6} {:<10} {:>6} {:>12} {:>12} {:>12} {:>9} {:>9}\n", "dtype", "W", "tokens", "matvec f32", "matvec f16", "tiled", "tiled/mv", "/best mv");
+    for r in rows {
+        let f16 = r.matvec_f16_gflop_per_s.map_or("-".to_owned(), |g| format!("{g:.2}"));
+        out += &format!(
+            "{:<6} {:<10} {:>6} {:>12.2} {:>12} {:>12.2} {:>9.2} {:>9.2}\n",
+            r.dtype, r.shape, r.tokens, r.matvec_gflop_per_s, f16, r.tiled_gflop_per_s, r.tiled_over_matvec, r.tiled_over_best_matvec
         );
     }
     out

@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod elementwise;
 pub mod embedding;
+pub mod matmul;
 pub mod matvec;
 pub mod norm;
 pub mod patches;
@@ -45,11 +46,16 @@ pub(crate) struct Dispatch<'a, P: bytemuck::Pod> {
 
 impl<P: bytemuck::Pod> Dispatch<'_, P> {
     pub async fn encode(self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder) -> Result<(), GpuError> {
+        self.encode_with_tile(ctx, encoder, None).await
+    }
+
+    /// `encode` with the tile overrides of modules that have them (matmul.wgsl).
+    pub async fn encode_with_tile(self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, tile: Option<matmul::Tile>) -> Result<(), GpuError> {
         let op = self.entry_point;
         if self.buffers.len() + 1 != self.shader.bindings().len() {
             return Err(GpuError::Shape { op: "dispatch", detail: format!("{op}: {} buffers for {} bindings", self.buffers.len(), self.shader.bindings().len()) });
         }
-        let key = PipelineKey { shader: self.shader, entry_point: self.entry_point, workgroup_size: self.workgroup_size, kind: self.kind, threads_per_row: self.threads_per_row };
+        let key = PipelineKey { shader: self.shader, entry_point: self.entry_point, workgroup_size: self.workgroup_size, kind: self.kind, threads_per_row: self.threads_per_row, tile };
         let pipeline = ctx.pipeline(key).await?;
         let uniforms = ctx.uniform(op, &self.params);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniforms.as_entire_binding() }];

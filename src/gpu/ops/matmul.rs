@@ -1,0 +1,359 @@
+//! `Y = X·Wᵀ` for many tokens (prefill, encoder passes): a shared-memory tiled matrix product
+//! (shaders/matmul.wgsl). Each workgroup decodes a BN × 32 slice of W into workgroup memory once
+//! and multiplies it with a BM × 32 slice of X, so a weight value is decoded once per BM tokens
+//! (64 by default), where `matvec` decodes it once per 8.
+//!
+//! `encode` always multiplies in f32 (the weights are decoded to f32 in workgroup memory), on
+//! every device; `encode_auto` picks between it and `matvec` (which for a few tokens reads each
+//! weight once and may use f16 products) by the token count (`pick`: from `MIN_TILED_TOKENS`
+//! tokens on, or `MIN_TILED_TOKENS_F16` where matvec would take its f16 path).
+
+use serde::Serialize;
+
+use crate::check::{Comparison, gamma_f32};
+use crate::formats::{DType, quant};
+use crate::gpu::context::{GpuContext, Precision};
+use crate::gpu::error::GpuError;
+use crate::gpu::ops::{Dispatch, check_len, grid, matvec, new_encoder, submit};
+use crate::gpu::shaders::ShaderId;
+use crate::gpu::weights::GpuWeight;
+
+const OP: &str = "matmul";
+
+/// Uniforms of `shaders/matmul.wgsl` (`struct MatmulParams`); a test checks the layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MatmulParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub groups_x: u32,
+    pub row_offset: u32,
+    pub tokens: u32,
+    pub out_stride: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// Values of the K dimension per step (the shader's `BK`): one block of the 32-value formats,
+/// a sub-block of the K-quants.
+pub const K_STEP: u32 = 32;
+
+/// Tokens and rows one invocation handles (4 × 4 outputs, a vec4 of rows per token).
+pub const PER_THREAD: u32 = 4;
+
+/// The tile overrides of matmul.wgsl: a workgroup computes `bm` tokens × `bn` rows of Y (both
+/// multiples of 4), each of its (bm / 4)·(bn / 4) invocations 4 × 4 of them. Part of the
+/// pipeline key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Tile {
+    pub bm: u32,
+    pub bn: u32,
+}
+
+impl Tile {
+    /// 64 × 64 outputs: 256 invocations and 16 KiB of workgroup memory, what WebGPU guarantees
+    /// every device (and SwiftShader's maximum of invocations).
+    pub const DEFAULT: Tile = Tile { bm: 64, bn: 64 };
+    /// 32 × 32 outputs: 64 invocations, 8 KiB.
+    pub const SMALL: Tile = Tile { bm: 32, bn: 32 };
+
+    /// Invocations per workgroup.
+    pub fn invocations(self) -> u32 {
+        (self.bm / PER_THREAD) * (self.bn / PER_THREAD)
+    }
+
+    /// Bytes of workgroup memory (the X and W tiles, f32).
+    pub fn workgroup_bytes(self) -> u64 {
+        (u64::from(self.bm) + u64::from(self.bn)) * u64::from(K_STEP) * 4
+    }
+
+    /// The overrides in the order the pipeline cache sets them.
+    pub fn overrides(self) -> [(&'static str, f64); 2] {
+        [("BM", f64::from(self.bm)), ("BN", f64::from(self.bn))]
+    }
+
+    /// Whether the tile is well formed (bm, bn non-zero multiples of 4) and fits `ctx`'s limits
+    /// on invocations and workgroup memory.
+    pub fn check(self, ctx: &GpuContext) -> Result<(), GpuError> {
+        let err = |detail: String| Err(GpuError::Shape { op: OP, detail: format!("tile {self:?}: {detail}") });
+        if self.bm == 0 || self.bn == 0 || !self.bm.is_multiple_of(PER_THREAD) || !self.bn.is_multiple_of(PER_THREAD) {
+            return err(format!("bm and bn must be non-zero multiples of {PER_THREAD}"));
+        }
+        let inv = u64::from(self.bm / PER_THREAD) * u64::from(self.bn / PER_THREAD);
+        let l = &ctx.limits;
+        let max_inv = l.max_compute_invocations_per_workgroup.min(l.max_compute_workgroup_size_x);
+        if inv > u64::from(max_inv) {
+            return err(format!("{inv} invocations (device: {max_inv})"));
+        }
+        if self.workgroup_bytes() > u64::from(l.max_compute_workgroup_storage_size) {
+            return err(format!("{} bytes of workgroup memory (device: {})", self.workgroup_bytes(), l.max_compute_workgroup_storage_size));
+        }
+        Ok(())
+    }
+
+    /// The tile `encode` uses on `ctx`: `DEFAULT`, or `SMALL` where the device allows less.
+    pub fn for_device(ctx: &GpuContext) -> Result<Tile, GpuError> {
+        if Tile::DEFAULT.check(ctx).is_ok() { Ok(Tile::DEFAULT) } else { Tile::SMALL.check(ctx).map(|_| Tile::SMALL) }
+    }
+}
+
+/// From this many tokens on, `encode_auto` takes the tiled kernel where matvec would multiply in
+/// f32; below, matvec. Measured with `hugrt bench matmul --matmul-tokens 8,16,24,32,48,64` on
+/// lavapipe (2 shared cores, 1024 × 1024 weights): the tiled kernel overtook f32 matvec between
+/// 16 and 24 tokens for F32, F16, Q4_K and Q8_0 (1.5–2.5x at 24, 4–7x at 64 for F32/F16).
+pub const MIN_TILED_TOKENS: u32 = 24;
+
+/// The same where matvec would take its f16 path (block formats on a device with shader-f16):
+/// there the tiled kernel (f32) overtook it between 32 and 48 tokens (Q4_K 0.87x at 32, 1.2x at
+/// 48; Q8_0 0.86x, 1.5x).
+pub const MIN_TILED_TOKENS_F16: u32 = 48;
+
+/// The token count from which `pick` takes the tiled kernel for weights of `dtype` on `ctx`.
+pub fn min_tiled_tokens(ctx: &GpuContext, dtype: DType) -> u32 {
+    match matvec::path(ctx, dtype) {
+        Precision::F16 => MIN_TILED_TOKENS_F16,
+        Precision::F32 => MIN_TILED_TOKENS,
+    }
+}
+
+/// Which kernel `encode_auto` records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernel {
+    /// `matvec::encode`: one weight row per workgroup, tokens in tiles of 8.
+    Matvec,
+    /// `matmul::encode`: workgroup tiles of tokens × rows over weights decoded into workgroup memory.
+    Tiled,
+}
+
+/// The kernel for `tokens` rows of activations times weights of `dtype` on `ctx`: matvec below
+/// `min_tiled_tokens` (a few tokens read every weight about once either way, matvec spreads a
+/// row over many invocations and may use f16 products, while a 64-token tile would be mostly
+/// padding), the tiled kernel from there on.
+pub fn pick(ctx: &GpuContext, dtype: DType, tokens: u32) -> Kernel {
+    if tokens < min_tiled_tokens(ctx, dtype) { Kernel::Matvec } else { Kernel::Tiled }
+}
+
+/// `Y = X·Wᵀ` by the kernel `pick` chooses; same arguments and result as `matvec::encode`.
+pub async fn encode_auto(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    w: &GpuWeight,
+    tokens: u32,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Result<Precision, GpuError> {
+    match pick(ctx, w.dtype, tokens) {
+        Kernel::Matvec => matvec::encode(ctx, encoder, w, tokens, x, y).await,
+        Kernel::Tiled => encode(ctx, encoder, w, tokens, x, y).await,
+    }
+}
+
+/// Records `Y = X·Wᵀ` for `tokens` rows of `x` (tokens, cols) into `y` (tokens, rows) with the
+/// device's tile (`Tile::for_device`): one dispatch per part of `w`. Always the f32 path.
+pub async fn encode(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    w: &GpuWeight,
+    tokens: u32,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Result<Precision, GpuError> {
+    encode_with_tile(ctx, encoder, Tile::for_device(ctx)?, w, tokens, x, y).await
+}
+
+/// `encode` with a given tile (benchmarks and tests of other tiles).
+pub async fn encode_with_tile(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    tile: Tile,
+    w: &GpuWeight,
+    tokens: u32,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Result<Precision, GpuError> {
+    tile.check(ctx)?;
+    if tokens == 0 {
+        return Err(GpuError::Shape { op: OP, detail: "no tokens".into() });
+    }
+    // The shader indexes X by t·cols + c and Y by t·rows + r in u32.
+    if u64::from(tokens) * u64::from(w.cols.max(w.rows)) > u64::from(u32::MAX) {
+        return Err(GpuError::Shape { op: OP, detail: format!("{tokens} tokens of {} values overflow u32 indexing", w.cols.max(w.rows)) });
+    }
+    check_len(OP, "x", x, u64::from(tokens) * u64::from(w.cols))?;
+    check_len(OP, "y", y, u64::from(tokens) * u64::from(w.rows))?;
+    let kind = matvec::kind(w.dtype)?;
+    let token_tiles = tokens.div_ceil(tile.bm);
+    if token_tiles > ctx.limits.max_compute_workgroups_per_dimension {
+        return Err(GpuError::Shape { op: OP, detail: format!("{tokens} tokens exceed the dispatch grid") });
+    }
+    for part in &w.parts {
+        let (gx, gy, _) = grid(ctx, OP, u64::from(part.rows.div_ceil(tile.bn)))?;
+        let params = MatmulParams { rows: part.rows, cols: w.cols, groups_x: gx, row_offset: part.first_row, tokens, out_stride: w.rows, _pad0: 0, _pad1: 0 };
+        Dispatch {
+            shader: ShaderId::Matmul,
+            entry_point: "matmul",
+            workgroup_size: tile.invocations(),
+            kind: Some(kind),
+            threads_per_row: None,
+            params,
+            // W part (part.rows, cols) in blocks; x (tokens, cols); y (tokens, out_stride)
+            buffers: &[&part.buffer, x, y],
+            groups: (gx, gy, token_tiles),
+        }
+        .encode_with_tile(ctx, encoder, Some(tile))
+        .await?;
+    }
+    Ok(Precision::F32)
+}
+
+/// Uploads `x` (tokens × cols), runs the tiled `X·Wᵀ` with `tile` and reads `Y` (tokens × rows)
+/// back: for tests, checks and benchmarks.
+pub async fn run(ctx: &GpuContext, tile: Tile, w: &GpuWeight, x: &[f32]) -> Result<Vec<f32>, GpuError> {
+    if x.is_empty() || !x.len().is_multiple_of(w.cols as usize) {
+        return Err(GpuError::Shape { op: OP, detail: format!("x has {} values, W has {} columns", x.len(), w.cols) });
+    }
+    let tokens = u32::try_from(x.len() / w.cols as usize).map_err(|_| GpuError::Shape { op: OP, detail: "more than 2^32 tokens".into() })?;
+    let x_buf = ctx.storage_from(OP, "x", x)?;
+    let y_buf = ctx.storage_output(OP, "y", u64::from(tokens) * u64::from(w.rows) * 4)?;
+    let mut encoder = new_encoder(ctx, OP);
+    encode_with_tile(ctx, &mut encoder, tile, w, tokens, &x_buf, &y_buf).await?;
+    submit(ctx, OP, encoder).await?;
+    ctx.read_f32(&y_buf, tokens as usize * w.rows as usize).await
+}
+
+/// The bound on |GPU − exact| per output: every output is one invocation's running f32 sum of
+/// its row's `cols` products in column order (zeros padded past the last column add exactly),
+/// so the chain is `cols` multiply-adds; the decode of a value (value_of) adds at most 3
+/// roundings relative to that value, as matvec's bound counts. Higham's γ(cols + 3) times
+/// Σ|W·x|, plus one f32 underflow per product: rigorous for any rounding mode and fused
+/// multiply-adds, so a pass is never luck and a wrong index fails.
+pub fn error_bound(cols: u32, abs_sums: &[f64]) -> impl Fn(usize) -> f64 + '_ {
+    let gamma = gamma_f32(u64::from(cols) + 3);
+    let flush = f64::from(cols) * f64::from(f32::MIN_POSITIVE);
+    move |i| gamma * abs_sums[i] + flush
+}
+
+/// CPU reference: `X·Wᵀ` in f64 from the weights dequantized row by row (each row once, never
+/// the whole matrix), for `x` of (tokens, cols); returns Y (tokens, rows) and Σ|W·x| per output.
+pub fn reference(dtype: DType, w_bytes: &[u8], x: &[f32], cols: usize) -> Result<(Vec<f64>, Vec<f64>), GpuError> {
+    let bad = |detail: String| GpuError::Shape { op: OP, detail };
+    let row_bytes = dtype.bytes_for(cols as u64).filter(|&b| b > 0).ok_or_else(|| bad(format!("{cols} columns are not whole {dtype} blocks")))? as usize;
+    if cols == 0 || !x.len().is_multiple_of(cols) || !w_bytes.len().is_multiple_of(row_bytes) {
+        return Err(bad(format!("x has {} values and W {} bytes for {cols} columns", x.len(), w_bytes.len())));
+    }
+    let (rows, tokens) = (w_bytes.len() / row_bytes, x.len() / cols);
+    let (mut y, mut abs_sums) = (vec![0f64; tokens * rows], vec![0f64; tokens * rows]);
+    let mut row = Vec::with_capacity(cols);
+    for (r, rb) in w_bytes.chunks_exact(row_bytes).enumerate() {
+        row.clear();
+        quant::dequantize_into(dtype, rb, &mut row).map_err(|e| bad(e.to_string()))?;
+        for (t, xt) in x.chunks_exact(cols).enumerate() {
+            let (mut sum, mut abs_sum) = (0f64, 0f64);
+            for (&wv, &xv) in row.iter().zip(xt) {
+                let p = f64::from(wv) * f64::from(xv);
+                sum += p;
+                abs_sum += p.abs();
+            }
+            y[t * rows + r] = sum;
+            abs_sums[t * rows + r] = abs_sum;
+        }
+    }
+    Ok((y, abs_sums))
+}
+
+/// The outcome of `check_against_reference`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MatmulCheck {
+    /// Against `error_bound`.
+    #[serde(flatten)]
+    pub comparison: Comparison,
+    pub tile: Tile,
+    /// The largest |GPU − exact| / Σ|W·x| over the outputs.
+    pub max_rel_err: f64,
+}
+
+impl std::fmt::Display for MatmulCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = self.tile;
+        write!(f, "tile {}x{}, max |err|/Σ|w·x| {:.2e}: {}", t.bm, t.bn, self.max_rel_err, self.comparison)
+    }
+}
+
+/// Runs a seeded random `tokens × cols` by `rows × cols` product of `dtype` through the tiled
+/// kernel with `tile` (the device's when None), weights split into parts of at most
+/// `max_part_bytes` when given, and compares it with the CPU reference under `error_bound`.
+/// Shared by the native and browser tests.
+#[allow(clippy::too_many_arguments)]
+pub async fn check_against_reference(
+    ctx: &GpuContext,
+    tile: Option<Tile>,
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+    tokens: usize,
+    seed: u64,
+    max_part_bytes: Option<u64>,
+) -> Result<MatmulCheck, GpuError> {
+    let tile = match tile {
+        Some(t) => t,
+        None => Tile::for_device(ctx)?,
+    };
+    let mut rng = crate::rng::SeededRng::new(seed);
+    let w_bytes = rng.tensor_bytes(dtype, rows * cols);
+    let x = rng.signed_unit_vec(tokens * cols);
+    let w = GpuWeight::new(ctx, "W", dtype, rows as u64, cols as u64, max_part_bytes)?;
+    w.write_rows(ctx, 0, &w_bytes)?;
+    let y = run(ctx, tile, &w, &x).await?;
+    let (expected, abs_sums) = reference(dtype, &w_bytes, &x, cols)?;
+    let comparison = Comparison::elementwise(&y, &expected, error_bound(w.cols, &abs_sums));
+    let max_rel_err = y
+        .iter()
+        .zip(&expected)
+        .zip(&abs_sums)
+        .map(|((&g, &e), &a)| (f64::from(g) - e).abs() / a.max(f64::MIN_POSITIVE))
+        .fold(0.0, f64::max);
+    Ok(MatmulCheck { comparison, tile, max_rel_err })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_on_a_known_case() {
+        // W = [[1, 2, 3], [-4, 5, -6]]; X = [[1, 0.5, -1], [0, 1, 2]] → Y = [[-1, 4.5], [8, -7]]
+        let w: Vec<u8> = [1.0f32, 2.0, 3.0, -4.0, 5.0, -6.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let (y, abs) = reference(DType::F32, &w, &[1.0, 0.5, -1.0, 0.0, 1.0, 2.0], 3).unwrap();
+        assert_eq!(y, vec![-1.0, 4.5, 8.0, -7.0]);
+        assert_eq!(abs, vec![5.0, 12.5, 8.0, 17.0]);
+    }
+
+    #[test]
+    fn reference_agrees_with_matvec_per_token() {
+        let mut rng = crate::rng::SeededRng::new(3);
+        let (rows, cols, tokens) = (5, 64, 3);
+        let w = rng.tensor_bytes(DType::Q4_1, rows * cols);
+        let x = rng.signed_unit_vec(tokens * cols);
+        let (y, _) = reference(DType::Q4_1, &w, &x, cols).unwrap();
+        for (t, xt) in x.chunks_exact(cols).enumerate() {
+            let (yt, _) = matvec::reference(DType::Q4_1, &w, xt).unwrap();
+            assert_eq!(&y[t * rows..(t + 1) * rows], &yt[..]);
+        }
+    }
+
+    #[test]
+    fn reference_rejects_ragged_inputs() {
+        assert!(reference(DType::F32, &[0u8; 12], &[0.0; 4], 3).is_err());
+        assert!(reference(DType::Q8_0, &[0u8; 34], &[0.0; 32], 31).is_err());
+    }
+
+    #[test]
+    fn tiles_count_invocations_and_memory() {
+        assert_eq!(Tile::DEFAULT.invocations(), 256);
+        assert_eq!(Tile::DEFAULT.workgroup_bytes(), 16 * 1024);
+        assert_eq!(Tile::SMALL.invocations(), 64);
+        assert_eq!(Tile { bm: 64, bn: 128 }.workgroup_bytes(), 24 * 1024);
+    }
+}
