@@ -14,7 +14,7 @@ use crate::formats::TensorInfo;
 use crate::generate::{Next, Pick};
 use crate::gpu::ops::attention::Attention;
 use crate::gpu::ops::elementwise::Elementwise;
-use crate::gpu::ops::{embedding, matvec, new_encoder, pool, reduce, rope, submit};
+use crate::gpu::ops::{embedding, matmul, new_encoder, pool, reduce, rope, submit};
 use crate::gpu::weights::GpuWeight;
 use crate::gpu::{GpuContext, GpuError};
 use crate::models::{ModelError, RangeReader};
@@ -262,14 +262,14 @@ impl Backend for Gpu {
         let ctx = self.ctx.clone();
         match bias {
             None => {
-                matvec::encode(&ctx, self.encoder()?, w, x.rows, x.buffer(), y.buffer()).await?;
+                matmul::encode_auto(&ctx, self.encoder()?, w, x.rows, x.buffer(), y.buffer()).await?;
                 Ok(y)
             }
             Some(bias) => {
                 if bias.len != w.rows {
                     return Err(shape(format!("a bias of {} for {} ({} rows)", bias.len, w.name, w.rows)));
                 }
-                matvec::encode(&ctx, self.encoder()?, w, x.rows, x.buffer(), y.buffer()).await?;
+                matmul::encode_auto(&ctx, self.encoder()?, w, x.rows, x.buffer(), y.buffer()).await?;
                 self.add_tiled(&y, bias).await
             }
         }
