@@ -43,6 +43,15 @@ pub struct CachedAttention {
     pub scale: f32,
 }
 
+/// Refuses `values` that are not a (rows, cols) matrix: for `matrix_from_values` and
+/// `table_from_values` on every backend.
+pub(crate) fn check_values(name: &str, values: &[f32], rows: u32, cols: u32) -> Result<(), ModelError> {
+    if values.len() as u64 != u64::from(rows) * u64::from(cols) {
+        return Err(ModelError::Tensor { name: name.into(), problem: format!("{} values for ({rows}, {cols})", values.len()) });
+    }
+    Ok(())
+}
+
 /// Self-attention of each sequence of a batch over its own tokens (an encoder's).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchAttention {

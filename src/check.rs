@@ -124,6 +124,12 @@ pub fn gamma_f32(k: u64) -> f64 {
     ku / (1.0 - ku)
 }
 
+/// The largest |got − exact| / Σ|terms| over the outputs of a product: its error relative to each
+/// output's magnitude, comparable across kernels, paths and weight types.
+pub fn max_relative_error(got: &[f32], exact: &[f64], abs_sums: &[f64]) -> f64 {
+    got.iter().zip(exact).zip(abs_sums).map(|((&g, &e), &a)| (f64::from(g) - e).abs() / a.max(f64::MIN_POSITIVE)).fold(0.0, f64::max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

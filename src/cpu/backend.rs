@@ -42,6 +42,12 @@ impl CpuBatch {
     }
 }
 
+/// `values` as a (rows, cols) tensor, checked.
+fn rows_tensor(name: &str, values: &[f32], rows: u32, cols: u32) -> Result<Tensor, ModelError> {
+    crate::backend::check_values(name, values, rows, cols)?;
+    Tensor::from_slice(values, (rows as usize, cols as usize), &Device::Cpu).map_err(cpu_err)
+}
+
 fn values(x: &Tensor) -> Result<Vec<f32>, ModelError> {
     x.flatten_all().and_then(|x| x.to_vec1::<f32>()).map_err(cpu_err)
 }
@@ -87,10 +93,7 @@ impl Backend for Cpu {
     }
 
     fn matrix_from_values(&self, name: &str, values: &[f32], rows: u32, cols: u32) -> Result<Matrix, ModelError> {
-        if values.len() as u64 != u64::from(rows) * u64::from(cols) {
-            return Err(ModelError::Tensor { name: name.into(), problem: format!("{} values for ({rows}, {cols})", values.len()) });
-        }
-        Matrix::transposed(Tensor::from_slice(values, (rows as usize, cols as usize), &Device::Cpu).map_err(cpu_err)?)
+        Matrix::transposed(rows_tensor(name, values, rows, cols)?)
     }
 
     async fn matrices(&self, ts: &[&TensorInfo], read: &mut impl RangeReader, rows: &[u32], cols: u32) -> Result<Vec<Matrix>, ModelError> {
@@ -119,11 +122,7 @@ impl Backend for Cpu {
     }
 
     fn table_from_values(&self, name: &str, values: &[f32], rows: u32, cols: u32) -> Result<Matrix, ModelError> {
-        if values.len() as u64 != u64::from(rows) * u64::from(cols) {
-            return Err(ModelError::Tensor { name: name.into(), problem: format!("{} values for ({rows}, {cols})", values.len()) });
-        }
-        let t = Tensor::from_slice(values, (rows as usize, cols as usize), &Device::Cpu).map_err(cpu_err)?;
-        Ok(Matrix::Candle(candle_core::quantized::QMatMul::Tensor(t)))
+        Ok(Matrix::Candle(candle_core::quantized::QMatMul::Tensor(rows_tensor(name, values, rows, cols)?)))
     }
 
     fn vector(&self, values: &[f32]) -> Result<Tensor, ModelError> {
@@ -329,9 +328,7 @@ impl Backend for Cpu {
     async fn patches(&mut self, inputs: &[f32], n: u32, patches: Patches, layout: Layout) -> Result<Tensor, ModelError> {
         // The reference indexes `inputs` up to the last input's last element: check it holds them.
         let p = &patches;
-        let last = u64::from(p.channels - 1) * u64::from(layout.c) + u64::from(p.height - 1) * u64::from(layout.y) + u64::from(p.width - 1) * u64::from(layout.x);
-        let needed = u64::from(n.max(1) - 1) * u64::from(layout.image) + last + 1;
-        if n == 0 || (inputs.len() as u64) < needed {
+        if n == 0 || (inputs.len() as u64) < p.input_len(n, layout) {
             return Err(shape(format!("{} values for {n} inputs of {p:?}", inputs.len())));
         }
         from_values(p.reference(n, layout, inputs), (n * p.rows()) as usize, p.cols() as usize)

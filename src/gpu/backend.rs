@@ -220,9 +220,7 @@ impl Backend for Gpu {
     }
 
     fn matrix_from_values(&self, name: &str, values: &[f32], rows: u32, cols: u32) -> Result<GpuWeight, ModelError> {
-        if values.len() as u64 != u64::from(rows) * u64::from(cols) {
-            return Err(ModelError::Tensor { name: name.into(), problem: format!("{} values for ({rows}, {cols})", values.len()) });
-        }
+        crate::backend::check_values(name, values, rows, cols)?;
         Ok(GpuWeight::upload(&self.ctx, name, crate::formats::DType::F32, u64::from(rows), u64::from(cols), bytemuck::cast_slice(values))?)
     }
 

@@ -308,12 +308,7 @@ pub async fn check_against_reference(
     let y = run(ctx, tile, &w, &x).await?;
     let (expected, abs_sums) = reference(dtype, &w_bytes, &x, cols)?;
     let comparison = Comparison::elementwise(&y, &expected, error_bound(w.cols, &abs_sums));
-    let max_rel_err = y
-        .iter()
-        .zip(&expected)
-        .zip(&abs_sums)
-        .map(|((&g, &e), &a)| (f64::from(g) - e).abs() / a.max(f64::MIN_POSITIVE))
-        .fold(0.0, f64::max);
+    let max_rel_err = crate::check::max_relative_error(&y, &expected, &abs_sums);
     Ok(MatmulCheck { comparison, tile, max_rel_err })
 }
 

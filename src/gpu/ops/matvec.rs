@@ -334,27 +334,10 @@ pub fn f16_sums(dtype: DType, w_bytes: &[u8], x: &[f32], cols: usize) -> Result<
     Ok(sums)
 }
 
-/// CPU reference for one token: `W·x` in f64 from the weights dequantized row by row (never the
-/// whole matrix at once), and Σ|W·x| per row for the error bound.
+/// CPU reference for one token: `W·x` in f64 (`matmul::reference` of one token: the weights
+/// dequantized row by row, never the whole matrix at once), and Σ|W·x| per row for the error bound.
 pub fn reference(dtype: DType, w_bytes: &[u8], x: &[f32]) -> Result<(Vec<f64>, Vec<f64>), GpuError> {
-    let cols = x.len() as u64;
-    let row_bytes = dtype.bytes_for(cols).filter(|&b| b > 0).ok_or_else(|| GpuError::Shape { op: OP, detail: "bad row".into() })? as usize;
-    let mut y = Vec::with_capacity(w_bytes.len() / row_bytes);
-    let mut abs_sums = Vec::with_capacity(w_bytes.len() / row_bytes);
-    let mut row = Vec::with_capacity(x.len());
-    for row_bytes in w_bytes.chunks_exact(row_bytes) {
-        row.clear();
-        quant::dequantize_into(dtype, row_bytes, &mut row).map_err(|e| GpuError::Shape { op: OP, detail: e.to_string() })?;
-        let (mut sum, mut abs_sum) = (0.0f64, 0.0f64);
-        for (&wv, &xv) in row.iter().zip(x) {
-            let p = f64::from(wv) * f64::from(xv);
-            sum += p;
-            abs_sum += p.abs();
-        }
-        y.push(sum);
-        abs_sums.push(abs_sum);
-    }
-    Ok((y, abs_sums))
+    super::matmul::reference(dtype, w_bytes, x, x.len())
 }
 
 /// The outcome of `check_against_reference`.
@@ -396,12 +379,7 @@ pub async fn check_against_reference(
     let w = GpuWeight::new(ctx, "W", dtype, rows as u64, cols as u64, max_part_bytes)?;
     w.write_rows(ctx, 0, &w_bytes)?;
     let (y, precision) = run_reporting(ctx, &w, &x).await?;
-    let (mut expected, mut abs_sums) = (Vec::with_capacity(y.len()), Vec::with_capacity(y.len()));
-    for xt in x.chunks_exact(cols) {
-        let (e, a) = reference(dtype, &w_bytes, xt)?;
-        expected.extend(e);
-        abs_sums.extend(a);
-    }
+    let (expected, abs_sums) = super::matmul::reference(dtype, &w_bytes, &x, cols)?;
     let tpr = threads_per_row(dtype, w.cols, min_steps_per_thread(ctx));
     let comparison = match precision {
         Precision::F32 => Comparison::elementwise(&y, &expected, error_bound(dtype, w.cols, tpr, &abs_sums)),
@@ -410,12 +388,7 @@ pub async fn check_against_reference(
             Comparison::elementwise(&y, &expected, error_bound_f16(dtype, w.cols, tpr, &sums))
         }
     };
-    let max_rel_err = y
-        .iter()
-        .zip(&expected)
-        .zip(&abs_sums)
-        .map(|((&g, &e), &a)| (f64::from(g) - e).abs() / a.max(f64::MIN_POSITIVE))
-        .fold(0.0, f64::max);
+    let max_rel_err = crate::check::max_relative_error(&y, &expected, &abs_sums);
     Ok(MatvecCheck { comparison, precision, max_rel_err })
 }
 

@@ -96,10 +96,15 @@ impl Patches {
         Layout { c: self.height * self.width, y: self.width, x: 1, image: self.channels * self.height * self.width }
     }
 
+    /// Values of `x` that `batch` images in `layout` span: up to the last image's last element.
+    pub fn input_len(&self, batch: u32, layout: Layout) -> u64 {
+        let last = u64::from(self.channels - 1) * u64::from(layout.c) + u64::from(self.height - 1) * u64::from(layout.y) + u64::from(self.width - 1) * u64::from(layout.x);
+        u64::from(batch.max(1) - 1) * u64::from(layout.image) + last + 1
+    }
+
     /// Records the patches of `batch` images of `x` (in `layout`) into `y`.
     pub async fn encode(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, batch: u32, layout: Layout, x: &wgpu::Buffer, y: &wgpu::Buffer) -> Result<(), GpuError> {
-        let last = u64::from(self.channels - 1) * u64::from(layout.c) + u64::from(self.height - 1) * u64::from(layout.y) + u64::from(self.width - 1) * u64::from(layout.x);
-        let x_len = u64::from(batch.max(1) - 1) * u64::from(layout.image) + last + 1;
+        let x_len = self.input_len(batch, layout);
         let n = u64::from(batch) * u64::from(self.rows()) * u64::from(self.cols());
         if batch == 0 || n > u64::from(u32::MAX) || x_len > u64::from(u32::MAX) {
             return Err(GpuError::Shape { op: OP, detail: format!("{batch} images of {self:?}") });
