@@ -156,6 +156,14 @@ export interface ModelInfo {
   /** Why `device: 'auto'` chose the CPU, when it did. */
   fallbackReason?: string | null;
   worker?: boolean;
+  /** Feature extraction: values per embedding, the pooling modes (concatenated), whether a
+   *  Normalize module ends the pipeline, the named prompts and the default one, tokens per text. */
+  dims?: number;
+  pooling?: Array<'cls' | 'max' | 'mean' | 'mean_sqrt_len_tokens' | 'weightedmean' | 'lasttoken'>;
+  normalized?: boolean;
+  prompts?: Record<string, string>;
+  defaultPromptName?: string | null;
+  maxSeqLength?: number;
   [key: string]: unknown;
 }
 
@@ -198,15 +206,22 @@ export class TextGenerationPipeline {
 }
 
 export interface Embeddings {
-  /** Row-major [n, d], each row L2-normalised. */
+  /** Row-major [n, d]; each row of unit length where the model ends in Normalize (`info.normalized`). */
   data: Float32Array;
   dims: [number, number];
+}
+
+export interface EmbedOptions {
+  /** One of `info.prompts` (e.g. 'query'), put before each text. */
+  promptName?: string;
+  /** A prompt text put before each text (instead of a named one). */
+  prompt?: string;
 }
 
 export class FeatureExtractionPipeline {
   readonly task: 'feature-extraction';
   readonly info: ModelInfo;
-  embed(texts: string | string[]): Promise<Embeddings>;
+  embed(texts: string | string[], options?: EmbedOptions): Promise<Embeddings>;
   dispose(): void;
 }
 

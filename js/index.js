@@ -151,6 +151,15 @@ async function listFiles(endpoint, repo, revision, signal) {
 }
 const SAFETENSORS_TEXT = ['config.json', 'tokenizer.json', 'model.safetensors'];
 
+/**
+ * The sentence-transformers files of a repo listing: those at the root, and the config and
+ * safetensors weights of its module folders (`1_Pooling/`, `2_Dense/`, …), which the engine
+ * reads as `modules.json` names them.
+ */
+const isSentenceTransformersFile = (f) =>
+  ['modules.json', 'sentence_bert_config.json', 'config_sentence_transformers.json', 'tokenizer_config.json'].includes(f)
+  || /^\d+_[A-Za-z]+\/(config\.json|model\.safetensors)$/.test(f);
+
 async function download(repo, files, options) {
   const { revision = 'main', endpoint = env.endpoint, db = env.db, budget = env.budget, token, signal, onProgress } = options;
   const store = await openStore(db);
@@ -313,8 +322,12 @@ export class TextGenerationPipeline {
 // Feature extraction (sentence embeddings).
 
 /**
- * Sentence embeddings. `backend`: the engine's `EmbeddingModel` (or its Worker proxy): `embed(texts)`, `dispose()`.
- * `info`: `{ repo, commit, architecture, layers, hidden, dims, adapter, device, fallbackReason }`.
+ * Sentence embeddings, as the repo's sentence-transformers modules define them (`modules.json`: its
+ * Pooling, Dense and Normalize; its sequence length and prompts), mean-pooled and L2-normalised
+ * where it has none. `backend`: the engine's `EmbeddingModel` (or its Worker proxy):
+ * `embed(texts, promptName, prompt)`, `dispose()`. `info`: `{ repo, commit, architecture, layers,
+ * hidden, dims, pooling, normalized, prompts, defaultPromptName, maxSeqLength, adapter, device,
+ * fallbackReason }`.
  */
 export class FeatureExtractionPipeline {
   task = 'feature-extraction';
@@ -330,7 +343,7 @@ export class FeatureExtractionPipeline {
     if (device === 'webgpu' && !globalThis.navigator?.gpu) throw new WebGpuUnavailable('this browser has no WebGPU (navigator.gpu is missing)');
     // Offline, the store loads a cached revision: ask for the files every such checkpoint has.
     const names = await listFiles(endpoint, repo, revision, options.signal).catch(() => SAFETENSORS_TEXT);
-    const files = SAFETENSORS_TEXT.concat(names.includes('sentence_bert_config.json') ? ['sentence_bert_config.json'] : []);
+    const files = SAFETENSORS_TEXT.concat(names.filter(isSentenceTransformersFile));
     const { report, db } = await download(repo, files, { ...options, revision, endpoint });
     onProgress?.({ status: 'upload', repo, loaded: 0, total: report.bytes });
     const model = await wasm.EmbeddingModel.fromStore(db, report.repo, report.commit, device).catch(rethrow);
@@ -338,11 +351,16 @@ export class FeatureExtractionPipeline {
     return new FeatureExtractionPipeline(model, { repo: report.repo, commit: report.commit, ...(model.info?.() ?? {}) });
   }
 
-  /** Embeds one text or a batch: `{ data: Float32Array, dims: [n, d] }` (mean-pooled, L2-normalised). */
-  embed(texts) {
+  /**
+   * Embeds one text or a batch: `{ data: Float32Array, dims: [n, d] }`. `options.promptName`: one
+   * of `info.prompts` (e.g. 'query') put before each text; `options.prompt`: a prompt text; the
+   * model's default prompt applies without either.
+   */
+  embed(texts, options = {}) {
     const batch = typeof texts === 'string' ? [texts] : [...texts];
+    const { promptName, prompt } = options;
     return this.#queue.run(async () => {
-      const result = await this.#model.embed(batch).catch(rethrow);
+      const result = await this.#model.embed(batch, promptName, prompt).catch(rethrow);
       // With device 'auto' a lost WebGPU device moves the model to the CPU: the info says so.
       try { if (typeof this.#model.info === 'function') Object.assign(this.info, this.#model.info()); } catch { /* disposed meanwhile */ }
       return result;

@@ -53,7 +53,7 @@ export async function workerPipeline(task, model, options) {
     return new kEncoderPipelines[task]({ ...backend, dispose }, { ...info, worker: true });
   }
   if (task === 'feature-extraction') {
-    return new FeatureExtractionPipeline({ embed: (texts) => call('embed', { texts }), dispose }, { ...info, worker: true });
+    return new FeatureExtractionPipeline({ embed: (texts, promptName, prompt) => call('embed', { texts, promptName, prompt }), dispose }, { ...info, worker: true });
   }
   const backend = {
     applyChatTemplate: (messages, add) => call('applyChatTemplate', { messages, add }),

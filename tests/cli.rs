@@ -195,6 +195,70 @@ fn embed_json_matches(device: &str) {
     assert!(json["timings"]["loadMs"].as_f64().is_some() && json["timings"]["embedMs"].as_f64().is_some());
 }
 
+/// A sentence-transformers repo as the hub lays it out: the tiny BERT's files beside the module
+/// files of tests/fixtures/sentence/`name`, in a temporary folder.
+fn sentence_repo(name: &str) -> std::path::PathBuf {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = std::env::temp_dir().join(format!("hugrt-cli-st-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).expect("dir");
+        for e in std::fs::read_dir(from).expect("read dir").map(|e| e.expect("entry")) {
+            if e.file_type().expect("type").is_dir() {
+                copy_tree(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+            }
+        }
+    }
+    copy_tree(&fixtures.join("sentence").join(name), &dir);
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(fixtures.join("bert/tiny").join(f), dir.join(f)).expect("copy");
+    }
+    dir
+}
+
+/// `hugrt embed --json` through a sentence-transformers folder's modules (CLS pooling, Dense,
+/// Normalize; its "query" prompt by `--prompt-name`) gives sentence-transformers' embeddings, on
+/// both devices.
+#[test]
+fn embed_json_follows_the_sentence_transformers_modules() {
+    let expected: serde_json::Value = serde_json::from_str(include_str!("fixtures/sentence/expected.json")).expect("expected.json");
+    let texts: Vec<&str> = expected["texts"].as_array().expect("texts").iter().map(|t| t.as_str().expect("text")).collect();
+    let dir = sentence_repo("st6-cls-dense");
+    let want = &expected["folders"]["st6-cls-dense"];
+    for device in ["gpu", "cpu"] {
+        for (args, key) in [(&[][..], "embeddings"), (&["--prompt-name", "query"][..], "query_embeddings")] {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_hugrt"));
+            cmd.arg("embed").arg("--model").arg(&dir).arg("--json").arg("--device").arg(device).args(args);
+            for t in &texts[..2] {
+                cmd.arg("--text").arg(t);
+            }
+            // The folder has no default prompt: without --prompt-name no prompt applies.
+            let out = cmd.output().expect("runs");
+            assert!(out.status.success(), "{device} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+            assert_eq!((json["dims"].clone(), json["pooling"].clone()), (serde_json::json!([2, 16]), serde_json::json!(["cls"])), "{json}");
+            for k in 0..2 {
+                for (g, w) in json["embeddings"][k].as_array().expect("row").iter().zip(want[key][k].as_array().expect("want")) {
+                    let (g, w) = (g.as_f64().expect("number"), w.as_f64().expect("number"));
+                    assert!((g - w).abs() < 1e-5, "{device} {args:?} text {k}: {g} vs sentence-transformers {w}");
+                }
+            }
+        }
+        let (code, json) = {
+            let out = Command::new(env!("CARGO_BIN_EXE_hugrt")).args(["embed", "--json", "--device", device, "--prompt-name", "passage", "--text", "hi", "--model"]).arg(&dir).output().expect("runs");
+            (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).lines().rev().find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).unwrap_or_default())
+        };
+        assert_eq!((code, json["error"]["code"].as_str()), (2, Some("Usage")), "an unknown prompt name (on the command line, a usage error): {json}");
+    }
+    std::fs::write(dir.join("1_Pooling/config.json"), br#"{"pooling_mode": "median"}"#).expect("write");
+    let (code, json) = embed(&dir, &["hi"]);
+    assert_eq!((code, json["error"]["code"].as_str()), (2, Some("BadModelFile")), "an unknown pooling mode: {json}");
+    assert!(json["error"]["message"].as_str().unwrap_or("").contains("1_Pooling/config.json"), "{json}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn embed_refuses_missing_and_bad_models_with_a_typed_error() {
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert/tiny");

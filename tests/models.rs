@@ -20,6 +20,10 @@ use common::log;
 #[path = "models/bert.rs"]
 mod bert;
 
+/// sentence-transformers' modules over BERT (tests/models/sentence.rs).
+#[path = "models/sentence.rs"]
+mod sentence;
+
 const HIDDEN: usize = 64;
 const HEADS: usize = 4;
 const KV_HEADS: usize = 2;

@@ -17,13 +17,17 @@ use crate::models::RangeReader;
 use crate::store::idb::IdbStore;
 use crate::gpu::GpuContext;
 use crate::hub::fetch::{fetch, js_message};
-use crate::models::ModelError;
+use crate::models::bert::BertConfig;
+use crate::models::sentence::{Folder, SentenceModules};
 use crate::models::tasks::Engine;
+use crate::models::{ModelError, ReadError};
+use crate::store::{StoreError, StoredFile, file_key};
 use crate::tokenizer::Tokenizer;
 
 struct Inner {
     engine: Engine,
     tokenizer: Tokenizer,
+    modules: Rc<SentenceModules>,
 }
 
 /// Where the model's files came from, to read the weights again onto the CPU after a device loss.
@@ -32,8 +36,8 @@ enum Source {
     Store { db: String, repo: String, commit: String },
 }
 
-/// A BERT encoder (all-MiniLM-L6-v2, BERT-base-like) on WebGPU or the CPU: mean-pooled,
-/// L2-normalised sentence embeddings.
+/// A BERT encoder (all-MiniLM-L6-v2, BERT-base-like) on WebGPU or the CPU: sentence embeddings
+/// as its sentence-transformers modules define them (mean-pooled and L2-normalised without them).
 #[wasm_bindgen]
 pub struct EmbeddingModel {
     inner: Rc<RefCell<Option<Inner>>>,
@@ -60,11 +64,50 @@ async fn fetch_bytes(url: &str) -> Result<Option<Vec<u8>>, JsValue> {
     Ok(Some(js_sys::Uint8Array::new(&buffer).to_vec()))
 }
 
-/// The files of a checkpoint folder, fetched whole (the weights are read by range).
+/// The files of a checkpoint folder, fetched whole (the weights are read by range), and the
+/// sentence-transformers modules they describe.
 struct Files {
     config: Vec<u8>,
     tokenizer: Tokenizer,
-    sentence_config: Option<Vec<u8>>,
+    modules: SentenceModules,
+}
+
+/// A checkpoint folder over HTTP: a 404 is a file the repo does not have.
+struct HttpFolder<'a>(&'a str);
+
+impl Folder for HttpFolder<'_> {
+    async fn file(&mut self, name: &str) -> Result<Option<Vec<u8>>, ModelError> {
+        let url = format!("{}/{name}", self.0);
+        fetch_bytes(&url).await.map_err(|e| ModelError::Read(ReadError::new("NetworkError", format!("{url}: {}", js_message(&e)))))
+    }
+}
+
+/// A repo's files in the weight store: one not downloaded is one the repo does not have (the
+/// JS package downloads every sentence-transformers file the repo lists).
+struct StoreFolder<'a> {
+    store: &'a IdbStore,
+    repo: &'a str,
+    commit: &'a str,
+}
+
+impl Folder for StoreFolder<'_> {
+    async fn file(&mut self, name: &str) -> Result<Option<Vec<u8>>, ModelError> {
+        let key = file_key(self.repo, self.commit, name);
+        let mut file = match StoredFile::open(self.store, &key).await {
+            Ok(f) => f,
+            Err(StoreError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(ModelError::Read(ReadError::new(e.code(), e.to_string()))),
+        };
+        if file.size() > 64 << 20 {
+            return Err(ModelError::Config(format!("{name} is {} bytes; a sentence-transformers file is expected to be small", file.size())));
+        }
+        file.read(0..file.size()).await.map(Some).map_err(|e| ModelError::Read(ReadError::new(e.code(), e.to_string())))
+    }
+}
+
+/// The hidden size `config.json` gives an encoder (what the pooling config is checked against).
+fn hidden_of(config: &[u8]) -> Result<u32, JsValue> {
+    BertConfig::from_json(config).map(|c| c.hidden).map_err(model_error)
 }
 
 impl Source {
@@ -77,15 +120,16 @@ impl Source {
                 };
                 let config = required("config.json").await?;
                 let tokenizer = Tokenizer::from_json(&required("tokenizer.json").await?).map_err(|e| js_error("BadModelFile", &format!("{base}/tokenizer.json: {e}")))?;
-                let sentence_config = fetch_bytes(&format!("{base}/sentence_bert_config.json")).await?;
-                Ok(Files { config, tokenizer, sentence_config })
+                let modules = SentenceModules::load(&mut HttpFolder(base), hidden_of(&config)?).await.map_err(model_error)?;
+                Ok(Files { config, tokenizer, modules })
             }
             Source::Store { db, repo, commit } => {
                 let store = open_store(db).await?;
                 let config = stored_bytes(&store, repo, commit, "config.json").await?;
                 let tokenizer = Tokenizer::from_json(&stored_bytes(&store, repo, commit, "tokenizer.json").await?).map_err(|e| js_error("BadModelFile", &format!("{repo}/tokenizer.json: {e}")))?;
-                let sentence_config = stored_bytes(&store, repo, commit, "sentence_bert_config.json").await.ok();
-                Ok(Files { config, tokenizer, sentence_config })
+                let mut folder = StoreFolder { store: &store, repo, commit };
+                let modules = SentenceModules::load(&mut folder, hidden_of(&config)?).await.map_err(model_error)?;
+                Ok(Files { config, tokenizer, modules })
             }
         }
     }
@@ -116,9 +160,7 @@ async fn open_store(db: &str) -> Result<IdbStore, JsValue> {
 /// The encoder on `gpu`, or on the CPU without one.
 async fn load_engine(gpu: Option<GpuContext>, files: &Files, table: &TensorTable, read: &mut impl RangeReader) -> Result<Engine, ModelError> {
     let mut engine = Engine::load_bert(gpu, &files.config, table, read).await?;
-    if let Some(json) = &files.sentence_config {
-        engine.apply_sentence_bert_config(json)?;
-    }
+    engine.use_sentence_modules(&files.modules)?;
     Ok(engine)
 }
 
@@ -126,11 +168,15 @@ fn is_device_lost(e: &ModelError) -> bool {
     matches!(e, ModelError::Gpu(g) if g.code() == "DeviceLost")
 }
 
-/// `{ architecture, layers, hidden, dims, adapter, device }` of an engine.
-fn engine_info(engine: &Engine) -> serde_json::Value {
+/// `{ architecture, layers, hidden, dims, pooling, normalized, prompts, defaultPromptName,
+/// maxSeqLength, adapter, device }` of an engine and its modules.
+fn engine_info(engine: &Engine, modules: &SentenceModules) -> serde_json::Value {
     let (adapter, device) = (engine.adapter(), engine.device());
-    let (layers, hidden) = engine.bert_config().map_or((0, 0), |c| (c.layers, c.hidden));
-    serde_json::json!({ "architecture": "bert", "layers": layers, "hidden": hidden, "dims": hidden, "adapter": adapter, "device": device })
+    let (layers, hidden, positions) = engine.bert_config().map_or((0, 0, 0), |c| (c.layers, c.hidden, c.max_positions));
+    let pooling: Vec<&str> = modules.pooling.modes.iter().map(|m| m.name()).collect();
+    serde_json::json!({ "architecture": "bert", "layers": layers, "hidden": hidden, "dims": modules.dims, "pooling": pooling,
+        "normalized": modules.normalized(), "prompts": modules.prompts, "defaultPromptName": modules.default_prompt_name,
+        "maxSeqLength": modules.max_seq_length.unwrap_or(positions).min(positions), "adapter": adapter, "device": device })
 }
 
 impl EmbeddingModel {
@@ -148,10 +194,10 @@ impl EmbeddingModel {
             }
             Err(e) => return Err(model_error(e)),
         };
-        let mut info = engine_info(&engine);
+        let mut info = engine_info(&engine, &files.modules);
         info["fallbackReason"] = fallback_reason.into();
         Ok(EmbeddingModel {
-            inner: Rc::new(RefCell::new(Some(Inner { engine, tokenizer: files.tokenizer }))),
+            inner: Rc::new(RefCell::new(Some(Inner { engine, tokenizer: files.tokenizer, modules: Rc::new(files.modules) }))),
             info: Rc::new(RefCell::new(info)),
             auto,
             source: Rc::new(source),
@@ -163,9 +209,10 @@ impl EmbeddingModel {
 #[wasm_bindgen]
 impl EmbeddingModel {
     /// Loads the checkpoint folder at `base_url` (`{base}/config.json`, `{base}/tokenizer.json`,
-    /// `{base}/model.safetensors`, and `{base}/sentence_bert_config.json` when there, whose
-    /// `max_seq_length` caps the tokens per text) onto `device`: "auto" (default), "webgpu" or
-    /// "cpu". Rejects with `NetworkError`, `BadModelFile`, `WebGpuUnavailable`, …
+    /// `{base}/model.safetensors`, and the sentence-transformers files when there: `modules.json`
+    /// and the modules it names, `sentence_bert_config.json`, `config_sentence_transformers.json`,
+    /// `tokenizer_config.json`) onto `device`: "auto" (default), "webgpu" or "cpu". Rejects with
+    /// `NetworkError`, `BadModelFile`, `WebGpuUnavailable`, …
     pub async fn load(base_url: String, device: Option<String>) -> Result<EmbeddingModel, JsValue> {
         let base = base_url.trim_end_matches('/').to_string();
         Self::build(Source::Http(base), device.as_deref().unwrap_or("auto")).await
@@ -173,7 +220,7 @@ impl EmbeddingModel {
 
     /// Loads `repo@commit` from the weight store (IndexedDB database `db`, default "hugrt"),
     /// where `WeightStore.download` put `config.json`, `tokenizer.json`, `model.safetensors`
-    /// (and `sentence_bert_config.json` when the repo has it), onto `device` ("auto" by default).
+    /// (and the sentence-transformers files the repo has), onto `device` ("auto" by default).
     #[wasm_bindgen(js_name = fromStore)]
     pub async fn from_store(db: Option<String>, repo: String, commit: String, device: Option<String>) -> Result<EmbeddingModel, JsValue> {
         let source = Source::Store { db: db.unwrap_or_else(|| "hugrt".into()), repo, commit };
@@ -188,14 +235,26 @@ impl EmbeddingModel {
         to_js(&*self.info.borrow())
     }
 
-    /// Embeds `texts` (one pass per group of similar lengths): resolves to
+    /// Embeds `texts` (one pass per group of similar lengths) as the model's sentence-transformers
+    /// modules say, each after the prompt `prompt` (a text) or `prompt_name` (one of
+    /// `info().prompts`; the default prompt applies without either): resolves to
     /// `{ data: Float32Array (n·d values, row-major), dims: [n, d] }`.
-    pub fn embed(&self, texts: Vec<String>) -> js_sys::Promise {
+    pub fn embed(&self, texts: Vec<String>, prompt_name: Option<String>, prompt: Option<String>) -> js_sys::Promise {
         let (inner, info, source, auto, disposed) = (self.inner.clone(), self.info.clone(), self.source.clone(), self.auto, self.disposed.clone());
         wasm_bindgen_futures::future_to_promise(async move {
             let taken = inner.borrow_mut().take();
             let mut s = taken.ok_or_else(|| js_error("Busy", "the model is embedding or disposed"))?;
-            let mut result = s.engine.embed_texts(&s.tokenizer, &texts).await;
+            let modules = s.modules.clone();
+            let prompt = match modules.prompt(prompt_name.as_deref(), prompt.as_deref()) {
+                Ok(p) => p.to_string(),
+                Err(e) => {
+                    if !disposed.get() {
+                        *inner.borrow_mut() = Some(s);
+                    }
+                    return Err(model_error(e));
+                }
+            };
+            let mut result = s.engine.embed_sentences(&s.tokenizer, &texts, &modules, &prompt).await;
             if let Err(e) = &result
                 && auto
                 && is_device_lost(e)
@@ -205,10 +264,10 @@ impl EmbeddingModel {
                 match source.load(None).await {
                     Ok((_, Ok(engine))) => {
                         s.engine = engine;
-                        let mut i = engine_info(&s.engine);
+                        let mut i = engine_info(&s.engine, &modules);
                         i["fallbackReason"] = reason.into();
                         *info.borrow_mut() = i;
-                        result = s.engine.embed_texts(&s.tokenizer, &texts).await;
+                        result = s.engine.embed_sentences(&s.tokenizer, &texts, &modules, &prompt).await;
                     }
                     Ok((_, Err(e))) => result = Err(e),
                     Err(js) => {
@@ -219,7 +278,7 @@ impl EmbeddingModel {
                     }
                 }
             }
-            let d = s.engine.bert_config().map_or(0, |c| c.hidden);
+            let d = modules.dims;
             if !disposed.get() {
                 *inner.borrow_mut() = Some(s);
             }
@@ -233,10 +292,10 @@ impl EmbeddingModel {
         })
     }
 
-    /// Embedding size (`hidden_size`); 0 once disposed.
+    /// Embedding size (after the Pooling and Dense modules); 0 once disposed.
     #[wasm_bindgen(getter)]
     pub fn dims(&self) -> u32 {
-        self.inner.borrow().as_ref().and_then(|s| s.engine.bert_config().map(|c| c.hidden)).unwrap_or(0)
+        self.inner.borrow().as_ref().map_or(0, |s| s.modules.dims)
     }
 
     /// Frees the GPU buffers (or the CPU weights).

@@ -1,7 +1,8 @@
 //! `hugrt embed --model DIR --text T [--text T2 ...] [--device gpu|cpu] [--json]`: sentence
 //! embeddings with a BERT checkpoint folder (config.json, tokenizer.json, model.safetensors, and
-//! sentence-transformers' sentence_bert_config.json when present) on the native GPU or on the CPU
-//! fallback (candle). Also `hugrt bench embed [--device cpu]`.
+//! the sentence-transformers modules when present: modules.json, pooling, Dense, Normalize,
+//! max_seq_length, prompts) on the native GPU or on the CPU fallback (candle). Also
+//! `hugrt bench embed [--device cpu]` (mean pooling, as all-MiniLM-L6-v2).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -11,6 +12,7 @@ use serde_json::json;
 use super::CliError;
 use crate::formats::{TensorTable, read_table_from};
 use crate::gpu::GpuContext;
+use crate::models::sentence::{Dir, SentenceModules};
 use crate::models::tasks::Engine;
 use crate::tokenizer::Tokenizer;
 
@@ -25,7 +27,14 @@ pub struct Args {
     /// Where the encoder runs: "gpu" (wgpu) or "cpu" (the candle fallback).
     #[arg(long, default_value = "gpu")]
     pub device: String,
-    /// Print JSON: {dims: [n, d], embeddings: [[…]], timings: {loadMs, embedMs}, tokens, adapter, device}.
+    /// A prompt of the model's `config_sentence_transformers.json` to put before each text (its
+    /// default prompt applies without one).
+    #[arg(long)]
+    pub prompt_name: Option<String>,
+    /// A prompt text to put before each text (instead of a named one).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Print JSON: {dims: [n, d], embeddings: [[…]], timings: {loadMs, embedMs}, tokens, pooling, adapter, device}.
     #[arg(long)]
     pub json: bool,
 }
@@ -36,6 +45,7 @@ use super::classify::model_error;
 struct Loaded {
     encoder: Engine,
     tokenizer: Tokenizer,
+    modules: SentenceModules,
 }
 
 /// Reads the folder's files and loads the weights (tensor by tensor from the file) onto
@@ -55,36 +65,38 @@ fn load(dir: &Path, device: &str) -> Result<Loaded, CliError> {
     let mut file = std::fs::File::open(&weights).map_err(|e| CliError { code: "NotFound", message: format!("{}: {e}", weights.display()) })?;
     let table: TensorTable = read_table_from(&mut file, &weights.display().to_string())
         .map_err(|e| CliError { code: "BadModelFile", message: e.to_string() })?;
-    let sentence_config = std::fs::read(path("sentence_bert_config.json")).ok();
     let encoder = pollster::block_on(async {
         let gpu = match device {
             "gpu" => Some(GpuContext::new().await.map_err(|e| CliError { code: e.code(), message: e.to_string() })?),
             _ => None,
         };
         let mut encoder = Engine::load_bert(gpu, &config, &table, &mut file).await.map_err(model_error)?;
-        if let Some(json) = &sentence_config {
-            encoder.apply_sentence_bert_config(json).map_err(model_error)?;
-        }
-        Ok::<_, CliError>(encoder)
+        let hidden = encoder.bert_config().map_or(0, |c| c.hidden);
+        let modules = SentenceModules::load(&mut Dir(dir), hidden).await.map_err(model_error)?;
+        encoder.use_sentence_modules(&modules).map_err(model_error)?;
+        Ok::<_, CliError>((encoder, modules))
     })?;
-    Ok(Loaded { encoder, tokenizer })
+    let (encoder, modules) = encoder;
+    Ok(Loaded { encoder, tokenizer, modules })
 }
 
 pub fn run(args: &Args) -> Result<String, CliError> {
     let t0 = Instant::now();
-    let Loaded { mut encoder, tokenizer } = load(&args.model, &args.device)?;
+    let Loaded { mut encoder, tokenizer, modules } = load(&args.model, &args.device)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = Instant::now();
-    let ids = encoder.tokenize_texts(&tokenizer, &args.text).map_err(model_error)?;
-    let embeddings = pollster::block_on(encoder.embed(&ids)).map_err(model_error)?;
+    let prompt = modules.prompt(args.prompt_name.as_deref(), args.prompt.as_deref()).map_err(model_error)?.to_string();
+    let embeddings = pollster::block_on(encoder.embed_sentences(&tokenizer, &args.text, &modules, &prompt)).map_err(model_error)?;
     let embed_ms = t1.elapsed().as_secs_f64() * 1e3;
-    let dims = [embeddings.len(), encoder.bert_config().map_or(0, |c| c.hidden as usize)];
-    let tokens: Vec<usize> = ids.iter().map(Vec::len).collect();
+    let dims = [embeddings.len(), modules.dims as usize];
+    let prompted: Vec<String> = args.text.iter().map(|t| format!("{prompt}{t}")).collect();
+    let tokens: Vec<usize> = encoder.tokenize_texts(&tokenizer, &prompted).map_err(model_error)?.iter().map(Vec::len).collect();
     let adapter = encoder.adapter();
+    let pooling: Vec<&str> = modules.pooling.modes.iter().map(|m| m.name()).collect();
     if args.json {
         return Ok(format!(
             "{}\n",
-            json!({ "dims": dims, "embeddings": embeddings, "tokens": tokens, "adapter": adapter, "device": device_name(&encoder),
+            json!({ "dims": dims, "embeddings": embeddings, "tokens": tokens, "pooling": pooling, "prompt": prompt, "adapter": adapter, "device": device_name(&encoder),
                     "timings": { "loadMs": load_ms, "embedMs": embed_ms } })
         ));
     }
@@ -93,7 +105,7 @@ pub fn run(args: &Args) -> Result<String, CliError> {
         let head: Vec<String> = e.iter().take(6).map(|v| format!("{v:+.4}")).collect();
         out.push_str(&format!("{text:?} ({n} tokens): [{}, …]\n", head.join(", ")));
     }
-    out.push_str(&format!("-- {} × {} embeddings (mean-pooled, L2-normalised) on {adapter}; load {load_ms:.0} ms, embed {embed_ms:.1} ms\n", dims[0], dims[1]));
+    out.push_str(&format!("-- {} × {} embeddings ({} pooling) on {adapter}; load {load_ms:.0} ms, embed {embed_ms:.1} ms\n", dims[0], dims[1], pooling.join(" + ")));
     Ok(out)
 }
 
@@ -113,7 +125,7 @@ const BENCH_SENTENCES: [&str; 8] = [
 /// and embeddings per second on a batch of `batch` short sentences.
 pub fn bench(dir: &Path, device: &str, batch: usize, iterations: u32, json_out: bool) -> Result<String, CliError> {
     let t0 = Instant::now();
-    let Loaded { mut encoder, tokenizer } = load(dir, device)?;
+    let Loaded { mut encoder, tokenizer, .. } = load(dir, device)?;
     let load_s = t0.elapsed().as_secs_f64();
     let texts: Vec<&str> = (0..batch).map(|i| BENCH_SENTENCES[i % BENCH_SENTENCES.len()]).collect();
     let iterations = iterations.max(1);

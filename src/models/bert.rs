@@ -16,6 +16,7 @@ use super::encoder::{Encoder, EncoderShape, LayerNames, LayerNorm, Linear, MAX_H
 use super::weights::Weights;
 use crate::backend::{Activation, Backend};
 use crate::formats::TensorTable;
+use crate::models::sentence::{PoolMode, Pooling, pool_rows};
 use crate::models::{ModelError, RangeReader};
 use crate::tokenizer::Tokenizer;
 
@@ -121,20 +122,6 @@ impl BertConfig {
     }
 }
 
-/// `max_seq_length` of a sentence-transformers `sentence_bert_config.json`.
-pub fn max_seq_length(sentence_bert_config: &[u8]) -> Result<u32, ModelError> {
-    #[derive(Deserialize)]
-    struct SentenceBertConfig {
-        max_seq_length: u64,
-    }
-    let c: SentenceBertConfig =
-        serde_json::from_slice(sentence_bert_config).map_err(|e| ModelError::Config(format!("sentence_bert_config.json: {e}")))?;
-    u32::try_from(c.max_seq_length)
-        .ok()
-        .filter(|&n| n >= 2)
-        .ok_or_else(|| ModelError::Config(format!("sentence_bert_config.json: max_seq_length = {} is not in 2..2^32", c.max_seq_length)))
-}
-
 /// Token ids of each text with `[CLS]`/`[SEP]`, truncated as sentence-transformers truncates
 /// one sentence: the first `max_seq_len − 1` ids and the final `[SEP]`. Shared by the GPU and the
 /// CPU encoder.
@@ -237,6 +224,9 @@ struct ClassifierHead<B: Backend> {
 enum Output {
     /// Mean over the real tokens, L2-normalised (hidden values).
     Pooled,
+    /// sentence-transformers' `Pooling` (its modes concatenated), the first `skip` tokens (a
+    /// prompt) left out.
+    Pool(Pooling, u32),
     /// The last hidden state of the real tokens (length × hidden values).
     Hidden,
     /// The masked-LM logits at the given positions of each sequence (positions × vocab values).
@@ -304,11 +294,10 @@ impl<B: Backend> Bert<B> {
         Ok(Self { config, max_seq_len, word, position_type0, emb_norm, encoder, mlm, classifier, backend })
     }
 
-    /// Caps sequences at `max_seq_length` from a sentence-transformers `sentence_bert_config.json`
-    /// (at most the model's positions).
-    pub fn apply_sentence_bert_config(&mut self, json: &[u8]) -> Result<(), ModelError> {
-        self.max_seq_len = max_seq_length(json)?.min(self.config.max_positions);
-        Ok(())
+    /// Caps sequences at `n` tokens (sentence-transformers' `max_seq_length`; at most the model's
+    /// positions).
+    pub fn set_max_seq_len(&mut self, n: u32) {
+        self.max_seq_len = n.clamp(2, self.config.max_positions);
     }
 
     /// Token ids of each text with `[CLS]`/`[SEP]`, truncated to `max_seq_len` (see `tokenize`).
@@ -326,6 +315,13 @@ impl<B: Backend> Bert<B> {
     /// sequences of any lengths from 1 to `max_seq_len`.
     pub async fn embed(&mut self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
         self.run(batch, Output::Pooled).await
+    }
+
+    /// Each sequence pooled as sentence-transformers' `pooling` pools it (`pooling.dims(hidden)`
+    /// values), the first `skip` tokens of each (a prompt) left out where `pooling` says so.
+    pub async fn pool(&mut self, batch: &[Vec<u32>], pooling: &Pooling, skip: u32) -> Result<Vec<Vec<f32>>, ModelError> {
+        let skip = if pooling.include_prompt { 0 } else { skip };
+        self.run(batch, Output::Pool(pooling.clone(), skip)).await
     }
 
     /// The last hidden state of each sequence's tokens (length × hidden values, row-major): for
@@ -405,19 +401,24 @@ impl<B: Backend> Bert<B> {
                 let pooled = be.mean_pool(&x, &rows, true).await?;
                 Ok(be.read(&pooled).await?.chunks_exact(hidden).map(<[f32]>::to_vec).collect())
             }
-            Output::Hidden => {
-                let picks: Vec<(u32, u32)> = lengths.iter().enumerate().flat_map(|(s, &n)| (0..n).map(move |p| (s as u32, p))).collect();
-                let all = be.rows(&x, &rows, &picks).await?;
-                let all = be.read(&all).await?;
-                let mut rest = all.as_slice();
-                Ok(lengths
-                    .iter()
-                    .map(|&n| {
-                        let (seq, tail) = rest.split_at(n as usize * hidden);
-                        rest = tail;
-                        seq.to_vec()
-                    })
-                    .collect())
+            Output::Hidden => hidden_rows(be, &x, &rows, &lengths, hidden).await,
+            Output::Pool(pooling, skip) if pooling.on_backend(*skip) => {
+                let mut parts = Vec::with_capacity(pooling.modes.len());
+                for &mode in &pooling.modes {
+                    let pooled = match mode {
+                        PoolMode::Mean => be.mean_pool(&x, &rows, false).await?,
+                        _ => {
+                            let picks: Vec<(u32, u32)> = lengths.iter().enumerate().map(|(s, &n)| (s as u32, Pooling::row_of(mode, n, *skip))).collect();
+                            be.rows(&x, &rows, &picks).await?
+                        }
+                    };
+                    parts.push(be.read(&pooled).await?);
+                }
+                Ok((0..lengths.len()).map(|s| parts.iter().flat_map(|p| &p[s * hidden..(s + 1) * hidden]).copied().collect()).collect())
+            }
+            Output::Pool(pooling, skip) => {
+                let all = hidden_rows(be, &x, &rows, &lengths, hidden).await?;
+                Ok(all.iter().map(|seq| pool_rows(seq, hidden, pooling, *skip as usize)).collect())
             }
             Output::MaskedLm(positions) => {
                 let Some(head) = &self.mlm else { return Err(ModelError::Config("no masked-LM head".into())) };
@@ -446,6 +447,22 @@ impl<B: Backend> Bert<B> {
     }
 }
 
+/// The last hidden state of each sequence of `rows` (length × hidden values each).
+async fn hidden_rows<B: Backend>(be: &mut B, x: &B::Tensor, rows: &B::Batch, lengths: &[u32], hidden: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+    let picks: Vec<(u32, u32)> = lengths.iter().enumerate().flat_map(|(s, &n)| (0..n).map(move |p| (s as u32, p))).collect();
+    let all = be.rows(x, rows, &picks).await?;
+    let all = be.read(&all).await?;
+    let mut rest = all.as_slice();
+    Ok(lengths
+        .iter()
+        .map(|&n| {
+            let (seq, tail) = rest.split_at(n as usize * hidden);
+            rest = tail;
+            seq.to_vec()
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,12 +486,5 @@ mod tests {
         let shape: Vec<(Vec<usize>, u32)> = passes.into_iter().map(|p| (p.members, p.len)).collect();
         // 700 + 700 exceed the budget; 300 joins 400; 100 is too short for 400; 5, 3, 2 make one.
         assert_eq!(shape, vec![(vec![1], 700), (vec![3], 700), (vec![5, 6], 400), (vec![7, 8, 9], 100), (vec![2, 0, 4], 5)]);
-    }
-
-    #[test]
-    fn sentence_bert_config_gives_max_seq_length() {
-        assert_eq!(max_seq_length(br#"{"max_seq_length": 256, "do_lower_case": false}"#).unwrap(), 256);
-        assert!(matches!(max_seq_length(br#"{"max_seq_length": -1}"#), Err(ModelError::Config(_))));
-        assert!(matches!(max_seq_length(b"{}"), Err(ModelError::Config(_))));
     }
 }

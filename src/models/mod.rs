@@ -8,6 +8,7 @@ pub mod encoder;
 pub mod error;
 pub mod gpt2;
 pub mod llama;
+pub mod sentence;
 #[cfg(feature = "cpu")]
 pub mod tasks;
 pub mod vit;

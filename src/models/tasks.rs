@@ -12,6 +12,7 @@ use crate::gpu::GpuContext;
 use crate::gpu::backend::Gpu;
 use crate::models::bert::Bert;
 use crate::models::clip::Clip;
+use crate::models::sentence::SentenceModules;
 use crate::models::vit::{Ast, Vit, softmax, top_k};
 use crate::models::{ModelError, RangeReader};
 use crate::tokenizer::Tokenizer;
@@ -68,6 +69,15 @@ pub const MASK_TOKENS: [&str; 2] = ["[MASK]", "<mask>"];
 /// The id of the tokenizer's mask token, if it has one.
 pub fn mask_token(tokenizer: &Tokenizer) -> Option<u32> {
     MASK_TOKENS.iter().find_map(|t| tokenizer.token_to_id(t))
+}
+
+/// Tokens of `prompt` at the start of a prompted text: its ids with special tokens, less a trailing
+/// special one (sentence-transformers' `prompt_length`).
+fn prompt_tokens(tokenizer: &Tokenizer, prompt: &str) -> Result<u32, ModelError> {
+    let with = tokenizer.encode(prompt, true).map_err(|e| ModelError::Input(e.to_string()))?;
+    let without = tokenizer.encode(prompt, false).map_err(|e| ModelError::Input(e.to_string()))?;
+    let n = if with.ends_with(&without) { with.len() } else { with.len().saturating_sub(1) };
+    Ok(n as u32)
 }
 
 fn unsupported(what: &str) -> ModelError {
@@ -220,6 +230,27 @@ impl<B: Backend> Net<B> {
         }
     }
 
+    /// Takes a sentence-transformers pipeline's `max_seq_length`.
+    pub fn use_sentence_modules(&mut self, modules: &SentenceModules) -> Result<(), ModelError> {
+        let bert = self.bert()?;
+        if let Some(n) = modules.max_seq_length {
+            bert.set_max_seq_len(n);
+        }
+        Ok(())
+    }
+
+    /// The sentence embeddings of `texts` as sentence-transformers' `encode(texts, prompt=…)`
+    /// gives them: `prompt` put before each text, the sequence pooled as `modules` says (the
+    /// prompt's tokens left out where its Pooling excludes them), then its Dense and Normalize.
+    pub async fn embed_sentences<S: AsRef<str>>(&mut self, tokenizer: &Tokenizer, texts: &[S], modules: &SentenceModules, prompt: &str) -> Result<Vec<Vec<f32>>, ModelError> {
+        let bert = self.bert()?;
+        let prompted: Vec<String> = texts.iter().map(|t| format!("{prompt}{}", t.as_ref())).collect();
+        let batch = bert.tokenize(tokenizer, &prompted)?;
+        let skip = if prompt.is_empty() { 0 } else { prompt_tokens(tokenizer, prompt)? };
+        let pooled = bert.pool(&batch, &modules.pooling, skip).await?;
+        Ok(modules.finish(pooled))
+    }
+
     /// The sentence-embedding model (a BERT), for `feature-extraction`.
     pub fn bert(&mut self) -> Result<&mut Bert<B>, ModelError> {
         match self {
@@ -299,10 +330,10 @@ impl Engine {
         on_net!(self, n => n.classify_ids(ids).await)
     }
 
-    /// Caps a BERT's sequences at `max_seq_length` of sentence-transformers'
-    /// `sentence_bert_config.json`.
-    pub fn apply_sentence_bert_config(&mut self, json: &[u8]) -> Result<(), ModelError> {
-        on_net!(self, n => n.bert()?.apply_sentence_bert_config(json))
+    /// Takes a sentence-transformers pipeline's sequence length (`max_seq_length`) for
+    /// `embed_sentences`.
+    pub fn use_sentence_modules(&mut self, modules: &SentenceModules) -> Result<(), ModelError> {
+        on_net!(self, n => n.use_sentence_modules(modules))
     }
 
     /// A BERT's token ids of `texts` (special tokens, truncation).
@@ -315,9 +346,9 @@ impl Engine {
         on_net!(self, n => n.bert()?.embed(batch).await)
     }
 
-    /// A BERT's sentence embeddings of `texts`.
-    pub async fn embed_texts<S: AsRef<str>>(&mut self, tokenizer: &Tokenizer, texts: &[S]) -> Result<Vec<Vec<f32>>, ModelError> {
-        on_net!(self, n => n.bert()?.embed_texts(tokenizer, texts).await)
+    /// The sentence embeddings of `texts`, each after `prompt`, through `modules`.
+    pub async fn embed_sentences<S: AsRef<str>>(&mut self, tokenizer: &Tokenizer, texts: &[S], modules: &SentenceModules, prompt: &str) -> Result<Vec<Vec<f32>>, ModelError> {
+        on_net!(self, n => n.embed_sentences(tokenizer, texts, modules, prompt).await)
     }
 
     /// A BERT's `config.json` (None for other models).

@@ -2,7 +2,9 @@
 // random checkpoints of tests/fixtures, downloaded into IndexedDB): a PNG and a WAV decoded and
 // pre-processed in the engine give transformers' own pipeline scores (its PIL image processors and
 // ASTFeatureExtractor, float64; tests/fixtures/pipelines/expected.json) within 1e-3, the same
-// label order; fill-mask and text classification likewise; on WebGPU (SwiftShader), on the CPU
+// label order; fill-mask and text classification likewise; feature extraction through each
+// sentence-transformers module folder of tests/fixtures/sentence gives sentence-transformers'
+// embeddings within 1e-5 (pooling modes, Dense, Normalize, max_seq_length, prompts); on WebGPU (SwiftShader), on the CPU
 // fallback and in Worker mode. Then the vision and sound spaces run and show their results
 // (screenshots in artifacts/e2e/).
 import { test } from 'node:test';
@@ -15,6 +17,20 @@ const expected = JSON.parse(readFileSync('tests/fixtures/pipelines/expected.json
 const png = [...readFileSync('tests/fixtures/pipelines/sample.png')];
 const wav = [...readFileSync('tests/fixtures/pipelines/sample.wav')];
 const SCORE_TOL = 1e-3;
+// sentence-transformers' own embeddings (float64) of its module folders over the tiny BERT
+// (tests/fixtures/sentence, scripts/fixtures/make_sentence_fixtures.py).
+const sentence = JSON.parse(readFileSync('tests/fixtures/sentence/expected.json', 'utf8'));
+const EMBED_TOL = 1e-5;
+
+function sameEmbeddings(what, got, want) {
+  assert.deepEqual(got.dims, [want.length, want[0].length], `${what}: dims`);
+  for (const [i, row] of want.entries()) {
+    for (const [d, w] of row.entries()) {
+      const g = got.data[i * row.length + d];
+      assert.ok(Math.abs(g - w) <= EMBED_TOL * Math.max(1, Math.abs(w)), `${what} text ${i} value ${d}: ${g} vs ${w}`);
+    }
+  }
+}
 
 function sameScores(what, got, want) {
   assert.equal(got.length, want.length, `${what}: ${JSON.stringify(got)}`);
@@ -29,7 +45,7 @@ async function runAll(device, worker) {
   const problems = [];
   page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
   await page.goto(`${spaces.url}index.html`);
-  const out = await page.evaluate(async ({ png, wav, zs, mask, text, device, worker }) => {
+  const out = await page.evaluate(async ({ png, wav, zs, mask, text, device, worker, folders, texts }) => {
     const { pipeline } = await import('./pkg/index.js');
     const options = { endpoint: location.origin, device, worker };
     const r = {};
@@ -51,8 +67,20 @@ async function runAll(device, worker) {
     const cls = await pipeline('text-classification', 'hugrt-test/tiny-bert-cls', options);
     r.text = await cls.classify(text, { topK: 3 });
     cls.dispose();
+    const plain = ({ data, dims }) => ({ data: Array.from(data), dims });
+    r.sentence = {};
+    for (const name of folders) {
+      const st = await pipeline('feature-extraction', `hugrt-test/tiny-st-${name}`, options);
+      const e = { info: st.info, plain: plain(await st.embed(texts, { prompt: '' })) };
+      if (st.info.prompts?.query) e.query = plain(await st.embed(texts, { promptName: 'query' }));
+      if (st.info.defaultPromptName) e.default = plain(await st.embed(texts));
+      try { await st.embed(texts, { promptName: 'no-such-prompt' }); } catch (err) { e.badPrompt = err.code ?? err.name; }
+      st.dispose();
+      r.sentence[name] = e;
+    }
     return r;
-  }, { png, wav, zs: expected['zero-shot-image-classification'], mask: expected['fill-mask'].text, text: expected['text-classification'].text, device, worker });
+  }, { png, wav, zs: expected['zero-shot-image-classification'], mask: expected['fill-mask'].text, text: expected['text-classification'].text, device, worker,
+       folders: Object.keys(sentence.folders), texts: sentence.texts });
   console.log(`${device}${worker ? ' (worker)' : ''}: ${out.vitInfo.adapter}; image ${JSON.stringify(out.image[0])}, audio ${JSON.stringify(out.audio[0])}`);
   sameScores('image-classification', out.image, expected['image-classification']);
   sameScores('zero-shot', out.zeroShot, expected['zero-shot-image-classification'].results);
@@ -60,6 +88,15 @@ async function runAll(device, worker) {
   sameScores('fill-mask', out.fill, expected['fill-mask'].results);
   for (const [i, w] of expected['fill-mask'].results.entries()) assert.equal(out.fill[i].sequence, w.sequence);
   sameScores('text-classification', out.text, expected['text-classification'].results);
+  for (const [name, want] of Object.entries(sentence.folders)) {
+    const got = out.sentence[name];
+    assert.equal(got.info.dims, want.dims, `${name}: info.dims`);
+    assert.equal(got.info.maxSeqLength, want.max_seq_length, `${name}: info.maxSeqLength`);
+    sameEmbeddings(`${name} (${device})`, got.plain, want.embeddings);
+    if (want.query_embeddings) sameEmbeddings(`${name} with prompt "query" (${device})`, got.query, want.query_embeddings);
+    if (want.default_prompt_embeddings) sameEmbeddings(`${name} with its default prompt (${device})`, got.default, want.default_prompt_embeddings);
+    assert.equal(got.badPrompt, 'BadInput', `${name}: an unknown prompt name`);
+  }
   assert.equal(out.vitInfo.device, device === 'cpu' ? 'cpu' : 'webgpu');
   assert.ok(out.nanError, 'NaN samples are refused');
   assert.ok(out.noMaskError, 'a text without a mask is refused');

@@ -193,13 +193,13 @@ async fn refuses_bad_inputs<B: Backend>(be: B) {
     assert_eq!(ids[0].len(), positions as usize);
     assert_eq!((ids[0][0], ids[0][positions as usize - 1]), (cls, sep));
     assert_eq!(ids[0][..positions as usize - 1], tok.encode(&long, true).expect("ids")[..positions as usize - 1]);
-    model.apply_sentence_bert_config(br#"{"max_seq_length": 16, "do_lower_case": false}"#).expect("applies");
+    model.set_max_seq_len(16);
     assert_eq!(model.max_seq_len, 16);
     assert_eq!(model.tokenize(&tok, &[&long]).expect("tokenizes")[0].len(), 16);
     assert!(matches!(model.embed(&[vec![7; 17]]).await, Err(ModelError::Input(_))));
-    model.apply_sentence_bert_config(br#"{"max_seq_length": 4096}"#).expect("applies");
+    model.set_max_seq_len(4096);
     assert_eq!(model.max_seq_len, positions, "never past the positions");
-    assert!(matches!(model.apply_sentence_bert_config(b"[]"), Err(ModelError::Config(_))));
+    assert!(matches!(hugrt::models::sentence::max_seq_length(b"[]"), Err(ModelError::Config(_))));
     // The model still works after refusing inputs.
     assert_eq!(model.embed(&[vec![2, 9, 3]]).await.expect("runs")[0].len(), 32);
     assert_eq!(be.take_uncaptured_errors(), Vec::<String>::new());
@@ -243,6 +243,7 @@ fn min_cosine(got: &[Vec<f32>], want: &[Vec<f64>], texts: &[String]) -> f64 {
 /// every sentence.
 #[cfg(not(target_arch = "wasm32"))]
 async fn minilm_matches<B: Backend>(be: B) {
+    use hugrt::models::sentence::{Dir, PoolMode, SentenceModules};
     let (dir, texts, want_ids, want) = minilm_reference();
     let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()));
     let path = dir.join("model.safetensors");
@@ -250,12 +251,16 @@ async fn minilm_matches<B: Backend>(be: B) {
     let table = hugrt::formats::read_table_from(&mut file, "model.safetensors").expect("reads");
     let device = be.device();
     let mut model = Bert::load(be, &read("config.json"), &table, &mut file).await.expect("loads");
-    model.apply_sentence_bert_config(&read("sentence_bert_config.json")).expect("sentence_bert_config.json");
-    assert_eq!(model.max_seq_len, 256);
+    // Its modules.json: Transformer, Pooling (mean), Normalize; max_seq_length 256.
+    let modules = SentenceModules::load(&mut Dir(&dir), model.config.hidden).await.expect("sentence-transformers modules");
+    assert_eq!((modules.pooling.modes.as_slice(), modules.normalized(), modules.max_seq_length, modules.dims), (&[PoolMode::Mean][..], true, Some(256), 384));
+    model.set_max_seq_len(256);
     let tok = Tokenizer::from_json(&read("tokenizer.json")).expect("tokenizer");
     let ids = model.tokenize(&tok, &texts).expect("tokenizes");
     assert_eq!(ids, want_ids, "ids equal sentence-transformers' (the long text truncated to 256)");
-    let emb = model.embed(&ids).await.expect("embeds");
+    let emb = modules.finish(model.pool(&ids, &modules.pooling, 0).await.expect("embeds"));
+    let direct = model.embed(&ids).await.expect("embeds");
+    min_cosine(&direct, &want, &texts);
     let min_cos = min_cosine(&emb, &want, &texts);
     println!("all-MiniLM-L6-v2 on {device} vs sentence-transformers: min cosine {min_cos:.9} (1 − cos = {:.1e}) over {} texts", 1.0 - min_cos, texts.len());
     assert_eq!(model.backend.take_uncaptured_errors(), Vec::<String>::new());
