@@ -129,8 +129,8 @@ async function openStore(db) {
 
 /**
  * What to download for a text model: a GGUF file (`quant` picks among several), or a checkpoint in
- * the hub's format (config.json, tokenizer.json, model.safetensors, and tokenizer_config.json
- * when the repository has one: the chat template).
+ * the hub's format (config.json, tokenizer.json, model.safetensors, and tokenizer_config.json and
+ * generation_config.json when the repository has them: the chat template, the end ids).
  */
 async function chooseTextFiles(endpoint, repo, revision, quant, signal) {
   const names = await listFiles(endpoint, repo, revision, signal);
@@ -138,7 +138,7 @@ async function chooseTextFiles(endpoint, repo, revision, quant, signal) {
   const want = (quant ?? 'Q4_K_M').toLowerCase();
   const gguf = ggufs.find((f) => f.toLowerCase().includes(want)) ?? ggufs[0];
   if (gguf) return { gguf };
-  if (SAFETENSORS_TEXT.every((f) => names.includes(f))) return { files: SAFETENSORS_TEXT.concat(names.filter((f) => f === 'tokenizer_config.json')) };
+  if (SAFETENSORS_TEXT.every((f) => names.includes(f))) return { files: SAFETENSORS_TEXT.concat(names.filter((f) => f === 'tokenizer_config.json' || f === 'generation_config.json')) };
   throw new Unsupported(`${repo}@${revision} has neither a .gguf file nor ${SAFETENSORS_TEXT.join(', ')}`);
 }
 

@@ -139,6 +139,9 @@ pub trait Backend {
     }
     /// Each row normalised: RMSNorm (gain `g`) or LayerNorm (gain `g`, bias `b`).
     async fn norm(&mut self, x: &Self::Tensor, norm: Norm, g: &Self::Vector, b: Option<&Self::Vector>) -> Result<Self::Tensor, ModelError>;
+    /// `x` (tokens, heads · head_dim) with each head's values normalised on their own (RMSNorm
+    /// with gain `g` of head_dim values: Qwen3's and Gemma 3's q/k norms).
+    async fn head_norm(&mut self, x: &Self::Tensor, norm: Norm, g: &Self::Vector, heads: u32) -> Result<Self::Tensor, ModelError>;
     async fn add(&mut self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor, ModelError>;
     async fn activation(&mut self, x: &Self::Tensor, act: Activation) -> Result<Self::Tensor, ModelError>;
     /// act(gate) · up, elementwise (SwiGLU with `Silu`).

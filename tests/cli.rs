@@ -123,7 +123,11 @@ fn generate_runs_a_checkpoint_folder() {
 /// and tokenizes from the same files, and its greedy continuation up to the first near-tie.
 #[test]
 fn generate_chats_with_llama_family_folders() {
-    for (name, expected) in [("llama", include_str!("fixtures/llama/expected.json")), ("qwen2", include_str!("fixtures/qwen2/expected.json"))] {
+    for (name, expected) in [
+        ("llama", include_str!("fixtures/llama/expected.json")),
+        ("qwen2", include_str!("fixtures/qwen2/expected.json")),
+        ("qwen3", include_str!("fixtures/qwen3/expected.json")),
+    ] {
         let dir = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
         let expected: serde_json::Value = serde_json::from_str(expected).unwrap();
         let chat = &expected["chat"];
@@ -143,6 +147,46 @@ fn generate_chats_with_llama_family_folders() {
             assert_eq!(&ids(&json["ids"])[..sure], &greedy[..sure], "{name} on {device}: greedy tokens");
         }
     }
+}
+
+/// A `generation_config.json` whose `eos_token_id` list holds the token transformers' greedy run
+/// picks at step 4 ends generation there (the token not in the output, as transformers stops),
+/// on both devices; an id past the vocabulary in it is a typed error.
+#[test]
+fn generation_config_eos_ids_end_generation() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama");
+    let expected: serde_json::Value = serde_json::from_str(include_str!("fixtures/llama/expected.json")).unwrap();
+    let chat = &expected["chat"];
+    let greedy: Vec<u64> = chat["greedy"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+    let margins: Vec<f64> = chat["margins"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    assert!(margins[..5].iter().all(|&m| m >= 0.01) && !greedy[..4].contains(&greedy[4]) && !greedy[..4].contains(&2), "pick another step: {greedy:?}");
+    let dir = std::env::temp_dir().join(format!("hugrt-cli-genconfig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"] {
+        std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
+    }
+    let run = |device: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hugrt"))
+            .args(["generate", "--model"])
+            .arg(&dir)
+            .args(["--chat", "--prompt", chat["messages"][0]["content"].as_str().unwrap(), "--max-tokens", "12", "--device", device, "--json"])
+            .output()
+            .expect("runs");
+        let body = if out.status.success() { out.stdout } else { out.stderr };
+        (out.status.code(), String::from_utf8_lossy(&body).lines().rev().find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).unwrap_or_default())
+    };
+    std::fs::write(dir.join("generation_config.json"), format!(r#"{{"bos_token_id": 1, "eos_token_id": [2, {}], "do_sample": false}}"#, greedy[4])).unwrap();
+    for device in ["gpu", "cpu"] {
+        let (code, json) = run(device);
+        assert_eq!(code, Some(0), "{device}: {json}");
+        let ids: Vec<u64> = json["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+        assert_eq!(ids, greedy[..4], "{device}: generation ends at the listed id");
+        assert_eq!(json["finishReason"], "stop", "{device}");
+    }
+    std::fs::write(dir.join("generation_config.json"), br#"{"eos_token_id": [2, 100000]}"#).unwrap();
+    let (code, json) = run("cpu");
+    assert_eq!((code, json["error"]["code"].as_str()), (Some(2), Some("BadModelFile")), "{json}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `hugrt embed` runs with, and as, the exit status and JSON a caller sees.

@@ -103,6 +103,26 @@ gpu_test!(stop_strings_are_held_back_and_cut, async {
     assert_eq!(s.finish(), "<");
 });
 
+// generation_config.json's eos_token_id (one id or a list) replaces the end-of-turn heuristics, as
+// in transformers; its bos_token_id is taken; ids past the vocabulary are refused.
+gpu_test!(generation_config_sets_the_end_ids, async {
+    let tok = smollm2();
+    let heuristic = tok.end_ids();
+    assert!(heuristic.len() > 1, "SmolLM2's vocabulary has several end-of-turn tokens: {heuristic:?}");
+    let eos = tok.eos_id;
+    let listed = tok.clone().with_generation_config(br#"{"eos_token_id": [7, 9], "bos_token_id": 5}"#).unwrap();
+    let mut want: Vec<u32> = eos.into_iter().chain([7, 9]).collect();
+    want.sort_unstable();
+    want.dedup();
+    assert_eq!((listed.end_ids(), listed.bos_id), (want, Some(5)));
+    let one = tok.clone().with_generation_config(br#"{"eos_token_id": 11}"#).unwrap();
+    assert!(one.end_ids().contains(&11) && one.end_ids().len() <= 2, "{:?}", one.end_ids());
+    assert_eq!(tok.clone().with_generation_config(br#"{"temperature": 0.7}"#).unwrap().end_ids(), heuristic, "no eos_token_id: the heuristics stay");
+    for bad in [&br#"{"eos_token_id": [2, 99999999]}"#[..], br#"{"eos_token_id": "</s>"}"#, br#"{"bos_token_id": -1}"#, b"{"] {
+        assert!(tok.clone().with_generation_config(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+    }
+});
+
 gpu_test!(generation_stops_on_strings_end_tokens_and_length, async {
     let tok = smollm2();
     let script = tok.encode("Hello world. The end is near", false).unwrap();

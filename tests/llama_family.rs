@@ -1,6 +1,7 @@
 //! The Llama family against HF transformers on tiny random checkpoints made by transformers
 //! (scripts/fixtures/make_llama_fixtures.py): Llama (llama3 RoPE scaling, untied LM head, 4 heads
-//! over 2 KV heads) and Qwen2 (Q/K/V biases, tied head, theta 1e6), each in the hub's format (F16
+//! over 2 KV heads), Qwen2 (Q/K/V biases, tied head, theta 1e6) and Qwen3 (per-head q/k RMSNorms,
+//! head_dim 32 independent of hidden/heads, tied head), each in the hub's format (F16
 //! and BF16 safetensors, `config.json` in transformers 5's and the older layout) and as GGUF
 //! Q8_0 and Q4_K_M (llama.cpp's quantizer: Q4_K with Q6_K). For every file: the logits after a
 //! prompt, and 32 greedy tokens, against transformers' float64 run of that file's own weights
@@ -46,6 +47,17 @@ const QWEN2: Fixture = Fixture {
         ("model.safetensors", include_bytes!("fixtures/qwen2/model.safetensors")),
         ("model-q8_0.gguf", include_bytes!("fixtures/qwen2/model-q8_0.gguf")),
         ("model-q4_k_m.gguf", include_bytes!("fixtures/qwen2/model-q4_k_m.gguf")),
+    ],
+};
+
+const QWEN3: Fixture = Fixture {
+    name: "qwen3",
+    config: include_bytes!("fixtures/qwen3/config.json"),
+    expected: include_str!("fixtures/qwen3/expected.json"),
+    files: [
+        ("model.safetensors", include_bytes!("fixtures/qwen3/model.safetensors")),
+        ("model-q8_0.gguf", include_bytes!("fixtures/qwen3/model-q8_0.gguf")),
+        ("model-q4_k_m.gguf", include_bytes!("fixtures/qwen3/model-q4_k_m.gguf")),
     ],
 };
 
@@ -122,6 +134,7 @@ async fn check(fixture: &Fixture, device: Device) {
 
 both!(llama_matches_transformers_on_the_gpu, llama_matches_transformers_on_the_cpu, |d| check(&LLAMA, d));
 both!(qwen2_matches_transformers_on_the_gpu, qwen2_matches_transformers_on_the_cpu, |d| check(&QWEN2, d));
+both!(qwen3_matches_transformers_on_the_gpu, qwen3_matches_transformers_on_the_cpu, |d| check(&QWEN3, d));
 
 gpu_test!(hub_config_errors_are_typed, async {
     let (_, bytes) = LLAMA.files[0];
@@ -131,13 +144,14 @@ gpu_test!(hub_config_errors_are_typed, async {
         c[key] = value;
         serde_json::to_vec(&c).unwrap()
     };
-    let cases: [(&str, Vec<u8>); 6] = [
+    let cases: [(&str, Vec<u8>); 7] = [
         ("not JSON", b"{".to_vec()),
         ("a GPT-2 config", with("model_type", "gpt2".into())),
         ("heads not a multiple of KV heads", with("num_key_value_heads", 3.into())),
         ("unsupported RoPE scaling", with("rope_parameters", serde_json::json!({"rope_type": "yarn", "factor": 2.0, "rope_theta": 10000.0}))),
         ("GELU MLP", with("hidden_act", "gelu".into())),
         ("zero layers", with("num_hidden_layers", 0.into())),
+        ("a Qwen3 without its q/k norms", with("model_type", "qwen3".into())),
     ];
     for (what, json) in cases {
         // The Llama family's own loader (the registry would hand a GPT-2 config to GPT-2).
@@ -156,6 +170,12 @@ gpu_test!(hub_config_errors_are_typed, async {
     let mut t = table("model-q8_0.gguf", gguf);
     t.tensors.retain(|x| x.name != "blk.0.attn_k.bias");
     let err = hugrt::models::AnyDecoder::load(None, None, &t, None, &mut { gguf }).await.err().expect("a missing bias");
+    assert!(matches!(err, ModelError::Config(_)), "{err}");
+    // So is a Qwen3 GGUF with only one of a layer's q/k norms.
+    let (_, gguf) = QWEN3.files[1];
+    let mut t = table("model-q8_0.gguf", gguf);
+    t.tensors.retain(|x| x.name != "blk.0.attn_k_norm.weight");
+    let err = hugrt::models::AnyDecoder::load(None, None, &t, None, &mut { gguf }).await.err().expect("a missing k norm");
     assert!(matches!(err, ModelError::Config(_)), "{err}");
 });
 

@@ -134,6 +134,10 @@ impl TextModel {
                 if let Ok(tokenizer_config) = stored_bytes(&store, &repo, &commit, "tokenizer_config.json").await {
                     tokenizer = tokenizer.with_config(&tokenizer_config).map_err(bad)?;
                 }
+                // Optional: the ids that end generation (one or a list) and BOS.
+                if let Ok(generation_config) = stored_bytes(&store, &repo, &commit, "generation_config.json").await {
+                    tokenizer = tokenizer.with_generation_config(&generation_config).map_err(bad)?;
+                }
                 let (table, mut weights) = stored_table(&store, &repo, &commit, "model.safetensors").await?;
                 Self::build(Parts { table, config: Some(config), tokenizer }, context, &mut weights, &device).await
             }

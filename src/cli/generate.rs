@@ -39,10 +39,15 @@ impl Checkpoint {
         let table = read_table_from(&mut weights, &name).map_err(|e| ("BadModelFile", e.error.to_string()))?;
         let tokenizer = match &table.metadata {
             Metadata::Gguf { metadata, .. } => Tokenizer::from_gguf(metadata),
-            _ => Tokenizer::from_json(&std::fs::read(path.join("tokenizer.json")).map_err(io)?).and_then(|t| match std::fs::read(path.join("tokenizer_config.json")) {
-                Ok(config) => t.with_config(&config),
-                Err(_) => Ok(t),
-            }),
+            _ => Tokenizer::from_json(&std::fs::read(path.join("tokenizer.json")).map_err(io)?)
+                .and_then(|t| match std::fs::read(path.join("tokenizer_config.json")) {
+                    Ok(config) => t.with_config(&config),
+                    Err(_) => Ok(t),
+                })
+                .and_then(|t| match std::fs::read(path.join("generation_config.json")) {
+                    Ok(config) => t.with_generation_config(&config),
+                    Err(_) => Ok(t),
+                }),
         }
         .map_err(|e| ("BadModelFile", e.to_string()))?;
         Ok((Self { table, weights, config }, tokenizer))

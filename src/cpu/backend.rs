@@ -200,6 +200,16 @@ impl Backend for Cpu {
         }
     }
 
+    async fn head_norm(&mut self, x: &Tensor, norm: Norm, g: &Tensor, heads: u32) -> Result<Tensor, ModelError> {
+        let (rows, cols) = dims2(x)?;
+        let Norm::Rms { eps } = norm else { return Err(shape("a per-head norm is an RMSNorm".into())) };
+        if heads == 0 || g.dims1().map_err(cpu_err)? * heads as usize != cols {
+            return Err(shape(format!("a per-head norm of {:?} over {heads} heads of rows of {cols}", g.dims())));
+        }
+        let per_head = x.reshape((rows * heads as usize, cols / heads as usize)).map_err(cpu_err)?;
+        candle_nn::ops::rms_norm(&per_head, g, eps).and_then(|y| y.reshape((rows, cols))).map_err(cpu_err)
+    }
+
     async fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor, ModelError> {
         if a.dims() != b.dims() {
             return Err(shape(format!("adding {:?} and {:?}", a.dims(), b.dims())));

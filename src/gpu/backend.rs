@@ -283,6 +283,17 @@ impl Backend for Gpu {
         Ok(y)
     }
 
+    async fn head_norm(&mut self, x: &GpuTensor, norm: Norm, g: &GpuVector, heads: u32) -> Result<GpuTensor, ModelError> {
+        // The norm kernel over (tokens · heads) rows of head_dim: the same buffer, read per head.
+        if heads == 0 || g.len.checked_mul(heads) != Some(x.cols) || !matches!(norm, Norm::Rms { .. }) {
+            return Err(shape(format!("a per-head norm of {} values over {heads} heads of rows of {}", g.len, x.cols)));
+        }
+        let y = self.output(x.rows, x.cols)?;
+        let ctx = self.ctx.clone();
+        norm.encode(&ctx, self.encoder()?, x.rows * heads, g.len, x.buffer(), &g.buffer, &g.buffer, y.buffer()).await?;
+        Ok(y)
+    }
+
     async fn add(&mut self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor, ModelError> {
         self.elementwise(Elementwise::Add, a, Some(b)).await
     }

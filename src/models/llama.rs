@@ -1,6 +1,7 @@
-//! The Llama family (Llama 2/3, SmolLM/SmolLM2, TinyLlama, Mistral, Qwen2 with its Q/K/V biases)
-//! from GGUF or the hub's `config.json` + safetensors: RMSNorm, rotary attention with
-//! grouped-query heads over a KV cache, SwiGLU; on any `Backend`.
+//! The Llama family (Llama 2/3, SmolLM/SmolLM2, TinyLlama, Mistral, Qwen2 with its Q/K/V biases,
+//! Qwen3 with its per-head q/k RMSNorms and free head_dim) from GGUF or the hub's `config.json` +
+//! safetensors: RMSNorm, rotary attention with grouped-query heads over a KV cache, SwiGLU; on any
+//! `Backend`.
 
 use crate::backend::{Activation, Backend, CachedAttention, Norm};
 use crate::formats::{GgufMetadata, TensorTable};
@@ -38,6 +39,8 @@ impl Naming {
                     "attn_k" => "self_attn.k_proj",
                     "attn_v" => "self_attn.v_proj",
                     "attn_output" => "self_attn.o_proj",
+                    "attn_q_norm" => "self_attn.q_norm",
+                    "attn_k_norm" => "self_attn.k_norm",
                     "ffn_gate" => "mlp.gate_proj",
                     "ffn_up" => "mlp.up_proj",
                     "ffn_down" => "mlp.down_proj",
@@ -52,7 +55,7 @@ impl Naming {
 /// Hyperparameters, from GGUF `{arch}.*` metadata or the hub's `config.json`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LlamaConfig {
-    /// `llama`, `qwen2` or `mistral`.
+    /// `llama`, `qwen2`, `qwen3` or `mistral`.
     pub arch: String,
     pub n_layers: u32,
     pub hidden: u32,
@@ -120,8 +123,8 @@ impl LlamaConfig {
     pub fn from_hub(config_json: &[u8], context: Option<u32>) -> Result<(Self, u32), ModelError> {
         let bad = |what: String| ModelError::Config(format!("config.json: {what}"));
         let c: HubConfig = serde_json::from_slice(config_json).map_err(|e| bad(e.to_string()))?;
-        if !["llama", "qwen2", "mistral"].contains(&c.model_type.as_str()) {
-            return Err(bad(format!("model_type {:?} is not a Llama-family model (llama, qwen2, mistral)", c.model_type)));
+        if !["llama", "qwen2", "qwen3", "mistral"].contains(&c.model_type.as_str()) {
+            return Err(bad(format!("model_type {:?} is not a Llama-family model (llama, qwen2, qwen3, mistral)", c.model_type)));
         }
         if c.hidden_act.as_deref().is_some_and(|a| a != "silu") || c.mlp_bias {
             return Err(bad(format!("activation {:?}{} is not supported", c.hidden_act, if c.mlp_bias { " with MLP biases" } else { "" })));
@@ -183,8 +186,8 @@ impl LlamaConfig {
         // Qwen2's it leaves as they are (llama.cpp runs it with NeoX RoPE).
         let rope_layout = match arch {
             "llama" | "mistral" => RopeLayout::Normal,
-            "qwen2" => RopeLayout::NeoX,
-            other => return Err(ModelError::Config(format!("GGUF architecture {other:?} is not supported (llama, mistral, qwen2)"))),
+            "qwen2" | "qwen3" => RopeLayout::NeoX,
+            other => return Err(ModelError::Config(format!("GGUF architecture {other:?} is not supported (llama, mistral, qwen2, qwen3)"))),
         };
         let get = |key: &str| -> Result<u32, ModelError> {
             meta.get_u64(&format!("{arch}.{key}"))
@@ -248,6 +251,17 @@ impl LlamaConfig {
         }
     }
 
+    /// Whether the file has per-head q/k RMSNorms (Qwen3, which must have them): both in layer 0,
+    /// or neither.
+    pub fn qk_norm(&self, table: &TensorTable) -> Result<bool, ModelError> {
+        let have = ["attn_q_norm.weight", "attn_k_norm.weight"].map(|p| table.get(&self.name(0, p)).is_some());
+        match have {
+            [true, true] => Ok(true),
+            [false, false] if self.arch != "qwen3" => Ok(false),
+            _ => Err(ModelError::Config(format!("layer 0's q/k norms: {have:?} ({} has both)", if self.arch == "qwen3" { "qwen3" } else { "a model" }))),
+        }
+    }
+
     /// RoPE's inverse frequencies: from `rope_theta` and the scaling, divided by the file's
     /// per-frequency factors when it has them (GGUF `rope_freqs.weight`: llama3 scaling).
     pub async fn inv_freq(&self, w: &mut Weights<'_, impl RangeReader>) -> Result<Vec<f32>, ModelError> {
@@ -270,6 +284,8 @@ struct Layer<B: Backend> {
     wv: B::Matrix,
     /// Q, K and V biases (Qwen2).
     qkv_bias: Option<[B::Vector; 3]>,
+    /// Per-head RMSNorm gains of q and k, head_dim values each (Qwen3).
+    qk_norm: Option<[B::Vector; 2]>,
     wo: B::Matrix,
     ffn_norm: B::Vector,
     w_gate: B::Matrix,
@@ -302,6 +318,7 @@ impl<B: Backend> Llama<B> {
         let output_name = c.model_name("output.weight");
         let output = if w.has(&output_name) { Some(w.matrix(b, &output_name, c.vocab, c.hidden).await?) } else { None };
         let qkv_bias = c.qkv_bias(w.table)?;
+        let qk_norm = c.qk_norm(w.table)?;
         let mut layers = Vec::with_capacity(c.n_layers as usize);
         for l in 0..c.n_layers {
             let p = |s: &str| c.name(l, &format!("{s}.weight"));
@@ -310,7 +327,9 @@ impl<B: Backend> Llama<B> {
             } else {
                 None
             };
+            let qk_norm = if qk_norm { Some([w.vector(b, &p("attn_q_norm"), c.head_dim).await?, w.vector(b, &p("attn_k_norm"), c.head_dim).await?]) } else { None };
             layers.push(Layer {
+                qk_norm,
                 attn_norm: w.vector(b, &p("attn_norm"), c.hidden).await?,
                 wq: w.matrix(b, &p("attn_q"), qd, c.hidden).await?,
                 wk: w.matrix(b, &p("attn_k"), kvd, c.hidden).await?,
@@ -361,7 +380,7 @@ impl<B: Backend> super::decoder::Architecture<B> for Llama<B> {
         })
     }
 
-    /// Norm → Q, K, V (+ biases) → RoPE → attention over the cache → output projection →
+    /// Norm → Q, K, V (+ biases) → per-head q/k norms → RoPE → attention over the cache → output projection →
     /// residual; norm → SwiGLU MLP → residual; then the final norm and the LM head on the last
     /// token when `head` asks for an answer.
     async fn forward(&mut self, b: &mut B, pos0: u32, ids: &[u32], head: Option<Pick>) -> Result<Option<Next>, ModelError> {
@@ -380,6 +399,10 @@ impl<B: Backend> super::decoder::Architecture<B> for Llama<B> {
             let q = b.linear(&h, &layer.wq, bq).await?;
             let k = b.linear(&h, &layer.wk, bk).await?;
             let v = b.linear(&h, &layer.wv, bv).await?;
+            let (q, k) = match &layer.qk_norm {
+                Some([qn, kn]) => (b.head_norm(&q, norm, qn, c.heads).await?, b.head_norm(&k, norm, kn, c.kv_heads).await?),
+                None => (q, k),
+            };
             let q = b.rope(q, &rope, c.rope_layout, c.heads, c.head_dim).await?;
             let k = b.rope(k, &rope, c.rope_layout, c.kv_heads, c.head_dim).await?;
             let attn = b.cached_attention(&q, &k, &v, &mut layer.cache, attention).await?;

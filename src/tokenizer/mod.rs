@@ -25,6 +25,7 @@ pub enum TokenizerError {
 }
 
 /// A tokenizer with the special-token facts generation needs.
+#[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     /// Beginning-of-sequence id, if the vocabulary has one.
@@ -33,6 +34,9 @@ pub struct Tokenizer {
     pub eos_id: Option<u32>,
     /// A chat template (Jinja) shipped with the vocabulary (GGUF `tokenizer.chat_template`).
     pub chat_template: Option<String>,
+    /// `eos_token_id` of the checkpoint's `generation_config.json` (one id or a list): when set,
+    /// these (with `eos_id`) are the ids that end generation, as in transformers.
+    pub generation_end_ids: Option<Vec<u32>>,
 }
 
 impl Tokenizer {
@@ -44,7 +48,7 @@ impl Tokenizer {
         inner
             .with_truncation(None)
             .map_err(|e| TokenizerError::BadJson(e.to_string()))?;
-        Ok(Self { inner, bos_id: None, eos_id: None, chat_template: None })
+        Ok(Self { inner, bos_id: None, eos_id: None, chat_template: None, generation_end_ids: None })
     }
 
     /// Takes the chat template and the BOS/EOS tokens of a hub `tokenizer_config.json` (the
@@ -67,6 +71,26 @@ impl Tokenizer {
         Ok(self)
     }
 
+    /// Takes `eos_token_id` (an id or a list of ids) and `bos_token_id` of a hub
+    /// `generation_config.json`. Ids past the vocabulary are an error, not ignored.
+    pub fn with_generation_config(mut self, generation_config: &[u8]) -> Result<Self, TokenizerError> {
+        let bad = |m: String| TokenizerError::BadJson(format!("generation_config.json: {m}"));
+        let config: serde_json::Value = serde_json::from_slice(generation_config).map_err(|e| bad(e.to_string()))?;
+        let vocab = self.vocab_size() as u64;
+        let id = |v: &serde_json::Value, key: &str| -> Result<u32, TokenizerError> {
+            v.as_u64().filter(|&i| i < vocab).map(|i| i as u32).ok_or_else(|| bad(format!("{key} {v} is not a token id below the vocabulary size {vocab}")))
+        };
+        self.generation_end_ids = match &config["eos_token_id"] {
+            serde_json::Value::Null => self.generation_end_ids,
+            serde_json::Value::Array(ids) => Some(ids.iter().map(|v| id(v, "eos_token_id")).collect::<Result<_, _>>()?),
+            v => Some(vec![id(v, "eos_token_id")?]),
+        };
+        if !config["bos_token_id"].is_null() {
+            self.bos_id = Some(id(&config["bos_token_id"], "bos_token_id")?);
+        }
+        Ok(self)
+    }
+
     /// Builds the tokenizer described by GGUF metadata (`tokenizer.ggml.model` "gpt2" byte-level
     /// BPE or "llama" SentencePiece BPE).
     pub fn from_gguf(meta: &GgufMetadata) -> Result<Self, TokenizerError> {
@@ -74,7 +98,7 @@ impl Tokenizer {
         let json = vocab.to_tokenizer_json()?;
         let inner = tokenizers::Tokenizer::from_bytes(json.to_string().as_bytes())
             .map_err(|e| TokenizerError::BadJson(e.to_string()))?;
-        Ok(Self { inner, bos_id: vocab.bos_id, eos_id: vocab.eos_id, chat_template: vocab.chat_template })
+        Ok(Self { inner, bos_id: vocab.bos_id, eos_id: vocab.eos_id, chat_template: vocab.chat_template, generation_end_ids: None })
     }
 
     /// Token ids of `text`; `add_special` adds what the post-processor adds (BOS, `[CLS]`/`[SEP]`).
@@ -96,11 +120,15 @@ impl Tokenizer {
         self.inner.id_to_token(id)
     }
 
-    /// Ids that end generation: EOS, and the end-of-turn tokens that llama.cpp also treats as
-    /// such when the vocabulary has them (chat models end a turn with these, not with EOS).
+    /// Ids that end generation: those of `generation_config.json` with EOS where the checkpoint
+    /// has one; else EOS and the end-of-turn tokens that llama.cpp also treats as such when the
+    /// vocabulary has them (chat models end a turn with these, not with EOS).
     pub fn end_ids(&self) -> Vec<u32> {
         const END_OF_TURN: [&str; 7] = ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>", "<|end|>", "<end_of_turn>", "</s>"];
-        let mut ids: Vec<u32> = self.eos_id.into_iter().chain(END_OF_TURN.iter().filter_map(|t| self.token_to_id(t))).collect();
+        let mut ids: Vec<u32> = match &self.generation_end_ids {
+            Some(listed) => self.eos_id.into_iter().chain(listed.iter().copied()).collect(),
+            None => self.eos_id.into_iter().chain(END_OF_TURN.iter().filter_map(|t| self.token_to_id(t))).collect(),
+        };
         ids.sort_unstable();
         ids.dedup();
         ids
