@@ -289,11 +289,14 @@ export class FillMaskPipeline {
   fill(texts: string[], options?: { topK?: number }): Promise<(FillMaskResult[] | FillMaskResult[][])[]>;
   dispose(): void;
 }
+/** A text pair: a cross-encoder's query (`text`) and passage (`text_pair`), as transformers.js takes it. */
+export interface TextPair { text: string; text_pair: string }
 export class TextClassificationPipeline {
   readonly task: 'text-classification';
   readonly info: EncoderInfo;
-  classify(text: string, options?: { topK?: number }): Promise<LabelScore[]>;
-  classify(texts: string[], options?: { topK?: number }): Promise<LabelScore[][]>;
+  /** Softmax over the labels; each label's sigmoid for a one-label (relevance) or multi-label model. */
+  classify(text: string | TextPair, options?: { topK?: number }): Promise<LabelScore[]>;
+  classify(texts: Array<string | TextPair>, options?: { topK?: number }): Promise<LabelScore[][]>;
   dispose(): void;
 }
 export const ENCODER_TASKS: string[];

@@ -509,11 +509,17 @@ export class FillMaskPipeline extends EncoderPipeline {
   }
 }
 
-/** `classify(text | text[], { topK = 1 })` → `[{ label, score }]`. */
+/**
+ * `classify(text | { text, text_pair } | an array of them, { topK = 1 })` → `[{ label, score }]`:
+ * a softmax over the labels, or each label's sigmoid for a one-label model (a cross-encoder
+ * scoring the passage `text_pair` against the query `text`) or a multi-label one.
+ */
 export class TextClassificationPipeline extends EncoderPipeline {
   task = 'text-classification';
   classify(texts, { topK = 1 } = {}) {
-    return this._each(texts, (m, text) => m.classifyText(String(text), topK));
+    return this._each(texts, (m, t) => (t !== null && typeof t === 'object' && 'text' in t
+      ? m.classifyText(String(t.text), topK, t.text_pair == null ? undefined : String(t.text_pair))
+      : m.classifyText(String(t), topK)));
   }
 }
 

@@ -57,9 +57,9 @@ for arch in llama qwen2 qwen3; do
     ln -sf "$(dirname "$FIXTURE")/$arch/$f" "$MIRROR/hugrt-test/tiny-$arch/$f"
   done
 done
-# The tiny random encoders (tests/fixtures/{vit,clip,ast,bert-mlm,bert-cls}) in the hub's format:
+# The tiny random encoders (tests/fixtures/{vit,clip,ast,bert-mlm,bert-cls,reranker}) in the hub's format:
 # the vision and sound spaces' defaults (no registry package ships pretrained ViT, CLIP or AST).
-for name in vit clip ast bert-mlm bert-cls; do
+for name in vit clip ast bert-mlm bert-cls reranker; do
   mkdir -p "$MIRROR/hugrt-test/tiny-$name"
   for f in config.json model.safetensors tokenizer.json tokenizer_config.json preprocessor_config.json; do
     [ -e "$(dirname "$FIXTURE")/$name/$f" ] && ln -sf "$(dirname "$FIXTURE")/$name/$f" "$MIRROR/hugrt-test/tiny-$name/$f"

@@ -442,3 +442,28 @@ fn bench_encoder_reports_images_and_audio_seconds_per_second() {
         assert_eq!(json["device"], if device == "gpu" { "webgpu" } else { "cpu" });
     }
 }
+
+/// `hugrt classify --text Q --text-pair P` with a cross-encoder scores each pair as
+/// sentence-transformers' `CrossEncoder.predict` does (the sigmoid of its one logit), on both
+/// devices; a --text-pair without its --text is a usage error.
+#[test]
+fn classify_scores_text_pairs_with_a_cross_encoder() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/reranker");
+    let expected: serde_json::Value = serde_json::from_str(include_str!("fixtures/reranker/expected.json")).unwrap();
+    let pairs = expected["pairs"].as_array().unwrap();
+    let mut args: Vec<&str> = vec!["--model", dir];
+    for p in pairs {
+        args.extend(["--text", p[0].as_str().unwrap(), "--text-pair", p[1].as_str().unwrap()]);
+    }
+    for device in ["gpu", "cpu"] {
+        let (code, json) = classify(device, &args);
+        assert_eq!(code, 0, "{device}: {json}");
+        for (i, want) in expected["cross_encoder"].as_array().unwrap().iter().enumerate() {
+            let got = json["results"][i][0]["score"].as_f64().unwrap_or(f64::NAN);
+            assert!((got - want.as_f64().unwrap()).abs() < 1e-5, "{device} pair {i}: {got} vs CrossEncoder {want}");
+            assert_eq!(json["results"][i][0]["label"], "LABEL_0");
+        }
+    }
+    let (code, json) = classify("cpu", &["--model", dir, "--text", "a", "--text", "b", "--text-pair", "p"]);
+    assert_eq!((code, json["error"]["code"].as_str()), (2, Some("Usage")), "{json}");
+}

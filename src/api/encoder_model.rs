@@ -90,9 +90,9 @@ fn audio_from_js(input: &JsValue) -> Result<crate::preprocess::audio::Audio, JsV
     Audio::from_channels(&parts, rate as u32).map_err(input_error)
 }
 
-/// The `k` most probable labels of `logits`.
-fn ranked(labels: &[String], logits: &[f32], k: u32) -> Vec<LabelScore> {
-    tasks::ranked(labels, logits, k as usize).into_iter().map(|(label, score)| LabelScore { label, score }).collect()
+/// The `k` most probable labels of `logits` (softmax; sigmoids with `sigmoid`).
+fn ranked(labels: &[String], logits: &[f32], k: u32, sigmoid: bool) -> Vec<LabelScore> {
+    tasks::ranked(labels, logits, k as usize, sigmoid).into_iter().map(|(label, score)| LabelScore { label, score }).collect()
 }
 
 impl EncoderModel {
@@ -158,7 +158,7 @@ impl EncoderModel {
             let pixels = processor.preprocess(&image).map_err(input_error)?;
             let logits = s.engine.classify_pixels(&pixels.data).await.map_err(model_error)?;
             let row = logits.first().ok_or_else(|| js_error("Internal", "no logits"))?;
-            Ok(ranked(s.engine.labels(), row, top_k))
+            Ok(ranked(s.engine.labels(), row, top_k, false))
         })
         .await?;
         to_js(&out)
@@ -179,7 +179,7 @@ impl EncoderModel {
             let texts: Vec<String> = labels.iter().map(|l| hypothesis_template.replace("{}", l)).collect();
             let logits = s.engine.zero_shot(tokenizer, &pixels.data, &texts).await.map_err(model_error)?;
             let row = logits.first().ok_or_else(|| js_error("Internal", "no logits"))?;
-            Ok(ranked(&labels, row, labels.len() as u32))
+            Ok(ranked(&labels, row, labels.len() as u32, false))
         })
         .await?;
         to_js(&out)
@@ -195,7 +195,7 @@ impl EncoderModel {
             let features = extractor.extract(&audio).map_err(input_error)?;
             let logits = s.engine.classify_features(&features).await.map_err(model_error)?;
             let row = logits.first().ok_or_else(|| js_error("Internal", "no logits"))?;
-            Ok(ranked(s.engine.labels(), row, top_k))
+            Ok(ranked(s.engine.labels(), row, top_k, false))
         })
         .await?;
         to_js(&out)
@@ -232,14 +232,21 @@ impl EncoderModel {
         if out.len() == 1 { to_js(&out[0]) } else { to_js(&out) }
     }
 
-    /// The `top_k` most probable labels of a text.
+    /// The `top_k` most probable labels of a text, or of the pair (`text`, `text_pair`) (a
+    /// cross-encoder's query and passage): a softmax over the labels, or each label's sigmoid for
+    /// a one-label (relevance) or multi-label model, as transformers' pipeline scores them.
     #[wasm_bindgen(js_name = classifyText)]
-    pub async fn classify_text(&self, text: String, top_k: u32) -> Result<JsValue, JsValue> {
+    pub async fn classify_text(&self, text: String, top_k: u32, text_pair: Option<String>) -> Result<JsValue, JsValue> {
         let out = Self::with_inner(&self.inner, async |s: &mut Inner| {
             let tokenizer = s.tokenizer.as_ref().ok_or_else(|| js_error("Usage", "this model has no tokenizer"))?;
-            let ids = s.engine.tokenize(tokenizer, &text).map_err(model_error)?;
-            let logits = s.engine.classify_ids(&ids).await.map_err(model_error)?;
-            Ok(ranked(s.engine.labels(), &logits, top_k))
+            let logits = match &text_pair {
+                Some(pair) => s.engine.classify_pair(tokenizer, &text, pair).await.map_err(model_error)?,
+                None => {
+                    let ids = s.engine.tokenize(tokenizer, &text).map_err(model_error)?;
+                    s.engine.classify_ids(&ids).await.map_err(model_error)?
+                }
+            };
+            Ok(ranked(s.engine.labels(), &logits, top_k, s.engine.sigmoid_scores()))
         })
         .await?;
         to_js(&out)

@@ -1,4 +1,4 @@
-//! `hugrt classify --model DIR (--image FILE | --audio FILE.wav | --text T)… [--labels a,b,c]
+//! `hugrt classify --model DIR (--image FILE | --audio FILE.wav | --text T [--text-pair P])… [--labels a,b,c]
 //! [--top-k N] [--device gpu|cpu] [--json]`: the encoder tasks on a checkpoint folder laid out as
 //! on the hub — image classification (ViT), zero-shot image classification (CLIP, with
 //! `--labels`), audio classification (AST), fill-mask (BERT, a text with `[MASK]`) and text
@@ -33,6 +33,10 @@ pub struct Args {
     /// A text (repeatable): fill-mask when it has a mask token, else text classification.
     #[arg(long)]
     pub text: Vec<String>,
+    /// The second text of a pair for each --text (repeatable, in order): a cross-encoder scores
+    /// the passage `--text-pair` against the query `--text`.
+    #[arg(long)]
+    pub text_pair: Vec<String>,
     /// Zero-shot labels for CLIP, comma-separated.
     #[arg(long)]
     pub labels: Option<String>,
@@ -85,8 +89,8 @@ fn gpu_for(device: &str) -> Result<Option<GpuContext>, CliError> {
 }
 
 /// `{label, score}` for the `k` most probable of `logits`.
-fn ranked(labels: &[String], logits: &[f32], k: usize) -> serde_json::Value {
-    tasks::ranked(labels, logits, k).into_iter().map(|(label, score)| json!({ "label": label, "score": score })).collect()
+fn ranked(labels: &[String], logits: &[f32], k: usize, sigmoid: bool) -> serde_json::Value {
+    tasks::ranked(labels, logits, k, sigmoid).into_iter().map(|(label, score)| json!({ "label": label, "score": score })).collect()
 }
 
 pub fn run(args: &Args) -> Result<String, CliError> {
@@ -143,8 +147,15 @@ pub fn run(args: &Args) -> Result<String, CliError> {
             let fill = mask.is_some() && args.text.iter().all(|t| tasks::MASK_TOKENS.iter().any(|m| t.contains(m)));
             let task = if fill { "fill-mask" } else { "text-classification" };
             engine.check_task(task).map_err(model_error)?;
+            if !args.text_pair.is_empty() && (fill || args.text_pair.len() != args.text.len()) {
+                return Err(usage("--text-pair pairs each --text with a second text: give as many, without mask tokens"));
+            }
             let mut logits = Vec::new();
-            for text in &args.text {
+            for (i, text) in args.text.iter().enumerate() {
+                if let Some(pair) = args.text_pair.get(i) {
+                    logits.push(pollster::block_on(engine.classify_pair(&tok, text, pair)).map_err(model_error)?);
+                    continue;
+                }
                 let ids = engine.tokenize(&tok, text).map_err(model_error)?;
                 if let (true, Some(m)) = (fill, mask) {
                     logits.extend(pollster::block_on(engine.fill_mask(&ids, m)).map_err(model_error)?);
@@ -158,7 +169,8 @@ pub fn run(args: &Args) -> Result<String, CliError> {
     };
     let run_ms = t1.elapsed().as_secs_f64() * 1e3;
     let k = if task == "zero-shot-image-classification" { labels.len() } else { args.top_k as usize };
-    let results: Vec<serde_json::Value> = logits.iter().map(|l| ranked(&labels, l, k)).collect();
+    let sigmoid = task == "text-classification" && engine.sigmoid_scores();
+    let results: Vec<serde_json::Value> = logits.iter().map(|l| ranked(&labels, l, k, sigmoid)).collect();
     let info = engine.info();
     if args.json {
         let report = json!({

@@ -42,6 +42,7 @@ struct RawConfig {
     position_embedding_type: Option<String>,
     id2label: Option<std::collections::BTreeMap<String, String>>,
     num_labels: Option<u64>,
+    problem_type: Option<String>,
 }
 
 /// Hyperparameters, from `config.json`.
@@ -60,6 +61,10 @@ pub struct BertConfig {
     pub activation: Activation,
     /// Class names of a sequence-classification head (`id2label`).
     pub labels: Vec<String>,
+    /// Scores are each label's sigmoid, not a softmax over them: one label (a regression or
+    /// relevance score: cross-encoders) or `problem_type` multi_label_classification, as
+    /// transformers' text-classification pipeline decides.
+    pub sigmoid: bool,
 }
 
 impl BertConfig {
@@ -100,7 +105,12 @@ impl BertConfig {
             type_vocab: size("type_vocab_size", raw.type_vocab_size, Some(2), MAX_TYPES)?,
             layer_norm_eps: eps as f32,
             activation,
+            sigmoid: false,
             labels: super::encoder::labels(raw.id2label.as_ref(), raw.num_labels)?,
+        })
+        .map(|mut c| {
+            c.sigmoid = c.labels.len() == 1 || raw.problem_type.as_deref() == Some("multi_label_classification");
+            c
         })
     }
 }
@@ -158,6 +168,22 @@ pub(crate) fn check_input(config: &BertConfig, max_seq_len: u32, batch: &[Vec<u3
     Ok(())
 }
 
+/// Refuses token types that do not fit their sequences: one per token, each below `type_vocab_size`.
+fn check_types(config: &BertConfig, batch: &[Vec<u32>], types: &[Vec<u32>]) -> Result<(), ModelError> {
+    if types.len() != batch.len() {
+        return Err(ModelError::Input(format!("{} token type sequences for {} sequences", types.len(), batch.len())));
+    }
+    for (i, (ids, t)) in batch.iter().zip(types).enumerate() {
+        if t.len() != ids.len() {
+            return Err(ModelError::Input(format!("sequence {i}: {} token types for {} tokens", t.len(), ids.len())));
+        }
+        if let Some(&bad) = t.iter().find(|&&t| t >= config.type_vocab) {
+            return Err(ModelError::Input(format!("sequence {i}: token type {bad} is not below type_vocab_size {}", config.type_vocab)));
+        }
+    }
+    Ok(())
+}
+
 /// The positions of `mask_id` in each sequence; a sequence without one is an input error.
 pub(crate) fn mask_positions(batch: &[Vec<u32>], mask_id: u32) -> Result<Vec<Vec<u32>>, ModelError> {
     let positions: Vec<Vec<u32>> = batch.iter().map(|ids| (0..ids.len() as u32).filter(|&p| ids[p as usize] == mask_id).collect()).collect();
@@ -191,12 +217,16 @@ pub(crate) fn passes(batch: &[Vec<u32>]) -> Vec<Pass> {
 }
 
 /// The position embeddings (max_positions × hidden) with token type 0's row added to each, as
-/// f32: every token has type 0, so its embedding is folded into the position table.
-async fn position_type0(c: &BertConfig, w: &mut Weights<'_, impl RangeReader>) -> Result<Vec<f32>, ModelError> {
+/// f32 (most sequences are all type 0, so its embedding is folded into the position table), and
+/// each type's row less type 0's (type_vocab × hidden; row 0 is zeros): what a token of another
+/// type (a pair's second text) adds.
+async fn position_type0(c: &BertConfig, w: &mut Weights<'_, impl RangeReader>) -> Result<(Vec<f32>, Vec<f32>), ModelError> {
     let positions = w.float_values("embeddings.position_embeddings.weight", &[c.max_positions, c.hidden]).await?;
     let types = w.float_values("embeddings.token_type_embeddings.weight", &[c.type_vocab, c.hidden]).await?;
     let type0 = types.get(..c.hidden as usize).ok_or_else(|| ModelError::Tensor { name: "token_type_embeddings".into(), problem: "no row 0".into() })?;
-    Ok(positions.chunks_exact(type0.len()).flat_map(|row| row.iter().zip(type0).map(|(p, t)| p + t)).collect())
+    let folded = positions.chunks_exact(type0.len()).flat_map(|row| row.iter().zip(type0).map(|(p, t)| p + t)).collect();
+    let deltas = types.chunks_exact(type0.len()).flat_map(|row| row.iter().zip(type0).map(|(t, t0)| t - t0)).collect();
+    Ok((folded, deltas))
 }
 
 /// Where BERT checkpoints keep their tensors: at the top (`BertModel`) or under `bert.` (task
@@ -244,6 +274,8 @@ pub struct Bert<B: Backend> {
     word: B::Matrix,
     /// Position embeddings plus token type 0's embedding, as F32.
     position_type0: B::Matrix,
+    /// Each token type's embedding less type 0's (added for tokens of another type).
+    type_deltas: B::Matrix,
     emb_norm: LayerNorm<B>,
     encoder: Encoder<B>,
     mlm: Option<MaskedLmHead<B>>,
@@ -261,8 +293,9 @@ impl<B: Backend> Bert<B> {
         let (c, be) = (&config, &backend);
         let w = &mut Weights::with_prefixes(table, read, PREFIXES);
         let word = w.table(be, "embeddings.word_embeddings.weight", c.vocab, c.hidden).await?;
-        let folded = position_type0(c, w).await?;
+        let (folded, deltas) = position_type0(c, w).await?;
         let position_type0 = be.table_from_values("position + type embeddings", &folded, c.max_positions, c.hidden)?;
+        let type_deltas = be.table_from_values("token type embeddings less type 0", &deltas, c.type_vocab, c.hidden)?;
         let emb_norm = LayerNorm::load(be, w, "embeddings.LayerNorm", c.hidden, c.layer_norm_eps).await?;
         let encoder = Encoder::load(be, w, c.shape(), LayerNames::bert).await?;
         let mlm = if w.has("cls.predictions.transform.dense.weight") {
@@ -291,7 +324,7 @@ impl<B: Backend> Bert<B> {
             None
         };
         let max_seq_len = config.max_positions;
-        Ok(Self { config, max_seq_len, word, position_type0, emb_norm, encoder, mlm, classifier, backend })
+        Ok(Self { config, max_seq_len, word, position_type0, type_deltas, emb_norm, encoder, mlm, classifier, backend })
     }
 
     /// Caps sequences at `n` tokens (sentence-transformers' `max_seq_length`; at most the model's
@@ -354,10 +387,22 @@ impl<B: Backend> Bert<B> {
 
     /// The sequence-classification logits (one per label of `config.labels`) of each sequence.
     pub async fn classify(&mut self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.classify_typed(batch, None).await
+    }
+
+    /// The same for sequences with token types (`tokenize_pair`'s: a text pair, a query and a
+    /// passage for a cross-encoder); `types` None is all type 0.
+    pub async fn classify_typed(&mut self, batch: &[Vec<u32>], types: Option<&[Vec<u32>]>) -> Result<Vec<Vec<f32>>, ModelError> {
         if self.classifier.is_none() {
             return Err(ModelError::Config("this checkpoint has no classification head (classifier.*)".into()));
         }
-        self.run(batch, Output::Classes).await
+        self.run_typed(batch, types, Output::Classes).await
+    }
+
+    /// Token ids and token type ids of the pair (`a`, `b`) as the tokenizer encodes a pair, the
+    /// texts truncated longest first to `max_seq_len` together.
+    pub fn tokenize_pair(&self, tokenizer: &Tokenizer, a: &str, b: &str) -> Result<(Vec<u32>, Vec<u32>), ModelError> {
+        tokenizer.encode_pair(a, b, self.max_seq_len as usize).map_err(|e| ModelError::Input(e.to_string()))
     }
 
     /// Bytes of weights one pass reads (every matrix of the encoder once).
@@ -371,10 +416,17 @@ impl<B: Backend> Bert<B> {
     }
 
     async fn run(&mut self, batch: &[Vec<u32>], output: Output) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.run_typed(batch, None, output).await
+    }
+
+    async fn run_typed(&mut self, batch: &[Vec<u32>], types: Option<&[Vec<u32>]>, output: Output) -> Result<Vec<Vec<f32>>, ModelError> {
         check_input(&self.config, self.max_seq_len, batch)?;
+        if let Some(types) = types {
+            check_types(&self.config, batch, types)?;
+        }
         let mut results = vec![Vec::new(); batch.len()];
         for pass in passes(batch) {
-            let outs = self.forward(batch, &pass, &output).await?;
+            let outs = self.forward(batch, types, &pass, &output).await?;
             for (&i, out) in pass.members.iter().zip(outs) {
                 results[i] = out;
             }
@@ -383,7 +435,7 @@ impl<B: Backend> Bert<B> {
     }
 
     /// One pass over checked sequences.
-    async fn forward(&mut self, batch: &[Vec<u32>], pass: &Pass, output: &Output) -> Result<Vec<Vec<f32>>, ModelError> {
+    async fn forward(&mut self, batch: &[Vec<u32>], types: Option<&[Vec<u32>]>, pass: &Pass, output: &Output) -> Result<Vec<Vec<f32>>, ModelError> {
         let seqs: Vec<&[u32]> = pass.members.iter().map(|&i| batch.get(i).map_or(&[][..], Vec::as_slice)).collect();
         let lengths: Vec<u32> = seqs.iter().map(|s| s.len() as u32).collect();
         let ids: Vec<u32> = seqs.concat();
@@ -392,7 +444,12 @@ impl<B: Backend> Bert<B> {
         let rows = be.batch(&lengths)?;
         let x = be.embed_batch(&self.word, &ids, &rows).await?;
         let p = be.embed_batch(&self.position_type0, &positions, &rows).await?;
-        let x = be.add(&x, &p).await?;
+        let mut x = be.add(&x, &p).await?;
+        if let Some(types) = types {
+            let t: Vec<u32> = pass.members.iter().flat_map(|&i| types.get(i).map_or(&[][..], Vec::as_slice)).copied().collect();
+            let t = be.embed_batch(&self.type_deltas, &t, &rows).await?;
+            x = be.add(&x, &t).await?;
+        }
         let x = self.emb_norm.forward(be, &x).await?;
         let x = self.encoder.forward(be, x, &rows, false).await?;
         let hidden = self.config.hidden as usize;

@@ -57,10 +57,11 @@ pub fn tasks_of(architecture: &str) -> &'static [&'static str] {
     }
 }
 
-/// The `k` most probable labels of `logits` (softmax), best first; `LABEL_{i}` where `labels` has
-/// no name. What the classification tasks answer.
-pub fn ranked(labels: &[String], logits: &[f32], k: usize) -> Vec<(String, f32)> {
-    top_k(&softmax(logits), k.max(1)).into_iter().map(|(i, score)| (labels.get(i).cloned().unwrap_or_else(|| format!("LABEL_{i}")), score)).collect()
+/// The `k` most probable labels of `logits` (softmax, or each label's sigmoid with `sigmoid`),
+/// best first; `LABEL_{i}` where `labels` has no name. What the classification tasks answer.
+pub fn ranked(labels: &[String], logits: &[f32], k: usize, sigmoid: bool) -> Vec<(String, f32)> {
+    let scores: Vec<f32> = if sigmoid { logits.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect() } else { softmax(logits) };
+    top_k(&scores, k.max(1)).into_iter().map(|(i, score)| (labels.get(i).cloned().unwrap_or_else(|| format!("LABEL_{i}")), score)).collect()
 }
 
 /// The tokens fill-mask replaces: BERT's and RoBERTa's.
@@ -136,6 +137,11 @@ impl<B: Backend> Net<B> {
     pub fn info(&self) -> serde_json::Value {
         let b = self.backend();
         serde_json::json!({ "architecture": self.architecture(), "labels": self.labels(), "adapter": b.adapter(), "device": b.device() })
+    }
+
+    /// Whether the classifier's scores are sigmoids (one label, or multi-label), not a softmax.
+    pub fn sigmoid_scores(&self) -> bool {
+        matches!(self, Net::Bert(m) if m.config.sigmoid)
     }
 
     /// Class names of a classification head (empty otherwise).
@@ -230,6 +236,18 @@ impl<B: Backend> Net<B> {
         }
     }
 
+    /// Classifier logits of the text pair (`text`, `text_pair`): a cross-encoder's relevance of a
+    /// passage to a query.
+    pub async fn classify_pair(&mut self, tokenizer: &Tokenizer, text: &str, text_pair: &str) -> Result<Vec<f32>, ModelError> {
+        match self {
+            Net::Bert(m) => {
+                let (ids, types) = m.tokenize_pair(tokenizer, text, text_pair)?;
+                Ok(m.classify_typed(&[ids], Some(&[types])).await?.into_iter().next().unwrap_or_default())
+            }
+            _ => Err(unsupported("classify text pairs")),
+        }
+    }
+
     /// Takes a sentence-transformers pipeline's `max_seq_length`.
     pub fn use_sentence_modules(&mut self, modules: &SentenceModules) -> Result<(), ModelError> {
         let bert = self.bert()?;
@@ -292,6 +310,14 @@ impl Engine {
 
     pub fn labels(&self) -> &[String] {
         on_net!(self, n => n.labels())
+    }
+
+    pub fn sigmoid_scores(&self) -> bool {
+        on_net!(self, n => n.sigmoid_scores())
+    }
+
+    pub async fn classify_pair(&mut self, tokenizer: &Tokenizer, text: &str, text_pair: &str) -> Result<Vec<f32>, ModelError> {
+        on_net!(self, n => n.classify_pair(tokenizer, text, text_pair).await)
     }
 
     pub fn input_len(&self) -> Option<usize> {

@@ -108,6 +108,21 @@ impl Tokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// Token ids and token type ids of the pair (`a`, `b`) with the special tokens of a pair
+    /// (`[CLS] a [SEP] b [SEP]`, `<s> a </s></s> b </s>`), the two truncated longest first so
+    /// that the whole fits in `max_len` (transformers' `truncation="longest_first"`).
+    pub fn encode_pair(&self, a: &str, b: &str, max_len: usize) -> Result<(Vec<u32>, Vec<u32>), TokenizerError> {
+        use tokenizers::PostProcessor;
+        use tokenizers::utils::truncation::{TruncationDirection, TruncationParams, TruncationStrategy, truncate_encodings};
+        let encode = |t: &str| self.inner.encode(t, false).map_err(|e| TokenizerError::Encode(e.to_string()));
+        let (first, second) = (encode(a)?, encode(b)?);
+        let added = self.inner.get_post_processor().map_or(0, |p| p.added_tokens(true));
+        let params = TruncationParams { direction: TruncationDirection::Right, max_length: max_len.saturating_sub(added), strategy: TruncationStrategy::LongestFirst, stride: 0 };
+        let (first, second) = truncate_encodings(first, Some(second), &params).map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        let pair = self.inner.post_process(first, second, true).map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        Ok((pair.get_ids().to_vec(), pair.get_type_ids().to_vec()))
+    }
+
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, TokenizerError> {
         self.inner.decode(ids, skip_special).map_err(|e| TokenizerError::Decode(e.to_string()))
     }

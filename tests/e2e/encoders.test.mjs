@@ -4,7 +4,8 @@
 // ASTFeatureExtractor, float64; tests/fixtures/pipelines/expected.json) within 1e-3, the same
 // label order; fill-mask and text classification likewise; feature extraction through each
 // sentence-transformers module folder of tests/fixtures/sentence gives sentence-transformers'
-// embeddings within 1e-5 (pooling modes, Dense, Normalize, max_seq_length, prompts); on WebGPU (SwiftShader), on the CPU
+// embeddings within 1e-5 (pooling modes, Dense, Normalize, max_seq_length, prompts), and a tiny
+// cross-encoder's query-passage pairs ({ text, text_pair }) the pipeline's sigmoid scores; on WebGPU (SwiftShader), on the CPU
 // fallback and in Worker mode. Then the vision and sound spaces run and show their results
 // (screenshots in artifacts/e2e/).
 import { test } from 'node:test';
@@ -21,6 +22,9 @@ const SCORE_TOL = 1e-3;
 // (tests/fixtures/sentence, scripts/fixtures/make_sentence_fixtures.py).
 const sentence = JSON.parse(readFileSync('tests/fixtures/sentence/expected.json', 'utf8'));
 const EMBED_TOL = 1e-5;
+// A tiny cross-encoder's query-passage scores by transformers' pipeline and CrossEncoder
+// (tests/fixtures/reranker, scripts/fixtures/make_reranker_fixtures.py).
+const reranker = JSON.parse(readFileSync('tests/fixtures/reranker/expected.json', 'utf8'));
 
 function sameEmbeddings(what, got, want) {
   assert.deepEqual(got.dims, [want.length, want[0].length], `${what}: dims`);
@@ -45,7 +49,7 @@ async function runAll(device, worker) {
   const problems = [];
   page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
   await page.goto(`${spaces.url}index.html`);
-  const out = await page.evaluate(async ({ png, wav, zs, mask, text, device, worker, folders, texts }) => {
+  const out = await page.evaluate(async ({ png, wav, zs, mask, text, device, worker, folders, texts, pairs }) => {
     const { pipeline } = await import('./pkg/index.js');
     const options = { endpoint: location.origin, device, worker };
     const r = {};
@@ -67,6 +71,10 @@ async function runAll(device, worker) {
     const cls = await pipeline('text-classification', 'hugrt-test/tiny-bert-cls', options);
     r.text = await cls.classify(text, { topK: 3 });
     cls.dispose();
+    const reranker = await pipeline('text-classification', 'hugrt-test/tiny-reranker', options);
+    r.rerank = await reranker.classify(pairs.map(([a, b]) => ({ text: a, text_pair: b })));
+    r.rerankOne = await reranker.classify(pairs[0][0]);
+    reranker.dispose();
     const plain = ({ data, dims }) => ({ data: Array.from(data), dims });
     r.sentence = {};
     for (const name of folders) {
@@ -80,7 +88,7 @@ async function runAll(device, worker) {
     }
     return r;
   }, { png, wav, zs: expected['zero-shot-image-classification'], mask: expected['fill-mask'].text, text: expected['text-classification'].text, device, worker,
-       folders: Object.keys(sentence.folders), texts: sentence.texts });
+       folders: Object.keys(sentence.folders), texts: sentence.texts, pairs: reranker.pairs });
   console.log(`${device}${worker ? ' (worker)' : ''}: ${out.vitInfo.adapter}; image ${JSON.stringify(out.image[0])}, audio ${JSON.stringify(out.audio[0])}`);
   sameScores('image-classification', out.image, expected['image-classification']);
   sameScores('zero-shot', out.zeroShot, expected['zero-shot-image-classification'].results);
@@ -88,6 +96,8 @@ async function runAll(device, worker) {
   sameScores('fill-mask', out.fill, expected['fill-mask'].results);
   for (const [i, w] of expected['fill-mask'].results.entries()) assert.equal(out.fill[i].sequence, w.sequence);
   sameScores('text-classification', out.text, expected['text-classification'].results);
+  for (const [i, want] of reranker.pipeline.entries()) sameScores(`rerank pair ${i}`, out.rerank[i], [want]);
+  sameScores('rerank one text', out.rerankOne, [reranker.single]);
   for (const [name, want] of Object.entries(sentence.folders)) {
     const got = out.sentence[name];
     assert.equal(got.info.dims, want.dims, `${name}: info.dims`);

@@ -290,3 +290,59 @@ gpu_test!(cpu_bert_equals_gpu_bert, async {
         assert!(err <= 2e-6, "sequence {i}: CPU and GPU differ by {err:.2e}");
     }
 });
+
+const RERANKER_CONFIG: &[u8] = include_bytes!("../fixtures/reranker/config.json");
+const RERANKER: &[u8] = include_bytes!("../fixtures/reranker/model.safetensors");
+const RERANKER_TOKENIZER: &[u8] = include_bytes!("../fixtures/reranker/tokenizer.json");
+const RERANKER_EXPECTED: &str = include_str!("../fixtures/reranker/expected.json");
+
+/// A tiny cross-encoder (one label) against sentence-transformers' `CrossEncoder.predict` and
+/// transformers' text-classification pipeline (tests/fixtures/reranker, made by
+/// scripts/fixtures/make_reranker_fixtures.py): each query-passage pair's ids and token types
+/// (`[CLS] A [SEP] B [SEP]`, longest-first truncation for the long pair), its logit (f64 reference),
+/// its sigmoid score and label; one text alone scored by the same sigmoid. Bad token types are
+/// input errors.
+async fn reranker_matches<B: Backend>(be: B) {
+    let exp: serde_json::Value = serde_json::from_str(RERANKER_EXPECTED).expect("expected.json");
+    let pairs: Vec<(String, String)> = serde_json::from_value(exp["pairs"].clone()).expect("pairs");
+    let want_ids: Vec<Vec<u32>> = serde_json::from_value(exp["ids"].clone()).expect("ids");
+    let want_types: Vec<Vec<u32>> = serde_json::from_value(exp["type_ids"].clone()).expect("type ids");
+    let device = be.device();
+    let mut model = load(&be, RERANKER_CONFIG, RERANKER).await.expect("loads");
+    assert!(model.config.sigmoid, "one label: sigmoid scores");
+    let tok = Tokenizer::from_json(RERANKER_TOKENIZER).expect("tokenizer");
+    let mut worst = 0f64;
+    for (i, (a, b)) in pairs.iter().enumerate() {
+        let (ids, types) = model.tokenize_pair(&tok, a, b).expect("tokenizes");
+        assert_eq!((&ids, &types), (&want_ids[i], &want_types[i]), "pair {i}: ids and token types as the Python tokenizer's");
+        let logit = model.classify_typed(&[ids], Some(&[types])).await.expect("classifies")[0][0];
+        let want = exp["logits"][i].as_f64().expect("logit");
+        let err = (f64::from(logit) - want).abs();
+        assert!(err <= HIDDEN_TOL, "{device} pair {i}: logit {logit} vs transformers {want}");
+        worst = worst.max(err);
+        let scored = hugrt::models::tasks::ranked(&model.config.labels, &[logit], 1, model.config.sigmoid);
+        let (cross, piped) = (exp["cross_encoder"][i].as_f64().expect("score"), &exp["pipeline"][i]);
+        assert!((f64::from(scored[0].1) - cross).abs() <= 1e-5, "{device} pair {i}: score {} vs CrossEncoder {cross}", scored[0].1);
+        assert_eq!(scored[0].0, piped["label"].as_str().expect("label"));
+        assert!((f64::from(scored[0].1) - piped["score"].as_f64().expect("score")).abs() <= 1e-5);
+    }
+    // All pairs in one batch give the same logits (token types follow their sequences into passes).
+    let encoded: Vec<(Vec<u32>, Vec<u32>)> = pairs.iter().map(|(a, b)| model.tokenize_pair(&tok, a, b).expect("tokenizes")).collect();
+    let (ids, types): (Vec<Vec<u32>>, Vec<Vec<u32>>) = encoded.into_iter().unzip();
+    let batched = model.classify_typed(&ids, Some(&types)).await.expect("batch");
+    for (i, l) in batched.iter().enumerate() {
+        assert!((f64::from(l[0]) - exp["logits"][i].as_f64().expect("logit")).abs() <= HIDDEN_TOL, "{device} batched pair {i}");
+    }
+    let single = &exp["single"];
+    let ids = model.tokenize(&tok, &[single["text"].as_str().expect("text")]).expect("tokenizes");
+    let logit = model.classify(&ids).await.expect("classifies")[0][0];
+    let scored = hugrt::models::tasks::ranked(&model.config.labels, &[logit], 1, true);
+    assert!((f64::from(scored[0].1) - single["score"].as_f64().expect("score")).abs() <= 1e-5, "{device} one text: {} vs {}", scored[0].1, single["score"]);
+    let bad_type = vec![vec![0, 0, 2]];
+    assert!(matches!(model.classify_typed(&[vec![2, 9, 3]], Some(&bad_type)).await, Err(ModelError::Input(_))), "type 2 of 2");
+    assert!(matches!(model.classify_typed(&[vec![2, 9, 3]], Some(&[vec![0, 1]])).await, Err(ModelError::Input(_))), "types of another length");
+    crate::log(&format!("tiny cross-encoder on {device}: max |logit error| {worst:.2e}"));
+    assert_eq!(be.take_uncaptured_errors(), Vec::<String>::new());
+}
+
+both!(reranker_matches_cross_encoder, cpu_reranker_matches_cross_encoder, |d| async move { on_backend!(d, reranker_matches()) });
