@@ -65,6 +65,13 @@ for name in vit clip ast bert-mlm bert-cls reranker; do
     [ -e "$(dirname "$FIXTURE")/$name/$f" ] && ln -sf "$(dirname "$FIXTURE")/$name/$f" "$MIRROR/hugrt-test/tiny-$name/$f"
   done
 done
+# The tiny random DistilBERTs (tests/fixtures/distilbert/{cls,mlm}).
+for name in cls mlm; do
+  mkdir -p "$MIRROR/hugrt-test/tiny-distilbert-$name"
+  for f in config.json model.safetensors tokenizer.json tokenizer_config.json; do
+    ln -sf "$(dirname "$FIXTURE")/distilbert/$name/$f" "$MIRROR/hugrt-test/tiny-distilbert-$name/$f"
+  done
+done
 # The sentence-transformers folders over the tiny BERT (tests/fixtures/sentence/*): the transformer's
 # files of bert/tiny beside each folder's module files, as the hub lays out such a repo.
 for dir in "$(dirname "$FIXTURE")"/sentence/*/; do

@@ -107,6 +107,13 @@ fn quick_gelu(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i < P.n) { Y[i] = A[i] * sigmoid(1.702 * A[i]); }
 }
 
+// ReLU (DistilBERT's classifier head).
+@compute @workgroup_size(WG)
+fn relu(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if (i < P.n) { Y[i] = max(A[i], 0.0); }
+}
+
 // tanh (BERT's pooler), through exp of a clamped argument as in gelu_tanh.
 @compute @workgroup_size(WG)
 fn tanh_op(@builtin(global_invocation_id) gid: vec3<u32>) {

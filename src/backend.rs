@@ -29,6 +29,7 @@ pub enum Activation {
     /// CLIP's x·σ(1.702·x).
     QuickGelu,
     Tanh,
+    Relu,
 }
 
 /// Attention of `n` new tokens at positions `pos0..pos0 + n` over a KV cache: their K and V are

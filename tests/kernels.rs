@@ -181,7 +181,7 @@ gpu_test!(matvec_rejects_bad_shapes_with_typed_errors, async {
 gpu_test!(elementwise_ops, async {
     use hugrt::gpu::ops::elementwise::{Elementwise::*, check_against_reference};
     let ctx = context().await;
-    let ops = [Scale(-0.37), Add, Mul, AddRow { cols: 7 }, MulRow { cols: 7 }, Silu, SwiGlu, GeluTanh, GeluErf, QuickGelu, Tanh];
+    let ops = [Scale(-0.37), Add, Mul, AddRow { cols: 7 }, MulRow { cols: 7 }, Silu, SwiGlu, GeluTanh, GeluErf, QuickGelu, Tanh, Relu];
     for (i, op) in ops.into_iter().enumerate() {
         // A few values; a prime count; for one op, more than one grid dimension of workgroups
         // (65535 × 256 elements: the 2-D fold).

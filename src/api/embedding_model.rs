@@ -174,7 +174,7 @@ fn engine_info(engine: &Engine, modules: &SentenceModules) -> serde_json::Value 
     let (adapter, device) = (engine.adapter(), engine.device());
     let (layers, hidden, positions) = engine.bert_config().map_or((0, 0, 0), |c| (c.layers, c.hidden, c.max_positions));
     let pooling: Vec<&str> = modules.pooling.modes.iter().map(|m| m.name()).collect();
-    serde_json::json!({ "architecture": "bert", "layers": layers, "hidden": hidden, "dims": modules.dims, "pooling": pooling,
+    serde_json::json!({ "architecture": engine.architecture(), "layers": layers, "hidden": hidden, "dims": modules.dims, "pooling": pooling,
         "normalized": modules.normalized(), "prompts": modules.prompts, "defaultPromptName": modules.default_prompt_name,
         "maxSeqLength": modules.max_seq_length.unwrap_or(positions).min(positions), "adapter": adapter, "device": device })
 }

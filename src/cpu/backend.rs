@@ -229,6 +229,7 @@ impl Backend for Cpu {
             }
             Activation::QuickGelu => (x * 1.702).and_then(|s| candle_nn::ops::sigmoid(&s)).and_then(|s| x * s),
             Activation::Tanh => x.tanh(),
+            Activation::Relu => x.relu(),
         }
         .map_err(cpu_err)
     }

@@ -188,6 +188,7 @@ fn elementwise_of(act: Activation) -> Elementwise {
         Activation::GeluErf => Elementwise::GeluErf,
         Activation::QuickGelu => Elementwise::QuickGelu,
         Activation::Tanh => Elementwise::Tanh,
+        Activation::Relu => Elementwise::Relu,
     }
 }
 

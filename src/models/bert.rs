@@ -1,5 +1,8 @@
 //! The BERT encoder for sentence embeddings (all-MiniLM-L6-v2, BERT-base-like checkpoints) from a
-//! hub `config.json` and safetensors weights (F32, F16 or BF16; names with or without `bert.`).
+//! hub `config.json` and safetensors weights (F32, F16 or BF16; names with or without `bert.`),
+//! and DistilBERT, the same post-LayerNorm stack under other names (`transformer.layer.{l}.…`,
+//! `distilbert.`), without token types, with its own heads (`pre_classifier` + ReLU on [CLS];
+//! `vocab_transform`, `vocab_layer_norm`, `vocab_projector`).
 //!
 //! Post-LayerNorm blocks: self-attention over the sequence with a padding mask, then a GELU MLP,
 //! each added back and layer-normalised. Sentences of a batch are padded to the longest of their
@@ -65,6 +68,23 @@ pub struct BertConfig {
     /// relevance score: cross-encoders) or `problem_type` multi_label_classification, as
     /// transformers' text-classification pipeline decides.
     pub sigmoid: bool,
+    /// A DistilBERT (`model_type` "distilbert": its tensor names and heads; no token types).
+    pub distil: bool,
+}
+
+/// `config.json` as written by `transformers` for DistilBERT (unknown keys ignored).
+#[derive(Deserialize)]
+struct RawDistilConfig {
+    vocab_size: Option<u64>,
+    dim: Option<u64>,
+    n_layers: Option<u64>,
+    n_heads: Option<u64>,
+    hidden_dim: Option<u64>,
+    max_position_embeddings: Option<u64>,
+    activation: Option<String>,
+    id2label: Option<std::collections::BTreeMap<String, String>>,
+    num_labels: Option<u64>,
+    problem_type: Option<String>,
 }
 
 impl BertConfig {
@@ -73,8 +93,11 @@ impl BertConfig {
     pub fn from_json(bytes: &[u8]) -> Result<Self, ModelError> {
         let bad = |m: String| ModelError::Config(format!("config.json: {m}"));
         let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+        if raw.model_type.as_deref() == Some("distilbert") {
+            return Self::from_distil_json(bytes);
+        }
         if let Some(t) = raw.model_type.as_deref().filter(|t| *t != "bert") {
-            return Err(bad(format!("model_type {t:?} is not \"bert\"")));
+            return Err(bad(format!("model_type {t:?} is not \"bert\" or \"distilbert\"")));
         }
         if let Some(p) = raw.position_embedding_type.as_deref().filter(|p| *p != "absolute") {
             return Err(bad(format!("position_embedding_type {p:?} is not supported (only \"absolute\")")));
@@ -106,11 +129,46 @@ impl BertConfig {
             layer_norm_eps: eps as f32,
             activation,
             sigmoid: false,
+            distil: false,
             labels: super::encoder::labels(raw.id2label.as_ref(), raw.num_labels)?,
         })
         .map(|mut c| {
             c.sigmoid = c.labels.len() == 1 || raw.problem_type.as_deref() == Some("multi_label_classification");
             c
+        })
+    }
+
+    /// A DistilBERT `config.json` (`dim`, `n_layers`, `n_heads`, `hidden_dim`; LayerNorm eps
+    /// 1e-12 as `DistilBertModel` fixes it).
+    fn from_distil_json(bytes: &[u8]) -> Result<Self, ModelError> {
+        let bad = |m: String| ModelError::Config(format!("config.json: {m}"));
+        let raw: RawDistilConfig = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+        let size = |name: &str, v: Option<u64>, max: u64| super::encoder::size("config.json", name, v, max);
+        let hidden = size("dim", raw.dim, MAX_HIDDEN)?;
+        let heads = size("n_heads", raw.n_heads, MAX_HIDDEN)?;
+        if !hidden.is_multiple_of(heads) {
+            return Err(bad(format!("dim {hidden} is not a multiple of n_heads {heads}")));
+        }
+        let activation = match raw.activation.as_deref().unwrap_or("gelu") {
+            "gelu" => Activation::GeluErf,
+            "relu" => Activation::Relu,
+            other => return Err(bad(format!("activation {other:?} is not supported (gelu, relu)"))),
+        };
+        let labels = super::encoder::labels(raw.id2label.as_ref(), raw.num_labels)?;
+        Ok(Self {
+            vocab: size("vocab_size", raw.vocab_size, MAX_VOCAB)?,
+            hidden,
+            layers: size("n_layers", raw.n_layers, MAX_LAYERS)?,
+            heads,
+            head_dim: hidden / heads,
+            intermediate: size("hidden_dim", raw.hidden_dim, MAX_INTERMEDIATE)?,
+            max_positions: size("max_position_embeddings", raw.max_position_embeddings.or(Some(512)), MAX_POSITIONS)?,
+            type_vocab: 0,
+            layer_norm_eps: 1e-12,
+            activation,
+            sigmoid: labels.len() == 1 || raw.problem_type.as_deref() == Some("multi_label_classification"),
+            distil: true,
+            labels,
         })
     }
 }
@@ -177,7 +235,8 @@ fn check_types(config: &BertConfig, batch: &[Vec<u32>], types: &[Vec<u32>]) -> R
         if t.len() != ids.len() {
             return Err(ModelError::Input(format!("sequence {i}: {} token types for {} tokens", t.len(), ids.len())));
         }
-        if let Some(&bad) = t.iter().find(|&&t| t >= config.type_vocab) {
+        // A model without token types (DistilBERT) reads a pair as one sequence, as transformers does.
+        if let Some(&bad) = t.iter().find(|&&t| t >= config.type_vocab).filter(|_| config.type_vocab > 0) {
             return Err(ModelError::Input(format!("sequence {i}: token type {bad} is not below type_vocab_size {}", config.type_vocab)));
         }
     }
@@ -222,6 +281,9 @@ pub(crate) fn passes(batch: &[Vec<u32>]) -> Vec<Pass> {
 /// type (a pair's second text) adds.
 async fn position_type0(c: &BertConfig, w: &mut Weights<'_, impl RangeReader>) -> Result<(Vec<f32>, Vec<f32>), ModelError> {
     let positions = w.float_values("embeddings.position_embeddings.weight", &[c.max_positions, c.hidden]).await?;
+    if c.type_vocab == 0 {
+        return Ok((positions, Vec::new()));
+    }
     let types = w.float_values("embeddings.token_type_embeddings.weight", &[c.type_vocab, c.hidden]).await?;
     let type0 = types.get(..c.hidden as usize).ok_or_else(|| ModelError::Tensor { name: "token_type_embeddings".into(), problem: "no row 0".into() })?;
     let folded = positions.chunks_exact(type0.len()).flat_map(|row| row.iter().zip(type0).map(|(p, t)| p + t)).collect();
@@ -230,8 +292,37 @@ async fn position_type0(c: &BertConfig, w: &mut Weights<'_, impl RangeReader>) -
 }
 
 /// Where BERT checkpoints keep their tensors: at the top (`BertModel`) or under `bert.` (task
-/// models); heads (`cls.predictions.*`, `classifier.*`) at the top.
-const PREFIXES: &[&str] = &["", "bert."];
+/// models; `distilbert.` for DistilBERT's); heads (`cls.predictions.*`, `classifier.*`) at the top.
+const PREFIXES: &[&str] = &["", "bert.", "distilbert."];
+
+/// The heads' tensor names: BERT's, or DistilBERT's.
+struct HeadNames {
+    mlm_transform: &'static str,
+    mlm_norm: &'static str,
+    mlm_decoder: &'static str,
+    mlm_biases: [&'static str; 2],
+    /// The dense layer on [CLS] before the classifier, and its activation.
+    pre_classifier: &'static str,
+    pre_activation: Activation,
+}
+
+const BERT_HEADS: HeadNames = HeadNames {
+    mlm_transform: "cls.predictions.transform.dense",
+    mlm_norm: "cls.predictions.transform.LayerNorm",
+    mlm_decoder: "cls.predictions.decoder.weight",
+    mlm_biases: ["cls.predictions.bias", "cls.predictions.decoder.bias"],
+    pre_classifier: "pooler.dense",
+    pre_activation: Activation::Tanh,
+};
+
+const DISTILBERT_HEADS: HeadNames = HeadNames {
+    mlm_transform: "vocab_transform",
+    mlm_norm: "vocab_layer_norm",
+    mlm_decoder: "vocab_projector.weight",
+    mlm_biases: ["vocab_projector.bias", "vocab_projector.bias"],
+    pre_classifier: "pre_classifier",
+    pre_activation: Activation::Relu,
+};
 
 /// `BertForMaskedLM`'s head: dense, activation, LayerNorm, then the vocabulary projection (the
 /// word embeddings when tied, as checkpoints usually are).
@@ -243,9 +334,11 @@ struct MaskedLmHead<B: Backend> {
     bias: B::Vector,
 }
 
-/// `BertForSequenceClassification`'s head: the pooler (dense + tanh on [CLS]) and the classifier.
+/// `BertForSequenceClassification`'s head: the pooler (dense + tanh on [CLS]) and the classifier
+/// (DistilBERT's: `pre_classifier` + ReLU).
 struct ClassifierHead<B: Backend> {
     pooler: Linear<B>,
+    activation: Activation,
     classifier: Linear<B>,
 }
 
@@ -274,8 +367,9 @@ pub struct Bert<B: Backend> {
     word: B::Matrix,
     /// Position embeddings plus token type 0's embedding, as F32.
     position_type0: B::Matrix,
-    /// Each token type's embedding less type 0's (added for tokens of another type).
-    type_deltas: B::Matrix,
+    /// Each token type's embedding less type 0's (added for tokens of another type; None
+    /// without token types: DistilBERT).
+    type_deltas: Option<B::Matrix>,
     emb_norm: LayerNorm<B>,
     encoder: Encoder<B>,
     mlm: Option<MaskedLmHead<B>>,
@@ -295,19 +389,16 @@ impl<B: Backend> Bert<B> {
         let word = w.table(be, "embeddings.word_embeddings.weight", c.vocab, c.hidden).await?;
         let (folded, deltas) = position_type0(c, w).await?;
         let position_type0 = be.table_from_values("position + type embeddings", &folded, c.max_positions, c.hidden)?;
-        let type_deltas = be.table_from_values("token type embeddings less type 0", &deltas, c.type_vocab, c.hidden)?;
+        let type_deltas = if c.type_vocab > 0 { Some(be.table_from_values("token type embeddings less type 0", &deltas, c.type_vocab, c.hidden)?) } else { None };
         let emb_norm = LayerNorm::load(be, w, "embeddings.LayerNorm", c.hidden, c.layer_norm_eps).await?;
-        let encoder = Encoder::load(be, w, c.shape(), LayerNames::bert).await?;
-        let mlm = if w.has("cls.predictions.transform.dense.weight") {
-            let decoder = if w.has("cls.predictions.decoder.weight") {
-                Some(w.matrix(be, "cls.predictions.decoder.weight", c.vocab, c.hidden).await?)
-            } else {
-                None
-            };
-            let bias = if w.has("cls.predictions.bias") { "cls.predictions.bias" } else { "cls.predictions.decoder.bias" };
+        let (layer_names, heads): (fn(u32) -> LayerNames, _) = if c.distil { (LayerNames::distilbert, &DISTILBERT_HEADS) } else { (LayerNames::bert, &BERT_HEADS) };
+        let encoder = Encoder::load(be, w, c.shape(), layer_names).await?;
+        let mlm = if w.has(&format!("{}.weight", heads.mlm_transform)) {
+            let decoder = if w.has(heads.mlm_decoder) { Some(w.matrix(be, heads.mlm_decoder, c.vocab, c.hidden).await?) } else { None };
+            let bias = if w.has(heads.mlm_biases[0]) { heads.mlm_biases[0] } else { heads.mlm_biases[1] };
             Some(MaskedLmHead {
-                transform: Linear::load(be, w, "cls.predictions.transform.dense", c.hidden, c.hidden, true).await?,
-                norm: LayerNorm::load(be, w, "cls.predictions.transform.LayerNorm", c.hidden, c.layer_norm_eps).await?,
+                transform: Linear::load(be, w, heads.mlm_transform, c.hidden, c.hidden, true).await?,
+                norm: LayerNorm::load(be, w, heads.mlm_norm, c.hidden, c.layer_norm_eps).await?,
                 decoder,
                 bias: w.vector(be, bias, c.vocab).await?,
             })
@@ -317,7 +408,8 @@ impl<B: Backend> Bert<B> {
         let classifier = if w.has("classifier.weight") {
             let labels = c.labels.len() as u32;
             Some(ClassifierHead {
-                pooler: Linear::load(be, w, "pooler.dense", c.hidden, c.hidden, true).await?,
+                pooler: Linear::load(be, w, heads.pre_classifier, c.hidden, c.hidden, true).await?,
+                activation: heads.pre_activation,
                 classifier: Linear::load(be, w, "classifier", labels, c.hidden, true).await?,
             })
         } else {
@@ -445,9 +537,9 @@ impl<B: Backend> Bert<B> {
         let x = be.embed_batch(&self.word, &ids, &rows).await?;
         let p = be.embed_batch(&self.position_type0, &positions, &rows).await?;
         let mut x = be.add(&x, &p).await?;
-        if let Some(types) = types {
+        if let (Some(types), Some(deltas)) = (types, &self.type_deltas) {
             let t: Vec<u32> = pass.members.iter().flat_map(|&i| types.get(i).map_or(&[][..], Vec::as_slice)).copied().collect();
-            let t = be.embed_batch(&self.type_deltas, &t, &rows).await?;
+            let t = be.embed_batch(deltas, &t, &rows).await?;
             x = be.add(&x, &t).await?;
         }
         let x = self.emb_norm.forward(be, &x).await?;
@@ -495,7 +587,7 @@ impl<B: Backend> Bert<B> {
                 let picks: Vec<(u32, u32)> = (0..lengths.len() as u32).map(|s| (s, 0)).collect();
                 let cls = be.rows(&x, &rows, &picks).await?;
                 let pooled = head.pooler.forward(be, &cls).await?;
-                let pooled = be.activation(&pooled, Activation::Tanh).await?;
+                let pooled = be.activation(&pooled, head.activation).await?;
                 let logits = head.classifier.forward(be, &pooled).await?;
                 let labels = self.config.labels.len();
                 Ok(be.read(&logits).await?.chunks_exact(labels).map(<[f32]>::to_vec).collect())

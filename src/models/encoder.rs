@@ -201,6 +201,21 @@ impl LayerNames {
         }
     }
 
+    /// DistilBERT: `transformer.layer.{l}.attention.q_lin`, `sa_layer_norm`, `ffn.lin1`, …
+    pub fn distilbert(l: u32) -> Self {
+        let p = |s: &str| format!("transformer.layer.{l}.{s}");
+        Self {
+            q: p("attention.q_lin"),
+            k: p("attention.k_lin"),
+            v: p("attention.v_lin"),
+            out: p("attention.out_lin"),
+            norm1: p("sa_layer_norm"),
+            up: p("ffn.lin1"),
+            down: p("ffn.lin2"),
+            norm2: p("output_layer_norm"),
+        }
+    }
+
     /// ViT and AST: `encoder.layer.{l}.attention.attention.query`, `layernorm_before`, …
     pub fn vit(l: u32) -> Self {
         let p = |s: &str| format!("encoder.layer.{l}.{s}");

@@ -25,6 +25,8 @@ const EMBED_TOL = 1e-5;
 // A tiny cross-encoder's query-passage scores by transformers' pipeline and CrossEncoder
 // (tests/fixtures/reranker, scripts/fixtures/make_reranker_fixtures.py).
 const reranker = JSON.parse(readFileSync('tests/fixtures/reranker/expected.json', 'utf8'));
+// Tiny random DistilBERTs' pipeline scores by transformers (tests/fixtures/distilbert).
+const distil = JSON.parse(readFileSync('tests/fixtures/distilbert/expected.json', 'utf8'));
 
 function sameEmbeddings(what, got, want) {
   assert.deepEqual(got.dims, [want.length, want[0].length], `${what}: dims`);
@@ -49,7 +51,7 @@ async function runAll(device, worker) {
   const problems = [];
   page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
   await page.goto(`${spaces.url}index.html`);
-  const out = await page.evaluate(async ({ png, wav, zs, mask, text, device, worker, folders, texts, pairs }) => {
+  const out = await page.evaluate(async ({ png, wav, zs, mask, text, device, worker, folders, texts, pairs, distilTexts, distilMask }) => {
     const { pipeline } = await import('./pkg/index.js');
     const options = { endpoint: location.origin, device, worker };
     const r = {};
@@ -75,6 +77,13 @@ async function runAll(device, worker) {
     r.rerank = await reranker.classify(pairs.map(([a, b]) => ({ text: a, text_pair: b })));
     r.rerankOne = await reranker.classify(pairs[0][0]);
     reranker.dispose();
+    const distilCls = await pipeline('text-classification', 'hugrt-test/tiny-distilbert-cls', options);
+    r.distil = await distilCls.classify(distilTexts, { topK: 3 });
+    r.distilInfo = distilCls.info;
+    distilCls.dispose();
+    const distilMlm = await pipeline('fill-mask', 'hugrt-test/tiny-distilbert-mlm', options);
+    r.distilFill = await distilMlm.fill(distilMask, { topK: 5 });
+    distilMlm.dispose();
     const plain = ({ data, dims }) => ({ data: Array.from(data), dims });
     r.sentence = {};
     for (const name of folders) {
@@ -88,7 +97,8 @@ async function runAll(device, worker) {
     }
     return r;
   }, { png, wav, zs: expected['zero-shot-image-classification'], mask: expected['fill-mask'].text, text: expected['text-classification'].text, device, worker,
-       folders: Object.keys(sentence.folders), texts: sentence.texts, pairs: reranker.pairs });
+       folders: Object.keys(sentence.folders), texts: sentence.texts, pairs: reranker.pairs,
+       distilTexts: distil.texts, distilMask: distil.fill_mask.text });
   console.log(`${device}${worker ? ' (worker)' : ''}: ${out.vitInfo.adapter}; image ${JSON.stringify(out.image[0])}, audio ${JSON.stringify(out.audio[0])}`);
   sameScores('image-classification', out.image, expected['image-classification']);
   sameScores('zero-shot', out.zeroShot, expected['zero-shot-image-classification'].results);
@@ -98,6 +108,9 @@ async function runAll(device, worker) {
   sameScores('text-classification', out.text, expected['text-classification'].results);
   for (const [i, want] of reranker.pipeline.entries()) sameScores(`rerank pair ${i}`, out.rerank[i], [want]);
   sameScores('rerank one text', out.rerankOne, [reranker.single]);
+  assert.equal(out.distilInfo.architecture, 'distilbert');
+  for (const [i, want] of distil.pipeline.entries()) sameScores(`DistilBERT text ${i}`, out.distil[i], want);
+  sameScores('DistilBERT fill-mask', out.distilFill, distil.fill_mask.results);
   for (const [name, want] of Object.entries(sentence.folders)) {
     const got = out.sentence[name];
     assert.equal(got.info.dims, want.dims, `${name}: info.dims`);

@@ -346,3 +346,62 @@ async fn reranker_matches<B: Backend>(be: B) {
 }
 
 both!(reranker_matches_cross_encoder, cpu_reranker_matches_cross_encoder, |d| async move { on_backend!(d, reranker_matches()) });
+
+const DISTIL_CLS_CONFIG: &[u8] = include_bytes!("../fixtures/distilbert/cls/config.json");
+const DISTIL_CLS: &[u8] = include_bytes!("../fixtures/distilbert/cls/model.safetensors");
+const DISTIL_MLM_CONFIG: &[u8] = include_bytes!("../fixtures/distilbert/mlm/config.json");
+const DISTIL_MLM: &[u8] = include_bytes!("../fixtures/distilbert/mlm/model.safetensors");
+const DISTIL_EXPECTED: &str = include_str!("../fixtures/distilbert/expected.json");
+
+/// Tiny random DistilBERTs against transformers in float64 (tests/fixtures/distilbert, made by
+/// scripts/fixtures/make_distilbert_fixtures.py): the encoder's last hidden state, the
+/// classification head (pre_classifier + ReLU) and its pipeline scores, a text pair read as one
+/// sequence (no token types), and the masked-LM head's logits at the mask.
+async fn distilbert_matches<B: Backend>(be: B) {
+    let exp: serde_json::Value = serde_json::from_str(DISTIL_EXPECTED).expect("expected.json");
+    let texts: Vec<String> = serde_json::from_value(exp["texts"].clone()).expect("texts");
+    let want_ids: Vec<Vec<u32>> = serde_json::from_value(exp["ids"].clone()).expect("ids");
+    let device = be.device();
+    let tok = Tokenizer::from_json(TOKENIZER).expect("tokenizer");
+    let mut model = load(&be, DISTIL_CLS_CONFIG, DISTIL_CLS).await.expect("loads the classifier");
+    assert!(model.config.distil && model.config.labels == ["negative", "neutral", "positive"], "{:?}", model.config);
+    let ids = model.tokenize(&tok, &texts).expect("tokenizes");
+    assert_eq!(ids, want_ids);
+    let hidden = model.last_hidden_state(&ids).await.expect("runs");
+    let mut worst = 0f64;
+    for (i, (got, want)) in hidden.iter().zip(floats(&exp["last_hidden_state"])).enumerate() {
+        let err = max_abs_diff(got, &want);
+        assert!(err <= HIDDEN_TOL, "{device} DistilBERT text {i}: last hidden state off by {err:.2e}");
+        worst = worst.max(err);
+    }
+    let logits = model.classify(&ids).await.expect("classifies");
+    for (i, (got, want)) in logits.iter().zip(floats(&exp["logits"])).enumerate() {
+        let err = max_abs_diff(got, &want);
+        assert!(err <= HIDDEN_TOL, "{device} DistilBERT text {i}: logits off by {err:.2e}");
+        let ranked = hugrt::models::tasks::ranked(&model.config.labels, got, 3, model.config.sigmoid);
+        for (r, w) in ranked.iter().zip(exp["pipeline"][i].as_array().expect("pipeline")) {
+            assert_eq!(r.0, w["label"].as_str().expect("label"), "{device} text {i}: label order");
+            assert!((f64::from(r.1) - w["score"].as_f64().expect("score")).abs() <= 1e-5, "{device} text {i}: {} vs {}", r.1, w["score"]);
+        }
+    }
+    let pair = &exp["pair"];
+    let (pair_ids, types) = model.tokenize_pair(&tok, pair["texts"][0].as_str().expect("a"), pair["texts"][1].as_str().expect("b")).expect("pair");
+    assert_eq!(pair_ids, serde_json::from_value::<Vec<u32>>(pair["ids"].clone()).expect("pair ids"));
+    let got = model.classify_typed(&[pair_ids], Some(&[types])).await.expect("a pair");
+    assert!(max_abs_diff(&got[0], &floats(&serde_json::json!([pair["logits"]]))[0]) <= HIDDEN_TOL, "{device} pair");
+
+    let mut mlm = load(&be, DISTIL_MLM_CONFIG, DISTIL_MLM).await.expect("loads the masked LM");
+    let fill = &exp["fill_mask"];
+    let masked = mlm.tokenize(&tok, &[fill["text"].as_str().expect("text")]).expect("tokenizes");
+    assert_eq!(masked[0], serde_json::from_value::<Vec<u32>>(fill["ids"].clone()).expect("ids"));
+    let mask_id = tok.token_to_id("[MASK]").expect("[MASK]");
+    let at_mask = mlm.fill_mask(&masked, mask_id).await.expect("fills");
+    let err = max_abs_diff(&at_mask[0][0], &floats(&serde_json::json!([fill["logits"]]))[0]);
+    assert!(err <= HIDDEN_TOL, "{device} DistilBERT masked LM: off by {err:.2e}");
+    let best = hugrt::models::tasks::ranked(&[], &at_mask[0][0], 1, false);
+    assert_eq!(best[0].0, format!("LABEL_{}", fill["results"][0]["token"]), "{device}: the pipeline's top token");
+    crate::log(&format!("tiny DistilBERT on {device}: max |error| {worst:.2e} (last hidden state), {err:.2e} (masked LM)"));
+    assert_eq!(be.take_uncaptured_errors(), Vec::<String>::new());
+}
+
+both!(distilbert_matches_transformers, cpu_distilbert_matches_transformers, |d| async move { on_backend!(d, distilbert_matches()) });

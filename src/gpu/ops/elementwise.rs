@@ -34,6 +34,7 @@ pub enum Elementwise {
     /// CLIP's `quick_gelu`: x·σ(1.702·x).
     QuickGelu,
     Tanh,
+    Relu,
 }
 
 impl Elementwise {
@@ -50,6 +51,7 @@ impl Elementwise {
             Elementwise::GeluErf => "gelu_erf",
             Elementwise::QuickGelu => "quick_gelu",
             Elementwise::Tanh => "tanh_op",
+            Elementwise::Relu => "relu",
         }
     }
 
@@ -113,6 +115,7 @@ impl Elementwise {
                     Elementwise::GeluErf => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
                     Elementwise::QuickGelu => x * sig(1.702 * x),
                     Elementwise::Tanh => x.tanh(),
+                    Elementwise::Relu => x.max(0.0),
                 }
             })
             .collect()
@@ -121,7 +124,7 @@ impl Elementwise {
     /// The tolerance of this op: one rounding for arithmetic, `TRANSCENDENTAL` otherwise.
     pub fn tolerance(self) -> Tolerance {
         match self {
-            Elementwise::Scale(_) | Elementwise::Add | Elementwise::Mul | Elementwise::AddRow { .. } | Elementwise::MulRow { .. } => {
+            Elementwise::Scale(_) | Elementwise::Add | Elementwise::Mul | Elementwise::AddRow { .. } | Elementwise::MulRow { .. } | Elementwise::Relu => {
                 Tolerance { rel: F32_UNIT_ROUNDOFF, abs: 1e-37 }
             }
             _ => TRANSCENDENTAL,
