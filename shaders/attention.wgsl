@@ -5,9 +5,10 @@
 //   L: (batch) u32, keys valid per sequence (the rest is padding, or the unused KV cache)
 //   S: (batch, q_len, heads, kv_len) f32 scratch for scores
 //   O: (batch, q_len, heads, head_dim)
-// Query t sits at position q_pos0 + t; when causal, it sees keys p ≤ q_pos0 + t (decode: one
+// Query t sits at position q = q_pos0 + t; when causal, it sees keys p ≤ q (decode: one
 // query at the end of the cache; prefill: a chunk of queries; encoders: not causal, L masks
-// the padding). Head h reads kv head h / (heads / kv_heads).
+// the padding), and with a sliding window W > 0 only the last W of them: q − W < p ≤ q.
+// Head h reads kv head h / (heads / kv_heads).
 //
 // `attention`: one workgroup per (query, head), z = sequence. Phase 1: scores into S and their
 // maximum; phase 2: exp(s − max) into S and their sum; phase 3: each invocation owns head
@@ -32,7 +33,7 @@ struct AttnParams {
     groups_x: u32,
     scale: f32,
     splits: u32,
-    _pad1: u32,
+    window: u32,
     _pad2: u32,
 }
 
@@ -49,6 +50,11 @@ const SPLIT_KEYS: u32 = 256u;
 @group(0) @binding(6) var<storage, read_write> O: array<f32>;
 
 var<workgroup> red: array<f32, MAX_WG>;
+
+/// The first key a causal query at position `q` sees: past the sliding window, if any.
+fn first_key(q: u32) -> u32 {
+    return select(0u, q + 1u - P.window, P.window != 0u && q + 1u > P.window);
+}
 
 fn reduce(lid: u32, v: f32, is_max: bool) -> f32 {
     red[lid] = v;
@@ -73,8 +79,10 @@ fn attention(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_
     let h = qh % P.heads;
     let kvh = h / (P.heads / P.kv_heads);
     var n_keys = min(L[b], P.kv_len);
+    var k_lo = 0u;
     if (P.causal != 0u) {
         n_keys = min(n_keys, P.q_pos0 + t + 1u);
+        k_lo = first_key(P.q_pos0 + t);
     }
     let q_base = ((b * P.q_len + t) * P.heads + h) * P.head_dim;
     let s_base = ((b * P.q_len + t) * P.heads + h) * P.kv_len;
@@ -83,7 +91,7 @@ fn attention(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_
 
     var m = bitcast<f32>(0xFF7FFFFFu); // -f32::MAX
     if (live) {
-        for (var p = lid; p < n_keys; p += WG) {
+        for (var p = k_lo + lid; p < n_keys; p += WG) {
             var s = 0.0;
             for (var d = 0u; d < P.head_dim; d++) {
                 s += Q[q_base + d] * K[kv_base + p * kv_row + d];
@@ -96,7 +104,7 @@ fn attention(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_
     m = reduce(lid, m, true);
     var sum = 0.0;
     if (live) {
-        for (var p = lid; p < n_keys; p += WG) {
+        for (var p = k_lo + lid; p < n_keys; p += WG) {
             let e = exp(S[s_base + p] - m);
             S[s_base + p] = e;
             sum += e;
@@ -109,7 +117,7 @@ fn attention(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_
         let inv = select(0.0, 1.0 / sum, sum > 0.0);
         for (var d = lid; d < P.head_dim; d += WG) {
             var acc = 0.0;
-            for (var p = 0u; p < n_keys; p++) {
+            for (var p = k_lo; p < n_keys; p++) {
                 acc += S[s_base + p] * V[kv_base + p * kv_row + d];
             }
             O[q_base + d] = acc * inv;
@@ -129,7 +137,7 @@ fn attention_partial(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_inv
     let split = group.x;
     let h = group.y;
     let n_keys = decode_keys();
-    let k0 = min(split * SPLIT_KEYS, n_keys);
+    let k0 = min(first_key(P.q_pos0) + split * SPLIT_KEYS, n_keys);
     let k1 = min(k0 + SPLIT_KEYS, n_keys);
     let kvh = h / (P.heads / P.kv_heads);
     let q_base = h * P.head_dim;

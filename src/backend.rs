@@ -42,6 +42,8 @@ pub struct CachedAttention {
     pub kv_heads: u32,
     pub head_dim: u32,
     pub scale: f32,
+    /// Sliding window: each query sees its last `window` keys (itself included), `None` all.
+    pub window: Option<u32>,
 }
 
 /// Refuses `values` that are not a (rows, cols) matrix: for `matrix_from_values` and

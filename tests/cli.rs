@@ -127,6 +127,8 @@ fn generate_chats_with_llama_family_folders() {
         ("llama", include_str!("fixtures/llama/expected.json")),
         ("qwen2", include_str!("fixtures/qwen2/expected.json")),
         ("qwen3", include_str!("fixtures/qwen3/expected.json")),
+        ("smollm3", include_str!("fixtures/smollm3/expected.json")),
+        ("mistral", include_str!("fixtures/mistral/expected.json")),
     ] {
         let dir = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
         let expected: serde_json::Value = serde_json::from_str(expected).unwrap();

@@ -276,7 +276,7 @@ gpu_test!(softmax_and_argmax, async {
 gpu_test!(attention_decode_prefill_and_encoder, async {
     use hugrt::gpu::ops::attention::{Attention, check_against_reference};
     let ctx = context().await;
-    let base = Attention { batch: 1, q_len: 1, kv_len: 1, heads: 9, kv_heads: 3, head_dim: 64, q_pos0: 0, causal: true, scale: 0.125 };
+    let base = Attention { batch: 1, q_len: 1, kv_len: 1, heads: 9, kv_heads: 3, head_dim: 64, q_pos0: 0, causal: true, window: 0, scale: 0.125 };
     let cases: Vec<(&str, Attention, Vec<u32>)> = vec![
         ("decode, 1 key", base, vec![1]),
         // Decode at position 36 of a 64-slot cache: keys past 37 are stale and must be ignored.
@@ -291,6 +291,13 @@ gpu_test!(attention_decode_prefill_and_encoder, async {
         ("split decode, 600 valid of position 900", Attention { kv_len: 1024, q_pos0: 900, ..base }, vec![600]),
         ("prefill 17, causal", Attention { q_len: 17, kv_len: 17, heads: 4, kv_heads: 2, head_dim: 32, ..base }, vec![17]),
         ("prefill chunk of 5 at 12", Attention { q_len: 5, kv_len: 24, q_pos0: 12, heads: 2, kv_heads: 1, head_dim: 16, ..base }, vec![17]),
+        // Sliding windows: a query sees its last `window` keys. Decode far past the window (one
+        // workgroup per head), split decode over a window wider than a split, prefill chunks
+        // whose queries each start at another key.
+        ("decode, window 100 at position 3000", Attention { kv_len: 4096, q_pos0: 3000, window: 100, ..base }, vec![3001]),
+        ("split decode, window 600 at position 3000", Attention { kv_len: 4096, q_pos0: 3000, window: 600, ..base }, vec![3001]),
+        ("prefill 17, window 5", Attention { q_len: 17, kv_len: 17, heads: 4, kv_heads: 2, head_dim: 32, window: 5, ..base }, vec![17]),
+        ("prefill chunk of 20 at 40, window 16", Attention { q_len: 20, kv_len: 64, q_pos0: 40, heads: 2, kv_heads: 1, head_dim: 16, window: 16, ..base }, vec![60]),
         ("encoder, padded batch of 3", Attention { batch: 3, q_len: 7, kv_len: 7, heads: 2, kv_heads: 2, head_dim: 16, causal: false, scale: 0.25, ..base }, vec![7, 3, 1]),
     ];
     for (i, (name, attn, lengths)) in cases.into_iter().enumerate() {

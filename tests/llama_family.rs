@@ -1,9 +1,11 @@
 //! The Llama family against HF transformers on tiny random checkpoints made by transformers
 //! (scripts/fixtures/make_llama_fixtures.py): Llama (llama3 RoPE scaling, untied LM head, 4 heads
 //! over 2 KV heads), Qwen2 (Q/K/V biases, tied head, theta 1e6) and Qwen3 (per-head q/k RMSNorms,
-//! head_dim 32 independent of hidden/heads, tied head), each in the hub's format (F16
-//! and BF16 safetensors, `config.json` in transformers 5's and the older layout) and as GGUF
-//! Q8_0 and Q4_K_M (llama.cpp's quantizer: Q4_K with Q6_K). For every file: the logits after a
+//! head_dim 32 independent of hidden/heads, tied head), SmolLM3 (four layers, the fourth without
+//! RoPE) and Mistral (a sliding window of 6 keys, run far past), each in the hub's format (F16
+//! and BF16 safetensors, `config.json` in transformers 5's and the older layout) and, Mistral
+//! aside (llama.cpp converts it as `llama`, without its window), as GGUF Q8_0 and Q4_K_M
+//! (llama.cpp's quantizer: Q4_K with Q6_K). For every file: the logits after a
 //! prompt, and 32 greedy tokens, against transformers' float64 run of that file's own weights
 //! (GGUFs dequantized), on the GPU (lavapipe natively, SwiftShader in Chromium) and on the CPU
 //! fallback (candle).
@@ -25,14 +27,14 @@ struct Fixture {
     name: &'static str,
     config: &'static [u8],
     expected: &'static str,
-    files: [(&'static str, &'static [u8]); 3],
+    files: &'static [(&'static str, &'static [u8])],
 }
 
 const LLAMA: Fixture = Fixture {
     name: "llama",
     config: include_bytes!("fixtures/llama/config.json"),
     expected: include_str!("fixtures/llama/expected.json"),
-    files: [
+    files: &[
         ("model.safetensors", include_bytes!("fixtures/llama/model.safetensors")),
         ("model-q8_0.gguf", include_bytes!("fixtures/llama/model-q8_0.gguf")),
         ("model-q4_k_m.gguf", include_bytes!("fixtures/llama/model-q4_k_m.gguf")),
@@ -43,7 +45,7 @@ const QWEN2: Fixture = Fixture {
     name: "qwen2",
     config: include_bytes!("fixtures/qwen2/config.json"),
     expected: include_str!("fixtures/qwen2/expected.json"),
-    files: [
+    files: &[
         ("model.safetensors", include_bytes!("fixtures/qwen2/model.safetensors")),
         ("model-q8_0.gguf", include_bytes!("fixtures/qwen2/model-q8_0.gguf")),
         ("model-q4_k_m.gguf", include_bytes!("fixtures/qwen2/model-q4_k_m.gguf")),
@@ -54,11 +56,29 @@ const QWEN3: Fixture = Fixture {
     name: "qwen3",
     config: include_bytes!("fixtures/qwen3/config.json"),
     expected: include_str!("fixtures/qwen3/expected.json"),
-    files: [
+    files: &[
         ("model.safetensors", include_bytes!("fixtures/qwen3/model.safetensors")),
         ("model-q8_0.gguf", include_bytes!("fixtures/qwen3/model-q8_0.gguf")),
         ("model-q4_k_m.gguf", include_bytes!("fixtures/qwen3/model-q4_k_m.gguf")),
     ],
+};
+
+const SMOLLM3: Fixture = Fixture {
+    name: "smollm3",
+    config: include_bytes!("fixtures/smollm3/config.json"),
+    expected: include_str!("fixtures/smollm3/expected.json"),
+    files: &[
+        ("model.safetensors", include_bytes!("fixtures/smollm3/model.safetensors")),
+        ("model-q8_0.gguf", include_bytes!("fixtures/smollm3/model-q8_0.gguf")),
+        ("model-q4_k_m.gguf", include_bytes!("fixtures/smollm3/model-q4_k_m.gguf")),
+    ],
+};
+
+const MISTRAL: Fixture = Fixture {
+    name: "mistral",
+    config: include_bytes!("fixtures/mistral/config.json"),
+    expected: include_str!("fixtures/mistral/expected.json"),
+    files: &[("model.safetensors", include_bytes!("fixtures/mistral/model.safetensors"))],
 };
 
 /// How close a device's run of `file` must come to transformers' float64 run of the file's own
@@ -113,7 +133,7 @@ async fn run(model: &mut impl LanguageModel, prompt: &[u32], steps: usize) -> (V
 }
 
 async fn check(fixture: &Fixture, device: Device) {
-    for (file, bytes) in fixture.files {
+    for &(file, bytes) in fixture.files {
         let want = expected(fixture, file);
         let config = file.ends_with(".safetensors").then_some(fixture.config);
         let mut model = decoder(device, config, file, bytes, Some(64)).await.expect("loads");
@@ -135,6 +155,31 @@ async fn check(fixture: &Fixture, device: Device) {
 both!(llama_matches_transformers_on_the_gpu, llama_matches_transformers_on_the_cpu, |d| check(&LLAMA, d));
 both!(qwen2_matches_transformers_on_the_gpu, qwen2_matches_transformers_on_the_cpu, |d| check(&QWEN2, d));
 both!(qwen3_matches_transformers_on_the_gpu, qwen3_matches_transformers_on_the_cpu, |d| check(&QWEN3, d));
+both!(smollm3_matches_transformers_on_the_gpu, smollm3_matches_transformers_on_the_cpu, |d| check(&SMOLLM3, d));
+both!(mistral_matches_transformers_on_the_gpu, mistral_matches_transformers_on_the_cpu, |d| check(&MISTRAL, d));
+
+/// The fixture's `config.json` with `key` set to `value`.
+fn config_with(fixture: &Fixture, key: &str, value: serde_json::Value) -> Vec<u8> {
+    let mut c: serde_json::Value = serde_json::from_slice(fixture.config).unwrap();
+    c[key] = value;
+    serde_json::to_vec(&c).unwrap()
+}
+
+both!(sliding_window_and_no_rope_layers_change_the_model_on_the_gpu, sliding_window_and_no_rope_layers_change_the_model_on_the_cpu, |device| async move {
+    // The windowed and NoPE fixtures test what they claim only if the window and the skipped
+    // RoPE change the output: without them the logits must leave transformers' by far more than
+    // the tolerance.
+    for (fixture, key, value) in [(&MISTRAL, "sliding_window", serde_json::Value::Null), (&SMOLLM3, "no_rope_layers", serde_json::json!([1, 1, 1, 1]))] {
+        let (file, bytes) = fixture.files[0];
+        let want = expected(fixture, file);
+        let config = config_with(fixture, key, value);
+        let mut model = decoder(device, Some(&config), file, bytes, Some(64)).await.expect("loads");
+        let (logits, _) = run(&mut model, &want.prompt, 1).await;
+        let worst = logits.iter().zip(&want.logits).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
+        log(&format!("{} without its {key} on {device:?}: max |logit change| {worst:.3}", fixture.name));
+        assert!(worst > 0.1, "{}: {key} made no difference ({worst})", fixture.name);
+    }
+});
 
 gpu_test!(hub_config_errors_are_typed, async {
     let (_, bytes) = LLAMA.files[0];
@@ -144,7 +189,7 @@ gpu_test!(hub_config_errors_are_typed, async {
         c[key] = value;
         serde_json::to_vec(&c).unwrap()
     };
-    let cases: [(&str, Vec<u8>); 7] = [
+    let cases: [(&str, Vec<u8>); 11] = [
         ("not JSON", b"{".to_vec()),
         ("a GPT-2 config", with("model_type", "gpt2".into())),
         ("heads not a multiple of KV heads", with("num_key_value_heads", 3.into())),
@@ -152,6 +197,10 @@ gpu_test!(hub_config_errors_are_typed, async {
         ("GELU MLP", with("hidden_act", "gelu".into())),
         ("zero layers", with("num_hidden_layers", 0.into())),
         ("a Qwen3 without its q/k norms", with("model_type", "qwen3".into())),
+        ("a Mistral window of 0", config_with(&MISTRAL, "sliding_window", 0.into())),
+        ("layer types of the wrong length", with("layer_types", serde_json::json!(["full_attention"]))),
+        ("an unknown layer type", with("layer_types", serde_json::json!(["full_attention", "chunked_attention"]))),
+        ("SmolLM3 no_rope_layers of the wrong length", config_with(&SMOLLM3, "no_rope_layers", serde_json::json!([1, 0]))),
     ];
     for (what, json) in cases {
         // The Llama family's own loader (the registry would hand a GPT-2 config to GPT-2).
@@ -185,7 +234,7 @@ gpu_test!(bad_inputs_give_the_same_error_on_both_backends, async {
     // Each bad input, on every file of both fixtures: the same error variant on the GPU and the
     // CPU, and nothing cached by the refused call.
     for fixture in [&LLAMA, &QWEN2] {
-        for (file, bytes) in fixture.files {
+        for &(file, bytes) in fixture.files {
             let config = file.ends_with(".safetensors").then_some(fixture.config);
             let mut codes = Vec::new();
             for device in [Device::Gpu, Device::Cpu] {

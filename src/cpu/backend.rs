@@ -284,8 +284,11 @@ impl Backend for Cpu {
             let split = |t: &Tensor, h: usize| t.reshape((n, h, hd))?.transpose(0, 1)?.contiguous();
             cache.k.slice_set(&split(k, kv_heads)?, 1, pos0)?;
             cache.v.slice_set(&split(v, kv_heads)?, 1, pos0)?;
-            // Causal mask (n, len): token t sees positions up to pos0 + t.
-            let mask: Vec<f32> = (0..n).flat_map(|t| (0..len).map(move |p| if p <= pos0 + t { 0.0 } else { f32::NEG_INFINITY })).collect();
+            // Causal mask (n, len): token t sees positions up to pos0 + t, and with a sliding
+            // window only the last `window` of them.
+            let window = a.window.map_or(usize::MAX, |w| w as usize);
+            let seen = |t: usize, p: usize| p <= pos0 + t && pos0 + t - p < window;
+            let mask: Vec<f32> = (0..n).flat_map(|t| (0..len).map(move |p| if seen(t, p) { 0.0 } else { f32::NEG_INFINITY })).collect();
             let mask = Tensor::from_vec(mask, (n, len), dev)?;
             // The `groups` query heads that share a KV head become rows of one matmul:
             // (kv_heads, groups · n, hd).

@@ -333,7 +333,7 @@ impl Backend for Gpu {
         let Some(end) = end.filter(|_| fits) else {
             return Err(shape(format!("attention of q ({n}, {}), k/v ({}, {}) at {} over a cache of {} × {}", q.cols, k.rows, k.cols, a.pos0, cache.capacity, cache.width)));
         };
-        let attn = Attention { batch: 1, q_len: n, kv_len: cache.capacity, heads: a.heads, kv_heads: a.kv_heads, head_dim: a.head_dim, q_pos0: a.pos0, causal: true, scale: a.scale };
+        let attn = Attention { batch: 1, q_len: n, kv_len: cache.capacity, heads: a.heads, kv_heads: a.kv_heads, head_dim: a.head_dim, q_pos0: a.pos0, causal: true, window: a.window.unwrap_or(0), scale: a.scale };
         let lengths = self.upload(&[end])?;
         let scores = self.scratch(attn.scratch_bytes())?;
         let out = self.output(n, q.cols)?;
@@ -431,7 +431,7 @@ impl Backend for Gpu {
             }
         }
         let n = batch.lengths.len() as u32;
-        let attn = Attention { batch: n, q_len: batch.len, kv_len: batch.len, heads: a.heads, kv_heads: a.heads, head_dim: a.head_dim, q_pos0: 0, causal: a.causal, scale: a.scale };
+        let attn = Attention { batch: n, q_len: batch.len, kv_len: batch.len, heads: a.heads, kv_heads: a.heads, head_dim: a.head_dim, q_pos0: 0, causal: a.causal, window: 0, scale: a.scale };
         let scores = self.scratch(attn.scratch_bytes())?;
         let out = self.output(q.rows, width)?;
         let ctx = self.ctx.clone();

@@ -91,7 +91,7 @@ macro_rules! decoders {
 }
 
 decoders! {
-    Llama(llama::Llama<B>): hub ["llama", "qwen2", "qwen3", "mistral"], gguf ["llama", "mistral", "qwen2", "qwen3"];
+    Llama(llama::Llama<B>): hub ["llama", "qwen2", "qwen3", "mistral", "smollm3"], gguf ["llama", "mistral", "qwen2", "qwen3", "smollm3"];
     Gpt2(gpt2::Gpt2<B>): hub ["gpt2"], gguf [];
 }
 

@@ -1,7 +1,7 @@
-//! The Llama family (Llama 2/3, SmolLM/SmolLM2, TinyLlama, Mistral, Qwen2 with its Q/K/V biases,
-//! Qwen3 with its per-head q/k RMSNorms and free head_dim) from GGUF or the hub's `config.json` +
-//! safetensors: RMSNorm, rotary attention with grouped-query heads over a KV cache, SwiGLU; on any
-//! `Backend`.
+//! The Llama family (Llama 2/3, SmolLM/SmolLM2, TinyLlama, Mistral with its sliding window, Qwen2
+//! with its Q/K/V biases, Qwen3 with its per-head q/k RMSNorms and free head_dim, SmolLM3 with its
+//! layers without RoPE) from GGUF or the hub's `config.json` + safetensors: RMSNorm, rotary
+//! attention with grouped-query heads over a KV cache, SwiGLU; on any `Backend`.
 
 use crate::backend::{Activation, Backend, CachedAttention, Norm};
 use crate::formats::{GgufMetadata, TensorTable};
@@ -52,10 +52,25 @@ impl Naming {
     }
 }
 
+/// The model types of the hub's `config.json` this file loads.
+pub const HUB_MODEL_TYPES: &[&str] = &["llama", "qwen2", "qwen3", "mistral", "smollm3"];
+/// The GGUF architectures this file loads.
+pub const GGUF_ARCHITECTURES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "smollm3"];
+
+/// How one layer attends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerAttention {
+    /// Whether q and k are rotated (SmolLM3 skips RoPE on every fourth layer).
+    pub rope: bool,
+    /// Sliding window: each query sees its last `window` keys (Mistral; Qwen2/SmolLM3 where the
+    /// config turns it on).
+    pub window: Option<u32>,
+}
+
 /// Hyperparameters, from GGUF `{arch}.*` metadata or the hub's `config.json`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LlamaConfig {
-    /// `llama`, `qwen2`, `qwen3` or `mistral`.
+    /// `llama`, `qwen2`, `qwen3`, `mistral` or `smollm3`.
     pub arch: String,
     pub n_layers: u32,
     pub hidden: u32,
@@ -73,6 +88,8 @@ pub struct LlamaConfig {
     /// Positions the model was trained for.
     pub context: u32,
     pub naming: Naming,
+    /// Per layer: RoPE or not, sliding window or not.
+    pub layers: Vec<LayerAttention>,
 }
 
 /// `rope_scaling` (before transformers 5) or `rope_parameters` of a `config.json`.
@@ -107,10 +124,60 @@ struct HubConfig {
     hidden_act: Option<String>,
     #[serde(default)]
     mlp_bias: bool,
-    /// Mistral's sliding window: the context is capped at it (attention over a longer history
-    /// would differ from the model's).
+    /// The sliding window: Mistral's on every layer; Qwen2's, Qwen3's and SmolLM3's where
+    /// `use_sliding_window` and the layer types say.
     sliding_window: Option<u32>,
     use_sliding_window: Option<bool>,
+    /// Qwen2/Qwen3 before transformers 5 wrote `layer_types`: layers from this one on slide.
+    max_window_layers: Option<u32>,
+    /// `full_attention` or `sliding_attention` per layer (transformers 5).
+    layer_types: Option<Vec<String>>,
+    /// SmolLM3: per layer, 1 where RoPE is applied, 0 where not; else every
+    /// `no_rope_layer_interval`-th layer has none.
+    no_rope_layers: Option<Vec<u8>>,
+    no_rope_layer_interval: Option<u32>,
+}
+
+impl HubConfig {
+    /// Each layer's RoPE and window, as transformers derives them from these fields.
+    fn layers(&self) -> Result<Vec<LayerAttention>, String> {
+        let n = self.num_hidden_layers as usize;
+        let rope: Vec<bool> = match (&self.no_rope_layers, self.model_type.as_str()) {
+            (Some(flags), "smollm3") if flags.len() == n && flags.iter().all(|&f| f <= 1) => flags.iter().map(|&f| f == 1).collect(),
+            (Some(flags), "smollm3") => return Err(format!("no_rope_layers {flags:?}: one 0 or 1 per layer of {n}")),
+            (None, "smollm3") => {
+                let every = self.no_rope_layer_interval.unwrap_or(4);
+                if every == 0 {
+                    return Err("no_rope_layer_interval 0".into());
+                }
+                (0..n as u32).map(|l| !(l + 1).is_multiple_of(every)).collect()
+            }
+            _ => vec![true; n],
+        };
+        // Mistral slides whenever it has a window; the others only where `use_sliding_window`.
+        let on = if self.model_type == "mistral" { self.use_sliding_window != Some(false) } else { self.use_sliding_window == Some(true) };
+        let window = self.sliding_window.filter(|_| on);
+        if window == Some(0) {
+            return Err("sliding_window 0".into());
+        }
+        let sliding: Vec<bool> = match &self.layer_types {
+            Some(types) if types.len() != n => return Err(format!("layer_types has {} entries for {n} layers", types.len())),
+            Some(types) => types
+                .iter()
+                .map(|t| match t.as_str() {
+                    "full_attention" => Ok(false),
+                    "sliding_attention" => Ok(true),
+                    other => Err(format!("layer type {other:?} is not supported (full_attention, sliding_attention)")),
+                })
+                .collect::<Result<_, _>>()?,
+            None => match self.model_type.as_str() {
+                "mistral" | "llama" => vec![true; n],
+                "smollm3" => rope.iter().map(|r| !r).collect(),
+                _ => (0..n as u32).map(|l| l >= self.max_window_layers.unwrap_or(28)).collect(),
+            },
+        };
+        Ok(rope.into_iter().zip(sliding).map(|(rope, sliding)| LayerAttention { rope, window: window.filter(|_| sliding) }).collect())
+    }
 }
 
 fn default_rms_eps() -> f32 {
@@ -123,12 +190,13 @@ impl LlamaConfig {
     pub fn from_hub(config_json: &[u8], context: Option<u32>) -> Result<(Self, u32), ModelError> {
         let bad = |what: String| ModelError::Config(format!("config.json: {what}"));
         let c: HubConfig = serde_json::from_slice(config_json).map_err(|e| bad(e.to_string()))?;
-        if !["llama", "qwen2", "qwen3", "mistral"].contains(&c.model_type.as_str()) {
-            return Err(bad(format!("model_type {:?} is not a Llama-family model (llama, qwen2, qwen3, mistral)", c.model_type)));
+        if !HUB_MODEL_TYPES.contains(&c.model_type.as_str()) {
+            return Err(bad(format!("model_type {:?} is not a Llama-family model ({})", c.model_type, HUB_MODEL_TYPES.join(", "))));
         }
         if c.hidden_act.as_deref().is_some_and(|a| a != "silu") || c.mlp_bias {
             return Err(bad(format!("activation {:?}{} is not supported", c.hidden_act, if c.mlp_bias { " with MLP biases" } else { "" })));
         }
+        let layers = c.layers().map_err(bad)?;
         let rope = c.rope_parameters.or(c.rope_scaling).unwrap_or_default();
         let rope_scaling = match rope.rope_type.as_deref() {
             None | Some("default") => RopeScaling::None,
@@ -141,7 +209,6 @@ impl LlamaConfig {
             },
             Some(other) => return Err(bad(format!("RoPE scaling {other:?} is not supported (linear, llama3)"))),
         };
-        let window = c.sliding_window.filter(|_| c.use_sliding_window.unwrap_or(c.model_type == "mistral"));
         let heads = c.num_attention_heads;
         let config = Self {
             arch: c.model_type,
@@ -156,8 +223,9 @@ impl LlamaConfig {
             rope_scaling,
             rope_layout: RopeLayout::NeoX,
             rms_eps: c.rms_norm_eps,
-            context: c.max_position_embeddings.min(window.unwrap_or(u32::MAX)),
+            context: c.max_position_embeddings,
             naming: Naming::Hub,
+            layers,
         };
         config.check()?;
         Ok(config.with_context(context))
@@ -172,7 +240,7 @@ impl LlamaConfig {
     /// Sizes that fit together (the kernels and the loaders rely on them).
     fn check(&self) -> Result<(), ModelError> {
         let sizes = [self.n_layers, self.hidden, self.ffn, self.heads, self.kv_heads, self.head_dim, self.vocab, self.context];
-        let ok = sizes.iter().all(|&v| v > 0) && self.n_layers <= 1024 && self.heads.is_multiple_of(self.kv_heads) && self.head_dim.is_multiple_of(2);
+        let ok = sizes.iter().all(|&v| v > 0) && self.n_layers <= 1024 && self.heads.is_multiple_of(self.kv_heads) && self.head_dim.is_multiple_of(2) && self.layers.len() == self.n_layers as usize;
         let finite = self.rope_theta.is_finite() && self.rope_theta > 0.0 && self.rms_eps.is_finite() && self.rms_eps >= 0.0;
         if !ok || !finite {
             return Err(ModelError::Config(format!("inconsistent hyperparameters {self:?}")));
@@ -182,12 +250,12 @@ impl LlamaConfig {
 
     pub fn from_gguf(meta: &GgufMetadata) -> Result<Self, ModelError> {
         let arch = meta.get_str("general.architecture").ok_or_else(|| ModelError::Config("no general.architecture".into()))?;
-        // llama.cpp's converter permutes Llama's (and Mistral's) Q/K rows for adjacent-pair RoPE;
-        // Qwen2's it leaves as they are (llama.cpp runs it with NeoX RoPE).
+        // llama.cpp's converter permutes Llama's (and Mistral's, SmolLM3's) Q/K rows for
+        // adjacent-pair RoPE; Qwen2's it leaves as they are (llama.cpp runs it with NeoX RoPE).
         let rope_layout = match arch {
-            "llama" | "mistral" => RopeLayout::Normal,
+            "llama" | "mistral" | "smollm3" => RopeLayout::Normal,
             "qwen2" | "qwen3" => RopeLayout::NeoX,
-            other => return Err(ModelError::Config(format!("GGUF architecture {other:?} is not supported (llama, mistral, qwen2, qwen3)"))),
+            other => return Err(ModelError::Config(format!("GGUF architecture {other:?} is not supported ({})", GGUF_ARCHITECTURES.join(", ")))),
         };
         let get = |key: &str| -> Result<u32, ModelError> {
             meta.get_u64(&format!("{arch}.{key}"))
@@ -211,9 +279,13 @@ impl LlamaConfig {
             },
             Some(other) => return Err(ModelError::Config(format!("RoPE scaling {other:?} is not supported (linear; llama3 comes as rope_freqs)"))),
         };
+        let n_layers = get("block_count")?;
+        // llama.cpp writes no sliding window for these architectures and runs none; SmolLM3's
+        // layers without RoPE are every fourth, as llama.cpp fixes them (no metadata key).
+        let layers = (0..n_layers).map(|l| LayerAttention { rope: arch != "smollm3" || !(l + 1).is_multiple_of(4), window: None }).collect();
         let config = Self {
             arch: arch.to_owned(),
-            n_layers: get("block_count")?,
+            n_layers,
             hidden,
             ffn: get("feed_forward_length")?,
             heads,
@@ -226,6 +298,7 @@ impl LlamaConfig {
             rms_eps: meta.get_f64(&format!("{arch}.attention.layer_norm_rms_epsilon")).unwrap_or(1e-5) as f32,
             context: get("context_length")?,
             naming: Naming::Gguf,
+            layers,
         };
         config.check()?;
         Ok(config)
@@ -380,17 +453,18 @@ impl<B: Backend> super::decoder::Architecture<B> for Llama<B> {
         })
     }
 
-    /// Norm → Q, K, V (+ biases) → per-head q/k norms → RoPE → attention over the cache → output projection →
+    /// Norm → Q, K, V (+ biases) → per-head q/k norms → RoPE (where the layer has it) → attention
+    /// over the cache (or its window) → output projection →
     /// residual; norm → SwiGLU MLP → residual; then the final norm and the LM head on the last
     /// token when `head` asks for an answer.
     async fn forward(&mut self, b: &mut B, pos0: u32, ids: &[u32], head: Option<Pick>) -> Result<Option<Next>, ModelError> {
         let c = &self.config;
         let n = ids.len() as u32;
         let norm = Norm::Rms { eps: c.rms_eps };
-        let attention = CachedAttention { pos0, heads: c.heads, kv_heads: c.kv_heads, head_dim: c.head_dim, scale: 1.0 / (c.head_dim as f32).sqrt() };
+        let attention = CachedAttention { pos0, heads: c.heads, kv_heads: c.kv_heads, head_dim: c.head_dim, scale: 1.0 / (c.head_dim as f32).sqrt(), window: None };
         let rope = b.rope_table(&self.inv_freq, pos0, n)?;
         let mut x = b.embed(&self.token_embd, ids).await?;
-        for layer in &mut self.layers {
+        for (layer, kind) in self.layers.iter_mut().zip(&c.layers) {
             let h = b.norm(&x, norm, &layer.attn_norm, None).await?;
             let [bq, bk, bv] = match &layer.qkv_bias {
                 Some([q, k, v]) => [Some(q), Some(k), Some(v)],
@@ -403,9 +477,12 @@ impl<B: Backend> super::decoder::Architecture<B> for Llama<B> {
                 Some([qn, kn]) => (b.head_norm(&q, norm, qn, c.heads).await?, b.head_norm(&k, norm, kn, c.kv_heads).await?),
                 None => (q, k),
             };
-            let q = b.rope(q, &rope, c.rope_layout, c.heads, c.head_dim).await?;
-            let k = b.rope(k, &rope, c.rope_layout, c.kv_heads, c.head_dim).await?;
-            let attn = b.cached_attention(&q, &k, &v, &mut layer.cache, attention).await?;
+            let (q, k) = if kind.rope {
+                (b.rope(q, &rope, c.rope_layout, c.heads, c.head_dim).await?, b.rope(k, &rope, c.rope_layout, c.kv_heads, c.head_dim).await?)
+            } else {
+                (q, k)
+            };
+            let attn = b.cached_attention(&q, &k, &v, &mut layer.cache, CachedAttention { window: kind.window, ..attention }).await?;
             let o = b.linear(&attn, &layer.wo, None).await?;
             x = b.add(&x, &o).await?;
             let h = b.norm(&x, norm, &layer.ffn_norm, None).await?;

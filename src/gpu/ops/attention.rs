@@ -26,7 +26,8 @@ pub struct AttnParams {
     pub scale: f32,
     /// Key splits of a split decode step (`attention_partial` / `attention_combine`).
     pub splits: u32,
-    pub _pad1: u32,
+    /// Sliding window (causal only): keys per query, 0 for all.
+    pub window: u32,
     pub _pad2: u32,
 }
 
@@ -47,6 +48,9 @@ pub struct Attention {
     /// Position of query 0 (causal masking).
     pub q_pos0: u32,
     pub causal: bool,
+    /// Sliding window of a causal call: each query sees its last `window` keys (itself
+    /// included); 0 for all of them.
+    pub window: u32,
     /// Usually 1/√head_dim.
     pub scale: f32,
 }
@@ -71,10 +75,15 @@ impl Attention {
     /// keys (one query, batch 1, causal) whose partial results fit the scores scratch; `None`
     /// runs the one-workgroup-per-head kernel.
     pub fn decode_splits(&self) -> Option<u32> {
-        let keys = self.kv_len.min(self.q_pos0.saturating_add(1));
+        let keys = self.kv_len.min(self.q_pos0.saturating_add(1)).saturating_sub(self.first_key(self.q_pos0));
         let splits = keys.div_ceil(SPLIT_KEYS);
         let fits = u64::from(splits) * (u64::from(self.head_dim) + 2) <= u64::from(self.kv_len);
         (self.q_len == 1 && self.batch == 1 && self.causal && keys > SPLIT_KEYS && fits).then_some(splits)
+    }
+
+    /// The first key a causal query at position `q` sees (`first_key` in the shader).
+    pub fn first_key(&self, q: u32) -> u32 {
+        if self.causal && self.window != 0 { (q + 1).saturating_sub(self.window) } else { 0 }
     }
 
     /// Bytes of the scores scratch buffer this call needs.
@@ -119,7 +128,7 @@ impl Attention {
             groups_x: gx,
             scale: self.scale,
             splits: self.decode_splits().unwrap_or(0),
-            _pad1: 0,
+            window: if self.causal { self.window } else { 0 },
             _pad2: 0,
         };
         let buffers = [q, k, v, lengths, scratch, out];
@@ -154,18 +163,21 @@ impl Attention {
                 if self.causal {
                     n = n.min(self.q_pos0 as usize + t + 1);
                 }
+                // Keys past the sliding window: q − p ≥ window.
+                let q_pos = self.q_pos0 as usize + t;
+                let lo = if self.causal && self.window > 0 { (q_pos + 1).saturating_sub(self.window as usize).min(n) } else { 0 };
                 for head in 0..h {
                     let g = head / (h / kvh);
                     let qo = ((b * ql + t) * h + head) * hd;
                     let kv = |p: usize| (b * kl + p) * kvh * hd + g * hd;
-                    let scores: Vec<f64> = (0..n)
+                    let scores: Vec<f64> = (lo..n)
                         .map(|p| (0..hd).map(|d| f64::from(q[qo + d]) * f64::from(k[kv(p) + d])).sum::<f64>() * f64::from(self.scale))
                         .collect();
                     let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
                     let sum: f64 = e.iter().sum();
                     for d in 0..hd {
-                        out[qo + d] = if n == 0 { 0.0 } else { (0..n).map(|p| e[p] * f64::from(v[kv(p) + d])).sum::<f64>() / sum };
+                        out[qo + d] = if lo == n { 0.0 } else { (lo..n).map(|p| e[p - lo] * f64::from(v[kv(p) + d])).sum::<f64>() / sum };
                     }
                 }
             }
