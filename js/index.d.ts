@@ -99,15 +99,17 @@ export interface TextGenerationLoadOptions extends LoadOptions {
   context?: number;
 }
 
+/** Options left out take the model's `info.generationDefaults` (its `generation_config.json`
+ *  as transformers reads it, or GGUF `general.sampling.*`), else greedy decoding of 256 tokens. */
 export interface GenerateOptions {
   maxTokens?: number;
-  /** 0 (default): greedy. */
+  /** 0: greedy. */
   temperature?: number;
   topK?: number;
   topP?: number;
   minP?: number;
   repetitionPenalty?: number;
-  /** Fixed seed for reproducible sampling (default: random when sampling). */
+  /** Fixed seed for reproducible sampling (default: a random one). */
   seed?: number;
   stop?: string | string[];
   signal?: AbortSignal;
@@ -156,6 +158,9 @@ export interface ModelInfo {
   /** Why `device: 'auto'` chose the CPU, when it did. */
   fallbackReason?: string | null;
   worker?: boolean;
+  /** Text generation: the options the checkpoint recommends, used where a call leaves them out
+   *  (`{}`: greedy). */
+  generationDefaults?: Omit<GenerateOptions, 'signal' | 'onText' | 'stop' | 'seed'>;
   /** Feature extraction: values per embedding, the pooling modes (concatenated), whether a
    *  Normalize module ends the pipeline, the named prompts and the default one, tokens per text. */
   dims?: number;

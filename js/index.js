@@ -196,8 +196,9 @@ function engineOptions(opts = {}) {
   const out = {};
   for (const k of GENERATE_KEYS) if (opts[k] !== undefined) out[k] = opts[k];
   if (typeof out.stop === 'string') out.stop = [out.stop];
-  // Sampling without a seed draws a fresh one, as other runtimes do; a given seed reproduces.
-  if (out.seed === undefined && (out.temperature ?? 0) > 0) out.seed = Math.floor(Math.random() * 2 ** 32);
+  // Sampling without a seed draws a fresh one, as other runtimes do (also where the model's
+  // generation defaults sample); a given seed reproduces.
+  if (out.seed === undefined) out.seed = Math.floor(Math.random() * 2 ** 32);
   return out;
 }
 

@@ -57,6 +57,13 @@ for arch in llama qwen2 qwen3 smollm3 mistral; do
     ln -sf "$(dirname "$FIXTURE")/$arch/$f" "$MIRROR/hugrt-test/tiny-$arch/$f"
   done
 done
+# The tiny Llama again with a generation_config.json that samples at top_k 1 (its defaults are
+# used where a call leaves options out; top-1 sampling is greedy decoding).
+mkdir -p "$MIRROR/hugrt-test/tiny-llama-sampling"
+for f in config.json tokenizer.json tokenizer_config.json model.safetensors; do
+  ln -sf "$(dirname "$FIXTURE")/llama/$f" "$MIRROR/hugrt-test/tiny-llama-sampling/$f"
+done
+printf '{"do_sample": true, "temperature": 0.7, "top_k": 1, "top_p": 0.9, "eos_token_id": 2}\n' > "$MIRROR/hugrt-test/tiny-llama-sampling/generation_config.json"
 # The tiny random encoders (tests/fixtures/{vit,clip,ast,bert-mlm,bert-cls,reranker}) in the hub's format:
 # the vision and sound spaces' defaults (no registry package ships pretrained ViT, CLIP or AST).
 for name in vit clip ast bert-mlm bert-cls reranker; do

@@ -191,6 +191,50 @@ fn generation_config_eos_ids_end_generation() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A `generation_config.json` that samples is the default of the options left out: its
+/// temperature and top_k are the ones used, and top-1 sampling gives transformers' greedy tokens
+/// (the most likely token is the only one left); flags override it; a bad value in the file is a
+/// typed error.
+#[test]
+fn generation_config_sampling_settings_are_the_defaults() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama");
+    let expected: serde_json::Value = serde_json::from_str(include_str!("fixtures/llama/expected.json")).unwrap();
+    let chat = &expected["chat"];
+    let greedy: Vec<u64> = chat["greedy"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+    let sure = chat["margins"].as_array().unwrap().iter().position(|m| m.as_f64().unwrap() < 0.01).unwrap_or(greedy.len());
+    assert!(sure >= 8, "a near-tie at step {sure}");
+    let dir = std::env::temp_dir().join(format!("hugrt-cli-sampling-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"] {
+        std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
+    }
+    let run = |flags: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hugrt"))
+            .args(["generate", "--model"])
+            .arg(&dir)
+            .args(["--chat", "--prompt", chat["messages"][0]["content"].as_str().unwrap(), "--device", "cpu", "--json"])
+            .args(flags)
+            .output()
+            .expect("runs");
+        let body = if out.status.success() { out.stdout } else { out.stderr };
+        (out.status.code(), String::from_utf8_lossy(&body).lines().rev().find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).unwrap_or_default())
+    };
+    std::fs::write(dir.join("generation_config.json"), format!(r#"{{"do_sample": true, "temperature": 0.7, "top_k": 1, "max_new_tokens": {sure}}}"#)).unwrap();
+    let (code, json) = run(&["--seed", "5"]);
+    assert_eq!(code, Some(0), "{json}");
+    let o = &json["options"];
+    assert_eq!((o["temperature"].as_f64(), o["topK"].as_u64(), o["maxTokens"].as_u64()), (Some(0.699999988079071), Some(1), Some(sure as u64)), "{o}");
+    let ids: Vec<u64> = json["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+    assert_eq!(ids, greedy[..sure], "top-1 sampling is greedy decoding");
+    let (_, json) = run(&["--temperature", "0", "--max-tokens", "2"]);
+    assert_eq!((json["options"]["temperature"].as_f64(), json["options"]["topK"].as_u64(), json["ids"].as_array().map(Vec::len)), (Some(0.0), Some(1), Some(2)), "flags win");
+    std::fs::write(dir.join("generation_config.json"), br#"{"do_sample": true, "top_p": 0}"#).unwrap();
+    let (code, json) = run(&[]);
+    assert_eq!((code, json["error"]["code"].as_str()), (Some(2), Some("BadModelFile")), "{json}");
+    assert!(json["error"]["message"].as_str().unwrap_or("").contains("generation_config.json"), "{json}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `hugrt embed` runs with, and as, the exit status and JSON a caller sees.
 fn embed(dir: &std::path::Path, texts: &[&str]) -> (i32, serde_json::Value) {
     embed_on("gpu", dir, texts)

@@ -123,6 +123,48 @@ gpu_test!(generation_config_sets_the_end_ids, async {
     }
 });
 
+// generation_config.json's sampling settings are the defaults of the options a caller leaves out,
+// read as transformers' `generate` reads them: `do_sample` false (or absent) is greedy whatever
+// the temperature; true samples with `top_k` 50 unless the file says otherwise; a caller's own
+// option wins; `repetition_penalty` and `max_new_tokens` apply either way.
+gpu_test!(generation_config_sampling_defaults_follow_transformers, async {
+    use hugrt::generate::OptionDefaults;
+    use serde_json::json;
+    let read = |config: serde_json::Value| OptionDefaults::from_generation_config(&config).unwrap_or_else(|e| panic!("{config}: {e}"));
+    let none = json!({});
+    let greedy = read(json!({ "temperature": 0.6, "top_p": 0.9, "repetition_penalty": 1.1, "max_new_tokens": 7 })).options(none.clone()).unwrap();
+    assert_eq!((greedy.temperature, greedy.top_p, greedy.repetition_penalty, greedy.max_tokens), (0.0, 1.0, 1.1, 7));
+    // Qwen3's own generation_config.json.
+    let qwen3 = read(json!({ "do_sample": true, "temperature": 0.6, "top_k": 20, "top_p": 0.95, "eos_token_id": [151645, 151643] }));
+    let o = qwen3.options(none.clone()).unwrap();
+    assert_eq!((o.temperature, o.top_k, o.top_p, o.min_p, o.max_tokens), (0.6, 20, 0.95, 0.0, GenerateOptions::default().max_tokens));
+    let o = qwen3.options(json!({ "temperature": 0, "topK": 0, "maxTokens": 3 })).unwrap();
+    assert_eq!((o.temperature, o.top_k, o.top_p, o.max_tokens), (0.0, 0, 0.95, 3), "the caller's options win, the rest stay");
+    let o = read(json!({ "do_sample": true })).options(none.clone()).unwrap();
+    assert_eq!((o.temperature, o.top_k, o.top_p), (1.0, 50, 1.0), "transformers' defaults when sampling");
+    let o = read(json!({ "do_sample": true, "min_p": 0.05, "top_k": null })).options(none.clone()).unwrap();
+    assert_eq!((o.top_k, o.min_p), (50, 0.05));
+    assert_eq!(OptionDefaults::default().options(serde_json::Value::Null).unwrap(), GenerateOptions::default());
+    for bad in [json!({ "do_sample": "yes" }), json!({ "do_sample": true, "temperature": -1 }), json!({ "do_sample": true, "top_p": 0 }), json!({ "do_sample": true, "top_k": 2.5 }), json!({ "repetition_penalty": 0 }), json!({ "max_new_tokens": -3 })] {
+        let e = OptionDefaults::from_generation_config(&bad).err().unwrap_or_else(|| panic!("{bad} accepted"));
+        assert!(e.starts_with("generation_config.json"), "{bad}: {e}");
+    }
+    // Through the tokenizer that reads the file, and a caller's unknown option is still refused.
+    let tok = smollm2().with_generation_config(br#"{"do_sample": true, "temperature": 0.7, "top_k": 1}"#).unwrap();
+    assert_eq!(tok.generation_defaults.options(none).unwrap().temperature, 0.7);
+    assert!(matches!(tok.generation_defaults.options(json!({ "temprature": 1 })), Err(GenerateError::BadOption(_))));
+    assert!(smollm2().with_generation_config(br#"{"do_sample": true, "top_p": 2}"#).is_err());
+    // GGUF general.sampling.* as llama.cpp reads them, each only where present.
+    use hugrt::formats::gguf::{GgufMetadata, GgufValue};
+    let mut meta = GgufMetadata::default();
+    meta.push("general.sampling.temp".into(), GgufValue::F32(0.25)).unwrap();
+    meta.push("general.sampling.top_k".into(), GgufValue::I32(40)).unwrap();
+    let o = OptionDefaults::from_gguf(&meta).unwrap().options(json!({})).unwrap();
+    assert_eq!((o.temperature, o.top_k, o.top_p), (0.25, 40, 1.0));
+    meta.push("general.sampling.top_p".into(), GgufValue::F32(1.5)).unwrap();
+    assert!(OptionDefaults::from_gguf(&meta).is_err(), "top_p 1.5");
+});
+
 gpu_test!(generation_stops_on_strings_end_tokens_and_length, async {
     let tok = smollm2();
     let script = tok.encode("Hello world. The end is near", false).unwrap();

@@ -21,7 +21,6 @@ use crate::models::bert::BertConfig;
 use crate::models::sentence::{Folder, SentenceModules};
 use crate::models::tasks::Engine;
 use crate::models::{ModelError, ReadError};
-use crate::store::{StoreError, StoredFile, file_key};
 use crate::tokenizer::Tokenizer;
 
 struct Inner {
@@ -92,16 +91,7 @@ struct StoreFolder<'a> {
 
 impl Folder for StoreFolder<'_> {
     async fn file(&mut self, name: &str) -> Result<Option<Vec<u8>>, ModelError> {
-        let key = file_key(self.repo, self.commit, name);
-        let mut file = match StoredFile::open(self.store, &key).await {
-            Ok(f) => f,
-            Err(StoreError::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(ModelError::Read(ReadError::new(e.code(), e.to_string()))),
-        };
-        if file.size() > 64 << 20 {
-            return Err(ModelError::Config(format!("{name} is {} bytes; a sentence-transformers file is expected to be small", file.size())));
-        }
-        file.read(0..file.size()).await.map(Some).map_err(|e| ModelError::Read(ReadError::new(e.code(), e.to_string())))
+        super::stored_small_file(self.store, self.repo, self.commit, name).await.map_err(ModelError::Read)
     }
 }
 

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
 use crate::formats::{DType, TensorTable};
-use crate::models::read_table_ranged;
+use crate::models::{ReadError, read_table_ranged};
 use crate::store::idb::IdbStore;
 use crate::store::{StoredFile, file_key};
 use crate::gpu::{GpuContext, GpuError};
@@ -76,12 +76,27 @@ pub(crate) async fn stored_table<'a>(store: &'a IdbStore, repo: &str, commit: &s
 
 /// A small file of the store, whole.
 pub(crate) async fn stored_bytes(store: &IdbStore, repo: &str, commit: &str, path: &str) -> Result<Vec<u8>, JsValue> {
-    let store_error = |e: crate::store::StoreError| js_error(e.code(), &e.to_string());
-    let mut file = StoredFile::open(store, &file_key(repo, commit, path)).await.map_err(store_error)?;
-    if file.size() > 64 << 20 {
-        return Err(js_error("BadModelFile", &format!("{path} is {} bytes; a config or tokenizer file is expected to be small", file.size())));
+    match stored_small_file(store, repo, commit, path).await {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(js_error("NotFound", &format!("{repo}/{path} is not in the store"))),
+        Err(e) => Err(js_error(e.code, &e.message)),
     }
-    file.read(0..file.size()).await.map_err(store_error)
+}
+
+/// A small file of a repo in the store (a config, a tokenizer, a sentence-transformers module's
+/// file): `None` when it was not downloaded (the repo has none); a failing store or a file too big
+/// for one read is an error, not a missing file.
+pub(crate) async fn stored_small_file(store: &IdbStore, repo: &str, commit: &str, path: &str) -> Result<Option<Vec<u8>>, ReadError> {
+    let store_error = |e: crate::store::StoreError| ReadError::new(e.code(), e.to_string());
+    let mut file = match StoredFile::open(store, &file_key(repo, commit, path)).await {
+        Ok(f) => f,
+        Err(crate::store::StoreError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(store_error(e)),
+    };
+    if file.size() > 64 << 20 {
+        return Err(ReadError::new("BadModelFile", format!("{path} is {} bytes; a config, tokenizer or module file is expected to be small", file.size())));
+    }
+    file.read(0..file.size()).await.map(Some).map_err(store_error)
 }
 
 pub(crate) fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsValue> {

@@ -82,6 +82,7 @@ impl TextModel {
         };
         info["fallbackReason"] = fallback_reason.into();
         info["hasChatTemplate"] = template.is_some().into();
+        info["generationDefaults"] = tokenizer.generation_defaults.to_json();
         Ok(TextModel { engine: Rc::new(RefCell::new(Some(engine))), disposed: Rc::default(), tokenizer: Rc::new(tokenizer), template, info })
     }
 }
@@ -131,11 +132,13 @@ impl TextModel {
                 let bad = |e: crate::tokenizer::TokenizerError| js_error("BadModelFile", &e.to_string());
                 let mut tokenizer = Tokenizer::from_json(&stored_bytes(&store, &repo, &commit, "tokenizer.json").await?).map_err(bad)?;
                 // Optional: the chat template and BOS/EOS live there (GPT-2 has none).
-                if let Ok(tokenizer_config) = stored_bytes(&store, &repo, &commit, "tokenizer_config.json").await {
+                let optional = |name| super::stored_small_file(&store, &repo, &commit, name);
+                let read_error = |e: crate::models::ReadError| js_error(e.code, &e.message);
+                if let Some(tokenizer_config) = optional("tokenizer_config.json").await.map_err(read_error)? {
                     tokenizer = tokenizer.with_config(&tokenizer_config).map_err(bad)?;
                 }
                 // Optional: the ids that end generation (one or a list) and BOS.
-                if let Ok(generation_config) = stored_bytes(&store, &repo, &commit, "generation_config.json").await {
+                if let Some(generation_config) = optional("generation_config.json").await.map_err(read_error)? {
                     tokenizer = tokenizer.with_generation_config(&generation_config).map_err(bad)?;
                 }
                 let (table, mut weights) = stored_table(&store, &repo, &commit, "model.safetensors").await?;
@@ -199,11 +202,13 @@ impl TextModel {
     pub fn generate(&self, prompt: String, options: JsValue, templated: bool, on_text: Option<js_sys::Function>, signal: Option<web_sys::AbortSignal>) -> js_sys::Promise {
         let (engine, tokenizer, disposed) = (self.engine.clone(), self.tokenizer.clone(), self.disposed.clone());
         wasm_bindgen_futures::future_to_promise(async move {
-            let options: GenerateOptions = if options.is_undefined() || options.is_null() {
-                GenerateOptions::default()
+            // Options left out take the checkpoint's defaults (generation_config.json, GGUF).
+            let given: serde_json::Value = if options.is_undefined() || options.is_null() {
+                serde_json::Value::Null
             } else {
                 serde_wasm_bindgen::from_value(options).map_err(|e| js_error("Usage", &format!("options: {e}")))?
             };
+            let options: GenerateOptions = tokenizer.generation_defaults.options(given).map_err(generate_error)?;
             let prompt_ids = tokenizer.encode(&prompt, !templated).map_err(|e| js_error("Tokenizer", &e.to_string()))?;
             let mut generation = Generation::new(prompt_ids.clone(), options, tokenizer.end_ids()).map_err(generate_error)?;
             let taken = engine.borrow_mut().take();

@@ -75,19 +75,22 @@ pub struct Args {
     /// With `--chat`: a system message (else the template's default, if any).
     #[arg(long)]
     pub system: Option<String>,
-    #[arg(long, default_value_t = 32)]
-    pub max_tokens: u32,
+    /// Options left out take the checkpoint's defaults (`generation_config.json`, GGUF
+    /// `general.sampling.*`), else greedy decoding of 32 tokens.
+    #[arg(long)]
+    pub max_tokens: Option<u32>,
     /// 0: greedy decoding.
-    #[arg(long, default_value_t = 0.0)]
-    pub temperature: f32,
-    #[arg(long, default_value_t = 0)]
-    pub top_k: u32,
-    #[arg(long, default_value_t = 1.0)]
-    pub top_p: f32,
-    #[arg(long, default_value_t = 0.0)]
-    pub min_p: f32,
-    #[arg(long, default_value_t = 1.0)]
-    pub repetition_penalty: f32,
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// 0: off.
+    #[arg(long)]
+    pub top_k: Option<u32>,
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    #[arg(long)]
+    pub min_p: Option<f32>,
+    #[arg(long)]
+    pub repetition_penalty: Option<f32>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Stop before this string (repeatable).
@@ -103,7 +106,7 @@ pub struct Args {
     /// shader-f16, else f32), "f32" (reference-grade) or "f16".
     #[arg(long, default_value = "auto")]
     pub precision: String,
-    /// Print JSON: {prompt, promptIds, ids, text, finishReason, usage, adapter, precision, timings}.
+    /// Print JSON: {prompt, promptIds, ids, text, finishReason, usage, options, adapter, precision, timings}.
     #[arg(long)]
     pub json: bool,
 }
@@ -137,17 +140,20 @@ pub fn run(args: &Args) -> Result<String, CliError> {
     let prompt = prompt_text(tok, &args.prompt, args.chat, args.system.as_deref())?;
     // A rendered template already holds its special tokens.
     let prompt_ids = tok.encode(&prompt, !args.chat).map_err(|e| bad("Tokenizer")(e.to_string()))?;
-    let options = GenerateOptions {
-        max_tokens: args.max_tokens,
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        min_p: args.min_p,
-        repetition_penalty: args.repetition_penalty,
-        seed: args.seed,
-        stop: args.stop.clone(),
-    };
     let failed = |e: GenerateError| CliError { code: e.code(), message: e.to_string() };
+    let mut given = json!({ "seed": args.seed, "stop": args.stop });
+    let flags = [("maxTokens", args.max_tokens.map(f64::from)), ("temperature", args.temperature.map(f64::from)), ("topK", args.top_k.map(f64::from)),
+        ("topP", args.top_p.map(f64::from)), ("minP", args.min_p.map(f64::from)), ("repetitionPenalty", args.repetition_penalty.map(f64::from))];
+    for (key, value) in flags {
+        if let Some(v) = value {
+            given[key] = if key == "maxTokens" || key == "topK" { json!(v as u64) } else { json!(v) };
+        }
+    }
+    if args.max_tokens.is_none() && tok.generation_defaults.to_json().get("maxTokens").is_none() {
+        given["maxTokens"] = json!(32);
+    }
+    let options: GenerateOptions = tok.generation_defaults.options(given).map_err(failed)?;
+    let used = serde_json::to_value(&options).unwrap_or_default();
     let mut generation = Generation::new(prompt_ids.clone(), options, tok.end_ids()).map_err(failed)?;
     pollster::block_on(async {
         let mut text = String::new();
@@ -195,7 +201,7 @@ pub fn run(args: &Args) -> Result<String, CliError> {
             return Ok(format!(
                 "{}\n",
                 json!({ "prompt": prompt, "promptIds": prompt_ids, "ids": generation.tokens(), "text": text,
-                        "finishReason": generation.finish_reason(), "usage": u, "adapter": adapter, "device": args.device, "precision": precision,
+                        "finishReason": generation.finish_reason(), "usage": u, "options": used, "adapter": adapter, "device": args.device, "precision": precision,
                         "timings": { "loadMs": load_ms, "prefillTokPerS": prefill_tps, "decodeTokPerS": decode_tps } })
             ));
         }

@@ -37,6 +37,9 @@ pub struct Tokenizer {
     /// `eos_token_id` of the checkpoint's `generation_config.json` (one id or a list): when set,
     /// these (with `eos_id`) are the ids that end generation, as in transformers.
     pub generation_end_ids: Option<Vec<u32>>,
+    /// The generation options the checkpoint recommends (`generation_config.json`'s sampling
+    /// settings, GGUF `general.sampling.*`), for those a caller leaves out.
+    pub generation_defaults: crate::generate::OptionDefaults,
 }
 
 impl Tokenizer {
@@ -48,7 +51,7 @@ impl Tokenizer {
         inner
             .with_truncation(None)
             .map_err(|e| TokenizerError::BadJson(e.to_string()))?;
-        Ok(Self { inner, bos_id: None, eos_id: None, chat_template: None, generation_end_ids: None })
+        Ok(Self { inner, bos_id: None, eos_id: None, chat_template: None, generation_end_ids: None, generation_defaults: Default::default() })
     }
 
     /// Takes the chat template and the BOS/EOS tokens of a hub `tokenizer_config.json` (the
@@ -71,8 +74,8 @@ impl Tokenizer {
         Ok(self)
     }
 
-    /// Takes `eos_token_id` (an id or a list of ids) and `bos_token_id` of a hub
-    /// `generation_config.json`. Ids past the vocabulary are an error, not ignored.
+    /// Takes `eos_token_id` (an id or a list of ids), `bos_token_id` and the sampling defaults of
+    /// a hub `generation_config.json`. Ids past the vocabulary are an error, not ignored.
     pub fn with_generation_config(mut self, generation_config: &[u8]) -> Result<Self, TokenizerError> {
         let bad = |m: String| TokenizerError::BadJson(format!("generation_config.json: {m}"));
         let config: serde_json::Value = serde_json::from_slice(generation_config).map_err(|e| bad(e.to_string()))?;
@@ -88,6 +91,7 @@ impl Tokenizer {
         if !config["bos_token_id"].is_null() {
             self.bos_id = Some(id(&config["bos_token_id"], "bos_token_id")?);
         }
+        self.generation_defaults = crate::generate::OptionDefaults::from_generation_config(&config).map_err(TokenizerError::BadJson)?;
         Ok(self)
     }
 
@@ -98,7 +102,8 @@ impl Tokenizer {
         let json = vocab.to_tokenizer_json()?;
         let inner = tokenizers::Tokenizer::from_bytes(json.to_string().as_bytes())
             .map_err(|e| TokenizerError::BadJson(e.to_string()))?;
-        Ok(Self { inner, bos_id: vocab.bos_id, eos_id: vocab.eos_id, chat_template: vocab.chat_template, generation_end_ids: None })
+        let generation_defaults = crate::generate::OptionDefaults::from_gguf(meta).map_err(TokenizerError::BadJson)?;
+        Ok(Self { inner, bos_id: vocab.bos_id, eos_id: vocab.eos_id, chat_template: vocab.chat_template, generation_end_ids: None, generation_defaults })
     }
 
     /// Token ids of `text`; `add_special` adds what the post-processor adds (BOS, `[CLS]`/`[SEP]`).

@@ -41,3 +41,26 @@ for (const arch of ['llama', 'qwen2', 'qwen3', 'smollm3', 'mistral']) {
     });
   }
 }
+
+// A generation_config.json that samples: its settings are the defaults of the options a call
+// leaves out (info.generationDefaults), and top-1 sampling gives transformers' greedy tokens.
+test('generation_config.json sampling settings are the defaults of pipeline() calls', { timeout: 180_000 }, async () => {
+  const expected = JSON.parse(readFileSync(new URL('../fixtures/llama/expected.json', import.meta.url))).chat;
+  const sure = expected.margins.findIndex((m) => m < 0.01);
+  const steps = sure < 0 ? expected.greedy.length : sure;
+  const page = await spaces.browser.newPage();
+  await page.goto(`${spaces.url}index.html`);
+  const result = await page.evaluate(async ({ messages, maxTokens }) => {
+    const { pipeline } = await import('./pkg/index.js');
+    const gen = await pipeline('text-generation', 'hugrt-test/tiny-llama-sampling', { endpoint: location.origin, device: 'cpu' });
+    const r = await gen.generate(messages, { maxTokens });
+    const defaults = gen.info.generationDefaults;
+    const bad = await gen.generate(messages, { maxTokens: 2, topP: 0 }).then(() => null, (e) => e.name);
+    gen.dispose();
+    return { ids: r.ids, defaults, bad };
+  }, { messages: expected.messages, maxTokens: steps });
+  assert.deepEqual(result.defaults, { temperature: 0.7, topK: 1, topP: 0.9 });
+  assert.deepEqual(result.ids, expected.greedy.slice(0, steps));
+  assert.equal(result.bad, 'Usage');
+  await page.close();
+});
