@@ -129,7 +129,7 @@ async function openStore(db) {
 
 /**
  * What to download for a text model: a GGUF file (`quant` picks among several), or a checkpoint in
- * the hub's format (config.json, tokenizer.json, model.safetensors, and tokenizer_config.json and
+ * the hub's format (config.json, tokenizer.json, model.safetensors or its shards, and tokenizer_config.json and
  * generation_config.json when the repository has them: the chat template, the end ids).
  */
 async function chooseTextFiles(endpoint, repo, revision, quant, signal) {
@@ -138,7 +138,8 @@ async function chooseTextFiles(endpoint, repo, revision, quant, signal) {
   const want = (quant ?? 'Q4_K_M').toLowerCase();
   const gguf = ggufs.find((f) => f.toLowerCase().includes(want)) ?? ggufs[0];
   if (gguf) return { gguf };
-  if (SAFETENSORS_TEXT.every((f) => names.includes(f))) return { files: SAFETENSORS_TEXT.concat(names.filter((f) => f === 'tokenizer_config.json' || f === 'generation_config.json')) };
+  const files = withWeights(SAFETENSORS_TEXT, names);
+  if (files.every((f) => names.includes(f))) return { files: files.concat(names.filter((f) => f === 'tokenizer_config.json' || f === 'generation_config.json')) };
   throw new Unsupported(`${repo}@${revision} has neither a .gguf file nor ${SAFETENSORS_TEXT.join(', ')}`);
 }
 
@@ -150,6 +151,17 @@ async function listFiles(endpoint, repo, revision, signal) {
   return ((await res.json()).siblings ?? []).map((s) => s.rfilename);
 }
 const SAFETENSORS_TEXT = ['config.json', 'tokenizer.json', 'model.safetensors'];
+
+/**
+ * `files` with `model.safetensors` replaced by `model.safetensors.index.json` and its shards
+ * (transformers' `model-0000k-of-0000n.safetensors`) where the repo listing `names` is sharded.
+ * The engine checks the shards against the index.
+ */
+function withWeights(files, names) {
+  if (names.includes('model.safetensors') || !names.includes('model.safetensors.index.json')) return files;
+  const shards = names.filter((f) => /^model-\d+-of-\d+\.safetensors$/.test(f));
+  return files.flatMap((f) => (f === 'model.safetensors' ? ['model.safetensors.index.json', ...shards] : [f]));
+}
 
 /**
  * The sentence-transformers files of a repo listing: those at the root, and the config and
@@ -344,7 +356,7 @@ export class FeatureExtractionPipeline {
     if (device === 'webgpu' && !globalThis.navigator?.gpu) throw new WebGpuUnavailable('this browser has no WebGPU (navigator.gpu is missing)');
     // Offline, the store loads a cached revision: ask for the files every such checkpoint has.
     const names = await listFiles(endpoint, repo, revision, options.signal).catch(() => SAFETENSORS_TEXT);
-    const files = SAFETENSORS_TEXT.concat(names.filter(isSentenceTransformersFile));
+    const files = withWeights(SAFETENSORS_TEXT, names).concat(names.filter(isSentenceTransformersFile));
     const { report, db } = await download(repo, files, { ...options, revision, endpoint });
     onProgress?.({ status: 'upload', repo, loaded: 0, total: report.bytes });
     const model = await wasm.EmbeddingModel.fromStore(db, report.repo, report.commit, device).catch(rethrow);
@@ -450,7 +462,9 @@ class EncoderPipeline {
     if (!wasm.EncoderModel) throw new Unsupported(`${task} is not in this build`);
     const { revision = 'main', endpoint = env.endpoint, onProgress, device = 'auto' } = options;
     if (device === 'webgpu' && !globalThis.navigator?.gpu) throw new WebGpuUnavailable('this browser has no WebGPU (navigator.gpu is missing)');
-    const { report, db } = await download(repo, ENCODER_FILES[task], { ...options, revision, endpoint });
+    // Offline, the store loads a cached revision of the files every such checkpoint has.
+    const names = await listFiles(endpoint, repo, revision, options.signal).catch(() => ENCODER_FILES[task]);
+    const { report, db } = await download(repo, withWeights(ENCODER_FILES[task], names), { ...options, revision, endpoint });
     if (options.signal?.aborted) throw new Aborted('aborted before the model was loaded');
     onProgress?.({ status: 'upload', repo, loaded: 0, total: report.bytes });
     const model = await wasm.EncoderModel.fromStore(db, report.repo, report.commit, task, device).catch(rethrow);

@@ -57,6 +57,9 @@ for arch in llama qwen2 qwen3 smollm3 mistral; do
     ln -sf "$(dirname "$FIXTURE")/$arch/$f" "$MIRROR/hugrt-test/tiny-$arch/$f"
   done
 done
+# The tiny Llama as transformers shards it (tests/fixtures/llama-sharded: three shards and the index).
+mkdir -p "$MIRROR/hugrt-test/tiny-llama-sharded"
+for f in "$(dirname "$FIXTURE")"/llama-sharded/*; do ln -sf "$f" "$MIRROR/hugrt-test/tiny-llama-sharded/$(basename "$f")"; done
 # The tiny Llama again with a generation_config.json that samples at top_k 1 (its defaults are
 # used where a call leaves options out; top-1 sampling is greedy decoding).
 mkdir -p "$MIRROR/hugrt-test/tiny-llama-sampling"

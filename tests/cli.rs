@@ -129,6 +129,8 @@ fn generate_chats_with_llama_family_folders() {
         ("qwen3", include_str!("fixtures/qwen3/expected.json")),
         ("smollm3", include_str!("fixtures/smollm3/expected.json")),
         ("mistral", include_str!("fixtures/mistral/expected.json")),
+        // The Llama's weights as transformers shards them (three files and their index).
+        ("llama-sharded", include_str!("fixtures/llama/expected.json")),
     ] {
         let dir = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
         let expected: serde_json::Value = serde_json::from_str(expected).unwrap();
@@ -188,6 +190,53 @@ fn generation_config_eos_ids_end_generation() {
     std::fs::write(dir.join("generation_config.json"), br#"{"eos_token_id": [2, 100000]}"#).unwrap();
     let (code, json) = run("cpu");
     assert_eq!((code, json["error"]["code"].as_str()), (Some(2), Some("BadModelFile")), "{json}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A sharded checkpoint whose index and shards disagree is a typed error naming the index: a
+/// shard missing, shards overlapping, a tensor mapped to a shard without it, a shard name
+/// outside the folder; nothing is half-loaded.
+#[test]
+fn sharded_checkpoints_with_bad_indices_are_refused() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama-sharded");
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture.join("model.safetensors.index.json")).unwrap()).unwrap();
+    let map = index["weight_map"].as_object().unwrap();
+    let first = "model-00001-of-00003.safetensors";
+    let in_first = map.iter().find(|(_, s)| *s == first).map(|(t, _)| t.clone()).unwrap();
+    let dir = std::env::temp_dir().join(format!("hugrt-cli-shards-{}", std::process::id()));
+    let reset = || {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in std::fs::read_dir(&fixture).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+        }
+    };
+    let with_index = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut i = index.clone();
+        edit(&mut i);
+        std::fs::write(dir.join("model.safetensors.index.json"), serde_json::to_vec(&i).unwrap()).unwrap();
+    };
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_hugrt")).args(["generate", "--model"]).arg(&dir).args(["--prompt", "Hello", "--max-tokens", "2", "--device", "cpu", "--json"]).output().expect("runs");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+        let body = if out.status.success() { out.stdout } else { out.stderr };
+        (out.status.code(), String::from_utf8_lossy(&body).lines().rev().find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).unwrap_or_default())
+    };
+    let cases: [(&str, &dyn Fn(), &str); 5] = [
+        ("a shard missing", &|| std::fs::remove_file(dir.join("model-00002-of-00003.safetensors")).unwrap(), "NotFound"),
+        ("a tensor mapped to a shard without it", &|| with_index(&|i| i["weight_map"][&in_first] = "model-00002-of-00003.safetensors".into()), "BadModelFile"),
+        ("shards overlapping (the first's tensors in the third too)", &|| std::fs::copy(dir.join(first), dir.join("model-00003-of-00003.safetensors")).map(drop).unwrap(), "BadModelFile"),
+        ("an unknown tensor mapped", &|| with_index(&|i| i["weight_map"]["model.extra.weight"] = first.into()), "BadModelFile"),
+        ("a shard outside the folder", &|| with_index(&|i| i["weight_map"][&in_first] = "../model-00001-of-00003.safetensors".into()), "BadModelFile"),
+    ];
+    for (what, break_it, code) in cases {
+        reset();
+        assert_eq!(run().0, Some(0), "the intact copy loads");
+        break_it();
+        let (status, json) = run();
+        assert_eq!((status, json["error"]["code"].as_str()), (Some(2), Some(code)), "{what}: {json}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

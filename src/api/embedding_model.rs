@@ -11,7 +11,7 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
 use super::http::HttpRanges;
-use super::{js_error, model_error, stored_bytes, stored_table, to_js};
+use super::{js_error, model_error, stored_bytes, to_js};
 use crate::formats::TensorTable;
 use crate::models::RangeReader;
 use crate::store::idb::IdbStore;
@@ -135,7 +135,7 @@ impl Source {
             }
             Source::Store { db, repo, commit } => {
                 let store = open_store(db).await?;
-                let (table, mut weights) = stored_table(&store, repo, commit, "model.safetensors").await?;
+                let (table, mut weights) = super::stored_weights(&store, repo, commit).await?;
                 load_engine(gpu, &files, &table, &mut weights).await
             }
         };

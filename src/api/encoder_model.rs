@@ -10,7 +10,7 @@ use std::rc::Rc;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use super::{js_error, model_error, stored_bytes, stored_table, to_js};
+use super::{js_error, model_error, stored_bytes, to_js};
 use crate::models::vit::{softmax, top_k as best};
 use crate::preprocess::PreprocessError;
 use crate::preprocess::image::{Image, ImageProcessor};
@@ -136,7 +136,7 @@ impl EncoderModel {
             None
         };
         let (gpu, fallback_reason) = super::choose_device(device.as_deref().unwrap_or("auto")).await?;
-        let (table, mut weights) = stored_table(&store, &repo, &commit, "model.safetensors").await?;
+        let (table, mut weights) = super::stored_weights(&store, &repo, &commit).await?;
         let engine = Engine::load(gpu, &config, &table, &mut weights).await.map_err(model_error)?;
         engine.check_task(&task).map_err(model_error)?;
         let mut info = engine.info();

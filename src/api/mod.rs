@@ -74,6 +74,29 @@ pub(crate) async fn stored_table<'a>(store: &'a IdbStore, repo: &str, commit: &s
     Ok((table, file))
 }
 
+/// The weights of a hub checkpoint in the store, read as one file: its `model.safetensors`, or
+/// the shards its `model.safetensors.index.json` maps (each shard's table checked against the
+/// index, then joined).
+pub(crate) async fn stored_weights<'a>(store: &'a IdbStore, repo: &str, commit: &str) -> Result<(TensorTable, crate::models::Shards<StoredFile<'a, IdbStore>>), JsValue> {
+    let read_error = |e: ReadError| js_error(e.code, &e.message);
+    let Some(index) = stored_small_file(store, repo, commit, "model.safetensors.index.json").await.map_err(read_error)? else {
+        let (table, file) = stored_table(store, repo, commit, "model.safetensors").await?;
+        let len = file.size();
+        return Ok((table, crate::models::Shards::new([(file, len)])));
+    };
+    let bad = |m: String| js_error("BadModelFile", &format!("{repo}/model.safetensors.index.json: {m}"));
+    let index = crate::formats::index::ShardIndex::parse(&String::from_utf8_lossy(&index)).map_err(|e| bad(e.to_string()))?;
+    let (mut tables, mut files) = (Vec::new(), Vec::new());
+    for name in &index.shards {
+        let (table, file) = stored_table(store, repo, commit, name).await?;
+        let len = file.size();
+        tables.push((name.clone(), table, len));
+        files.push((file, len));
+    }
+    let table = index.join(tables).map_err(|e| bad(e.to_string()))?;
+    Ok((table, crate::models::Shards::new(files)))
+}
+
 /// A small file of the store, whole.
 pub(crate) async fn stored_bytes(store: &IdbStore, repo: &str, commit: &str, path: &str) -> Result<Vec<u8>, JsValue> {
     match stored_small_file(store, repo, commit, path).await {

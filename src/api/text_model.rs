@@ -141,7 +141,7 @@ impl TextModel {
                 if let Some(generation_config) = optional("generation_config.json").await.map_err(read_error)? {
                     tokenizer = tokenizer.with_generation_config(&generation_config).map_err(bad)?;
                 }
-                let (table, mut weights) = stored_table(&store, &repo, &commit, "model.safetensors").await?;
+                let (table, mut weights) = super::stored_weights(&store, &repo, &commit).await?;
                 Self::build(Parts { table, config: Some(config), tokenizer }, context, &mut weights, &device).await
             }
         }

@@ -11,7 +11,6 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::CliError;
-use crate::formats::read_table_from;
 use crate::gpu::GpuContext;
 use crate::models::llama::ModelError;
 use crate::models::tasks::{self, Engine};
@@ -73,9 +72,7 @@ fn read(path: &Path) -> Result<Vec<u8>, CliError> {
 /// Loads the checkpoint folder onto the GPU or the CPU.
 pub(crate) fn load(dir: &Path, device: &str) -> Result<Engine, CliError> {
     let config = read(&dir.join("config.json"))?;
-    let weights = dir.join("model.safetensors");
-    let mut file = std::fs::File::open(&weights).map_err(|e| CliError { code: "Io", message: format!("{}: {e}", weights.display()) })?;
-    let table = read_table_from(&mut file, &weights.display().to_string()).map_err(|e| CliError { code: "BadModelFile", message: e.to_string() })?;
+    let (table, mut file) = super::open_weights(dir)?;
     pollster::block_on(Engine::load(gpu_for(device)?, &config, &table, &mut file)).map_err(model_error)
 }
 

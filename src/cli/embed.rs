@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::CliError;
-use crate::formats::{TensorTable, read_table_from};
+
 use crate::gpu::GpuContext;
 use crate::models::sentence::{Dir, SentenceModules};
 use crate::models::tasks::Engine;
@@ -61,10 +61,7 @@ fn load(dir: &Path, device: &str) -> Result<Loaded, CliError> {
     let config = read("config.json")?;
     let tokenizer =
         Tokenizer::from_json(&read("tokenizer.json")?).map_err(|e| CliError { code: "BadModelFile", message: format!("tokenizer.json: {e}") })?;
-    let weights = path("model.safetensors");
-    let mut file = std::fs::File::open(&weights).map_err(|e| CliError { code: "NotFound", message: format!("{}: {e}", weights.display()) })?;
-    let table: TensorTable = read_table_from(&mut file, &weights.display().to_string())
-        .map_err(|e| CliError { code: "BadModelFile", message: e.to_string() })?;
+    let (table, mut file) = super::open_weights(dir)?;
     let encoder = pollster::block_on(async {
         let gpu = match device {
             "gpu" => Some(GpuContext::new().await.map_err(|e| CliError { code: e.code(), message: e.to_string() })?),

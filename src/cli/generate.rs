@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::CliError;
-use crate::formats::{Metadata, read_table_from};
+use crate::formats::Metadata;
 use crate::generate::chat::{ChatTemplate, Message};
 use crate::generate::{GenerateError, GenerateOptions, Generation};
 use crate::backend::Backend;
@@ -20,7 +20,7 @@ use crate::tokenizer::Tokenizer;
 /// A model on disk: a GGUF file, or a folder with config.json, model.safetensors and tokenizer.json.
 pub(super) struct Checkpoint {
     pub table: TensorTable,
-    weights: std::fs::File,
+    weights: crate::models::Shards<std::fs::File>,
     /// config.json, for folders.
     config: Option<Vec<u8>>,
 }
@@ -29,14 +29,8 @@ impl Checkpoint {
     /// The checkpoint and its tokenizer.
     pub fn open(path: &std::path::Path) -> Result<(Self, Tokenizer), (&'static str, String)> {
         let io = |e: std::io::Error| ("NotFound", e.to_string());
-        let (weights_path, config) = if path.is_dir() {
-            (path.join("model.safetensors"), Some(std::fs::read(path.join("config.json")).map_err(io)?))
-        } else {
-            (path.to_path_buf(), None)
-        };
-        let name = weights_path.display().to_string();
-        let mut weights = std::fs::File::open(&weights_path).map_err(io)?;
-        let table = read_table_from(&mut weights, &name).map_err(|e| ("BadModelFile", e.error.to_string()))?;
+        let config = if path.is_dir() { Some(std::fs::read(path.join("config.json")).map_err(io)?) } else { None };
+        let (table, weights) = super::open_weights(path).map_err(|e| (e.code, e.message))?;
         let tokenizer = match &table.metadata {
             Metadata::Gguf { metadata, .. } => Tokenizer::from_gguf(metadata),
             _ => Tokenizer::from_json(&std::fs::read(path.join("tokenizer.json")).map_err(io)?)

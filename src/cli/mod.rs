@@ -49,6 +49,36 @@ pub(crate) async fn gpu_context(precision: &str) -> Result<crate::gpu::GpuContex
     Ok(ctx)
 }
 
+/// The weights of a model on disk, read as one file: a `.gguf` or `.safetensors` file, or a
+/// checkpoint folder's `model.safetensors`, or its shards as `model.safetensors.index.json` maps
+/// them (each shard's table checked against the index, then joined).
+pub(crate) fn open_weights(path: &std::path::Path) -> Result<(crate::formats::TensorTable, crate::models::Shards<std::fs::File>), CliError> {
+    use crate::formats::index::ShardIndex;
+    let open = |p: &std::path::Path| -> Result<(crate::formats::TensorTable, std::fs::File, u64), CliError> {
+        let mut file = std::fs::File::open(p).map_err(|e| CliError { code: "NotFound", message: format!("{}: {e}", p.display()) })?;
+        let len = file.metadata().map_err(|e| CliError { code: "Io", message: format!("{}: {e}", p.display()) })?.len();
+        let table = crate::formats::read_table_from(&mut file, &p.display().to_string()).map_err(|e| CliError { code: "BadModelFile", message: e.to_string() })?;
+        Ok((table, file, len))
+    };
+    let (single, index) = if path.is_dir() { (path.join("model.safetensors"), path.join("model.safetensors.index.json")) } else { (path.to_path_buf(), std::path::PathBuf::new()) };
+    if single.exists() || !index.exists() {
+        let (table, file, len) = open(&single)?;
+        return Ok((table, crate::models::Shards::new([(file, len)])));
+    }
+    let bad = |m: String| CliError { code: "BadModelFile", message: format!("{}: {m}", index.display()) };
+    let json = std::fs::read_to_string(&index).map_err(|e| bad(e.to_string()))?;
+    let shards = ShardIndex::parse(&json).map_err(|e| bad(e.to_string()))?;
+    let mut tables = Vec::new();
+    let mut files = Vec::new();
+    for name in &shards.shards {
+        let (table, file, len) = open(&path.join(name))?;
+        tables.push((name.clone(), table, len));
+        files.push((file, len));
+    }
+    let table = shards.join(tables).map_err(|e| bad(e.to_string()))?;
+    Ok((table, crate::models::Shards::new(files)))
+}
+
 /// A failure to report: a stable code and a message.
 pub struct CliError {
     pub code: &'static str,

@@ -112,4 +112,30 @@ impl ShardIndex {
         }
         Ok(())
     }
+
+    /// The shards' tables (in `shards` order, with each file's length) as one table over their
+    /// concatenation: shard i's byte ranges moved past the lengths of shards 0..i, as a reader
+    /// of the files one after another (`models::Shards`) serves them. Checked first (`check`).
+    pub fn join(&self, tables: Vec<(String, TensorTable, u64)>) -> Result<TensorTable, IndexError> {
+        let names: Vec<&String> = tables.iter().map(|(n, _, _)| n).collect();
+        if names.len() != self.shards.len() || names.iter().zip(&self.shards).any(|(a, b)| *a != b) {
+            let missing = self.shards.iter().find(|s| !names.contains(s)).cloned().unwrap_or_else(|| format!("the shards in index order, not {names:?}"));
+            return Err(IndexError::MissingShard(missing));
+        }
+        let by_name: BTreeMap<String, TensorTable> = tables.iter().map(|(n, t, _)| (n.clone(), t.clone())).collect();
+        self.check(&by_name)?;
+        let mut joined: Option<TensorTable> = None;
+        let mut base = 0u64;
+        for (_, mut table, len) in tables {
+            for t in &mut table.tensors {
+                t.range = t.range.start + base..t.range.end + base;
+            }
+            base += len;
+            match &mut joined {
+                None => joined = Some(table),
+                Some(j) => j.tensors.extend(table.tensors),
+            }
+        }
+        joined.ok_or(IndexError::MissingShard("(an index of no shards)".into()))
+    }
 }

@@ -55,6 +55,40 @@ impl<S: crate::store::ChunkStore> RangeReader for crate::store::StoredFile<'_, S
     }
 }
 
+/// Files read as one: the shards of a sharded checkpoint, one after another (the byte ranges of
+/// `formats::index::ShardIndex::join`'s table). A read stays within one shard, as a tensor does.
+pub struct Shards<R> {
+    /// (first byte, length, reader) of each file.
+    parts: Vec<(u64, u64, R)>,
+}
+
+impl<R> Shards<R> {
+    /// `files` (a reader and its length each) in order.
+    pub fn new(files: impl IntoIterator<Item = (R, u64)>) -> Self {
+        let mut base = 0;
+        let parts = files
+            .into_iter()
+            .map(|(r, len)| {
+                let start = base;
+                base += len;
+                (start, len, r)
+            })
+            .collect();
+        Self { parts }
+    }
+}
+
+impl<R: RangeReader> RangeReader for Shards<R> {
+    async fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, ReadError> {
+        let part = self.parts.iter_mut().find(|(start, len, _)| range.start >= *start && range.end <= start + len);
+        let Some((start, _, reader)) = part else {
+            return Err(ReadError::truncated(format!("bytes {range:?} are not within one shard")));
+        };
+        let start = *start;
+        reader.read_range(range.start - start..range.end - start).await
+    }
+}
+
 /// The tensor table of a `file_len`-byte file read through `read`, starting from `prefix` (its
 /// first bytes, already at hand) and growing it as the format reader asks.
 pub async fn read_table_ranged(read: &mut impl RangeReader, mut prefix: Vec<u8>, file_len: u64, name: &str) -> Result<TensorTable, ModelError> {

@@ -64,3 +64,28 @@ test('generation_config.json sampling settings are the defaults of pipeline() ca
   assert.equal(result.bad, 'Usage');
   await page.close();
 });
+
+// A sharded checkpoint (model.safetensors.index.json and three shards, as transformers writes
+// them): every shard downloaded into the store and read as one; the Llama's greedy tokens.
+for (const device of ['webgpu', 'cpu']) {
+  test(`a sharded checkpoint loads through pipeline() on ${device}`, { timeout: 180_000 }, async () => {
+    const expected = JSON.parse(readFileSync(new URL('../fixtures/llama/expected.json', import.meta.url))).chat;
+    const sure = expected.margins.findIndex((m) => m < 0.01);
+    const steps = sure < 0 ? expected.greedy.length : sure;
+    const page = await spaces.browser.newPage();
+    await page.goto(`${spaces.url}index.html`);
+    const result = await page.evaluate(async ({ messages, maxTokens, device }) => {
+      const { pipeline } = await import('./pkg/index.js');
+      const files = new Set();
+      const gen = await pipeline('text-generation', 'hugrt-test/tiny-llama-sharded', {
+        endpoint: location.origin, device, onProgress: (p) => { if (p.file) p.file.split(', ').forEach((f) => files.add(f)); },
+      });
+      const r = await gen.generate(messages, { maxTokens });
+      gen.dispose();
+      return { ids: r.ids, files: [...files].sort() };
+    }, { messages: expected.messages, maxTokens: steps, device });
+    assert.deepEqual(result.ids, expected.greedy.slice(0, steps));
+    for (const k of [1, 2, 3]) assert.ok(result.files.includes(`model-0000${k}-of-00003.safetensors`), JSON.stringify(result.files));
+    await page.close();
+  });
+}
