@@ -13,6 +13,7 @@ pub mod formats;
 pub mod gpu;
 #[cfg(feature = "gpu")]
 pub mod generate;
+pub mod generation_defaults;
 #[cfg(feature = "gpu")]
 pub mod models;
 #[cfg(feature = "cpu")]

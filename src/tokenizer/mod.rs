@@ -39,7 +39,7 @@ pub struct Tokenizer {
     pub generation_end_ids: Option<Vec<u32>>,
     /// The generation options the checkpoint recommends (`generation_config.json`'s sampling
     /// settings, GGUF `general.sampling.*`), for those a caller leaves out.
-    pub generation_defaults: crate::generate::OptionDefaults,
+    pub generation_defaults: crate::generation_defaults::OptionDefaults,
 }
 
 impl Tokenizer {
@@ -91,7 +91,7 @@ impl Tokenizer {
         if !config["bos_token_id"].is_null() {
             self.bos_id = Some(id(&config["bos_token_id"], "bos_token_id")?);
         }
-        self.generation_defaults = crate::generate::OptionDefaults::from_generation_config(&config).map_err(TokenizerError::BadJson)?;
+        self.generation_defaults = crate::generation_defaults::OptionDefaults::from_generation_config(&config).map_err(TokenizerError::BadJson)?;
         Ok(self)
     }
 
@@ -102,7 +102,7 @@ impl Tokenizer {
         let json = vocab.to_tokenizer_json()?;
         let inner = tokenizers::Tokenizer::from_bytes(json.to_string().as_bytes())
             .map_err(|e| TokenizerError::BadJson(e.to_string()))?;
-        let generation_defaults = crate::generate::OptionDefaults::from_gguf(meta).map_err(TokenizerError::BadJson)?;
+        let generation_defaults = crate::generation_defaults::OptionDefaults::from_gguf(meta).map_err(TokenizerError::BadJson)?;
         Ok(Self { inner, bos_id: vocab.bos_id, eos_id: vocab.eos_id, chat_template: vocab.chat_template, generation_end_ids: None, generation_defaults })
     }
 
