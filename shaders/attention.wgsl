@@ -8,7 +8,8 @@
 // Query t sits at position q = q_pos0 + t; when causal, it sees keys p ≤ q (decode: one
 // query at the end of the cache; prefill: a chunk of queries; encoders: not causal, L masks
 // the padding), and with a sliding window W > 0 only the last W of them: q − W < p ≤ q.
-// Head h reads kv head h / (heads / kv_heads).
+// Head h reads kv head h / (heads / kv_heads). With `softcap` c > 0 (Gemma 2) each score is
+// capped as c·tanh(s/c) after scaling.
 //
 // `attention`: one workgroup per (query, head), z = sequence. Phase 1: scores into S and their
 // maximum; phase 2: exp(s − max) into S and their sum; phase 3: each invocation owns head
@@ -34,7 +35,7 @@ struct AttnParams {
     scale: f32,
     splits: u32,
     window: u32,
-    _pad2: u32,
+    softcap: f32,
 }
 
 override WG: u32 = 64u;
@@ -54,6 +55,17 @@ var<workgroup> red: array<f32, MAX_WG>;
 /// The first key a causal query at position `q` sees: past the sliding window, if any.
 fn first_key(q: u32) -> u32 {
     return select(0u, q + 1u - P.window, P.window != 0u && q + 1u > P.window);
+}
+
+/// A scaled score, soft-capped when `softcap` is set (tanh through exp of a clamped argument:
+/// some drivers return NaN for tanh of large values).
+fn score(dot: f32) -> f32 {
+    let s = dot * P.scale;
+    if (P.softcap <= 0.0) {
+        return s;
+    }
+    let e = exp(2.0 * clamp(s / P.softcap, -15.0, 15.0));
+    return P.softcap * (e - 1.0) / (e + 1.0);
 }
 
 fn reduce(lid: u32, v: f32, is_max: bool) -> f32 {
@@ -96,7 +108,7 @@ fn attention(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_
             for (var d = 0u; d < P.head_dim; d++) {
                 s += Q[q_base + d] * K[kv_base + p * kv_row + d];
             }
-            s *= P.scale;
+            s = score(s);
             S[s_base + p] = s;
             m = max(m, s);
         }
@@ -150,7 +162,7 @@ fn attention_partial(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_inv
         for (var d = 0u; d < P.head_dim; d++) {
             s += Q[q_base + d] * K[kv_base + p * kv_row + d];
         }
-        s *= P.scale;
+        s = score(s);
         split_p[p - k0] = s;
         m = max(m, s);
     }

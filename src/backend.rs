@@ -44,6 +44,8 @@ pub struct CachedAttention {
     pub scale: f32,
     /// Sliding window: each query sees its last `window` keys (itself included), `None` all.
     pub window: Option<u32>,
+    /// Each scaled score s becomes c·tanh(s/c) (Gemma 2's attention logit soft-capping).
+    pub softcap: Option<f32>,
 }
 
 /// Refuses `values` that are not a (rows, cols) matrix: for `matrix_from_values` and
@@ -146,6 +148,8 @@ pub trait Backend {
     /// with gain `g` of head_dim values: Qwen3's and Gemma 3's q/k norms).
     async fn head_norm(&mut self, x: &Self::Tensor, norm: Norm, g: &Self::Vector, heads: u32) -> Result<Self::Tensor, ModelError>;
     async fn add(&mut self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor, ModelError>;
+    /// `x` · `s` (Gemma's embeddings scaled by √hidden, soft-capping).
+    async fn scale(&mut self, x: &Self::Tensor, s: f32) -> Result<Self::Tensor, ModelError>;
     async fn activation(&mut self, x: &Self::Tensor, act: Activation) -> Result<Self::Tensor, ModelError>;
     /// act(gate) · up, elementwise (SwiGLU with `Silu`).
     async fn gated(&mut self, gate: &Self::Tensor, up: &Self::Tensor, act: Activation) -> Result<Self::Tensor, ModelError>;

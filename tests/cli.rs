@@ -118,17 +118,19 @@ fn generate_runs_a_checkpoint_folder() {
     assert_eq!(stopped["finishReason"], "stop");
 }
 
-/// `hugrt generate --chat` on the Llama-family fixture folders (config.json, safetensors,
+/// `hugrt generate --chat` on the decoder fixture folders (the Llama family, Gemma 2 and 3) (config.json, safetensors,
 /// tokenizer.json, tokenizer_config.json), on the GPU and the CPU: the prompt transformers renders
 /// and tokenizes from the same files, and its greedy continuation up to the first near-tie.
 #[test]
-fn generate_chats_with_llama_family_folders() {
+fn generate_chats_with_decoder_folders() {
     for (name, expected) in [
         ("llama", include_str!("fixtures/llama/expected.json")),
         ("qwen2", include_str!("fixtures/qwen2/expected.json")),
         ("qwen3", include_str!("fixtures/qwen3/expected.json")),
         ("smollm3", include_str!("fixtures/smollm3/expected.json")),
         ("mistral", include_str!("fixtures/mistral/expected.json")),
+        ("gemma2", include_str!("fixtures/gemma2/expected.json")),
+        ("gemma3", include_str!("fixtures/gemma3/expected.json")),
         // The Llama's weights as transformers shards them (three files and their index).
         ("llama-sharded", include_str!("fixtures/llama/expected.json")),
     ] {

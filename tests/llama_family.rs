@@ -1,8 +1,11 @@
-//! The Llama family against HF transformers on tiny random checkpoints made by transformers
+//! The Llama family and Gemma 2 and 3 against HF transformers on tiny random checkpoints made by transformers
 //! (scripts/fixtures/make_llama_fixtures.py): Llama (llama3 RoPE scaling, untied LM head, 4 heads
 //! over 2 KV heads), Qwen2 (Q/K/V biases, tied head, theta 1e6) and Qwen3 (per-head q/k RMSNorms,
 //! head_dim 32 independent of hidden/heads, tied head), SmolLM3 (four layers, the fourth without
-//! RoPE) and Mistral (a sliding window of 6 keys, run far past), each in the hub's format (F16
+//! RoPE), Mistral (a sliding window of 6 keys, run far past), Gemma 2 (attention and final
+//! soft caps, query_pre_attn_scalar, a sliding layer before a global one) and Gemma 3 (per-head
+//! q/k norms, five local layers with their RoPE base before a global one with linear scaling),
+//! each in the hub's format (F16
 //! and BF16 safetensors, `config.json` in transformers 5's and the older layout) and, Mistral
 //! aside (llama.cpp converts it as `llama`, without its window), as GGUF Q8_0 and Q4_K_M
 //! (llama.cpp's quantizer: Q4_K with Q6_K). For every file: the logits after a
@@ -71,6 +74,28 @@ const SMOLLM3: Fixture = Fixture {
         ("model.safetensors", include_bytes!("fixtures/smollm3/model.safetensors")),
         ("model-q8_0.gguf", include_bytes!("fixtures/smollm3/model-q8_0.gguf")),
         ("model-q4_k_m.gguf", include_bytes!("fixtures/smollm3/model-q4_k_m.gguf")),
+    ],
+};
+
+const GEMMA2: Fixture = Fixture {
+    name: "gemma2",
+    config: include_bytes!("fixtures/gemma2/config.json"),
+    expected: include_str!("fixtures/gemma2/expected.json"),
+    files: &[
+        ("model.safetensors", include_bytes!("fixtures/gemma2/model.safetensors")),
+        ("model-q8_0.gguf", include_bytes!("fixtures/gemma2/model-q8_0.gguf")),
+        ("model-q4_k_m.gguf", include_bytes!("fixtures/gemma2/model-q4_k_m.gguf")),
+    ],
+};
+
+const GEMMA3: Fixture = Fixture {
+    name: "gemma3",
+    config: include_bytes!("fixtures/gemma3/config.json"),
+    expected: include_str!("fixtures/gemma3/expected.json"),
+    files: &[
+        ("model.safetensors", include_bytes!("fixtures/gemma3/model.safetensors")),
+        ("model-q8_0.gguf", include_bytes!("fixtures/gemma3/model-q8_0.gguf")),
+        ("model-q4_k_m.gguf", include_bytes!("fixtures/gemma3/model-q4_k_m.gguf")),
     ],
 };
 
@@ -157,6 +182,8 @@ both!(qwen2_matches_transformers_on_the_gpu, qwen2_matches_transformers_on_the_c
 both!(qwen3_matches_transformers_on_the_gpu, qwen3_matches_transformers_on_the_cpu, |d| check(&QWEN3, d));
 both!(smollm3_matches_transformers_on_the_gpu, smollm3_matches_transformers_on_the_cpu, |d| check(&SMOLLM3, d));
 both!(mistral_matches_transformers_on_the_gpu, mistral_matches_transformers_on_the_cpu, |d| check(&MISTRAL, d));
+both!(gemma2_matches_transformers_on_the_gpu, gemma2_matches_transformers_on_the_cpu, |d| check(&GEMMA2, d));
+both!(gemma3_matches_transformers_on_the_gpu, gemma3_matches_transformers_on_the_cpu, |d| check(&GEMMA3, d));
 
 /// The fixture's `config.json` with `key` set to `value`.
 fn config_with(fixture: &Fixture, key: &str, value: serde_json::Value) -> Vec<u8> {
@@ -165,11 +192,24 @@ fn config_with(fixture: &Fixture, key: &str, value: serde_json::Value) -> Vec<u8
     serde_json::to_vec(&c).unwrap()
 }
 
-both!(sliding_window_and_no_rope_layers_change_the_model_on_the_gpu, sliding_window_and_no_rope_layers_change_the_model_on_the_cpu, |device| async move {
+both!(configured_features_change_the_model_on_the_gpu, configured_features_change_the_model_on_the_cpu, |device| async move {
     // The windowed and NoPE fixtures test what they claim only if the window and the skipped
     // RoPE change the output: without them the logits must leave transformers' by far more than
     // the tolerance.
-    for (fixture, key, value) in [(&MISTRAL, "sliding_window", serde_json::Value::Null), (&SMOLLM3, "no_rope_layers", serde_json::json!([1, 1, 1, 1]))] {
+    let global_rope = serde_json::json!({"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0});
+    let cases = [
+        (&MISTRAL, "sliding_window", serde_json::Value::Null),
+        (&SMOLLM3, "no_rope_layers", serde_json::json!([1, 1, 1, 1])),
+        // Gemma 2's soft caps, its attention scale and its window; Gemma 3's local RoPE base
+        // and its global layer's linear scaling.
+        (&GEMMA2, "attn_logit_softcapping", serde_json::Value::Null),
+        (&GEMMA2, "final_logit_softcapping", serde_json::Value::Null),
+        (&GEMMA2, "query_pre_attn_scalar", 64.into()),
+        (&GEMMA2, "layer_types", serde_json::json!(["full_attention", "full_attention"])),
+        (&GEMMA3, "rope_parameters", serde_json::json!({"full_attention": global_rope, "sliding_attention": {"rope_theta": 1000000.0}})),
+        (&GEMMA3, "rope_parameters", serde_json::json!({"full_attention": {"rope_theta": 1000000.0}, "sliding_attention": {"rope_theta": 10000.0}})),
+    ];
+    for (fixture, key, value) in cases {
         let (file, bytes) = fixture.files[0];
         let want = expected(fixture, file);
         let config = config_with(fixture, key, value);
@@ -229,6 +269,34 @@ gpu_test!(hub_config_errors_are_typed, async {
 });
 
 
+gpu_test!(gemma_config_errors_are_typed, async {
+    use hugrt::models::gemma::Gemma;
+    let (_, bytes) = GEMMA2.files[0];
+    let with = |fixture: &Fixture, key: &str, value: serde_json::Value| config_with(fixture, key, value);
+    let cases: [(&str, Vec<u8>); 9] = [
+        ("a Llama config", with(&GEMMA2, "model_type", "llama".into())),
+        ("an unknown activation", with(&GEMMA2, "hidden_activation", "swish".into())),
+        ("a window of 0", with(&GEMMA2, "sliding_window", 0.into())),
+        ("sliding layers without a window", with(&GEMMA2, "sliding_window", serde_json::Value::Null)),
+        ("layer types of the wrong length", with(&GEMMA2, "layer_types", serde_json::json!(["full_attention"]))),
+        ("a negative soft cap", with(&GEMMA2, "attn_logit_softcapping", (-1.0).into())),
+        ("bidirectional attention (EmbeddingGemma)", with(&GEMMA3, "use_bidirectional_attention", true.into())),
+        ("scaled RoPE on sliding layers", with(&GEMMA3, "rope_parameters", serde_json::json!({"sliding_attention": {"rope_type": "linear", "factor": 2.0}}))),
+        ("an unknown RoPE type", with(&GEMMA3, "rope_parameters", serde_json::json!({"full_attention": {"rope_type": "yarn", "factor": 2.0}}))),
+    ];
+    for (what, json) in cases {
+        let (t, cpu) = (table("model.safetensors", bytes), Cpu);
+        let err = Gemma::load(&cpu, Config::Hub(&json), None, &mut Weights::new(&t, &mut { bytes })).await.err().unwrap_or_else(|| panic!("{what}: accepted"));
+        log(&format!("gemma config, {what}: {err}"));
+        assert!(matches!(err, ModelError::Config(_)), "{what}: {err}");
+    }
+    // A Gemma 3 GGUF without a layer's k norm is a tensor error naming it.
+    let (_, gguf) = GEMMA3.files[1];
+    let mut t = table("model-q8_0.gguf", gguf);
+    t.tensors.retain(|x| x.name != "blk.3.attn_k_norm.weight");
+    let err = hugrt::models::AnyDecoder::load(None, None, &t, None, &mut { gguf }).await.err().expect("a missing k norm");
+    assert!(matches!(&err, ModelError::Tensor { name, .. } if name == "blk.3.attn_k_norm.weight"), "{err}");
+});
 
 gpu_test!(bad_inputs_give_the_same_error_on_both_backends, async {
     // Each bad input, on every file of both fixtures: the same error variant on the GPU and the

@@ -217,6 +217,10 @@ impl Backend for Cpu {
         (a + b).map_err(cpu_err)
     }
 
+    async fn scale(&mut self, x: &Tensor, s: f32) -> Result<Tensor, ModelError> {
+        (x * f64::from(s)).map_err(cpu_err)
+    }
+
     async fn activation(&mut self, x: &Tensor, act: Activation) -> Result<Tensor, ModelError> {
         match act {
             Activation::Silu => x.silu(),
@@ -295,7 +299,11 @@ impl Backend for Cpu {
             let q = split(q, heads)?.reshape((kv_heads, groups * n, hd))?;
             let k = cache.k.narrow(1, 0, len)?;
             let v = cache.v.narrow(1, 0, len)?;
-            let scores = (q.matmul(&k.t()?)? * scale)?.reshape((kv_heads, groups, n, len))?.broadcast_add(&mask)?;
+            let mut scores = (q.matmul(&k.t()?)? * scale)?;
+            if let Some(cap) = a.softcap {
+                scores = ((scores / f64::from(cap))?.tanh()? * f64::from(cap))?;
+            }
+            let scores = scores.reshape((kv_heads, groups, n, len))?.broadcast_add(&mask)?;
             let p = candle_nn::ops::softmax_last_dim(&scores)?.reshape((kv_heads, groups * n, len))?;
             // (kv_heads, groups · n, hd) = (heads, n, hd) → (n, heads · hd)
             p.matmul(&v.contiguous()?)?.reshape((heads, n, hd))?.transpose(0, 1)?.reshape((n, heads * hd))

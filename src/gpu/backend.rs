@@ -299,6 +299,10 @@ impl Backend for Gpu {
         self.elementwise(Elementwise::Add, a, Some(b)).await
     }
 
+    async fn scale(&mut self, x: &GpuTensor, s: f32) -> Result<GpuTensor, ModelError> {
+        self.elementwise(Elementwise::Scale(s), x, None).await
+    }
+
     async fn activation(&mut self, x: &GpuTensor, act: Activation) -> Result<GpuTensor, ModelError> {
         self.elementwise(elementwise_of(act), x, None).await
     }
@@ -333,7 +337,7 @@ impl Backend for Gpu {
         let Some(end) = end.filter(|_| fits) else {
             return Err(shape(format!("attention of q ({n}, {}), k/v ({}, {}) at {} over a cache of {} × {}", q.cols, k.rows, k.cols, a.pos0, cache.capacity, cache.width)));
         };
-        let attn = Attention { batch: 1, q_len: n, kv_len: cache.capacity, heads: a.heads, kv_heads: a.kv_heads, head_dim: a.head_dim, q_pos0: a.pos0, causal: true, window: a.window.unwrap_or(0), scale: a.scale };
+        let attn = Attention { batch: 1, q_len: n, kv_len: cache.capacity, heads: a.heads, kv_heads: a.kv_heads, head_dim: a.head_dim, q_pos0: a.pos0, causal: true, window: a.window.unwrap_or(0), scale: a.scale, softcap: a.softcap.unwrap_or(0.0) };
         let lengths = self.upload(&[end])?;
         let scores = self.scratch(attn.scratch_bytes())?;
         let out = self.output(n, q.cols)?;
@@ -431,7 +435,7 @@ impl Backend for Gpu {
             }
         }
         let n = batch.lengths.len() as u32;
-        let attn = Attention { batch: n, q_len: batch.len, kv_len: batch.len, heads: a.heads, kv_heads: a.heads, head_dim: a.head_dim, q_pos0: 0, causal: a.causal, window: 0, scale: a.scale };
+        let attn = Attention { batch: n, q_len: batch.len, kv_len: batch.len, heads: a.heads, kv_heads: a.heads, head_dim: a.head_dim, q_pos0: 0, causal: a.causal, window: 0, scale: a.scale, softcap: 0.0 };
         let scores = self.scratch(attn.scratch_bytes())?;
         let out = self.output(q.rows, width)?;
         let ctx = self.ctx.clone();

@@ -10,7 +10,7 @@ use crate::formats::{GgufMetadata, Metadata, TensorTable};
 use crate::generate::{LanguageModel, Next, Pick};
 
 use super::weights::Weights;
-use super::{ModelError, RangeReader, gpt2, llama};
+use super::{ModelError, RangeReader, gemma, gpt2, llama};
 
 /// Prompt tokens per forward pass (bounds the activations and the attention scores).
 pub const PREFILL_CHUNK: u32 = 64;
@@ -93,6 +93,7 @@ macro_rules! decoders {
 decoders! {
     Llama(llama::Llama<B>): hub ["llama", "qwen2", "qwen3", "mistral", "smollm3"], gguf ["llama", "mistral", "qwen2", "qwen3", "smollm3"];
     Gpt2(gpt2::Gpt2<B>): hub ["gpt2"], gguf [];
+    Gemma(gemma::Gemma<B>): hub ["gemma", "gemma2", "gemma3_text"], gguf ["gemma", "gemma2", "gemma3"];
 }
 
 /// A decoder on its backend, with the tokens in its KV cache.

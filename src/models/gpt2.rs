@@ -206,7 +206,7 @@ impl<B: Backend> Architecture<B> for Gpt2<B> {
         let n = ids.len() as u32;
         let norm = Norm::Layer { eps: c.layer_norm_epsilon };
         let hd = c.n_embd / c.n_head;
-        let attention = CachedAttention { pos0, heads: c.n_head, kv_heads: c.n_head, head_dim: hd, scale: 1.0 / (hd as f32).sqrt(), window: None };
+        let attention = CachedAttention { pos0, heads: c.n_head, kv_heads: c.n_head, head_dim: hd, scale: 1.0 / (hd as f32).sqrt(), window: None, softcap: None };
         let positions: Vec<u32> = (pos0..pos0 + n).collect();
         let tokens = b.embed(&self.wte, ids).await?;
         let pos = b.embed(&self.wpe, &positions).await?;

@@ -93,15 +93,33 @@ pub struct LlamaConfig {
 }
 
 /// `rope_scaling` (before transformers 5) or `rope_parameters` of a `config.json`.
-#[derive(Debug, Default, serde::Deserialize)]
-struct HubRope {
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub(crate) struct HubRope {
     #[serde(alias = "type")]
     rope_type: Option<String>,
-    rope_theta: Option<f32>,
+    pub(crate) rope_theta: Option<f32>,
     factor: Option<f32>,
     low_freq_factor: Option<f32>,
     high_freq_factor: Option<f32>,
     original_max_position_embeddings: Option<f32>,
+}
+
+impl HubRope {
+    /// The scaling these parameters name (`None`/`default`, `linear`, `llama3`); an error message
+    /// otherwise.
+    pub(crate) fn scaling(&self) -> Result<RopeScaling, String> {
+        Ok(match self.rope_type.as_deref() {
+            None | Some("default") => RopeScaling::None,
+            Some("linear") => RopeScaling::Linear { factor: self.factor.filter(|f| f.is_finite() && *f > 0.0).ok_or("linear RoPE scaling without a positive factor")? },
+            Some("llama3") => match (self.factor, self.low_freq_factor, self.high_freq_factor, self.original_max_position_embeddings) {
+                (Some(factor), Some(low_freq_factor), Some(high_freq_factor), Some(original_max_position)) if high_freq_factor > low_freq_factor => {
+                    RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position }
+                }
+                _ => return Err("llama3 RoPE scaling needs factor, low_freq_factor < high_freq_factor and original_max_position_embeddings".into()),
+            },
+            Some(other) => return Err(format!("RoPE scaling {other:?} is not supported (linear, llama3)")),
+        })
+    }
 }
 
 /// The fields of a Llama-family `config.json` this runtime reads.
@@ -198,17 +216,7 @@ impl LlamaConfig {
         }
         let layers = c.layers().map_err(bad)?;
         let rope = c.rope_parameters.or(c.rope_scaling).unwrap_or_default();
-        let rope_scaling = match rope.rope_type.as_deref() {
-            None | Some("default") => RopeScaling::None,
-            Some("linear") => RopeScaling::Linear { factor: rope.factor.ok_or_else(|| bad("linear RoPE scaling without a factor".into()))? },
-            Some("llama3") => match (rope.factor, rope.low_freq_factor, rope.high_freq_factor, rope.original_max_position_embeddings) {
-                (Some(factor), Some(low_freq_factor), Some(high_freq_factor), Some(original_max_position)) if high_freq_factor > low_freq_factor => {
-                    RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position }
-                }
-                _ => return Err(bad("llama3 RoPE scaling needs factor, low_freq_factor < high_freq_factor and original_max_position_embeddings".into())),
-            },
-            Some(other) => return Err(bad(format!("RoPE scaling {other:?} is not supported (linear, llama3)"))),
-        };
+        let rope_scaling = rope.scaling().map_err(bad)?;
         let heads = c.num_attention_heads;
         let config = Self {
             arch: c.model_type,
@@ -461,7 +469,7 @@ impl<B: Backend> super::decoder::Architecture<B> for Llama<B> {
         let c = &self.config;
         let n = ids.len() as u32;
         let norm = Norm::Rms { eps: c.rms_eps };
-        let attention = CachedAttention { pos0, heads: c.heads, kv_heads: c.kv_heads, head_dim: c.head_dim, scale: 1.0 / (c.head_dim as f32).sqrt(), window: None };
+        let attention = CachedAttention { pos0, heads: c.heads, kv_heads: c.kv_heads, head_dim: c.head_dim, scale: 1.0 / (c.head_dim as f32).sqrt(), window: None, softcap: None };
         let rope = b.rope_table(&self.inv_freq, pos0, n)?;
         let mut x = b.embed(&self.token_embd, ids).await?;
         for (layer, kind) in self.layers.iter_mut().zip(&c.layers) {

@@ -6,6 +6,7 @@ pub mod clip;
 pub mod decoder;
 pub mod encoder;
 pub mod error;
+pub mod gemma;
 pub mod gpt2;
 pub mod llama;
 pub mod sentence;

@@ -28,7 +28,8 @@ pub struct AttnParams {
     pub splits: u32,
     /// Sliding window (causal only): keys per query, 0 for all.
     pub window: u32,
-    pub _pad2: u32,
+    /// Scores soft-capped as c·tanh(s/c) when c > 0 (Gemma 2); 0 for none.
+    pub softcap: f32,
 }
 
 /// Keys per split of a split decode step (`SPLIT_KEYS` in the shader).
@@ -53,6 +54,9 @@ pub struct Attention {
     pub window: u32,
     /// Usually 1/√head_dim.
     pub scale: f32,
+    /// Each scaled score s becomes c·tanh(s/c) (Gemma 2's attention logit soft-capping); 0 for
+    /// none.
+    pub softcap: f32,
 }
 
 impl Attention {
@@ -63,6 +67,9 @@ impl Attention {
         }
         if self.head_dim == 0 || self.q_len == 0 || self.kv_len == 0 || self.batch == 0 {
             return bad(format!("empty shape {self:?}"));
+        }
+        if !(self.softcap.is_finite() && self.softcap >= 0.0) {
+            return bad(format!("soft cap {}", self.softcap));
         }
         let scores = u64::from(self.batch) * u64::from(self.q_len) * u64::from(self.heads) * u64::from(self.kv_len);
         if scores > u64::from(u32::MAX) {
@@ -129,7 +136,7 @@ impl Attention {
             scale: self.scale,
             splits: self.decode_splits().unwrap_or(0),
             window: if self.causal { self.window } else { 0 },
-            _pad2: 0,
+            softcap: self.softcap,
         };
         let buffers = [q, k, v, lengths, scratch, out];
         if let Some(splits) = self.decode_splits() {
@@ -172,6 +179,7 @@ impl Attention {
                     let kv = |p: usize| (b * kl + p) * kvh * hd + g * hd;
                     let scores: Vec<f64> = (lo..n)
                         .map(|p| (0..hd).map(|d| f64::from(q[qo + d]) * f64::from(k[kv(p) + d])).sum::<f64>() * f64::from(self.scale))
+                        .map(|s| if self.softcap > 0.0 { f64::from(self.softcap) * (s / f64::from(self.softcap)).tanh() } else { s })
                         .collect();
                     let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
