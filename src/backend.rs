@@ -153,9 +153,11 @@ pub trait Backend {
     async fn activation(&mut self, x: &Self::Tensor, act: Activation) -> Result<Self::Tensor, ModelError>;
     /// act(gate) · up, elementwise (SwiGLU with `Silu`).
     async fn gated(&mut self, gate: &Self::Tensor, up: &Self::Tensor, act: Activation) -> Result<Self::Tensor, ModelError>;
-    /// The cos/sin table of positions `pos0..pos0 + n` for `inv_freq` (head_dim / 2 frequencies).
-    fn rope_table(&mut self, inv_freq: &[f32], pos0: u32, n: u32) -> Result<Self::Rope, ModelError>;
-    /// `x` (tokens, heads · head_dim) rotated per head in `layout`.
+    /// The cos/sin table of positions `pos0..pos0 + n` for `inv_freq` (rot_dim / 2 frequencies,
+    /// rot_dim ≤ head_dim), cos and sin times `scale` (LongRoPE's attention factor, else 1).
+    fn rope_table(&mut self, inv_freq: &[f32], scale: f32, pos0: u32, n: u32) -> Result<Self::Rope, ModelError>;
+    /// `x` (tokens, heads · head_dim) rotated per head in `layout`: the table's rot_dim first
+    /// dimensions of each head (all of them, or a part: Phi-4-mini's `partial_rotary_factor`).
     async fn rope(&mut self, x: Self::Tensor, table: &Self::Rope, layout: RopeLayout, heads: u32, head_dim: u32) -> Result<Self::Tensor, ModelError>;
     /// Writes `k` and `v` into `cache` at `a.pos0` and returns causal attention of `q` over the
     /// cache's first `pos0 + tokens` positions: (tokens, heads · head_dim).

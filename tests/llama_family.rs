@@ -5,7 +5,8 @@
 //! RoPE), Mistral (a sliding window of 6 keys, run far past), Gemma 2 (attention and final
 //! soft caps, query_pre_attn_scalar, a sliding layer before a global one) and Gemma 3 (per-head
 //! q/k norms, five local layers with their RoPE base before a global one with linear scaling),
-//! each in the hub's format (F16
+//! Phi-3 (fused Q/K/V and gate/up, 3/4 of each head rotated, LongRoPE whose long factors take
+//! over when the greedy run passes the original context of 16), each in the hub's format (F16
 //! and BF16 safetensors, `config.json` in transformers 5's and the older layout) and, Mistral
 //! aside (llama.cpp converts it as `llama`, without its window), as GGUF Q8_0 and Q4_K_M
 //! (llama.cpp's quantizer: Q4_K with Q6_K). For every file: the logits after a
@@ -74,6 +75,17 @@ const SMOLLM3: Fixture = Fixture {
         ("model.safetensors", include_bytes!("fixtures/smollm3/model.safetensors")),
         ("model-q8_0.gguf", include_bytes!("fixtures/smollm3/model-q8_0.gguf")),
         ("model-q4_k_m.gguf", include_bytes!("fixtures/smollm3/model-q4_k_m.gguf")),
+    ],
+};
+
+const PHI3: Fixture = Fixture {
+    name: "phi3",
+    config: include_bytes!("fixtures/phi3/config.json"),
+    expected: include_str!("fixtures/phi3/expected.json"),
+    files: &[
+        ("model.safetensors", include_bytes!("fixtures/phi3/model.safetensors")),
+        ("model-q8_0.gguf", include_bytes!("fixtures/phi3/model-q8_0.gguf")),
+        ("model-q4_k_m.gguf", include_bytes!("fixtures/phi3/model-q4_k_m.gguf")),
     ],
 };
 
@@ -182,6 +194,7 @@ both!(qwen2_matches_transformers_on_the_gpu, qwen2_matches_transformers_on_the_c
 both!(qwen3_matches_transformers_on_the_gpu, qwen3_matches_transformers_on_the_cpu, |d| check(&QWEN3, d));
 both!(smollm3_matches_transformers_on_the_gpu, smollm3_matches_transformers_on_the_cpu, |d| check(&SMOLLM3, d));
 both!(mistral_matches_transformers_on_the_gpu, mistral_matches_transformers_on_the_cpu, |d| check(&MISTRAL, d));
+both!(phi3_matches_transformers_on_the_gpu, phi3_matches_transformers_on_the_cpu, |d| check(&PHI3, d));
 both!(gemma2_matches_transformers_on_the_gpu, gemma2_matches_transformers_on_the_cpu, |d| check(&GEMMA2, d));
 both!(gemma3_matches_transformers_on_the_gpu, gemma3_matches_transformers_on_the_cpu, |d| check(&GEMMA3, d));
 
@@ -229,7 +242,7 @@ gpu_test!(hub_config_errors_are_typed, async {
         c[key] = value;
         serde_json::to_vec(&c).unwrap()
     };
-    let cases: [(&str, Vec<u8>); 11] = [
+    let cases: [(&str, Vec<u8>); 14] = [
         ("not JSON", b"{".to_vec()),
         ("a GPT-2 config", with("model_type", "gpt2".into())),
         ("heads not a multiple of KV heads", with("num_key_value_heads", 3.into())),
@@ -241,6 +254,9 @@ gpu_test!(hub_config_errors_are_typed, async {
         ("layer types of the wrong length", with("layer_types", serde_json::json!(["full_attention"]))),
         ("an unknown layer type", with("layer_types", serde_json::json!(["full_attention", "chunked_attention"]))),
         ("SmolLM3 no_rope_layers of the wrong length", config_with(&SMOLLM3, "no_rope_layers", serde_json::json!([1, 0]))),
+        ("LongRoPE factors of the wrong length", config_with(&PHI3, "rope_parameters", serde_json::json!({"rope_type": "longrope", "short_factor": [1.0], "long_factor": [1.0]}))),
+        ("LongRoPE without its original context", { let mut c: serde_json::Value = serde_json::from_slice(PHI3.config).unwrap(); c.as_object_mut().unwrap().remove("original_max_position_embeddings"); c["rope_parameters"].as_object_mut().unwrap().remove("original_max_position_embeddings"); serde_json::to_vec(&c).unwrap() }),
+        ("a partial rotary factor of 0", { let mut c: serde_json::Value = serde_json::from_slice(PHI3.config).unwrap(); c["rope_parameters"]["partial_rotary_factor"] = 0.0.into(); serde_json::to_vec(&c).unwrap() }),
     ];
     for (what, json) in cases {
         // The Llama family's own loader (the registry would hand a GPT-2 config to GPT-2).

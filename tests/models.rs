@@ -136,7 +136,7 @@ impl Reference {
     /// Logits after `token` at `pos`.
     #[allow(clippy::needless_range_loop)]
     fn step(&mut self, token: u32, pos: u32) -> Vec<f64> {
-        let table = rope::cos_sin_table(&rope::inv_freq(HEAD_DIM as u32, THETA, rope::RopeScaling::None), pos, 1);
+        let table = rope::cos_sin_table(&rope::inv_freq(HEAD_DIM as u32, THETA, rope::RopeScaling::None), 1.0, pos, 1);
         let rot = |v: &mut [f64]| {
             for head in v.chunks_exact_mut(HEAD_DIM) {
                 for i in 0..HEAD_DIM / 2 {

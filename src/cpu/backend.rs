@@ -246,8 +246,8 @@ impl Backend for Cpu {
         (g * up).map_err(cpu_err)
     }
 
-    fn rope_table(&mut self, inv_freq: &[f32], pos0: u32, n: u32) -> Result<CpuRope, ModelError> {
-        let table = crate::gpu::ops::rope::cos_sin_table(inv_freq, pos0, n);
+    fn rope_table(&mut self, inv_freq: &[f32], scale: f32, pos0: u32, n: u32) -> Result<CpuRope, ModelError> {
+        let table = crate::gpu::ops::rope::cos_sin_table(inv_freq, scale, pos0, n);
         let half = inv_freq.len();
         let column = |i: usize| Tensor::from_iter(table.iter().map(|cs| cs[i]), &Device::Cpu).and_then(|t| t.reshape((n as usize, half))).map_err(cpu_err);
         Ok(CpuRope { cos: column(0)?, sin: column(1)? })
@@ -256,16 +256,18 @@ impl Backend for Cpu {
     async fn rope(&mut self, x: Tensor, table: &CpuRope, layout: RopeLayout, heads: u32, head_dim: u32) -> Result<Tensor, ModelError> {
         let (n, cols) = dims2(&x)?;
         let (h, hd) = (heads as usize, head_dim as usize);
-        if cols != h * hd || table.cos.dims() != [n, hd / 2] {
+        let rot = 2 * table.cos.dims().get(1).copied().unwrap_or(0);
+        if cols != h * hd || table.cos.dims() != [n, rot / 2] || rot == 0 || rot > hd {
             return Err(shape(format!("RoPE of {heads} heads of {head_dim} over ({n}, {cols})")));
         }
-        // (n, heads · hd) → (1, heads, n, hd), rotated, and back.
+        // (n, heads · hd) → (1, heads, n, hd), its first `rot` dimensions rotated, and back.
         (|| {
             let t = x.reshape((1, n, h, hd))?.transpose(1, 2)?.contiguous()?;
-            let t = match layout {
-                RopeLayout::Normal => candle_nn::rotary_emb::rope_i(&t, &table.cos, &table.sin),
-                RopeLayout::NeoX => candle_nn::rotary_emb::rope(&t, &table.cos, &table.sin),
-            }?;
+            let rotate = |t: &Tensor| match layout {
+                RopeLayout::Normal => candle_nn::rotary_emb::rope_i(t, &table.cos, &table.sin),
+                RopeLayout::NeoX => candle_nn::rotary_emb::rope(t, &table.cos, &table.sin),
+            };
+            let t = if rot == hd { rotate(&t)? } else { Tensor::cat(&[rotate(&t.narrow(3, 0, rot)?.contiguous()?)?, t.narrow(3, rot, hd - rot)?], 3)? };
             t.transpose(1, 2)?.reshape((n, cols))
         })()
         .map_err(cpu_err)

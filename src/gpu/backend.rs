@@ -177,6 +177,12 @@ impl Gpu {
     }
 }
 
+/// RoPE's cos/sin table of a pass and the dimensions it rotates.
+pub struct GpuRope {
+    buffer: wgpu::Buffer,
+    rot_dim: u32,
+}
+
 fn shape(detail: String) -> ModelError {
     GpuError::Shape { op: OP, detail }.into()
 }
@@ -197,7 +203,7 @@ impl Backend for Gpu {
     type Matrix = GpuWeight;
     type Vector = GpuVector;
     type KvCache = GpuKvCache;
-    type Rope = wgpu::Buffer;
+    type Rope = GpuRope;
     type Batch = GpuBatch;
 
     fn device(&self) -> &'static str {
@@ -317,16 +323,17 @@ impl Backend for Gpu {
         }
     }
 
-    fn rope_table(&mut self, inv_freq: &[f32], pos0: u32, n: u32) -> Result<wgpu::Buffer, ModelError> {
-        self.upload(&rope::cos_sin_table(inv_freq, pos0, n))
+    fn rope_table(&mut self, inv_freq: &[f32], scale: f32, pos0: u32, n: u32) -> Result<GpuRope, ModelError> {
+        let rot_dim = u32::try_from(inv_freq.len() * 2).map_err(|_| shape(format!("{} RoPE frequencies", inv_freq.len())))?;
+        Ok(GpuRope { buffer: self.upload(&rope::cos_sin_table(inv_freq, scale, pos0, n))?, rot_dim })
     }
 
-    async fn rope(&mut self, x: GpuTensor, table: &wgpu::Buffer, layout: RopeLayout, heads: u32, head_dim: u32) -> Result<GpuTensor, ModelError> {
+    async fn rope(&mut self, x: GpuTensor, table: &GpuRope, layout: RopeLayout, heads: u32, head_dim: u32) -> Result<GpuTensor, ModelError> {
         if x.cols != heads * head_dim {
             return Err(shape(format!("RoPE of {heads} heads of {head_dim} over {} columns", x.cols)));
         }
         let ctx = self.ctx.clone();
-        rope::encode(&ctx, self.encoder()?, layout, x.rows, heads, head_dim, head_dim, table, x.buffer()).await?;
+        rope::encode(&ctx, self.encoder()?, layout, x.rows, heads, head_dim, table.rot_dim, &table.buffer, x.buffer()).await?;
         Ok(x)
     }
 

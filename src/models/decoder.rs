@@ -33,6 +33,12 @@ pub trait Architecture<B: Backend>: Sized {
     fn vocab(&self) -> u32;
     /// KV-cache capacity in tokens.
     fn context(&self) -> u32;
+    /// Called before a forward call that ends the sequence at `len` tokens: false when the keys
+    /// already cached were rotated otherwise than a sequence of `len` tokens needs (LongRoPE
+    /// switching factors at its original context), so that `Decoder` recomputes them.
+    fn begin(&mut self, _len: u32) -> bool {
+        true
+    }
     /// `{ architecture, layers, hidden, heads, kvHeads?, vocab, context, weightBytes }`.
     fn info(&self, b: &B) -> serde_json::Value;
     /// Runs `ids` at positions `pos0..`, writing their K and V into the cache; with `head`, ends
@@ -79,6 +85,10 @@ macro_rules! decoders {
                 match self { $(Net::$variant(m) => m.context(),)* }
             }
 
+            fn begin(&mut self, len: u32) -> bool {
+                match self { $(Net::$variant(m) => m.begin(len),)* }
+            }
+
             fn info(&self, b: &B) -> serde_json::Value {
                 match self { $(Net::$variant(m) => m.info(b),)* }
             }
@@ -91,7 +101,7 @@ macro_rules! decoders {
 }
 
 decoders! {
-    Llama(llama::Llama<B>): hub ["llama", "qwen2", "qwen3", "mistral", "smollm3"], gguf ["llama", "mistral", "qwen2", "qwen3", "smollm3"];
+    Llama(llama::Llama<B>): hub ["llama", "qwen2", "qwen3", "mistral", "smollm3", "phi3"], gguf ["llama", "mistral", "qwen2", "qwen3", "smollm3", "phi3"];
     Gpt2(gpt2::Gpt2<B>): hub ["gpt2"], gguf [];
     Gemma(gemma::Gemma<B>): hub ["gemma", "gemma2", "gemma3_text"], gguf ["gemma", "gemma2", "gemma3"];
 }
@@ -187,6 +197,20 @@ impl<B: Backend> LanguageModel for Decoder<B> {
         if end.is_none_or(|end| end > context) {
             return Err(ModelError::ContextFull { ctx: context, pos: end.unwrap_or(u32::MAX) });
         }
+        if !self.net.begin(end.unwrap_or(0)) && self.position() > 0 {
+            // The cached keys are stale for a sequence of this length: all of it again.
+            let mut all = std::mem::take(&mut self.tokens);
+            all.extend_from_slice(tokens);
+            return self.feed(&all, pick).await;
+        }
+        self.feed(tokens, pick).await
+    }
+}
+
+impl<B: Backend> Decoder<B> {
+    /// Runs `tokens` after the cached ones, in chunks of `PREFILL_CHUNK`, answering `pick` after
+    /// the last.
+    async fn feed(&mut self, tokens: &[u32], pick: Pick) -> Result<Next, ModelError> {
         let mut chunks = tokens.chunks(PREFILL_CHUNK as usize).peekable();
         while let Some(chunk) = chunks.next() {
             let head = chunks.peek().is_none().then_some(pick);

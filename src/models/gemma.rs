@@ -492,8 +492,8 @@ impl<B: Backend> Architecture<B> for Gemma<B> {
         let n = ids.len() as u32;
         let norm = Norm::Rms { eps: c.rms_eps };
         let attention = CachedAttention { pos0, heads: c.heads, kv_heads: c.kv_heads, head_dim: c.head_dim, scale: c.attention_scale, window: None, softcap: c.attn_softcap };
-        let global = b.rope_table(&self.inv_freq[0], pos0, n)?;
-        let local = if c.rope_local_theta != c.rope_theta || c.rope_scaling != RopeScaling::None { Some(b.rope_table(&self.inv_freq[1], pos0, n)?) } else { None };
+        let global = b.rope_table(&self.inv_freq[0], 1.0, pos0, n)?;
+        let local = if c.rope_local_theta != c.rope_theta || c.rope_scaling != RopeScaling::None { Some(b.rope_table(&self.inv_freq[1], 1.0, pos0, n)?) } else { None };
         let x = b.embed(&self.token_embd, ids).await?;
         let mut x = b.scale(&x, (c.hidden as f32).sqrt()).await?;
         for (layer, kind) in self.layers.iter_mut().zip(&c.layers) {

@@ -1,6 +1,7 @@
 //! The Llama family (Llama 2/3, SmolLM/SmolLM2, TinyLlama, Mistral with its sliding window, Qwen2
 //! with its Q/K/V biases, Qwen3 with its per-head q/k RMSNorms and free head_dim, SmolLM3 with its
-//! layers without RoPE) from GGUF or the hub's `config.json` + safetensors: RMSNorm, rotary
+//! layers without RoPE, Phi-3/3.5/4-mini with fused Q/K/V and gate/up weights, LongRoPE and
+//! partial rotary dimensions) from GGUF or the hub's `config.json` + safetensors: RMSNorm, rotary
 //! attention with grouped-query heads over a KV cache, SwiGLU; on any `Backend`.
 
 use crate::backend::{Activation, Backend, CachedAttention, Norm};
@@ -41,6 +42,8 @@ impl Naming {
                     "attn_output" => "self_attn.o_proj",
                     "attn_q_norm" => "self_attn.q_norm",
                     "attn_k_norm" => "self_attn.k_norm",
+                    "attn_qkv" => "self_attn.qkv_proj",
+                    "ffn_gate_up" => "mlp.gate_up_proj",
                     "ffn_gate" => "mlp.gate_proj",
                     "ffn_up" => "mlp.up_proj",
                     "ffn_down" => "mlp.down_proj",
@@ -53,9 +56,25 @@ impl Naming {
 }
 
 /// The model types of the hub's `config.json` this file loads.
-pub const HUB_MODEL_TYPES: &[&str] = &["llama", "qwen2", "qwen3", "mistral", "smollm3"];
+pub const HUB_MODEL_TYPES: &[&str] = &["llama", "qwen2", "qwen3", "mistral", "smollm3", "phi3"];
 /// The GGUF architectures this file loads.
-pub const GGUF_ARCHITECTURES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "smollm3"];
+pub const GGUF_ARCHITECTURES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "smollm3", "phi3"];
+
+/// LongRoPE (Phi-3, Phi-3.5, Phi-4-mini): the frequencies divided per dimension by short or
+/// long factors, and cos and sin scaled by an attention factor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LongRope {
+    /// `[short, long]` factors of a hub config (rot_dim / 2 each); a GGUF holds them as the
+    /// tensors `rope_factors_short.weight` and `rope_factors_long.weight`.
+    pub factors: Option<[Vec<f32>; 2]>,
+    /// Positions the model was pretrained for: past them the long factors apply.
+    pub original_context: u32,
+    pub attention_factor: f32,
+    /// Long factors for a sequence longer than `original_context`, as transformers chooses them
+    /// (its generation recomputes the KV cache when a sequence passes that length; so does
+    /// `Decoder`); else, as llama.cpp does for a GGUF, for a KV cache longer than it.
+    pub by_length: bool,
+}
 
 /// How one layer attends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +100,9 @@ pub struct LlamaConfig {
     pub vocab: u32,
     pub rope_theta: f32,
     pub rope_scaling: RopeScaling,
+    /// Dimensions of each head RoPE rotates: head_dim, or a part (`partial_rotary_factor`).
+    pub rot_dim: u32,
+    pub long_rope: Option<LongRope>,
     /// Which dimensions RoPE pairs: GGUF Llama's Q/K rows are permuted for adjacent pairs by
     /// llama.cpp's converter; the hub's files and GGUF Qwen2 pair `i` with `i + head_dim/2`.
     pub rope_layout: RopeLayout,
@@ -95,20 +117,34 @@ pub struct LlamaConfig {
 /// `rope_scaling` (before transformers 5) or `rope_parameters` of a `config.json`.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
 pub(crate) struct HubRope {
-    #[serde(alias = "type")]
     rope_type: Option<String>,
+    /// The older spelling of `rope_type` (transformers 5 writes both).
+    #[serde(rename = "type")]
+    legacy_type: Option<String>,
     pub(crate) rope_theta: Option<f32>,
     factor: Option<f32>,
     low_freq_factor: Option<f32>,
     high_freq_factor: Option<f32>,
     original_max_position_embeddings: Option<f32>,
+    short_factor: Option<Vec<f32>>,
+    long_factor: Option<Vec<f32>>,
+    attention_factor: Option<f32>,
+    partial_rotary_factor: Option<f32>,
 }
 
 impl HubRope {
+    fn kind(&self) -> Option<&str> {
+        self.rope_type.as_deref().or(self.legacy_type.as_deref())
+    }
+
+    fn is_long_rope(&self) -> bool {
+        matches!(self.kind(), Some("longrope" | "su"))
+    }
+
     /// The scaling these parameters name (`None`/`default`, `linear`, `llama3`); an error message
     /// otherwise.
     pub(crate) fn scaling(&self) -> Result<RopeScaling, String> {
-        Ok(match self.rope_type.as_deref() {
+        Ok(match self.kind() {
             None | Some("default") => RopeScaling::None,
             Some("linear") => RopeScaling::Linear { factor: self.factor.filter(|f| f.is_finite() && *f > 0.0).ok_or("linear RoPE scaling without a positive factor")? },
             Some("llama3") => match (self.factor, self.low_freq_factor, self.high_freq_factor, self.original_max_position_embeddings) {
@@ -142,6 +178,9 @@ struct HubConfig {
     hidden_act: Option<String>,
     #[serde(default)]
     mlp_bias: bool,
+    /// Phi-3: positions it was pretrained for (LongRoPE), the rotated part of each head.
+    original_max_position_embeddings: Option<u32>,
+    partial_rotary_factor: Option<f32>,
     /// The sliding window: Mistral's on every layer; Qwen2's, Qwen3's and SmolLM3's where
     /// `use_sliding_window` and the layer types say.
     sliding_window: Option<u32>,
@@ -173,7 +212,7 @@ impl HubConfig {
             _ => vec![true; n],
         };
         // Mistral slides whenever it has a window; the others only where `use_sliding_window`.
-        let on = if self.model_type == "mistral" { self.use_sliding_window != Some(false) } else { self.use_sliding_window == Some(true) };
+        let on = if matches!(self.model_type.as_str(), "mistral" | "phi3") { self.use_sliding_window != Some(false) } else { self.use_sliding_window == Some(true) };
         let window = self.sliding_window.filter(|_| on);
         if window == Some(0) {
             return Err("sliding_window 0".into());
@@ -189,7 +228,7 @@ impl HubConfig {
                 })
                 .collect::<Result<_, _>>()?,
             None => match self.model_type.as_str() {
-                "mistral" | "llama" => vec![true; n],
+                "mistral" | "llama" | "phi3" => vec![true; n],
                 "smollm3" => rope.iter().map(|r| !r).collect(),
                 _ => (0..n as u32).map(|l| l >= self.max_window_layers.unwrap_or(28)).collect(),
             },
@@ -200,6 +239,31 @@ impl HubConfig {
 
 fn default_rms_eps() -> f32 {
     1e-6
+}
+
+impl HubConfig {
+    /// LongRoPE's parameters as transformers reads them: `original_max_position_embeddings` from
+    /// the RoPE parameters or the config, the factor `max_position_embeddings / original` unless
+    /// given, the attention factor √(1 + ln factor / ln original) unless given (1 for a factor
+    /// ≤ 1), and rot_dim / 2 short and long factors.
+    fn long_rope(&self, rope: &HubRope, rot_dim: u32) -> Result<LongRope, String> {
+        let original = rope.original_max_position_embeddings.map(|v| v as u32).or(self.original_max_position_embeddings).filter(|&v| v > 1).ok_or("LongRoPE without original_max_position_embeddings")?;
+        let factor = rope.factor.unwrap_or(self.max_position_embeddings as f32 / original as f32);
+        let attention_factor = match rope.attention_factor {
+            Some(a) => a,
+            None if factor <= 1.0 => 1.0,
+            None => (1.0 + f64::from(factor).ln() / f64::from(original).ln()).sqrt() as f32,
+        };
+        let half = (rot_dim / 2) as usize;
+        let factors = |v: &Option<Vec<f32>>, what: &str| match v {
+            Some(v) if v.len() == half && v.iter().all(|f| f.is_finite() && *f > 0.0) => Ok(v.clone()),
+            _ => Err(format!("LongRoPE {what}: {half} positive values expected")),
+        };
+        if !(attention_factor.is_finite() && attention_factor > 0.0) {
+            return Err(format!("LongRoPE attention factor {attention_factor}"));
+        }
+        Ok(LongRope { factors: Some([factors(&rope.short_factor, "short_factor")?, factors(&rope.long_factor, "long_factor")?]), original_context: original, attention_factor, by_length: true })
+    }
 }
 
 impl LlamaConfig {
@@ -215,9 +279,20 @@ impl LlamaConfig {
             return Err(bad(format!("activation {:?}{} is not supported", c.hidden_act, if c.mlp_bias { " with MLP biases" } else { "" })));
         }
         let layers = c.layers().map_err(bad)?;
-        let rope = c.rope_parameters.or(c.rope_scaling).unwrap_or_default();
-        let rope_scaling = rope.scaling().map_err(bad)?;
+        let rope = c.rope_parameters.clone().or(c.rope_scaling.clone()).unwrap_or_default();
         let heads = c.num_attention_heads;
+        let head_dim = c.head_dim.unwrap_or_else(|| c.hidden_size.checked_div(heads).unwrap_or(0));
+        let partial = rope.partial_rotary_factor.or(c.partial_rotary_factor).unwrap_or(1.0);
+        if !(partial > 0.0 && partial <= 1.0) {
+            return Err(bad(format!("partial_rotary_factor {partial}")));
+        }
+        // As transformers: int(head_dim · factor).
+        let rot_dim = (f64::from(head_dim) * f64::from(partial)) as u32;
+        let (rope_scaling, long_rope) = if rope.is_long_rope() {
+            (RopeScaling::None, Some(c.long_rope(&rope, rot_dim).map_err(bad)?))
+        } else {
+            (rope.scaling().map_err(bad)?, None)
+        };
         let config = Self {
             arch: c.model_type,
             n_layers: c.num_hidden_layers,
@@ -225,10 +300,12 @@ impl LlamaConfig {
             ffn: c.intermediate_size,
             heads,
             kv_heads: c.num_key_value_heads.unwrap_or(heads),
-            head_dim: c.head_dim.unwrap_or_else(|| c.hidden_size.checked_div(heads).unwrap_or(0)),
+            head_dim,
             vocab: c.vocab_size,
             rope_theta: rope.rope_theta.or(c.rope_theta).unwrap_or(10_000.0),
             rope_scaling,
+            rot_dim,
+            long_rope,
             rope_layout: RopeLayout::NeoX,
             rms_eps: c.rms_norm_eps,
             context: c.max_position_embeddings,
@@ -249,7 +326,9 @@ impl LlamaConfig {
     fn check(&self) -> Result<(), ModelError> {
         let sizes = [self.n_layers, self.hidden, self.ffn, self.heads, self.kv_heads, self.head_dim, self.vocab, self.context];
         let ok = sizes.iter().all(|&v| v > 0) && self.n_layers <= 1024 && self.heads.is_multiple_of(self.kv_heads) && self.head_dim.is_multiple_of(2) && self.layers.len() == self.n_layers as usize;
+        let rope = self.rot_dim > 0 && self.rot_dim.is_multiple_of(2) && self.rot_dim <= self.head_dim;
         let finite = self.rope_theta.is_finite() && self.rope_theta > 0.0 && self.rms_eps.is_finite() && self.rms_eps >= 0.0;
+        let ok = ok && rope;
         if !ok || !finite {
             return Err(ModelError::Config(format!("inconsistent hyperparameters {self:?}")));
         }
@@ -262,7 +341,7 @@ impl LlamaConfig {
         // adjacent-pair RoPE; Qwen2's it leaves as they are (llama.cpp runs it with NeoX RoPE).
         let rope_layout = match arch {
             "llama" | "mistral" | "smollm3" => RopeLayout::Normal,
-            "qwen2" | "qwen3" => RopeLayout::NeoX,
+            "qwen2" | "qwen3" | "phi3" => RopeLayout::NeoX,
             other => return Err(ModelError::Config(format!("GGUF architecture {other:?} is not supported ({})", GGUF_ARCHITECTURES.join(", ")))),
         };
         let get = |key: &str| -> Result<u32, ModelError> {
@@ -288,7 +367,20 @@ impl LlamaConfig {
             Some(other) => return Err(ModelError::Config(format!("RoPE scaling {other:?} is not supported (linear; llama3 comes as rope_freqs)"))),
         };
         let n_layers = get("block_count")?;
-        // llama.cpp writes no sliding window for these architectures and runs none; SmolLM3's
+        let head_dim = optional("attention.key_length")?.unwrap_or(hidden / heads);
+        // Phi-3's LongRoPE: factor tensors (read at load), llama.cpp's choice by the context.
+        let long_rope = (arch == "phi3" && meta.get_u64(&format!("{arch}.rope.scaling.original_context_length")).is_some())
+            .then(|| -> Result<LongRope, ModelError> {
+                Ok(LongRope {
+                    factors: None,
+                    original_context: optional("rope.scaling.original_context_length")?.filter(|&v| v > 0).ok_or_else(|| ModelError::Config(format!("{arch}.rope.scaling.original_context_length 0")))?,
+                    attention_factor: meta.get_f64(&format!("{arch}.rope.scaling.attn_factor")).unwrap_or(1.0) as f32,
+                    by_length: false,
+                })
+            })
+            .transpose()?;
+        // llama.cpp writes no sliding window for these architectures and runs none (it turns
+        // Phi-3's off); SmolLM3's
         // layers without RoPE are every fourth, as llama.cpp fixes them (no metadata key).
         let layers = (0..n_layers).map(|l| LayerAttention { rope: arch != "smollm3" || !(l + 1).is_multiple_of(4), window: None }).collect();
         let config = Self {
@@ -298,10 +390,12 @@ impl LlamaConfig {
             ffn: get("feed_forward_length")?,
             heads,
             kv_heads,
-            head_dim: optional("attention.key_length")?.unwrap_or(hidden / heads),
+            head_dim,
             vocab,
             rope_theta: meta.get_f64(&format!("{arch}.rope.freq_base")).unwrap_or(10_000.0) as f32,
             rope_scaling,
+            rot_dim: optional("rope.dimension_count")?.unwrap_or(head_dim),
+            long_rope,
             rope_layout,
             rms_eps: meta.get_f64(&format!("{arch}.attention.layer_norm_rms_epsilon")).unwrap_or(1e-5) as f32,
             context: get("context_length")?,
@@ -344,17 +438,28 @@ impl LlamaConfig {
     }
 
     /// RoPE's inverse frequencies: from `rope_theta` and the scaling, divided by the file's
-    /// per-frequency factors when it has them (GGUF `rope_freqs.weight`: llama3 scaling).
-    pub async fn inv_freq(&self, w: &mut Weights<'_, impl RangeReader>) -> Result<Vec<f32>, ModelError> {
-        let mut inv_freq = rope::inv_freq(self.head_dim, self.rope_theta, self.rope_scaling);
-        if self.naming == Naming::Gguf && w.has("rope_freqs.weight") {
-            let factors = w.values("rope_freqs.weight", &[self.head_dim / 2]).await?;
+    /// per-frequency factors when it has them (GGUF `rope_freqs.weight`: llama3 scaling); with
+    /// LongRoPE, the short and the long ones.
+    pub async fn inv_freq(&self, w: &mut Weights<'_, impl RangeReader>) -> Result<(Vec<f32>, Option<Vec<f32>>), ModelError> {
+        let base = rope::inv_freq(self.rot_dim, self.rope_theta, self.rope_scaling);
+        let half = self.rot_dim / 2;
+        let llama3_factors = self.naming == Naming::Gguf && w.has("rope_freqs.weight");
+        let mut divided = async |name: &str| -> Result<Vec<f32>, ModelError> {
+            let factors = w.values(name, &[half]).await?;
             if factors.iter().any(|f| !f.is_finite() || *f <= 0.0) {
-                return Err(ModelError::Tensor { name: "rope_freqs.weight".into(), problem: "factors must be positive".into() });
+                return Err(ModelError::Tensor { name: name.into(), problem: "factors must be positive".into() });
             }
-            inv_freq.iter_mut().zip(factors).for_each(|(f, factor)| *f /= factor);
+            Ok(base.iter().zip(factors).map(|(f, factor)| f / factor).collect())
+        };
+        match &self.long_rope {
+            Some(LongRope { factors: Some([short, long]), .. }) => {
+                let by = |factors: &[f32]| base.iter().zip(factors).map(|(f, factor)| f / factor).collect();
+                Ok((by(short), Some(by(long))))
+            }
+            Some(LongRope { factors: None, .. }) => Ok((divided("rope_factors_short.weight").await?, Some(divided("rope_factors_long.weight").await?))),
+            None if llama3_factors => Ok((divided("rope_freqs.weight").await?, None)),
+            None => Ok((base, None)),
         }
-        Ok(inv_freq)
     }
 }
 
@@ -385,7 +490,11 @@ pub struct Llama<B: Backend> {
     /// `output.weight`, or the embedding table when tied.
     output: Option<B::Matrix>,
     layers: Vec<Layer<B>>,
+    /// RoPE's inverse frequencies (LongRoPE's short ones).
     inv_freq: Vec<f32>,
+    /// LongRoPE's long ones, and whether they are the ones in use.
+    inv_freq_long: Option<Vec<f32>>,
+    long: bool,
 }
 
 impl<B: Backend> Llama<B> {
@@ -409,24 +518,39 @@ impl<B: Backend> Llama<B> {
                 None
             };
             let qk_norm = if qk_norm { Some([w.vector(b, &p("attn_q_norm"), c.head_dim).await?, w.vector(b, &p("attn_k_norm"), c.head_dim).await?]) } else { None };
+            // Phi-3 fuses Q, K and V into one weight, and gate and up into another (a GGUF
+            // names the latter `ffn_up`, with twice the rows): their rows are read as parts.
+            let [wq, wk, wv] = if w.has(&p("attn_qkv")) {
+                let (name, total) = (p("attn_qkv"), qd + 2 * kvd);
+                [w.matrix_rows(b, &name, 0, qd, total, c.hidden).await?, w.matrix_rows(b, &name, qd, kvd, total, c.hidden).await?, w.matrix_rows(b, &name, qd + kvd, kvd, total, c.hidden).await?]
+            } else {
+                [w.matrix(b, &p("attn_q"), qd, c.hidden).await?, w.matrix(b, &p("attn_k"), kvd, c.hidden).await?, w.matrix(b, &p("attn_v"), kvd, c.hidden).await?]
+            };
+            let fused = [p("ffn_gate_up"), p("ffn_up")].into_iter().find(|name| !w.has(&p("ffn_gate")) && w.has(name));
+            let [w_gate, w_up] = match fused {
+                Some(name) => [w.matrix_rows(b, &name, 0, c.ffn, 2 * c.ffn, c.hidden).await?, w.matrix_rows(b, &name, c.ffn, c.ffn, 2 * c.ffn, c.hidden).await?],
+                None => [w.matrix(b, &p("ffn_gate"), c.ffn, c.hidden).await?, w.matrix(b, &p("ffn_up"), c.ffn, c.hidden).await?],
+            };
             layers.push(Layer {
                 qk_norm,
                 attn_norm: w.vector(b, &p("attn_norm"), c.hidden).await?,
-                wq: w.matrix(b, &p("attn_q"), qd, c.hidden).await?,
-                wk: w.matrix(b, &p("attn_k"), kvd, c.hidden).await?,
-                wv: w.matrix(b, &p("attn_v"), kvd, c.hidden).await?,
+                wq,
+                wk,
+                wv,
                 qkv_bias,
                 wo: w.matrix(b, &p("attn_output"), c.hidden, qd).await?,
                 ffn_norm: w.vector(b, &p("ffn_norm"), c.hidden).await?,
-                w_gate: w.matrix(b, &p("ffn_gate"), c.ffn, c.hidden).await?,
-                w_up: w.matrix(b, &p("ffn_up"), c.ffn, c.hidden).await?,
+                w_gate,
+                w_up,
                 w_down: w.matrix(b, &p("ffn_down"), c.hidden, c.ffn).await?,
                 cache: caches.next().ok_or_else(|| ModelError::Config("a layer without a cache".into()))?,
             });
         }
         let output_norm = w.vector(b, &c.model_name("output_norm.weight"), c.hidden).await?;
-        let inv_freq = config.inv_freq(w).await?;
-        Ok(Self { config, context, token_embd, output_norm, output, layers, inv_freq })
+        let (inv_freq, inv_freq_long) = config.inv_freq(w).await?;
+        // llama.cpp's choice for a GGUF: by the KV cache's capacity; transformers' by the length.
+        let long = config.long_rope.as_ref().is_some_and(|r| !r.by_length && context > r.original_context);
+        Ok(Self { config, context, token_embd, output_norm, output, layers, inv_freq, inv_freq_long, long })
     }
 
     /// Bytes of weights a decode step reads (every matrix once, the embedding row aside).
@@ -453,6 +577,18 @@ impl<B: Backend> super::decoder::Architecture<B> for Llama<B> {
         self.context
     }
 
+    /// LongRoPE chosen by length: the long factors once the sequence passes the original
+    /// context, the short ones below it; keys cached with the other ones are stale.
+    fn begin(&mut self, len: u32) -> bool {
+        match &self.config.long_rope {
+            Some(r) if r.by_length => {
+                let long = len > r.original_context;
+                std::mem::replace(&mut self.long, long) == long
+            }
+            _ => true,
+        }
+    }
+
     fn info(&self, b: &B) -> serde_json::Value {
         let c = &self.config;
         serde_json::json!({
@@ -470,7 +606,11 @@ impl<B: Backend> super::decoder::Architecture<B> for Llama<B> {
         let n = ids.len() as u32;
         let norm = Norm::Rms { eps: c.rms_eps };
         let attention = CachedAttention { pos0, heads: c.heads, kv_heads: c.kv_heads, head_dim: c.head_dim, scale: 1.0 / (c.head_dim as f32).sqrt(), window: None, softcap: None };
-        let rope = b.rope_table(&self.inv_freq, pos0, n)?;
+        let (inv_freq, rope_scale) = match (&self.inv_freq_long, &c.long_rope) {
+            (Some(long), Some(r)) => (if self.long { long } else { &self.inv_freq }, r.attention_factor),
+            _ => (&self.inv_freq, 1.0),
+        };
+        let rope = b.rope_table(inv_freq, rope_scale, pos0, n)?;
         let mut x = b.embed(&self.token_embd, ids).await?;
         for (layer, kind) in self.layers.iter_mut().zip(&c.layers) {
             let h = b.norm(&x, norm, &layer.attn_norm, None).await?;

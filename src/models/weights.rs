@@ -48,6 +48,21 @@ impl<'a, R: RangeReader> Weights<'a, R> {
         b.matrix(t, self.read, rows, cols).await
     }
 
+    /// Rows `first..first + rows` of tensor `name`, which must be (total, cols), as a matrix on
+    /// `b`: a part of a fused weight (Phi-3's `qkv_proj`, `gate_up_proj`). Rows are contiguous
+    /// in every format (quantization blocks run along a row), so the part is one byte range.
+    pub async fn matrix_rows<B: Backend>(&mut self, b: &B, name: &str, first: u32, rows: u32, total: u32, cols: u32) -> Result<B::Matrix, ModelError> {
+        let t = self.find(name)?;
+        let bad = |problem: String| ModelError::Tensor { name: t.name.clone(), problem };
+        if t.shape != [u64::from(total), u64::from(cols)] || first.checked_add(rows).is_none_or(|end| end > total) {
+            return Err(bad(format!("shape {:?}: rows {first}..+{rows} of ({total}, {cols}) expected", t.shape)));
+        }
+        let row_bytes = t.dtype.bytes_for(u64::from(cols)).ok_or_else(|| bad(format!("rows of {cols} {} values", t.dtype)))?;
+        let start = t.range.start + u64::from(first) * row_bytes;
+        let part = TensorInfo { name: t.name.clone(), dtype: t.dtype, shape: vec![u64::from(rows), u64::from(cols)], range: start..start + u64::from(rows) * row_bytes };
+        b.matrix(&part, self.read, rows, cols).await
+    }
+
     /// Tensors `names[i]`, each (rows[i], cols), as matrices that multiply the same input
     /// (`Backend::matrices`).
     pub async fn matrices<B: Backend>(&mut self, b: &B, names: &[&str], rows: &[u32], cols: u32) -> Result<Vec<B::Matrix>, ModelError> {

@@ -69,15 +69,17 @@ pub fn inv_freq(rot_dim: u32, theta: f32, scaling: RopeScaling) -> Vec<f32> {
         .collect()
 }
 
-/// The (cos, sin) table for positions `pos0 .. pos0 + tokens`: (tokens, rot_dim/2) pairs. The
-/// angle is rounded to f32 as the reference computes it; cos and sin are then exact (f64).
-pub fn cos_sin_table(inv_freq: &[f32], pos0: u32, tokens: u32) -> Vec<[f32; 2]> {
+/// The (cos, sin) table for positions `pos0 .. pos0 + tokens`: (tokens, rot_dim/2) pairs, each
+/// times `scale` (LongRoPE's attention factor; 1 otherwise). The angle is rounded to f32 as the
+/// reference computes it; cos and sin are then exact (f64).
+pub fn cos_sin_table(inv_freq: &[f32], scale: f32, pos0: u32, tokens: u32) -> Vec<[f32; 2]> {
     let mut table = Vec::with_capacity(tokens as usize * inv_freq.len());
     for t in 0..tokens {
         let pos = (pos0 + t) as f32;
         for &f in inv_freq {
             let angle = f64::from(pos * f);
-            table.push([angle.cos() as f32, angle.sin() as f32]);
+            let scale = f64::from(scale);
+            table.push([(angle.cos() * scale) as f32, (angle.sin() * scale) as f32]);
         }
     }
     table
@@ -150,7 +152,7 @@ pub async fn check_against_reference(
 ) -> Result<Comparison, GpuError> {
     let mut rng = crate::rng::SeededRng::new(seed);
     let q = rng.signed_unit_vec((tokens * heads * head_dim) as usize);
-    let table = cos_sin_table(&inv_freq(rot_dim, 10_000.0, scaling), pos0, tokens);
+    let table = cos_sin_table(&inv_freq(rot_dim, 10_000.0, scaling), 1.0, pos0, tokens);
     let q_buf = ctx.storage_output(OP, "q", q.len() as u64 * 4)?;
     ctx.queue.write_buffer(&q_buf, 0, bytemuck::cast_slice(&q));
     let cs_buf = ctx.storage_from(OP, "cos/sin", &table)?;
