@@ -2,7 +2,9 @@
 //! hub `config.json` and safetensors weights (F32, F16 or BF16; names with or without `bert.`),
 //! and DistilBERT, the same post-LayerNorm stack under other names (`transformer.layer.{l}.…`,
 //! `distilbert.`), without token types, with its own heads (`pre_classifier` + ReLU on [CLS];
-//! `vocab_transform`, `vocab_layer_norm`, `vocab_projector`).
+//! `vocab_transform`, `vocab_layer_norm`, `vocab_projector`), and RoBERTa and XLM-RoBERTa, BERT's
+//! stack with positions counted from `pad_token_id` + 1, one token type, and their heads
+//! (`lm_head.*`; `classifier.dense` + tanh and `classifier.out_proj` on `<s>`).
 //!
 //! Post-LayerNorm blocks: self-attention over the sequence with a padding mask, then a GELU MLP,
 //! each added back and layer-normalised. Sentences of a batch are padded to the longest of their
@@ -43,6 +45,7 @@ struct RawConfig {
     layer_norm_eps: Option<f64>,
     hidden_act: Option<String>,
     position_embedding_type: Option<String>,
+    pad_token_id: Option<u64>,
     id2label: Option<std::collections::BTreeMap<String, String>>,
     num_labels: Option<u64>,
     problem_type: Option<String>,
@@ -70,6 +73,10 @@ pub struct BertConfig {
     pub sigmoid: bool,
     /// A DistilBERT (`model_type` "distilbert": its tensor names and heads; no token types).
     pub distil: bool,
+    /// `bert`, `distilbert`, `roberta` or `xlm-roberta`.
+    pub model_type: &'static str,
+    /// Position of a sequence's first token: RoBERTa's `pad_token_id` + 1, else 0.
+    pub position_offset: u32,
 }
 
 /// `config.json` as written by `transformers` for DistilBERT (unknown keys ignored).
@@ -96,9 +103,13 @@ impl BertConfig {
         if raw.model_type.as_deref() == Some("distilbert") {
             return Self::from_distil_json(bytes);
         }
-        if let Some(t) = raw.model_type.as_deref().filter(|t| *t != "bert") {
-            return Err(bad(format!("model_type {t:?} is not \"bert\" or \"distilbert\"")));
-        }
+        let model_type = match raw.model_type.as_deref() {
+            None | Some("bert") => "bert",
+            Some("roberta") => "roberta",
+            Some("xlm-roberta") => "xlm-roberta",
+            Some(t) => return Err(bad(format!("model_type {t:?} is not bert, distilbert, roberta or xlm-roberta"))),
+        };
+        let roberta = model_type != "bert";
         if let Some(p) = raw.position_embedding_type.as_deref().filter(|p| *p != "absolute") {
             return Err(bad(format!("position_embedding_type {p:?} is not supported (only \"absolute\")")));
         }
@@ -117,6 +128,13 @@ impl BertConfig {
             "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
             other => return Err(bad(format!("hidden_act {other:?} is not supported (gelu, gelu_new, gelu_pytorch_tanh)"))),
         };
+        // RoBERTa counts positions from past its padding id (transformers'
+        // `create_position_ids_from_input_ids`; its inputs here hold no padding).
+        let position_offset = if roberta { size("pad_token_id", raw.pad_token_id, Some(1), MAX_POSITIONS)? + 1 } else { 0 };
+        let max_positions = size("max_position_embeddings", raw.max_position_embeddings, None, MAX_POSITIONS)?;
+        if max_positions <= position_offset {
+            return Err(bad(format!("max_position_embeddings {max_positions} leaves no position past pad_token_id")));
+        }
         Ok(Self {
             vocab: size("vocab_size", raw.vocab_size, None, MAX_VOCAB)?,
             hidden,
@@ -124,12 +142,14 @@ impl BertConfig {
             heads,
             head_dim: hidden / heads,
             intermediate: size("intermediate_size", raw.intermediate_size, None, MAX_INTERMEDIATE)?,
-            max_positions: size("max_position_embeddings", raw.max_position_embeddings, None, MAX_POSITIONS)?,
-            type_vocab: size("type_vocab_size", raw.type_vocab_size, Some(2), MAX_TYPES)?,
+            max_positions,
+            type_vocab: size("type_vocab_size", raw.type_vocab_size, Some(if roberta { 1 } else { 2 }), MAX_TYPES)?,
             layer_norm_eps: eps as f32,
             activation,
             sigmoid: false,
             distil: false,
+            model_type,
+            position_offset,
             labels: super::encoder::labels(raw.id2label.as_ref(), raw.num_labels)?,
         })
         .map(|mut c| {
@@ -168,6 +188,8 @@ impl BertConfig {
             activation,
             sigmoid: labels.len() == 1 || raw.problem_type.as_deref() == Some("multi_label_classification"),
             distil: true,
+            model_type: "distilbert",
+            position_offset: 0,
             labels,
         })
     }
@@ -292,8 +314,9 @@ async fn position_type0(c: &BertConfig, w: &mut Weights<'_, impl RangeReader>) -
 }
 
 /// Where BERT checkpoints keep their tensors: at the top (`BertModel`) or under `bert.` (task
-/// models; `distilbert.` for DistilBERT's); heads (`cls.predictions.*`, `classifier.*`) at the top.
-const PREFIXES: &[&str] = &["", "bert.", "distilbert."];
+/// models; `distilbert.`, `roberta.` for theirs); heads (`cls.predictions.*`, `classifier.*`,
+/// `lm_head.*`) at the top.
+const PREFIXES: &[&str] = &["", "bert.", "distilbert.", "roberta."];
 
 /// The heads' tensor names: BERT's, or DistilBERT's.
 struct HeadNames {
@@ -304,6 +327,7 @@ struct HeadNames {
     /// The dense layer on [CLS] before the classifier, and its activation.
     pre_classifier: &'static str,
     pre_activation: Activation,
+    classifier: &'static str,
 }
 
 const BERT_HEADS: HeadNames = HeadNames {
@@ -313,6 +337,17 @@ const BERT_HEADS: HeadNames = HeadNames {
     mlm_biases: ["cls.predictions.bias", "cls.predictions.decoder.bias"],
     pre_classifier: "pooler.dense",
     pre_activation: Activation::Tanh,
+    classifier: "classifier",
+};
+
+const ROBERTA_HEADS: HeadNames = HeadNames {
+    mlm_transform: "lm_head.dense",
+    mlm_norm: "lm_head.layer_norm",
+    mlm_decoder: "lm_head.decoder.weight",
+    mlm_biases: ["lm_head.bias", "lm_head.decoder.bias"],
+    pre_classifier: "classifier.dense",
+    pre_activation: Activation::Tanh,
+    classifier: "classifier.out_proj",
 };
 
 const DISTILBERT_HEADS: HeadNames = HeadNames {
@@ -322,6 +357,7 @@ const DISTILBERT_HEADS: HeadNames = HeadNames {
     mlm_biases: ["vocab_projector.bias", "vocab_projector.bias"],
     pre_classifier: "pre_classifier",
     pre_activation: Activation::Relu,
+    classifier: "classifier",
 };
 
 /// `BertForMaskedLM`'s head: dense, activation, LayerNorm, then the vocabulary projection (the
@@ -391,7 +427,11 @@ impl<B: Backend> Bert<B> {
         let position_type0 = be.table_from_values("position + type embeddings", &folded, c.max_positions, c.hidden)?;
         let type_deltas = if c.type_vocab > 0 { Some(be.table_from_values("token type embeddings less type 0", &deltas, c.type_vocab, c.hidden)?) } else { None };
         let emb_norm = LayerNorm::load(be, w, "embeddings.LayerNorm", c.hidden, c.layer_norm_eps).await?;
-        let (layer_names, heads): (fn(u32) -> LayerNames, _) = if c.distil { (LayerNames::distilbert, &DISTILBERT_HEADS) } else { (LayerNames::bert, &BERT_HEADS) };
+        let (layer_names, heads): (fn(u32) -> LayerNames, _) = match c.model_type {
+            "distilbert" => (LayerNames::distilbert, &DISTILBERT_HEADS),
+            "roberta" | "xlm-roberta" => (LayerNames::bert, &ROBERTA_HEADS),
+            _ => (LayerNames::bert, &BERT_HEADS),
+        };
         let encoder = Encoder::load(be, w, c.shape(), layer_names).await?;
         let mlm = if w.has(&format!("{}.weight", heads.mlm_transform)) {
             let decoder = if w.has(heads.mlm_decoder) { Some(w.matrix(be, heads.mlm_decoder, c.vocab, c.hidden).await?) } else { None };
@@ -405,24 +445,24 @@ impl<B: Backend> Bert<B> {
         } else {
             None
         };
-        let classifier = if w.has("classifier.weight") {
+        let classifier = if w.has(&format!("{}.weight", heads.classifier)) {
             let labels = c.labels.len() as u32;
             Some(ClassifierHead {
                 pooler: Linear::load(be, w, heads.pre_classifier, c.hidden, c.hidden, true).await?,
                 activation: heads.pre_activation,
-                classifier: Linear::load(be, w, "classifier", labels, c.hidden, true).await?,
+                classifier: Linear::load(be, w, heads.classifier, labels, c.hidden, true).await?,
             })
         } else {
             None
         };
-        let max_seq_len = config.max_positions;
+        let max_seq_len = config.max_positions - config.position_offset;
         Ok(Self { config, max_seq_len, word, position_type0, type_deltas, emb_norm, encoder, mlm, classifier, backend })
     }
 
     /// Caps sequences at `n` tokens (sentence-transformers' `max_seq_length`; at most the model's
     /// positions).
     pub fn set_max_seq_len(&mut self, n: u32) {
-        self.max_seq_len = n.clamp(2, self.config.max_positions);
+        self.max_seq_len = n.clamp(2, self.config.max_positions - self.config.position_offset);
     }
 
     /// Token ids of each text with `[CLS]`/`[SEP]`, truncated to `max_seq_len` (see `tokenize`).
@@ -531,7 +571,8 @@ impl<B: Backend> Bert<B> {
         let seqs: Vec<&[u32]> = pass.members.iter().map(|&i| batch.get(i).map_or(&[][..], Vec::as_slice)).collect();
         let lengths: Vec<u32> = seqs.iter().map(|s| s.len() as u32).collect();
         let ids: Vec<u32> = seqs.concat();
-        let positions: Vec<u32> = lengths.iter().flat_map(|&n| 0..n).collect();
+        let offset = self.config.position_offset;
+        let positions: Vec<u32> = lengths.iter().flat_map(|&n| offset..offset + n).collect();
         let be = &mut self.backend;
         let rows = be.batch(&lengths)?;
         let x = be.embed_batch(&self.word, &ids, &rows).await?;

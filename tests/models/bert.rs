@@ -405,3 +405,70 @@ async fn distilbert_matches<B: Backend>(be: B) {
 }
 
 both!(distilbert_matches_transformers, cpu_distilbert_matches_transformers, |d| async move { on_backend!(d, distilbert_matches()) });
+
+const ROBERTA_EXPECTED: &str = include_str!("../fixtures/roberta/expected.json");
+
+/// A tiny random RoBERTa (masked LM, byte-level BPE, F32, names under `roberta.`) and XLM-RoBERTa
+/// (one-label classifier as rerankers have it, SentencePiece Unigram, BF16) against transformers
+/// in float64 (tests/fixtures/roberta, made by scripts/fixtures/make_roberta_fixtures.py): ids as
+/// transformers' tokenizer gives them, positions past `pad_token_id`, the last hidden state, the
+/// mean-pooled embedding, the masked-LM logits at `<mask>`, the classifier's logits, and
+/// query-passage pairs encoded `<s> A </s></s> B </s>` with CrossEncoder's sigmoid scores.
+async fn roberta_matches<B: Backend>(be: B) {
+    let exp: serde_json::Value = serde_json::from_str(ROBERTA_EXPECTED).expect("expected.json");
+    let device = be.device();
+    let mut worst = 0f64;
+    for key in ["mlm", "xlmr_cls"] {
+        let e = &exp[key];
+        let (config, weights, tokenizer) = match key {
+            "mlm" => (&include_bytes!("../fixtures/roberta/mlm/config.json")[..], &include_bytes!("../fixtures/roberta/mlm/model.safetensors")[..], &include_bytes!("../fixtures/roberta/mlm/tokenizer.json")[..]),
+            _ => (&include_bytes!("../fixtures/roberta/xlmr-cls/config.json")[..], &include_bytes!("../fixtures/roberta/xlmr-cls/model.safetensors")[..], &include_bytes!("../fixtures/roberta/xlmr-cls/tokenizer.json")[..]),
+        };
+        let tok = Tokenizer::from_json(tokenizer).expect("tokenizer");
+        let mut model = load(&be, config, weights).await.expect("loads");
+        assert_eq!(model.config.position_offset, 2, "{key}: positions start past pad_token_id 1");
+        let texts: Vec<String> = serde_json::from_value(e["texts"].clone()).expect("texts");
+        let ids = model.tokenize(&tok, &texts).expect("tokenizes");
+        assert_eq!(ids, serde_json::from_value::<Vec<Vec<u32>>>(e["ids"].clone()).expect("ids"), "{key}: ids");
+        let hidden = model.last_hidden_state(&ids).await.expect("runs");
+        for (i, (got, want)) in hidden.iter().zip(floats(&e["last_hidden_state"])).enumerate() {
+            let err = max_abs_diff(got, &want);
+            assert!(err <= HIDDEN_TOL, "{device} {key} text {i}: last hidden state off by {err:.2e}");
+            worst = worst.max(err);
+        }
+        let pooled = model.embed(&ids).await.expect("embeds");
+        for (i, (got, want)) in pooled.iter().zip(floats(&e["embeddings"])).enumerate() {
+            let err = max_abs_diff(got, &want);
+            assert!(err <= EMBED_TOL, "{device} {key} text {i}: embedding off by {err:.2e}");
+        }
+        if key == "mlm" {
+            let fill = &e["fill_mask"];
+            let masked = model.tokenize(&tok, &[fill["text"].as_str().expect("text")]).expect("tokenizes");
+            assert_eq!(masked[0], serde_json::from_value::<Vec<u32>>(fill["ids"].clone()).expect("ids"));
+            let mask_id = hugrt::models::tasks::mask_token(&tok).expect("<mask>");
+            let at_mask = model.fill_mask(&masked, mask_id).await.expect("fills");
+            let err = max_abs_diff(&at_mask[0][0], &floats(&serde_json::json!([fill["logits"]]))[0]);
+            assert!(err <= HIDDEN_TOL, "{device} RoBERTa masked LM: off by {err:.2e}");
+            let best = hugrt::models::tasks::ranked(&[], &at_mask[0][0], 1, false);
+            assert_eq!(best[0].0, format!("LABEL_{}", fill["results"][0]["token"]), "{device}: the pipeline's top token");
+        } else {
+            assert!(model.config.sigmoid, "one label: sigmoid scores");
+            let logits = model.classify(&ids).await.expect("classifies");
+            for (i, (got, want)) in logits.iter().zip(floats(&e["logits"])).enumerate() {
+                assert!(max_abs_diff(got, &want) <= HIDDEN_TOL, "{device} XLM-R text {i}: logits {got:?} vs {want:?}");
+            }
+            for (i, pair) in e["pairs"].as_array().expect("pairs").iter().enumerate() {
+                let (pair_ids, types) = model.tokenize_pair(&tok, pair["texts"][0].as_str().expect("a"), pair["texts"][1].as_str().expect("b")).expect("pair");
+                assert_eq!(pair_ids, serde_json::from_value::<Vec<u32>>(pair["ids"].clone()).expect("pair ids"), "pair {i}: <s> A </s></s> B </s>");
+                let got = model.classify_typed(&[pair_ids], Some(&[types])).await.expect("a pair");
+                assert!(max_abs_diff(&got[0], &floats(&serde_json::json!([pair["logits"]]))[0]) <= HIDDEN_TOL, "{device} pair {i}");
+                let scored = hugrt::models::tasks::ranked(&model.config.labels, &got[0], 1, model.config.sigmoid);
+                assert!((f64::from(scored[0].1) - pair["score"].as_f64().expect("score")).abs() <= 1e-5, "{device} pair {i}: score {} vs {}", scored[0].1, pair["score"]);
+            }
+        }
+    }
+    crate::log(&format!("tiny RoBERTa and XLM-R on {device}: max |error| {worst:.2e} (last hidden state)"));
+    assert_eq!(be.take_uncaptured_errors(), Vec::<String>::new());
+}
+
+both!(roberta_matches_transformers, cpu_roberta_matches_transformers, |d| async move { on_backend!(d, roberta_matches()) });
