@@ -82,6 +82,12 @@ for name in cls mlm; do
     ln -sf "$(dirname "$FIXTURE")/distilbert/$name/$f" "$MIRROR/hugrt-test/tiny-distilbert-$name/$f"
   done
 done
+# The tiny random RoBERTa (masked LM) and XLM-R (one-label classifier) (tests/fixtures/roberta/{mlm,xlmr-cls}).
+for name in mlm xlmr-cls; do
+  repo="$MIRROR/hugrt-test/tiny-$([ "$name" = mlm ] && echo roberta-mlm || echo "$name")"
+  mkdir -p "$repo"
+  for f in config.json model.safetensors tokenizer.json tokenizer_config.json; do ln -sf "$(dirname "$FIXTURE")/roberta/$name/$f" "$repo/$f"; done
+done
 # The sentence-transformers folders over the tiny BERT (tests/fixtures/sentence/*): the transformer's
 # files of bert/tiny beside each folder's module files, as the hub lays out such a repo.
 for dir in "$(dirname "$FIXTURE")"/sentence/*/; do

@@ -565,3 +565,41 @@ fn classify_scores_text_pairs_with_a_cross_encoder() {
     let (code, json) = classify("cpu", &["--model", dir, "--text", "a", "--text", "b", "--text-pair", "p"]);
     assert_eq!((code, json["error"]["code"].as_str()), (2, Some("Usage")), "{json}");
 }
+
+/// `hugrt embed` and `hugrt classify` on the RoBERTa-family folders (tests/fixtures/roberta) on
+/// both devices: the XLM-R folder's mean-pooled embeddings and its query-passage scores (the
+/// sigmoid of its one logit, as CrossEncoder gives it), RoBERTa's fill-mask top token, all
+/// against transformers float64.
+#[test]
+fn roberta_and_xlmr_folders_embed_and_classify() {
+    let expected: serde_json::Value = serde_json::from_str(include_str!("fixtures/roberta/expected.json")).unwrap();
+    let xlmr = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roberta/xlmr-cls");
+    let e = &expected["xlmr_cls"];
+    let texts: Vec<&str> = e["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    for device in ["gpu", "cpu"] {
+        let (code, json) = embed_on(device, &xlmr, &texts);
+        assert_eq!(code, 0, "{device}: {json}");
+        for (i, want) in e["embeddings"].as_array().unwrap().iter().enumerate() {
+            for (g, w) in json["embeddings"][i].as_array().unwrap().iter().zip(want.as_array().unwrap()) {
+                let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+                assert!((g - w).abs() < 1e-5, "{device} XLM-R text {i}: {g} vs {w}");
+            }
+        }
+        let mut args: Vec<String> = vec!["--model".into(), xlmr.display().to_string()];
+        for p in e["pairs"].as_array().unwrap() {
+            args.extend(["--text".into(), p["texts"][0].as_str().unwrap().into(), "--text-pair".into(), p["texts"][1].as_str().unwrap().into()]);
+        }
+        let (code, json) = classify(device, &args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(code, 0, "{device}: {json}");
+        for (i, p) in e["pairs"].as_array().unwrap().iter().enumerate() {
+            let got = json["results"][i][0]["score"].as_f64().unwrap_or(f64::NAN);
+            assert!((got - p["score"].as_f64().unwrap()).abs() < 1e-5, "{device} pair {i}: {got} vs {}", p["score"]);
+        }
+        let mlm = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/roberta/mlm");
+        let fill = &expected["mlm"]["fill_mask"];
+        let (code, json) = classify(device, &["--model", mlm, "--text", fill["text"].as_str().unwrap()]);
+        assert_eq!(code, 0, "{device}: {json}");
+        let top = &json["results"][0][0];
+        assert!((top["score"].as_f64().unwrap_or(f64::NAN) - fill["results"][0]["score"].as_f64().unwrap()).abs() < 1e-5, "{device} fill-mask: {top} vs {}", fill["results"][0]);
+    }
+}

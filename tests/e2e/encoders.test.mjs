@@ -5,7 +5,8 @@
 // label order; fill-mask and text classification likewise; feature extraction through each
 // sentence-transformers module folder of tests/fixtures/sentence gives sentence-transformers'
 // embeddings within 1e-5 (pooling modes, Dense, Normalize, max_seq_length, prompts), and a tiny
-// cross-encoder's query-passage pairs ({ text, text_pair }) the pipeline's sigmoid scores; on WebGPU (SwiftShader), on the CPU
+// cross-encoder's query-passage pairs ({ text, text_pair }) the pipeline's sigmoid scores; a tiny
+// RoBERTa's fill-mask and a tiny XLM-R's pair scores and mean-pooled embeddings; on WebGPU (SwiftShader), on the CPU
 // fallback and in Worker mode. Then the vision and sound spaces run and show their results
 // (screenshots in artifacts/e2e/).
 import { test } from 'node:test';
@@ -27,6 +28,8 @@ const EMBED_TOL = 1e-5;
 const reranker = JSON.parse(readFileSync('tests/fixtures/reranker/expected.json', 'utf8'));
 // Tiny random DistilBERTs' pipeline scores by transformers (tests/fixtures/distilbert).
 const distil = JSON.parse(readFileSync('tests/fixtures/distilbert/expected.json', 'utf8'));
+// A tiny random RoBERTa (masked LM) and XLM-R (one-label reranker) by transformers (tests/fixtures/roberta).
+const roberta = JSON.parse(readFileSync('tests/fixtures/roberta/expected.json', 'utf8'));
 
 function sameEmbeddings(what, got, want) {
   assert.deepEqual(got.dims, [want.length, want[0].length], `${what}: dims`);
@@ -51,7 +54,7 @@ async function runAll(device, worker) {
   const problems = [];
   page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
   await page.goto(`${spaces.url}index.html`);
-  const out = await page.evaluate(async ({ png, wav, zs, mask, text, device, worker, folders, texts, pairs, distilTexts, distilMask }) => {
+  const out = await page.evaluate(async ({ png, wav, zs, mask, text, device, worker, folders, texts, pairs, distilTexts, distilMask, robertaMask, xlmrTexts, xlmrPairs }) => {
     const { pipeline } = await import('./pkg/index.js');
     const options = { endpoint: location.origin, device, worker };
     const r = {};
@@ -84,7 +87,18 @@ async function runAll(device, worker) {
     const distilMlm = await pipeline('fill-mask', 'hugrt-test/tiny-distilbert-mlm', options);
     r.distilFill = await distilMlm.fill(distilMask, { topK: 5 });
     distilMlm.dispose();
+    const robertaMlm = await pipeline('fill-mask', 'hugrt-test/tiny-roberta-mlm', options);
+    r.robertaFill = await robertaMlm.fill(robertaMask, { topK: 5 });
+    r.robertaInfo = robertaMlm.info;
+    robertaMlm.dispose();
+    const xlmr = await pipeline('text-classification', 'hugrt-test/tiny-xlmr-cls', options);
+    r.xlmrPairs = await xlmr.classify(xlmrPairs.map(([a, b]) => ({ text: a, text_pair: b })));
+    r.xlmrInfo = xlmr.info;
+    xlmr.dispose();
     const plain = ({ data, dims }) => ({ data: Array.from(data), dims });
+    const xlmrEmbed = await pipeline('feature-extraction', 'hugrt-test/tiny-xlmr-cls', options);
+    r.xlmrEmbeddings = plain(await xlmrEmbed.embed(xlmrTexts));
+    xlmrEmbed.dispose();
     r.sentence = {};
     for (const name of folders) {
       const st = await pipeline('feature-extraction', `hugrt-test/tiny-st-${name}`, options);
@@ -98,7 +112,8 @@ async function runAll(device, worker) {
     return r;
   }, { png, wav, zs: expected['zero-shot-image-classification'], mask: expected['fill-mask'].text, text: expected['text-classification'].text, device, worker,
        folders: Object.keys(sentence.folders), texts: sentence.texts, pairs: reranker.pairs,
-       distilTexts: distil.texts, distilMask: distil.fill_mask.text });
+       distilTexts: distil.texts, distilMask: distil.fill_mask.text,
+       robertaMask: roberta.mlm.fill_mask.text, xlmrTexts: roberta.xlmr_cls.texts, xlmrPairs: roberta.xlmr_cls.pairs.map((p) => p.texts) });
   console.log(`${device}${worker ? ' (worker)' : ''}: ${out.vitInfo.adapter}; image ${JSON.stringify(out.image[0])}, audio ${JSON.stringify(out.audio[0])}`);
   sameScores('image-classification', out.image, expected['image-classification']);
   sameScores('zero-shot', out.zeroShot, expected['zero-shot-image-classification'].results);
@@ -111,6 +126,11 @@ async function runAll(device, worker) {
   assert.equal(out.distilInfo.architecture, 'distilbert');
   for (const [i, want] of distil.pipeline.entries()) sameScores(`DistilBERT text ${i}`, out.distil[i], want);
   sameScores('DistilBERT fill-mask', out.distilFill, distil.fill_mask.results);
+  assert.equal(out.robertaInfo.architecture, 'roberta');
+  sameScores('RoBERTa fill-mask', out.robertaFill, roberta.mlm.fill_mask.results);
+  assert.equal(out.xlmrInfo.architecture, 'xlm-roberta');
+  for (const [i, p] of roberta.xlmr_cls.pairs.entries()) sameScores(`XLM-R pair ${i}`, out.xlmrPairs[i], [{ label: 'LABEL_0', score: p.score }]);
+  sameEmbeddings(`XLM-R mean-pooled (${device})`, out.xlmrEmbeddings, roberta.xlmr_cls.embeddings);
   for (const [name, want] of Object.entries(sentence.folders)) {
     const got = out.sentence[name];
     assert.equal(got.info.dims, want.dims, `${name}: info.dims`);
