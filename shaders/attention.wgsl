@@ -9,7 +9,9 @@
 // query at the end of the cache; prefill: a chunk of queries; encoders: not causal, L masks
 // the padding), and with a sliding window W > 0 only the last W of them: q − W < p ≤ q.
 // Head h reads kv head h / (heads / kv_heads). With `softcap` c > 0 (Gemma 2) each score is
-// capped as c·tanh(s/c) after scaling.
+// capped as c·tanh(s/c) after scaling. With `rel_span` R > 0 (MPNet's relative position buckets,
+// `attention` only) key p of query t adds RB[h · (2R − 1) + p − t + R − 1]: a bias by head and
+// relative position, for sequences of at most R tokens.
 //
 // `attention`: one workgroup per (query, head), z = sequence. Phase 1: scores into S and their
 // maximum; phase 2: exp(s − max) into S and their sum; phase 3: each invocation owns head
@@ -36,6 +38,10 @@ struct AttnParams {
     splits: u32,
     window: u32,
     softcap: f32,
+    rel_span: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 override WG: u32 = 64u;
@@ -49,6 +55,7 @@ const SPLIT_KEYS: u32 = 256u;
 @group(0) @binding(4) var<storage, read> L: array<u32>;
 @group(0) @binding(5) var<storage, read_write> S: array<f32>;
 @group(0) @binding(6) var<storage, read_write> O: array<f32>;
+@group(0) @binding(7) var<storage, read> RB: array<f32>;
 
 var<workgroup> red: array<f32, MAX_WG>;
 
@@ -109,6 +116,9 @@ fn attention(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_
                 s += Q[q_base + d] * K[kv_base + p * kv_row + d];
             }
             s = score(s);
+            if (P.rel_span != 0u) {
+                s += RB[h * (2u * P.rel_span - 1u) + p + P.rel_span - 1u - t];
+            }
             S[s_base + p] = s;
             m = max(m, s);
         }

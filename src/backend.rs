@@ -57,6 +57,13 @@ pub(crate) fn check_values(name: &str, values: &[f32], rows: u32, cols: u32) -> 
     Ok(())
 }
 
+/// The span of a relative position bias of `len` values over `heads` heads: `len` = heads ×
+/// (2·span − 1).
+pub fn relative_span(len: u32, heads: u32) -> Option<u32> {
+    let per_head = len.checked_div(heads).filter(|&n| heads > 0 && n * heads == len && n % 2 == 1)?;
+    Some(per_head.div_ceil(2))
+}
+
 /// Self-attention of each sequence of a batch over its own tokens (an encoder's).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchAttention {
@@ -181,8 +188,10 @@ pub trait Backend {
     /// table added to each sequence of `len` rows.
     async fn add_tiled(&mut self, x: &Self::Tensor, t: &Self::Vector) -> Result<Self::Tensor, ModelError>;
     /// Attention of each sequence of `batch` over its own tokens: q, k, v and the result are
-    /// (rows, heads · head_dim).
-    async fn attention(&mut self, q: &Self::Tensor, k: &Self::Tensor, v: &Self::Tensor, batch: &Self::Batch, a: BatchAttention) -> Result<Self::Tensor, ModelError>;
+    /// (rows, heads · head_dim). `bias` adds to each score a value by head and relative position
+    /// (MPNet): heads × (2·span − 1) values for sequences of at most `span` tokens, key p of
+    /// query t reading [h][p − t + span − 1] (`relative_span`).
+    async fn attention(&mut self, q: &Self::Tensor, k: &Self::Tensor, v: &Self::Tensor, batch: &Self::Batch, a: BatchAttention, bias: Option<&Self::Vector>) -> Result<Self::Tensor, ModelError>;
     /// Row `position` of sequence `sequence` for each `(sequence, position)`: (picks, cols).
     async fn rows(&mut self, x: &Self::Tensor, batch: &Self::Batch, picks: &[(u32, u32)]) -> Result<Self::Tensor, ModelError>;
     /// The mean of each sequence's rows, L2-normalised when `normalize` (divided by

@@ -276,7 +276,7 @@ gpu_test!(softmax_and_argmax, async {
 gpu_test!(attention_decode_prefill_and_encoder, async {
     use hugrt::gpu::ops::attention::{Attention, check_against_reference};
     let ctx = context().await;
-    let base = Attention { batch: 1, q_len: 1, kv_len: 1, heads: 9, kv_heads: 3, head_dim: 64, q_pos0: 0, causal: true, window: 0, scale: 0.125, softcap: 0.0 };
+    let base = Attention { batch: 1, q_len: 1, kv_len: 1, heads: 9, kv_heads: 3, head_dim: 64, q_pos0: 0, causal: true, window: 0, scale: 0.125, softcap: 0.0, rel_span: 0 };
     let cases: Vec<(&str, Attention, Vec<u32>)> = vec![
         ("decode, 1 key", base, vec![1]),
         // Decode at position 36 of a 64-slot cache: keys past 37 are stale and must be ignored.
@@ -304,6 +304,9 @@ gpu_test!(attention_decode_prefill_and_encoder, async {
         ("split decode, soft cap 0.3, 700 of 1024", Attention { kv_len: 1024, q_pos0: 699, softcap: 0.3, ..base }, vec![700]),
         ("prefill chunk of 20 at 40, window 16, soft cap 0.5", Attention { q_len: 20, kv_len: 64, q_pos0: 40, heads: 2, kv_heads: 1, head_dim: 16, window: 16, softcap: 0.5, ..base }, vec![60]),
         ("encoder, padded batch of 3", Attention { batch: 3, q_len: 7, kv_len: 7, heads: 2, kv_heads: 2, head_dim: 16, causal: false, scale: 0.25, ..base }, vec![7, 3, 1]),
+        // MPNet's relative position bias, over a padded batch and a span wider than the batch.
+        ("encoder with relative position bias, padded batch of 3", Attention { batch: 3, q_len: 7, kv_len: 7, heads: 3, kv_heads: 3, head_dim: 16, causal: false, scale: 0.25, rel_span: 7, ..base }, vec![7, 5, 1]),
+        ("encoder with relative position bias, span 40 over 13", Attention { batch: 2, q_len: 13, kv_len: 13, heads: 2, kv_heads: 2, head_dim: 8, causal: false, scale: 0.35, rel_span: 40, ..base }, vec![13, 11]),
     ];
     for (i, (name, attn, lengths)) in cases.into_iter().enumerate() {
         assert_eq!(attn.decode_splits().is_some(), name.starts_with("split") || name == "decode, 1025 keys", "{name}: the kernel chosen");

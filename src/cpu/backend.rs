@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::vec::{axpy, dot, softmax};
 use super::{Matrix, cpu_err};
-use crate::backend::{Activation, Backend, BatchAttention, CachedAttention, Layout, Norm, Patches, RopeLayout};
+use crate::backend::{Activation, Backend, BatchAttention, CachedAttention, Layout, Norm, Patches, RopeLayout, relative_span};
 use crate::formats::TensorInfo;
 use crate::generate::{Next, Pick, sampling};
 use crate::models::{ModelError, RangeReader};
@@ -367,7 +367,7 @@ impl Backend for Cpu {
         x.reshape((rows * cols / len, len)).and_then(|x| x.broadcast_add(t)).and_then(|y| y.reshape((rows, cols))).map_err(cpu_err)
     }
 
-    async fn attention(&mut self, q: &Tensor, k: &Tensor, v: &Tensor, batch: &CpuBatch, a: BatchAttention) -> Result<Tensor, ModelError> {
+    async fn attention(&mut self, q: &Tensor, k: &Tensor, v: &Tensor, batch: &CpuBatch, a: BatchAttention, bias: Option<&Tensor>) -> Result<Tensor, ModelError> {
         let (heads, hd) = (a.heads as usize, a.head_dim as usize);
         let width = heads * hd;
         for (what, t) in [("q", q), ("k", k), ("v", v)] {
@@ -375,6 +375,16 @@ impl Backend for Cpu {
                 return Err(shape(format!("attention of {heads} heads of {hd} over {what} {:?}", t.dims())));
             }
         }
+        let longest = batch.lengths.iter().copied().max().unwrap_or(0);
+        let (bias, span) = match bias {
+            Some(b) => {
+                let values = b.flatten_all().and_then(|b| b.to_vec1::<f32>()).map_err(cpu_err)?;
+                let span = u32::try_from(values.len()).ok().and_then(|n| relative_span(n, a.heads)).filter(|&s| s >= longest && !a.causal);
+                let span = span.ok_or_else(|| shape(format!("a relative position bias of {} values over {heads} heads and sequences of {longest}", values.len())))?;
+                (values, span as usize)
+            }
+            None => (Vec::new(), 0),
+        };
         // Plain Rust over each sequence's own rows: per head, scores, softmax and the weighted
         // sum of V, each vectorised (`cpu::vec`). Sequences are short and many; a candle matmul
         // per sequence and head costs more in dispatch than it computes.
@@ -392,6 +402,11 @@ impl Backend for Cpu {
                     let s = &mut scores[..seen];
                     for (j, sj) in s.iter_mut().enumerate() {
                         *sj = dot(qi, &k[row(j, h)]) * a.scale;
+                    }
+                    if span > 0 {
+                        // MPNet's relative position bias of key j for query i.
+                        let at = h * (2 * span - 1) + span - 1 - i;
+                        s.iter_mut().zip(&bias[at..]).for_each(|(sj, b)| *sj += b);
                     }
                     softmax(s);
                     let o = row(i, h);

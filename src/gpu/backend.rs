@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::backend::{Activation, Backend, BatchAttention, CachedAttention, Layout, Norm, Patches, RopeLayout};
+use crate::backend::{Activation, Backend, BatchAttention, CachedAttention, Layout, Norm, Patches, RopeLayout, relative_span};
 use crate::formats::TensorInfo;
 use crate::generate::{Next, Pick};
 use crate::gpu::ops::attention::Attention;
@@ -344,7 +344,7 @@ impl Backend for Gpu {
         let Some(end) = end.filter(|_| fits) else {
             return Err(shape(format!("attention of q ({n}, {}), k/v ({}, {}) at {} over a cache of {} × {}", q.cols, k.rows, k.cols, a.pos0, cache.capacity, cache.width)));
         };
-        let attn = Attention { batch: 1, q_len: n, kv_len: cache.capacity, heads: a.heads, kv_heads: a.kv_heads, head_dim: a.head_dim, q_pos0: a.pos0, causal: true, window: a.window.unwrap_or(0), scale: a.scale, softcap: a.softcap.unwrap_or(0.0) };
+        let attn = Attention { batch: 1, q_len: n, kv_len: cache.capacity, heads: a.heads, kv_heads: a.kv_heads, head_dim: a.head_dim, q_pos0: a.pos0, causal: true, window: a.window.unwrap_or(0), scale: a.scale, softcap: a.softcap.unwrap_or(0.0), rel_span: 0 };
         let lengths = self.upload(&[end])?;
         let scores = self.scratch(attn.scratch_bytes())?;
         let out = self.output(n, q.cols)?;
@@ -354,7 +354,7 @@ impl Backend for Gpu {
         let len = u64::from(n) * u64::from(cache.width) * 4;
         e.copy_buffer_to_buffer(k.buffer(), 0, &cache.k, at, len);
         e.copy_buffer_to_buffer(v.buffer(), 0, &cache.v, at, len);
-        attn.encode(&ctx, e, q.buffer(), &cache.k, &cache.v, &lengths, scores.buffer(), out.buffer()).await?;
+        attn.encode(&ctx, e, q.buffer(), &cache.k, &cache.v, &lengths, scores.buffer(), out.buffer(), None).await?;
         Ok(out)
     }
 
@@ -433,7 +433,7 @@ impl Backend for Gpu {
         Ok(y)
     }
 
-    async fn attention(&mut self, q: &GpuTensor, k: &GpuTensor, v: &GpuTensor, batch: &GpuBatch, a: BatchAttention) -> Result<GpuTensor, ModelError> {
+    async fn attention(&mut self, q: &GpuTensor, k: &GpuTensor, v: &GpuTensor, batch: &GpuBatch, a: BatchAttention, bias: Option<&GpuVector>) -> Result<GpuTensor, ModelError> {
         let width = a.heads * a.head_dim;
         for (what, t) in [("q", q), ("k", k), ("v", v)] {
             batch.check(what, t)?;
@@ -442,11 +442,15 @@ impl Backend for Gpu {
             }
         }
         let n = batch.lengths.len() as u32;
-        let attn = Attention { batch: n, q_len: batch.len, kv_len: batch.len, heads: a.heads, kv_heads: a.heads, head_dim: a.head_dim, q_pos0: 0, causal: a.causal, window: 0, scale: a.scale, softcap: 0.0 };
+        let rel_span = match bias {
+            Some(b) => relative_span(b.len, a.heads).ok_or_else(|| shape(format!("a relative position bias of {} values over {} heads", b.len, a.heads)))?,
+            None => 0,
+        };
+        let attn = Attention { batch: n, q_len: batch.len, kv_len: batch.len, heads: a.heads, kv_heads: a.heads, head_dim: a.head_dim, q_pos0: 0, causal: a.causal, window: 0, scale: a.scale, softcap: 0.0, rel_span };
         let scores = self.scratch(attn.scratch_bytes())?;
         let out = self.output(q.rows, width)?;
         let ctx = self.ctx.clone();
-        attn.encode(&ctx, self.encoder()?, q.buffer(), k.buffer(), v.buffer(), &batch.buffer, scores.buffer(), out.buffer()).await?;
+        attn.encode(&ctx, self.encoder()?, q.buffer(), k.buffer(), v.buffer(), &batch.buffer, scores.buffer(), out.buffer(), bias.map(|b| &b.buffer)).await?;
         Ok(out)
     }
 

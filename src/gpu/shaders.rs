@@ -113,7 +113,8 @@ impl ShaderId {
             ShaderId::Norm => &[Uniform, Read, Read, Read, ReadWrite],
             ShaderId::Rope => &[Uniform, Read, ReadWrite],
             ShaderId::Reduce => &[Uniform, Read, ReadWrite, ReadWrite],
-            ShaderId::Attention => &[Uniform, Read, Read, Read, Read, ReadWrite, ReadWrite],
+            // Q, K, V, lengths, scores, O, relative position bias.
+            ShaderId::Attention => &[Uniform, Read, Read, Read, Read, ReadWrite, ReadWrite, Read],
             ShaderId::Pool => &[Uniform, Read, Read, ReadWrite],
             ShaderId::Embedding => &[Uniform, Read, Read, ReadWrite],
             ShaderId::Sample => &[Uniform, Read, ReadWrite],

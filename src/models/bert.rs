@@ -4,7 +4,9 @@
 //! `distilbert.`), without token types, with its own heads (`pre_classifier` + ReLU on [CLS];
 //! `vocab_transform`, `vocab_layer_norm`, `vocab_projector`), and RoBERTa and XLM-RoBERTa, BERT's
 //! stack with positions counted from `pad_token_id` + 1, one token type, and their heads
-//! (`lm_head.*`; `classifier.dense` + tanh and `classifier.out_proj` on `<s>`).
+//! (`lm_head.*`; `classifier.dense` + tanh and `classifier.out_proj` on `<s>`), and MPNet
+//! (all-mpnet-base-v2): RoBERTa's positions and heads, no token types, and a relative position
+//! bias (`encoder.relative_attention_bias`, by bucket and head) added to every layer's scores.
 //!
 //! Post-LayerNorm blocks: self-attention over the sequence with a padding mask, then a GELU MLP,
 //! each added back and layer-normalised. Sentences of a batch are padded to the longest of their
@@ -46,6 +48,7 @@ struct RawConfig {
     hidden_act: Option<String>,
     position_embedding_type: Option<String>,
     pad_token_id: Option<u64>,
+    relative_attention_num_buckets: Option<u64>,
     id2label: Option<std::collections::BTreeMap<String, String>>,
     num_labels: Option<u64>,
     problem_type: Option<String>,
@@ -75,8 +78,10 @@ pub struct BertConfig {
     pub distil: bool,
     /// `bert`, `distilbert`, `roberta` or `xlm-roberta`.
     pub model_type: &'static str,
-    /// Position of a sequence's first token: RoBERTa's `pad_token_id` + 1, else 0.
+    /// Position of a sequence's first token: RoBERTa's and MPNet's `pad_token_id` + 1, else 0.
     pub position_offset: u32,
+    /// MPNet's relative attention buckets (0: no relative position bias).
+    pub relative_buckets: u32,
 }
 
 /// `config.json` as written by `transformers` for DistilBERT (unknown keys ignored).
@@ -107,8 +112,10 @@ impl BertConfig {
             None | Some("bert") => "bert",
             Some("roberta") => "roberta",
             Some("xlm-roberta") => "xlm-roberta",
-            Some(t) => return Err(bad(format!("model_type {t:?} is not bert, distilbert, roberta or xlm-roberta"))),
+            Some("mpnet") => "mpnet",
+            Some(t) => return Err(bad(format!("model_type {t:?} is not bert, distilbert, roberta, xlm-roberta or mpnet"))),
         };
+        let mpnet = model_type == "mpnet";
         let roberta = model_type != "bert";
         if let Some(p) = raw.position_embedding_type.as_deref().filter(|p| *p != "absolute") {
             return Err(bad(format!("position_embedding_type {p:?} is not supported (only \"absolute\")")));
@@ -143,13 +150,15 @@ impl BertConfig {
             head_dim: hidden / heads,
             intermediate: size("intermediate_size", raw.intermediate_size, None, MAX_INTERMEDIATE)?,
             max_positions,
-            type_vocab: size("type_vocab_size", raw.type_vocab_size, Some(if roberta { 1 } else { 2 }), MAX_TYPES)?,
+            // MPNet has no token type embeddings.
+            type_vocab: if mpnet { 0 } else { size("type_vocab_size", raw.type_vocab_size, Some(if roberta { 1 } else { 2 }), MAX_TYPES)? },
             layer_norm_eps: eps as f32,
             activation,
             sigmoid: false,
             distil: false,
             model_type,
             position_offset,
+            relative_buckets: if mpnet { size("relative_attention_num_buckets", raw.relative_attention_num_buckets, Some(32), 1024)? } else { 0 },
             labels: super::encoder::labels(raw.id2label.as_ref(), raw.num_labels)?,
         })
         .map(|mut c| {
@@ -190,6 +199,7 @@ impl BertConfig {
             distil: true,
             model_type: "distilbert",
             position_offset: 0,
+            relative_buckets: 0,
             labels,
         })
     }
@@ -316,7 +326,7 @@ async fn position_type0(c: &BertConfig, w: &mut Weights<'_, impl RangeReader>) -
 /// Where BERT checkpoints keep their tensors: at the top (`BertModel`) or under `bert.` (task
 /// models; `distilbert.`, `roberta.` for theirs); heads (`cls.predictions.*`, `classifier.*`,
 /// `lm_head.*`) at the top.
-const PREFIXES: &[&str] = &["", "bert.", "distilbert.", "roberta."];
+const PREFIXES: &[&str] = &["", "bert.", "distilbert.", "roberta.", "mpnet."];
 
 /// The heads' tensor names: BERT's, or DistilBERT's.
 struct HeadNames {
@@ -408,6 +418,8 @@ pub struct Bert<B: Backend> {
     type_deltas: Option<B::Matrix>,
     emb_norm: LayerNorm<B>,
     encoder: Encoder<B>,
+    /// MPNet's relative attention bias, (buckets, heads) values.
+    relative_bias: Option<Vec<f32>>,
     mlm: Option<MaskedLmHead<B>>,
     classifier: Option<ClassifierHead<B>>,
     pub backend: B,
@@ -430,9 +442,11 @@ impl<B: Backend> Bert<B> {
         let (layer_names, heads): (fn(u32) -> LayerNames, _) = match c.model_type {
             "distilbert" => (LayerNames::distilbert, &DISTILBERT_HEADS),
             "roberta" | "xlm-roberta" => (LayerNames::bert, &ROBERTA_HEADS),
+            "mpnet" => (LayerNames::mpnet, &ROBERTA_HEADS),
             _ => (LayerNames::bert, &BERT_HEADS),
         };
         let encoder = Encoder::load(be, w, c.shape(), layer_names).await?;
+        let relative_bias = if c.relative_buckets > 0 { Some(w.float_values("encoder.relative_attention_bias.weight", &[c.relative_buckets, c.heads]).await?) } else { None };
         let mlm = if w.has(&format!("{}.weight", heads.mlm_transform)) {
             let decoder = if w.has(heads.mlm_decoder) { Some(w.matrix(be, heads.mlm_decoder, c.vocab, c.hidden).await?) } else { None };
             let bias = if w.has(heads.mlm_biases[0]) { heads.mlm_biases[0] } else { heads.mlm_biases[1] };
@@ -456,7 +470,7 @@ impl<B: Backend> Bert<B> {
             None
         };
         let max_seq_len = config.max_positions - config.position_offset;
-        Ok(Self { config, max_seq_len, word, position_type0, type_deltas, emb_norm, encoder, mlm, classifier, backend })
+        Ok(Self { config, max_seq_len, word, position_type0, type_deltas, emb_norm, encoder, relative_bias, mlm, classifier, backend })
     }
 
     /// Caps sequences at `n` tokens (sentence-transformers' `max_seq_length`; at most the model's
@@ -584,7 +598,11 @@ impl<B: Backend> Bert<B> {
             x = be.add(&x, &t).await?;
         }
         let x = self.emb_norm.forward(be, &x).await?;
-        let x = self.encoder.forward(be, x, &rows, false).await?;
+        let bias = match &self.relative_bias {
+            Some(table) => Some(be.vector(&relative_bias_table(table, self.config.relative_buckets, self.config.heads, pass.len))?),
+            None => None,
+        };
+        let x = self.encoder.forward(be, x, &rows, false, bias.as_ref()).await?;
         let hidden = self.config.hidden as usize;
         match output {
             Output::Pooled => {
@@ -635,6 +653,35 @@ impl<B: Backend> Bert<B> {
             }
         }
     }
+}
+
+/// MPNet's bucket of relative position `relative` (key − query) among `buckets`, as transformers'
+/// `MPNetEncoder.relative_position_bucket` computes it (bidirectional, max distance 128; the
+/// logarithmic part in f32 as there).
+pub fn relative_position_bucket(relative: i64, buckets: u32) -> u32 {
+    const MAX_DISTANCE: f64 = 128.0;
+    let half = i64::from(buckets / 2);
+    let n = -relative;
+    let mut bucket = if n < 0 { half } else { 0 };
+    let n = n.abs();
+    let max_exact = half / 2;
+    bucket += if n < max_exact {
+        n
+    } else {
+        let log_ratio = (n as f32 / max_exact as f32).ln() / ((MAX_DISTANCE / max_exact as f64).ln() as f32);
+        (max_exact + (log_ratio * (half - max_exact) as f32) as i64).min(half - 1)
+    };
+    bucket as u32
+}
+
+/// The relative position bias of a pass of sequences of at most `span` tokens, laid out for
+/// `Backend::attention`: per head, relative positions −(span − 1) ..= span − 1, each its
+/// bucket's value of `table` (buckets × heads).
+fn relative_bias_table(table: &[f32], buckets: u32, heads: u32, span: u32) -> Vec<f32> {
+    let span = i64::from(span);
+    (0..heads as usize)
+        .flat_map(|h| (1 - span..span).map(move |d| table.get(relative_position_bucket(d, buckets) as usize * heads as usize + h).copied().unwrap_or(0.0)))
+        .collect()
 }
 
 /// The last hidden state of each sequence of `rows` (length × hidden values each).

@@ -233,7 +233,7 @@ impl<B: Backend> Clip<B> {
         let x = be.embed_batch(&t.token, &ids, &rows).await?;
         let p = be.embed_batch(&t.position, &positions, &rows).await?;
         let x = be.add(&x, &p).await?;
-        let x = t.encoder.forward(be, x, &rows, true).await?;
+        let x = t.encoder.forward(be, x, &rows, true, None).await?;
         let eos = be.rows(&x, &rows, &picks).await?;
         let normed = t.final_norm.forward(be, &eos).await?;
         let projected = t.projection.forward(be, &normed).await?;

@@ -201,6 +201,21 @@ impl LayerNames {
         }
     }
 
+    /// MPNet: `encoder.layer.{l}.attention.attn.q`, `attention.LayerNorm`, `intermediate.dense`, …
+    pub fn mpnet(l: u32) -> Self {
+        let p = |s: &str| format!("encoder.layer.{l}.{s}");
+        Self {
+            q: p("attention.attn.q"),
+            k: p("attention.attn.k"),
+            v: p("attention.attn.v"),
+            out: p("attention.attn.o"),
+            norm1: p("attention.LayerNorm"),
+            up: p("intermediate.dense"),
+            down: p("output.dense"),
+            norm2: p("output.LayerNorm"),
+        }
+    }
+
     /// DistilBERT: `transformer.layer.{l}.attention.q_lin`, `sa_layer_norm`, `ffn.lin1`, …
     pub fn distilbert(l: u32) -> Self {
         let p = |s: &str| format!("transformer.layer.{l}.{s}");
@@ -297,15 +312,16 @@ impl<B: Backend> Encoder<B> {
     }
 
     /// The stack over `x`, the rows of `batch`'s sequences. `causal` lets each token see only
-    /// itself and the tokens before it (CLIP's text tower).
-    pub async fn forward(&self, be: &mut B, mut x: B::Tensor, batch: &B::Batch, causal: bool) -> Result<B::Tensor, ModelError> {
+    /// itself and the tokens before it (CLIP's text tower); `bias` is a relative position bias
+    /// every layer adds to its attention scores (MPNet; `Backend::attention`).
+    pub async fn forward(&self, be: &mut B, mut x: B::Tensor, batch: &B::Batch, causal: bool, bias: Option<&B::Vector>) -> Result<B::Tensor, ModelError> {
         let s = &self.shape;
         let a = BatchAttention { heads: s.heads, head_dim: s.head_dim, causal, scale: 1.0 / (s.head_dim as f32).sqrt() };
         for l in &self.layers {
             let attend = async |be: &mut B, h: &B::Tensor| -> Result<B::Tensor, ModelError> {
                 let qkv = be.linear_many(h, &[(&l.q.w, l.q.b.as_ref()), (&l.k.w, l.k.b.as_ref()), (&l.v.w, l.v.b.as_ref())]).await?;
                 let [q, k, v] = &qkv[..] else { return Err(ModelError::Config("Q, K and V: not three products".into())) };
-                let attn = be.attention(q, k, v, batch, a).await?;
+                let attn = be.attention(q, k, v, batch, a, bias).await?;
                 l.out.forward(be, &attn).await
             };
             let mlp = async |be: &mut B, h: &B::Tensor| -> Result<B::Tensor, ModelError> {

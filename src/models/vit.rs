@@ -96,7 +96,7 @@ impl<B: Backend> PatchEncoder<B> {
         if let Some(norm) = &self.pre_norm {
             x = norm.forward(be, &x).await?;
         }
-        let x = self.encoder.forward(be, x, &rows, false).await?;
+        let x = self.encoder.forward(be, x, &rows, false, None).await?;
         let picks: Vec<(u32, u32)> = (0..n).flat_map(|s| (0..count).map(move |p| (s, p))).collect();
         let head = be.rows(&x, &rows, &picks).await?;
         self.final_norm.forward(be, &head).await

@@ -6,7 +6,8 @@
 // sentence-transformers module folder of tests/fixtures/sentence gives sentence-transformers'
 // embeddings within 1e-5 (pooling modes, Dense, Normalize, max_seq_length, prompts), and a tiny
 // cross-encoder's query-passage pairs ({ text, text_pair }) the pipeline's sigmoid scores; a tiny
-// RoBERTa's fill-mask and a tiny XLM-R's pair scores and mean-pooled embeddings; on WebGPU (SwiftShader), on the CPU
+// RoBERTa's fill-mask, a tiny XLM-R's pair scores and mean-pooled embeddings, and a tiny MPNet's
+// embeddings (relative position bias); on WebGPU (SwiftShader), on the CPU
 // fallback and in Worker mode. Then the vision and sound spaces run and show their results
 // (screenshots in artifacts/e2e/).
 import { test } from 'node:test';
@@ -54,7 +55,7 @@ async function runAll(device, worker) {
   const problems = [];
   page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
   await page.goto(`${spaces.url}index.html`);
-  const out = await page.evaluate(async ({ png, wav, zs, mask, text, device, worker, folders, texts, pairs, distilTexts, distilMask, robertaMask, xlmrTexts, xlmrPairs }) => {
+  const out = await page.evaluate(async ({ png, wav, zs, mask, text, device, worker, folders, texts, pairs, distilTexts, distilMask, robertaMask, xlmrTexts, xlmrPairs, mpnetTexts }) => {
     const { pipeline } = await import('./pkg/index.js');
     const options = { endpoint: location.origin, device, worker };
     const r = {};
@@ -99,6 +100,10 @@ async function runAll(device, worker) {
     const xlmrEmbed = await pipeline('feature-extraction', 'hugrt-test/tiny-xlmr-cls', options);
     r.xlmrEmbeddings = plain(await xlmrEmbed.embed(xlmrTexts));
     xlmrEmbed.dispose();
+    const mpnet = await pipeline('feature-extraction', 'hugrt-test/tiny-mpnet', options);
+    r.mpnetEmbeddings = plain(await mpnet.embed(mpnetTexts));
+    r.mpnetInfo = mpnet.info;
+    mpnet.dispose();
     r.sentence = {};
     for (const name of folders) {
       const st = await pipeline('feature-extraction', `hugrt-test/tiny-st-${name}`, options);
@@ -113,7 +118,8 @@ async function runAll(device, worker) {
   }, { png, wav, zs: expected['zero-shot-image-classification'], mask: expected['fill-mask'].text, text: expected['text-classification'].text, device, worker,
        folders: Object.keys(sentence.folders), texts: sentence.texts, pairs: reranker.pairs,
        distilTexts: distil.texts, distilMask: distil.fill_mask.text,
-       robertaMask: roberta.mlm.fill_mask.text, xlmrTexts: roberta.xlmr_cls.texts, xlmrPairs: roberta.xlmr_cls.pairs.map((p) => p.texts) });
+       robertaMask: roberta.mlm.fill_mask.text, xlmrTexts: roberta.xlmr_cls.texts, xlmrPairs: roberta.xlmr_cls.pairs.map((p) => p.texts),
+       mpnetTexts: roberta.mpnet.texts });
   console.log(`${device}${worker ? ' (worker)' : ''}: ${out.vitInfo.adapter}; image ${JSON.stringify(out.image[0])}, audio ${JSON.stringify(out.audio[0])}`);
   sameScores('image-classification', out.image, expected['image-classification']);
   sameScores('zero-shot', out.zeroShot, expected['zero-shot-image-classification'].results);
@@ -131,6 +137,7 @@ async function runAll(device, worker) {
   assert.equal(out.xlmrInfo.architecture, 'xlm-roberta');
   for (const [i, p] of roberta.xlmr_cls.pairs.entries()) sameScores(`XLM-R pair ${i}`, out.xlmrPairs[i], [{ label: 'LABEL_0', score: p.score }]);
   sameEmbeddings(`XLM-R mean-pooled (${device})`, out.xlmrEmbeddings, roberta.xlmr_cls.embeddings);
+  sameEmbeddings(`MPNet mean-pooled (${device})`, out.mpnetEmbeddings, roberta.mpnet.embeddings);
   for (const [name, want] of Object.entries(sentence.folders)) {
     const got = out.sentence[name];
     assert.equal(got.info.dims, want.dims, `${name}: info.dims`);

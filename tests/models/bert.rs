@@ -472,3 +472,45 @@ async fn roberta_matches<B: Backend>(be: B) {
 }
 
 both!(roberta_matches_transformers, cpu_roberta_matches_transformers, |d| async move { on_backend!(d, roberta_matches()) });
+
+/// A tiny random MPNet (masked LM; the encoder of all-mpnet-base-v2: no token types, positions
+/// past `pad_token_id`, a relative position bias of 32 buckets in every layer) against
+/// transformers in float64 (tests/fixtures/roberta/mpnet-mlm): the buckets of relative positions
+/// −300..300, ids, the last hidden state of texts up to 39 tokens (distances in the logarithmic
+/// buckets), the mean-pooled embeddings and the masked-LM logits at `<mask>`.
+async fn mpnet_matches<B: Backend>(be: B) {
+    let exp: serde_json::Value = serde_json::from_str(ROBERTA_EXPECTED).expect("expected.json");
+    let e = &exp["mpnet"];
+    let device = be.device();
+    let buckets = &e["buckets"];
+    for (d, want) in buckets["relative"].as_array().expect("relative").iter().zip(buckets["bucket"].as_array().expect("bucket")) {
+        let d = d.as_i64().expect("d");
+        assert_eq!(i64::from(hugrt::models::bert::relative_position_bucket(d, 32)), want.as_i64().expect("bucket"), "bucket of relative position {d}");
+    }
+    let tok = Tokenizer::from_json(include_bytes!("../fixtures/roberta/mpnet-mlm/tokenizer.json")).expect("tokenizer");
+    let mut model = load(&be, include_bytes!("../fixtures/roberta/mpnet-mlm/config.json"), include_bytes!("../fixtures/roberta/mpnet-mlm/model.safetensors")).await.expect("loads");
+    assert_eq!((model.config.model_type, model.config.type_vocab, model.config.relative_buckets), ("mpnet", 0, 32));
+    let texts: Vec<String> = serde_json::from_value(e["texts"].clone()).expect("texts");
+    let ids = model.tokenize(&tok, &texts).expect("tokenizes");
+    assert_eq!(ids, serde_json::from_value::<Vec<Vec<u32>>>(e["ids"].clone()).expect("ids"));
+    let hidden = model.last_hidden_state(&ids).await.expect("runs");
+    let mut worst = 0f64;
+    for (i, (got, want)) in hidden.iter().zip(floats(&e["last_hidden_state"])).enumerate() {
+        let err = max_abs_diff(got, &want);
+        assert!(err <= HIDDEN_TOL, "{device} MPNet text {i}: last hidden state off by {err:.2e}");
+        worst = worst.max(err);
+    }
+    for (i, (got, want)) in model.embed(&ids).await.expect("embeds").iter().zip(floats(&e["embeddings"])).enumerate() {
+        let err = max_abs_diff(got, &want);
+        assert!(err <= EMBED_TOL, "{device} MPNet text {i}: embedding off by {err:.2e}");
+    }
+    let masked: Vec<u32> = serde_json::from_value(e["masked_ids"].clone()).expect("masked ids");
+    let mask_id = hugrt::models::tasks::mask_token(&tok).expect("<mask>");
+    let at_mask = model.fill_mask(&[masked], mask_id).await.expect("fills");
+    let err = max_abs_diff(&at_mask[0][0], &floats(&serde_json::json!([e["mask_logits"]]))[0]);
+    assert!(err <= HIDDEN_TOL, "{device} MPNet masked LM: off by {err:.2e}");
+    crate::log(&format!("tiny MPNet on {device}: max |error| {worst:.2e} (last hidden state), {err:.2e} (masked LM)"));
+    assert_eq!(be.take_uncaptured_errors(), Vec::<String>::new());
+}
+
+both!(mpnet_matches_transformers, cpu_mpnet_matches_transformers, |d| async move { on_backend!(d, mpnet_matches()) });

@@ -30,6 +30,11 @@ pub struct AttnParams {
     pub window: u32,
     /// Scores soft-capped as c·tanh(s/c) when c > 0 (Gemma 2); 0 for none.
     pub softcap: f32,
+    /// Relative position bias over sequences of at most this many tokens; 0 for none.
+    pub rel_span: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
 }
 
 /// Keys per split of a split decode step (`SPLIT_KEYS` in the shader).
@@ -57,6 +62,10 @@ pub struct Attention {
     /// Each scaled score s becomes c·tanh(s/c) (Gemma 2's attention logit soft-capping); 0 for
     /// none.
     pub softcap: f32,
+    /// A bias added to each score by head and relative position (MPNet), for sequences of at most
+    /// `rel_span` tokens: `encode`'s `rel_bias` holds heads × (2·rel_span − 1) values, key p of
+    /// query t reading [h][p − t + rel_span − 1]. 0 for none (not in decode steps).
+    pub rel_span: u32,
 }
 
 impl Attention {
@@ -70,6 +79,9 @@ impl Attention {
         }
         if !(self.softcap.is_finite() && self.softcap >= 0.0) {
             return bad(format!("soft cap {}", self.softcap));
+        }
+        if self.rel_span != 0 && (self.rel_span < self.q_len || self.rel_span < self.kv_len || self.q_pos0 != 0 || self.causal) {
+            return bad(format!("a relative position bias of span {} over {} queries and {} keys at {}", self.rel_span, self.q_len, self.kv_len, self.q_pos0));
         }
         let scores = u64::from(self.batch) * u64::from(self.q_len) * u64::from(self.heads) * u64::from(self.kv_len);
         if scores > u64::from(u32::MAX) {
@@ -98,7 +110,8 @@ impl Attention {
         u64::from(self.batch) * u64::from(self.q_len) * u64::from(self.heads) * u64::from(self.kv_len) * 4
     }
 
-    /// Records the attention. `lengths` holds `batch` u32 (valid keys per sequence).
+    /// Records the attention. `lengths` holds `batch` u32 (valid keys per sequence); `rel_bias`
+    /// the relative position bias when `rel_span` is set.
     #[allow(clippy::too_many_arguments)]
     pub async fn encode(
         &self,
@@ -110,8 +123,17 @@ impl Attention {
         lengths: &wgpu::Buffer,
         scratch: &wgpu::Buffer,
         out: &wgpu::Buffer,
+        rel_bias: Option<&wgpu::Buffer>,
     ) -> Result<(), GpuError> {
         self.guard()?;
+        let rel_bias = match (self.rel_span, rel_bias) {
+            (0, None) => lengths, // bound, never read
+            (span, Some(b)) if span > 0 => {
+                check_len(OP, "relative position bias", b, u64::from(self.heads) * u64::from(2 * span - 1))?;
+                b
+            }
+            _ => return Err(GpuError::Shape { op: OP, detail: format!("relative position span {} with{} a bias", self.rel_span, if rel_bias.is_some() { "" } else { "out" }) }),
+        };
         let q_elems = u64::from(self.batch) * u64::from(self.q_len) * u64::from(self.heads) * u64::from(self.head_dim);
         let kv_elems = u64::from(self.batch) * u64::from(self.kv_len) * u64::from(self.kv_heads) * u64::from(self.head_dim);
         check_len(OP, "q", q, q_elems)?;
@@ -137,8 +159,12 @@ impl Attention {
             splits: self.decode_splits().unwrap_or(0),
             window: if self.causal { self.window } else { 0 },
             softcap: self.softcap,
+            rel_span: self.rel_span,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
         };
-        let buffers = [q, k, v, lengths, scratch, out];
+        let buffers = [q, k, v, lengths, scratch, out, rel_bias];
         if let Some(splits) = self.decode_splits() {
             let dispatch = |entry_point, groups| Dispatch { shader: ShaderId::Attention, entry_point, workgroup_size: WORKGROUP, kind: None, threads_per_row: None, params, buffers: &buffers, groups };
             dispatch("attention_partial", (splits, self.heads, 1)).encode(ctx, encoder).await?;
@@ -160,7 +186,8 @@ impl Attention {
 
     /// CPU reference in f64.
     #[allow(clippy::needless_range_loop)]
-    pub fn reference(&self, q: &[f32], k: &[f32], v: &[f32], lengths: &[u32]) -> Vec<f64> {
+    /// `rel_bias`: heads × (2·rel_span − 1) values when `rel_span` is set.
+    pub fn reference(&self, q: &[f32], k: &[f32], v: &[f32], lengths: &[u32], rel_bias: &[f32]) -> Vec<f64> {
         let (hd, h, kvh) = (self.head_dim as usize, self.heads as usize, self.kv_heads as usize);
         let (ql, kl) = (self.q_len as usize, self.kv_len as usize);
         let mut out = vec![0.0; q.len()];
@@ -180,6 +207,11 @@ impl Attention {
                     let scores: Vec<f64> = (lo..n)
                         .map(|p| (0..hd).map(|d| f64::from(q[qo + d]) * f64::from(k[kv(p) + d])).sum::<f64>() * f64::from(self.scale))
                         .map(|s| if self.softcap > 0.0 { f64::from(self.softcap) * (s / f64::from(self.softcap)).tanh() } else { s })
+                        .zip(lo..n)
+                        .map(|(s, p)| {
+                            let span = self.rel_span as usize;
+                            if span == 0 { s } else { s + f64::from(rel_bias[head * (2 * span - 1) + p + span - 1 - t]) }
+                        })
                         .collect();
                     let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
@@ -208,9 +240,12 @@ pub async fn check_against_reference(ctx: &GpuContext, attn: Attention, lengths:
     let len_buf = ctx.storage_from(OP, "lengths", lengths)?;
     let scratch = ctx.storage_output(OP, "scores", attn.scratch_bytes())?;
     let out = ctx.storage_output(OP, "out", q_elems as u64 * 4)?;
+    // A relative position bias of the size MPNet's buckets give (a few units).
+    let rel_bias: Vec<f32> = rng.signed_unit_vec((attn.heads * (2 * attn.rel_span).saturating_sub(1)) as usize).iter().map(|b| 3.0 * b).collect();
+    let bias_buf = if attn.rel_span > 0 { Some(ctx.storage_from(OP, "relative position bias", &rel_bias)?) } else { None };
     let mut encoder = new_encoder(ctx, OP);
-    attn.encode(ctx, &mut encoder, &bufs.0, &bufs.1, &bufs.2, &len_buf, &scratch, &out).await?;
+    attn.encode(ctx, &mut encoder, &bufs.0, &bufs.1, &bufs.2, &len_buf, &scratch, &out, bias_buf.as_ref()).await?;
     submit(ctx, OP, encoder).await?;
     let y = ctx.read_f32(&out, q_elems).await?;
-    Ok(Comparison::within(&y, &attn.reference(&q, &k, &v, lengths), ATTENTION))
+    Ok(Comparison::within(&y, &attn.reference(&q, &k, &v, lengths, &rel_bias), ATTENTION))
 }
