@@ -82,10 +82,10 @@ for name in cls mlm; do
     ln -sf "$(dirname "$FIXTURE")/distilbert/$name/$f" "$MIRROR/hugrt-test/tiny-distilbert-$name/$f"
   done
 done
-# The tiny random RoBERTa (masked LM), XLM-R (one-label classifier) and MPNet (masked LM)
-# (tests/fixtures/roberta/{mlm,xlmr-cls,mpnet-mlm}).
-for name in mlm xlmr-cls mpnet-mlm; do
-  case "$name" in mlm) repo="$MIRROR/hugrt-test/tiny-roberta-mlm" ;; mpnet-mlm) repo="$MIRROR/hugrt-test/tiny-mpnet" ;; *) repo="$MIRROR/hugrt-test/tiny-$name" ;; esac
+# The tiny random RoBERTa (masked LM), XLM-R (one-label classifier), MPNet and ModernBERT (masked LMs)
+# (tests/fixtures/roberta/{mlm,xlmr-cls,mpnet-mlm,modernbert-mlm}).
+for name in mlm xlmr-cls mpnet-mlm modernbert-mlm; do
+  case "$name" in mlm) repo="$MIRROR/hugrt-test/tiny-roberta-mlm" ;; mpnet-mlm) repo="$MIRROR/hugrt-test/tiny-mpnet" ;; modernbert-mlm) repo="$MIRROR/hugrt-test/tiny-modernbert" ;; *) repo="$MIRROR/hugrt-test/tiny-$name" ;; esac
   mkdir -p "$repo"
   for f in config.json model.safetensors tokenizer.json tokenizer_config.json; do ln -sf "$(dirname "$FIXTURE")/roberta/$name/$f" "$repo/$f"; done
 done

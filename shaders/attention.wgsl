@@ -7,7 +7,9 @@
 //   O: (batch, q_len, heads, head_dim)
 // Query t sits at position q = q_pos0 + t; when causal, it sees keys p ≤ q (decode: one
 // query at the end of the cache; prefill: a chunk of queries; encoders: not causal, L masks
-// the padding), and with a sliding window W > 0 only the last W of them: q − W < p ≤ q.
+// the padding), and with a sliding window W > 0 only the last W of them: q − W < p ≤ q. A
+// non-causal query with a window sees the keys nearer than W on both sides (ModernBERT's local
+// layers): |p − q| < W.
 // Head h reads kv head h / (heads / kv_heads). With `softcap` c > 0 (Gemma 2) each score is
 // capped as c·tanh(s/c) after scaling. With `rel_span` R > 0 (MPNet's relative position buckets,
 // `attention` only) key p of query t adds RB[h · (2R − 1) + p − t + R − 1]: a bias by head and
@@ -102,6 +104,9 @@ fn attention(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_
     if (P.causal != 0u) {
         n_keys = min(n_keys, P.q_pos0 + t + 1u);
         k_lo = first_key(P.q_pos0 + t);
+    } else if (P.window != 0u) {
+        n_keys = min(n_keys, t + P.window);
+        k_lo = select(0u, t + 1u - P.window, t + 1u > P.window);
     }
     let q_base = ((b * P.q_len + t) * P.heads + h) * P.head_dim;
     let s_base = ((b * P.q_len + t) * P.heads + h) * P.kv_len;

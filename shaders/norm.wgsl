@@ -52,8 +52,8 @@ fn rms_norm(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_i
     }
 }
 
-@compute @workgroup_size(WG)
-fn layer_norm(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+// LayerNorm of one row per workgroup, with its bias B or without one (ModernBERT's norms).
+fn layer_norm_row(group: vec3<u32>, lid: u32, biased: bool) {
     let row = group.x + group.y * P.groups_x;
     let live = row < P.rows;
     let base = row * P.cols;
@@ -68,6 +68,16 @@ fn layer_norm(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation
     }
     let inv = inverseSqrt(workgroup_sum(lid, ss) / f32(P.cols) + P.eps);
     if (live) {
-        for (var c = lid; c < P.cols; c += WG) { Y[base + c] = (X[base + c] - mean) * inv * G[c] + B[c]; }
+        for (var c = lid; c < P.cols; c += WG) { Y[base + c] = (X[base + c] - mean) * inv * G[c] + select(0.0, B[c], biased); }
     }
+}
+
+@compute @workgroup_size(WG)
+fn layer_norm(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    layer_norm_row(group, lid, true);
+}
+
+@compute @workgroup_size(WG)
+fn layer_norm_unbiased(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    layer_norm_row(group, lid, false);
 }

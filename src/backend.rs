@@ -72,6 +72,8 @@ pub struct BatchAttention {
     /// Each token sees only itself and the tokens before it (CLIP's text tower).
     pub causal: bool,
     pub scale: f32,
+    /// Each token sees only the tokens nearer than this (ModernBERT's local layers: both sides).
+    pub window: Option<u32>,
 }
 
 /// The operations of a forward pass, on one device. Shapes are checked by the backend and a
@@ -163,6 +165,9 @@ pub trait Backend {
     /// The cos/sin table of positions `pos0..pos0 + n` for `inv_freq` (rot_dim / 2 frequencies,
     /// rot_dim ≤ head_dim), cos and sin times `scale` (LongRoPE's attention factor, else 1).
     fn rope_table(&mut self, inv_freq: &[f32], scale: f32, pos0: u32, n: u32) -> Result<Self::Rope, ModelError>;
+    /// The cos/sin table of a batch's rows (each row at its position in its sequence) for
+    /// `inv_freq`: RoPE in an encoder (ModernBERT).
+    fn batch_rope_table(&mut self, inv_freq: &[f32], batch: &Self::Batch) -> Result<Self::Rope, ModelError>;
     /// `x` (tokens, heads · head_dim) rotated per head in `layout`: the table's rot_dim first
     /// dimensions of each head (all of them, or a part: Phi-4-mini's `partial_rotary_factor`).
     async fn rope(&mut self, x: Self::Tensor, table: &Self::Rope, layout: RopeLayout, heads: u32, head_dim: u32) -> Result<Self::Tensor, ModelError>;

@@ -220,11 +220,12 @@ gpu_test!(patches_im2col, async {
 gpu_test!(norms, async {
     use hugrt::gpu::ops::norm::{Norm, check_against_reference};
     let ctx = context().await;
-    for norm in [Norm::Rms { eps: 1e-5 }, Norm::Layer { eps: 1e-12 }] {
+    // RMSNorm, LayerNorm, and LayerNorm without a bias (ModernBERT's).
+    for (norm, biased) in [(Norm::Rms { eps: 1e-5 }, false), (Norm::Layer { eps: 1e-12 }, true), (Norm::Layer { eps: 1e-5 }, false)] {
         for (i, &(rows, cols, offset)) in [(1, 1, 0.0), (3, 384, 0.0), (7, 577, 3.0), (2, 4099, -1.0)].iter().enumerate() {
-            let report = check_against_reference(&ctx, norm, rows, cols, offset, i as u64).await.unwrap_or_else(|e| panic!("{norm:?}: {e}"));
-            log(&format!("{norm:?} {rows}x{cols}: {report}"));
-            assert!(report.passed, "{norm:?} {rows}x{cols}: {report}");
+            let report = check_against_reference(&ctx, norm, rows, cols, offset, biased, i as u64).await.unwrap_or_else(|e| panic!("{norm:?}: {e}"));
+            log(&format!("{norm:?} (bias: {biased}) {rows}x{cols}: {report}"));
+            assert!(report.passed, "{norm:?} (bias: {biased}) {rows}x{cols}: {report}");
         }
     }
     assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
@@ -304,6 +305,8 @@ gpu_test!(attention_decode_prefill_and_encoder, async {
         ("split decode, soft cap 0.3, 700 of 1024", Attention { kv_len: 1024, q_pos0: 699, softcap: 0.3, ..base }, vec![700]),
         ("prefill chunk of 20 at 40, window 16, soft cap 0.5", Attention { q_len: 20, kv_len: 64, q_pos0: 40, heads: 2, kv_heads: 1, head_dim: 16, window: 16, softcap: 0.5, ..base }, vec![60]),
         ("encoder, padded batch of 3", Attention { batch: 3, q_len: 7, kv_len: 7, heads: 2, kv_heads: 2, head_dim: 16, causal: false, scale: 0.25, ..base }, vec![7, 3, 1]),
+        // ModernBERT's local layers: keys within 2 of each query on both sides, padded.
+        ("encoder, bidirectional window 3, padded batch of 3", Attention { batch: 3, q_len: 9, kv_len: 9, heads: 2, kv_heads: 2, head_dim: 16, causal: false, scale: 0.25, window: 3, ..base }, vec![9, 4, 1]),
         // MPNet's relative position bias, over a padded batch and a span wider than the batch.
         ("encoder with relative position bias, padded batch of 3", Attention { batch: 3, q_len: 7, kv_len: 7, heads: 3, kv_heads: 3, head_dim: 16, causal: false, scale: 0.25, rel_span: 7, ..base }, vec![7, 5, 1]),
         ("encoder with relative position bias, span 40 over 13", Attention { batch: 2, q_len: 13, kv_len: 13, heads: 2, kv_heads: 2, head_dim: 8, causal: false, scale: 0.35, rel_span: 40, ..base }, vec![13, 11]),

@@ -25,6 +25,15 @@ pub struct CpuRope {
     sin: Tensor,
 }
 
+impl CpuRope {
+    /// (rows, half) cos and sin tensors from a (cos, sin) table of `half` pairs per row.
+    fn new(table: &[[f32; 2]], half: usize) -> Result<Self, ModelError> {
+        let rows = table.len().checked_div(half).unwrap_or(0);
+        let column = |i: usize| Tensor::from_iter(table.iter().map(|cs| cs[i]), &Device::Cpu).and_then(|t| t.reshape((rows, half))).map_err(cpu_err);
+        Ok(Self { cos: column(0)?, sin: column(1)? })
+    }
+}
+
 /// The sequences of a batched pass, packed: sequence `i` is rows `starts[i]..starts[i] + lengths[i]`.
 pub struct CpuBatch {
     lengths: Vec<u32>,
@@ -247,10 +256,13 @@ impl Backend for Cpu {
     }
 
     fn rope_table(&mut self, inv_freq: &[f32], scale: f32, pos0: u32, n: u32) -> Result<CpuRope, ModelError> {
-        let table = crate::gpu::ops::rope::cos_sin_table(inv_freq, scale, pos0, n);
-        let half = inv_freq.len();
-        let column = |i: usize| Tensor::from_iter(table.iter().map(|cs| cs[i]), &Device::Cpu).and_then(|t| t.reshape((n as usize, half))).map_err(cpu_err);
-        Ok(CpuRope { cos: column(0)?, sin: column(1)? })
+        CpuRope::new(&crate::gpu::ops::rope::cos_sin_table(inv_freq, scale, pos0, n), inv_freq.len())
+    }
+
+    fn batch_rope_table(&mut self, inv_freq: &[f32], batch: &CpuBatch) -> Result<CpuRope, ModelError> {
+        // Packed rows: each sequence's real tokens, from position 0.
+        let positions: Vec<u32> = batch.lengths.iter().flat_map(|&n| 0..n).collect();
+        CpuRope::new(&crate::gpu::ops::rope::cos_sin_rows(inv_freq, 1.0, positions.into_iter()), inv_freq.len())
     }
 
     async fn rope(&mut self, x: Tensor, table: &CpuRope, layout: RopeLayout, heads: u32, head_dim: u32) -> Result<Tensor, ModelError> {
@@ -398,19 +410,22 @@ impl Backend for Cpu {
             for h in 0..heads {
                 for i in 0..n {
                     let qi = &q[row(i, h)];
-                    let seen = if a.causal { i + 1 } else { n };
-                    let s = &mut scores[..seen];
-                    for (j, sj) in s.iter_mut().enumerate() {
+                    // Keys first..seen: up to itself when causal, within the window when it has one.
+                    let window = a.window.map_or(usize::MAX, |w| w as usize);
+                    let first = (i + 1).saturating_sub(window);
+                    let seen = if a.causal { i + 1 } else { n.min(i.saturating_add(window)) };
+                    let s = &mut scores[first..seen];
+                    for (j, sj) in (first..).zip(s.iter_mut()) {
                         *sj = dot(qi, &k[row(j, h)]) * a.scale;
                     }
                     if span > 0 {
                         // MPNet's relative position bias of key j for query i.
-                        let at = h * (2 * span - 1) + span - 1 - i;
+                        let at = h * (2 * span - 1) + span - 1 - i + first;
                         s.iter_mut().zip(&bias[at..]).for_each(|(sj, b)| *sj += b);
                     }
                     softmax(s);
                     let o = row(i, h);
-                    for (j, &p) in s.iter().enumerate() {
+                    for (j, &p) in (first..).zip(s.iter()) {
                         axpy(&mut out[o.clone()], p, &v[row(j, h)]);
                     }
                 }

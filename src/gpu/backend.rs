@@ -286,7 +286,7 @@ impl Backend for Gpu {
         }
         let y = self.output(x.rows, x.cols)?;
         let ctx = self.ctx.clone();
-        norm.encode(&ctx, self.encoder()?, x.rows, x.cols, x.buffer(), &g.buffer, &b.unwrap_or(g).buffer, y.buffer()).await?;
+        norm.encode(&ctx, self.encoder()?, x.rows, x.cols, x.buffer(), &g.buffer, b.map(|b| &b.buffer), y.buffer()).await?;
         Ok(y)
     }
 
@@ -297,7 +297,7 @@ impl Backend for Gpu {
         }
         let y = self.output(x.rows, x.cols)?;
         let ctx = self.ctx.clone();
-        norm.encode(&ctx, self.encoder()?, x.rows * heads, g.len, x.buffer(), &g.buffer, &g.buffer, y.buffer()).await?;
+        norm.encode(&ctx, self.encoder()?, x.rows * heads, g.len, x.buffer(), &g.buffer, None, y.buffer()).await?;
         Ok(y)
     }
 
@@ -326,6 +326,13 @@ impl Backend for Gpu {
     fn rope_table(&mut self, inv_freq: &[f32], scale: f32, pos0: u32, n: u32) -> Result<GpuRope, ModelError> {
         let rot_dim = u32::try_from(inv_freq.len() * 2).map_err(|_| shape(format!("{} RoPE frequencies", inv_freq.len())))?;
         Ok(GpuRope { buffer: self.upload(&rope::cos_sin_table(inv_freq, scale, pos0, n))?, rot_dim })
+    }
+
+    fn batch_rope_table(&mut self, inv_freq: &[f32], batch: &GpuBatch) -> Result<GpuRope, ModelError> {
+        // Padded rows: every sequence's slots 0..len, padding included.
+        let (n, len) = (batch.lengths.len() as u32, batch.len);
+        let rot_dim = u32::try_from(inv_freq.len() * 2).map_err(|_| shape(format!("{} RoPE frequencies", inv_freq.len())))?;
+        Ok(GpuRope { buffer: self.upload(&rope::cos_sin_rows(inv_freq, 1.0, (0..n * len).map(|r| r % len)))?, rot_dim })
     }
 
     async fn rope(&mut self, x: GpuTensor, table: &GpuRope, layout: RopeLayout, heads: u32, head_dim: u32) -> Result<GpuTensor, ModelError> {
@@ -446,7 +453,7 @@ impl Backend for Gpu {
             Some(b) => relative_span(b.len, a.heads).ok_or_else(|| shape(format!("a relative position bias of {} values over {} heads", b.len, a.heads)))?,
             None => 0,
         };
-        let attn = Attention { batch: n, q_len: batch.len, kv_len: batch.len, heads: a.heads, kv_heads: a.heads, head_dim: a.head_dim, q_pos0: 0, causal: a.causal, window: 0, scale: a.scale, softcap: 0.0, rel_span };
+        let attn = Attention { batch: n, q_len: batch.len, kv_len: batch.len, heads: a.heads, kv_heads: a.heads, head_dim: a.head_dim, q_pos0: 0, causal: a.causal, window: a.window.unwrap_or(0), scale: a.scale, softcap: 0.0, rel_span };
         let scores = self.scratch(attn.scratch_bytes())?;
         let out = self.output(q.rows, width)?;
         let ctx = self.ctx.clone();

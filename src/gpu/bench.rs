@@ -133,7 +133,7 @@ pub async fn bench_kernels(ctx: &GpuContext, quick: bool) -> Result<Vec<BenchRow
     let ms = time(ctx, iters, |mut e| {
         let (x, g, y) = (&x, &g, &y);
         async move {
-            Norm::Rms { eps: 1e-5 }.encode(ctx, &mut e, r, c, x, g, g, y).await?;
+            Norm::Rms { eps: 1e-5 }.encode(ctx, &mut e, r, c, x, g, None, y).await?;
             Ok(e)
         }
     })

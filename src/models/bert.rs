@@ -6,7 +6,10 @@
 //! stack with positions counted from `pad_token_id` + 1, one token type, and their heads
 //! (`lm_head.*`; `classifier.dense` + tanh and `classifier.out_proj` on `<s>`), and MPNet
 //! (all-mpnet-base-v2): RoBERTa's positions and heads, no token types, and a relative position
-//! bias (`encoder.relative_attention_bias`, by bucket and head) added to every layer's scores.
+//! bias (`encoder.relative_attention_bias`, by bucket and head) added to every layer's scores;
+//! and ModernBERT, whose own stack (`modernbert.rs`: RoPE, local and global layers, GeGLU, no
+//! biases) runs under these embeddings, pooling and heads (`head.*` + `decoder`; `head.*` +
+//! `classifier` on the CLS row or the mean).
 //!
 //! Post-LayerNorm blocks: self-attention over the sequence with a padding mask, then a GELU MLP,
 //! each added back and layer-normalised. Sentences of a batch are padded to the longest of their
@@ -20,6 +23,7 @@
 use serde::Deserialize;
 
 use super::encoder::{Encoder, EncoderShape, LayerNames, LayerNorm, Linear, MAX_HIDDEN, MAX_INTERMEDIATE, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB, Placement};
+use super::modernbert::{ClassifierPooling, ModernConfig, ModernStack};
 use super::weights::Weights;
 use crate::backend::{Activation, Backend};
 use crate::formats::TensorTable;
@@ -82,6 +86,8 @@ pub struct BertConfig {
     pub position_offset: u32,
     /// MPNet's relative attention buckets (0: no relative position bias).
     pub relative_buckets: u32,
+    /// ModernBERT's stack (its `activation` above is then its heads' `classifier_activation`).
+    pub modern: Option<ModernConfig>,
 }
 
 /// `config.json` as written by `transformers` for DistilBERT (unknown keys ignored).
@@ -108,12 +114,35 @@ impl BertConfig {
         if raw.model_type.as_deref() == Some("distilbert") {
             return Self::from_distil_json(bytes);
         }
+        if raw.model_type.as_deref() == Some("modernbert") {
+            let m = ModernConfig::from_json(bytes)?;
+            let labels = super::encoder::labels(raw.id2label.as_ref(), raw.num_labels)?;
+            return Ok(Self {
+                vocab: m.vocab,
+                hidden: m.hidden,
+                layers: m.layers,
+                heads: m.heads,
+                head_dim: m.head_dim(),
+                intermediate: m.intermediate,
+                max_positions: m.max_positions,
+                type_vocab: 0,
+                layer_norm_eps: m.eps,
+                activation: m.classifier_activation,
+                sigmoid: labels.len() == 1 || raw.problem_type.as_deref() == Some("multi_label_classification"),
+                labels,
+                distil: false,
+                model_type: "modernbert",
+                position_offset: 0,
+                relative_buckets: 0,
+                modern: Some(m),
+            });
+        }
         let model_type = match raw.model_type.as_deref() {
             None | Some("bert") => "bert",
             Some("roberta") => "roberta",
             Some("xlm-roberta") => "xlm-roberta",
             Some("mpnet") => "mpnet",
-            Some(t) => return Err(bad(format!("model_type {t:?} is not bert, distilbert, roberta, xlm-roberta or mpnet"))),
+            Some(t) => return Err(bad(format!("model_type {t:?} is not bert, distilbert, roberta, xlm-roberta, mpnet or modernbert"))),
         };
         let mpnet = model_type == "mpnet";
         let roberta = model_type != "bert";
@@ -159,6 +188,7 @@ impl BertConfig {
             model_type,
             position_offset,
             relative_buckets: if mpnet { size("relative_attention_num_buckets", raw.relative_attention_num_buckets, Some(32), 1024)? } else { 0 },
+            modern: None,
             labels: super::encoder::labels(raw.id2label.as_ref(), raw.num_labels)?,
         })
         .map(|mut c| {
@@ -200,6 +230,7 @@ impl BertConfig {
             model_type: "distilbert",
             position_offset: 0,
             relative_buckets: 0,
+            modern: None,
             labels,
         })
     }
@@ -326,7 +357,7 @@ async fn position_type0(c: &BertConfig, w: &mut Weights<'_, impl RangeReader>) -
 /// Where BERT checkpoints keep their tensors: at the top (`BertModel`) or under `bert.` (task
 /// models; `distilbert.`, `roberta.` for theirs); heads (`cls.predictions.*`, `classifier.*`,
 /// `lm_head.*`) at the top.
-const PREFIXES: &[&str] = &["", "bert.", "distilbert.", "roberta.", "mpnet."];
+const PREFIXES: &[&str] = &["", "bert.", "distilbert.", "roberta.", "mpnet.", "model."];
 
 /// The heads' tensor names: BERT's, or DistilBERT's.
 struct HeadNames {
@@ -360,6 +391,18 @@ const ROBERTA_HEADS: HeadNames = HeadNames {
     classifier: "classifier.out_proj",
 };
 
+/// ModernBERT's: `head` (dense, activation, norm) before the vocabulary projection or the
+/// classifier.
+const MODERNBERT_HEADS: HeadNames = HeadNames {
+    mlm_transform: "head.dense",
+    mlm_norm: "head.norm",
+    mlm_decoder: "decoder.weight",
+    mlm_biases: ["decoder.bias", "decoder.bias"],
+    pre_classifier: "head.dense",
+    pre_activation: Activation::GeluErf, // replaced by the config's classifier_activation
+    classifier: "classifier",
+};
+
 const DISTILBERT_HEADS: HeadNames = HeadNames {
     mlm_transform: "vocab_transform",
     mlm_norm: "vocab_layer_norm",
@@ -381,11 +424,21 @@ struct MaskedLmHead<B: Backend> {
 }
 
 /// `BertForSequenceClassification`'s head: the pooler (dense + tanh on [CLS]) and the classifier
-/// (DistilBERT's: `pre_classifier` + ReLU).
+/// (DistilBERT's: `pre_classifier` + ReLU; ModernBERT's: dense, activation and a norm on the CLS
+/// row or the mean).
 struct ClassifierHead<B: Backend> {
     pooler: Linear<B>,
     activation: Activation,
+    norm: Option<LayerNorm<B>>,
+    mean: bool,
     classifier: Linear<B>,
+}
+
+/// The layers under the embeddings: BERT's post-LN stack (BERT, DistilBERT, RoBERTa, MPNet) or
+/// ModernBERT's.
+enum Stack<B: Backend> {
+    Bert(Encoder<B>),
+    Modern(ModernStack<B>),
 }
 
 /// What a forward pass returns per sentence.
@@ -411,13 +464,13 @@ pub struct Bert<B: Backend> {
     /// truncated to it.
     pub max_seq_len: u32,
     word: B::Matrix,
-    /// Position embeddings plus token type 0's embedding, as F32.
-    position_type0: B::Matrix,
+    /// Position embeddings plus token type 0's embedding, as F32 (None: ModernBERT's RoPE).
+    position_type0: Option<B::Matrix>,
     /// Each token type's embedding less type 0's (added for tokens of another type; None
     /// without token types: DistilBERT).
     type_deltas: Option<B::Matrix>,
     emb_norm: LayerNorm<B>,
-    encoder: Encoder<B>,
+    stack: Stack<B>,
     /// MPNet's relative attention bias, (buckets, heads) values.
     relative_bias: Option<Vec<f32>>,
     mlm: Option<MaskedLmHead<B>>,
@@ -434,27 +487,47 @@ impl<B: Backend> Bert<B> {
         let config = BertConfig::from_json(config_json)?;
         let (c, be) = (&config, &backend);
         let w = &mut Weights::with_prefixes(table, read, PREFIXES);
-        let word = w.table(be, "embeddings.word_embeddings.weight", c.vocab, c.hidden).await?;
-        let (folded, deltas) = position_type0(c, w).await?;
-        let position_type0 = be.table_from_values("position + type embeddings", &folded, c.max_positions, c.hidden)?;
-        let type_deltas = if c.type_vocab > 0 { Some(be.table_from_values("token type embeddings less type 0", &deltas, c.type_vocab, c.hidden)?) } else { None };
-        let emb_norm = LayerNorm::load(be, w, "embeddings.LayerNorm", c.hidden, c.layer_norm_eps).await?;
-        let (layer_names, heads): (fn(u32) -> LayerNames, _) = match c.model_type {
-            "distilbert" => (LayerNames::distilbert, &DISTILBERT_HEADS),
-            "roberta" | "xlm-roberta" => (LayerNames::bert, &ROBERTA_HEADS),
-            "mpnet" => (LayerNames::mpnet, &ROBERTA_HEADS),
-            _ => (LayerNames::bert, &BERT_HEADS),
+        let (word, position_type0, type_deltas, emb_norm, stack) = match &c.modern {
+            // ModernBERT: token embeddings and a norm; positions by RoPE in its stack.
+            Some(m) => (
+                w.table(be, "embeddings.tok_embeddings.weight", c.vocab, c.hidden).await?,
+                None,
+                None,
+                LayerNorm::load_with(be, w, "embeddings.norm", c.hidden, m.eps, m.norm_bias).await?,
+                Stack::Modern(ModernStack::load(be, w, m.clone()).await?),
+            ),
+            None => {
+                let word = w.table(be, "embeddings.word_embeddings.weight", c.vocab, c.hidden).await?;
+                let (folded, deltas) = position_type0(c, w).await?;
+                let position_type0 = be.table_from_values("position + type embeddings", &folded, c.max_positions, c.hidden)?;
+                let type_deltas = if c.type_vocab > 0 { Some(be.table_from_values("token type embeddings less type 0", &deltas, c.type_vocab, c.hidden)?) } else { None };
+                let emb_norm = LayerNorm::load(be, w, "embeddings.LayerNorm", c.hidden, c.layer_norm_eps).await?;
+                let layer_names: fn(u32) -> LayerNames = match c.model_type {
+                    "distilbert" => LayerNames::distilbert,
+                    "mpnet" => LayerNames::mpnet,
+                    _ => LayerNames::bert,
+                };
+                (word, Some(position_type0), type_deltas, emb_norm, Stack::Bert(Encoder::load(be, w, c.shape(), layer_names).await?))
+            }
         };
-        let encoder = Encoder::load(be, w, c.shape(), layer_names).await?;
+        let heads = match c.model_type {
+            "distilbert" => &DISTILBERT_HEADS,
+            "roberta" | "xlm-roberta" | "mpnet" => &ROBERTA_HEADS,
+            "modernbert" => &MODERNBERT_HEADS,
+            _ => &BERT_HEADS,
+        };
+        // ModernBERT's heads have biases where its config says; BERT's always.
+        let (head_bias, norm_bias) = c.modern.as_ref().map_or((true, true), |m| (m.classifier_bias, m.norm_bias));
         let relative_bias = if c.relative_buckets > 0 { Some(w.float_values("encoder.relative_attention_bias.weight", &[c.relative_buckets, c.heads]).await?) } else { None };
-        let mlm = if w.has(&format!("{}.weight", heads.mlm_transform)) {
+        let mlm = if w.has(&format!("{}.weight", heads.mlm_transform)) && (c.modern.is_none() || w.has("decoder.bias") || w.has("decoder.weight")) {
             let decoder = if w.has(heads.mlm_decoder) { Some(w.matrix(be, heads.mlm_decoder, c.vocab, c.hidden).await?) } else { None };
             let bias = if w.has(heads.mlm_biases[0]) { heads.mlm_biases[0] } else { heads.mlm_biases[1] };
+            let bias = if c.modern.as_ref().is_some_and(|m| !m.decoder_bias) { be.vector(&vec![0.0; c.vocab as usize])? } else { w.vector(be, bias, c.vocab).await? };
             Some(MaskedLmHead {
-                transform: Linear::load(be, w, heads.mlm_transform, c.hidden, c.hidden, true).await?,
-                norm: LayerNorm::load(be, w, heads.mlm_norm, c.hidden, c.layer_norm_eps).await?,
+                transform: Linear::load(be, w, heads.mlm_transform, c.hidden, c.hidden, head_bias).await?,
+                norm: LayerNorm::load_with(be, w, heads.mlm_norm, c.hidden, c.layer_norm_eps, norm_bias).await?,
                 decoder,
-                bias: w.vector(be, bias, c.vocab).await?,
+                bias,
             })
         } else {
             None
@@ -462,15 +535,17 @@ impl<B: Backend> Bert<B> {
         let classifier = if w.has(&format!("{}.weight", heads.classifier)) {
             let labels = c.labels.len() as u32;
             Some(ClassifierHead {
-                pooler: Linear::load(be, w, heads.pre_classifier, c.hidden, c.hidden, true).await?,
-                activation: heads.pre_activation,
+                pooler: Linear::load(be, w, heads.pre_classifier, c.hidden, c.hidden, head_bias).await?,
+                activation: if c.modern.is_some() { c.activation } else { heads.pre_activation },
+                norm: if c.modern.is_some() { Some(LayerNorm::load_with(be, w, heads.mlm_norm, c.hidden, c.layer_norm_eps, norm_bias).await?) } else { None },
+                mean: c.modern.as_ref().is_some_and(|m| m.classifier_pooling == ClassifierPooling::Mean),
                 classifier: Linear::load(be, w, heads.classifier, labels, c.hidden, true).await?,
             })
         } else {
             None
         };
         let max_seq_len = config.max_positions - config.position_offset;
-        Ok(Self { config, max_seq_len, word, position_type0, type_deltas, emb_norm, encoder, relative_bias, mlm, classifier, backend })
+        Ok(Self { config, max_seq_len, word, position_type0, type_deltas, emb_norm, stack, relative_bias, mlm, classifier, backend })
     }
 
     /// Caps sequences at `n` tokens (sentence-transformers' `max_seq_length`; at most the model's
@@ -553,12 +628,18 @@ impl<B: Backend> Bert<B> {
 
     /// Bytes of weights one pass reads (every matrix of the encoder once).
     pub fn weight_bytes_per_pass(&self) -> u64 {
-        self.encoder.weight_bytes(&self.backend)
+        match &self.stack {
+            Stack::Bert(e) => e.weight_bytes(&self.backend),
+            Stack::Modern(m) => m.weight_bytes(&self.backend),
+        }
     }
 
     /// The products of one pass over `tokens` rows, as (m, k, n).
     pub fn dense_shapes(&self, tokens: usize) -> Vec<(usize, usize, usize)> {
-        self.encoder.dense_shapes(tokens)
+        match &self.stack {
+            Stack::Bert(e) => e.dense_shapes(tokens),
+            Stack::Modern(m) => m.dense_shapes(tokens),
+        }
     }
 
     async fn run(&mut self, batch: &[Vec<u32>], output: Output) -> Result<Vec<Vec<f32>>, ModelError> {
@@ -589,9 +670,11 @@ impl<B: Backend> Bert<B> {
         let positions: Vec<u32> = lengths.iter().flat_map(|&n| offset..offset + n).collect();
         let be = &mut self.backend;
         let rows = be.batch(&lengths)?;
-        let x = be.embed_batch(&self.word, &ids, &rows).await?;
-        let p = be.embed_batch(&self.position_type0, &positions, &rows).await?;
-        let mut x = be.add(&x, &p).await?;
+        let mut x = be.embed_batch(&self.word, &ids, &rows).await?;
+        if let Some(table) = &self.position_type0 {
+            let p = be.embed_batch(table, &positions, &rows).await?;
+            x = be.add(&x, &p).await?;
+        }
         if let (Some(types), Some(deltas)) = (types, &self.type_deltas) {
             let t: Vec<u32> = pass.members.iter().flat_map(|&i| types.get(i).map_or(&[][..], Vec::as_slice)).copied().collect();
             let t = be.embed_batch(deltas, &t, &rows).await?;
@@ -602,7 +685,10 @@ impl<B: Backend> Bert<B> {
             Some(table) => Some(be.vector(&relative_bias_table(table, self.config.relative_buckets, self.config.heads, pass.len))?),
             None => None,
         };
-        let x = self.encoder.forward(be, x, &rows, false, bias.as_ref()).await?;
+        let x = match &self.stack {
+            Stack::Bert(e) => e.forward(be, x, &rows, false, bias.as_ref()).await?,
+            Stack::Modern(m) => m.forward(be, x, &rows).await?,
+        };
         let hidden = self.config.hidden as usize;
         match output {
             Output::Pooled => {
@@ -643,10 +729,17 @@ impl<B: Backend> Bert<B> {
             }
             Output::Classes => {
                 let Some(head) = &self.classifier else { return Err(ModelError::Config("no classification head".into())) };
-                let picks: Vec<(u32, u32)> = (0..lengths.len() as u32).map(|s| (s, 0)).collect();
-                let cls = be.rows(&x, &rows, &picks).await?;
+                let cls = if head.mean {
+                    be.mean_pool(&x, &rows, false).await?
+                } else {
+                    let picks: Vec<(u32, u32)> = (0..lengths.len() as u32).map(|s| (s, 0)).collect();
+                    be.rows(&x, &rows, &picks).await?
+                };
                 let pooled = head.pooler.forward(be, &cls).await?;
-                let pooled = be.activation(&pooled, head.activation).await?;
+                let mut pooled = be.activation(&pooled, head.activation).await?;
+                if let Some(norm) = &head.norm {
+                    pooled = norm.forward(be, &pooled).await?;
+                }
                 let logits = head.classifier.forward(be, &pooled).await?;
                 let labels = self.config.labels.len();
                 Ok(be.read(&logits).await?.chunks_exact(labels).map(<[f32]>::to_vec).collect())

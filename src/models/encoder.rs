@@ -32,21 +32,28 @@ impl<B: Backend> Linear<B> {
     }
 }
 
-/// A LayerNorm's gain and bias.
+/// A LayerNorm's gain and bias (ModernBERT's have none).
 pub struct LayerNorm<B: Backend> {
     pub g: B::Vector,
-    pub b: B::Vector,
+    pub b: Option<B::Vector>,
     pub eps: f32,
 }
 
 impl<B: Backend> LayerNorm<B> {
     /// `{prefix}.weight` and `{prefix}.bias`, `len` values each.
     pub async fn load(be: &B, w: &mut Weights<'_, impl RangeReader>, prefix: &str, len: u32, eps: f32) -> Result<Self, ModelError> {
-        Ok(Self { g: w.vector(be, &format!("{prefix}.weight"), len).await?, b: w.vector(be, &format!("{prefix}.bias"), len).await?, eps })
+        Self::load_with(be, w, prefix, len, eps, true).await
+    }
+
+    /// `{prefix}.weight` and, when `bias`, `{prefix}.bias`.
+    pub async fn load_with(be: &B, w: &mut Weights<'_, impl RangeReader>, prefix: &str, len: u32, eps: f32, bias: bool) -> Result<Self, ModelError> {
+        let g = w.vector(be, &format!("{prefix}.weight"), len).await?;
+        let b = if bias { Some(w.vector(be, &format!("{prefix}.bias"), len).await?) } else { None };
+        Ok(Self { g, b, eps })
     }
 
     pub async fn forward(&self, be: &mut B, x: &B::Tensor) -> Result<B::Tensor, ModelError> {
-        be.norm(x, Norm::Layer { eps: self.eps }, &self.g, Some(&self.b)).await
+        be.norm(x, Norm::Layer { eps: self.eps }, &self.g, self.b.as_ref()).await
     }
 }
 
@@ -316,7 +323,7 @@ impl<B: Backend> Encoder<B> {
     /// every layer adds to its attention scores (MPNet; `Backend::attention`).
     pub async fn forward(&self, be: &mut B, mut x: B::Tensor, batch: &B::Batch, causal: bool, bias: Option<&B::Vector>) -> Result<B::Tensor, ModelError> {
         let s = &self.shape;
-        let a = BatchAttention { heads: s.heads, head_dim: s.head_dim, causal, scale: 1.0 / (s.head_dim as f32).sqrt() };
+        let a = BatchAttention { heads: s.heads, head_dim: s.head_dim, causal, scale: 1.0 / (s.head_dim as f32).sqrt(), window: None };
         for l in &self.layers {
             let attend = async |be: &mut B, h: &B::Tensor| -> Result<B::Tensor, ModelError> {
                 let qkv = be.linear_many(h, &[(&l.q.w, l.q.b.as_ref()), (&l.k.w, l.k.b.as_ref()), (&l.v.w, l.v.b.as_ref())]).await?;

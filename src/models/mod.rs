@@ -9,6 +9,7 @@ pub mod error;
 pub mod gemma;
 pub mod gpt2;
 pub mod llama;
+pub mod modernbert;
 pub mod sentence;
 #[cfg(feature = "cpu")]
 pub mod tasks;

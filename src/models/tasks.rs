@@ -27,7 +27,7 @@ pub enum Net<B: Backend> {
 }
 
 /// The `model_type`s `Net::load` takes.
-pub const ENCODER_MODEL_TYPES: [&str; 8] = ["vit", "clip", "audio-spectrogram-transformer", "bert", "distilbert", "roberta", "xlm-roberta", "mpnet"];
+pub const ENCODER_MODEL_TYPES: [&str; 9] = ["vit", "clip", "audio-spectrogram-transformer", "bert", "distilbert", "roberta", "xlm-roberta", "mpnet", "modernbert"];
 
 /// A model on the GPU or on the CPU fallback (candle matmuls, wasm SIMD in the browser).
 #[allow(clippy::large_enum_variant)] // one per loaded model
@@ -52,7 +52,7 @@ pub fn tasks_of(architecture: &str) -> &'static [&'static str] {
         "vit" => &["image-classification"],
         "clip" => &["zero-shot-image-classification"],
         "audio-spectrogram-transformer" => &["audio-classification"],
-        "bert" | "distilbert" | "roberta" | "xlm-roberta" | "mpnet" => &["fill-mask", "text-classification"],
+        "bert" | "distilbert" | "roberta" | "xlm-roberta" | "mpnet" | "modernbert" => &["fill-mask", "text-classification"],
         _ => &[],
     }
 }
@@ -93,7 +93,7 @@ impl<B: Backend> Net<B> {
             "vit" => Net::Vit(Vit::load(backend, config, table, read).await?),
             "clip" => Net::Clip(Clip::load(backend, config, table, read).await?),
             "audio-spectrogram-transformer" => Net::Ast(Ast::load(backend, config, table, read).await?),
-            "bert" | "distilbert" | "roberta" | "xlm-roberta" | "mpnet" => Net::Bert(Bert::load(backend, config, table, read).await?),
+            "bert" | "distilbert" | "roberta" | "xlm-roberta" | "mpnet" | "modernbert" => Net::Bert(Bert::load(backend, config, table, read).await?),
             _ => return Err(ModelError::Config(format!("model_type {model_type:?} is not an encoder hugrt runs ({})", ENCODER_MODEL_TYPES.join(", ")))),
         })
     }

@@ -7,7 +7,7 @@
 // embeddings within 1e-5 (pooling modes, Dense, Normalize, max_seq_length, prompts), and a tiny
 // cross-encoder's query-passage pairs ({ text, text_pair }) the pipeline's sigmoid scores; a tiny
 // RoBERTa's fill-mask, a tiny XLM-R's pair scores and mean-pooled embeddings, and a tiny MPNet's
-// embeddings (relative position bias); on WebGPU (SwiftShader), on the CPU
+// embeddings (relative position bias) and a tiny ModernBERT's (RoPE, local windows); on WebGPU (SwiftShader), on the CPU
 // fallback and in Worker mode. Then the vision and sound spaces run and show their results
 // (screenshots in artifacts/e2e/).
 import { test } from 'node:test';
@@ -55,7 +55,7 @@ async function runAll(device, worker) {
   const problems = [];
   page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
   await page.goto(`${spaces.url}index.html`);
-  const out = await page.evaluate(async ({ png, wav, zs, mask, text, device, worker, folders, texts, pairs, distilTexts, distilMask, robertaMask, xlmrTexts, xlmrPairs, mpnetTexts }) => {
+  const out = await page.evaluate(async ({ png, wav, zs, mask, text, device, worker, folders, texts, pairs, distilTexts, distilMask, robertaMask, xlmrTexts, xlmrPairs, mpnetTexts, modernTexts }) => {
     const { pipeline } = await import('./pkg/index.js');
     const options = { endpoint: location.origin, device, worker };
     const r = {};
@@ -104,6 +104,9 @@ async function runAll(device, worker) {
     r.mpnetEmbeddings = plain(await mpnet.embed(mpnetTexts));
     r.mpnetInfo = mpnet.info;
     mpnet.dispose();
+    const modern = await pipeline('feature-extraction', 'hugrt-test/tiny-modernbert', options);
+    r.modernEmbeddings = plain(await modern.embed(modernTexts));
+    modern.dispose();
     r.sentence = {};
     for (const name of folders) {
       const st = await pipeline('feature-extraction', `hugrt-test/tiny-st-${name}`, options);
@@ -119,7 +122,7 @@ async function runAll(device, worker) {
        folders: Object.keys(sentence.folders), texts: sentence.texts, pairs: reranker.pairs,
        distilTexts: distil.texts, distilMask: distil.fill_mask.text,
        robertaMask: roberta.mlm.fill_mask.text, xlmrTexts: roberta.xlmr_cls.texts, xlmrPairs: roberta.xlmr_cls.pairs.map((p) => p.texts),
-       mpnetTexts: roberta.mpnet.texts });
+       mpnetTexts: roberta.mpnet.texts, modernTexts: roberta.modernbert.texts });
   console.log(`${device}${worker ? ' (worker)' : ''}: ${out.vitInfo.adapter}; image ${JSON.stringify(out.image[0])}, audio ${JSON.stringify(out.audio[0])}`);
   sameScores('image-classification', out.image, expected['image-classification']);
   sameScores('zero-shot', out.zeroShot, expected['zero-shot-image-classification'].results);
@@ -138,6 +141,7 @@ async function runAll(device, worker) {
   for (const [i, p] of roberta.xlmr_cls.pairs.entries()) sameScores(`XLM-R pair ${i}`, out.xlmrPairs[i], [{ label: 'LABEL_0', score: p.score }]);
   sameEmbeddings(`XLM-R mean-pooled (${device})`, out.xlmrEmbeddings, roberta.xlmr_cls.embeddings);
   sameEmbeddings(`MPNet mean-pooled (${device})`, out.mpnetEmbeddings, roberta.mpnet.embeddings);
+  sameEmbeddings(`ModernBERT mean-pooled (${device})`, out.modernEmbeddings, roberta.modernbert.embeddings);
   for (const [name, want] of Object.entries(sentence.folders)) {
     const got = out.sentence[name];
     assert.equal(got.info.dims, want.dims, `${name}: info.dims`);

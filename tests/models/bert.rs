@@ -514,3 +514,52 @@ async fn mpnet_matches<B: Backend>(be: B) {
 }
 
 both!(mpnet_matches_transformers, cpu_mpnet_matches_transformers, |d| async move { on_backend!(d, mpnet_matches()) });
+
+/// A tiny random ModernBERT (tests/fixtures/roberta/modernbert-{mlm,cls}) against transformers in
+/// float64: four layers (global, local, local, global) with a local window of 4 on each side
+/// under texts of up to 39 tokens, RoPE bases per layer kind, fused Wqkv and Wi (GeGLU), norms
+/// without biases; the last hidden state, the mean-pooled embeddings, the masked-LM logits and a
+/// 3-label classifier pooling the mean. Without its local window the model's output moves by far
+/// more than the tolerance (the fixture exercises it).
+async fn modernbert_matches<B: Backend>(be: B) {
+    let exp: serde_json::Value = serde_json::from_str(ROBERTA_EXPECTED).expect("expected.json");
+    let e = &exp["modernbert"];
+    let device = be.device();
+    let config = include_bytes!("../fixtures/roberta/modernbert-mlm/config.json");
+    let weights = include_bytes!("../fixtures/roberta/modernbert-mlm/model.safetensors");
+    let tok = Tokenizer::from_json(include_bytes!("../fixtures/roberta/modernbert-mlm/tokenizer.json")).expect("tokenizer");
+    let mut model = load(&be, config, weights).await.expect("loads");
+    assert_eq!(model.config.model_type, "modernbert");
+    let texts: Vec<String> = serde_json::from_value(e["texts"].clone()).expect("texts");
+    let ids = model.tokenize(&tok, &texts).expect("tokenizes");
+    assert_eq!(ids, serde_json::from_value::<Vec<Vec<u32>>>(e["ids"].clone()).expect("ids"));
+    let hidden = model.last_hidden_state(&ids).await.expect("runs");
+    let mut worst = 0f64;
+    for (i, (got, want)) in hidden.iter().zip(floats(&e["last_hidden_state"])).enumerate() {
+        let err = max_abs_diff(got, &want);
+        assert!(err <= HIDDEN_TOL, "{device} ModernBERT text {i}: last hidden state off by {err:.2e}");
+        worst = worst.max(err);
+    }
+    for (i, (got, want)) in model.embed(&ids).await.expect("embeds").iter().zip(floats(&e["embeddings"])).enumerate() {
+        let err = max_abs_diff(got, &want);
+        assert!(err <= EMBED_TOL, "{device} ModernBERT text {i}: embedding off by {err:.2e}");
+    }
+    let masked: Vec<u32> = serde_json::from_value(e["masked_ids"].clone()).expect("masked ids");
+    let mask_id = hugrt::models::tasks::mask_token(&tok).expect("<mask>");
+    let at_mask = model.fill_mask(&[masked], mask_id).await.expect("fills");
+    let mlm_err = max_abs_diff(&at_mask[0][0], &floats(&serde_json::json!([e["mask_logits"]]))[0]);
+    assert!(mlm_err <= HIDDEN_TOL, "{device} ModernBERT masked LM: off by {mlm_err:.2e}");
+    let mut cls = load(&be, include_bytes!("../fixtures/roberta/modernbert-cls/config.json"), include_bytes!("../fixtures/roberta/modernbert-cls/model.safetensors")).await.expect("loads the classifier");
+    for (i, (got, want)) in cls.classify(&ids).await.expect("classifies").iter().zip(floats(&e["cls_logits"])).enumerate() {
+        assert!(max_abs_diff(got, &want) <= HIDDEN_TOL, "{device} ModernBERT classifier text {i}: {got:?} vs {want:?}");
+    }
+    let mut all_global: serde_json::Value = serde_json::from_slice(config).expect("config");
+    all_global["layer_types"] = serde_json::json!(["full_attention", "full_attention", "full_attention", "full_attention"]);
+    let mut global = load(&be, &serde_json::to_vec(&all_global).expect("json"), weights).await.expect("loads");
+    let moved = max_abs_diff(&global.last_hidden_state(&ids[2..3]).await.expect("runs")[0], &floats(&e["last_hidden_state"])[2]);
+    assert!(moved > 1e-2, "{device}: the local window made no difference ({moved:.2e})");
+    crate::log(&format!("tiny ModernBERT on {device}: max |error| {worst:.2e} (last hidden state), {mlm_err:.2e} (masked LM); {moved:.2} without the window"));
+    assert_eq!(be.take_uncaptured_errors(), Vec::<String>::new());
+}
+
+both!(modernbert_matches_transformers, cpu_modernbert_matches_transformers, |d| async move { on_backend!(d, modernbert_matches()) });

@@ -26,7 +26,7 @@ pub struct AttnParams {
     pub scale: f32,
     /// Key splits of a split decode step (`attention_partial` / `attention_combine`).
     pub splits: u32,
-    /// Sliding window (causal only): keys per query, 0 for all.
+    /// Sliding window: keys nearer than it to the query (before it when causal), 0 for all.
     pub window: u32,
     /// Scores soft-capped as c·tanh(s/c) when c > 0 (Gemma 2); 0 for none.
     pub softcap: f32,
@@ -54,8 +54,9 @@ pub struct Attention {
     /// Position of query 0 (causal masking).
     pub q_pos0: u32,
     pub causal: bool,
-    /// Sliding window of a causal call: each query sees its last `window` keys (itself
-    /// included); 0 for all of them.
+    /// Sliding window: each query sees the keys nearer than `window` to it: its last `window`
+    /// keys (itself included) when causal, those within `window` − 1 on either side when not
+    /// (ModernBERT's local layers); 0 for all of them.
     pub window: u32,
     /// Usually 1/√head_dim.
     pub scale: f32,
@@ -157,7 +158,7 @@ impl Attention {
             groups_x: gx,
             scale: self.scale,
             splits: self.decode_splits().unwrap_or(0),
-            window: if self.causal { self.window } else { 0 },
+            window: self.window,
             softcap: self.softcap,
             rel_span: self.rel_span,
             _pad0: 0,
@@ -199,7 +200,10 @@ impl Attention {
                 }
                 // Keys past the sliding window: q − p ≥ window.
                 let q_pos = self.q_pos0 as usize + t;
-                let lo = if self.causal && self.window > 0 { (q_pos + 1).saturating_sub(self.window as usize).min(n) } else { 0 };
+                let lo = if self.window > 0 { (q_pos + 1).saturating_sub(self.window as usize).min(n) } else { 0 };
+                if !self.causal && self.window > 0 {
+                    n = n.min(q_pos + self.window as usize).max(lo);
+                }
                 for head in 0..h {
                     let g = head / (h / kvh);
                     let qo = ((b * ql + t) * h + head) * hd;

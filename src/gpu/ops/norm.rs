@@ -34,8 +34,8 @@ impl Norm {
         }
     }
 
-    /// Records `y = norm(x)` for `rows` rows of `cols`: `g` (cols), `b` (cols, LayerNorm only;
-    /// pass `g` for RMSNorm).
+    /// Records `y = norm(x)` for `rows` rows of `cols`: `g` (cols), `b` (cols; LayerNorm only,
+    /// `None` for a LayerNorm without bias).
     #[allow(clippy::too_many_arguments)]
     pub async fn encode(
         self,
@@ -45,7 +45,7 @@ impl Norm {
         cols: u32,
         x: &wgpu::Buffer,
         g: &wgpu::Buffer,
-        b: &wgpu::Buffer,
+        b: Option<&wgpu::Buffer>,
         y: &wgpu::Buffer,
     ) -> Result<(), GpuError> {
         let n = u64::from(rows) * u64::from(cols);
@@ -55,16 +55,23 @@ impl Norm {
         check_len(OP, "x", x, n)?;
         check_len(OP, "y", y, n)?;
         check_len(OP, "g", g, u64::from(cols))?;
-        check_len(OP, "b", b, if matches!(self, Norm::Layer { .. }) { u64::from(cols) } else { 0 })?;
+        if let Some(b) = b.filter(|_| matches!(self, Norm::Layer { .. })) {
+            check_len(OP, "b", b, u64::from(cols))?;
+        }
         let groups = grid(ctx, OP, u64::from(rows))?;
-        let entry_point = if matches!(self, Norm::Rms { .. }) { "rms_norm" } else { "layer_norm" };
+        let entry_point = match (self, b) {
+            (Norm::Rms { .. }, _) => "rms_norm",
+            (Norm::Layer { .. }, Some(_)) => "layer_norm",
+            (Norm::Layer { .. }, None) => "layer_norm_unbiased",
+        };
+        let b = b.unwrap_or(g); // bound, not read
         let params = NormParams { rows, cols, groups_x: groups.0, eps: self.eps() };
         Dispatch { shader: ShaderId::Norm, entry_point, workgroup_size: WORKGROUP, kind: None, threads_per_row: None, params, buffers: &[x, g, b, y], groups }
             .encode(ctx, encoder)
             .await
     }
 
-    /// CPU reference in f64.
+    /// CPU reference in f64 (`b` empty: no bias).
     pub fn reference(self, x: &[f32], g: &[f32], b: &[f32], cols: usize) -> Vec<f64> {
         let mut out = Vec::with_capacity(x.len());
         for row in x.chunks_exact(cols) {
@@ -77,7 +84,7 @@ impl Norm {
             let inv = 1.0 / (var + f64::from(self.eps())).sqrt();
             for (c, &v) in row.iter().enumerate() {
                 let mut y = (f64::from(v) - mean) * inv * f64::from(g[c]);
-                if center {
+                if center && !b.is_empty() {
                     y += f64::from(b[c]);
                 }
                 out.push(y);
@@ -89,15 +96,18 @@ impl Norm {
 
 /// Normalises seeded random rows (values offset by `offset`, to exercise the mean) and compares
 /// with the reference.
-pub async fn check_against_reference(ctx: &GpuContext, norm: Norm, rows: usize, cols: usize, offset: f32, seed: u64) -> Result<Comparison, GpuError> {
+/// `biased` false: a LayerNorm without bias.
+#[allow(clippy::too_many_arguments)]
+pub async fn check_against_reference(ctx: &GpuContext, norm: Norm, rows: usize, cols: usize, offset: f32, biased: bool, seed: u64) -> Result<Comparison, GpuError> {
     let mut rng = crate::rng::SeededRng::new(seed);
     let x: Vec<f32> = rng.signed_unit_vec(rows * cols).iter().map(|v| v + offset).collect();
     let g = rng.signed_unit_vec(cols);
-    let b = rng.signed_unit_vec(cols);
-    let (x_buf, g_buf, b_buf) = (ctx.storage_from(OP, "x", &x)?, ctx.storage_from(OP, "g", &g)?, ctx.storage_from(OP, "b", &b)?);
+    let b = if biased { rng.signed_unit_vec(cols) } else { Vec::new() };
+    let (x_buf, g_buf) = (ctx.storage_from(OP, "x", &x)?, ctx.storage_from(OP, "g", &g)?);
+    let b_buf = if biased { Some(ctx.storage_from(OP, "b", &b)?) } else { None };
     let y_buf = ctx.storage_output(OP, "y", (rows * cols) as u64 * 4)?;
     let mut encoder = new_encoder(ctx, OP);
-    norm.encode(ctx, &mut encoder, rows as u32, cols as u32, &x_buf, &g_buf, &b_buf, &y_buf).await?;
+    norm.encode(ctx, &mut encoder, rows as u32, cols as u32, &x_buf, &g_buf, b_buf.as_ref(), &y_buf).await?;
     submit(ctx, OP, encoder).await?;
     let y = ctx.read_f32(&y_buf, rows * cols).await?;
     Ok(Comparison::within(&y, &norm.reference(&x, &g, &b, cols), NORMALISED))

@@ -73,9 +73,14 @@ pub fn inv_freq(rot_dim: u32, theta: f32, scaling: RopeScaling) -> Vec<f32> {
 /// times `scale` (LongRoPE's attention factor; 1 otherwise). The angle is rounded to f32 as the
 /// reference computes it; cos and sin are then exact (f64).
 pub fn cos_sin_table(inv_freq: &[f32], scale: f32, pos0: u32, tokens: u32) -> Vec<[f32; 2]> {
-    let mut table = Vec::with_capacity(tokens as usize * inv_freq.len());
-    for t in 0..tokens {
-        let pos = (pos0 + t) as f32;
+    cos_sin_rows(inv_freq, scale, pos0..pos0 + tokens)
+}
+
+/// The same for one row per position of `positions` (an encoder batch's rows).
+pub fn cos_sin_rows(inv_freq: &[f32], scale: f32, positions: impl ExactSizeIterator<Item = u32>) -> Vec<[f32; 2]> {
+    let mut table = Vec::with_capacity(positions.len() * inv_freq.len());
+    for p in positions {
+        let pos = p as f32;
         for &f in inv_freq {
             let angle = f64::from(pos * f);
             let scale = f64::from(scale);
