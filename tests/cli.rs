@@ -567,9 +567,9 @@ fn classify_scores_text_pairs_with_a_cross_encoder() {
 }
 
 /// `hugrt embed` and `hugrt classify` on the RoBERTa-family folders (tests/fixtures/roberta) on
-/// both devices: the XLM-R folder's mean-pooled embeddings and its query-passage scores (the
-/// sigmoid of its one logit, as CrossEncoder gives it), RoBERTa's fill-mask top token, all
-/// against transformers float64.
+/// both devices: the XLM-R, MPNet and ModernBERT folders' mean-pooled embeddings, XLM-R's
+/// query-passage scores (the sigmoid of its one logit, as CrossEncoder gives it), RoBERTa's
+/// fill-mask top token, all against transformers float64.
 #[test]
 fn roberta_and_xlmr_folders_embed_and_classify() {
     let expected: serde_json::Value = serde_json::from_str(include_str!("fixtures/roberta/expected.json")).unwrap();
@@ -594,6 +594,19 @@ fn roberta_and_xlmr_folders_embed_and_classify() {
         for (i, p) in e["pairs"].as_array().unwrap().iter().enumerate() {
             let got = json["results"][i][0]["score"].as_f64().unwrap_or(f64::NAN);
             assert!((got - p["score"].as_f64().unwrap()).abs() < 1e-5, "{device} pair {i}: {got} vs {}", p["score"]);
+        }
+        // MPNet's and ModernBERT's folders: `hugrt embed` gives transformers' mean-pooled embeddings.
+        for (key, folder) in [("mpnet", "mpnet-mlm"), ("modernbert", "modernbert-mlm")] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roberta").join(folder);
+            let texts: Vec<&str> = expected[key]["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+            let (code, json) = embed_on(device, &dir, &texts);
+            assert_eq!(code, 0, "{device} {key}: {json}");
+            for (i, want) in expected[key]["embeddings"].as_array().unwrap().iter().enumerate() {
+                for (g, w) in json["embeddings"][i].as_array().unwrap().iter().zip(want.as_array().unwrap()) {
+                    let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+                    assert!((g - w).abs() < 1e-5, "{device} {key} text {i}: {g} vs {w}");
+                }
+            }
         }
         let mlm = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/roberta/mlm");
         let fill = &expected["mlm"]["fill_mask"];

@@ -563,3 +563,29 @@ async fn modernbert_matches<B: Backend>(be: B) {
 }
 
 both!(modernbert_matches_transformers, cpu_modernbert_matches_transformers, |d| async move { on_backend!(d, modernbert_matches()) });
+
+gpu_test!(encoder_config_errors_name_the_file, async {
+    // RoBERTa-family and ModernBERT configs this encoder cannot honour: typed errors that name
+    // config.json.
+    let with = |bytes: &[u8], key: &str, value: serde_json::Value| {
+        let mut c: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        c[key] = value;
+        serde_json::to_vec(&c).unwrap()
+    };
+    let roberta: &[u8] = include_bytes!("../fixtures/roberta/mlm/config.json");
+    let modern: &[u8] = include_bytes!("../fixtures/roberta/modernbert-mlm/config.json");
+    let cases = [
+        ("positions that end at the padding id", with(roberta, "max_position_embeddings", 2.into())),
+        ("an unknown model type", with(roberta, "model_type", "deberta-v2".into())),
+        ("a ModernBERT pooling mode it lacks", with(modern, "classifier_pooling", "max".into())),
+        ("ModernBERT layer types of the wrong length", with(modern, "layer_types", serde_json::json!(["full_attention"]))),
+        ("ModernBERT's scaled RoPE", with(modern, "rope_parameters", serde_json::json!({"full_attention": {"rope_type": "yarn", "rope_theta": 1e4}}))),
+        ("an unknown activation", with(modern, "hidden_activation", "swish".into())),
+    ];
+    for (what, json) in cases {
+        match hugrt::models::bert::BertConfig::from_json(&json) {
+            Err(ModelError::Config(m)) => assert!(m.starts_with("config.json"), "{what}: {m}"),
+            other => panic!("{what}: {:?}", other.map(|c| c.model_type)),
+        }
+    }
+});
