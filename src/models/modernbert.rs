@@ -184,11 +184,18 @@ pub struct ModernStack<B: Backend> {
     inv_freq: [Vec<f32>; 2],
 }
 
-/// A dense layer that is a row range of a fused weight (and its bias).
-async fn part<B: Backend>(be: &B, w: &mut Weights<'_, impl RangeReader>, name: &str, first: u32, rows: u32, total: u32, cols: u32, bias: bool) -> Result<Linear<B>, ModelError> {
-    let m = w.matrix_rows(be, &format!("{name}.weight"), first, rows, total, cols).await?;
-    let b = if bias { Some(be.vector(&w.float_values(&format!("{name}.bias"), &[total]).await?[first as usize..(first + rows) as usize])?) } else { None };
-    Ok(Linear { w: m, b })
+/// The `N` dense layers of `rows` rows each that a fused weight `name` (and its bias) holds in
+/// turn.
+async fn parts<B: Backend, const N: usize>(be: &B, w: &mut Weights<'_, impl RangeReader>, name: &str, rows: u32, cols: u32, bias: bool) -> Result<[Linear<B>; N], ModelError> {
+    let total = rows * N as u32;
+    let biases = if bias { Some(w.float_values(&format!("{name}.bias"), &[total]).await?) } else { None };
+    let mut out = Vec::with_capacity(N);
+    for i in 0..N as u32 {
+        let m = w.matrix_rows(be, &format!("{name}.weight"), i * rows, rows, total, cols).await?;
+        let b = biases.as_ref().map(|v| be.vector(&v[(i * rows) as usize..((i + 1) * rows) as usize])).transpose()?;
+        out.push(Linear { w: m, b });
+    }
+    out.try_into().map_err(|_| ModelError::Config(format!("{name}: not {N} parts")))
 }
 
 impl<B: Backend> ModernStack<B> {
@@ -198,15 +205,17 @@ impl<B: Backend> ModernStack<B> {
         let mut layers = Vec::with_capacity(c.layers as usize);
         for l in 0..c.layers {
             let p = |s: &str| format!("layers.{l}.{s}");
+            let [q, k, v] = parts(be, w, &p("attn.Wqkv"), h, h, c.attention_bias).await?;
+            let [input, gate] = parts(be, w, &p("mlp.Wi"), i, h, c.mlp_bias).await?;
             layers.push(Layer {
                 attn_norm: if l == 0 { None } else { Some(LayerNorm::load_with(be, w, &p("attn_norm"), h, c.eps, c.norm_bias).await?) },
-                q: part(be, w, &p("attn.Wqkv"), 0, h, 3 * h, h, c.attention_bias).await?,
-                k: part(be, w, &p("attn.Wqkv"), h, h, 3 * h, h, c.attention_bias).await?,
-                v: part(be, w, &p("attn.Wqkv"), 2 * h, h, 3 * h, h, c.attention_bias).await?,
+                q,
+                k,
+                v,
                 out: Linear::load(be, w, &p("attn.Wo"), h, h, c.attention_bias).await?,
                 mlp_norm: LayerNorm::load_with(be, w, &p("mlp_norm"), h, c.eps, c.norm_bias).await?,
-                input: part(be, w, &p("mlp.Wi"), 0, i, 2 * i, h, c.mlp_bias).await?,
-                gate: part(be, w, &p("mlp.Wi"), i, i, 2 * i, h, c.mlp_bias).await?,
+                input,
+                gate,
                 down: Linear::load(be, w, &p("mlp.Wo"), h, i, c.mlp_bias).await?,
             });
         }
