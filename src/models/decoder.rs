@@ -302,3 +302,78 @@ impl LanguageModel for AnyDecoder {
         }
     }
 }
+
+/// The sizes every decoder's `config.json` gives (flattened into each architecture's own fields).
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct HubSizes {
+    pub model_type: String,
+    pub hidden_size: u32,
+    pub intermediate_size: u32,
+    pub num_hidden_layers: u32,
+    pub num_attention_heads: u32,
+    pub num_key_value_heads: Option<u32>,
+    pub head_dim: Option<u32>,
+    pub vocab_size: u32,
+    pub max_position_embeddings: u32,
+    #[serde(default = "default_rms_eps")]
+    pub rms_norm_eps: f32,
+}
+
+fn default_rms_eps() -> f32 {
+    1e-6
+}
+
+/// The KV cache's capacity: `requested` (default the model's context, at most 4096) within
+/// 1..=the model's context.
+pub(crate) fn capacity(model_context: u32, requested: Option<u32>) -> u32 {
+    requested.unwrap_or(model_context.min(4096)).clamp(1, model_context)
+}
+
+/// Which layers slide, from transformers 5's `layer_types` (one per layer of `n`).
+pub(crate) fn sliding_layers(types: &[String], n: usize) -> Result<Vec<bool>, String> {
+    if types.len() != n {
+        return Err(format!("layer_types has {} entries for {n} layers", types.len()));
+    }
+    types
+        .iter()
+        .map(|t| match t.as_str() {
+            "full_attention" => Ok(false),
+            "sliding_attention" => Ok(true),
+            other => Err(format!("layer type {other:?} is not supported (full_attention, sliding_attention)")),
+        })
+        .collect()
+}
+
+/// A GGUF's `{arch}.*` hyperparameters as typed errors naming the key.
+pub(crate) struct GgufKeys<'a> {
+    pub meta: &'a GgufMetadata,
+    pub arch: &'a str,
+}
+
+impl GgufKeys<'_> {
+    /// A positive integer that must be there.
+    pub fn required(&self, key: &str) -> Result<u32, ModelError> {
+        self.meta
+            .get_u64(&format!("{}.{key}", self.arch))
+            .and_then(|v| u32::try_from(v).ok())
+            .filter(|&v| v > 0)
+            .ok_or_else(|| ModelError::Config(format!("{}.{key} missing or not a positive integer", self.arch)))
+    }
+
+    pub fn optional(&self, key: &str) -> Result<Option<u32>, ModelError> {
+        self.meta.get_u64(&format!("{}.{key}", self.arch)).map(|v| u32::try_from(v).map_err(|_| ModelError::Config(format!("{}.{key} out of range", self.arch)))).transpose()
+    }
+
+    pub fn float(&self, key: &str) -> Option<f32> {
+        self.meta.get_f64(&format!("{}.{key}", self.arch)).map(|v| v as f32)
+    }
+
+    /// `{arch}.vocab_size`, else the tokenizer's token count.
+    pub fn vocab(&self) -> Result<u32, ModelError> {
+        self.meta
+            .get_u64(&format!("{}.vocab_size", self.arch))
+            .or_else(|| self.meta.get_array("tokenizer.ggml.tokens").map(|t| t.len() as u64))
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| ModelError::Config("no vocabulary size".into()))
+    }
+}

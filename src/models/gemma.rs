@@ -11,7 +11,7 @@ use crate::formats::GgufMetadata;
 use crate::generate::{Next, Pick};
 use crate::gpu::ops::rope::{self, RopeLayout, RopeScaling};
 
-use super::decoder::{Architecture, Config};
+use super::decoder::{Architecture, Config, GgufKeys, HubSizes, sliding_layers};
 use super::llama::HubRope;
 use super::weights::Weights;
 use super::{ModelError, RangeReader};
@@ -78,17 +78,8 @@ pub struct GemmaConfig {
 /// The fields of a Gemma `config.json` this runtime reads (transformers 5 and older layouts).
 #[derive(Debug, serde::Deserialize)]
 struct HubConfig {
-    model_type: String,
-    hidden_size: u32,
-    intermediate_size: u32,
-    num_hidden_layers: u32,
-    num_attention_heads: u32,
-    num_key_value_heads: Option<u32>,
-    head_dim: Option<u32>,
-    vocab_size: u32,
-    max_position_embeddings: u32,
-    #[serde(default = "default_rms_eps")]
-    rms_norm_eps: f32,
+    #[serde(flatten)]
+    sizes: HubSizes,
     /// The MLP's activation (Gemma 1 checkpoints also carry `hidden_act`, which transformers
     /// ignores for Gemma).
     hidden_activation: Option<String>,
@@ -110,10 +101,6 @@ struct HubConfig {
     use_bidirectional_attention: Option<bool>,
 }
 
-fn default_rms_eps() -> f32 {
-    1e-6
-}
-
 /// A positive finite value, or `what` named in the error.
 fn positive(v: f32, what: &str) -> Result<f32, String> {
     if v.is_finite() && v > 0.0 { Ok(v) } else { Err(format!("{what} {v} (a positive number expected)")) }
@@ -123,7 +110,7 @@ impl HubConfig {
     /// RoPE of the global layers and of the local ones: (theta, scaling) and theta.
     fn ropes(&self) -> Result<(f32, RopeScaling, f32), String> {
         let parse = |v: &serde_json::Value| serde_json::from_value::<HubRope>(v.clone()).map_err(|e| format!("rope_parameters: {e}"));
-        let default_theta = if self.model_type == "gemma3_text" { 1_000_000.0 } else { 10_000.0 };
+        let default_theta = if self.sizes.model_type == "gemma3_text" { 1_000_000.0 } else { 10_000.0 };
         let (global, local) = match &self.rope_parameters {
             Some(p) if p.get("full_attention").is_some() || p.get("sliding_attention").is_some() => {
                 let global = p.get("full_attention").map(parse).transpose()?.unwrap_or_default();
@@ -138,7 +125,7 @@ impl HubConfig {
         let local_theta = match local {
             Some(local) if local.scaling()? != RopeScaling::None => return Err("scaled RoPE on sliding layers is not supported".into()),
             Some(local) => local.rope_theta.or(self.rope_local_base_freq).unwrap_or(10_000.0),
-            None if self.model_type == "gemma3_text" => self.rope_local_base_freq.unwrap_or(10_000.0),
+            None if self.sizes.model_type == "gemma3_text" => self.rope_local_base_freq.unwrap_or(10_000.0),
             None => theta,
         };
         Ok((theta, scaling, positive(local_theta, "the local RoPE base")?))
@@ -146,17 +133,9 @@ impl HubConfig {
 
     /// Each layer's window, as transformers derives them from these fields.
     fn layers(&self) -> Result<Vec<LayerKind>, String> {
-        let n = self.num_hidden_layers;
-        let sliding: Vec<bool> = match (&self.layer_types, self.model_type.as_str()) {
-            (Some(types), _) if types.len() != n as usize => return Err(format!("layer_types has {} entries for {n} layers", types.len())),
-            (Some(types), _) => types
-                .iter()
-                .map(|t| match t.as_str() {
-                    "full_attention" => Ok(false),
-                    "sliding_attention" => Ok(true),
-                    other => Err(format!("layer type {other:?} is not supported (full_attention, sliding_attention)")),
-                })
-                .collect::<Result<_, _>>()?,
+        let n = self.sizes.num_hidden_layers;
+        let sliding: Vec<bool> = match (&self.layer_types, self.sizes.model_type.as_str()) {
+            (Some(types), _) => sliding_layers(types, n as usize)?,
             (None, "gemma") => vec![false; n as usize],
             // Gemma 2: every other layer slides, the first among them.
             (None, "gemma2") => (0..n).map(|l| l % 2 == 0).collect(),
@@ -187,7 +166,7 @@ impl GemmaConfig {
     pub fn from_hub(config_json: &[u8], context: Option<u32>) -> Result<(Self, u32), ModelError> {
         let bad = |what: String| ModelError::Config(format!("config.json: {what}"));
         let c: HubConfig = serde_json::from_slice(config_json).map_err(|e| bad(e.to_string()))?;
-        let generation = match c.model_type.as_str() {
+        let generation = match c.sizes.model_type.as_str() {
             "gemma" => Generation::Gemma1,
             "gemma2" => Generation::Gemma2,
             "gemma3_text" => Generation::Gemma3,
@@ -203,20 +182,20 @@ impl GemmaConfig {
         };
         let (rope_theta, rope_scaling, rope_local_theta) = c.ropes().map_err(bad)?;
         let layers = c.layers().map_err(bad)?;
-        let heads = c.num_attention_heads;
-        let head_dim = c.head_dim.unwrap_or(256);
+        let heads = c.sizes.num_attention_heads;
+        let head_dim = c.sizes.head_dim.unwrap_or(256);
         let query = positive(c.query_pre_attn_scalar.unwrap_or(head_dim as f32), "query_pre_attn_scalar").map_err(bad)?;
         let config = Self {
             generation,
-            n_layers: c.num_hidden_layers,
-            hidden: c.hidden_size,
-            ffn: c.intermediate_size,
+            n_layers: c.sizes.num_hidden_layers,
+            hidden: c.sizes.hidden_size,
+            ffn: c.sizes.intermediate_size,
             heads,
-            kv_heads: c.num_key_value_heads.unwrap_or(heads),
+            kv_heads: c.sizes.num_key_value_heads.unwrap_or(heads),
             head_dim,
-            vocab: c.vocab_size,
-            rms_eps: c.rms_norm_eps,
-            context: c.max_position_embeddings,
+            vocab: c.sizes.vocab_size,
+            rms_eps: c.sizes.rms_norm_eps,
+            context: c.sizes.max_position_embeddings,
             attention_scale: 1.0 / query.sqrt(),
             attn_softcap: softcap(c.attn_logit_softcapping, "attn_logit_softcapping").map_err(bad)?,
             final_softcap: softcap(c.final_logit_softcapping, "final_logit_softcapping").map_err(bad)?,
@@ -245,23 +224,15 @@ impl GemmaConfig {
             "gemma3" => Generation::Gemma3,
             other => return Err(bad(format!("GGUF architecture {other:?} is not a Gemma ({})", GGUF_ARCHITECTURES.join(", ")))),
         };
-        let get = |key: &str| -> Result<u32, ModelError> {
-            meta.get_u64(&format!("{arch}.{key}"))
-                .and_then(|v| u32::try_from(v).ok())
-                .filter(|&v| v > 0)
-                .ok_or_else(|| bad(format!("{arch}.{key} missing or not a positive integer")))
-        };
-        let optional_u32 = |key: &str| meta.get_u64(&format!("{arch}.{key}")).map(|v| u32::try_from(v).map_err(|_| bad(format!("{arch}.{key} out of range")))).transpose();
-        let optional_f32 = |key: &str| meta.get_f64(&format!("{arch}.{key}")).map(|v| v as f32);
+        let keys = GgufKeys { meta, arch };
+        let get = |key: &str| keys.required(key);
+        let optional_u32 = |key: &str| keys.optional(key);
+        let optional_f32 = |key: &str| keys.float(key);
         let hidden = get("embedding_length")?;
         let heads = get("attention.head_count")?;
         let n_layers = get("block_count")?;
         let head_dim = optional_u32("attention.key_length")?.unwrap_or(hidden / heads);
-        let vocab = meta
-            .get_u64(&format!("{arch}.vocab_size"))
-            .or_else(|| meta.get_array("tokenizer.ggml.tokens").map(|t| t.len() as u64))
-            .and_then(|v| u32::try_from(v).ok())
-            .ok_or_else(|| bad("no vocabulary size".into()))?;
+        let vocab = keys.vocab()?;
         let rope_scaling = match meta.get_str(&format!("{arch}.rope.scaling.type")) {
             None | Some("none") => RopeScaling::None,
             Some("linear") => RopeScaling::Linear {
@@ -321,10 +292,10 @@ impl GemmaConfig {
         Ok(config)
     }
 
-    /// `(self, capacity)`: `context` (default the model's, at most 4096) within 1..=the model's.
+    /// `(self, capacity)`: the KV cache's capacity for `context` (`decoder::capacity`).
     fn with_context(self, context: Option<u32>) -> (Self, u32) {
-        let context = context.unwrap_or(self.context.min(4096)).clamp(1, self.context);
-        (self, context)
+        let capacity = super::decoder::capacity(self.context, context);
+        (self, capacity)
     }
 
     fn check(&self) -> Result<(), ModelError> {

@@ -8,6 +8,7 @@ use crate::backend::{Activation, Backend, CachedAttention, Norm};
 use crate::formats::{GgufMetadata, TensorTable};
 use crate::generate::{Next, Pick};
 use crate::gpu::ops::rope::{self, RopeLayout, RopeScaling};
+use super::decoder::{GgufKeys, HubSizes, sliding_layers};
 use super::weights::Weights;
 
 pub use super::{ModelError, RangeReader};
@@ -161,17 +162,8 @@ impl HubRope {
 /// The fields of a Llama-family `config.json` this runtime reads.
 #[derive(Debug, serde::Deserialize)]
 struct HubConfig {
-    model_type: String,
-    hidden_size: u32,
-    intermediate_size: u32,
-    num_hidden_layers: u32,
-    num_attention_heads: u32,
-    num_key_value_heads: Option<u32>,
-    head_dim: Option<u32>,
-    vocab_size: u32,
-    max_position_embeddings: u32,
-    #[serde(default = "default_rms_eps")]
-    rms_norm_eps: f32,
+    #[serde(flatten)]
+    sizes: HubSizes,
     rope_theta: Option<f32>,
     rope_scaling: Option<HubRope>,
     rope_parameters: Option<HubRope>,
@@ -198,8 +190,8 @@ struct HubConfig {
 impl HubConfig {
     /// Each layer's RoPE and window, as transformers derives them from these fields.
     fn layers(&self) -> Result<Vec<LayerAttention>, String> {
-        let n = self.num_hidden_layers as usize;
-        let rope: Vec<bool> = match (&self.no_rope_layers, self.model_type.as_str()) {
+        let n = self.sizes.num_hidden_layers as usize;
+        let rope: Vec<bool> = match (&self.no_rope_layers, self.sizes.model_type.as_str()) {
             (Some(flags), "smollm3") if flags.len() == n && flags.iter().all(|&f| f <= 1) => flags.iter().map(|&f| f == 1).collect(),
             (Some(flags), "smollm3") => return Err(format!("no_rope_layers {flags:?}: one 0 or 1 per layer of {n}")),
             (None, "smollm3") => {
@@ -212,22 +204,14 @@ impl HubConfig {
             _ => vec![true; n],
         };
         // Mistral slides whenever it has a window; the others only where `use_sliding_window`.
-        let on = if matches!(self.model_type.as_str(), "mistral" | "phi3") { self.use_sliding_window != Some(false) } else { self.use_sliding_window == Some(true) };
+        let on = if matches!(self.sizes.model_type.as_str(), "mistral" | "phi3") { self.use_sliding_window != Some(false) } else { self.use_sliding_window == Some(true) };
         let window = self.sliding_window.filter(|_| on);
         if window == Some(0) {
             return Err("sliding_window 0".into());
         }
         let sliding: Vec<bool> = match &self.layer_types {
-            Some(types) if types.len() != n => return Err(format!("layer_types has {} entries for {n} layers", types.len())),
-            Some(types) => types
-                .iter()
-                .map(|t| match t.as_str() {
-                    "full_attention" => Ok(false),
-                    "sliding_attention" => Ok(true),
-                    other => Err(format!("layer type {other:?} is not supported (full_attention, sliding_attention)")),
-                })
-                .collect::<Result<_, _>>()?,
-            None => match self.model_type.as_str() {
+            Some(types) => sliding_layers(types, n)?,
+            None => match self.sizes.model_type.as_str() {
                 "mistral" | "llama" | "phi3" => vec![true; n],
                 "smollm3" => rope.iter().map(|r| !r).collect(),
                 _ => (0..n as u32).map(|l| l >= self.max_window_layers.unwrap_or(28)).collect(),
@@ -237,10 +221,6 @@ impl HubConfig {
     }
 }
 
-fn default_rms_eps() -> f32 {
-    1e-6
-}
-
 impl HubConfig {
     /// LongRoPE's parameters as transformers reads them: `original_max_position_embeddings` from
     /// the RoPE parameters or the config, the factor `max_position_embeddings / original` unless
@@ -248,7 +228,7 @@ impl HubConfig {
     /// ≤ 1), and rot_dim / 2 short and long factors.
     fn long_rope(&self, rope: &HubRope, rot_dim: u32) -> Result<LongRope, String> {
         let original = rope.original_max_position_embeddings.map(|v| v as u32).or(self.original_max_position_embeddings).filter(|&v| v > 1).ok_or("LongRoPE without original_max_position_embeddings")?;
-        let factor = rope.factor.unwrap_or(self.max_position_embeddings as f32 / original as f32);
+        let factor = rope.factor.unwrap_or(self.sizes.max_position_embeddings as f32 / original as f32);
         let attention_factor = match rope.attention_factor {
             Some(a) => a,
             None if factor <= 1.0 => 1.0,
@@ -272,16 +252,16 @@ impl LlamaConfig {
     pub fn from_hub(config_json: &[u8], context: Option<u32>) -> Result<(Self, u32), ModelError> {
         let bad = |what: String| ModelError::Config(format!("config.json: {what}"));
         let c: HubConfig = serde_json::from_slice(config_json).map_err(|e| bad(e.to_string()))?;
-        if !HUB_MODEL_TYPES.contains(&c.model_type.as_str()) {
-            return Err(bad(format!("model_type {:?} is not a Llama-family model ({})", c.model_type, HUB_MODEL_TYPES.join(", "))));
+        if !HUB_MODEL_TYPES.contains(&c.sizes.model_type.as_str()) {
+            return Err(bad(format!("model_type {:?} is not a Llama-family model ({})", c.sizes.model_type, HUB_MODEL_TYPES.join(", "))));
         }
         if c.hidden_act.as_deref().is_some_and(|a| a != "silu") || c.mlp_bias {
             return Err(bad(format!("activation {:?}{} is not supported", c.hidden_act, if c.mlp_bias { " with MLP biases" } else { "" })));
         }
         let layers = c.layers().map_err(bad)?;
         let rope = c.rope_parameters.clone().or(c.rope_scaling.clone()).unwrap_or_default();
-        let heads = c.num_attention_heads;
-        let head_dim = c.head_dim.unwrap_or_else(|| c.hidden_size.checked_div(heads).unwrap_or(0));
+        let heads = c.sizes.num_attention_heads;
+        let head_dim = c.sizes.head_dim.unwrap_or_else(|| c.sizes.hidden_size.checked_div(heads).unwrap_or(0));
         let partial = rope.partial_rotary_factor.or(c.partial_rotary_factor).unwrap_or(1.0);
         if !(partial > 0.0 && partial <= 1.0) {
             return Err(bad(format!("partial_rotary_factor {partial}")));
@@ -294,21 +274,21 @@ impl LlamaConfig {
             (rope.scaling().map_err(bad)?, None)
         };
         let config = Self {
-            arch: c.model_type,
-            n_layers: c.num_hidden_layers,
-            hidden: c.hidden_size,
-            ffn: c.intermediate_size,
+            arch: c.sizes.model_type,
+            n_layers: c.sizes.num_hidden_layers,
+            hidden: c.sizes.hidden_size,
+            ffn: c.sizes.intermediate_size,
             heads,
-            kv_heads: c.num_key_value_heads.unwrap_or(heads),
+            kv_heads: c.sizes.num_key_value_heads.unwrap_or(heads),
             head_dim,
-            vocab: c.vocab_size,
+            vocab: c.sizes.vocab_size,
             rope_theta: rope.rope_theta.or(c.rope_theta).unwrap_or(10_000.0),
             rope_scaling,
             rot_dim,
             long_rope,
             rope_layout: RopeLayout::NeoX,
-            rms_eps: c.rms_norm_eps,
-            context: c.max_position_embeddings,
+            rms_eps: c.sizes.rms_norm_eps,
+            context: c.sizes.max_position_embeddings,
             naming: Naming::Hub,
             layers,
         };
@@ -316,10 +296,10 @@ impl LlamaConfig {
         Ok(config.with_context(context))
     }
 
-    /// `(self, capacity)`: `context` (default the model's, at most 4096) within 1..=the model's.
+    /// `(self, capacity)`: the KV cache's capacity for `context` (`decoder::capacity`).
     fn with_context(self, context: Option<u32>) -> (Self, u32) {
-        let context = context.unwrap_or(self.context.min(4096)).clamp(1, self.context);
-        (self, context)
+        let capacity = super::decoder::capacity(self.context, context);
+        (self, capacity)
     }
 
     /// Sizes that fit together (the kernels and the loaders rely on them).
@@ -344,21 +324,13 @@ impl LlamaConfig {
             "qwen2" | "qwen3" | "phi3" => RopeLayout::NeoX,
             other => return Err(ModelError::Config(format!("GGUF architecture {other:?} is not supported ({})", GGUF_ARCHITECTURES.join(", ")))),
         };
-        let get = |key: &str| -> Result<u32, ModelError> {
-            meta.get_u64(&format!("{arch}.{key}"))
-                .and_then(|v| u32::try_from(v).ok())
-                .filter(|&v| v > 0)
-                .ok_or_else(|| ModelError::Config(format!("{arch}.{key} missing or not a positive integer")))
-        };
-        let optional = |key: &str| meta.get_u64(&format!("{arch}.{key}")).map(|v| u32::try_from(v).map_err(|_| ModelError::Config(format!("{arch}.{key} out of range")))).transpose();
+        let keys = GgufKeys { meta, arch };
+        let get = |key: &str| keys.required(key);
+        let optional = |key: &str| keys.optional(key);
         let hidden = get("embedding_length")?;
         let heads = get("attention.head_count")?;
         let kv_heads = optional("attention.head_count_kv")?.unwrap_or(heads);
-        let vocab = meta
-            .get_u64(&format!("{arch}.vocab_size"))
-            .or_else(|| meta.get_array("tokenizer.ggml.tokens").map(|t| t.len() as u64))
-            .and_then(|v| u32::try_from(v).ok())
-            .ok_or_else(|| ModelError::Config("no vocabulary size".into()))?;
+        let vocab = keys.vocab()?;
         let rope_scaling = match meta.get_str(&format!("{arch}.rope.scaling.type")) {
             None | Some("none") => RopeScaling::None,
             Some("linear") => RopeScaling::Linear {
