@@ -427,20 +427,8 @@ async fn roberta_matches<B: Backend>(be: B) {
         let tok = Tokenizer::from_json(tokenizer).expect("tokenizer");
         let mut model = load(&be, config, weights).await.expect("loads");
         assert_eq!(model.config.position_offset, 2, "{key}: positions start past pad_token_id 1");
-        let texts: Vec<String> = serde_json::from_value(e["texts"].clone()).expect("texts");
-        let ids = model.tokenize(&tok, &texts).expect("tokenizes");
-        assert_eq!(ids, serde_json::from_value::<Vec<Vec<u32>>>(e["ids"].clone()).expect("ids"), "{key}: ids");
-        let hidden = model.last_hidden_state(&ids).await.expect("runs");
-        for (i, (got, want)) in hidden.iter().zip(floats(&e["last_hidden_state"])).enumerate() {
-            let err = max_abs_diff(got, &want);
-            assert!(err <= HIDDEN_TOL, "{device} {key} text {i}: last hidden state off by {err:.2e}");
-            worst = worst.max(err);
-        }
-        let pooled = model.embed(&ids).await.expect("embeds");
-        for (i, (got, want)) in pooled.iter().zip(floats(&e["embeddings"])).enumerate() {
-            let err = max_abs_diff(got, &want);
-            assert!(err <= EMBED_TOL, "{device} {key} text {i}: embedding off by {err:.2e}");
-        }
+        let (ids, err) = same_encodings(&mut model, &tok, e, key).await;
+        worst = worst.max(err);
         if key == "mlm" {
             let fill = &e["fill_mask"];
             let masked = model.tokenize(&tok, &[fill["text"].as_str().expect("text")]).expect("tokenizes");
@@ -473,6 +461,29 @@ async fn roberta_matches<B: Backend>(be: B) {
 
 both!(roberta_matches_transformers, cpu_roberta_matches_transformers, |d| async move { on_backend!(d, roberta_matches()) });
 
+/// A fixture's texts through `model` against transformers' float64 outputs in `e` (`texts`,
+/// `ids`, `last_hidden_state`, `embeddings`): the ids, then the last hidden state within
+/// HIDDEN_TOL and the mean-pooled embeddings within EMBED_TOL. Answers the ids and the worst
+/// hidden-state error.
+async fn same_encodings<B: Backend>(model: &mut Bert<B>, tok: &Tokenizer, e: &serde_json::Value, what: &str) -> (Vec<Vec<u32>>, f64) {
+    let device = model.backend.device();
+    let texts: Vec<String> = serde_json::from_value(e["texts"].clone()).expect("texts");
+    let ids = model.tokenize(tok, &texts).expect("tokenizes");
+    assert_eq!(ids, serde_json::from_value::<Vec<Vec<u32>>>(e["ids"].clone()).expect("ids"), "{what}: ids");
+    let hidden = model.last_hidden_state(&ids).await.expect("runs");
+    let mut worst = 0f64;
+    for (i, (got, want)) in hidden.iter().zip(floats(&e["last_hidden_state"])).enumerate() {
+        let err = max_abs_diff(got, &want);
+        assert!(err <= HIDDEN_TOL, "{device} {what} text {i}: last hidden state off by {err:.2e}");
+        worst = worst.max(err);
+    }
+    for (i, (got, want)) in model.embed(&ids).await.expect("embeds").iter().zip(floats(&e["embeddings"])).enumerate() {
+        let err = max_abs_diff(got, &want);
+        assert!(err <= EMBED_TOL, "{device} {what} text {i}: embedding off by {err:.2e}");
+    }
+    (ids, worst)
+}
+
 /// A tiny random MPNet (masked LM; the encoder of all-mpnet-base-v2: no token types, positions
 /// past `pad_token_id`, a relative position bias of 32 buckets in every layer) against
 /// transformers in float64 (tests/fixtures/roberta/mpnet-mlm): the buckets of relative positions
@@ -490,20 +501,7 @@ async fn mpnet_matches<B: Backend>(be: B) {
     let tok = Tokenizer::from_json(include_bytes!("../fixtures/roberta/mpnet-mlm/tokenizer.json")).expect("tokenizer");
     let mut model = load(&be, include_bytes!("../fixtures/roberta/mpnet-mlm/config.json"), include_bytes!("../fixtures/roberta/mpnet-mlm/model.safetensors")).await.expect("loads");
     assert_eq!((model.config.model_type, model.config.type_vocab, model.config.relative_buckets), ("mpnet", 0, 32));
-    let texts: Vec<String> = serde_json::from_value(e["texts"].clone()).expect("texts");
-    let ids = model.tokenize(&tok, &texts).expect("tokenizes");
-    assert_eq!(ids, serde_json::from_value::<Vec<Vec<u32>>>(e["ids"].clone()).expect("ids"));
-    let hidden = model.last_hidden_state(&ids).await.expect("runs");
-    let mut worst = 0f64;
-    for (i, (got, want)) in hidden.iter().zip(floats(&e["last_hidden_state"])).enumerate() {
-        let err = max_abs_diff(got, &want);
-        assert!(err <= HIDDEN_TOL, "{device} MPNet text {i}: last hidden state off by {err:.2e}");
-        worst = worst.max(err);
-    }
-    for (i, (got, want)) in model.embed(&ids).await.expect("embeds").iter().zip(floats(&e["embeddings"])).enumerate() {
-        let err = max_abs_diff(got, &want);
-        assert!(err <= EMBED_TOL, "{device} MPNet text {i}: embedding off by {err:.2e}");
-    }
+    let (_, worst) = same_encodings(&mut model, &tok, e, "MPNet").await;
     let masked: Vec<u32> = serde_json::from_value(e["masked_ids"].clone()).expect("masked ids");
     let mask_id = hugrt::models::tasks::mask_token(&tok).expect("<mask>");
     let at_mask = model.fill_mask(&[masked], mask_id).await.expect("fills");
@@ -530,20 +528,7 @@ async fn modernbert_matches<B: Backend>(be: B) {
     let tok = Tokenizer::from_json(include_bytes!("../fixtures/roberta/modernbert-mlm/tokenizer.json")).expect("tokenizer");
     let mut model = load(&be, config, weights).await.expect("loads");
     assert_eq!(model.config.model_type, "modernbert");
-    let texts: Vec<String> = serde_json::from_value(e["texts"].clone()).expect("texts");
-    let ids = model.tokenize(&tok, &texts).expect("tokenizes");
-    assert_eq!(ids, serde_json::from_value::<Vec<Vec<u32>>>(e["ids"].clone()).expect("ids"));
-    let hidden = model.last_hidden_state(&ids).await.expect("runs");
-    let mut worst = 0f64;
-    for (i, (got, want)) in hidden.iter().zip(floats(&e["last_hidden_state"])).enumerate() {
-        let err = max_abs_diff(got, &want);
-        assert!(err <= HIDDEN_TOL, "{device} ModernBERT text {i}: last hidden state off by {err:.2e}");
-        worst = worst.max(err);
-    }
-    for (i, (got, want)) in model.embed(&ids).await.expect("embeds").iter().zip(floats(&e["embeddings"])).enumerate() {
-        let err = max_abs_diff(got, &want);
-        assert!(err <= EMBED_TOL, "{device} ModernBERT text {i}: embedding off by {err:.2e}");
-    }
+    let (ids, worst) = same_encodings(&mut model, &tok, e, "ModernBERT").await;
     let masked: Vec<u32> = serde_json::from_value(e["masked_ids"].clone()).expect("masked ids");
     let mask_id = hugrt::models::tasks::mask_token(&tok).expect("<mask>");
     let at_mask = model.fill_mask(&[masked], mask_id).await.expect("fills");
