@@ -50,8 +50,8 @@ ln -sfn "$MINILM" "$MIRROR/sentence-transformers/all-MiniLM-L6-v2"
 FIXTURE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/fixtures/gpt2"
 mkdir -p "$MIRROR/hugrt-test/tiny-gpt2"
 for f in config.json tokenizer.json model.safetensors; do ln -sf "$FIXTURE/$f" "$MIRROR/hugrt-test/tiny-gpt2/$f"; done
-# The tiny random decoders (tests/fixtures/{llama,qwen2,qwen3,smollm3,mistral,phi3,gemma2,gemma3}) in the hub's format.
-for arch in llama qwen2 qwen3 smollm3 mistral phi3 gemma2 gemma3; do
+# The tiny random decoders (tests/fixtures/{llama,qwen2,qwen3,smollm3,mistral,phi3,gemma,gemma2,gemma3}) in the hub's format.
+for arch in llama qwen2 qwen3 smollm3 mistral phi3 gemma gemma2 gemma3; do
   mkdir -p "$MIRROR/hugrt-test/tiny-$arch"
   for f in config.json tokenizer.json tokenizer_config.json model.safetensors; do
     ln -sf "$(dirname "$FIXTURE")/$arch/$f" "$MIRROR/hugrt-test/tiny-$arch/$f"

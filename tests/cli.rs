@@ -130,6 +130,7 @@ fn generate_chats_with_decoder_folders() {
         ("smollm3", include_str!("fixtures/smollm3/expected.json")),
         ("mistral", include_str!("fixtures/mistral/expected.json")),
         ("phi3", include_str!("fixtures/phi3/expected.json")),
+        ("gemma", include_str!("fixtures/gemma/expected.json")),
         ("gemma2", include_str!("fixtures/gemma2/expected.json")),
         ("gemma3", include_str!("fixtures/gemma3/expected.json")),
         // The Llama's weights as transformers shards them (three files and their index).

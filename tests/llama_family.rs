@@ -3,7 +3,8 @@
 //! over 2 KV heads), Qwen2 (Q/K/V biases, tied head, theta 1e6) and Qwen3 (per-head q/k RMSNorms,
 //! head_dim 32 independent of hidden/heads, tied head), SmolLM3 (four layers, the fourth without
 //! RoPE), Mistral (a sliding window of 6 keys, run far past), Gemma 2 (attention and final
-//! soft caps, query_pre_attn_scalar, a sliding layer before a global one) and Gemma 3 (per-head
+//! soft caps, query_pre_attn_scalar, a sliding layer before a global one), Gemma 1 (two norms
+//! per block, its legacy hidden_act "gelu" read as the tanh form) and Gemma 3 (per-head
 //! q/k norms, five local layers with their RoPE base before a global one with linear scaling),
 //! Phi-3 (fused Q/K/V and gate/up, 3/4 of each head rotated, LongRoPE whose long factors take
 //! over when the greedy run passes the original context of 16), each in the hub's format (F16
@@ -86,6 +87,17 @@ const PHI3: Fixture = Fixture {
         ("model.safetensors", include_bytes!("fixtures/phi3/model.safetensors")),
         ("model-q8_0.gguf", include_bytes!("fixtures/phi3/model-q8_0.gguf")),
         ("model-q4_k_m.gguf", include_bytes!("fixtures/phi3/model-q4_k_m.gguf")),
+    ],
+};
+
+const GEMMA: Fixture = Fixture {
+    name: "gemma",
+    config: include_bytes!("fixtures/gemma/config.json"),
+    expected: include_str!("fixtures/gemma/expected.json"),
+    files: &[
+        ("model.safetensors", include_bytes!("fixtures/gemma/model.safetensors")),
+        ("model-q8_0.gguf", include_bytes!("fixtures/gemma/model-q8_0.gguf")),
+        ("model-q4_k_m.gguf", include_bytes!("fixtures/gemma/model-q4_k_m.gguf")),
     ],
 };
 
@@ -195,6 +207,7 @@ both!(qwen3_matches_transformers_on_the_gpu, qwen3_matches_transformers_on_the_c
 both!(smollm3_matches_transformers_on_the_gpu, smollm3_matches_transformers_on_the_cpu, |d| check(&SMOLLM3, d));
 both!(mistral_matches_transformers_on_the_gpu, mistral_matches_transformers_on_the_cpu, |d| check(&MISTRAL, d));
 both!(phi3_matches_transformers_on_the_gpu, phi3_matches_transformers_on_the_cpu, |d| check(&PHI3, d));
+both!(gemma_matches_transformers_on_the_gpu, gemma_matches_transformers_on_the_cpu, |d| check(&GEMMA, d));
 both!(gemma2_matches_transformers_on_the_gpu, gemma2_matches_transformers_on_the_cpu, |d| check(&GEMMA2, d));
 both!(gemma3_matches_transformers_on_the_gpu, gemma3_matches_transformers_on_the_cpu, |d| check(&GEMMA3, d));
 

@@ -80,9 +80,10 @@ pub struct GemmaConfig {
 struct HubConfig {
     #[serde(flatten)]
     sizes: HubSizes,
-    /// The MLP's activation (Gemma 1 checkpoints also carry `hidden_act`, which transformers
-    /// ignores for Gemma).
+    /// The MLP's activation: Gemma 2 and 3 read `hidden_activation`, Gemma 1 `hidden_act`
+    /// (where transformers takes its legacy "gelu" for the tanh form).
     hidden_activation: Option<String>,
+    hidden_act: Option<String>,
     query_pre_attn_scalar: Option<f32>,
     attn_logit_softcapping: Option<f32>,
     final_logit_softcapping: Option<f32>,
@@ -175,10 +176,14 @@ impl GemmaConfig {
         if c.attention_bias == Some(true) || c.use_bidirectional_attention == Some(true) {
             return Err(bad("attention biases and bidirectional attention (EmbeddingGemma) are not supported".into()));
         }
-        let activation = match c.hidden_activation.as_deref() {
+        let (key, name) = match generation {
+            Generation::Gemma1 => ("hidden_act", c.hidden_act.as_deref().map(|a| if a == "gelu" { "gelu_pytorch_tanh" } else { a })),
+            _ => ("hidden_activation", c.hidden_activation.as_deref()),
+        };
+        let activation = match name {
             None | Some("gelu_pytorch_tanh" | "gelu_new" | "gelu_fast") => Activation::GeluTanh,
             Some("gelu") => Activation::GeluErf,
-            Some(other) => return Err(bad(format!("hidden_activation {other:?} is not supported (gelu_pytorch_tanh, gelu)"))),
+            Some(other) => return Err(bad(format!("{key} {other:?} is not supported (gelu_pytorch_tanh, gelu)"))),
         };
         let (rope_theta, rope_scaling, rope_local_theta) = c.ropes().map_err(bad)?;
         let layers = c.layers().map_err(bad)?;

@@ -6,7 +6,7 @@
 // sliding layer) and Gemma 3 (q/k norms, local and global RoPE) fixtures in the local hub mirror — through
 // pipeline() in Chromium, on WebGPU (SwiftShader) and on the CPU fallback: the chat prompt as
 // transformers renders and tokenizes it, and transformers' greedy continuation
-// (tests/fixtures/{llama,qwen2,qwen3,smollm3,mistral,phi3,gemma2,gemma3}/expected.json, scripts/fixtures/make_llama_fixtures.py).
+// (tests/fixtures/{llama,qwen2,qwen3,smollm3,mistral,phi3,gemma,gemma2,gemma3}/expected.json, scripts/fixtures/make_llama_fixtures.py).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -14,7 +14,7 @@ import { servedSpacesAndBrowser } from './browser.mjs';
 
 const spaces = servedSpacesAndBrowser();
 
-for (const arch of ['llama', 'qwen2', 'qwen3', 'smollm3', 'mistral', 'phi3', 'gemma2', 'gemma3']) {
+for (const arch of ['llama', 'qwen2', 'qwen3', 'smollm3', 'mistral', 'phi3', 'gemma', 'gemma2', 'gemma3']) {
   const expected = JSON.parse(readFileSync(new URL(`../fixtures/${arch}/expected.json`, import.meta.url))).chat;
   // Compared up to transformers' first near-tie.
   const sure = expected.margins.findIndex((m) => m < 0.01);
