@@ -80,7 +80,7 @@ export interface LoadOptions {
   endpoint?: string;
   /** Bearer token for gated repos (sent to the endpoint's origin only). */
   token?: string;
-  /** 'auto' (default): WebGPU when present, else the CPU (candle, wasm SIMD; also after a lost device for embeddings). */
+  /** 'auto' (default): WebGPU on a hardware adapter, else the CPU (candle, wasm SIMD): also when the adapter is a software one (SwiftShader, llvmpipe), and after a lost device for embeddings. */
   device?: 'auto' | 'webgpu' | 'cpu';
   /** Run the engine in a dedicated Worker. */
   worker?: boolean;

@@ -110,6 +110,9 @@ export async function capabilities() {
     const r = gpu.report();
     const features = [['shader-f16', r.shaderF16], ['subgroups', r.subgroups], ['timestamp-query', r.timestampQuery]].filter(([, on]) => on).map(([f]) => f);
     Object.assign(report, { webgpu: true, adapter: r.name || r.architecture || r.vendor, architecture: r.architecture, vendor: r.vendor, features, limits: r.limits, device: 'webgpu' });
+    // A software adapter (SwiftShader, llvmpipe) counts as no GPU for 'auto': the CPU backend is faster.
+    const softwareReason = gpu.autoFallbackReason();
+    if (softwareReason) Object.assign(report, { device: 'cpu', fallbackReason: softwareReason });
     gpu.free();
   } catch (err) {
     report.fallbackReason = `no WebGPU device: ${err?.message ?? err}`;

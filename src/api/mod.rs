@@ -43,9 +43,10 @@ impl From<GpuError> for JsValue {
     }
 }
 
-/// The GPU for `device` ("webgpu", "cpu" or "auto": WebGPU when an adapter and device can be
-/// had, else the CPU), and why there is none when "auto" falls back. The GPU's matrix products
-/// use f16 where it has shader-f16 (`preferred_precision`; `TextModel.setPrecision` opts out).
+/// The GPU for `device` ("webgpu", "cpu" or "auto": WebGPU when a hardware adapter and device
+/// can be had, else the CPU — a software adapter counts as none for "auto"), and why there is
+/// none when "auto" falls back. The GPU's matrix products use f16 where it has shader-f16
+/// (`preferred_precision`; `TextModel.setPrecision` opts out).
 pub(crate) async fn choose_device(device: &str) -> Result<(Option<crate::gpu::GpuContext>, Option<String>), JsValue> {
     let runtime = |ctx: GpuContext| -> Result<GpuContext, GpuError> {
         ctx.set_precision(ctx.preferred_precision())?;
@@ -55,6 +56,7 @@ pub(crate) async fn choose_device(device: &str) -> Result<(Option<crate::gpu::Gp
         "webgpu" => Ok((Some(runtime(crate::gpu::GpuContext::new().await?)?), None)),
         "cpu" => Ok((None, None)),
         "auto" => match crate::gpu::GpuContext::new().await.and_then(runtime) {
+            Ok(ctx) if ctx.report.is_software() => Ok((None, Some(software_adapter(&ctx.report)))),
             Ok(ctx) => Ok((Some(ctx), None)),
             Err(e) if e.code() == "WebGpuUnavailable" => Ok((None, Some(e.to_string()))),
             Err(e) => Err(e.into()),
@@ -63,6 +65,11 @@ pub(crate) async fn choose_device(device: &str) -> Result<(Option<crate::gpu::Gp
     }
 }
 
+
+/// Why "auto" leaves a software adapter for the CPU backend.
+pub(crate) fn software_adapter(report: &crate::gpu::context::AdapterReport) -> String {
+    format!("the WebGPU adapter ({}) emulates a GPU on the CPU: the CPU backend is faster; device: 'webgpu' uses it anyway", report.label())
+}
 
 /// The tensor table of `path` in the store, and the file to read tensors from.
 pub(crate) async fn stored_table<'a>(store: &'a IdbStore, repo: &str, commit: &str, path: &str) -> Result<(TensorTable, StoredFile<'a, IdbStore>), JsValue> {
@@ -145,6 +152,12 @@ impl Gpu {
     /// limits: { maxStorageBufferBindingSize, … } }`
     pub fn report(&self) -> Result<JsValue, JsValue> {
         to_js(&self.ctx.report)
+    }
+
+    /// Why `device: 'auto'` would not use this adapter (a software one), or undefined.
+    #[wasm_bindgen(js_name = autoFallbackReason)]
+    pub fn auto_fallback_reason(&self) -> Option<String> {
+        self.ctx.report.is_software().then(|| software_adapter(&self.ctx.report))
     }
 
     /// Runs a seeded random `rows × cols` matvec with weights of `dtype` ("F32", "Q4_K", …) and

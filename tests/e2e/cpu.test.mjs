@@ -146,3 +146,34 @@ test("feature-extraction takes device: 'cpu' on request, and 'webgpu' without We
   const refused = await run(true, 'webgpu');
   assert.deepEqual(refused, { error: 'WebGpuUnavailable', gpu: false });
 });
+
+// On SwiftShader (a software WebGPU adapter, as headless Chromium without a GPU has), device
+// 'auto' takes the CPU backend and says why; 'webgpu' still takes the adapter.
+test("device 'auto' leaves a software WebGPU adapter for the CPU backend; 'webgpu' still uses it", { timeout: 180_000 }, async () => {
+  const page = await spaces.browser.newPage();
+  await page.goto(`${spaces.url}style.css`);
+  const r = await page.evaluate(async () => {
+    const { pipeline, capabilities } = await import('./pkg/index.js');
+    const caps = await capabilities();
+    const load = async (device) => {
+      const gen = await pipeline('text-generation', 'hugrt-test/tiny-llama', { endpoint: location.origin, ...(device ? { device } : {}) });
+      const info = gen.info;
+      const { ids } = await gen.generate('The capital', { maxTokens: 3 });
+      gen.dispose();
+      return { device: info.device, adapter: info.adapter, fallbackReason: info.fallbackReason, ids };
+    };
+    return { caps, auto: await load(undefined), webgpu: await load('webgpu') };
+  });
+  console.log(JSON.stringify(r.caps), JSON.stringify(r.auto));
+  assert.equal(r.caps.webgpu, true);
+  assert.match(r.caps.adapter, /swiftshader/i);
+  assert.equal(r.caps.device, 'cpu');
+  assert.match(r.caps.fallbackReason, /emulates a GPU on the CPU/);
+  assert.equal(r.auto.device, 'cpu');
+  assert.match(r.auto.fallbackReason, /swiftshader/i);
+  assert.equal(r.webgpu.device, 'webgpu');
+  assert.equal(r.webgpu.fallbackReason, null);
+  assert.equal(r.auto.ids.length, 3);
+  assert.equal(r.webgpu.ids.length, 3);
+  await page.close();
+});
