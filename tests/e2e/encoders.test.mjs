@@ -160,7 +160,8 @@ async function runAll(device, worker) {
 
 test('encoder pipelines on WebGPU match transformers end to end', { timeout: 600_000 }, () => runAll('webgpu', false));
 test('encoder pipelines on the CPU fallback match transformers end to end', { timeout: 600_000 }, () => runAll('cpu', false));
-test('encoder pipelines in Worker mode match transformers end to end', { timeout: 600_000 }, () => runAll('auto', true));
+// Worker mode on WebGPU, named: 'auto' takes the CPU on this software adapter (tests/e2e/cpu.test.mjs).
+test('encoder pipelines in Worker mode match transformers end to end', { timeout: 600_000 }, () => runAll('webgpu', true));
 
 for (const [name, url, result] of [
   ['vision space (ViT)', 'vision.html?autorun', 'visionResult'],
