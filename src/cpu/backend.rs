@@ -388,6 +388,7 @@ impl Backend for Cpu {
             }
         }
         let longest = batch.lengths.iter().copied().max().unwrap_or(0);
+        let window = a.window.map_or(usize::MAX, |w| w as usize);
         let (bias, span) = match bias {
             Some(b) => {
                 let values = b.flatten_all().and_then(|b| b.to_vec1::<f32>()).map_err(cpu_err)?;
@@ -411,7 +412,6 @@ impl Backend for Cpu {
                 for i in 0..n {
                     let qi = &q[row(i, h)];
                     // Keys first..seen: up to itself when causal, within the window when it has one.
-                    let window = a.window.map_or(usize::MAX, |w| w as usize);
                     let first = (i + 1).saturating_sub(window);
                     let seen = if a.causal { i + 1 } else { n.min(i.saturating_add(window)) };
                     let s = &mut scores[first..seen];

@@ -183,6 +183,14 @@ pub struct GpuRope {
     rot_dim: u32,
 }
 
+impl Gpu {
+    /// `table` of `inv_freq`'s frequencies on the device.
+    fn rope_upload(&mut self, inv_freq: &[f32], table: &[[f32; 2]]) -> Result<GpuRope, ModelError> {
+        let rot_dim = u32::try_from(inv_freq.len() * 2).map_err(|_| shape(format!("{} RoPE frequencies", inv_freq.len())))?;
+        Ok(GpuRope { buffer: self.upload(table)?, rot_dim })
+    }
+}
+
 fn shape(detail: String) -> ModelError {
     GpuError::Shape { op: OP, detail }.into()
 }
@@ -324,15 +332,13 @@ impl Backend for Gpu {
     }
 
     fn rope_table(&mut self, inv_freq: &[f32], scale: f32, pos0: u32, n: u32) -> Result<GpuRope, ModelError> {
-        let rot_dim = u32::try_from(inv_freq.len() * 2).map_err(|_| shape(format!("{} RoPE frequencies", inv_freq.len())))?;
-        Ok(GpuRope { buffer: self.upload(&rope::cos_sin_table(inv_freq, scale, pos0, n))?, rot_dim })
+        self.rope_upload(inv_freq, &rope::cos_sin_table(inv_freq, scale, pos0, n))
     }
 
     fn batch_rope_table(&mut self, inv_freq: &[f32], batch: &GpuBatch) -> Result<GpuRope, ModelError> {
         // Padded rows: every sequence's slots 0..len, padding included.
         let (n, len) = (batch.lengths.len() as u32, batch.len);
-        let rot_dim = u32::try_from(inv_freq.len() * 2).map_err(|_| shape(format!("{} RoPE frequencies", inv_freq.len())))?;
-        Ok(GpuRope { buffer: self.upload(&rope::cos_sin_rows(inv_freq, 1.0, (0..n * len).map(|r| r % len)))?, rot_dim })
+        self.rope_upload(inv_freq, &rope::cos_sin_rows(inv_freq, 1.0, (0..n * len).map(|r| r % len)))
     }
 
     async fn rope(&mut self, x: GpuTensor, table: &GpuRope, layout: RopeLayout, heads: u32, head_dim: u32) -> Result<GpuTensor, ModelError> {

@@ -666,12 +666,12 @@ impl<B: Backend> Bert<B> {
         let seqs: Vec<&[u32]> = pass.members.iter().map(|&i| batch.get(i).map_or(&[][..], Vec::as_slice)).collect();
         let lengths: Vec<u32> = seqs.iter().map(|s| s.len() as u32).collect();
         let ids: Vec<u32> = seqs.concat();
-        let offset = self.config.position_offset;
-        let positions: Vec<u32> = lengths.iter().flat_map(|&n| offset..offset + n).collect();
         let be = &mut self.backend;
         let rows = be.batch(&lengths)?;
         let mut x = be.embed_batch(&self.word, &ids, &rows).await?;
         if let Some(table) = &self.position_type0 {
+            let offset = self.config.position_offset;
+            let positions: Vec<u32> = lengths.iter().flat_map(|&n| offset..offset + n).collect();
             let p = be.embed_batch(table, &positions, &rows).await?;
             x = be.add(&x, &p).await?;
         }

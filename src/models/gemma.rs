@@ -313,6 +313,13 @@ impl GemmaConfig {
         Ok(())
     }
 
+    /// Norm gain `name` as the kernels take it: the stored values plus `norm_shift`.
+    async fn norm_gain<B: Backend>(&self, b: &B, w: &mut Weights<'_, impl RangeReader>, name: &str, len: u32) -> Result<B::Vector, ModelError> {
+        let mut g = w.float_values(name, &[len]).await?;
+        g.iter_mut().for_each(|v| *v += self.norm_shift);
+        b.vector(&g)
+    }
+
     /// The file's name of tensor `part` (GGUF spelling) of layer `layer`, or of the model.
     pub fn name(&self, layer: Option<u32>, part: &str) -> String {
         if self.gguf_names {
@@ -389,11 +396,7 @@ impl<B: Backend> Gemma<B> {
         let mut layers = Vec::with_capacity(c.n_layers as usize);
         for l in 0..c.n_layers {
             let p = |s: &str| c.name(Some(l), &format!("{s}.weight"));
-            let mut norm = async |part: &str, len: u32| -> Result<B::Vector, ModelError> {
-                let mut g = w.float_values(&p(part), &[len]).await?;
-                g.iter_mut().for_each(|v| *v += c.norm_shift);
-                b.vector(&g)
-            };
+            let mut norm = async |part: &str, len: u32| c.norm_gain(b, w, &p(part), len).await;
             let qk_norm = if c.generation == Generation::Gemma3 { Some([norm("attn_q_norm", c.head_dim).await?, norm("attn_k_norm", c.head_dim).await?]) } else { None };
             let attn_norm = norm("attn_norm", c.hidden).await?;
             let post_attention_norm = if four_norms { Some(norm("post_attention_norm", c.hidden).await?) } else { None };
@@ -415,9 +418,7 @@ impl<B: Backend> Gemma<B> {
                 cache: caches.next().ok_or_else(|| ModelError::Config("a layer without a cache".into()))?,
             });
         }
-        let mut g = w.float_values(&c.name(None, "output_norm.weight"), &[c.hidden]).await?;
-        g.iter_mut().for_each(|v| *v += c.norm_shift);
-        let output_norm = b.vector(&g)?;
+        let output_norm = c.norm_gain(b, w, &c.name(None, "output_norm.weight"), c.hidden).await?;
         let inv_freq = [rope::inv_freq(c.head_dim, c.rope_theta, c.rope_scaling), rope::inv_freq(c.head_dim, c.rope_local_theta, RopeScaling::None)];
         Ok(Self { config, context, token_embd, output_norm, output, layers, inv_freq })
     }

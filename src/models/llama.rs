@@ -334,23 +334,20 @@ impl LlamaConfig {
         let rope_scaling = match meta.get_str(&format!("{arch}.rope.scaling.type")) {
             None | Some("none") => RopeScaling::None,
             Some("linear") => RopeScaling::Linear {
-                factor: meta.get_f64(&format!("{arch}.rope.scaling.factor")).filter(|f| *f > 0.0).ok_or_else(|| ModelError::Config("linear RoPE scaling without a factor".into()))? as f32,
+                factor: keys.float("rope.scaling.factor").filter(|f| *f > 0.0).ok_or_else(|| ModelError::Config("linear RoPE scaling without a factor".into()))?,
             },
             Some(other) => return Err(ModelError::Config(format!("RoPE scaling {other:?} is not supported (linear; llama3 comes as rope_freqs)"))),
         };
         let n_layers = get("block_count")?;
         let head_dim = optional("attention.key_length")?.unwrap_or(hidden / heads);
         // Phi-3's LongRoPE: factor tensors (read at load), llama.cpp's choice by the context.
-        let long_rope = (arch == "phi3" && meta.get_u64(&format!("{arch}.rope.scaling.original_context_length")).is_some())
-            .then(|| -> Result<LongRope, ModelError> {
-                Ok(LongRope {
-                    factors: None,
-                    original_context: optional("rope.scaling.original_context_length")?.filter(|&v| v > 0).ok_or_else(|| ModelError::Config(format!("{arch}.rope.scaling.original_context_length 0")))?,
-                    attention_factor: meta.get_f64(&format!("{arch}.rope.scaling.attn_factor")).unwrap_or(1.0) as f32,
-                    by_length: false,
-                })
-            })
-            .transpose()?;
+        let long_rope = match (arch, optional("rope.scaling.original_context_length")?) {
+            ("phi3", Some(0)) => return Err(ModelError::Config(format!("{arch}.rope.scaling.original_context_length 0"))),
+            ("phi3", Some(original_context)) => {
+                Some(LongRope { factors: None, original_context, attention_factor: keys.float("rope.scaling.attn_factor").unwrap_or(1.0), by_length: false })
+            }
+            _ => None,
+        };
         // llama.cpp writes no sliding window for these architectures and runs none (it turns
         // Phi-3's off); SmolLM3's
         // layers without RoPE are every fourth, as llama.cpp fixes them (no metadata key).
@@ -364,12 +361,12 @@ impl LlamaConfig {
             kv_heads,
             head_dim,
             vocab,
-            rope_theta: meta.get_f64(&format!("{arch}.rope.freq_base")).unwrap_or(10_000.0) as f32,
+            rope_theta: keys.float("rope.freq_base").unwrap_or(10_000.0),
             rope_scaling,
             rot_dim: optional("rope.dimension_count")?.unwrap_or(head_dim),
             long_rope,
             rope_layout,
-            rms_eps: meta.get_f64(&format!("{arch}.attention.layer_norm_rms_epsilon")).unwrap_or(1e-5) as f32,
+            rms_eps: keys.float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
             context: get("context_length")?,
             naming: Naming::Gguf,
             layers,
@@ -415,19 +412,18 @@ impl LlamaConfig {
     pub async fn inv_freq(&self, w: &mut Weights<'_, impl RangeReader>) -> Result<(Vec<f32>, Option<Vec<f32>>), ModelError> {
         let base = rope::inv_freq(self.rot_dim, self.rope_theta, self.rope_scaling);
         let half = self.rot_dim / 2;
+        let by = |factors: &[f32]| base.iter().zip(factors).map(|(f, factor)| f / factor).collect::<Vec<f32>>();
         let llama3_factors = self.naming == Naming::Gguf && w.has("rope_freqs.weight");
+        // A GGUF's factor tensor (checked: the config's were checked when parsed).
         let mut divided = async |name: &str| -> Result<Vec<f32>, ModelError> {
             let factors = w.values(name, &[half]).await?;
             if factors.iter().any(|f| !f.is_finite() || *f <= 0.0) {
                 return Err(ModelError::Tensor { name: name.into(), problem: "factors must be positive".into() });
             }
-            Ok(base.iter().zip(factors).map(|(f, factor)| f / factor).collect())
+            Ok(by(&factors))
         };
         match &self.long_rope {
-            Some(LongRope { factors: Some([short, long]), .. }) => {
-                let by = |factors: &[f32]| base.iter().zip(factors).map(|(f, factor)| f / factor).collect();
-                Ok((by(short), Some(by(long))))
-            }
+            Some(LongRope { factors: Some([short, long]), .. }) => Ok((by(short), Some(by(long)))),
             Some(LongRope { factors: None, .. }) => Ok((divided("rope_factors_short.weight").await?, Some(divided("rope_factors_long.weight").await?))),
             None if llama3_factors => Ok((divided("rope_freqs.weight").await?, None)),
             None => Ok((base, None)),
@@ -493,14 +489,13 @@ impl<B: Backend> Llama<B> {
             // Phi-3 fuses Q, K and V into one weight, and gate and up into another (a GGUF
             // names the latter `ffn_up`, with twice the rows): their rows are read as parts.
             let [wq, wk, wv] = if w.has(&p("attn_qkv")) {
-                let (name, total) = (p("attn_qkv"), qd + 2 * kvd);
-                [w.matrix_rows(b, &name, 0, qd, total, c.hidden).await?, w.matrix_rows(b, &name, qd, kvd, total, c.hidden).await?, w.matrix_rows(b, &name, qd + kvd, kvd, total, c.hidden).await?]
+                w.matrix_parts(b, &p("attn_qkv"), [qd, kvd, kvd], c.hidden).await?
             } else {
                 [w.matrix(b, &p("attn_q"), qd, c.hidden).await?, w.matrix(b, &p("attn_k"), kvd, c.hidden).await?, w.matrix(b, &p("attn_v"), kvd, c.hidden).await?]
             };
             let fused = [p("ffn_gate_up"), p("ffn_up")].into_iter().find(|name| !w.has(&p("ffn_gate")) && w.has(name));
             let [w_gate, w_up] = match fused {
-                Some(name) => [w.matrix_rows(b, &name, 0, c.ffn, 2 * c.ffn, c.hidden).await?, w.matrix_rows(b, &name, c.ffn, c.ffn, 2 * c.ffn, c.hidden).await?],
+                Some(name) => w.matrix_parts(b, &name, [c.ffn, c.ffn], c.hidden).await?,
                 None => [w.matrix(b, &p("ffn_gate"), c.ffn, c.hidden).await?, w.matrix(b, &p("ffn_up"), c.ffn, c.hidden).await?],
             };
             layers.push(Layer {

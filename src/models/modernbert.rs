@@ -187,12 +187,11 @@ pub struct ModernStack<B: Backend> {
 /// The `N` dense layers of `rows` rows each that a fused weight `name` (and its bias) holds in
 /// turn.
 async fn parts<B: Backend, const N: usize>(be: &B, w: &mut Weights<'_, impl RangeReader>, name: &str, rows: u32, cols: u32, bias: bool) -> Result<[Linear<B>; N], ModelError> {
-    let total = rows * N as u32;
-    let biases = if bias { Some(w.float_values(&format!("{name}.bias"), &[total]).await?) } else { None };
+    let matrices = w.matrix_parts(be, &format!("{name}.weight"), [rows; N], cols).await?;
+    let biases = if bias { Some(w.float_values(&format!("{name}.bias"), &[rows * N as u32]).await?) } else { None };
     let mut out = Vec::with_capacity(N);
-    for i in 0..N as u32 {
-        let m = w.matrix_rows(be, &format!("{name}.weight"), i * rows, rows, total, cols).await?;
-        let b = biases.as_ref().map(|v| be.vector(&v[(i * rows) as usize..((i + 1) * rows) as usize])).transpose()?;
+    for (i, m) in matrices.into_iter().enumerate() {
+        let b = biases.as_ref().map(|v| be.vector(&v[i * rows as usize..(i + 1) * rows as usize])).transpose()?;
         out.push(Linear { w: m, b });
     }
     out.try_into().map_err(|_| ModelError::Config(format!("{name}: not {N} parts")))

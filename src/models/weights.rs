@@ -48,19 +48,27 @@ impl<'a, R: RangeReader> Weights<'a, R> {
         b.matrix(t, self.read, rows, cols).await
     }
 
-    /// Rows `first..first + rows` of tensor `name`, which must be (total, cols), as a matrix on
-    /// `b`: a part of a fused weight (Phi-3's `qkv_proj`, `gate_up_proj`). Rows are contiguous
-    /// in every format (quantization blocks run along a row), so the part is one byte range.
-    pub async fn matrix_rows<B: Backend>(&mut self, b: &B, name: &str, first: u32, rows: u32, total: u32, cols: u32) -> Result<B::Matrix, ModelError> {
+    /// Tensor `name`, which must be (Σ parts, cols), as one matrix per block of `parts[i]`
+    /// consecutive rows: a fused weight's parts (Phi-3's `qkv_proj` and `gate_up_proj`,
+    /// ModernBERT's `Wqkv` and `Wi`). Rows are contiguous in every format (quantization blocks
+    /// run along a row), so each part is one byte range.
+    pub async fn matrix_parts<B: Backend, const N: usize>(&mut self, b: &B, name: &str, parts: [u32; N], cols: u32) -> Result<[B::Matrix; N], ModelError> {
         let t = self.find(name)?;
         let bad = |problem: String| ModelError::Tensor { name: t.name.clone(), problem };
-        if t.shape != [u64::from(total), u64::from(cols)] || first.checked_add(rows).is_none_or(|end| end > total) {
-            return Err(bad(format!("shape {:?}: rows {first}..+{rows} of ({total}, {cols}) expected", t.shape)));
+        let total: u64 = parts.iter().map(|&r| u64::from(r)).sum();
+        if t.shape != [total, u64::from(cols)] {
+            return Err(bad(format!("shape {:?}: ({total}, {cols}) expected, rows {parts:?}", t.shape)));
         }
         let row_bytes = t.dtype.bytes_for(u64::from(cols)).ok_or_else(|| bad(format!("rows of {cols} {} values", t.dtype)))?;
-        let start = t.range.start + u64::from(first) * row_bytes;
-        let part = TensorInfo { name: t.name.clone(), dtype: t.dtype, shape: vec![u64::from(rows), u64::from(cols)], range: start..start + u64::from(rows) * row_bytes };
-        b.matrix(&part, self.read, rows, cols).await
+        let mut out = Vec::with_capacity(N);
+        let mut start = t.range.start;
+        for rows in parts {
+            let end = start + u64::from(rows) * row_bytes;
+            let part = TensorInfo { name: t.name.clone(), dtype: t.dtype, shape: vec![u64::from(rows), u64::from(cols)], range: start..end };
+            out.push(b.matrix(&part, self.read, rows, cols).await?);
+            start = end;
+        }
+        out.try_into().map_err(|_| bad(format!("not {N} parts")))
     }
 
     /// Tensors `names[i]`, each (rows[i], cols), as matrices that multiply the same input
