@@ -20,11 +20,13 @@ pub mod ast;
 pub mod fbank;
 pub mod resample;
 pub mod wav;
+pub mod whisper;
 
 pub use ast::{AstFeatureConfig, AstFeatureExtractor, AudioBench, bench_ast_features};
 pub use fbank::{KaldiFbank, kaldi_mel_banks};
 pub use resample::resample;
 pub use wav::{decode_wav, decode_wav_limited};
+pub use whisper::{WhisperFeatureConfig, WhisperFeatureExtractor};
 
 use super::PreprocessError;
 
