@@ -6,6 +6,8 @@
 //      patch at (py·sh, px·sw), column c·kh·kw + ky·kw + kx (a Conv2d weight's (out, in, kh, kw)
 //      flattened); the `prefix` rows before each image's patches (CLS and distillation tokens)
 //      are zeroed, so that the product leaves them 0 for their embeddings to be added.
+//      With `pad_x` the input is seen with that many zero columns on each side along x (Whisper's
+//      Conv1d padding; x counts from the left pad).
 // One invocation per element of Y; the grid folds as in elementwise.wgsl.
 
 struct PatchParams {
@@ -23,8 +25,8 @@ struct PatchParams {
     image_stride: u32,
     batch: u32,
     groups_x: u32,
-    _pad0: u32,
-    _pad1: u32,
+    pad_x: u32,
+    width: u32,
 }
 
 override WG: u32 = 256u;
@@ -53,6 +55,10 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>) {
     let ky = (k / P.kw) % P.kh;
     let kx = k % P.kw;
     let y = (p / P.out_w) * P.sh + ky;
-    let x = (p % P.out_w) * P.sw + kx;
-    Y[i] = X[b * P.image_stride + c * P.c_stride + y * P.y_stride + x * P.x_stride];
+    let x = (p % P.out_w) * P.sw + kx; // in padded coordinates
+    if (x < P.pad_x || x - P.pad_x >= P.width) {
+        Y[i] = 0.0;
+        return;
+    }
+    Y[i] = X[b * P.image_stride + c * P.c_stride + y * P.y_stride + (x - P.pad_x) * P.x_stride];
 }

@@ -189,6 +189,15 @@ pub trait Backend {
     /// The im2col patches of `n` inputs of `inputs` (each in `layout`): (n · rows, cols) of
     /// `patches`, each input's prefix rows zero. Its batch is `n` sequences of `rows`.
     async fn patches(&mut self, inputs: &[f32], n: u32, patches: Patches, layout: Layout) -> Result<Self::Tensor, ModelError>;
+    /// The im2col patches of one input held in `x` (its values row after row, read in `layout`):
+    /// (rows, cols) of `patches`. A convolution over activations: Whisper's second Conv1d reads the
+    /// first's (time, channels) output as channels × 1 × time.
+    async fn tensor_patches(&mut self, x: &Self::Tensor, patches: Patches, layout: Layout) -> Result<Self::Tensor, ModelError>;
+    /// Attention of every row of `q` over all rows of `k` and `v`, none masked: an encoder-decoder's
+    /// cross-attention (the decoder's tokens over the encoder's output, whose K and V are computed
+    /// once per input and kept across passes). q: (n, heads · head_dim), k and v: (keys, heads ·
+    /// head_dim); (n, heads · head_dim).
+    async fn cross_attention(&mut self, q: &Self::Tensor, k: &Self::Tensor, v: &Self::Tensor, heads: u32, head_dim: u32, scale: f32) -> Result<Self::Tensor, ModelError>;
     /// `x` plus `t`'s values repeated over it: a bias when `t` is one row long, a (len, cols)
     /// table added to each sequence of `len` rows.
     async fn add_tiled(&mut self, x: &Self::Tensor, t: &Self::Vector) -> Result<Self::Tensor, ModelError>;

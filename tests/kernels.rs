@@ -207,13 +207,20 @@ gpu_test!(patches_im2col, async {
     let odd = Patches::new(2, (23, 17), (5, 7), (3, 2), 0).unwrap();
     let ast = Patches::new(1, (24, 40), (16, 16), (4, 5), 2).unwrap();
     let ast_layout = Layout { c: 0, y: 1, x: 24, image: 24 * 40 };
-    for (i, (p, batch, layout)) in [(vit, 3, vit.chw()), (odd, 2, odd.chw()), (ast, 2, ast_layout)].into_iter().enumerate() {
+    // Whisper's Conv1d (kernel 3, padding 1) over (mel, frames) features, and the strided one over
+    // the first's (time, channels) output read as channels × 1 × time: zero columns at both ends.
+    let conv1 = Patches::padded(5, (1, 13), (1, 3), (1, 1), 0, 1).unwrap();
+    let conv2 = Patches::padded(6, (1, 11), (1, 3), (1, 2), 0, 1).unwrap();
+    let conv2_layout = Layout { c: 1, y: 0, x: 6, image: 66 };
+    assert_eq!((conv1.out_w(), conv2.out_w()), (13, 6));
+    for (i, (p, batch, layout)) in [(vit, 3, vit.chw()), (odd, 2, odd.chw()), (ast, 2, ast_layout), (conv1, 1, conv1.chw()), (conv2, 2, conv2_layout)].into_iter().enumerate() {
         let report = check_against_reference(&ctx, &p, batch, layout, i as u64).await.unwrap_or_else(|e| panic!("{p:?}: {e}"));
         log(&format!("im2col {p:?} ×{batch}: {report}"));
         assert!(report.passed, "{p:?}: {report}");
     }
     assert_eq!((ast.out_h(), ast.out_w(), ast.rows(), ast.cols()), (3, 5, 17, 256));
     assert!(Patches::new(3, (5, 5), (6, 6), (6, 6), 0).is_err(), "a kernel larger than the input");
+    assert!(Patches::padded(3, (1, 5), (1, 3), (1, 1), 0, 3).is_err(), "padding as wide as the kernel");
     assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
 });
 

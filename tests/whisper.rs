@@ -6,6 +6,8 @@
 //! (lavapipe natively, SwiftShader in Chromium) and on the CPU backend.
 
 use hugrt::formats::{TensorTable, read_table};
+use hugrt::generate::whisper::{DecodeOptions, Task, WhisperGeneration};
+use hugrt::models::whisper::Whisper;
 use hugrt::preprocess::audio::WhisperFeatureExtractor;
 
 #[cfg(target_arch = "wasm32")]
@@ -79,3 +81,74 @@ gpu_test!(features_refuse_bad_audio_and_configs, async {
         assert!(WhisperFeatureExtractor::from_json(bad.as_bytes()).is_err(), "{bad}");
     }
 });
+
+// ---------- the tiny random model against transformers' float64 run ----------
+
+/// |hugrt − transformers f64| relative to the largest |reference| value of the case: the
+/// encoder's output (1500 positions; values of order 1–5) and the decoder's logits (order 1–10).
+/// Both include the features' own error (≤ 3.3e-6 on this signal). Measured on lavapipe 1.1e-6
+/// and 5.7e-7, on the CPU backend 8.0e-7 and 4.9e-7.
+const ENCODER_TOL: f64 = 1e-5;
+const LOGIT_TOL: f64 = 1e-5;
+
+async fn tiny_whisper<B: hugrt::backend::Backend>(be: B) -> (Whisper<B>, WhisperGeneration) {
+    let bytes = fixture!("tiny/model.safetensors");
+    let model = Whisper::load(be, fixture!("tiny/config.json"), &table(bytes), &mut &bytes[..]).await.expect("loads");
+    let rules = WhisperGeneration::from_json(fixture!("tiny/generation_config.json"), model.shape.vocab).expect("generation config");
+    (model, rules)
+}
+
+fn max_rel(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f64, |m, w| m.max(f64::from(w.abs())));
+    got.iter().zip(want).map(|(g, w)| f64::from((g - w).abs())).fold(0.0, f64::max) / scale
+}
+
+async fn tiny_matches_transformers_on<B: hugrt::backend::Backend>(be: B) {
+    let device = be.device();
+    let exp: serde_json::Value = serde_json::from_str(include_str!("fixtures/whisper/expected.json")).unwrap();
+    let arrays = fixture!("expected.safetensors");
+    let ids = |v: &serde_json::Value| -> Vec<u32> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect() };
+    let (mut model, rules) = tiny_whisper(be).await;
+    let features = extractor().extract(&tensor(fixture!("features.safetensors"), "signal.speechlike")).unwrap();
+
+    // Encoder: every 10th row.
+    let d = model.shape.d_model as usize;
+    let enc = model.encode_output(&features).await.expect("encodes");
+    let rows: Vec<f32> = (0..1500).step_by(10).flat_map(|r| enc[r * d..(r + 1) * d].to_vec()).collect();
+    let err = max_rel(&rows, &tensor(arrays, "encoder"));
+    log(&format!("whisper tiny encoder on {device}: max relative error {err:.2e}"));
+    assert!(err <= ENCODER_TOL, "encoder on {device}: {err:.2e}");
+
+    // Language detected, transcribe, no timestamps: the raw logits of every step and the tokens.
+    let cross = model.encode(&features).await.expect("encodes");
+    let mut steps: Vec<Vec<f32>> = Vec::new();
+    let opts = DecodeOptions::default();
+    let out = model.decode(&rules, &cross, &opts, |logits, _| {
+        steps.push(logits.to_vec());
+        true
+    })
+    .await
+    .expect("decodes");
+    assert_eq!(out.language, Some(exp["detected_language"].as_u64().unwrap() as u32), "detected language on {device}");
+    assert_eq!(out.tokens, ids(&exp["detect_transcribe"]), "greedy tokens on {device}");
+    let want = tensor(arrays, "detect_transcribe_logits");
+    let vocab = model.shape.vocab as usize;
+    // The reference's last row predicts past the length limit: compare the steps decoded.
+    let got: Vec<f32> = steps.concat();
+    let err = max_rel(&got, &want[..got.len()]);
+    log(&format!("whisper tiny logits over {} steps on {device}: max relative error {err:.2e}", got.len() / vocab));
+    assert!(err <= LOGIT_TOL, "logits on {device}: {err:.2e}");
+
+    // German forced with timestamps; English translation.
+    for (name, opts) in [
+        ("de_timestamps", DecodeOptions { language: Some("german".into()), timestamps: true, ..Default::default() }),
+        ("en_translate", DecodeOptions { language: Some("en".into()), task: Some(Task::Translate), ..Default::default() }),
+    ] {
+        let out = model.decode(&rules, &cross, &opts, |_, _| true).await.expect("decodes");
+        assert_eq!(out.tokens, ids(&exp[name]), "{name} on {device}");
+    }
+    assert_eq!(model.backend.take_uncaptured_errors(), Vec::<String>::new());
+}
+
+both!(tiny_matches_transformers, cpu_tiny_matches_transformers, |d| async move { on_backend!(d, tiny_matches_transformers_on()) });

@@ -370,6 +370,30 @@ impl Backend for Cpu {
         from_values(p.reference(n, layout, inputs), (n * p.rows()) as usize, p.cols() as usize)
     }
 
+    async fn tensor_patches(&mut self, x: &Tensor, patches: Patches, layout: Layout) -> Result<Tensor, ModelError> {
+        if patches.input_len(1, layout) > x.elem_count() as u64 {
+            return Err(shape(format!("patches {patches:?} in {layout:?} over a tensor of {:?}", x.dims())));
+        }
+        from_values(patches.reference(1, layout, &values(x)?), patches.rows() as usize, patches.cols() as usize)
+    }
+
+    async fn cross_attention(&mut self, q: &Tensor, k: &Tensor, v: &Tensor, heads: u32, head_dim: u32, scale: f32) -> Result<Tensor, ModelError> {
+        let (heads, hd) = (heads as usize, head_dim as usize);
+        let (n, qd) = dims2(q)?;
+        let (keys, kd) = dims2(k)?;
+        if qd != heads * hd || kd != qd || v.dims() != k.dims() {
+            return Err(shape(format!("cross-attention of {heads} heads of {hd}: q {:?}, k {:?}, v {:?}", q.dims(), k.dims(), v.dims())));
+        }
+        (|| {
+            // (rows, h · hd) → (h, rows, hd); softmax(q·kᵀ·scale)·v per head.
+            let split = |t: &Tensor, rows: usize| t.reshape((rows, heads, hd))?.transpose(0, 1)?.contiguous();
+            let scores = (split(q, n)?.matmul(&split(k, keys)?.t()?)? * f64::from(scale))?;
+            let p = candle_nn::ops::softmax_last_dim(&scores)?;
+            p.matmul(&split(v, keys)?)?.transpose(0, 1)?.reshape((n, heads * hd))
+        })()
+        .map_err(cpu_err)
+    }
+
     async fn add_tiled(&mut self, x: &Tensor, t: &Tensor) -> Result<Tensor, ModelError> {
         let (rows, cols) = dims2(x)?;
         let len = t.elem_count();

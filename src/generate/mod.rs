@@ -10,6 +10,7 @@ pub mod chat;
 pub mod sampling;
 pub mod stop;
 pub mod stream;
+pub mod whisper;
 
 pub use crate::generation_defaults::OptionDefaults;
 

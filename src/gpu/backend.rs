@@ -439,6 +439,30 @@ impl Backend for Gpu {
         Ok(y)
     }
 
+    async fn tensor_patches(&mut self, x: &GpuTensor, patches: Patches, layout: Layout) -> Result<GpuTensor, ModelError> {
+        if patches.input_len(1, layout) > x.elems() {
+            return Err(shape(format!("patches {patches:?} in {layout:?} over a tensor of ({}, {})", x.rows, x.cols)));
+        }
+        let y = self.output(patches.rows(), patches.cols())?;
+        let ctx = self.ctx.clone();
+        patches.encode(&ctx, self.encoder()?, 1, layout, x.buffer(), y.buffer()).await?;
+        Ok(y)
+    }
+
+    async fn cross_attention(&mut self, q: &GpuTensor, k: &GpuTensor, v: &GpuTensor, heads: u32, head_dim: u32, scale: f32) -> Result<GpuTensor, ModelError> {
+        let width = heads * head_dim;
+        if q.cols != width || k.cols != width || (v.rows, v.cols) != (k.rows, k.cols) {
+            return Err(shape(format!("cross-attention of {heads} heads of {head_dim}: q ({}, {}), k ({}, {}), v ({}, {})", q.rows, q.cols, k.rows, k.cols, v.rows, v.cols)));
+        }
+        let attn = Attention { batch: 1, q_len: q.rows, kv_len: k.rows, heads, kv_heads: heads, head_dim, q_pos0: 0, causal: false, window: 0, scale, softcap: 0.0, rel_span: 0 };
+        let lengths = self.upload(&[k.rows])?;
+        let scores = self.scratch(attn.scratch_bytes())?;
+        let out = self.output(q.rows, width)?;
+        let ctx = self.ctx.clone();
+        attn.encode(&ctx, self.encoder()?, q.buffer(), k.buffer(), v.buffer(), &lengths, scores.buffer(), out.buffer(), None).await?;
+        Ok(out)
+    }
+
     async fn add_tiled(&mut self, x: &GpuTensor, t: &GpuVector) -> Result<GpuTensor, ModelError> {
         let y = self.output(x.rows, x.cols)?;
         let ctx = self.ctx.clone();

@@ -249,6 +249,7 @@ impl BertConfig {
             activation: self.activation,
             placement: Placement::Post,
             qkv_bias: true,
+            k_bias: true,
         }
     }
 }

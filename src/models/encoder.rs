@@ -80,6 +80,8 @@ pub struct EncoderShape {
     pub placement: Placement,
     /// Q, K and V have biases (ViT's and AST's `qkv_bias`; always in BERT and CLIP).
     pub qkv_bias: bool,
+    /// With `qkv_bias`, K has one too (Whisper's `k_proj` has none).
+    pub k_bias: bool,
 }
 
 /// Bounds on config values: beyond them a config is refused before anything is allocated.
@@ -123,6 +125,7 @@ impl EncoderShape {
             activation: activation(what, hidden_act.unwrap_or(default_act))?,
             placement,
             qkv_bias,
+            k_bias: qkv_bias,
         })
     }
 }
@@ -298,7 +301,7 @@ impl<B: Backend> Encoder<B> {
             let qkv = w.matrices(be, &[&format!("{}.weight", n.q), &format!("{}.weight", n.k), &format!("{}.weight", n.v)], &[h, h, h], h).await?;
             let mut linears = Vec::with_capacity(3);
             for (m, name) in qkv.into_iter().zip([&n.q, &n.k, &n.v]) {
-                let b = if qb { Some(w.vector(be, &format!("{name}.bias"), h).await?) } else { None };
+                let b = if qb && (shape.k_bias || name != &n.k) { Some(w.vector(be, &format!("{name}.bias"), h).await?) } else { None };
                 linears.push(Linear { w: m, b });
             }
             let Ok([q, k, v]) = <[Linear<B>; 3]>::try_from(linears) else {

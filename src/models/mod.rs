@@ -15,6 +15,7 @@ pub mod sentence;
 pub mod tasks;
 pub mod vit;
 pub mod weights;
+pub mod whisper;
 
 use crate::formats::{DType, FormatError, TensorTable, grow_prefix, read_table};
 pub use decoder::{AnyDecoder, Decoder, PREFILL_CHUNK};

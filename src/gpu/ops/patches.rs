@@ -30,8 +30,8 @@ pub struct PatchParams {
     pub image_stride: u32,
     pub batch: u32,
     pub groups_x: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
+    pub pad_x: u32,
+    pub width: u32,
 }
 
 /// Where element (c, y, x) of an input image sits: `c·c + y·y + x·x` from the image's start,
@@ -56,25 +56,33 @@ pub struct Patches {
     pub sw: u32,
     /// Rows before each image's patches in the output (zeroed).
     pub prefix: u32,
+    /// Zero columns on each side of the input along x (a Conv1d's `padding`); 0 for none.
+    pub pad_x: u32,
 }
 
 impl Patches {
     /// Checks the geometry: a kernel that fits in the input, non-zero strides.
     pub fn new(channels: u32, (height, width): (u32, u32), (kh, kw): (u32, u32), (sh, sw): (u32, u32), prefix: u32) -> Result<Self, GpuError> {
-        let p = Self { channels, height, width, kh, kw, sh, sw, prefix };
-        if channels == 0 || kh == 0 || kw == 0 || sh == 0 || sw == 0 || kh > height || kw > width {
+        Self::padded(channels, (height, width), (kh, kw), (sh, sw), prefix, 0)
+    }
+
+    /// As `new`, the input seen with `pad_x` zero columns on each side along x (PyTorch's Conv1d
+    /// `padding` over a (channels, 1, width) input).
+    pub fn padded(channels: u32, (height, width): (u32, u32), (kh, kw): (u32, u32), (sh, sw): (u32, u32), prefix: u32, pad_x: u32) -> Result<Self, GpuError> {
+        let p = Self { channels, height, width, kh, kw, sh, sw, prefix, pad_x };
+        if channels == 0 || kh == 0 || kw == 0 || sh == 0 || sw == 0 || kh > height || u64::from(kw) > u64::from(width) + 2 * u64::from(pad_x) || pad_x >= kw.max(1) {
             return Err(GpuError::Shape { op: OP, detail: format!("{p:?}") });
         }
         Ok(p)
     }
 
-    /// Output positions down and across (PyTorch's Conv2d without padding).
+    /// Output positions down and across (PyTorch's Conv2d, padded along x by `pad_x`).
     pub fn out_h(&self) -> u32 {
         (self.height - self.kh) / self.sh + 1
     }
 
     pub fn out_w(&self) -> u32 {
-        (self.width - self.kw) / self.sw + 1
+        (self.width + 2 * self.pad_x - self.kw) / self.sw + 1
     }
 
     pub fn patches(&self) -> u32 {
@@ -127,8 +135,8 @@ impl Patches {
             image_stride: layout.image,
             batch,
             groups_x: groups.0,
-            _pad0: 0,
-            _pad1: 0,
+            pad_x: self.pad_x,
+            width: self.width,
         };
         Dispatch { shader: ShaderId::Patches, entry_point: "im2col", workgroup_size: WORKGROUP, kind: None, threads_per_row: None, params, buffers: &[x, y], groups }
             .encode(ctx, encoder)
@@ -145,8 +153,8 @@ impl Patches {
                     for c in 0..self.channels {
                         for ky in 0..self.kh {
                             for kx in 0..self.kw {
-                                let (yy, xx) = (py * self.sh + ky, px * self.sw + kx);
-                                y.push(x[(b * layout.image + c * layout.c + yy * layout.y + xx * layout.x) as usize]);
+                                let (yy, xx) = (py * self.sh + ky, (px * self.sw + kx).wrapping_sub(self.pad_x));
+                                y.push(if xx < self.width { x[(b * layout.image + c * layout.c + yy * layout.y + xx * layout.x) as usize] } else { 0.0 });
                             }
                         }
                     }
