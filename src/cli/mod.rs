@@ -7,6 +7,7 @@ mod embed;
 mod generate;
 mod inspect;
 mod tokenize;
+mod transcribe;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,8 @@ enum Command {
     Embed(embed::Args),
     /// Image, zero-shot, audio and text classification and fill-mask with an encoder checkpoint folder.
     Classify(classify::Args),
+    /// Speech recognition with a Whisper checkpoint folder (WAV input) on the native GPU or the CPU.
+    Transcribe(transcribe::Args),
     /// Kernel micro-benchmarks on the native GPU (wgpu: Vulkan/Metal; lavapipe without a GPU).
     Bench(bench::Args),
 }
@@ -94,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Generate(args) => (args.json, generate::run(&args)),
         Command::Embed(args) => (args.json, embed::run(&args)),
         Command::Classify(args) => (args.json, classify::run(&args)),
+        Command::Transcribe(args) => (args.json, transcribe::run(&args)),
     };
     match result {
         Ok(report) => {

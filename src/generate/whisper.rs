@@ -250,39 +250,169 @@ impl WhisperGeneration {
     }
 }
 
-/// One timed piece of a transcript.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct Segment {
-    /// Seconds from the start of the audio.
-    pub start: f64,
-    /// `None` when the window ended inside the segment.
-    pub end: Option<f64>,
+/// One window's output for `merge_windows`: its generated tokens (after the prompt) and, for a
+/// window cut from longer audio, (window, left stride, right stride) in seconds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowOutput {
     pub tokens: Vec<u32>,
+    pub stride: Option<(f64, f64, f64)>,
 }
 
-/// The timed segments of a window's generated tokens (timestamps at 0.02 s, `offset` seconds
-/// added), as transformers' `_decode_asr` groups them: text between a timestamp and the next.
-pub fn segments(tokens: &[u32], timestamp_begin: u32, eos: u32, offset: f64) -> Vec<Segment> {
-    let time = |t: u32| offset + f64::from(t - timestamp_begin) * 0.02;
-    let mut out: Vec<Segment> = Vec::new();
-    let mut open: Option<Segment> = None;
-    for &t in tokens {
-        if t == eos {
-            break;
-        }
-        if t >= timestamp_begin {
-            match open.take() {
-                Some(mut s) if !s.tokens.is_empty() => {
-                    s.end = Some(time(t));
-                    out.push(s);
-                }
-                _ => open = Some(Segment { start: time(t), end: None, tokens: Vec::new() }),
+/// A piece of the merged transcript: its text tokens and, with timestamps, its time span.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TextChunk {
+    pub tokens: Vec<u32>,
+    pub timestamp: (Option<f64>, Option<f64>),
+}
+
+/// Rounds to 0.01 s as transformers' `round(time, 2)` does.
+fn round2(t: f64) -> f64 {
+    (t * 100.0).round() / 100.0
+}
+
+/// The windows of a long recording merged into text chunks, as transformers' ASR pipeline does it
+/// (`tokenization_whisper._decode_asr` without word timestamps or languages): the windows' text
+/// tokens joined where they overlap (`longest_common_sequence`), and with timestamps the segments
+/// placed in time (each window's offset, strides dropped). `special` tells the tokens that are
+/// neither text nor timestamps (the end token, language and task tokens).
+pub fn merge_windows(windows: &[WindowOutput], timestamp_begin: u32, special: impl Fn(u32) -> bool, timestamps: bool) -> Vec<TextChunk> {
+    const TIME_PRECISION: f64 = 0.02;
+    const SEGMENT_SIZE: f64 = 1500.0;
+    let new_chunk = || TextChunk { tokens: Vec::new(), timestamp: (None, None) };
+    let mut chunks = Vec::new();
+    let mut chunk = new_chunk();
+    let mut time_offset = 0.0;
+    let mut previous: Vec<Vec<u32>> = Vec::new();
+    let mut skip = false;
+    for w in windows {
+        let ids = &w.tokens;
+        let mut last_timestamp: Option<u32> = None;
+        let mut first_timestamp = f64::from(timestamp_begin);
+        let (mut cur_max, mut prev_segments_len, mut penultimate) = (0.0f64, 0.0f64, 0.0f64);
+        if let Some((len, left, right)) = w.stride {
+            time_offset -= left;
+            let right_stride_start = len - right;
+            if left > 0.0 {
+                first_timestamp = left / TIME_PRECISION + f64::from(timestamp_begin);
             }
-        } else if t < eos {
-            open.get_or_insert_with(|| Segment { start: offset, end: None, tokens: Vec::new() }).tokens.push(t);
+            if right > 0.0 {
+                for &t in ids.iter().rev() {
+                    if t >= timestamp_begin {
+                        if last_timestamp.is_some() && f64::from(t - timestamp_begin) * TIME_PRECISION < right_stride_start {
+                            break;
+                        }
+                        last_timestamp = Some(t);
+                    }
+                }
+            }
+        }
+        let mut current: Vec<u32> = Vec::new();
+        for (i, &t) in ids.iter().enumerate() {
+            if special(t) {
+                continue;
+            }
+            if t >= timestamp_begin {
+                let ts = f64::from(t - timestamp_begin) * TIME_PRECISION;
+                if ts < cur_max {
+                    let last_was_single_ending = i >= 2 && !(ids[i - 1] >= timestamp_begin && ids[i - 2] >= timestamp_begin);
+                    if last_was_single_ending {
+                        prev_segments_len += TIME_PRECISION * SEGMENT_SIZE;
+                    } else {
+                        cur_max = penultimate;
+                        prev_segments_len += penultimate;
+                    }
+                }
+                penultimate = cur_max;
+                cur_max = ts;
+                let time = round2(ts + time_offset + prev_segments_len);
+                if last_timestamp.is_some_and(|last| t >= last) {
+                    skip = true;
+                } else if skip || (!previous.is_empty() && f64::from(t) < first_timestamp) {
+                    skip = false;
+                } else if chunk.timestamp.0.is_none() {
+                    chunk.timestamp.0 = Some(time);
+                } else if Some(time) != chunk.timestamp.0 {
+                    chunk.timestamp.1 = Some(time);
+                    previous.push(std::mem::take(&mut current));
+                    chunk.tokens = longest_common_sequence(&previous);
+                    chunks.push(std::mem::replace(&mut chunk, new_chunk()));
+                    previous.clear();
+                }
+            } else {
+                current.push(t);
+            }
+        }
+        if let Some((len, _, right)) = w.stride {
+            time_offset += len - right;
+        }
+        if !current.is_empty() {
+            previous.push(current);
+        } else if !previous.iter().any(|p| !p.is_empty()) {
+            chunk = new_chunk();
+            previous.clear();
         }
     }
-    out.extend(open.filter(|s| !s.tokens.is_empty()));
+    if !previous.is_empty() {
+        chunk.tokens = longest_common_sequence(&previous);
+        chunks.push(chunk);
+    }
+    if !timestamps {
+        chunks.iter_mut().for_each(|c| c.timestamp = (None, None));
+    }
+    chunks
+}
+
+/// Token sequences of overlapping windows joined into one (transformers'
+/// `_find_longest_common_sequence`): each next sequence slid along the joined one's end to the
+/// offset with the largest share of equal tokens (ties to longer overlaps), the overlap split in
+/// the middle — the left window's tokens for its first half, the right's for the second.
+pub fn longest_common_sequence(sequences: &[Vec<u32>]) -> Vec<u32> {
+    let Some((first, rest)) = sequences.split_first() else { return Vec::new() };
+    let mut left: Vec<u32> = first.clone();
+    let mut total = Vec::new();
+    for right in rest {
+        let (ll, rl) = (left.len(), right.len());
+        let mut best = 0.0f64;
+        let mut best_at = (ll, ll, 0, 0);
+        for i in 1..ll + rl {
+            let eps = i as f64 / 10000.0;
+            let (l0, l1) = (ll.saturating_sub(i), ll.min(ll + rl - i));
+            let (r0, r1) = (i.saturating_sub(ll), rl.min(i));
+            let matches = left[l0..l1].iter().zip(&right[r0..r1]).filter(|(a, b)| a == b).count();
+            let matching = matches as f64 / i as f64 + eps;
+            if matches > 1 && matching > best {
+                best = matching;
+                best_at = (l0, l1, r0, r1);
+            }
+        }
+        let (l0, l1, r0, r1) = best_at;
+        total.extend_from_slice(&left[..(l0 + l1) / 2]);
+        left = right[(r0 + r1) / 2..].to_vec();
+    }
+    total.extend(left);
+    total
+}
+
+/// transformers' `chunk_iter`: windows of `chunk` samples every `chunk − left − right`, each
+/// with (samples, left stride, right stride) — no left stride on the first, no right stride on
+/// the last; a window no longer than its left stride is dropped.
+pub fn chunk_windows(len: usize, chunk: usize, left: usize, right: usize) -> Vec<(usize, usize, usize, usize)> {
+    let step = chunk.saturating_sub(left + right).max(1);
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < len.max(1) {
+        let end = (start + chunk).min(len);
+        let is_last = start + chunk >= len;
+        let l = if start == 0 { 0 } else { left };
+        let r = if is_last { 0 } else { right };
+        if end - start > l {
+            out.push((start, end - start, l, r));
+        }
+        if is_last {
+            break;
+        }
+        start += step;
+    }
     out
 }
 
@@ -301,14 +431,19 @@ mod tests {
     }
 
     #[test]
-    fn segments_split_at_timestamp_pairs() {
-        // <|0.00|> a b <|1.00|><|1.00|> c <|2.00|> <eos>, timestamps from 100, eos 50.
-        let s = segments(&[100, 1, 2, 150, 150, 3, 200, 50], 100, 50, 30.0);
-        assert_eq!(s.len(), 2);
-        assert_eq!((s[0].start, s[0].end, s[0].tokens.clone()), (30.0, Some(31.0), vec![1, 2]));
-        assert_eq!((s[1].start, s[1].end, s[1].tokens.clone()), (31.0, Some(32.0), vec![3]));
-        // An unfinished segment keeps no end.
-        let s = segments(&[100, 1, 2], 100, 50, 0.0);
-        assert_eq!(s[0].end, None);
+    fn overlapping_windows_join_once() {
+        // transformers' docstring example: [a b c d] + [c d f] → [a b c d f].
+        assert_eq!(longest_common_sequence(&[vec![1, 2, 3, 4], vec![3, 4, 6]]), vec![1, 2, 3, 4, 6]);
+        // No overlap of two or more tokens: concatenated.
+        assert_eq!(longest_common_sequence(&[vec![1, 2], vec![5, 6]]), vec![1, 2, 5, 6]);
+        assert_eq!(longest_common_sequence(&[vec![7]]), vec![7]);
+    }
+
+    #[test]
+    fn windows_as_chunk_iter_cuts_them() {
+        // 70 s at 16 kHz, 30 s windows with 5 s strides: starts 0, 20, 40 s; the last reaches the end.
+        let w = chunk_windows(70 * 16000, 480000, 80000, 80000);
+        assert_eq!(w, vec![(0, 480000, 0, 80000), (320000, 480000, 80000, 80000), (640000, 480000, 80000, 0)]);
+        assert_eq!(chunk_windows(1000, 480000, 80000, 80000), vec![(0, 1000, 0, 0)]);
     }
 }

@@ -12,6 +12,8 @@ pub mod llama;
 pub mod modernbert;
 pub mod sentence;
 #[cfg(feature = "cpu")]
+pub mod speech;
+#[cfg(feature = "cpu")]
 pub mod tasks;
 pub mod vit;
 pub mod weights;
