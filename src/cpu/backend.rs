@@ -73,6 +73,20 @@ fn shape(detail: String) -> ModelError {
     ModelError::Cpu(detail)
 }
 
+/// Sequences at least this long take candle's matmuls in `attention` (unmasked only).
+const LONG_SEQUENCE: usize = 256;
+
+/// softmax(q·kᵀ·scale)·v per head, every query over every key: q (n, heads · hd), k and v
+/// (keys, heads · hd).
+fn full_attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, hd: usize, scale: f32) -> candle_core::Result<Tensor> {
+    // (rows, h · hd) → (h, rows, hd)
+    let split = |t: &Tensor| t.reshape((t.dim(0)?, heads, hd))?.transpose(0, 1)?.contiguous();
+    let n = q.dim(0)?;
+    let scores = (split(q)?.matmul(&split(k)?.t()?)? * f64::from(scale))?;
+    let p = candle_nn::ops::softmax_last_dim(&scores)?;
+    p.matmul(&split(v)?)?.transpose(0, 1)?.reshape((n, heads * hd))
+}
+
 fn dims2(x: &Tensor) -> Result<(usize, usize), ModelError> {
     x.dims2().map_err(cpu_err)
 }
@@ -379,19 +393,11 @@ impl Backend for Cpu {
 
     async fn cross_attention(&mut self, q: &Tensor, k: &Tensor, v: &Tensor, heads: u32, head_dim: u32, scale: f32) -> Result<Tensor, ModelError> {
         let (heads, hd) = (heads as usize, head_dim as usize);
-        let (n, qd) = dims2(q)?;
-        let (keys, kd) = dims2(k)?;
+        let ((_, qd), (_, kd)) = (dims2(q)?, dims2(k)?);
         if qd != heads * hd || kd != qd || v.dims() != k.dims() {
             return Err(shape(format!("cross-attention of {heads} heads of {hd}: q {:?}, k {:?}, v {:?}", q.dims(), k.dims(), v.dims())));
         }
-        (|| {
-            // (rows, h · hd) → (h, rows, hd); softmax(q·kᵀ·scale)·v per head.
-            let split = |t: &Tensor, rows: usize| t.reshape((rows, heads, hd))?.transpose(0, 1)?.contiguous();
-            let scores = (split(q, n)?.matmul(&split(k, keys)?.t()?)? * f64::from(scale))?;
-            let p = candle_nn::ops::softmax_last_dim(&scores)?;
-            p.matmul(&split(v, keys)?)?.transpose(0, 1)?.reshape((n, heads * hd))
-        })()
-        .map_err(cpu_err)
+        full_attention(q, k, v, heads, hd, scale).map_err(cpu_err)
     }
 
     async fn add_tiled(&mut self, x: &Tensor, t: &Tensor) -> Result<Tensor, ModelError> {
@@ -422,6 +428,18 @@ impl Backend for Cpu {
             }
             None => (Vec::new(), 0),
         };
+        // Long unmasked sequences (Whisper's 1500 positions, AST's 1214): candle matmuls per
+        // sequence, whose cost is all compute.
+        if !a.causal && a.window.is_none() && span == 0 && longest as usize >= LONG_SEQUENCE {
+            let parts = batch
+                .starts
+                .iter()
+                .zip(&batch.lengths)
+                .map(|(&start, &n)| full_attention(&q.narrow(0, start, n as usize)?, &k.narrow(0, start, n as usize)?, &v.narrow(0, start, n as usize)?, heads, hd, a.scale))
+                .collect::<candle_core::Result<Vec<_>>>()
+                .map_err(cpu_err)?;
+            return Tensor::cat(&parts, 0).map_err(cpu_err);
+        }
         // Plain Rust over each sequence's own rows: per head, scores, softmax and the weighted
         // sum of V, each vectorised (`cpu::vec`). Sequences are short and many; a candle matmul
         // per sequence and head costs more in dispatch than it computes.
