@@ -306,11 +306,62 @@ export class TextClassificationPipeline {
 }
 export const ENCODER_TASKS: string[];
 
+export interface TranscribeOptions {
+  /** Timed chunks (`chunks`), as transformers' `return_timestamps`. */
+  returnTimestamps?: boolean;
+  /** The spoken language (multilingual models): a name, code or token; detected when absent. */
+  language?: string;
+  /** `translate` into English (multilingual models); `transcribe` by default. */
+  task?: 'transcribe' | 'translate';
+  /** Window length for long audio, at most 30 s (default: 30 s windows past 30 s of audio). */
+  chunkLengthS?: number;
+  /** Overlap on each side of a window (default chunkLengthS / 6). */
+  strideLengthS?: number;
+  /** Sample at this temperature (greedy without it, or at 0). */
+  temperature?: number;
+  seed?: number;
+  maxNewTokens?: number;
+  /** The rate of Float32Array input (default 16000). */
+  samplingRate?: number;
+  signal?: AbortSignal;
+  /** The transcript so far, as it grows. */
+  onText?: (text: string) => void;
+}
+export interface TranscriptChunk { text: string; timestamp: [number | null, number | null] }
+export interface Transcript {
+  text: string;
+  /** With `returnTimestamps`. */
+  chunks?: TranscriptChunk[];
+  /** The language code, given or detected (multilingual models), else null. */
+  language: string | null;
+  timings: { audio_s: number; features_ms: number; encode_ms: number; decode_ms: number; total_ms: number; tokens: number; real_time_factor: number };
+}
+export interface SpeechInfo {
+  repo: string;
+  commit: string;
+  task: 'automatic-speech-recognition';
+  architecture: 'whisper';
+  multilingual: boolean;
+  device: 'webgpu' | 'cpu';
+  adapter: string;
+  fallbackReason: string | null;
+  worker?: boolean;
+}
+export class AutomaticSpeechRecognitionPipeline {
+  readonly task: 'automatic-speech-recognition';
+  readonly info: SpeechInfo;
+  /** Whisper: WAV natively, other containers (MP3, Ogg, WebM) through the browser's decodeAudioData. */
+  transcribe(audio: AudioInput, options?: TranscribeOptions): Promise<Transcript>;
+  transcribe(audio: AudioInput[], options?: TranscribeOptions): Promise<Transcript[]>;
+  dispose(): void;
+}
+
 export function pipeline(task: 'text-generation', model: string, options?: TextGenerationLoadOptions): Promise<TextGenerationPipeline>;
 export function pipeline(task: 'feature-extraction', model: string, options?: LoadOptions): Promise<FeatureExtractionPipeline>;
 export function pipeline(task: 'image-classification', model: string, options?: LoadOptions): Promise<ImageClassificationPipeline>;
 export function pipeline(task: 'zero-shot-image-classification', model: string, options?: LoadOptions): Promise<ZeroShotImageClassificationPipeline>;
 export function pipeline(task: 'audio-classification', model: string, options?: LoadOptions): Promise<AudioClassificationPipeline>;
+export function pipeline(task: 'automatic-speech-recognition', model: string, options?: LoadOptions): Promise<AutomaticSpeechRecognitionPipeline>;
 export function pipeline(task: 'fill-mask', model: string, options?: LoadOptions): Promise<FillMaskPipeline>;
 export function pipeline(task: 'text-classification', model: string, options?: LoadOptions): Promise<TextClassificationPipeline>;
 

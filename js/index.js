@@ -552,6 +552,80 @@ export const ENCODER_TASKS = Object.keys(PIPELINES);
 export { PIPELINES as kEncoderPipelines };
 
 // ---------------------------------------------------------------------------------------------
+// Speech recognition (Whisper).
+
+const SPEECH_FILES = ['config.json', 'generation_config.json', 'preprocessor_config.json', 'tokenizer.json', 'model.safetensors'];
+
+const isWav = (b) => b.length >= 12 && String.fromCharCode(...b.subarray(0, 4)) === 'RIFF' && String.fromCharCode(...b.subarray(8, 12)) === 'WAVE';
+
+/**
+ * Sound for speech recognition: as `toAudioInput`, with containers other than WAV (MP3, Ogg,
+ * FLAC, WebM/Opus from a MediaRecorder) decoded by the browser's `decodeAudioData` (on the page:
+ * a Worker has no AudioContext).
+ */
+async function toSpeechInput(audio, samplingRate, signal) {
+  const input = await toAudioInput(audio, samplingRate, signal);
+  if (!input.bytes || isWav(input.bytes)) return input;
+  const Ctx = globalThis.OfflineAudioContext;
+  if (!Ctx) throw new HugrtError('only WAV audio can be decoded here (no OfflineAudioContext to decode other formats)');
+  let buffer;
+  try {
+    buffer = await new Ctx(1, 1, 16000).decodeAudioData(input.bytes.slice().buffer);
+  } catch (e) {
+    throw new BadInput(`the browser could not decode this audio: ${e?.message ?? e}`);
+  }
+  return toAudioInput(buffer, undefined, signal);
+}
+
+/**
+ * `transcribe(audio | audio[], options)` → `{ text, chunks?, language, timings }` (an array for
+ * several): Whisper as transformers' ASR pipeline runs it (greedy, or sampled with
+ * `temperature`). `audio`: a URL, a Blob, file bytes (WAV natively; MP3/Ogg/WebM through the
+ * browser), an `AudioBuffer`, or a `Float32Array` with `samplingRate`. `options`: `{
+ * returnTimestamps, language, task: 'transcribe' | 'translate', chunkLengthS, strideLengthS,
+ * temperature, seed, maxNewTokens, samplingRate, signal, onText }`; `onText(text)` gets the
+ * transcript so far as it grows; `chunks` (with `returnTimestamps`) are `[{ text, timestamp:
+ * [start, end] }]` in seconds.
+ */
+export class AutomaticSpeechRecognitionPipeline {
+  task = 'automatic-speech-recognition';
+  #model; #queue = new Queue();
+
+  constructor(backend, info) { this.#model = backend; this.info = info; }
+
+  get [kBackend]() { return this.#model; }
+
+  static async load(repo, options = {}) {
+    if (!wasm.SpeechModel) throw new Unsupported('automatic-speech-recognition is not in this build');
+    const { revision = 'main', endpoint = env.endpoint, onProgress, device = 'auto' } = options;
+    if (device === 'webgpu' && !globalThis.navigator?.gpu) throw new WebGpuUnavailable('this browser has no WebGPU (navigator.gpu is missing)');
+    const names = await listFiles(endpoint, repo, revision, options.signal).catch(() => SPEECH_FILES);
+    const { report, db } = await download(repo, withWeights(SPEECH_FILES, names), { ...options, revision, endpoint });
+    if (options.signal?.aborted) throw new Aborted('aborted before the model was loaded');
+    onProgress?.({ status: 'upload', repo, loaded: 0, total: report.bytes });
+    const model = await wasm.SpeechModel.fromStore(db, report.repo, report.commit, device).catch(rethrow);
+    onProgress?.({ status: 'ready', repo, loaded: report.bytes, total: report.bytes });
+    return new AutomaticSpeechRecognitionPipeline(model, { repo: report.repo, commit: report.commit, task: 'automatic-speech-recognition', ...model.info() });
+  }
+
+  transcribe(audio, { samplingRate, signal, onText, ...options } = {}) {
+    const many = Array.isArray(audio);
+    return this.#queue.run(async () => {
+      const out = [];
+      for (const a of many ? audio : [audio]) {
+        if (signal?.aborted) throw new Aborted('transcription was aborted');
+        const input = await toSpeechInput(a, samplingRate, signal);
+        const r = await this.#model.transcribe(input, options, onText, signal).catch(rethrow);
+        out.push({ text: r.text, ...(r.chunks ? { chunks: r.chunks.map((c) => ({ text: c.text, timestamp: c.timestamp })) } : {}), language: r.language ?? null, timings: r.timings });
+      }
+      return many ? out : out[0];
+    });
+  }
+
+  dispose() { this.#model.dispose(); }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The entry point.
 
 /**
@@ -565,8 +639,9 @@ export async function pipeline(task, model, options = {}) {
   }
   if (task === 'text-generation') return TextGenerationPipeline.load(model, options);
   if (task === 'feature-extraction') return FeatureExtractionPipeline.load(model, options);
+  if (task === 'automatic-speech-recognition') return AutomaticSpeechRecognitionPipeline.load(model, options);
   if (PIPELINES[task]) return EncoderPipeline.load(task, model, options);
-  throw new Unsupported(`unknown task ${JSON.stringify(task)} (${['text-generation', 'feature-extraction', ...ENCODER_TASKS].join(', ')})`);
+  throw new Unsupported(`unknown task ${JSON.stringify(task)} (${['text-generation', 'feature-extraction', 'automatic-speech-recognition', ...ENCODER_TASKS].join(', ')})`);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 // The page side of Worker mode: the same pipeline classes, with a backend that forwards to the
 // engine in js/worker.js. `dispose()` terminates the Worker, which frees its GPU memory.
-import { TextGenerationPipeline, FeatureExtractionPipeline, kEncoderPipelines, toHugrtError } from './index.js';
+import { TextGenerationPipeline, FeatureExtractionPipeline, AutomaticSpeechRecognitionPipeline, kEncoderPipelines, toHugrtError } from './index.js';
 
 export async function workerPipeline(task, model, options) {
   const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
@@ -51,6 +51,19 @@ export async function workerPipeline(task, model, options) {
     const invoke = (method) => (...args) => call('invoke', { method, args });
     const backend = Object.fromEntries(['classifyImage', 'zeroShotImage', 'classifyAudio', 'fillMask', 'classifyText'].map((m) => [m, invoke(m)]));
     return new kEncoderPipelines[task]({ ...backend, dispose }, { ...info, worker: true });
+  }
+  if (task === 'automatic-speech-recognition') {
+    const backend = {
+      transcribe(input, opts, onText, sig) {
+        const id = next;
+        const done = call('transcribe', { input, options: opts }, { onText });
+        const abort = () => call('abort', { target: id });
+        sig?.addEventListener('abort', abort, { once: true });
+        return done.finally(() => sig?.removeEventListener('abort', abort));
+      },
+      dispose,
+    };
+    return new AutomaticSpeechRecognitionPipeline(backend, { ...info, worker: true });
   }
   if (task === 'feature-extraction') {
     return new FeatureExtractionPipeline({ embed: (texts, promptName, prompt) => call('embed', { texts, promptName, prompt }), dispose }, { ...info, worker: true });

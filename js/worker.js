@@ -23,6 +23,16 @@ self.onmessage = async ({ data: { id, op, args } }) => {
           running.delete(id);
         }
       }
+      case 'transcribe': {
+        const abort = new AbortController();
+        running.set(id, abort);
+        try {
+          const onText = (text) => self.postMessage({ id, text });
+          return self.postMessage({ id, result: await pipe[kBackend].transcribe(args.input, args.options, onText, abort.signal) });
+        } finally {
+          running.delete(id);
+        }
+      }
       case 'abort':
         running.get(args.target)?.abort();
         return self.postMessage({ id, result: null });

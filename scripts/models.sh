@@ -90,6 +90,11 @@ for name in vit clip ast bert-mlm bert-cls reranker; do
     [ -e "$(dirname "$FIXTURE")/$name/$f" ] && ln -sf "$(dirname "$FIXTURE")/$name/$f" "$MIRROR/hugrt-test/tiny-$name/$f"
   done
 done
+# The tiny random multilingual Whisper (tests/fixtures/whisper/tiny).
+mkdir -p "$MIRROR/hugrt-test/tiny-whisper"
+for f in config.json generation_config.json preprocessor_config.json tokenizer.json model.safetensors; do
+  ln -sf "$(dirname "$FIXTURE")/whisper/tiny/$f" "$MIRROR/hugrt-test/tiny-whisper/$f"
+done
 # The tiny random DistilBERTs (tests/fixtures/distilbert/{cls,mlm}).
 for name in cls mlm; do
   mkdir -p "$MIRROR/hugrt-test/tiny-distilbert-$name"

@@ -5,7 +5,10 @@
 //! by scripts/fixtures/make_whisper_speech_reference.py): per 30 s window the greedy token ids equal
 //! transformers' up to the reference's first near-tie, the merged text equal where no window has
 //! one, and the word error rate against the spoken text reported beside transformers'. Natively;
-//! every clip on the CPU backend, two (three windows) on the GPU: lavapipe spends ~30 s encoding a window.
+//! every clip on the CPU backend, the shortest on the GPU: lavapipe spends ~30 s encoding a window
+//! (the windows and their merging are the same code on both; `history`, two windows, passed on
+//! lavapipe too: 217 s). Native only: the clips and the model are files in the cache.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::path::PathBuf;
 
@@ -118,6 +121,6 @@ fn tiny_en_transcribes_speech_as_transformers_does_on_the_cpu() {
 #[test]
 fn tiny_en_transcribes_speech_as_transformers_does_on_the_gpu() {
     let mut model = load(true);
-    check_clips(&mut model, &["fox", "history"]);
+    check_clips(&mut model, &["fox"]);
     assert_eq!(model.take_uncaptured_errors(), Vec::<String>::new());
 }

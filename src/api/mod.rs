@@ -4,6 +4,7 @@
 mod embedding_model;
 mod encoder_model;
 mod http;
+mod speech_model;
 mod text_model;
 
 use std::rc::Rc;
