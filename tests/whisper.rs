@@ -152,3 +152,71 @@ async fn tiny_matches_transformers_on<B: hugrt::backend::Backend>(be: B) {
 }
 
 both!(tiny_matches_transformers, cpu_tiny_matches_transformers, |d| async move { on_backend!(d, tiny_matches_transformers_on()) });
+
+// ---------- the transcriber: windows, options and bad audio ----------
+
+async fn tiny_transcriber(device: common::Device) -> hugrt::models::speech::Transcriber {
+    use hugrt::models::speech::{SpeechFiles, Transcriber};
+    let bytes = fixture!("tiny/model.safetensors");
+    let files = SpeechFiles { config: fixture!("tiny/config.json"), generation_config: fixture!("tiny/generation_config.json"), preprocessor_config: fixture!("tiny/preprocessor_config.json"), tokenizer: fixture!("tiny/tokenizer.json") };
+    let gpu = match device {
+        common::Device::Gpu => Some(common::gpu_for(device).await.expect("a GPU")),
+        common::Device::Cpu => None,
+    };
+    Transcriber::load(gpu, files, &table(bytes), &mut &bytes[..]).await.expect("loads")
+}
+
+async fn transcriber_handles_bad_audio_and_options_on(device: common::Device) {
+    use hugrt::models::ModelError;
+    use hugrt::models::speech::TranscribeOptions;
+    use hugrt::preprocess::audio::Audio;
+    let mut model = tiny_transcriber(device).await;
+    let signal = tensor(fixture!("features.safetensors"), "signal.speechlike");
+    let audio = Audio::mono(signal.clone(), 16000).unwrap();
+    let run = async |model: &mut hugrt::models::speech::Transcriber, audio: &Audio, opts: TranscribeOptions| model.transcribe(audio, &opts, &mut |_| {}, &|| false).await;
+    // Options the model cannot take: typed input errors, before any work.
+    let bad = [
+        TranscribeOptions { chunk_length_s: Some(45.0), ..Default::default() },
+        TranscribeOptions { chunk_length_s: Some(0.0), ..Default::default() },
+        TranscribeOptions { chunk_length_s: Some(10.0), stride_length_s: Some(5.0), ..Default::default() },
+        TranscribeOptions { chunk_length_s: Some(f64::NAN), ..Default::default() },
+        TranscribeOptions { decode: DecodeOptions { language: Some("klingon".into()), ..Default::default() }, ..Default::default() },
+    ];
+    for opts in bad {
+        let err = run(&mut model, &audio, opts.clone()).await.expect_err("refused");
+        assert!(matches!(err, ModelError::Input(_)), "{opts:?}: {err:?}");
+    }
+    // The model is still usable, and silence or a single sample is a transcript (of anything).
+    let one = run(&mut model, &Audio::mono(vec![0.0], 16000).unwrap(), TranscribeOptions::default()).await.expect("one sample");
+    assert_eq!(one.windows.len(), 1);
+    let silence = run(&mut model, &Audio::mono(vec![0.0; 16000], 16000).unwrap(), TranscribeOptions::default()).await.expect("silence");
+    assert!(silence.timings.tokens <= 40, "{silence:?}");
+    // Another rate is resampled: 1.3 s at 44.1 kHz is one window.
+    let at_44k = Audio::mono(vec![0.01; 57330], 44100).unwrap();
+    assert_eq!(run(&mut model, &at_44k, TranscribeOptions::default()).await.expect("44.1 kHz").windows.len(), 1);
+    // Stopping after the third token ends the window there, with the text so far.
+    let stop_after = std::cell::Cell::new(0);
+    let stopped = model.transcribe(&audio, &TranscribeOptions::default(), &mut |_| stop_after.set(stop_after.get() + 1), &|| stop_after.get() >= 3).await.expect("stops");
+    assert!(stopped.stopped && stopped.timings.tokens == 3, "{:?}", stopped.timings);
+    // Past 30 s: windows as transformers' chunk_iter cuts 30 s every 20 s (95 s: 0, 20, 40, 60, 80 s; the
+    // last 15 s long).
+    if device == common::Device::Cpu {
+        let long = Audio::mono(signal.iter().copied().cycle().take(95 * 16000).collect(), 16000).unwrap();
+        let out = run(&mut model, &long, TranscribeOptions { decode: DecodeOptions { language: Some("de".into()), timestamps: true, ..Default::default() }, ..Default::default() }).await.expect("95 s");
+        let starts: Vec<f64> = out.windows.iter().map(|w| w.start_s).collect();
+        assert_eq!(starts, [0.0, 20.0, 40.0, 60.0, 80.0]);
+        assert_eq!(out.windows.last().map(|w| w.length_s), Some(15.0));
+        assert_eq!(out.language.as_deref(), Some("de"));
+        // Timed chunks placed by each window's offset (a random model's timestamps may run past
+        // its window's audio, as transformers would place them too).
+        let chunks = out.chunks.as_ref().expect("chunks");
+        assert!(!chunks.is_empty());
+        for c in chunks {
+            let (a, b) = c.timestamp;
+            assert!(a.is_some_and(|a| a >= 0.0) && b.is_none_or(|b| b >= a.unwrap_or(0.0)), "{c:?}");
+        }
+    }
+    assert_eq!(model.take_uncaptured_errors(), Vec::<String>::new());
+}
+
+both!(transcriber_handles_bad_audio_and_options, cpu_transcriber_handles_bad_audio_and_options, |d| async move { transcriber_handles_bad_audio_and_options_on(d).await });
