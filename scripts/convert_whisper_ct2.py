@@ -109,8 +109,7 @@ def hub_tensors(v):
     for name in ("conv1", "conv2"):
         linear(f"model.encoder.{name}", f"encoder/{name}")
     out["model.encoder.embed_positions.weight"] = v["encoder/position_encodings/encodings"]
-    for i in layers("encoder"):
-        src, dst = f"encoder/layer_{i}", f"model.encoder.layers.{i}"
+    def self_attention_and_ffn(src, dst):
         for part, proj in enumerate(("q", "k", "v")):
             (k_without_bias if proj == "k" else linear)(f"{dst}.self_attn.{proj}_proj", f"{src}/self_attention/linear_0", part)
         linear(f"{dst}.self_attn.out_proj", f"{src}/self_attention/linear_1")
@@ -118,23 +117,20 @@ def hub_tensors(v):
         linear(f"{dst}.fc1", f"{src}/ffn/linear_0")
         linear(f"{dst}.fc2", f"{src}/ffn/linear_1")
         norm(f"{dst}.final_layer_norm", f"{src}/ffn/layer_norm")
+
+    for i in layers("encoder"):
+        self_attention_and_ffn(f"encoder/layer_{i}", f"model.encoder.layers.{i}")
     norm("model.encoder.layer_norm", "encoder/layer_norm")
     out["model.decoder.embed_tokens.weight"] = v["decoder/embeddings/weight"]
     out["model.decoder.embed_positions.weight"] = v["decoder/position_encodings/encodings"]
     for i in layers("decoder"):
         src, dst = f"decoder/layer_{i}", f"model.decoder.layers.{i}"
-        for part, proj in enumerate(("q", "k", "v")):
-            (k_without_bias if proj == "k" else linear)(f"{dst}.self_attn.{proj}_proj", f"{src}/self_attention/linear_0", part)
-        linear(f"{dst}.self_attn.out_proj", f"{src}/self_attention/linear_1")
-        norm(f"{dst}.self_attn_layer_norm", f"{src}/self_attention/layer_norm")
+        self_attention_and_ffn(src, dst)
         linear(f"{dst}.encoder_attn.q_proj", f"{src}/attention/linear_0")
         k_without_bias(f"{dst}.encoder_attn.k_proj", f"{src}/attention/linear_1", 0)
         linear(f"{dst}.encoder_attn.v_proj", f"{src}/attention/linear_1", 1)
         linear(f"{dst}.encoder_attn.out_proj", f"{src}/attention/linear_2")
         norm(f"{dst}.encoder_attn_layer_norm", f"{src}/attention/layer_norm")
-        linear(f"{dst}.fc1", f"{src}/ffn/linear_0")
-        linear(f"{dst}.fc2", f"{src}/ffn/linear_1")
-        norm(f"{dst}.final_layer_norm", f"{src}/ffn/layer_norm")
     norm("model.decoder.layer_norm", "decoder/layer_norm")
     return out, len(layers("encoder")), len(layers("decoder"))
 
