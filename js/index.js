@@ -197,6 +197,24 @@ async function download(repo, files, options) {
 export const kBackend = Symbol('hugrt.backend');
 
 /** Runs async jobs one after another (a model generates one sequence at a time). */
+/**
+ * Downloads a checkpoint's files into the store and loads it from there: the repo's listing
+ * (`known` when it cannot be had: offline, the store loads a cached revision of the files every
+ * such checkpoint has), `files(names)` downloaded, then `fromStore(db, repo, commit, device)`,
+ * with upload and ready progress. Resolves to `{ model, report }`.
+ */
+async function loadFromStore(repo, options, known, files, fromStore) {
+  const { revision = 'main', endpoint = env.endpoint, onProgress, device = 'auto' } = options;
+  if (device === 'webgpu' && !globalThis.navigator?.gpu) throw new WebGpuUnavailable('this browser has no WebGPU (navigator.gpu is missing)');
+  const names = await listFiles(endpoint, repo, revision, options.signal).catch(() => known);
+  const { report, db } = await download(repo, files(names), { ...options, revision, endpoint });
+  if (options.signal?.aborted) throw new Aborted('aborted before the model was loaded');
+  onProgress?.({ status: 'upload', repo, loaded: 0, total: report.bytes });
+  const model = await fromStore(db, report.repo, report.commit, device).catch(rethrow);
+  onProgress?.({ status: 'ready', repo, loaded: report.bytes, total: report.bytes });
+  return { model, report };
+}
+
 class Queue {
   #tail = Promise.resolve();
   run(job) {
@@ -355,15 +373,8 @@ export class FeatureExtractionPipeline {
 
   static async load(repo, options = {}) {
     if (!wasm.EmbeddingModel) throw new Unsupported('feature extraction is not in this build');
-    const { revision = 'main', endpoint = env.endpoint, onProgress, device = 'auto' } = options;
-    if (device === 'webgpu' && !globalThis.navigator?.gpu) throw new WebGpuUnavailable('this browser has no WebGPU (navigator.gpu is missing)');
-    // Offline, the store loads a cached revision: ask for the files every such checkpoint has.
-    const names = await listFiles(endpoint, repo, revision, options.signal).catch(() => SAFETENSORS_TEXT);
-    const files = withWeights(SAFETENSORS_TEXT, names).concat(names.filter(isSentenceTransformersFile));
-    const { report, db } = await download(repo, files, { ...options, revision, endpoint });
-    onProgress?.({ status: 'upload', repo, loaded: 0, total: report.bytes });
-    const model = await wasm.EmbeddingModel.fromStore(db, report.repo, report.commit, device).catch(rethrow);
-    onProgress?.({ status: 'ready', repo, loaded: report.bytes, total: report.bytes });
+    const files = (names) => withWeights(SAFETENSORS_TEXT, names).concat(names.filter(isSentenceTransformersFile));
+    const { model, report } = await loadFromStore(repo, options, SAFETENSORS_TEXT, files, (...a) => wasm.EmbeddingModel.fromStore(...a));
     return new FeatureExtractionPipeline(model, { repo: report.repo, commit: report.commit, ...(model.info?.() ?? {}) });
   }
 
@@ -463,15 +474,8 @@ class EncoderPipeline {
 
   static async load(task, repo, options = {}) {
     if (!wasm.EncoderModel) throw new Unsupported(`${task} is not in this build`);
-    const { revision = 'main', endpoint = env.endpoint, onProgress, device = 'auto' } = options;
-    if (device === 'webgpu' && !globalThis.navigator?.gpu) throw new WebGpuUnavailable('this browser has no WebGPU (navigator.gpu is missing)');
-    // Offline, the store loads a cached revision of the files every such checkpoint has.
-    const names = await listFiles(endpoint, repo, revision, options.signal).catch(() => ENCODER_FILES[task]);
-    const { report, db } = await download(repo, withWeights(ENCODER_FILES[task], names), { ...options, revision, endpoint });
-    if (options.signal?.aborted) throw new Aborted('aborted before the model was loaded');
-    onProgress?.({ status: 'upload', repo, loaded: 0, total: report.bytes });
-    const model = await wasm.EncoderModel.fromStore(db, report.repo, report.commit, task, device).catch(rethrow);
-    onProgress?.({ status: 'ready', repo, loaded: report.bytes, total: report.bytes });
+    const files = (names) => withWeights(ENCODER_FILES[task], names);
+    const { model, report } = await loadFromStore(repo, options, ENCODER_FILES[task], files, (db, r, c, device) => wasm.EncoderModel.fromStore(db, r, c, task, device));
     return new PIPELINES[task](model, { repo: report.repo, commit: report.commit, task, ...model.info() });
   }
 
@@ -597,14 +601,8 @@ export class AutomaticSpeechRecognitionPipeline {
 
   static async load(repo, options = {}) {
     if (!wasm.SpeechModel) throw new Unsupported('automatic-speech-recognition is not in this build');
-    const { revision = 'main', endpoint = env.endpoint, onProgress, device = 'auto' } = options;
-    if (device === 'webgpu' && !globalThis.navigator?.gpu) throw new WebGpuUnavailable('this browser has no WebGPU (navigator.gpu is missing)');
-    const names = await listFiles(endpoint, repo, revision, options.signal).catch(() => SPEECH_FILES);
-    const { report, db } = await download(repo, withWeights(SPEECH_FILES, names), { ...options, revision, endpoint });
-    if (options.signal?.aborted) throw new Aborted('aborted before the model was loaded');
-    onProgress?.({ status: 'upload', repo, loaded: 0, total: report.bytes });
-    const model = await wasm.SpeechModel.fromStore(db, report.repo, report.commit, device).catch(rethrow);
-    onProgress?.({ status: 'ready', repo, loaded: report.bytes, total: report.bytes });
+    const files = (names) => withWeights(SPEECH_FILES, names);
+    const { model, report } = await loadFromStore(repo, options, SPEECH_FILES, files, (...a) => wasm.SpeechModel.fromStore(...a));
     return new AutomaticSpeechRecognitionPipeline(model, { repo: report.repo, commit: report.commit, task: 'automatic-speech-recognition', ...model.info() });
   }
 
