@@ -617,3 +617,63 @@ fn roberta_and_xlmr_folders_embed_and_classify() {
         assert!((top["score"].as_f64().unwrap_or(f64::NAN) - fill["results"][0]["score"].as_f64().unwrap()).abs() < 1e-5, "{device} fill-mask: {top} vs {}", fill["results"][0]);
     }
 }
+
+/// A mono IEEE-float WAV of `samples` at `rate`.
+fn float_wav(samples: &[f32], rate: u32) -> Vec<u8> {
+    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut w = Vec::new();
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&3u16.to_le_bytes()); // IEEE float
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&rate.to_le_bytes());
+    w.extend_from_slice(&(rate * 4).to_le_bytes());
+    w.extend_from_slice(&4u16.to_le_bytes());
+    w.extend_from_slice(&32u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    w.extend_from_slice(&data);
+    w
+}
+
+/// `hugrt transcribe --json` on the tiny random multilingual Whisper (tests/fixtures/whisper/tiny)
+/// and its seeded signal, on the GPU and the CPU: transformers' tokens with the language detected,
+/// and with German forced and timestamps (one window, prompt first); a bad task and a WAV cut
+/// short are typed errors.
+#[test]
+fn transcribe_json_gives_transformers_tokens() {
+    let expected: serde_json::Value = serde_json::from_str(include_str!("fixtures/whisper/expected.json")).unwrap();
+    let ids = |v: &serde_json::Value| -> Vec<u64> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect() };
+    let features = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/whisper/features.safetensors")).unwrap();
+    let table = hugrt::formats::read_table(&features, features.len() as u64, "features").unwrap();
+    let t = table.get("signal.speechlike").unwrap();
+    let signal: Vec<f32> = features[t.range.start as usize..t.range.end as usize].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let dir = std::env::temp_dir().join(format!("hugrt-cli-transcribe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let wav = dir.join("speechlike.wav");
+    let bytes = float_wav(&signal, 16000);
+    std::fs::write(&wav, &bytes).unwrap();
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/whisper/tiny");
+    let run = |extra: &[&str], audio: &std::path::Path| Command::new(env!("CARGO_BIN_EXE_hugrt")).args(["transcribe", "--json", "--model", model, "--audio"]).arg(audio).args(extra).output().expect("runs");
+    for device in ["gpu", "cpu"] {
+        for (extra, want) in [(vec![], "detect_transcribe"), (vec!["--language", "de", "--timestamps"], "de_timestamps")] {
+            let out = run(&[&["--device", device][..], &extra].concat(), &wav);
+            assert!(out.status.success(), "{device} {extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(ids(&json["windows"][0]["tokens"]), ids(&expected[want]), "{device} {extra:?}");
+            assert_eq!(json["device"], if device == "gpu" { "webgpu" } else { "cpu" });
+            assert!(json["timings"]["real_time_factor"].as_f64().unwrap() > 0.0);
+            assert_eq!(json.get("chunks").is_some(), extra.contains(&"--timestamps"));
+        }
+    }
+    let out = run(&["--device", "cpu", "--task", "summarize"], &wav);
+    assert_eq!(out.status.code(), Some(2));
+    let cut = dir.join("cut.wav");
+    std::fs::write(&cut, &bytes[..40]).unwrap();
+    let out = run(&["--device", "cpu"], &cut);
+    let err: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!((out.status.code(), err["error"]["code"].as_str()), (Some(2), Some("BadInput")));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}

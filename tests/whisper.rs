@@ -220,3 +220,26 @@ async fn transcriber_handles_bad_audio_and_options_on(device: common::Device) {
 }
 
 both!(transcriber_handles_bad_audio_and_options, cpu_transcriber_handles_bad_audio_and_options, |d| async move { transcriber_handles_bad_audio_and_options_on(d).await });
+
+/// Sampled decoding: the same seed gives the same tokens, another seed other tokens; every token
+/// obeys the rules (no suppressed token; at a high temperature the draws are near uniform over
+/// what the rules leave, so a rule not applied would show).
+async fn sampling_is_seeded_and_follows_the_rules_on<B: hugrt::backend::Backend>(be: B) {
+    use hugrt::gpu::ops::sample::Sampling;
+    let (mut model, rules) = tiny_whisper(be).await;
+    let features = extractor().extract(&tensor(fixture!("features.safetensors"), "signal.speechlike")).unwrap();
+    let cross = model.encode(&features).await.expect("encodes");
+    let hot = |seed| DecodeOptions { sampling: Some(Sampling { temperature: 5.0, top_k: 0, top_p: 1.0, min_p: 0.0 }), seed, language: Some("fr".into()), ..Default::default() };
+    let a = model.decode(&rules, &cross, &hot(1), |_, _| true).await.unwrap();
+    let b = model.decode(&rules, &cross, &hot(1), |_, _| true).await.unwrap();
+    let c = model.decode(&rules, &cross, &hot(2), |_, _| true).await.unwrap();
+    assert_eq!(a.tokens, b.tokens, "same seed");
+    assert_ne!(a.tokens, c.tokens, "another seed");
+    for out in [&a, &c] {
+        let generated = out.generated();
+        assert!(generated.iter().all(|t| !rules.suppress_tokens.contains(t)), "{generated:?}");
+        assert!(!rules.begin_suppress_tokens.contains(&generated[0]), "{generated:?}");
+    }
+}
+
+both!(sampling_is_seeded_and_follows_the_rules, cpu_sampling_is_seeded_and_follows_the_rules, |d| async move { on_backend!(d, sampling_is_seeded_and_follows_the_rules_on()) });
