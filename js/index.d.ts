@@ -175,12 +175,22 @@ export interface ModelInfo {
 export interface ChatCompletionRequest {
   messages: ChatMessage[];
   stream?: boolean;
+  /** As OpenAI: usage in one last chunk, whose `choices` is empty. */
+  stream_options?: { include_usage?: boolean };
+  /** `max_tokens`' newer name (it wins when both are given). */
+  max_completion_tokens?: number;
   max_tokens?: number;
+  /** One choice per request: anything but 1 is a `Usage` error. */
+  n?: 1;
   temperature?: number;
   top_p?: number;
   stop?: string | string[];
   seed?: number;
   signal?: AbortSignal;
+  /** Not supported yet: given (penalties other than 0, a `response_format` other than text,
+   *  `logprobs: true`), the request is refused with `Unsupported` rather than ignored. */
+  tools?: never; tool_choice?: never; functions?: never; logit_bias?: never; top_logprobs?: never;
+  logprobs?: false; response_format?: { type: 'text' }; frequency_penalty?: 0; presence_penalty?: 0;
 }
 export interface ChatCompletionUsage { prompt_tokens: number; completion_tokens: number; total_tokens: number }
 export interface ChatCompletion {

@@ -321,8 +321,14 @@ export class TextGenerationPipeline {
   }
 
   #createCompletion(request) {
-    const { messages, stream = false, max_tokens, temperature, top_p, stop, seed, signal } = request;
-    const opts = { maxTokens: max_tokens, temperature, topP: top_p, stop, seed, signal };
+    const { messages, stream = false, max_tokens, max_completion_tokens, temperature, top_p, stop, seed, signal, n, stream_options } = request;
+    // What the OpenAI API has and this engine does not do yet is refused by name, not ignored.
+    if (n !== undefined && n !== null && n !== 1) return Promise.reject(new UsageError(`n = ${n}: one choice per request (n = 1)`));
+    const unsupported = ['tools', 'tool_choice', 'functions', 'logit_bias', 'top_logprobs'].filter((k) => request[k] !== undefined && request[k] !== null)
+      .concat(request.logprobs ? ['logprobs'] : [], request.response_format && request.response_format.type !== 'text' ? ['response_format'] : [],
+        ['frequency_penalty', 'presence_penalty'].filter((k) => request[k])); // 0 is the default: accepted
+    if (unsupported.length) return Promise.reject(new Unsupported(`not supported yet: ${unsupported.join(', ')}`));
+    const opts = { maxTokens: max_completion_tokens ?? max_tokens, temperature, topP: top_p, stop, seed, signal };
     const id = `chatcmpl-${Math.random().toString(36).slice(2)}`;
     const created = Math.floor(Date.now() / 1000);
     const model = this.info.repo;
@@ -341,7 +347,10 @@ export class TextGenerationPipeline {
         yield chunk({ role: 'assistant', content: '' });
         for await (const piece of s) yield chunk({ content: piece });
         const r = await s.result;
-        if (r) yield { ...chunk({}, r.finishReason), usage: usage(r.usage) };
+        if (!r) return;
+        yield chunk({}, r.finishReason);
+        // As OpenAI: usage only when asked, in a last chunk without choices.
+        if (stream_options?.include_usage) yield { id, object: 'chat.completion.chunk', created, model, choices: [], usage: usage(r.usage) };
       },
     });
   }

@@ -72,10 +72,18 @@ test("chat space: SmolLM2 answers with llama.cpp's greedy tokens, then the API w
     for await (const piece of chat.stream('Hello', { maxTokens: 40 })) { if (piece) break; }
     // The OpenAI-style API, streaming.
     const chunks = [];
-    const s = await chat.chat.completions.create({ messages: [{ role: 'user', content: question }], stream: true, max_tokens: 3 });
+    const s = await chat.chat.completions.create({ messages: [{ role: 'user', content: question }], stream: true, max_completion_tokens: 3, stream_options: { include_usage: true } });
     for await (const c of s) chunks.push(c);
-    out.chunks = { first: chunks[0].choices[0].delta, last: chunks.at(-1).choices[0].finish_reason,
-      content: chunks.map((c) => c.choices[0].delta.content ?? '').join(''), object: chunks[0].object, usage: chunks.at(-1).usage };
+    out.chunks = { first: chunks[0].choices[0].delta, last: chunks.at(-2).choices[0].finish_reason, usageChoices: chunks.at(-1).choices,
+      content: chunks.slice(0, -1).map((c) => c.choices[0].delta.content ?? '').join(''), object: chunks[0].object, usage: chunks.at(-1).usage,
+      usageBefore: chunks.slice(0, -1).some((c) => 'usage' in c) };
+    // Without include_usage, no chunk carries usage; n > 1 and what is not supported yet are typed errors.
+    const plain = [];
+    for await (const c of await chat.chat.completions.create({ messages: [{ role: 'user', content: question }], stream: true, max_tokens: 1 })) plain.push(c);
+    out.plainUsage = plain.some((c) => 'usage' in c);
+    const code = async (request) => { try { await chat.chat.completions.create({ messages: [{ role: 'user', content: question }], max_tokens: 1, ...request }); return 'none'; } catch (e) { return e.code; } };
+    out.refused = { n: await code({ n: 2 }), tools: await code({ tools: [{ type: 'function', function: { name: 'f' } }] }), json: await code({ response_format: { type: 'json_object' } }),
+      penalty: await code({ frequency_penalty: 0.5 }), zeroPenalty: await code({ frequency_penalty: 0, n: 1 }) };
     // Bad options are typed errors.
     try { await chat.generate('x', { temperature: -1 }); out.badOption = 'accepted'; } catch (err) { out.badOption = err.code; }
     out.cache = await hugrt.cache.list();
@@ -96,6 +104,10 @@ test("chat space: SmolLM2 answers with llama.cpp's greedy tokens, then the API w
   assert.equal(api.chunks.content, text(REF.ids.slice(0, 3)));
   assert.equal(api.chunks.last, 'length');
   assert.equal(api.chunks.usage.completion_tokens, 3);
+  assert.deepEqual(api.chunks.usageChoices, [], 'the usage chunk has no choices (OpenAI stream_options.include_usage)');
+  assert.equal(api.chunks.usageBefore, false);
+  assert.equal(api.plainUsage, false, 'no usage without stream_options.include_usage');
+  assert.deepEqual(api.refused, { n: 'Usage', tools: 'Unsupported', json: 'Unsupported', penalty: 'Unsupported', zeroPenalty: 'none' });
   assert.equal(api.badOption, 'Usage');
   const cached = api.cache.find((r) => r.repo === 'HuggingFaceTB/SmolLM2-135M-Instruct');
   assert.ok(cached && cached.completeFiles === 1 && cached.bytes > 90e6, JSON.stringify(api.cache));
