@@ -171,7 +171,13 @@ impl Transcriber {
         let start = now_ms();
         let rate = features.config().sampling_rate;
         let window_len = features.config().n_samples();
-        let samples = if audio.sample_rate == rate { audio.samples.clone() } else { audio.resampled(rate).map_err(|e| ModelError::Input(e.to_string()))?.samples };
+        let resampled;
+        let samples: &[f32] = if audio.sample_rate == rate {
+            &audio.samples
+        } else {
+            resampled = audio.resampled(rate).map_err(|e| ModelError::Input(e.to_string()))?.samples;
+            &resampled
+        };
         let mut timings = SpeechTimings { audio_s: samples.len() as f64 / f64::from(rate), ..Default::default() };
         let chunked = opts.chunk_length_s.is_some() || samples.len() > window_len;
         let cuts = if chunked {
