@@ -243,3 +243,39 @@ async fn sampling_is_seeded_and_follows_the_rules_on<B: hugrt::backend::Backend>
 }
 
 both!(sampling_is_seeded_and_follows_the_rules, cpu_sampling_is_seeded_and_follows_the_rules, |d| async move { on_backend!(d, sampling_is_seeded_and_follows_the_rules_on()) });
+
+// Overlapping windows merged as transformers' ASR pipeline merges them (`_decode_asr` on three
+// hand-made windows of a 70 s recording: tests/fixtures/whisper/merge_expected.json, made by
+// scripts/fixtures/make_whisper_merge_fixture.py): the same text, and with timestamps the same
+// timed chunks.
+gpu_test!(windows_merge_as_transformers_does, async {
+    use hugrt::generate::whisper::{WindowOutput, merge_windows};
+    let expected: serde_json::Value = serde_json::from_str(include_str!("fixtures/whisper/merge_expected.json")).unwrap();
+    let tokenizer = hugrt::tokenizer::Tokenizer::from_json(fixture!("tiny/tokenizer.json")).unwrap();
+    let (eos, timestamp_begin) = (280, 291);
+    for (case, timestamps) in [("timestamps", true), ("text", false)] {
+        let e = &expected[case];
+        let windows: Vec<WindowOutput> = e["windows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(e["strides"].as_array().unwrap())
+            .map(|(w, s)| {
+                let s: Vec<f64> = s.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+                WindowOutput { tokens: w.as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect(), stride: Some((s[0], s[1], s[2])) }
+            })
+            .collect();
+        let chunks = merge_windows(&windows, timestamp_begin, |t| t >= eos && t < timestamp_begin, timestamps);
+        let texts: Vec<String> = chunks.iter().map(|c| tokenizer.decode(&c.tokens, false).unwrap()).collect();
+        assert_eq!(texts.concat(), e["text"].as_str().unwrap(), "{case}: text");
+        if timestamps {
+            let want = e["chunks"].as_array().unwrap();
+            assert_eq!(chunks.len(), want.len(), "{case}: {texts:?}");
+            for ((c, text), w) in chunks.iter().zip(&texts).zip(want) {
+                assert_eq!(text, w["text"].as_str().unwrap());
+                let (a, b) = (w["timestamp"][0].as_f64(), w["timestamp"][1].as_f64());
+                assert_eq!(c.timestamp, (a, b), "{text}");
+            }
+        }
+    }
+});
