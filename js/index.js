@@ -472,7 +472,8 @@ async function toAudioInput(audio, samplingRate, signal) {
 
 /**
  * The encoder tasks. `backend`: the engine's `EncoderModel` (or its Worker proxy):
- * `classifyImage`, `zeroShotImage`, `classifyAudio`, `fillMask`, `classifyText`, `info`, `dispose`.
+ * `classifyImage`, `zeroShotImage`, `classifyAudio`, `fillMask`, `classifyText`, `info`, `dispose`
+ * (`SpeechModel`'s `transcribe` for speech recognition, which shares this queue and plumbing).
  */
 class EncoderPipeline {
   #model; #queue = new Queue();
@@ -600,13 +601,8 @@ async function toSpeechInput(audio, samplingRate, signal) {
  * transcript so far as it grows; `chunks` (with `returnTimestamps`) are `[{ text, timestamp:
  * [start, end] }]` in seconds.
  */
-export class AutomaticSpeechRecognitionPipeline {
+export class AutomaticSpeechRecognitionPipeline extends EncoderPipeline {
   task = 'automatic-speech-recognition';
-  #model; #queue = new Queue();
-
-  constructor(backend, info) { this.#model = backend; this.info = info; }
-
-  get [kBackend]() { return this.#model; }
 
   static async load(repo, options = {}) {
     if (!wasm.SpeechModel) throw new Unsupported('automatic-speech-recognition is not in this build');
@@ -616,20 +612,12 @@ export class AutomaticSpeechRecognitionPipeline {
   }
 
   transcribe(audio, { samplingRate, signal, onText, ...options } = {}) {
-    const many = Array.isArray(audio);
-    return this.#queue.run(async () => {
-      const out = [];
-      for (const a of many ? audio : [audio]) {
-        if (signal?.aborted) throw new Aborted('transcription was aborted');
-        const input = await toSpeechInput(a, samplingRate, signal);
-        const r = await this.#model.transcribe(input, options, onText, signal).catch(rethrow);
-        out.push({ text: r.text, ...(r.chunks ? { chunks: r.chunks.map((c) => ({ text: c.text, timestamp: c.timestamp })) } : {}), language: r.language ?? null, timings: r.timings });
-      }
-      return many ? out : out[0];
+    return this._each(audio, async (m, a) => {
+      if (signal?.aborted) throw new Aborted('transcription was aborted');
+      const r = await m.transcribe(await toSpeechInput(a, samplingRate, signal), options, onText, signal);
+      return { text: r.text, ...(r.chunks ? { chunks: r.chunks.map((c) => ({ text: c.text, timestamp: c.timestamp })) } : {}), language: r.language ?? null, timings: r.timings };
     });
   }
-
-  dispose() { this.#model.dispose(); }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ impl SpeechModel {
         let audio = audio_from_js(&input)?;
         let o: Options = if options.is_undefined() || options.is_null() { Options::default() } else { serde_wasm_bindgen::from_value(options).map_err(|e| js_error("Usage", &format!("options: {e}")))? };
         let sampling = match o.temperature {
-            Some(t) if t > 0.0 && t.is_finite() => Some(Sampling { temperature: t, top_k: 0, top_p: 1.0, min_p: 0.0 }),
+            Some(t) if t > 0.0 && t.is_finite() => Some(Sampling::at_temperature(t)),
             Some(t) if t == 0.0 => None,
             Some(t) => return Err(js_error("Usage", &format!("temperature {t}"))),
             None => None,

@@ -77,7 +77,7 @@ pub(crate) fn load(dir: &Path, device: &str) -> Result<Engine, CliError> {
 }
 
 /// A GPU context for `--device gpu`, none for `cpu`.
-fn gpu_for(device: &str) -> Result<Option<GpuContext>, CliError> {
+pub(crate) fn gpu_for(device: &str) -> Result<Option<GpuContext>, CliError> {
     match device {
         "gpu" => Ok(Some(pollster::block_on(GpuContext::new()).map_err(|e| CliError { code: e.code(), message: e.to_string() })?)),
         "cpu" => Ok(None),

@@ -14,7 +14,6 @@ use serde_json::json;
 use super::CliError;
 use super::classify::model_error;
 use crate::generate::whisper::{DecodeOptions, Task};
-use crate::gpu::GpuContext;
 use crate::gpu::ops::sample::Sampling;
 use crate::models::speech::{SpeechFiles, TranscribeOptions, Transcriber};
 
@@ -66,15 +65,11 @@ pub fn run(args: &Args) -> Result<String, CliError> {
         Some(other) => return Err(usage(format!("--task {other:?} (transcribe or translate)"))),
     };
     let sampling = match args.temperature {
-        Some(t) if t > 0.0 && t.is_finite() => Some(Sampling { temperature: t, top_k: 0, top_p: 1.0, min_p: 0.0 }),
+        Some(t) if t > 0.0 && t.is_finite() => Some(Sampling::at_temperature(t)),
         Some(t) => return Err(usage(format!("--temperature {t} (a positive number)"))),
         None => None,
     };
-    let gpu = match args.device.as_str() {
-        "gpu" => Some(Rc::new(pollster::block_on(GpuContext::new()).map_err(|e| CliError { code: e.code(), message: e.to_string() })?)),
-        "cpu" => None,
-        other => return Err(usage(format!("--device {other:?} (gpu or cpu)"))),
-    };
+    let gpu = super::classify::gpu_for(&args.device)?.map(Rc::new);
     let dir = &args.model;
     let (config, generation_config, preprocessor_config, tokenizer) = (read(&dir.join("config.json"))?, read(&dir.join("generation_config.json"))?, read(&dir.join("preprocessor_config.json"))?, read(&dir.join("tokenizer.json"))?);
     let audio = crate::preprocess::audio::decode_wav(&read(&args.audio)?).map_err(|e| CliError { code: "BadInput", message: e.to_string() })?;

@@ -170,12 +170,15 @@ impl WhisperGeneration {
         Ok(p)
     }
 
-    /// The language token detection picks from the first step's logits.
+    /// The language token detection picks from the first step's logits: their argmax with every
+    /// other token masked, as transformers' `detect_language` (ties to the lowest id).
     pub fn detect(&self, logits: &[f32]) -> Option<u32> {
-        self.lang_to_id.values().copied().filter(|&id| (id as usize) < logits.len()).fold(None, |best: Option<u32>, id| match best {
-            Some(b) if logits[b as usize] >= logits[id as usize] => Some(b),
-            _ => Some(id),
-        })
+        let mut masked = vec![f32::NEG_INFINITY; logits.len()];
+        for &id in self.lang_to_id.values() {
+            let score = *logits.get(id as usize)?;
+            masked[id as usize] = score;
+        }
+        (!self.lang_to_id.is_empty()).then(|| super::sampling::argmax(&masked))
     }
 
     /// Total decoder length (prompt included) where decoding stops.

@@ -199,6 +199,8 @@ impl Transcriber {
         let mut windows = Vec::new();
         let mut language = None;
         let mut stopped = false;
+        // The windows so far merged into timed pieces, and their text.
+        let mut pieces: Vec<Chunk> = Vec::new();
         let mut merged_text = String::new();
         for (first, len, left, right) in cuts {
             let t0 = now_ms();
@@ -221,18 +223,14 @@ impl Transcriber {
             language = language.or(out.language.and_then(|l| rules.language_of(l)));
             outputs.push(WindowOutput { tokens: out.generated().to_vec(), stride: chunked.then(|| (secs(len), secs(left), secs(right))) });
             windows.push(WindowReport { start_s: secs(first), length_s: secs(len), tokens: out.tokens, prompt_len: out.prompt_len });
-            merged_text = merge(&outputs).iter().map(|c| text(tokenizer, &c.tokens)).collect::<Result<Vec<_>, _>>()?.concat();
+            pieces = merge(&outputs).into_iter().map(|c| Ok(Chunk { text: text(tokenizer, &c.tokens)?, timestamp: c.timestamp })).collect::<Result<_, ModelError>>()?;
+            merged_text = pieces.iter().map(|c| c.text.as_str()).collect();
             if stopped {
                 break;
             }
         }
-        let mut pieces = Vec::new();
-        for c in merge(&outputs) {
-            pieces.push(Chunk { text: text(tokenizer, &c.tokens)?, timestamp: c.timestamp });
-        }
-        let text = pieces.iter().map(|c| c.text.as_str()).collect::<String>();
         timings.total_ms = now_ms() - start;
         timings.real_time_factor = if timings.total_ms > 0.0 { timings.audio_s / (timings.total_ms / 1000.0) } else { 0.0 };
-        Ok(Transcript { text, chunks: opts.decode.timestamps.then_some(pieces), language, windows, timings, stopped })
+        Ok(Transcript { text: merged_text, chunks: opts.decode.timestamps.then_some(pieces), language, windows, timings, stopped })
     }
 }

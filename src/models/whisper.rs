@@ -123,8 +123,6 @@ pub struct WindowTokens {
     pub prompt_len: usize,
     /// The language token, given or detected (multilingual models).
     pub language: Option<u32>,
-    /// Decoding stopped at the end token (else at the length limit, or when told to stop).
-    pub ended: bool,
 }
 
 impl WindowTokens {
@@ -168,11 +166,12 @@ impl<B: Backend> Whisper<B> {
             }
             Ok(h)
         };
+        let encoder_heads = heads("encoder_attention_heads", c.encoder_attention_heads)?;
         let encoder_shape = EncoderShape {
             layers: dim("encoder_layers", c.encoder_layers, super::encoder::MAX_LAYERS)?,
             hidden: d,
-            heads: heads("encoder_attention_heads", c.encoder_attention_heads)?,
-            head_dim: d / heads("encoder_attention_heads", c.encoder_attention_heads)?,
+            heads: encoder_heads,
+            head_dim: d / encoder_heads,
             intermediate: dim("encoder_ffn_dim", c.encoder_ffn_dim, super::encoder::MAX_INTERMEDIATE)?,
             eps: EPS,
             activation,
@@ -354,11 +353,11 @@ impl<B: Backend> Whisper<B> {
         let mut cache = self.kv_caches()?;
         let mut rng = SeededRng::new(opts.seed);
         let mut fed = 0usize; // tokens already in the cache
-        let mut tokens = vec![rules.decoder_start_token_id];
         let language = match &opts.language {
             Some(l) => Some(rules.language_id(l)?),
             None if rules.detects_language(opts) => {
-                let Next::Logits(logits) = self.step(cross, &mut cache, &tokens, 0, Pick::Logits).await? else {
+                // The start token alone; the prompt that follows reuses its cache entry.
+                let Next::Logits(logits) = self.step(cross, &mut cache, &[rules.decoder_start_token_id], 0, Pick::Logits).await? else {
                     return Err(ModelError::Config("a logits pass answered a token".into()));
                 };
                 fed = 1;
@@ -366,10 +365,9 @@ impl<B: Backend> Whisper<B> {
             }
             None => None,
         };
-        tokens = rules.prompt(language, opts)?;
+        let mut tokens = rules.prompt(language, opts)?;
         let prompt_len = tokens.len();
         let total = rules.max_total(prompt_len, self.shape.decoder_positions, opts) as usize;
-        let mut ended = false;
         while tokens.len() < total {
             let Next::Logits(raw) = self.step(cross, &mut cache, &tokens[fed..], fed as u32, Pick::Logits).await? else {
                 return Err(ModelError::Config("a logits pass answered a token".into()));
@@ -379,14 +377,10 @@ impl<B: Backend> Whisper<B> {
             rules.process(&mut logits, &tokens[prompt_len..], opts.timestamps);
             let next = crate::generate::sampling::sample(&logits, opts.sampling.as_ref(), rng.next_unit());
             tokens.push(next);
-            if !on_step(&raw, next) {
-                break;
-            }
-            if next == rules.eos_token_id {
-                ended = true;
+            if !on_step(&raw, next) || next == rules.eos_token_id {
                 break;
             }
         }
-        Ok(WindowTokens { tokens, prompt_len, language, ended })
+        Ok(WindowTokens { tokens, prompt_len, language })
     }
 }

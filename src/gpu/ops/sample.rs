@@ -38,6 +38,11 @@ pub struct Sampling {
 }
 
 impl Sampling {
+    /// A draw at `temperature` with no top-k, top-p or min-p filter.
+    pub fn at_temperature(temperature: f32) -> Self {
+        Self { temperature, top_k: 0, top_p: 1.0, min_p: 0.0 }
+    }
+
     fn guard(&self) -> Result<(), GpuError> {
         let ok = self.temperature > 0.0 && self.temperature.is_finite() && (0.0..=1.0).contains(&self.top_p) && self.top_p > 0.0 && (0.0..1.0).contains(&self.min_p);
         if !ok {
