@@ -210,11 +210,13 @@ impl TextModel {
             };
             let options: GenerateOptions = tokenizer.generation_defaults.options(given).map_err(generate_error)?;
             let prompt_ids = tokenizer.encode(&prompt, !templated).map_err(|e| js_error("Tokenizer", &e.to_string()))?;
-            let mut generation = Generation::new(prompt_ids.clone(), options, tokenizer.end_ids()).map_err(generate_error)?;
+            let logprobs = options.logprobs;
+            let mut generation = Generation::with_tokenizer(prompt_ids.clone(), options, &tokenizer).map_err(generate_error)?;
             let taken = engine.borrow_mut().take();
             let mut e = taken.ok_or_else(|| js_error("Busy", "the model is generating, or was disposed"))?;
             let result = async {
                 let mut text = String::new();
+                let mut reported = 0;
                 loop {
                     if signal.as_ref().is_some_and(|s| s.aborted()) {
                         return Err(js_error("Aborted", "generation was aborted"));
@@ -225,15 +227,25 @@ impl TextModel {
                     };
                     let Some(piece) = step.map_err(generate_error)? else { break };
                     if let (Some(f), false) = (&on_text, piece.is_empty()) {
-                        // A throwing callback stops generation with its error.
-                        f.call1(&JsValue::NULL, &JsValue::from_str(&piece))?;
+                        // A throwing callback stops generation with its error. With logprobs,
+                        // the entries of the tokens since the last piece come with it.
+                        if logprobs {
+                            f.call2(&JsValue::NULL, &JsValue::from_str(&piece), &to_js(&generation.logprobs()[reported..])?)?;
+                            reported = generation.logprobs().len();
+                        } else {
+                            f.call1(&JsValue::NULL, &JsValue::from_str(&piece))?;
+                        }
                     }
                     text.push_str(&piece);
                 }
-                to_js(&serde_json::json!({
+                let mut result = serde_json::json!({
                     "text": text, "ids": generation.tokens(), "promptIds": prompt_ids,
                     "finishReason": generation.finish_reason(), "usage": generation.usage,
-                }))
+                });
+                if logprobs {
+                    result["logprobs"] = serde_json::to_value(generation.logprobs()).unwrap_or_default();
+                }
+                to_js(&result)
             }
             .await;
             if !disposed.get() {

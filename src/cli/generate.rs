@@ -90,6 +90,27 @@ pub struct Args {
     /// Stop before this string (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
+    /// OpenAI's frequency penalty, in [-2, 2].
+    #[arg(long)]
+    pub frequency_penalty: Option<f32>,
+    /// OpenAI's presence penalty, in [-2, 2].
+    #[arg(long)]
+    pub presence_penalty: Option<f32>,
+    /// The output follows this JSON schema (a file, or the schema itself).
+    #[arg(long, conflicts_with_all = ["json_object", "regex", "grammar"])]
+    pub json_schema: Option<String>,
+    /// The output is a JSON object.
+    #[arg(long, conflicts_with_all = ["regex", "grammar"])]
+    pub json_object: bool,
+    /// The output matches this regular expression.
+    #[arg(long, conflicts_with = "grammar")]
+    pub regex: Option<String>,
+    /// The output follows this Lark grammar (a file).
+    #[arg(long)]
+    pub grammar: Option<PathBuf>,
+    /// Report each output token's log-probability (and this many alternatives; with --json).
+    #[arg(long)]
+    pub top_logprobs: Option<u32>,
     /// KV-cache capacity in tokens (default: the model's, at most 4096).
     #[arg(long)]
     pub context: Option<u32>,
@@ -100,9 +121,38 @@ pub struct Args {
     /// shader-f16, else f32), "f32" (reference-grade) or "f16".
     #[arg(long, default_value = "auto")]
     pub precision: String,
-    /// Print JSON: {prompt, promptIds, ids, text, finishReason, usage, options, adapter, precision, timings}.
+    /// Print JSON: {prompt, promptIds, ids, text, finishReason, usage, options, adapter, precision,
+    /// timings (maskMs: median and worst of the grammar's masks), logprobs?}.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--json-schema`, `--json-object`, `--regex` or `--grammar` as a `responseFormat`.
+fn response_format(args: &Args) -> Result<Option<serde_json::Value>, CliError> {
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).map_err(|e| CliError { code: "NotFound", message: format!("{}: {e}", path.display()) });
+    Ok(if let Some(schema) = &args.json_schema {
+        let text = if std::path::Path::new(schema).is_file() { read(std::path::Path::new(schema))? } else { schema.clone() };
+        let schema: serde_json::Value = serde_json::from_str(&text).map_err(|e| CliError { code: "Usage", message: format!("--json-schema: {e}") })?;
+        Some(json!({ "type": "json_schema", "json_schema": { "schema": schema, "strict": true } }))
+    } else if args.json_object {
+        Some(json!({ "type": "json_object" }))
+    } else if let Some(pattern) = &args.regex {
+        Some(json!({ "type": "regex", "pattern": pattern }))
+    } else if let Some(path) = &args.grammar {
+        Some(json!({ "type": "grammar", "grammar": read(path)? }))
+    } else {
+        None
+    })
+}
+
+/// `{ median, worst, count }` of `times` (null when empty).
+pub(super) fn median_and_worst(times: &[f64]) -> serde_json::Value {
+    if times.is_empty() {
+        return serde_json::Value::Null;
+    }
+    let mut t = times.to_vec();
+    t.sort_by(f64::total_cmp);
+    json!({ "median": t[t.len() / 2], "worst": t[t.len() - 1], "count": t.len() })
 }
 
 /// The prompt as the model sees it: as given, or rendered by the model's chat template.
@@ -143,12 +193,24 @@ pub fn run(args: &Args) -> Result<String, CliError> {
             given[key] = if key == "maxTokens" || key == "topK" { json!(v as u64) } else { json!(v) };
         }
     }
+    for (key, value) in [("frequencyPenalty", args.frequency_penalty), ("presencePenalty", args.presence_penalty)] {
+        if let Some(v) = value {
+            given[key] = json!(v);
+        }
+    }
+    if let Some(n) = args.top_logprobs {
+        given["logprobs"] = json!(true);
+        given["topLogprobs"] = json!(n);
+    }
+    if let Some(format) = response_format(args)? {
+        given["responseFormat"] = format;
+    }
     if args.max_tokens.is_none() && tok.generation_defaults.to_json().get("maxTokens").is_none() {
         given["maxTokens"] = json!(32);
     }
     let options: GenerateOptions = tok.generation_defaults.options(given).map_err(failed)?;
     let used = serde_json::to_value(&options).unwrap_or_default();
-    let mut generation = Generation::new(prompt_ids.clone(), options, tok.end_ids()).map_err(failed)?;
+    let mut generation = Generation::with_tokenizer(prompt_ids.clone(), options, tok).map_err(failed)?;
     pollster::block_on(async {
         let mut text = String::new();
         let mut out = std::io::stdout();
@@ -196,7 +258,8 @@ pub fn run(args: &Args) -> Result<String, CliError> {
                 "{}\n",
                 json!({ "prompt": prompt, "promptIds": prompt_ids, "ids": generation.tokens(), "text": text,
                         "finishReason": generation.finish_reason(), "usage": u, "options": used, "adapter": adapter, "device": args.device, "precision": precision,
-                        "timings": { "loadMs": load_ms, "prefillTokPerS": prefill_tps, "decodeTokPerS": decode_tps } })
+                        "timings": { "loadMs": load_ms, "prefillTokPerS": prefill_tps, "decodeTokPerS": decode_tps, "maskMs": median_and_worst(generation.mask_times()) },
+                        "logprobs": args.top_logprobs.map(|_| generation.logprobs()) })
             ));
         }
         Ok(format!(

@@ -7,6 +7,7 @@
 //! `FinishReason::Length`, as when `max_tokens` is reached.
 
 pub mod chat;
+pub mod grammar;
 pub mod sampling;
 pub mod stop;
 pub mod stream;
@@ -21,6 +22,7 @@ use crate::gpu::ops::sample::Sampling;
 use crate::models::llama::ModelError;
 use crate::rng::SeededRng;
 use crate::tokenizer::{Tokenizer, TokenizerError};
+use grammar::{Constraint, GrammarError, ResponseFormat};
 use stop::{StopCheck, StopStrings};
 use stream::TextStream;
 
@@ -73,11 +75,31 @@ pub struct GenerateOptions {
     pub seed: u64,
     /// Generation ends before any of these strings; they are not part of the output.
     pub stop: Vec<String>,
+    /// OpenAI's frequency penalty in [-2, 2]: each output token's logit less this times the
+    /// number of times it was generated before.
+    pub frequency_penalty: f32,
+    /// OpenAI's presence penalty in [-2, 2]: less this once a token was generated at all.
+    pub presence_penalty: f32,
+    /// Report each output token's log-probability (`Generation::logprobs`).
+    pub logprobs: bool,
+    /// With `logprobs`, also the most likely alternatives at each position (at most 20).
+    pub top_logprobs: u32,
+    /// What the output must be (a JSON schema, any JSON object, a regex, a Lark grammar).
+    pub response_format: Option<ResponseFormat>,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { max_tokens: 256, temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, seed: 0, stop: Vec::new() }
+        Self { max_tokens: 256, temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0,
+            repetition_penalty: 1.0,
+            seed: 0,
+            stop: Vec::new(),
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            logprobs: false,
+            top_logprobs: 0,
+            response_format: None,
+        }
     }
 }
 
@@ -95,6 +117,14 @@ impl GenerateOptions {
         }
         if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
             return bad("repetitionPenalty must be a finite number > 0");
+        }
+        for (name, v) in [("frequencyPenalty", self.frequency_penalty), ("presencePenalty", self.presence_penalty)] {
+            if !(-2.0..=2.0).contains(&v) {
+                return bad(&format!("{name} must be in [-2, 2]"));
+            }
+        }
+        if self.top_logprobs > 20 || self.top_logprobs > 0 && !self.logprobs {
+            return bad("topLogprobs must be at most 20, and needs logprobs");
         }
         if self.stop.len() > 16 || self.stop.iter().any(|s| s.len() > 256) {
             return bad("at most 16 stop strings of at most 256 bytes");
@@ -125,6 +155,8 @@ pub enum GenerateError {
     Model(#[from] ModelError),
     #[error("tokenizer: {0}")]
     Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Grammar(#[from] GrammarError),
 }
 
 impl GenerateError {
@@ -135,6 +167,7 @@ impl GenerateError {
             Self::PromptTooLong { .. } => "ContextFull",
             Self::Model(e) => e.code(),
             Self::Tokenizer(_) => "Tokenizer",
+            Self::Grammar(e) => e.code(),
         }
     }
 }
@@ -149,6 +182,27 @@ pub struct Usage {
     pub completion_tokens: usize,
     pub prefill_ms: f64,
     pub decode_ms: f64,
+    /// Time spent computing grammar masks (included in the two above).
+    pub mask_ms: f64,
+}
+
+/// One output token's log-probability (OpenAI's `logprobs.content[]` entry): `logprob` is the
+/// log-softmax, at temperature 1, of the logits the engine chose from (after penalties and the
+/// grammar's mask).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+    /// The most likely tokens at this position, most likely first (`top_logprobs` of them).
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
 }
 
 /// One generation in progress: call `step` until it returns `None`.
@@ -164,6 +218,12 @@ pub struct Generation {
     stream: TextStream,
     stops: StopStrings,
     finish: Option<FinishReason>,
+    constraint: Option<Constraint>,
+    /// Token bytes for logprobs (the grammar's vocabulary).
+    vocabulary: Option<std::sync::Arc<grammar::Vocabulary>>,
+    logprobs: Vec<TokenLogprob>,
+    /// Milliseconds of each grammar mask, in order.
+    mask_times: Vec<f64>,
     pub usage: Usage,
 }
 
@@ -171,6 +231,29 @@ impl Generation {
     /// `end_ids` end generation (the tokenizer's end-of-generation ids).
     pub fn new(prompt: Vec<u32>, opts: GenerateOptions, end_ids: Vec<u32>) -> Result<Self, GenerateError> {
         let sampling = opts.check()?;
+        if opts.response_format.as_ref().is_some_and(|f| *f != ResponseFormat::Text) || opts.logprobs {
+            return Err(GenerateError::BadOption("responseFormat and logprobs need the tokenizer's vocabulary (Generation::with_tokenizer)".into()));
+        }
+        Self::unchecked(prompt, opts, sampling, end_ids)
+    }
+
+    /// A generation with every option, `response_format` and `logprobs` included: the end ids
+    /// and token bytes come from `tokenizer`.
+    pub fn with_tokenizer(prompt: Vec<u32>, opts: GenerateOptions, tokenizer: &Tokenizer) -> Result<Self, GenerateError> {
+        let sampling = opts.check()?;
+        let format = opts.response_format.clone().unwrap_or(ResponseFormat::Text);
+        let vocabulary = (format != ResponseFormat::Text || opts.logprobs).then(|| tokenizer.grammar_vocabulary()).transpose()?;
+        let constraint = match &vocabulary {
+            Some(v) => v.constraint(&format)?,
+            None => None,
+        };
+        let mut g = Self::unchecked(prompt, opts, sampling, tokenizer.end_ids())?;
+        g.constraint = constraint;
+        g.vocabulary = vocabulary;
+        Ok(g)
+    }
+
+    fn unchecked(prompt: Vec<u32>, opts: GenerateOptions, sampling: Option<Sampling>, end_ids: Vec<u32>) -> Result<Self, GenerateError> {
         if prompt.is_empty() {
             return Err(GenerateError::EmptyPrompt);
         }
@@ -186,6 +269,10 @@ impl Generation {
             pending: None,
             stream: TextStream::new(),
             finish: None,
+            constraint: None,
+            vocabulary: None,
+            logprobs: Vec::new(),
+            mask_times: Vec::new(),
             usage,
         })
     }
@@ -197,6 +284,16 @@ impl Generation {
 
     pub fn finish_reason(&self) -> Option<FinishReason> {
         self.finish
+    }
+
+    /// Each output token's log-probability (with `logprobs`; end tokens excluded).
+    pub fn logprobs(&self) -> &[TokenLogprob] {
+        &self.logprobs
+    }
+
+    /// Milliseconds of each grammar mask computed so far.
+    pub fn mask_times(&self) -> &[f64] {
+        &self.mask_times
     }
 
     /// Runs the model once (the prompt the first time, then one token) and returns the new text
@@ -225,20 +322,30 @@ impl Generation {
             Some(_) if model.cached().len() >= context => return Ok(Some(self.end(FinishReason::Length, String::new(), tokenizer)?)),
             Some(id) => vec![id],
         };
-        let pick = match (self.sampling, self.opts.repetition_penalty != 1.0) {
+        let on_cpu = self.opts.repetition_penalty != 1.0
+            || self.opts.frequency_penalty != 0.0
+            || self.opts.presence_penalty != 0.0
+            || self.opts.logprobs
+            || self.constraint.is_some();
+        let pick = match (self.sampling, on_cpu) {
             (_, true) => Pick::Logits,
             (Some(s), false) => Pick::Sample(s, self.rng.next_unit()),
             (None, false) => Pick::Greedy,
         };
-        let id = match model.forward(&feed, pick).await? {
+        // The grammar's mask is computed while the model runs (the GPU works on its own after
+        // the pass is submitted; a CPU pass is synchronous and simply comes first).
+        let constraint = &mut self.constraint;
+        let (next, allowed) = futures_util::future::join(model.forward(&feed, pick), async {
+            constraint.as_mut().map(|c| {
+                let t = now_ms();
+                (c.allowed(), now_ms() - t)
+            })
+        })
+        .await;
+        let id = match next? {
             Next::Token(id) => id,
-            Next::Logits(mut logits) => {
-                let seen: Vec<u32> = self.prompt.iter().chain(&self.out).copied().collect();
-                sampling::apply_repetition_penalty(&mut logits, &seen, self.opts.repetition_penalty);
-                sampling::sample(&logits, self.sampling.as_ref(), self.rng.next_unit())
-            }
-        };
-        let ms = now_ms() - t0;
+            Next::Logits(logits) => self.choose(logits, allowed)?,
+        };        let ms = now_ms() - t0;
         if self.pending.is_none() {
             self.usage.prefill_ms += ms;
         } else {
@@ -247,6 +354,13 @@ impl Generation {
         if self.end_ids.contains(&id) {
             return Ok(Some(self.end(FinishReason::Stop, String::new(), tokenizer)?));
         }
+        let complete = match &mut self.constraint {
+            Some(c) => {
+                c.accept(id)?;
+                c.is_complete()
+            }
+            None => false,
+        };
         self.out.push(id);
         self.usage.completion_tokens = self.out.len();
         self.pending = Some(id);
@@ -256,9 +370,50 @@ impl Generation {
                 self.finish = Some(FinishReason::Stop);
                 Ok(Some(before))
             }
+            // The grammar is complete: only an end token could follow.
+            StopCheck::Continue(text) if complete => Ok(Some(self.end(FinishReason::Stop, text, tokenizer)?)),
             StopCheck::Continue(text) if self.out.len() >= self.opts.max_tokens as usize => Ok(Some(self.end(FinishReason::Length, text, tokenizer)?)),
             StopCheck::Continue(text) => Ok(Some(text)),
         }
+    }
+
+    /// Chooses from the logits on the CPU: penalties, the grammar's mask (`allowed`, with its
+    /// time), then the draw; records the logprobs when asked.
+    fn choose(&mut self, mut logits: Vec<f32>, allowed: Option<(Result<toktrie::SimpleVob, GrammarError>, f64)>) -> Result<u32, GenerateError> {
+        let seen: Vec<u32> = self.prompt.iter().chain(&self.out).copied().collect();
+        sampling::apply_repetition_penalty(&mut logits, &seen, self.opts.repetition_penalty);
+        sampling::apply_frequency_penalties(&mut logits, &self.out, self.opts.frequency_penalty, self.opts.presence_penalty);
+        if let Some((allowed, ms)) = allowed {
+            let allowed = allowed?;
+            self.mask_times.push(ms);
+            self.usage.mask_ms += ms;
+            grammar::mask_logits(&mut logits, &allowed);
+            if logits.iter().all(|l| *l == f32::NEG_INFINITY) {
+                return Err(GrammarError::Parser("the grammar allows no token of this vocabulary here".into()).into());
+            }
+        }
+        let id = sampling::sample(&logits, self.sampling.as_ref(), self.rng.next_unit());
+        if self.opts.logprobs && !self.end_ids.contains(&id) {
+            self.logprobs.push(self.logprob_entry(&logits, id));
+        }
+        Ok(id)
+    }
+
+    fn logprob_entry(&self, logits: &[f32], id: u32) -> TokenLogprob {
+        let log_z = sampling::log_sum_exp(logits);
+        let entry = |id: u32| {
+            let bytes = self.vocabulary.as_ref().map(|v| v.token_bytes(id).to_vec()).unwrap_or_default();
+            (String::from_utf8_lossy(&bytes).into_owned(), logits.get(id as usize).map_or(f32::NEG_INFINITY, |l| l - log_z), bytes)
+        };
+        let top_logprobs = sampling::top_k(logits, self.opts.top_logprobs as usize)
+            .into_iter()
+            .map(|i| {
+                let (token, logprob, bytes) = entry(i);
+                TopLogprob { token, logprob, bytes }
+            })
+            .collect();
+        let (token, logprob, bytes) = entry(id);
+        TokenLogprob { token, logprob, bytes, top_logprobs }
     }
 
     /// Ends with `reason`: `text` plus what the stream and the stop check held back.

@@ -21,6 +21,45 @@ pub fn apply_repetition_penalty(logits: &mut [f32], context: &[u32], penalty: f3
     }
 }
 
+/// OpenAI's frequency and presence penalties over the tokens generated so far (`output`):
+/// `logit[j] -= count[j] * frequency + (count[j] > 0) * presence`.
+pub fn apply_frequency_penalties(logits: &mut [f32], output: &[u32], frequency: f32, presence: f32) {
+    if frequency == 0.0 && presence == 0.0 {
+        return;
+    }
+    let mut counts = std::collections::HashMap::<u32, u32>::new();
+    for &id in output {
+        *counts.entry(id).or_default() += 1;
+    }
+    for (id, n) in counts {
+        if let Some(l) = logits.get_mut(id as usize) {
+            *l -= n as f32 * frequency + presence;
+        }
+    }
+}
+
+/// log Σ exp(logits), in f64 (−∞ for none finite).
+pub fn log_sum_exp(logits: &[f32]) -> f32 {
+    let m = logits.iter().copied().filter(|l| !l.is_nan()).fold(f32::NEG_INFINITY, f32::max);
+    if m == f32::NEG_INFINITY {
+        return m;
+    }
+    let sum: f64 = logits.iter().filter(|l| !l.is_nan()).map(|&l| f64::from(l - m).exp()).sum();
+    (f64::from(m) + sum.ln()) as f32
+}
+
+/// The indices of the `k` largest logits, largest first (ties: lower index first; −∞ and NaN
+/// never listed).
+pub fn top_k(logits: &[f32], k: usize) -> Vec<u32> {
+    if k == 0 {
+        return Vec::new();
+    }
+    let mut ids: Vec<u32> = (0..logits.len() as u32).filter(|&i| logits[i as usize] > f32::NEG_INFINITY).collect();
+    ids.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+    ids.truncate(k);
+    ids
+}
+
 /// The first index of the largest logit (NaN never wins).
 pub fn argmax(logits: &[f32]) -> u32 {
     let mut best = 0;

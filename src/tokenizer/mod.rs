@@ -40,7 +40,13 @@ pub struct Tokenizer {
     /// The generation options the checkpoint recommends (`generation_config.json`'s sampling
     /// settings, GGUF `general.sampling.*`), for those a caller leaves out.
     pub generation_defaults: crate::generation_defaults::OptionDefaults,
+    /// The vocabulary as constrained decoding reads it, made on first use and shared by clones.
+    #[cfg(feature = "gpu")]
+    grammar: GrammarCache,
 }
+
+#[cfg(feature = "gpu")]
+type GrammarCache = std::sync::Arc<std::sync::OnceLock<Result<std::sync::Arc<crate::generate::grammar::Vocabulary>, crate::generate::grammar::GrammarError>>>;
 
 impl Tokenizer {
     /// Loads a hub `tokenizer.json`. Padding and truncation settings in the file are dropped:
@@ -51,7 +57,7 @@ impl Tokenizer {
         inner
             .with_truncation(None)
             .map_err(|e| TokenizerError::BadJson(e.to_string()))?;
-        Ok(Self { inner, bos_id: None, eos_id: None, chat_template: None, generation_end_ids: None, generation_defaults: Default::default() })
+        Ok(Self { inner, bos_id: None, eos_id: None, chat_template: None, generation_end_ids: None, generation_defaults: Default::default(), #[cfg(feature = "gpu")] grammar: Default::default() })
     }
 
     /// Takes the chat template and the BOS/EOS tokens of a hub `tokenizer_config.json` (the
@@ -103,7 +109,7 @@ impl Tokenizer {
         let inner = tokenizers::Tokenizer::from_bytes(json.to_string().as_bytes())
             .map_err(|e| TokenizerError::BadJson(e.to_string()))?;
         let generation_defaults = crate::generation_defaults::OptionDefaults::from_gguf(meta).map_err(TokenizerError::BadJson)?;
-        Ok(Self { inner, bos_id: vocab.bos_id, eos_id: vocab.eos_id, chat_template: vocab.chat_template, generation_end_ids: None, generation_defaults })
+        Ok(Self { inner, bos_id: vocab.bos_id, eos_id: vocab.eos_id, chat_template: vocab.chat_template, generation_end_ids: None, generation_defaults, #[cfg(feature = "gpu")] grammar: Default::default() })
     }
 
     /// Token ids of `text`; `add_special` adds what the post-processor adds (BOS, `[CLS]`/`[SEP]`).
@@ -156,6 +162,13 @@ impl Tokenizer {
 
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
+    }
+
+    /// The vocabulary for constrained decoding (read on first use; its end tokens are
+    /// `end_ids()` at that time).
+    #[cfg(feature = "gpu")]
+    pub fn grammar_vocabulary(&self) -> Result<std::sync::Arc<crate::generate::grammar::Vocabulary>, crate::generate::grammar::GrammarError> {
+        self.grammar.get_or_init(|| crate::generate::grammar::Vocabulary::new(self, &self.end_ids()).map(std::sync::Arc::new)).clone()
     }
 
     /// The underlying `tokenizers` tokenizer.
