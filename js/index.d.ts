@@ -112,9 +112,38 @@ export interface GenerateOptions {
   /** Fixed seed for reproducible sampling (default: a random one). */
   seed?: number;
   stop?: string | string[];
+  /** OpenAI's penalties, each in [-2, 2]: a token's logit less `frequencyPenalty` times the
+   *  number of times it was generated, less `presencePenalty` once it was. */
+  frequencyPenalty?: number;
+  presencePenalty?: number;
+  /** Each output token's log-probability in the result (and `topLogprobs` alternatives, ≤ 20). */
+  logprobs?: boolean;
+  topLogprobs?: number;
+  /** What the output must be; the grammar's mask is applied to every token (greedy or sampled).
+   *  A schema, regex or grammar that cannot be compiled is a `Usage` error. */
+  responseFormat?: ResponseFormat;
   signal?: AbortSignal;
-  /** Called with each piece of text as it is generated. */
-  onText?: (piece: string) => void;
+  /** Called with each piece of text as it is generated (with `logprobs`: and its tokens' entries). */
+  onText?: (piece: string, logprobs?: TokenLogprob[]) => void;
+}
+
+/** OpenAI's `response_format` (`json_object`, `json_schema`), and a regex (Rust `regex` syntax)
+ *  or a Lark grammar (llguidance's). JSON comes with ", " and ": " separators and no other
+ *  whitespace. `strict: true`: keywords the compiler lacks are an error (otherwise ignored). */
+export type ResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object'; schema?: object }
+  | { type: 'json_schema'; json_schema: { name?: string; description?: string; schema?: object; strict?: boolean } }
+  | { type: 'regex'; pattern: string }
+  | { type: 'grammar'; grammar: string };
+
+/** OpenAI's `logprobs.content[]` entry: the log-softmax, at temperature 1, of the logits the
+ *  engine chose from (after penalties and the grammar's mask). */
+export interface TokenLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  top_logprobs: { token: string; logprob: number; bytes: number[] }[];
 }
 
 export interface ChatMessage { role: 'system' | 'user' | 'assistant' | string; content: string }
@@ -126,6 +155,8 @@ export interface Usage {
   completionTokens: number;
   prefillMs: number;
   decodeMs: number;
+  /** Of which computing grammar masks. */
+  maskMs: number;
 }
 
 export interface GenerateResult {
@@ -135,6 +166,10 @@ export interface GenerateResult {
   finishReason: 'stop' | 'length';
   usage: Usage;
   tokensPerSecond: { prefill: number; decode: number };
+  /** With `logprobs`. */
+  logprobs?: TokenLogprob[];
+  /** With a `responseFormat`: the grammar masks' milliseconds per token. */
+  maskMs?: { median: number; worst: number; count: number } | null;
 }
 
 export interface TextStream extends AsyncIterable<string> {
@@ -187,20 +222,26 @@ export interface ChatCompletionRequest {
   stop?: string | string[];
   seed?: number;
   signal?: AbortSignal;
-  /** Not supported yet: given (penalties other than 0, a `response_format` other than text,
-   *  `logprobs: true`), the request is refused with `Unsupported` rather than ignored. */
-  tools?: never; tool_choice?: never; functions?: never; logit_bias?: never; top_logprobs?: never;
-  logprobs?: false; response_format?: { type: 'text' }; frequency_penalty?: 0; presence_penalty?: 0;
+  /** Each in [-2, 2] (a `Usage` error outside). */
+  frequency_penalty?: number;
+  presence_penalty?: number;
+  logprobs?: boolean;
+  /** ≤ 20; needs `logprobs: true`. */
+  top_logprobs?: number;
+  response_format?: ResponseFormat;
+  /** Not supported yet: given, the request is refused with `Unsupported` rather than ignored. */
+  tools?: never; tool_choice?: never; functions?: never; function_call?: never; logit_bias?: never;
 }
+export interface ChatLogprobs { content: TokenLogprob[]; refusal: null }
 export interface ChatCompletionUsage { prompt_tokens: number; completion_tokens: number; total_tokens: number }
 export interface ChatCompletion {
   id: string; object: 'chat.completion'; created: number; model: string;
-  choices: { index: number; message: { role: 'assistant'; content: string }; finish_reason: 'stop' | 'length' }[];
+  choices: { index: number; message: { role: 'assistant'; content: string; refusal: null }; logprobs: ChatLogprobs | null; finish_reason: 'stop' | 'length' }[];
   usage: ChatCompletionUsage;
 }
 export interface ChatCompletionChunk {
   id: string; object: 'chat.completion.chunk'; created: number; model: string;
-  choices: { index: number; delta: { role?: 'assistant'; content?: string }; finish_reason: 'stop' | 'length' | null }[];
+  choices: { index: number; delta: { role?: 'assistant'; content?: string }; logprobs: ChatLogprobs | null; finish_reason: 'stop' | 'length' | null }[];
   usage?: ChatCompletionUsage;
 }
 

@@ -224,7 +224,8 @@ class Queue {
   }
 }
 
-const GENERATE_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'seed', 'stop'];
+const GENERATE_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'seed', 'stop',
+  'frequencyPenalty', 'presencePenalty', 'logprobs', 'topLogprobs', 'responseFormat'];
 function engineOptions(opts = {}) {
   const out = {};
   for (const k of GENERATE_KEYS) if (opts[k] !== undefined) out[k] = opts[k];
@@ -281,11 +282,17 @@ export class TextGenerationPipeline {
 
   /** The same, as an async iterable of text pieces (`break` stops generation). */
   stream(prompt, options = {}) {
+    const s = this.#stream(prompt, options);
+    return { result: s.result, async *[Symbol.asyncIterator]() { for await (const { text } of s) yield text; } };
+  }
+
+  /** `stream` whose items are `{ text, logprobs }` (the entries of the tokens that made `text`). */
+  #stream(prompt, options) {
     const pieces = [];
     let wake = () => {}, done = false, failure = null;
     const stop = new AbortController();
     const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
-    const finished = this.#run(prompt, { ...options, signal }, (piece) => { pieces.push(piece); wake(); })
+    const finished = this.#run(prompt, { ...options, signal }, (text, logprobs) => { pieces.push({ text, logprobs }); wake(); })
       .then((result) => result, (err) => { failure = err; })
       .finally(() => { done = true; wake(); });
     return {
@@ -321,31 +328,37 @@ export class TextGenerationPipeline {
   }
 
   #createCompletion(request) {
-    const { messages, stream = false, max_tokens, max_completion_tokens, temperature, top_p, stop, seed, signal, n, stream_options } = request;
+    const { messages, stream = false, max_tokens, max_completion_tokens, temperature, top_p, stop, seed, signal, n, stream_options,
+      frequency_penalty, presence_penalty, logprobs = false, top_logprobs, response_format } = request;
     // What the OpenAI API has and this engine does not do yet is refused by name, not ignored.
     if (n !== undefined && n !== null && n !== 1) return Promise.reject(new UsageError(`n = ${n}: one choice per request (n = 1)`));
-    const unsupported = ['tools', 'tool_choice', 'functions', 'logit_bias', 'top_logprobs'].filter((k) => request[k] !== undefined && request[k] !== null)
-      .concat(request.logprobs ? ['logprobs'] : [], request.response_format && request.response_format.type !== 'text' ? ['response_format'] : [],
-        ['frequency_penalty', 'presence_penalty'].filter((k) => request[k])); // 0 is the default: accepted
+    const unsupported = ['tools', 'tool_choice', 'functions', 'function_call', 'logit_bias'].filter((k) => request[k] !== undefined && request[k] !== null);
     if (unsupported.length) return Promise.reject(new Unsupported(`not supported yet: ${unsupported.join(', ')}`));
-    const opts = { maxTokens: max_completion_tokens ?? max_tokens, temperature, topP: top_p, stop, seed, signal };
+    if (top_logprobs != null && !logprobs) return Promise.reject(new UsageError('top_logprobs needs logprobs: true'));
+    const opts = { maxTokens: max_completion_tokens ?? max_tokens, temperature, topP: top_p, stop, seed, signal,
+      frequencyPenalty: frequency_penalty ?? undefined, presencePenalty: presence_penalty ?? undefined,
+      logprobs: logprobs || undefined, topLogprobs: logprobs ? (top_logprobs ?? 0) : undefined,
+      responseFormat: response_format && response_format.type !== 'text' ? response_format : undefined };
     const id = `chatcmpl-${Math.random().toString(36).slice(2)}`;
     const created = Math.floor(Date.now() / 1000);
     const model = this.info.repo;
     const usage = (u) => ({ prompt_tokens: u.promptTokens, completion_tokens: u.completionTokens, total_tokens: u.promptTokens + u.completionTokens });
+    // OpenAI's shape: `{ content: [{ token, logprob, bytes, top_logprobs }] }`, or null when not asked.
+    const logprobsOut = (entries) => (logprobs ? { content: entries ?? [], refusal: null } : null);
     if (!stream) {
       return this.generate(messages, opts).then((r) => ({
         id, object: 'chat.completion', created, model,
-        choices: [{ index: 0, message: { role: 'assistant', content: r.text }, finish_reason: r.finishReason }],
+        choices: [{ index: 0, message: { role: 'assistant', content: r.text, refusal: null }, logprobs: logprobsOut(r.logprobs), finish_reason: r.finishReason }],
         usage: usage(r.usage),
       }));
     }
-    const s = this.stream(messages, opts);
-    const chunk = (delta, finish_reason = null) => ({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason }] });
+    const s = this.#stream(messages, opts);
+    const chunk = (delta, finish_reason = null, entries) => ({ id, object: 'chat.completion.chunk', created, model,
+      choices: [{ index: 0, delta, logprobs: entries ? logprobsOut(entries) : null, finish_reason }] });
     return Promise.resolve({
       async *[Symbol.asyncIterator]() {
         yield chunk({ role: 'assistant', content: '' });
-        for await (const piece of s) yield chunk({ content: piece });
+        for await (const piece of s) yield chunk({ content: piece.text }, null, piece.logprobs);
         const r = await s.result;
         if (!r) return;
         yield chunk({}, r.finishReason);

@@ -10,7 +10,7 @@ export async function workerPipeline(task, model, options) {
     const p = pending.get(data.id);
     if (!p) return;
     if (data.progress) return p.onProgress?.(data.progress);
-    if (data.text !== undefined) return p.onText?.(data.text);
+    if (data.text !== undefined) return p.onText?.(data.text, data.logprobs);
     pending.delete(data.id);
     if (data.error) p.reject(toHugrtError(data.error));
     else p.resolve(data.result);

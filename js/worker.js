@@ -16,7 +16,7 @@ self.onmessage = async ({ data: { id, op, args } }) => {
         const abort = new AbortController();
         running.set(id, abort);
         try {
-          const onText = (text) => self.postMessage({ id, text });
+          const onText = (text, logprobs) => self.postMessage({ id, text, logprobs });
           const result = await pipe[kBackend].generate(args.text, args.options, args.templated, onText, abort.signal);
           return self.postMessage({ id, result });
         } finally {

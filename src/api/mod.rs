@@ -130,7 +130,7 @@ pub(crate) async fn stored_small_file(store: &IdbStore, repo: &str, commit: &str
     file.read(0..file.size()).await.map(Some).map_err(store_error)
 }
 
-pub(crate) fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsValue> {
+pub(crate) fn to_js<T: serde::Serialize + ?Sized>(value: &T) -> Result<JsValue, JsValue> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
         .map_err(|e| js_error("Internal", &e.to_string()))

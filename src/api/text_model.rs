@@ -242,6 +242,7 @@ impl TextModel {
                     "text": text, "ids": generation.tokens(), "promptIds": prompt_ids,
                     "finishReason": generation.finish_reason(), "usage": generation.usage,
                 });
+                result["maskMs"] = generation.mask_summary();
                 if logprobs {
                     result["logprobs"] = serde_json::to_value(generation.logprobs()).unwrap_or_default();
                 }

@@ -145,16 +145,6 @@ fn response_format(args: &Args) -> Result<Option<serde_json::Value>, CliError> {
     })
 }
 
-/// `{ median, worst, count }` of `times` (null when empty).
-pub(super) fn median_and_worst(times: &[f64]) -> serde_json::Value {
-    if times.is_empty() {
-        return serde_json::Value::Null;
-    }
-    let mut t = times.to_vec();
-    t.sort_by(f64::total_cmp);
-    json!({ "median": t[t.len() / 2], "worst": t[t.len() - 1], "count": t.len() })
-}
-
 /// The prompt as the model sees it: as given, or rendered by the model's chat template.
 pub fn prompt_text(tok: &Tokenizer, prompt: &str, chat: bool, system: Option<&str>) -> Result<String, CliError> {
     if !chat {
@@ -258,7 +248,7 @@ pub fn run(args: &Args) -> Result<String, CliError> {
                 "{}\n",
                 json!({ "prompt": prompt, "promptIds": prompt_ids, "ids": generation.tokens(), "text": text,
                         "finishReason": generation.finish_reason(), "usage": u, "options": used, "adapter": adapter, "device": args.device, "precision": precision,
-                        "timings": { "loadMs": load_ms, "prefillTokPerS": prefill_tps, "decodeTokPerS": decode_tps, "maskMs": median_and_worst(generation.mask_times()) },
+                        "timings": { "loadMs": load_ms, "prefillTokPerS": prefill_tps, "decodeTokPerS": decode_tps, "maskMs": generation.mask_summary() },
                         "logprobs": args.top_logprobs.map(|_| generation.logprobs()) })
             ));
         }

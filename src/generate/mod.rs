@@ -194,7 +194,8 @@ pub struct TokenLogprob {
     pub token: String,
     pub logprob: f32,
     pub bytes: Vec<u8>,
-    /// The most likely tokens at this position, most likely first (`top_logprobs` of them).
+    /// The most likely tokens at this position, most likely first (`top_logprobs` of them, fewer
+    /// where the grammar allows fewer).
     pub top_logprobs: Vec<TopLogprob>,
 }
 
@@ -294,6 +295,16 @@ impl Generation {
     /// Milliseconds of each grammar mask computed so far.
     pub fn mask_times(&self) -> &[f64] {
         &self.mask_times
+    }
+
+    /// `{ median, worst, count }` of the grammar masks' milliseconds (null without a grammar).
+    pub fn mask_summary(&self) -> serde_json::Value {
+        if self.mask_times.is_empty() {
+            return serde_json::Value::Null;
+        }
+        let mut t = self.mask_times.clone();
+        t.sort_by(f64::total_cmp);
+        serde_json::json!({ "median": t[t.len() / 2], "worst": t[t.len() - 1], "count": t.len() })
     }
 
     /// Runs the model once (the prompt the first time, then one token) and returns the new text

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { ARTIFACTS, servedSpacesAndBrowser } from './browser.mjs';
 import { chatAnswer, continuation, text } from './reference.mjs';
+import Ajv from 'ajv';
 
 // llama.cpp's greedy answer (tests/fixtures/smollm2/llamacpp_chat.json). Not the chat space's
 // default "What is the capital of France?": there llama.cpp's first step is a near-tie. Here
@@ -82,8 +83,27 @@ test("chat space: SmolLM2 answers with llama.cpp's greedy tokens, then the API w
     for await (const c of await chat.chat.completions.create({ messages: [{ role: 'user', content: question }], stream: true, max_tokens: 1 })) plain.push(c);
     out.plainUsage = plain.some((c) => 'usage' in c);
     const code = async (request) => { try { await chat.chat.completions.create({ messages: [{ role: 'user', content: question }], max_tokens: 1, ...request }); return 'none'; } catch (e) { return e.code; } };
-    out.refused = { n: await code({ n: 2 }), tools: await code({ tools: [{ type: 'function', function: { name: 'f' } }] }), json: await code({ response_format: { type: 'json_object' } }),
-      penalty: await code({ frequency_penalty: 0.5 }), zeroPenalty: await code({ frequency_penalty: 0, n: 1 }) };
+    const impossible = { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'integer', minimum: 5, maximum: 1 }, strict: true } };
+    out.refused = { n: await code({ n: 2 }), tools: await code({ tools: [{ type: 'function', function: { name: 'f' } }] }), logitBias: await code({ logit_bias: { 1: 5 } }),
+      badPenalty: await code({ frequency_penalty: 2.5 }), topWithout: await code({ top_logprobs: 2 }), badSchema: await code({ response_format: impossible }),
+      badRegex: await code({ response_format: { type: 'regex', pattern: '(' } }), zeroPenalty: await code({ frequency_penalty: 0, n: 1 }) };
+    // Structured output: a JSON schema (validated by Ajv in the test), streamed with logprobs.
+    const person = { type: 'object', properties: { name: { type: 'string', maxLength: 12 }, age: { type: 'integer', minimum: 0, maximum: 120 },
+      city: { enum: ['Paris', 'Rome', 'Berlin'] } }, required: ['name', 'age', 'city'], additionalProperties: false };
+    const format = { type: 'json_schema', json_schema: { name: 'person', schema: person, strict: true } };
+    const whole = await chat.chat.completions.create({ messages: [{ role: 'user', content: 'Describe a person.' }], response_format: format, max_tokens: 60 });
+    out.json = { content: whole.choices[0].message.content, finish: whole.choices[0].finish_reason, logprobs: whole.choices[0].logprobs, schema: person };
+    const jsonChunks = [];
+    const streamed = await chat.chat.completions.create({ messages: [{ role: 'user', content: 'Describe a person.' }], response_format: format, max_tokens: 60,
+      temperature: 0.9, seed: 5, frequency_penalty: 0.5, presence_penalty: 0.3, logprobs: true, top_logprobs: 2, stream: true });
+    for await (const c of streamed) jsonChunks.push(c);
+    out.streamedJson = { content: jsonChunks.map((c) => c.choices[0]?.delta.content ?? '').join(''), finish: jsonChunks.at(-1).choices[0].finish_reason,
+      entries: jsonChunks.flatMap((c) => c.choices[0]?.logprobs?.content ?? []) };
+    // The same through generate(): a regex and a Lark grammar, with the masks' timings.
+    const regex = await chat.generate([{ role: 'user', content: 'When were you born?' }], { responseFormat: { type: 'regex', pattern: '[0-9]{4}-[0-9]{2}-[0-9]{2}' }, maxTokens: 20 });
+    out.regex = { text: regex.text, finish: regex.finishReason, maskMs: regex.maskMs };
+    const lark = await chat.generate([{ role: 'user', content: 'List three fruits.' }], { responseFormat: { type: 'grammar', grammar: 'start: "[" item (", " item)~0..3 "]"\nitem: /[a-z]{2,10}/' }, maxTokens: 40 });
+    out.lark = { text: lark.text, finish: lark.finishReason };
     // Bad options are typed errors.
     try { await chat.generate('x', { temperature: -1 }); out.badOption = 'accepted'; } catch (err) { out.badOption = err.code; }
     out.cache = await hugrt.cache.list();
@@ -107,7 +127,30 @@ test("chat space: SmolLM2 answers with llama.cpp's greedy tokens, then the API w
   assert.deepEqual(api.chunks.usageChoices, [], 'the usage chunk has no choices (OpenAI stream_options.include_usage)');
   assert.equal(api.chunks.usageBefore, false);
   assert.equal(api.plainUsage, false, 'no usage without stream_options.include_usage');
-  assert.deepEqual(api.refused, { n: 'Usage', tools: 'Unsupported', json: 'Unsupported', penalty: 'Unsupported', zeroPenalty: 'none' });
+  assert.deepEqual(api.refused, { n: 'Usage', tools: 'Unsupported', logitBias: 'Unsupported', badPenalty: 'Usage', topWithout: 'Usage', badSchema: 'Usage', badRegex: 'Usage', zeroPenalty: 'none' });
+  const validate = new Ajv({ strict: true }).compile(api.json.schema);
+  for (const [name, out] of [['greedy', api.json], ['sampled, streamed', api.streamedJson]]) {
+    assert.equal(out.finish, 'stop', `${name}: ${out.content}`);
+    assert.ok(validate(JSON.parse(out.content)), `${name}: ${out.content}: ${JSON.stringify(validate.errors)}`);
+  }
+  assert.equal(api.json.logprobs, null, 'no logprobs unless asked');
+  // Streamed logprobs: one entry per token, their bytes making the content; alternatives sorted,
+  // the chosen token's log-probability among them or below the last; where the grammar allows
+  // one token only, it alone is listed, with log-probability 0 (the others have none).
+  const entries = api.streamedJson.entries;
+  assert.equal(Buffer.concat(entries.map((e) => Buffer.from(e.bytes))).toString(), api.streamedJson.content);
+  for (const e of entries) {
+    const [first, second] = e.top_logprobs;
+    assert.ok(e.logprob <= 0 && (second ? first.logprob >= second.logprob && e.top_logprobs.length === 2 : first.logprob === 0), JSON.stringify(e));
+    assert.ok(e.top_logprobs.some((t) => t.token === e.token) || e.logprob <= second.logprob + 1e-6, JSON.stringify(e));
+  }
+  assert.ok(entries.some((e) => e.top_logprobs.length === 2), 'somewhere the grammar allows a choice');
+  assert.equal(api.regex.finish, 'stop');
+  assert.match(api.regex.text, /^[0-9]{4}-[0-9]{2}-[0-9]{2}$/);
+  assert.ok(api.regex.maskMs.count >= 10 && api.regex.maskMs.median > 0, JSON.stringify(api.regex.maskMs));
+  console.log(`grammar mask in Chromium (wasm): median ${api.regex.maskMs.median.toFixed(3)} ms, worst ${api.regex.maskMs.worst.toFixed(3)} ms`);
+  assert.equal(api.lark.finish, 'stop');
+  assert.match(api.lark.text, /^\[[a-z]{2,10}(, [a-z]{2,10}){0,3}\]$/);
   assert.equal(api.badOption, 'Usage');
   const cached = api.cache.find((r) => r.repo === 'HuggingFaceTB/SmolLM2-135M-Instruct');
   assert.ok(cached && cached.completeFiles === 1 && cached.bytes > 90e6, JSON.stringify(api.cache));
@@ -118,7 +161,16 @@ test("chat space: SmolLM2 answers with llama.cpp's greedy tokens, then the API w
   // Worker mode, same browser profile: the model comes from the cache this time.
   const worker = await open(context, `chat.html?autorun&worker&max=4&${SAY}`);
   await worker.page.screenshot({ path: `${ARTIFACTS}/chat-worker.png`, fullPage: true });
-  const w = await worker.page.evaluate(() => ({ status: document.body.dataset.status, ids: window.chatResult?.ids, info: window.chatPipeline?.info }));
+  const w = await worker.page.evaluate(async () => {
+    // A grammar and logprobs through the Worker: the options cross, the entries come with the text.
+    const pieces = [];
+    const r = await window.chatPipeline.generate('Pick:', { responseFormat: { type: 'regex', pattern: '(red|green|blue)' }, logprobs: true, maxTokens: 5,
+      onText: (piece, logprobs) => pieces.push({ piece, logprobs }) });
+    return { status: document.body.dataset.status, ids: window.chatResult?.ids, info: window.chatPipeline?.info,
+      constrained: { text: r.text, entries: r.logprobs.length, ids: r.ids.length, streamed: pieces.flatMap((p) => p.logprobs ?? []).length } };
+  });
+  assert.match(w.constrained.text, /^(red|green|blue)$/);
+  assert.ok(w.constrained.entries === w.constrained.ids && w.constrained.streamed === w.constrained.ids, JSON.stringify(w.constrained));
   assert.equal(w.status, 'done', await worker.page.textContent('#status'));
   assert.deepEqual(w.ids, REF.ids.slice(0, 4));
   assert.equal(w.info.worker, true);

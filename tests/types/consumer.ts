@@ -20,6 +20,14 @@ export async function demo(signal: AbortSignal): Promise<string> {
   }
   const full = await chat.chat.completions.create({ messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4 });
   text += full.choices[0]?.message.content ?? '';
+  const schema = { type: 'object', properties: { name: { type: 'string' } }, required: ['name'] };
+  const json = await chat.chat.completions.create({ messages: [{ role: 'user', content: 'Hi' }], logprobs: true, top_logprobs: 2, frequency_penalty: 0.5,
+    response_format: { type: 'json_schema', json_schema: { name: 'person', schema, strict: true } } });
+  const lp: number = json.choices[0]?.logprobs?.content[0]?.top_logprobs[0]?.logprob ?? 0;
+  const regex = await chat.generate('x', { responseFormat: { type: 'regex', pattern: '[0-9]+' }, logprobs: true, onText: (piece, entries) => console.log(piece, entries?.length) });
+  text += `${lp}${regex.logprobs?.[0]?.token}${regex.maskMs?.median}`;
+  // @ts-expect-error: a regex format needs its pattern
+  await chat.generate('x', { responseFormat: { type: 'regex' } });
   const embed = await pipeline('feature-extraction', 'sentence-transformers/all-MiniLM-L6-v2');
   const { data, dims }: { data: Float32Array; dims: [number, number] } = await embed.embed(['a', 'b']);
   const caps = await capabilities();
