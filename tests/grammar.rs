@@ -18,6 +18,10 @@ use common::log;
 
 /// The real SmolLM2-135M-Instruct Q4_1 (scripts/models.sh) on the CPU, and its tokenizer.
 fn smollm2() -> (AnyDecoder, Tokenizer) {
+    smollm2_on(common::Device::Cpu)
+}
+
+fn smollm2_on(device: common::Device) -> (AnyDecoder, Tokenizer) {
     let out = std::process::Command::new("bash").arg("scripts/models.sh").current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("runs scripts/models.sh");
     assert!(out.status.success(), "scripts/models.sh failed: {}", String::from_utf8_lossy(&out.stderr));
     let path = std::path::Path::new(String::from_utf8_lossy(&out.stdout).trim()).join("SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -25,7 +29,7 @@ fn smollm2() -> (AnyDecoder, Tokenizer) {
     let table: TensorTable = hugrt::formats::read_table_from(&mut file, "SmolLM2-135M-Instruct.Q4_1.gguf").expect("reads the GGUF");
     let Metadata::Gguf { metadata, .. } = &table.metadata else { panic!("a GGUF") };
     let tokenizer = Tokenizer::from_gguf(metadata).expect("its tokenizer");
-    let model = pollster::block_on(AnyDecoder::load(None, None, &table, Some(512), &mut file)).expect("loads on the CPU");
+    let model = pollster::block_on(AnyDecoder::load(pollster::block_on(common::gpu_for(device)), None, &table, Some(512), &mut file)).expect("loads");
     (model, tokenizer)
 }
 
@@ -136,6 +140,23 @@ fn outputs_under_random_json_schemas_and_regexes_validate() {
     }
     masks.sort_by(f64::total_cmp);
     log(&format!("{runs} schema runs; grammar mask per token: median {:.3} ms, worst {:.3} ms over {} tokens", masks[masks.len() / 2], masks[masks.len() - 1], masks.len()));
+}
+
+#[test]
+fn a_schema_on_the_gpu() {
+    // The GPU backend reads the logits back for the mask (lavapipe without a GPU).
+    let (mut model, tokenizer) = smollm2_on(common::Device::Gpu);
+    let schema = json!({ "type": "object", "properties": { "name": { "type": "string", "maxLength": 12 }, "age": { "type": "integer", "minimum": 0, "maximum": 120 },
+        "city": { "enum": ["Paris", "Rome", "Berlin"] } }, "required": ["name", "age", "city"], "additionalProperties": false });
+    let format = json!({ "type": "json_schema", "json_schema": { "name": "person", "schema": schema, "strict": true } });
+    let options = GenerateOptions { max_tokens: 40, response_format: Some(serde_json::from_value(format).expect("a format")), logprobs: true, ..GenerateOptions::default() };
+    let (text, g) = run(&mut model, &tokenizer, &chat_prompt(&tokenizer, "Describe a person."), options).expect("generates");
+    log(&format!("GPU -> {text}"));
+    assert_eq!(g.finish_reason(), Some(FinishReason::Stop), "{text}");
+    let value: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    let validator = jsonschema::validator_for(&schema).expect("a validator");
+    assert!(validator.is_valid(&value), "{text}");
+    assert_eq!(g.logprobs().len(), g.tokens().len());
 }
 
 #[test]
