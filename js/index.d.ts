@@ -4,7 +4,7 @@
 export type ErrorFamily =
   | 'WebGpuUnavailable' | 'DeviceLost' | 'QuotaExceeded' | 'IntegrityError'
   | 'BadModelFile' | 'NetworkError' | 'Aborted' | 'Unsupported'
-  | 'BadInput' | 'Usage' | 'ContextFull' | 'Busy' | 'Tokenizer' | 'ChatTemplate'
+  | 'BadInput' | 'Usage' | 'ContextFull' | 'Busy' | 'Tokenizer' | 'ChatTemplate' | 'Grammar'
   | 'StorageError' | 'StoreClosed' | 'InvalidArgument' | 'GpuError' | 'Internal';
 /** The engine's finer codes within a family: a HugrtError's `detail`. */
 export type ErrorDetail = 'NotFound' | 'Unauthorized' | 'RateLimited' | 'BadResponse' | 'StoreCorrupt' | 'OutOfMemory';
@@ -36,6 +36,9 @@ export class ContextFull extends HugrtError { readonly code: 'ContextFull'; }
 export class Busy extends HugrtError { readonly code: 'Busy'; }
 export class TokenizerError extends HugrtError { readonly code: 'Tokenizer'; }
 export class ChatTemplate extends HugrtError { readonly code: 'ChatTemplate'; }
+/** Constrained decoding failed during generation (the grammar's parser hit its limits, or the
+ *  grammar allows no token of the vocabulary). A grammar that cannot be compiled is a `Usage` error. */
+export class GrammarError extends HugrtError { readonly code: 'Grammar'; }
 /** The weight store (IndexedDB, a folder) failed to read or write. */
 export class StorageError extends HugrtError { readonly code: 'StorageError'; }
 export class StoreClosed extends HugrtError { readonly code: 'StoreClosed'; }
@@ -122,6 +125,14 @@ export interface GenerateOptions {
   /** What the output must be; the grammar's mask is applied to every token (greedy or sampled).
    *  A schema, regex or grammar that cannot be compiled is a `Usage` error. */
   responseFormat?: ResponseFormat;
+  /** Tools the model may call (its chat template must render them: `Unsupported` otherwise; calls
+   *  are read in the `<tool_call>` format of Qwen2.5/Qwen3/Hermes templates and constrained to the
+   *  tool's parameter schema). */
+  tools?: Tool[];
+  /** Default "auto": text or calls; "required": calls; a named function: calls of it. */
+  toolChoice?: ToolChoice;
+  /** Up to 8 calls in one answer (default), else one. */
+  parallelToolCalls?: boolean;
   signal?: AbortSignal;
   /** Called with each piece of text as it is generated (with `logprobs`: and its tokens' entries). */
   onText?: (piece: string, logprobs?: TokenLogprob[]) => void;
@@ -146,7 +157,21 @@ export interface TokenLogprob {
   top_logprobs: { token: string; logprob: number; bytes: number[] }[];
 }
 
-export interface ChatMessage { role: 'system' | 'user' | 'assistant' | string; content: string }
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | 'tool' | string;
+  /** Null for an assistant turn that only calls tools. */
+  content: string | null;
+  /** An assistant turn's calls, as OpenAI returns them (`arguments` a JSON string or an object). */
+  tool_calls?: ToolCall[];
+  /** A `tool` turn: the call it answers. */
+  tool_call_id?: string;
+  name?: string;
+}
+
+/** OpenAI's tool definition. */
+export interface Tool { type: 'function'; function: { name: string; description?: string; parameters?: object; strict?: boolean } }
+export type ToolChoice = 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
+export interface ToolCall { id: string; type: 'function'; function: { name: string; arguments: string | object } }
 
 export interface Usage {
   promptTokens: number;
@@ -168,6 +193,8 @@ export interface GenerateResult {
   tokensPerSecond: { prefill: number; decode: number };
   /** With `logprobs`. */
   logprobs?: TokenLogprob[];
+  /** With `tools`: the calls made, or null when the answer is text. */
+  toolCalls?: { name: string; arguments: object }[] | null;
   /** With a `responseFormat`: the grammar masks' milliseconds per token. */
   maskMs?: { median: number; worst: number; count: number } | null;
 }
@@ -229,19 +256,24 @@ export interface ChatCompletionRequest {
   /** ≤ 20; needs `logprobs: true`. */
   top_logprobs?: number;
   response_format?: ResponseFormat;
+  tools?: Tool[];
+  tool_choice?: ToolChoice;
+  parallel_tool_calls?: boolean;
   /** Not supported yet: given, the request is refused with `Unsupported` rather than ignored. */
-  tools?: never; tool_choice?: never; functions?: never; function_call?: never; logit_bias?: never;
+  functions?: never; function_call?: never; logit_bias?: never;
 }
 export interface ChatLogprobs { content: TokenLogprob[]; refusal: null }
 export interface ChatCompletionUsage { prompt_tokens: number; completion_tokens: number; total_tokens: number }
 export interface ChatCompletion {
   id: string; object: 'chat.completion'; created: number; model: string;
-  choices: { index: number; message: { role: 'assistant'; content: string; refusal: null }; logprobs: ChatLogprobs | null; finish_reason: 'stop' | 'length' }[];
+  choices: { index: number; message: { role: 'assistant'; content: string | null; tool_calls?: ToolCall[]; refusal: null }; logprobs: ChatLogprobs | null;
+    finish_reason: 'stop' | 'length' | 'tool_calls' }[];
   usage: ChatCompletionUsage;
 }
 export interface ChatCompletionChunk {
   id: string; object: 'chat.completion.chunk'; created: number; model: string;
-  choices: { index: number; delta: { role?: 'assistant'; content?: string }; logprobs: ChatLogprobs | null; finish_reason: 'stop' | 'length' | null }[];
+  choices: { index: number; delta: { role?: 'assistant'; content?: string; tool_calls?: (ToolCall & { index: number })[] }; logprobs: ChatLogprobs | null;
+    finish_reason: 'stop' | 'length' | 'tool_calls' | null }[];
   usage?: ChatCompletionUsage;
 }
 
@@ -254,7 +286,7 @@ export class TextGenerationPipeline {
       create(request: ChatCompletionRequest & { stream?: false }): Promise<ChatCompletion>;
     };
   };
-  applyChatTemplate(messages: ChatMessage[], options?: { addGenerationPrompt?: boolean }): Promise<string>;
+  applyChatTemplate(messages: ChatMessage[], options?: { addGenerationPrompt?: boolean; tools?: Tool[] }): Promise<string>;
   /** A prompt string is used as is; messages go through the model's chat template. */
   generate(prompt: string | ChatMessage[], options?: GenerateOptions): Promise<GenerateResult>;
   stream(prompt: string | ChatMessage[], options?: Omit<GenerateOptions, 'onText'>): TextStream;

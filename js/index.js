@@ -35,13 +35,14 @@ export const ContextFull = errorClass('ContextFull');
 export const Busy = errorClass('Busy');
 export const TokenizerError = errorClass('Tokenizer');
 export const ChatTemplate = errorClass('ChatTemplate');
+export const GrammarError = errorClass('Grammar');
 export const StorageError = errorClass('StorageError');
 export const StoreClosed = errorClass('StoreClosed');
 export const InvalidArgument = errorClass('InvalidArgument');
 export const GpuError = errorClass('GpuError');
 export const Internal = errorClass('Internal');
 const CLASSES = { WebGpuUnavailable, DeviceLost, QuotaExceeded, IntegrityError, BadModelFile, NetworkError, Aborted, Unsupported,
-  BadInput, Usage: UsageError, ContextFull, Busy, Tokenizer: TokenizerError, ChatTemplate, StorageError, StoreClosed, InvalidArgument, GpuError, Internal };
+  BadInput, Usage: UsageError, ContextFull, Busy, Tokenizer: TokenizerError, ChatTemplate, Grammar: GrammarError, StorageError, StoreClosed, InvalidArgument, GpuError, Internal };
 // The engine's finer codes within a family: `code` is the family's, `detail` the engine's code.
 const detailClass = (detail, Family) => ({ [detail]: class extends Family {
   constructor(message, options) { super(message, options); this.name = detail; this.detail = detail; }
@@ -225,7 +226,7 @@ class Queue {
 }
 
 const GENERATE_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'seed', 'stop',
-  'frequencyPenalty', 'presencePenalty', 'logprobs', 'topLogprobs', 'responseFormat'];
+  'frequencyPenalty', 'presencePenalty', 'logprobs', 'topLogprobs', 'responseFormat', 'tools', 'toolChoice', 'parallelToolCalls'];
 function engineOptions(opts = {}) {
   const out = {};
   for (const k of GENERATE_KEYS) if (opts[k] !== undefined) out[k] = opts[k];
@@ -238,7 +239,7 @@ function engineOptions(opts = {}) {
 
 /**
  * A text-generation model. `backend` is the engine's `TextModel` (or its Worker proxy):
- * `generate(text, options, templated, onText, signal)`, `applyChatTemplate(messages, add)`, `dispose()`.
+ * `generate(text, options, templated, onText, signal)`, `applyChatTemplate(messages, add, tools)`, `dispose()`.
  */
 export class TextGenerationPipeline {
   task = 'text-generation';
@@ -271,8 +272,8 @@ export class TextGenerationPipeline {
   }
 
   /** The prompt that `messages` make with the model's chat template. */
-  async applyChatTemplate(messages, { addGenerationPrompt = true } = {}) {
-    try { return await this.#model.applyChatTemplate(messages, addGenerationPrompt); } catch (e) { rethrow(e); }
+  async applyChatTemplate(messages, { addGenerationPrompt = true, tools } = {}) {
+    try { return await this.#model.applyChatTemplate(messages, addGenerationPrompt, tools); } catch (e) { rethrow(e); }
   }
 
   /** Generates after `prompt` (a string, or chat `messages`); resolves to the whole result. */
@@ -319,7 +320,7 @@ export class TextGenerationPipeline {
     const signal = options.signal;
     return this.#queue.run(async () => {
       if (signal?.aborted) throw new Aborted('aborted before generation started');
-      const text = templated ? await this.applyChatTemplate(prompt) : prompt;
+      const text = templated ? await this.applyChatTemplate(prompt, { tools: options.tools?.length ? options.tools : undefined }) : prompt;
       const r = await this.#model.generate(text, opts, templated, onText, signal).catch(rethrow);
       const u = r.usage;
       return { ...r, tokensPerSecond: { prefill: (u.promptTokens - u.cachedTokens) / Math.max(u.prefillMs / 1e3, 1e-9),
@@ -329,16 +330,21 @@ export class TextGenerationPipeline {
 
   #createCompletion(request) {
     const { messages, stream = false, max_tokens, max_completion_tokens, temperature, top_p, stop, seed, signal, n, stream_options,
-      frequency_penalty, presence_penalty, logprobs = false, top_logprobs, response_format } = request;
+      frequency_penalty, presence_penalty, logprobs = false, top_logprobs, response_format, tools, tool_choice, parallel_tool_calls } = request;
     // What the OpenAI API has and this engine does not do yet is refused by name, not ignored.
     if (n !== undefined && n !== null && n !== 1) return Promise.reject(new UsageError(`n = ${n}: one choice per request (n = 1)`));
-    const unsupported = ['tools', 'tool_choice', 'functions', 'function_call', 'logit_bias'].filter((k) => request[k] !== undefined && request[k] !== null);
+    const unsupported = ['functions', 'function_call', 'logit_bias'].filter((k) => request[k] !== undefined && request[k] !== null);
     if (unsupported.length) return Promise.reject(new Unsupported(`not supported yet: ${unsupported.join(', ')}`));
     if (top_logprobs != null && !logprobs) return Promise.reject(new UsageError('top_logprobs needs logprobs: true'));
     const opts = { maxTokens: max_completion_tokens ?? max_tokens, temperature, topP: top_p, stop, seed, signal,
       frequencyPenalty: frequency_penalty ?? undefined, presencePenalty: presence_penalty ?? undefined,
       logprobs: logprobs || undefined, topLogprobs: logprobs ? (top_logprobs ?? 0) : undefined,
-      responseFormat: response_format && response_format.type !== 'text' ? response_format : undefined };
+      responseFormat: response_format && response_format.type !== 'text' ? response_format : undefined,
+      tools: tools?.length ? tools : undefined, toolChoice: tools?.length ? tool_choice ?? undefined : undefined, parallelToolCalls: parallel_tool_calls ?? undefined };
+    const callsTools = Boolean(tools?.length) && tool_choice !== 'none';
+    // OpenAI's shape of the calls: ids of our own, arguments as a JSON string.
+    const toolCalls = (calls) => calls.map((c, index) => ({ index, id: `call_${Math.random().toString(36).slice(2, 14)}`, type: 'function',
+      function: { name: c.name, arguments: JSON.stringify(c.arguments) } }));
     const id = `chatcmpl-${Math.random().toString(36).slice(2)}`;
     const created = Math.floor(Date.now() / 1000);
     const model = this.info.repo;
@@ -346,11 +352,13 @@ export class TextGenerationPipeline {
     // OpenAI's shape: `{ content: [{ token, logprob, bytes, top_logprobs }] }`, or null when not asked.
     const logprobsOut = (entries) => (logprobs ? { content: entries ?? [], refusal: null } : null);
     if (!stream) {
-      return this.generate(messages, opts).then((r) => ({
-        id, object: 'chat.completion', created, model,
-        choices: [{ index: 0, message: { role: 'assistant', content: r.text, refusal: null }, logprobs: logprobsOut(r.logprobs), finish_reason: r.finishReason }],
-        usage: usage(r.usage),
-      }));
+      return this.generate(messages, opts).then((r) => {
+        const calls = callsTools && r.toolCalls ? toolCalls(r.toolCalls).map(({ index, ...call }) => call) : null;
+        const message = calls ? { role: 'assistant', content: null, tool_calls: calls, refusal: null } : { role: 'assistant', content: r.text, refusal: null };
+        return { id, object: 'chat.completion', created, model,
+          choices: [{ index: 0, message, logprobs: logprobsOut(r.logprobs), finish_reason: calls ? 'tool_calls' : r.finishReason }],
+          usage: usage(r.usage) };
+      });
     }
     const s = this.#stream(messages, opts);
     const chunk = (delta, finish_reason = null, entries) => ({ id, object: 'chat.completion.chunk', created, model,
@@ -358,10 +366,21 @@ export class TextGenerationPipeline {
     return Promise.resolve({
       async *[Symbol.asyncIterator]() {
         yield chunk({ role: 'assistant', content: '' });
-        for await (const piece of s) yield chunk({ content: piece.text }, null, piece.logprobs);
+        // With tools, an answer that opens with '<' may be a call: held back until it is known.
+        let held = null;
+        for await (const piece of s) {
+          if (held !== null || (callsTools && piece.text.trimStart().startsWith('<') && piece.text.trim())) { held = (held ?? '') + piece.text; continue; }
+          yield chunk({ content: piece.text }, null, piece.logprobs);
+        }
         const r = await s.result;
         if (!r) return;
-        yield chunk({}, r.finishReason);
+        if (callsTools && r.toolCalls) {
+          yield chunk({ tool_calls: toolCalls(r.toolCalls) });
+          yield chunk({}, 'tool_calls');
+        } else {
+          if (held) yield chunk({ content: held });
+          yield chunk({}, r.finishReason);
+        }
         // As OpenAI: usage only when asked, in a last chunk without choices.
         if (stream_options?.include_usage) yield { id, object: 'chat.completion.chunk', created, model, choices: [], usage: usage(r.usage) };
       },

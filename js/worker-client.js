@@ -69,7 +69,7 @@ export async function workerPipeline(task, model, options) {
     return new FeatureExtractionPipeline({ embed: (texts, promptName, prompt) => call('embed', { texts, promptName, prompt }), dispose }, { ...info, worker: true });
   }
   const backend = {
-    applyChatTemplate: (messages, add) => call('applyChatTemplate', { messages, add }),
+    applyChatTemplate: (messages, add, tools) => call('applyChatTemplate', { messages, add, tools }),
     generate(text, opts, templated, onText, sig) {
       const id = next;
       const done = call('generate', { text, options: opts, templated }, { onText });

@@ -37,7 +37,7 @@ self.onmessage = async ({ data: { id, op, args } }) => {
         running.get(args.target)?.abort();
         return self.postMessage({ id, result: null });
       case 'applyChatTemplate':
-        return self.postMessage({ id, result: await pipe[kBackend].applyChatTemplate(args.messages, args.add) });
+        return self.postMessage({ id, result: await pipe[kBackend].applyChatTemplate(args.messages, args.add, args.tools) });
       case 'invoke':
         return self.postMessage({ id, result: await pipe[kBackend][args.method](...args.args) });
       case 'embed':

@@ -72,6 +72,11 @@ for arch in llama qwen2 qwen3 smollm3 mistral phi3 gemma gemma2 gemma3; do
     ln -sf "$(dirname "$FIXTURE")/$arch/$f" "$MIRROR/hugrt-test/tiny-$arch/$f"
   done
 done
+# A tiny random Qwen2.5-style model with Qwen2.5-Instruct's chat template, tools included (tests/fixtures/tools).
+mkdir -p "$MIRROR/hugrt-test/tiny-qwen2.5-tools"
+for f in config.json tokenizer.json tokenizer_config.json model.safetensors; do
+  ln -sf "$(dirname "$FIXTURE")/tools/$f" "$MIRROR/hugrt-test/tiny-qwen2.5-tools/$f"
+done
 # The tiny Llama as transformers shards it (tests/fixtures/llama-sharded: three shards and the index).
 mkdir -p "$MIRROR/hugrt-test/tiny-llama-sharded"
 for f in "$(dirname "$FIXTURE")"/llama-sharded/*; do ln -sf "$f" "$MIRROR/hugrt-test/tiny-llama-sharded/$(basename "$f")"; done

@@ -239,12 +239,12 @@ gpu_test!(chat_template_renders_like_jinja2, async {
     assert_eq!(template.render(&messages, true).unwrap(), expected["rendered"].as_str().unwrap());
     // Python string methods, as real templates use them.
     let t = ChatTemplate::new("{% for m in messages %}{{ m.role.upper() }}:{{ m.content.strip() }}|{% endfor %}{{ bos_token }}", "<s>", "</s>").unwrap();
-    let m = vec![Message { role: "user".into(), content: "  hi  ".into() }];
+    let m = vec![Message::new("user", "  hi  ")];
     assert_eq!(t.render(&m, false).unwrap(), "USER:hi|<s>");
 });
 
 gpu_test!(chat_templates_are_sandboxed, async {
-    let m = vec![Message { role: "user".into(), content: "x".into() }];
+    let m = vec![Message::new("user", "x")];
     let spin = ChatTemplate::new("{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}", "", "").unwrap();
     assert!(matches!(spin.render(&m, true), Err(ChatTemplateError::Render(_))), "a template that runs forever is stopped");
     let raise = ChatTemplate::new("{{ raise_exception('Only user and assistant roles') }}", "", "").unwrap();

@@ -37,7 +37,7 @@ fn smollm2_on(device: common::Device) -> (AnyDecoder, Tokenizer) {
 fn chat_prompt(tokenizer: &Tokenizer, request: &str) -> Vec<u32> {
     let name = |id: Option<u32>| id.and_then(|i| tokenizer.id_to_token(i)).unwrap_or_default();
     let template = ChatTemplate::new(tokenizer.chat_template.as_deref().expect("a chat template"), &name(tokenizer.bos_id), &name(tokenizer.eos_id)).expect("compiles");
-    let text = template.render(&[Message { role: "user".into(), content: request.into() }], true).expect("renders");
+    let text = template.render(&[Message::new("user", request)], true).expect("renders");
     tokenizer.encode(&text, false).expect("encodes")
 }
 

@@ -179,12 +179,22 @@ impl TextModel {
         Ok(())
     }
 
-    /// The prompt for `messages` (`[{ role, content }]`) by the model's chat template.
+    /// The prompt for `messages` (`[{ role, content, tool_calls?, tool_call_id? }]`) by the
+    /// model's chat template, with OpenAI's `tools` where given (`Unsupported` if the template
+    /// renders none).
     #[wasm_bindgen(js_name = applyChatTemplate)]
-    pub fn apply_chat_template(&self, messages: JsValue, add_generation_prompt: Option<bool>) -> Result<String, JsValue> {
+    pub fn apply_chat_template(&self, messages: JsValue, add_generation_prompt: Option<bool>, tools: JsValue) -> Result<String, JsValue> {
         let template = self.template.as_ref().ok_or_else(|| js_error("Unsupported", "the model has no chat template"))?;
         let messages: Vec<Message> = serde_wasm_bindgen::from_value(messages).map_err(|e| js_error("Usage", &format!("messages: {e}")))?;
-        template.render(&messages, add_generation_prompt.unwrap_or(true)).map_err(|e| js_error("ChatTemplate", &e.to_string()))
+        let tools: Option<Vec<serde_json::Value>> = if tools.is_undefined() || tools.is_null() {
+            None
+        } else {
+            Some(serde_wasm_bindgen::from_value(tools).map_err(|e| js_error("Usage", &format!("tools: {e}")))?)
+        };
+        if tools.is_some() && !template.supports_tools() {
+            return Err(js_error("Unsupported", "the model's chat template renders no tools"));
+        }
+        template.render_with_tools(&messages, tools.as_deref(), add_generation_prompt.unwrap_or(true)).map_err(|e| js_error("ChatTemplate", &e.to_string()))
     }
 
     /// Token ids of `text` (`special`: add the special tokens a plain prompt gets).
@@ -194,7 +204,9 @@ impl TextModel {
 
     /// Generates a continuation of `prompt` (`templated`: it was rendered by the chat template
     /// and holds its special tokens). `options`: `{ maxTokens, temperature, topK, topP, minP,
-    /// repetitionPenalty, seed, stop }`. `onText(piece)` gets the text as it is generated;
+    /// repetitionPenalty, frequencyPenalty, presencePenalty, logprobs, topLogprobs,
+    /// responseFormat, tools, toolChoice, parallelToolCalls, seed, stop }` (with `tools` the result
+    /// has `toolCalls`: `[{ name, arguments }]`, or null when the answer is text). `onText(piece)` gets the text as it is generated;
     /// `signal` aborts between tokens (rejecting with an `Aborted` error). Resolves to
     /// `{ text, ids, promptIds, finishReason, usage: { promptTokens, cachedTokens,
     /// completionTokens, prefillMs, decodeMs } }`. The KV cache keeps the sequence, so a next
@@ -211,6 +223,7 @@ impl TextModel {
             let options: GenerateOptions = tokenizer.generation_defaults.options(given).map_err(generate_error)?;
             let prompt_ids = tokenizer.encode(&prompt, !templated).map_err(|e| js_error("Tokenizer", &e.to_string()))?;
             let logprobs = options.logprobs;
+            let calls_tools = !options.tools.is_empty() && options.tool_choice != Some(crate::generate::tools::ToolChoice::Mode("none".into()));
             let mut generation = Generation::with_tokenizer(prompt_ids.clone(), options, &tokenizer).map_err(generate_error)?;
             let taken = engine.borrow_mut().take();
             let mut e = taken.ok_or_else(|| js_error("Busy", "the model is generating, or was disposed"))?;
@@ -243,6 +256,9 @@ impl TextModel {
                     "finishReason": generation.finish_reason(), "usage": generation.usage,
                 });
                 result["maskMs"] = generation.mask_summary();
+                if calls_tools {
+                    result["toolCalls"] = serde_json::to_value(crate::generate::tools::parse_calls(&text)).unwrap_or_default();
+                }
                 if logprobs {
                     result["logprobs"] = serde_json::to_value(generation.logprobs()).unwrap_or_default();
                 }

@@ -156,9 +156,9 @@ pub fn prompt_text(tok: &Tokenizer, prompt: &str, chat: bool, system: Option<&st
     let template = ChatTemplate::new(source, &name(tok.bos_id), &name(tok.eos_id)).map_err(|e| usage(e.to_string()))?;
     let mut messages = Vec::new();
     if let Some(s) = system {
-        messages.push(Message { role: "system".into(), content: s.into() });
+        messages.push(Message::new("system", s));
     }
-    messages.push(Message { role: "user".into(), content: prompt.into() });
+    messages.push(Message::new("user", prompt));
     template.render(&messages, true).map_err(|e| usage(e.to_string()))
 }
 

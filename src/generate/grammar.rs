@@ -68,13 +68,16 @@ pub enum GrammarError {
     /// The grammar's parser failed during generation (its own limits, or an internal error).
     #[error("constrained decoding failed: {0}")]
     Parser(String),
+    /// Asked of a model that cannot do it (tools with a template that has none).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl GrammarError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Compile(_) => "Usage",
-            Self::Vocabulary(_) => "Unsupported",
+            Self::Vocabulary(_) | Self::Unsupported(_) => "Unsupported",
             Self::Parser(_) => "Grammar",
         }
     }
@@ -210,7 +213,8 @@ impl TokenizerEnv for TokenizerVocab {
 }
 
 /// Every token's bytes, from the tokenizer's vocabulary: byte-level BPE (GPT-2's byte-to-char
-/// table) or SentencePiece with byte fallback (`<0xHH>` pieces, '▁' for a space); special added
+/// table), SentencePiece with byte fallback (`<0xHH>` pieces, '▁' for a space) or a Metaspace
+/// decoder's pieces (without byte pieces such a vocabulary spells only its own characters); special added
 /// tokens get toktrie's marker byte (so no grammar produces them as text). Written here, not
 /// taken from `llguidance::token_bytes_from_tokenizer_json`, because that one asserts and unwraps
 /// on vocabularies it does not expect, and a panic ends the wasm instance; this one returns an
@@ -224,14 +228,17 @@ fn token_bytes(tokenizer: &Tokenizer) -> Result<Vec<Vec<u8>>, GrammarError> {
         _ => vec![&decoder],
     };
     let kind = |t: &str| decoders.iter().any(|d| d["type"] == t);
-    let (byte_level, byte_fallback) = (kind("ByteLevel"), kind("ByteFallback"));
-    if !byte_level && !byte_fallback {
-        return Err(GrammarError::Vocabulary(format!("decoder {} is neither byte-level nor byte-fallback", decoder["type"])));
+    let (byte_level, byte_fallback, metaspace) = (kind("ByteLevel"), kind("ByteFallback"), kind("Metaspace"));
+    if !byte_level && !byte_fallback && !metaspace {
+        return Err(GrammarError::Vocabulary(format!("decoder {} is neither byte-level, byte-fallback nor Metaspace", decoder["type"])));
     }
     let space = decoders
         .iter()
-        .find(|d| d["type"] == "Replace" && d["content"] == " ")
-        .and_then(|d| d["pattern"]["String"].as_str())
+        .find_map(|d| match d["type"].as_str() {
+            Some("Replace") if d["content"] == " " => d["pattern"]["String"].as_str(),
+            Some("Metaspace") => d["replacement"].as_str(),
+            _ => None,
+        })
         .and_then(|p| p.chars().next())
         .unwrap_or('▁');
     let byte_of_char = BYTE_OF_CHAR.get_or_init(|| {

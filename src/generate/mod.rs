@@ -11,6 +11,7 @@ pub mod grammar;
 pub mod sampling;
 pub mod stop;
 pub mod stream;
+pub mod tools;
 pub mod whisper;
 
 pub use crate::generation_defaults::OptionDefaults;
@@ -86,6 +87,13 @@ pub struct GenerateOptions {
     pub top_logprobs: u32,
     /// What the output must be (a JSON schema, any JSON object, a regex, a Lark grammar).
     pub response_format: Option<ResponseFormat>,
+    /// OpenAI's tool objects (`{ type: 'function', function: { name, description, parameters } }`):
+    /// a call the model makes is constrained to its tool's parameter schema.
+    pub tools: Vec<serde_json::Value>,
+    /// OpenAI's `tool_choice` ("none", "auto" (the default), "required", or a named function).
+    pub tool_choice: Option<tools::ToolChoice>,
+    /// Several calls in one answer (up to `tools::MAX_PARALLEL_CALLS`), else one.
+    pub parallel_tool_calls: bool,
 }
 
 impl Default for GenerateOptions {
@@ -99,6 +107,9 @@ impl Default for GenerateOptions {
             logprobs: false,
             top_logprobs: 0,
             response_format: None,
+            tools: Vec::new(),
+            tool_choice: None,
+            parallel_tool_calls: true,
         }
     }
 }
@@ -232,7 +243,7 @@ impl Generation {
     /// `end_ids` end generation (the tokenizer's end-of-generation ids).
     pub fn new(prompt: Vec<u32>, opts: GenerateOptions, end_ids: Vec<u32>) -> Result<Self, GenerateError> {
         let sampling = opts.check()?;
-        if opts.response_format.as_ref().is_some_and(|f| *f != ResponseFormat::Text) || opts.logprobs {
+        if opts.response_format.as_ref().is_some_and(|f| *f != ResponseFormat::Text) || opts.logprobs || !opts.tools.is_empty() {
             return Err(GenerateError::BadOption("responseFormat and logprobs need the tokenizer's vocabulary (Generation::with_tokenizer)".into()));
         }
         Self::unchecked(prompt, opts, sampling, end_ids)
@@ -242,7 +253,16 @@ impl Generation {
     /// and token bytes come from `tokenizer`.
     pub fn with_tokenizer(prompt: Vec<u32>, opts: GenerateOptions, tokenizer: &Tokenizer) -> Result<Self, GenerateError> {
         let sampling = opts.check()?;
-        let format = opts.response_format.clone().unwrap_or(ResponseFormat::Text);
+        let mut format = opts.response_format.clone().unwrap_or(ResponseFormat::Text);
+        if !opts.tools.is_empty() || opts.tool_choice.is_some() {
+            if format != ResponseFormat::Text {
+                return Err(GenerateError::BadOption("tools and a responseFormat together".into()));
+            }
+            if !tokenizer.chat_template.as_deref().is_some_and(tools::template_calls_as_hermes) {
+                return Err(GrammarError::Unsupported("tool calls: the model's chat template does not write <tool_call> blocks (the format supported)".into()).into());
+            }
+            format = tools::grammar(&opts.tools, opts.tool_choice.as_ref(), opts.parallel_tool_calls)?.unwrap_or(ResponseFormat::Text);
+        }
         let vocabulary = (format != ResponseFormat::Text || opts.logprobs).then(|| tokenizer.grammar_vocabulary()).transpose()?;
         let constraint = match &vocabulary {
             Some(v) => v.constraint(&format)?,

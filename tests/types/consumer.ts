@@ -26,6 +26,12 @@ export async function demo(signal: AbortSignal): Promise<string> {
   const lp: number = json.choices[0]?.logprobs?.content[0]?.top_logprobs[0]?.logprob ?? 0;
   const regex = await chat.generate('x', { responseFormat: { type: 'regex', pattern: '[0-9]+' }, logprobs: true, onText: (piece, entries) => console.log(piece, entries?.length) });
   text += `${lp}${regex.logprobs?.[0]?.token}${regex.maskMs?.median}`;
+  const tools = [{ type: 'function' as const, function: { name: 'get_weather', parameters: { type: 'object' } } }];
+  const called = await chat.chat.completions.create({ messages: [{ role: 'user', content: 'Weather?' }], tools, tool_choice: 'required' });
+  const calls = called.choices[0]?.message.tool_calls ?? [];
+  const back = await chat.chat.completions.create({ messages: [{ role: 'user', content: 'Weather?' }, { role: 'assistant', content: null, tool_calls: calls },
+    { role: 'tool', tool_call_id: calls[0]?.id ?? '', content: '{"t": 21}' }], tools });
+  text += `${back.choices[0]?.finish_reason}${await chat.applyChatTemplate([{ role: 'user', content: 'x' }], { tools })}`;
   // @ts-expect-error: a regex format needs its pattern
   await chat.generate('x', { responseFormat: { type: 'regex' } });
   const embed = await pipeline('feature-extraction', 'sentence-transformers/all-MiniLM-L6-v2');
