@@ -133,12 +133,12 @@ mod tests {
     #[test]
     fn choices_are_checked() {
         let tools = [json!({ "type": "function", "function": { "name": "f", "parameters": { "type": "object" } } })];
-        assert_eq!(grammar(&tools, Some(&ToolChoice::Mode("none".into()), true)), Ok(None));
-        assert!(grammar(&tools, Some(&ToolChoice::Mode("sometimes".into()), true)).is_err());
+        assert_eq!(grammar(&tools, Some(&ToolChoice::Mode("none".into())), true), Ok(None));
+        assert!(grammar(&tools, Some(&ToolChoice::Mode("sometimes".into())), true).is_err());
         assert!(grammar(&tools, Some(&ToolChoice::Named { function: NamedFunction { name: "g".into() } }), true).is_err());
         assert!(grammar(&[json!({ "type": "retrieval" })], None, true).is_err());
         assert!(grammar(&[], Some(&ToolChoice::Mode("required".into())), true).is_err());
-        let Some(ResponseFormat::Grammar { grammar }) = grammar(&tools, Some(&ToolChoice::Mode("required".into()), true)).expect("compiles") else { panic!("a grammar") };
+        let Some(ResponseFormat::Grammar { grammar }) = grammar(&tools, Some(&ToolChoice::Mode("required".into())), true).expect("compiles") else { panic!("a grammar") };
         assert!(grammar.starts_with("start: calls\n") && grammar.contains("%json"), "{grammar}");
     }
 }
