@@ -83,14 +83,94 @@ export interface LoadOptions {
   endpoint?: string;
   /** Bearer token for gated repos (sent to the endpoint's origin only). */
   token?: string;
-  /** 'auto' (default): WebGPU on a hardware adapter, else the CPU (candle, wasm SIMD): also when the adapter is a software one (SwiftShader, llvmpipe), and after a lost device for embeddings. */
-  device?: 'auto' | 'webgpu' | 'cpu';
+  /** 'auto' (default): WebGPU on a hardware adapter, else the CPU (candle, wasm SIMD): also when the adapter is a software one (SwiftShader, llvmpipe), and after a lost device for embeddings. 'wasm' (transformers.js's name) is 'cpu'. */
+  device?: 'auto' | 'webgpu' | 'cpu' | 'wasm';
+  /** transformers.js's progress events, beside `onProgress`. */
+  progress_callback?: (event: TjsProgress) => void;
+  /** transformers.js's dtype: the GGUF quantization a text-generation repo's file is picked by
+   *  (q4 → Q4_K_M, q8 → Q8_0, fp16 → F16, fp32 → F32). */
+  dtype?: 'q4' | 'q4f16' | 'q8' | 'int8' | 'uint8' | 'fp16' | 'fp32';
   /** Run the engine in a dedicated Worker. */
   worker?: boolean;
   db?: string;
   budget?: number;
   signal?: AbortSignal;
   onProgress?: (progress: Progress) => void;
+}
+
+/** transformers.js's `progress_callback` events. */
+export type TjsProgress =
+  | { status: 'initiate' | 'download' | 'done'; name: string; file: string }
+  | { status: 'progress'; name: string; file: string; progress: number; loaded: number; total: number }
+  | { status: 'ready'; task: string; model: string };
+
+/** transformers.js's Tensor, as its pipelines return it. */
+export class Tensor {
+  readonly type: 'float32';
+  readonly data: Float32Array;
+  readonly dims: number[];
+  readonly size: number;
+  tolist(): number[][];
+}
+
+/** transformers.js's generation options (its names). */
+export interface TjsGenerationOptions {
+  max_new_tokens?: number;
+  do_sample?: boolean;
+  temperature?: number;
+  top_k?: number;
+  top_p?: number;
+  repetition_penalty?: number;
+  /** Plain-text input: the prompt before the continuation (default true). */
+  return_full_text?: boolean;
+  tools?: Tool[];
+  seed?: number;
+  signal?: AbortSignal;
+}
+
+// The pipelines are callable as transformers.js's are (each also keeps its own methods).
+export interface TextGenerationPipeline {
+  (text: string, options?: TjsGenerationOptions): Promise<{ generated_text: string }[]>;
+  (texts: string[], options?: TjsGenerationOptions): Promise<{ generated_text: string }[][]>;
+  (messages: ChatMessage[], options?: TjsGenerationOptions): Promise<{ generated_text: ChatMessage[] }[]>;
+  (chats: ChatMessage[][], options?: TjsGenerationOptions): Promise<{ generated_text: ChatMessage[] }[][]>;
+}
+export interface FeatureExtractionPipeline {
+  (texts: string | string[], options?: { pooling?: 'none' | 'mean' | 'cls' | 'first_token' | 'eos' | 'last_token'; normalize?: boolean }): Promise<Tensor>;
+}
+export interface ImageClassificationPipeline {
+  (image: ImageInput, options?: { top_k?: number | null }): Promise<LabelScore[]>;
+  (images: ImageInput[], options?: { top_k?: number | null }): Promise<LabelScore[][]>;
+}
+export interface ZeroShotImageClassificationPipeline {
+  (image: ImageInput, candidate_labels: string[], options?: { hypothesis_template?: string }): Promise<LabelScore[]>;
+  (images: ImageInput[], candidate_labels: string[], options?: { hypothesis_template?: string }): Promise<LabelScore[][]>;
+}
+export interface AudioClassificationPipeline {
+  (audio: AudioInput, options?: { top_k?: number | null }): Promise<LabelScore[]>;
+  (audio: AudioInput[], options?: { top_k?: number | null }): Promise<LabelScore[][]>;
+}
+export interface FillMaskPipeline {
+  (text: string, options?: { top_k?: number }): Promise<FillMaskResult[]>;
+  (texts: string[], options?: { top_k?: number }): Promise<FillMaskResult[][]>;
+}
+export interface TextClassificationPipeline {
+  /** `top_k` 1 (default): one `{ label, score }` per text, flat; otherwise a list per text. */
+  (texts: string | string[], options?: { top_k?: number | null }): Promise<LabelScore[] | LabelScore[][]>;
+}
+export interface AutomaticSpeechRecognitionPipeline {
+  (audio: AudioInput, options?: TjsTranscribeOptions): Promise<{ text: string; chunks?: { timestamp: [number | null, number | null]; text: string }[] }>;
+  (audio: AudioInput[], options?: TjsTranscribeOptions): Promise<{ text: string; chunks?: { timestamp: [number | null, number | null]; text: string }[] }[]>;
+}
+export interface TjsTranscribeOptions {
+  return_timestamps?: boolean;
+  language?: string | null;
+  task?: 'transcribe' | 'translate' | null;
+  chunk_length_s?: number;
+  stride_length_s?: number;
+  max_new_tokens?: number;
+  temperature?: number;
+  signal?: AbortSignal;
 }
 
 export interface TextGenerationLoadOptions extends LoadOptions {

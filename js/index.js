@@ -387,9 +387,44 @@ export class TextGenerationPipeline {
     });
   }
 
+  /**
+   * transformers.js's call: `await generator(text | text[] | messages | messages[], { max_new_tokens,
+   * do_sample, temperature, top_k, top_p, repetition_penalty, return_full_text, tools })` →
+   * `[{ generated_text }]` (a string: the prompt and its continuation unless `return_full_text`
+   * is false; for chat messages, the messages with the assistant's answer appended), an array of
+   * those for a batch.
+   */
+  async _call(inputs, { max_new_tokens, do_sample = false, temperature, top_k, top_p, repetition_penalty, return_full_text, tools, seed, signal } = {}) {
+    const isChat = (x) => Array.isArray(x) && x.every((m) => m !== null && typeof m === 'object' && 'role' in m);
+    const batched = Array.isArray(inputs) && (inputs.every((x) => typeof x === 'string') || inputs.every(isChat));
+    const opts = { maxTokens: max_new_tokens, temperature: do_sample ? (temperature ?? 1) : 0, topK: do_sample ? top_k : undefined,
+      topP: do_sample ? top_p : undefined, repetitionPenalty: repetition_penalty, tools, seed, signal };
+    const out = [];
+    for (const input of batched ? inputs : [inputs]) {
+      if (typeof input !== 'string' && !isChat(input)) throw new UsageError('input must be a string, an array of strings, chat messages, or an array of them');
+      const r = await this.generate(input, opts);
+      const generated_text = typeof input === 'string' ? ((return_full_text ?? true) ? input + r.text : r.text) : [...input, { role: 'assistant', content: r.text }];
+      out.push([{ generated_text }]);
+    }
+    return batched ? out : out[0];
+  }
+
   /** Frees the model's GPU memory. */
   dispose() {
     this.#model.dispose();
+  }
+}
+
+/** transformers.js's Tensor, as far as its pipelines' results use it. */
+export class Tensor {
+  constructor(type, data, dims) { this.type = type; this.data = data; this.dims = dims; }
+  get size() { return this.data.length; }
+  /** Nested arrays of `dims`' shape. */
+  tolist() {
+    const build = (offset, d) => (d === this.dims.length - 1
+      ? Array.from(this.data.subarray(offset, offset + this.dims[d]))
+      : Array.from({ length: this.dims[d] }, (_, i) => build(offset + i * this.dims.slice(d + 1).reduce((a, b) => a * b, 1), d + 1)));
+    return this.dims.length ? build(0, 0) : [];
   }
 }
 
@@ -433,6 +468,29 @@ export class FeatureExtractionPipeline {
       try { if (typeof this.#model.info === 'function') Object.assign(this.info, this.#model.info()); } catch { /* disposed meanwhile */ }
       return result;
     });
+  }
+
+  /**
+   * transformers.js's call: `await extractor(text | text[], { pooling, normalize })` → a Tensor of
+   * dims [texts, dims]. The embedding is the one the repo's sentence-transformers modules define
+   * (`info.pooling`): a `pooling` other than that one is `Unsupported` (token embeddings, pooling
+   * 'none', are not exposed); `normalize: true` L2-normalises where the modules do not.
+   */
+  async _call(texts, { pooling = 'none', normalize = false } = {}) {
+    const own = this.info.pooling ?? ['mean'];
+    const name = { first_token: 'cls', last_token: 'lasttoken' }[pooling] ?? pooling;
+    if (!(own.length === 1 && own[0] === name)) {
+      throw new Unsupported(`pooling ${JSON.stringify(pooling)}: this model's embedding is ${own.join(' + ')} pooled (its sentence-transformers modules)`);
+    }
+    const { data, dims } = await this.embed(texts);
+    if (normalize && !this.info.normalized) {
+      for (let r = 0; r < dims[0]; r++) {
+        const row = data.subarray(r * dims[1], (r + 1) * dims[1]);
+        const norm = Math.hypot(...row) || 1;
+        for (let k = 0; k < row.length; k++) row[k] /= norm;
+      }
+    }
+    return new Tensor('float32', data, dims);
   }
 
   dispose() { this.#model.dispose(); }
@@ -540,6 +598,8 @@ export class ImageClassificationPipeline extends EncoderPipeline {
   classify(images, { topK = 5, signal } = {}) {
     return this._each(images, async (m, image) => m.classifyImage(await toImageInput(image, signal), topK));
   }
+  /** transformers.js's call: `(image | image[], { top_k = 5 })`, the same results. */
+  _call(images, { top_k = 5 } = {}) { return this.classify(images, { topK: top_k ?? this.info.labels?.length ?? 1000 }); }
 }
 
 /**
@@ -552,6 +612,10 @@ export class ZeroShotImageClassificationPipeline extends EncoderPipeline {
     if (!Array.isArray(labels) || labels.length === 0) return Promise.reject(new HugrtError('zero-shot classification needs a non-empty array of labels'));
     return this._each(images, async (m, image) => m.zeroShotImage(await toImageInput(image, signal), labels, hypothesisTemplate));
   }
+  /** transformers.js's call: `(image | image[], candidate_labels, { hypothesis_template })`, whose default is 'This is a photo of {}'. */
+  _call(images, candidate_labels, { hypothesis_template = 'This is a photo of {}' } = {}) {
+    return this.classify(images, candidate_labels, { hypothesisTemplate: hypothesis_template });
+  }
 }
 
 /** `classify(audio | audio[], { topK = 5, samplingRate })` → `[{ label, score }]`. */
@@ -560,6 +624,8 @@ export class AudioClassificationPipeline extends EncoderPipeline {
   classify(audio, { topK = 5, samplingRate, signal } = {}) {
     return this._each(audio, async (m, a) => m.classifyAudio(await toAudioInput(a, samplingRate, signal), topK));
   }
+  /** transformers.js's call: `(audio | audio[], { top_k = 5 })` (Float32Array at 16 kHz, or a URL/Blob). */
+  _call(audio, { top_k = 5 } = {}) { return this.classify(audio, { topK: top_k ?? this.info.labels?.length ?? 1000 }); }
 }
 
 /**
@@ -570,6 +636,12 @@ export class FillMaskPipeline extends EncoderPipeline {
   task = 'fill-mask';
   fill(texts, { topK = 5 } = {}) {
     return this._each(texts, (m, text) => m.fillMask(String(text), topK));
+  }
+  /** transformers.js's call: `(text | text[], { top_k = 5 })`; as there, the first mask of each text. */
+  async _call(texts, { top_k = 5 } = {}) {
+    const first = (r) => (Array.isArray(r[0]) ? r[0] : r);
+    const out = await this.fill(texts, { topK: top_k });
+    return Array.isArray(texts) ? out.map(first) : first(out);
   }
 }
 
@@ -584,6 +656,18 @@ export class TextClassificationPipeline extends EncoderPipeline {
     return this._each(texts, (m, t) => (t !== null && typeof t === 'object' && 'text' in t
       ? m.classifyText(String(t.text), topK, t.text_pair == null ? undefined : String(t.text_pair))
       : m.classifyText(String(t), topK)));
+  }
+  /**
+   * transformers.js's call: `(text | text[], { top_k = 1 })`. As there: with `top_k` 1 one
+   * `{ label, score }` per text in a flat array (one text: an array of one); otherwise a list per
+   * text (one text: its list); `top_k: null` is every label.
+   */
+  async _call(texts, { top_k = 1 } = {}) {
+    const k = top_k ?? this.info.labels?.length ?? 1000;
+    const out = await this.classify(texts, { topK: k });
+    const lists = Array.isArray(texts) ? out : [out];
+    if (k === 1) return lists.map((l) => l[0]);
+    return Array.isArray(texts) ? lists : lists[0];
   }
 }
 
@@ -650,6 +734,58 @@ export class AutomaticSpeechRecognitionPipeline extends EncoderPipeline {
       return { text: r.text, ...(r.chunks ? { chunks: r.chunks.map((c) => ({ text: c.text, timestamp: c.timestamp })) } : {}), language: r.language ?? null, timings: r.timings };
     });
   }
+
+  /**
+   * transformers.js's call: `(audio | audio[], { return_timestamps, language, task,
+   * chunk_length_s, stride_length_s, max_new_tokens })` → `{ text }`, with `chunks: [{ timestamp,
+   * text }]` when timestamps are asked.
+   */
+  async _call(audio, { return_timestamps, language, task, chunk_length_s, stride_length_s, max_new_tokens, temperature, signal } = {}) {
+    const out = await this.transcribe(audio, { returnTimestamps: Boolean(return_timestamps), language: language ?? undefined, task: task ?? undefined,
+      chunkLengthS: chunk_length_s, strideLengthS: stride_length_s, maxNewTokens: max_new_tokens, temperature, signal });
+    const shape = (r) => (r.chunks ? { text: r.text, chunks: r.chunks.map((c) => ({ timestamp: c.timestamp, text: c.text })) } : { text: r.text });
+    return Array.isArray(audio) ? out.map(shape) : shape(out);
+  }
+}
+
+/**
+ * The pipeline as transformers.js hands it out: callable (`await pipe(input, options)`, its
+ * `_call`), with the pipeline's own methods and fields as well.
+ */
+function callable(pipe) {
+  return new Proxy((...args) => pipe._call(...args), {
+    get: (_, key) => { const v = Reflect.get(pipe, key); return typeof v === 'function' ? v.bind(pipe) : v; },
+    set: (_, key, value) => Reflect.set(pipe, key, value),
+    has: (_, key) => key in pipe,
+    getPrototypeOf: () => Object.getPrototypeOf(pipe),
+  });
+}
+
+/** transformers.js's `dtype` as the GGUF quantization it picks (`quant`). */
+const DTYPE_QUANT = { q4: 'Q4_K_M', q4f16: 'Q4_K_M', q8: 'Q8_0', int8: 'Q8_0', uint8: 'Q8_0', fp16: 'F16', fp32: 'F32' };
+
+/**
+ * transformers.js's `progress_callback` events from hugrt's `onProgress`: per file `initiate`,
+ * `download`, `progress` (`progress` in percent, `loaded`, `total`) and `done`, then `ready`.
+ */
+function progressEvents(task, model, progress_callback, onProgress) {
+  if (!progress_callback) return onProgress;
+  const started = new Set(), finished = new Set();
+  return (p) => {
+    onProgress?.(p);
+    const file = p.file;
+    if ((p.status === 'download' || p.status === 'cache') && file && !finished.has(file)) {
+      if (!started.has(file)) {
+        started.add(file);
+        progress_callback({ status: 'initiate', name: model, file });
+        progress_callback({ status: 'download', name: model, file });
+      }
+      const total = p.fileTotal ?? p.total, loaded = p.fileLoaded ?? p.loaded;
+      progress_callback({ status: 'progress', name: model, file, progress: total ? (100 * loaded) / total : 100, loaded, total });
+      if (loaded === total && !finished.has(file)) { finished.add(file); progress_callback({ status: 'done', name: model, file }); }
+    }
+    if (p.status === 'ready') progress_callback({ status: 'ready', task, model });
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -660,14 +796,20 @@ export class AutomaticSpeechRecognitionPipeline extends EncoderPipeline {
  * `options`: `{ revision, endpoint, file, quant, context, device, token, signal, onProgress, worker }`.
  */
 export async function pipeline(task, model, options = {}) {
+  // transformers.js's option names beside hugrt's.
+  const { progress_callback, dtype, revision, device, ...rest } = options;
+  options = { ...rest, revision: revision ?? undefined, device: device === 'wasm' ? 'cpu' : device,
+    quant: options.quant ?? DTYPE_QUANT[dtype], onProgress: progressEvents(task, model, progress_callback, options.onProgress) };
+  if (options.device === undefined) delete options.device;
+  if (options.revision === undefined) delete options.revision;
   if (options.worker) {
     const { workerPipeline } = await import('./worker-client.js');
-    return workerPipeline(task, model, options);
+    return callable(await workerPipeline(task, model, options));
   }
-  if (task === 'text-generation') return TextGenerationPipeline.load(model, options);
-  if (task === 'feature-extraction') return FeatureExtractionPipeline.load(model, options);
-  if (task === 'automatic-speech-recognition') return AutomaticSpeechRecognitionPipeline.load(model, options);
-  if (PIPELINES[task]) return EncoderPipeline.load(task, model, options);
+  if (task === 'text-generation') return callable(await TextGenerationPipeline.load(model, options));
+  if (task === 'feature-extraction') return callable(await FeatureExtractionPipeline.load(model, options));
+  if (task === 'automatic-speech-recognition') return callable(await AutomaticSpeechRecognitionPipeline.load(model, options));
+  if (PIPELINES[task]) return callable(await EncoderPipeline.load(task, model, options));
   throw new Unsupported(`unknown task ${JSON.stringify(task)} (${['text-generation', 'feature-extraction', 'automatic-speech-recognition', ...ENCODER_TASKS].join(', ')})`);
 }
 

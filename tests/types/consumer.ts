@@ -32,6 +32,14 @@ export async function demo(signal: AbortSignal): Promise<string> {
   const back = await chat.chat.completions.create({ messages: [{ role: 'user', content: 'Weather?' }, { role: 'assistant', content: null, tool_calls: calls },
     { role: 'tool', tool_call_id: calls[0]?.id ?? '', content: '{"t": 21}' }], tools });
   text += `${back.choices[0]?.finish_reason}${await chat.applyChatTemplate([{ role: 'user', content: 'x' }], { tools })}`;
+  // transformers.js's call style.
+  const [gen] = await chat('Once', { max_new_tokens: 4, do_sample: false });
+  text += gen?.generated_text ?? '';
+  const tensor = await (await pipeline('feature-extraction', 'x', { dtype: 'fp32', progress_callback: (e) => console.log(e.status) }))(['a'], { pooling: 'mean', normalize: true });
+  const rows: number[][] = tensor.tolist();
+  text += `${rows.length}${tensor.dims[1]}`;
+  // @ts-expect-error: top_k is a number
+  await (await pipeline('fill-mask', 'x'))('a [MASK]', { top_k: '5' });
   // @ts-expect-error: a regex format needs its pattern
   await chat.generate('x', { responseFormat: { type: 'regex' } });
   const embed = await pipeline('feature-extraction', 'sentence-transformers/all-MiniLM-L6-v2');
