@@ -98,6 +98,11 @@ export interface LoadOptions {
   onProgress?: (progress: Progress) => void;
 }
 
+/** Internal (Worker mode): a pipeline's engine backend. */
+export const kBackend: unique symbol;
+/** Internal (Worker mode): the encoder pipeline classes by task. */
+export const kEncoderPipelines: Record<string, unknown>;
+
 /** transformers.js's `progress_callback` events. */
 export type TjsProgress =
   | { status: 'initiate' | 'download' | 'done'; name: string; file: string }

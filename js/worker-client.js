@@ -2,8 +2,28 @@
 // engine in js/worker.js. `dispose()` terminates the Worker, which frees its GPU memory.
 import { TextGenerationPipeline, FeatureExtractionPipeline, AutomaticSpeechRecognitionPipeline, kEncoderPipelines, toHugrtError } from './index.js';
 
+/**
+ * The engine's Worker. A page may not start a Worker from another origin's script (the package
+ * served by a CDN): there the Worker is a same-origin blob module that imports the package's
+ * worker.js (fetched with CORS, as the package's other files are).
+ */
+function startWorker() {
+  // Written out in full and only here: bundlers (Vite) find and emit the Worker by this very
+  // expression (and would rewrite any other `new URL('./worker.js', import.meta.url)`).
+  if (new URL(import.meta.url).origin === globalThis.location?.origin) return new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  const url = new URL(import.meta.url.replace(/[^/]*$/, 'worker.js'));
+  // The blob URL stays valid for the page's life (a few bytes): the Worker loads it asynchronously.
+  // A dynamic import (Chromium refuses a blob module's static import of another origin's module
+  // here): messages that arrive before worker.js has installed its handler are kept and given to
+  // it; a failed import is rethrown so that the Worker's error event reports it.
+  const shim = URL.createObjectURL(new Blob([`const early = []; self.onmessage = (e) => early.push(e.data);
+import(${JSON.stringify(url.href)}).then(() => { for (const data of early) self.onmessage({ data }); }, (e) => setTimeout(() => { throw e; }));`],
+  { type: 'text/javascript' }));
+  return new Worker(shim, { type: 'module' });
+}
+
 export async function workerPipeline(task, model, options) {
-  const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  const worker = startWorker();
   const pending = new Map();
   let next = 0;
   worker.onmessage = ({ data }) => {

@@ -18,6 +18,7 @@ if [ "$WASM_OPT" = "true" ]; then
   npx --no-install wasm-opt -O3 --enable-reference-types --enable-bulk-memory "$OUT_DIR/hugrt_bg.wasm" -o "$OUT_DIR/hugrt_bg.wasm"
 fi
 # The hand-written layer (pipeline(), error classes, Worker mode) and the npm manifest.
-cp js/index.js js/index.d.ts js/worker.js js/worker-client.js js/package.json "$OUT_DIR/"
+cp js/index.js js/index.d.ts js/worker.js js/worker-client.js js/package.json js/README.md "$OUT_DIR/"
+cp LICENSE "$OUT_DIR/"
 rm -f "$OUT_DIR/.gitignore"
 say "package in $OUT_DIR: $(du -h "$OUT_DIR/hugrt_bg.wasm" | cut -f1) of wasm"

@@ -90,8 +90,12 @@ async function serveMirror(mirror, path, req, res) {
   return entry || null;
 }
 
-/** Starts serving `root`; resolves to `{ server, url }` once listening. */
-export function startServer({ root, models, mirror, port = 0, host = '127.0.0.1' }) {
+/**
+ * Starts serving `root`; resolves to `{ server, url }` once listening. `csp`: the pages' policy
+ * (default: the spaces' own, same origin only); `cors`: answer any origin (as a CDN serving the
+ * package does: `Access-Control-Allow-Origin: *`, resources shareable cross-origin).
+ */
+export function startServer({ root, models, mirror, port = 0, host = '127.0.0.1', csp = CSP, cors = false }) {
   const server = createServer(async (req, res) => {
     try {
       let path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
@@ -122,13 +126,14 @@ export function startServer({ root, models, mirror, port = 0, host = '127.0.0.1'
       }
       const headers = {
         'content-type': MIME[extname(file)] ?? 'application/octet-stream',
-        'content-security-policy': CSP,
+        'content-security-policy': csp,
         'cross-origin-opener-policy': 'same-origin',
         'cross-origin-embedder-policy': 'require-corp',
         'cache-control': 'no-cache',
         'accept-ranges': 'bytes',
       };
       if (mirrored) headers.etag = mirrored.etag;
+      if (cors) Object.assign(headers, { 'access-control-allow-origin': '*', 'cross-origin-resource-policy': 'cross-origin' });
       const ifRange = req.headers['if-range'];
       const range = (!ifRange || ifRange === headers.etag) ? /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '') : null;
       let status = 200, start = 0, end = info.size - 1;
