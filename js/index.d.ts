@@ -446,6 +446,19 @@ export class ZeroShotImageClassificationPipeline {
   classify(images: ImageInput[], labels: string[], options?: { hypothesisTemplate?: string; signal?: AbortSignal }): Promise<LabelScore[][]>;
   dispose(): void;
 }
+/** CLIP's embeddings: images and texts in one space (L2-normalised; a dot product is the cosine). */
+export class ImageFeatureExtractionPipeline {
+  readonly task: 'image-feature-extraction';
+  readonly info: EncoderInfo;
+  /** `image_embeds`: the projected pooled output of the vision tower. */
+  embed(images: ImageInput | ImageInput[], options?: { signal?: AbortSignal }): Promise<Embeddings>;
+  /** `text_embeds` of the text tower, in the images' space. */
+  embedTexts(texts: string | string[]): Promise<Embeddings>;
+  dispose(): void;
+}
+export interface ImageFeatureExtractionPipeline {
+  (images: ImageInput | ImageInput[]): Promise<Tensor>;
+}
 export class AudioClassificationPipeline {
   readonly task: 'audio-classification';
   readonly info: EncoderInfo;
@@ -528,6 +541,7 @@ export function pipeline(task: 'text-generation', model: string, options?: TextG
 export function pipeline(task: 'feature-extraction', model: string, options?: LoadOptions): Promise<FeatureExtractionPipeline>;
 export function pipeline(task: 'image-classification', model: string, options?: LoadOptions): Promise<ImageClassificationPipeline>;
 export function pipeline(task: 'zero-shot-image-classification', model: string, options?: LoadOptions): Promise<ZeroShotImageClassificationPipeline>;
+export function pipeline(task: 'image-feature-extraction', model: string, options?: LoadOptions): Promise<ImageFeatureExtractionPipeline>;
 export function pipeline(task: 'audio-classification', model: string, options?: LoadOptions): Promise<AudioClassificationPipeline>;
 export function pipeline(task: 'automatic-speech-recognition', model: string, options?: LoadOptions): Promise<AutomaticSpeechRecognitionPipeline>;
 export function pipeline(task: 'fill-mask', model: string, options?: LoadOptions): Promise<FillMaskPipeline>;

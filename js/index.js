@@ -503,6 +503,7 @@ export class FeatureExtractionPipeline {
 const ENCODER_FILES = {
   'image-classification': ['config.json', 'model.safetensors', 'preprocessor_config.json'],
   'zero-shot-image-classification': ['config.json', 'model.safetensors', 'preprocessor_config.json', 'tokenizer.json'],
+  'image-feature-extraction': ['config.json', 'model.safetensors', 'preprocessor_config.json', 'tokenizer.json'],
   'audio-classification': ['config.json', 'model.safetensors', 'preprocessor_config.json'],
   'fill-mask': ['config.json', 'model.safetensors', 'tokenizer.json'],
   'text-classification': ['config.json', 'model.safetensors', 'tokenizer.json'],
@@ -579,6 +580,11 @@ class EncoderPipeline {
     return new PIPELINES[task](model, { repo: report.repo, commit: report.commit, task, ...model.info() });
   }
 
+  /** Runs `fn(backend)` once, in turn with the other calls. */
+  _batch(fn) {
+    return this.#queue.run(() => fn(this.#model).catch(rethrow));
+  }
+
   /** Runs `fn(backend, item)` for one input or each of an array, one call at a time. */
   _each(inputs, fn) {
     const many = Array.isArray(inputs);
@@ -616,6 +622,37 @@ export class ZeroShotImageClassificationPipeline extends EncoderPipeline {
   _call(images, candidate_labels, { hypothesis_template = 'This is a photo of {}' } = {}) {
     return this.classify(images, candidate_labels, { hypothesisTemplate: hypothesis_template });
   }
+}
+
+/**
+ * CLIP's embeddings, the two halves of an image search: `embed(image | image[])` → `{ data:
+ * Float32Array, dims: [images, d] }` (`image_embeds`: the projected pooled output, L2-normalised)
+ * and `embedTexts(text | text[])` → the same for texts by the text tower, in the same space (a
+ * dot product is the cosine CLIP's zero-shot scores scale).
+ */
+export class ImageFeatureExtractionPipeline extends EncoderPipeline {
+  task = 'image-feature-extraction';
+  async embed(images, { signal } = {}) {
+    const rows = await this._each(Array.isArray(images) ? images : [images], async (m, image) => m.embedImage(await toImageInput(image, signal)));
+    return stack(rows);
+  }
+  embedTexts(texts) {
+    const list = (Array.isArray(texts) ? texts : [texts]).map(String);
+    return this._batch((m) => m.embedTexts(list));
+  }
+  /** transformers.js's call: `(image | image[])` → a Tensor of dims [images, d] (here L2-normalised). */
+  async _call(images) {
+    const { data, dims } = await this.embed(images);
+    return new Tensor('float32', data, dims);
+  }
+}
+
+/** Rows of equal length as one `{ data, dims }`. */
+function stack(rows) {
+  const d = rows[0]?.length ?? 0;
+  const data = new Float32Array(rows.length * d);
+  rows.forEach((r, i) => data.set(r, i * d));
+  return { data, dims: [rows.length, d] };
 }
 
 /** `classify(audio | audio[], { topK = 5, samplingRate })` → `[{ label, score }]`. */
@@ -674,6 +711,7 @@ export class TextClassificationPipeline extends EncoderPipeline {
 const PIPELINES = {
   'image-classification': ImageClassificationPipeline,
   'zero-shot-image-classification': ZeroShotImageClassificationPipeline,
+  'image-feature-extraction': ImageFeatureExtractionPipeline,
   'audio-classification': AudioClassificationPipeline,
   'fill-mask': FillMaskPipeline,
   'text-classification': TextClassificationPipeline,

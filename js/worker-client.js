@@ -69,7 +69,7 @@ export async function workerPipeline(task, model, options) {
   };
   if (kEncoderPipelines[task]) {
     const invoke = (method) => (...args) => call('invoke', { method, args });
-    const backend = Object.fromEntries(['classifyImage', 'zeroShotImage', 'classifyAudio', 'fillMask', 'classifyText'].map((m) => [m, invoke(m)]));
+    const backend = Object.fromEntries(['classifyImage', 'zeroShotImage', 'classifyAudio', 'fillMask', 'classifyText', 'embedImage', 'embedTexts'].map((m) => [m, invoke(m)]));
     return new kEncoderPipelines[task]({ ...backend, dispose }, { ...info, worker: true });
   }
   if (task === 'automatic-speech-recognition') {

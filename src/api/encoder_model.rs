@@ -116,8 +116,8 @@ impl EncoderModel {
         let db = db.unwrap_or_else(|| "hugrt".into());
         let store = IdbStore::open(&db).await.map_err(|e| js_error(e.code(), &e.to_string()))?;
         let config = stored_bytes(&store, &repo, &commit, "config.json").await?;
-        let wants_text = matches!(task.as_str(), "zero-shot-image-classification" | "fill-mask" | "text-classification");
-        let wants_image = matches!(task.as_str(), "image-classification" | "zero-shot-image-classification");
+        let wants_text = matches!(task.as_str(), "zero-shot-image-classification" | "image-feature-extraction" | "fill-mask" | "text-classification");
+        let wants_image = matches!(task.as_str(), "image-classification" | "zero-shot-image-classification" | "image-feature-extraction");
         let tokenizer = if wants_text {
             let json = stored_bytes(&store, &repo, &commit, "tokenizer.json").await?;
             Some(Tokenizer::from_json(&json).map_err(|e| js_error("BadModelFile", &format!("{repo}/tokenizer.json: {e}")))?)
@@ -183,6 +183,40 @@ impl EncoderModel {
         })
         .await?;
         to_js(&out)
+    }
+
+    /// An image's embedding (CLIP's `image_embeds`, L2-normalised): `Float32Array` of the
+    /// projection's size.
+    #[wasm_bindgen(js_name = embedImage)]
+    pub async fn embed_image(&self, input: JsValue) -> Result<Vec<f32>, JsValue> {
+        let image = image_from_js(&input)?;
+        Self::with_inner(&self.inner, async |s: &mut Inner| {
+            let processor = s.images.as_ref().ok_or_else(|| js_error("Usage", "this model was not loaded for images"))?;
+            let pixels = processor.preprocess(&image).map_err(input_error)?;
+            let mut rows = s.engine.image_embeddings(&pixels.data).await.map_err(model_error)?;
+            rows.pop().ok_or_else(|| js_error("Internal", "no embedding"))
+        })
+        .await
+    }
+
+    /// Texts' embeddings by CLIP's text tower (`text_embeds`, L2-normalised), in the images'
+    /// space: `{ data: Float32Array, dims: [texts, size] }`.
+    #[wasm_bindgen(js_name = embedTexts)]
+    pub async fn embed_texts(&self, texts: Vec<String>) -> Result<JsValue, JsValue> {
+        if texts.is_empty() {
+            return Err(js_error("Usage", "no texts to embed"));
+        }
+        let rows = Self::with_inner(&self.inner, async |s: &mut Inner| {
+            let tokenizer = s.tokenizer.as_ref().ok_or_else(|| js_error("Usage", "this model has no tokenizer"))?;
+            s.engine.text_embeddings(tokenizer, &texts).await.map_err(model_error)
+        })
+        .await?;
+        let dims = [rows.len(), rows.first().map_or(0, Vec::len)];
+        let data = js_sys::Float32Array::from(rows.concat().as_slice());
+        let out = js_sys::Object::new();
+        js_sys::Reflect::set(&out, &"data".into(), &data)?;
+        js_sys::Reflect::set(&out, &"dims".into(), &to_js(&dims)?)?;
+        Ok(out.into())
     }
 
     /// The `top_k` most probable labels of a sound (`{ bytes }` WAV or `{ samples, sampleRate,

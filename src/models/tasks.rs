@@ -50,7 +50,7 @@ macro_rules! on_net {
 pub fn tasks_of(architecture: &str) -> &'static [&'static str] {
     match architecture {
         "vit" => &["image-classification"],
-        "clip" => &["zero-shot-image-classification"],
+        "clip" => &["zero-shot-image-classification", "image-feature-extraction"],
         "audio-spectrogram-transformer" => &["audio-classification"],
         "bert" | "distilbert" | "roberta" | "xlm-roberta" | "mpnet" | "modernbert" => &["fill-mask", "text-classification"],
         _ => &[],
@@ -220,6 +220,27 @@ impl<B: Backend> Net<B> {
         }
     }
 
+    /// L2-normalised image embeddings (CLIP's `image_embeds`: the projected pooled output) of
+    /// pre-processed `pixels`, one per image.
+    pub async fn image_embeddings(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        match self {
+            Net::Clip(m) => m.image_embeds(pixels).await,
+            _ => Err(unsupported("embed images")),
+        }
+    }
+
+    /// L2-normalised text embeddings of CLIP's text tower (`text_embeds`), one per text: the same
+    /// space as `image_embeddings`.
+    pub async fn text_embeddings(&mut self, tokenizer: &Tokenizer, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
+        match self {
+            Net::Clip(m) => {
+                let ids = m.tokenize(tokenizer, texts)?;
+                m.text_embeds(&ids).await
+            }
+            _ => Err(unsupported("embed texts in an image space")),
+        }
+    }
+
     /// Masked-LM logits at each mask of one sequence.
     pub async fn fill_mask(&mut self, ids: &[u32], mask: u32) -> Result<Vec<Vec<f32>>, ModelError> {
         match self {
@@ -346,6 +367,14 @@ impl Engine {
 
     pub async fn zero_shot(&mut self, tokenizer: &Tokenizer, pixels: &[f32], texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
         on_net!(self, n => n.zero_shot(tokenizer, pixels, texts).await)
+    }
+
+    pub async fn image_embeddings(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        on_net!(self, n => n.image_embeddings(pixels).await)
+    }
+
+    pub async fn text_embeddings(&mut self, tokenizer: &Tokenizer, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
+        on_net!(self, n => n.text_embeddings(tokenizer, texts).await)
     }
 
     pub async fn fill_mask(&mut self, ids: &[u32], mask: u32) -> Result<Vec<Vec<f32>>, ModelError> {
