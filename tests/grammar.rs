@@ -276,3 +276,39 @@ fn logprobs_are_the_log_softmax_of_the_penalized_logits() {
         }
     }
 }
+
+/// Bad grammars, regexes and schemas are errors, never a panic (in the browser a panic ends the
+/// wasm instance): random text made of the grammars' own punctuation, and random JSON as schemas.
+#[test]
+fn random_response_formats_are_refused_or_compiled_without_panicking() {
+    use proptest::prelude::*;
+    let (_, tokenizer) = smollm2();
+    let compile = |format: Value| {
+        let Ok(format) = serde_json::from_value(format) else { return };
+        let options = GenerateOptions { response_format: Some(format), ..GenerateOptions::default() };
+        if let Err(e) = Generation::with_tokenizer(vec![1], options, &tokenizer) {
+            assert!(["Usage", "Grammar"].contains(&e.code()), "{e}");
+        }
+    };
+    let text = "[a-z0-9 :|()\\[\\]{}*+?~.,\"'/\\\\^$%#<>=-]{0,40}";
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config { cases: 300, failure_persistence: None, ..Default::default() });
+    runner
+        .run(&(text, text), |(a, b)| {
+            compile(json!({ "type": "regex", "pattern": a }));
+            compile(json!({ "type": "grammar", "grammar": format!("start: {a}\n{b}") }));
+            Ok(())
+        })
+        .expect("no panic");
+    let leaf = prop_oneof![Just(json!(null)), any::<bool>().prop_map(Value::from), any::<i32>().prop_map(Value::from), "[a-z]{0,8}".prop_map(Value::from)];
+    let keys = prop_oneof![Just("type"), Just("properties"), Just("items"), Just("enum"), Just("minimum"), Just("maxLength"), Just("pattern"), Just("anyOf"), Just("$ref"), Just("required")];
+    let value = leaf.prop_recursive(3, 24, 4, move |inner| {
+        prop_oneof![proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from), proptest::collection::vec((keys.clone(), inner), 0..4).prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))]
+    });
+    runner
+        .run(&value, |schema| {
+            compile(json!({ "type": "json_schema", "json_schema": { "schema": schema, "strict": true } }));
+            compile(json!({ "type": "json_schema", "json_schema": { "schema": schema } }));
+            Ok(())
+        })
+        .expect("no panic");
+}
