@@ -96,11 +96,16 @@ async function serveMirror(mirror, path, req, res) {
  * package does: `Access-Control-Allow-Origin: *`, resources shareable cross-origin).
  */
 export function startServer({ root, models, mirror, port = 0, host = '127.0.0.1', csp = CSP, cors = false }) {
+  // The mirror's switch and log for tests: `offline` drops its requests unanswered (as when the
+  // network is gone); `requests` lists the paths asked of it.
+  const hub = { offline: false, requests: [] };
   const server = createServer(async (req, res) => {
     try {
       let path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
       let mirrored = null;
       if (mirror && (path.startsWith('/api/models/') || path.includes('/resolve/'))) {
+        hub.requests.push(path);
+        if (hub.offline) return void req.socket.destroy();
         mirrored = await serveMirror(mirror, path, req, res);
         if (res.headersSent) return; // an API answer
         if (!mirrored) return void res.writeHead(404, { 'content-type': 'text/plain' }).end('Entry not found');
@@ -157,7 +162,7 @@ export function startServer({ root, models, mirror, port = 0, host = '127.0.0.1'
   });
   return new Promise((ok, fail) => {
     server.once('error', fail);
-    server.listen(port, host, () => ok({ server, url: `http://${host}:${server.address().port}/` }));
+    server.listen(port, host, () => ok({ server, url: `http://${host}:${server.address().port}/`, hub }));
   });
 }
 

@@ -354,11 +354,17 @@ pub struct ModelReport {
 /// stored yet, then downloads `paths` (all files when empty) with bounded concurrency.
 pub async fn download_model(store: &IdbStore, hub: &Hub, repo: &str, revision: &str, paths: &[&str], opts: &DownloadOptions) -> Result<ModelReport, StoreError> {
     store.reconnect().await?;
-    let info: RepoInfo = match hub.resolve(repo, revision, opts.signal.as_ref()).await {
-        Ok(info) => info,
-        // Offline (or the hub is down): a complete cached revision still loads.
-        Err(e @ HubError::Network { .. }) => cached_info(store, repo, revision, paths).await?.ok_or(e)?,
-        Err(e) => return Err(e.into()),
+    // A commit is immutable: when its files are stored whole, nothing is asked of the network
+    // (offline first). A branch or tag is resolved; offline, the last revision of the repo used
+    // with these files whole still loads.
+    let pinned = if crate::hub::is_commit(revision) && !paths.is_empty() { cached_info(store, repo, revision, paths).await? } else { None };
+    let info: RepoInfo = match pinned {
+        Some(info) => info,
+        None => match hub.resolve(repo, revision, opts.signal.as_ref()).await {
+            Ok(info) => info,
+            Err(e @ HubError::Network { .. }) => cached_info(store, repo, revision, paths).await?.ok_or(e)?,
+            Err(e) => return Err(e.into()),
+        },
     };
     let files: Vec<Sibling> = if paths.is_empty() {
         info.siblings.clone()

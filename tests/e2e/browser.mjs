@@ -36,7 +36,7 @@ export function serveWithModels(root = 'www') {
 export function servedSpacesAndBrowser() {
   const spaces = {};
   before(async () => {
-    ({ server: spaces.server, url: spaces.url } = await serveWithModels());
+    ({ server: spaces.server, url: spaces.url, hub: spaces.hub } = await serveWithModels());
     spaces.browser = await openBrowser();
   });
   after(async () => {
