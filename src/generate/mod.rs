@@ -244,7 +244,7 @@ impl Generation {
     pub fn new(prompt: Vec<u32>, opts: GenerateOptions, end_ids: Vec<u32>) -> Result<Self, GenerateError> {
         let sampling = opts.check()?;
         if opts.response_format.as_ref().is_some_and(|f| *f != ResponseFormat::Text) || opts.logprobs || !opts.tools.is_empty() {
-            return Err(GenerateError::BadOption("responseFormat and logprobs need the tokenizer's vocabulary (Generation::with_tokenizer)".into()));
+            return Err(GenerateError::BadOption("responseFormat, logprobs and tools need the tokenizer (Generation::with_tokenizer)".into()));
         }
         Self::unchecked(prompt, opts, sampling, end_ids)
     }
