@@ -411,8 +411,11 @@ impl Generation {
     /// Chooses from the logits on the CPU: penalties, the grammar's mask (`allowed`, with its
     /// time), then the draw; records the logprobs when asked.
     fn choose(&mut self, mut logits: Vec<f32>, allowed: Option<(Result<toktrie::SimpleVob, GrammarError>, f64)>) -> Result<u32, GenerateError> {
-        let seen: Vec<u32> = self.prompt.iter().chain(&self.out).copied().collect();
-        sampling::apply_repetition_penalty(&mut logits, &seen, self.opts.repetition_penalty);
+        if self.opts.repetition_penalty != 1.0 {
+            // Only then: a grammar or logprobs also bring every step here.
+            let seen: Vec<u32> = self.prompt.iter().chain(&self.out).copied().collect();
+            sampling::apply_repetition_penalty(&mut logits, &seen, self.opts.repetition_penalty);
+        }
         sampling::apply_frequency_penalties(&mut logits, &self.out, self.opts.frequency_penalty, self.opts.presence_penalty);
         if let Some((allowed, ms)) = allowed {
             let allowed = allowed?;

@@ -55,8 +55,13 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<u32> {
         return Vec::new();
     }
     let mut ids: Vec<u32> = (0..logits.len() as u32).filter(|&i| logits[i as usize] > f32::NEG_INFINITY).collect();
-    ids.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
-    ids.truncate(k);
+    let order = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
+    // The k best first (a step's logprobs: k ≤ 20 of a whole vocabulary), then only they sorted.
+    if ids.len() > k {
+        ids.select_nth_unstable_by(k - 1, order);
+        ids.truncate(k);
+    }
+    ids.sort_by(order);
     ids
 }
 
@@ -147,6 +152,22 @@ mod tests {
             }
         }
         assert!(checked > 150, "only {checked} draws were far from a CDF boundary");
+    }
+
+    #[test]
+    fn top_k_is_the_head_of_the_full_order() {
+        let mut rng = SeededRng::new(3);
+        for n in [1, 7, 97, 1000] {
+            // Rounded so that ties occur; some −∞ (masked) and a NaN never listed.
+            let mut logits: Vec<f32> = rng.signed_unit_vec(n).iter().map(|v| (v * 8.0).round()).collect();
+            logits[0] = f32::NEG_INFINITY;
+            logits[n / 2] = if n > 2 { f32::NAN } else { logits[n / 2] };
+            let mut full: Vec<u32> = (0..n as u32).filter(|&i| logits[i as usize] > f32::NEG_INFINITY).collect();
+            full.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+            for k in [1, 2, 5, 20, n + 3] {
+                assert_eq!(top_k(&logits, k), full[..k.min(full.len())], "n {n} k {k}");
+            }
+        }
     }
 
     #[test]
