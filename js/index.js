@@ -615,9 +615,9 @@ class EncoderPipeline {
   /** Runs `fn(backend, item)` for one input or each of an array, one call at a time. */
   _each(inputs, fn) {
     const many = Array.isArray(inputs);
-    return this.#queue.run(async () => {
+    return this._batch(async (m) => {
       const out = [];
-      for (const item of many ? inputs : [inputs]) out.push(await fn(this.#model, item).catch(rethrow));
+      for (const item of many ? inputs : [inputs]) out.push(await fn(m, item));
       return many ? out : out[0];
     });
   }
