@@ -23,7 +23,12 @@ export class DeviceLost extends HugrtError { readonly code: 'DeviceLost'; }
 export class QuotaExceeded extends HugrtError { readonly code: 'QuotaExceeded'; readonly needed?: number; readonly available?: number; }
 export class IntegrityError extends HugrtError { readonly code: 'IntegrityError'; }
 export class BadModelFile extends HugrtError { readonly code: 'BadModelFile'; }
-export class NetworkError extends HugrtError { readonly code: 'NetworkError'; }
+/**
+ * The hub or the network failed. `hubCode` is the hub's own code where it sent one (its
+ * `X-Error-Code`): `RepoNotFound`, `RevisionNotFound`, `EntryNotFound`, `GatedRepo` (accept the
+ * model's conditions on the hub and pass a `token`).
+ */
+export class NetworkError extends HugrtError { readonly code: 'NetworkError'; readonly hubCode?: string; }
 export class Aborted extends HugrtError { readonly code: 'Aborted'; }
 export class Unsupported extends HugrtError { readonly code: 'Unsupported'; }
 /** An input the model cannot take: an id past the vocabulary, a sequence past its positions, nothing at all. */

@@ -65,6 +65,8 @@ export function toHugrtError(err) {
   if (raw && raw !== out.code) out.detail = raw;
   // QuotaExceeded before a download: the bytes needed and available (navigator.storage.estimate()).
   for (const k of ['needed', 'available']) if (typeof err?.[k] === 'number') out[k] = err[k];
+  // The hub's own code for a refusal (`GatedRepo`, `RepoNotFound`, `EntryNotFound`, ...).
+  if (typeof err?.hubCode === 'string') out.hubCode = err.hubCode;
   return out;
 }
 
@@ -136,8 +138,8 @@ async function openStore(db) {
  * the hub's format (config.json, tokenizer.json, model.safetensors or its shards, and tokenizer_config.json and
  * generation_config.json when the repository has them: the chat template, the end ids).
  */
-async function chooseTextFiles(endpoint, repo, revision, quant, signal, db) {
-  const names = await repoFiles(endpoint, repo, revision, signal, db);
+async function chooseTextFiles(repo, quant, options) {
+  const names = await repoFiles(repo, options);
   const ggufs = names.filter((f) => f.endsWith('.gguf'));
   const want = (quant ?? 'Q4_K_M').toLowerCase();
   const gguf = ggufs.find((f) => f.toLowerCase().includes(want)) ?? ggufs[0];
@@ -147,38 +149,18 @@ async function chooseTextFiles(endpoint, repo, revision, quant, signal, db) {
   throw new Unsupported(`${repo}@${revision} has neither a .gguf file nor ${SAFETENSORS_TEXT.join(', ')}`);
 }
 
-/** The file names of `repo@revision` (the hub's revision API). */
-async function listFiles(endpoint, repo, revision, signal) {
-  const url = `${endpoint.replace(/\/$/, '')}/api/models/${repo}/revision/${encodeURIComponent(revision)}`;
-  const res = await fetch(url, { signal }).catch((err) => {
-    if (err?.name === 'AbortError') rethrow(err);
-    // No answer at all (offline, the host unreachable): the store's copy may do.
-    throw Object.assign(new NetworkError(`${url}: ${err?.message ?? err}`, { cause: err }), { unreachable: true });
-  });
-  if (!res.ok) throw new NetworkError(`${url}: HTTP ${res.status}`);
-  return ((await res.json()).siblings ?? []).map((s) => s.rfilename);
-}
-
 /**
- * The file names of `repo@revision`, offline first: a commit stored whole is listed from the
- * store without asking the network (it cannot change); otherwise the hub's revision API, and when
- * that cannot be reached, the revision the store would load offline (the last one used).
+ * The file names of `repo@revision`, offline first (the engine's `WeightStore.listFiles`): a
+ * commit stored whole is listed from the store without asking the network; otherwise the hub's
+ * revision API (with the token), and when the hub cannot be reached, the revision the store would
+ * load offline (the last one used).
  */
-async function repoFiles(endpoint, repo, revision, signal, db = env.db) {
-  const stored = async () => {
-    const store = await openStore(db);
-    try { return await store.cachedRevision(repo, revision).catch(rethrow); } finally { store.free(); }
-  };
-  if (/^[0-9a-f]{40}$/i.test(revision)) {
-    const c = await stored();
-    if (c) return c.files;
-  }
+async function repoFiles(repo, { revision = 'main', endpoint = env.endpoint, token, signal, db = env.db } = {}) {
+  const store = await openStore(db);
   try {
-    return await listFiles(endpoint, repo, revision, signal);
-  } catch (err) {
-    const c = err?.unreachable ? await stored() : null;
-    if (c) return c.files;
-    throw err;
+    return (await store.listFiles(repo, revision, { endpoint, token, signal }).catch(rethrow)).files;
+  } finally {
+    store.free();
   }
 }
 const SAFETENSORS_TEXT = ['config.json', 'tokenizer.json', 'model.safetensors'];
@@ -234,7 +216,7 @@ export const kBackend = Symbol('hugrt.backend');
 async function loadFromStore(repo, options, known, files, fromStore) {
   const { revision = 'main', endpoint = env.endpoint, onProgress, device = 'auto' } = options;
   if (device === 'webgpu' && !globalThis.navigator?.gpu) throw new WebGpuUnavailable('this browser has no WebGPU (navigator.gpu is missing)');
-  const names = await repoFiles(endpoint, repo, revision, options.signal, options.db).catch(() => known);
+  const names = await repoFiles(repo, { ...options, revision, endpoint }).catch(() => known);
   const { report, db } = await download(repo, files(names), { ...options, revision, endpoint });
   if (options.signal?.aborted) throw new Aborted('aborted before the model was loaded');
   onProgress?.({ status: 'upload', repo, loaded: 0, total: report.bytes });
@@ -285,7 +267,7 @@ export class TextGenerationPipeline {
   static async load(repo, options = {}) {
     const { revision = 'main', endpoint = env.endpoint, quant, context, onProgress, signal, device = 'auto' } = options;
     if (device === 'webgpu' && !globalThis.navigator?.gpu) throw new WebGpuUnavailable('this browser has no WebGPU (navigator.gpu is missing)');
-    const chosen = options.file ? { gguf: options.file } : await chooseTextFiles(endpoint, repo, revision, quant, signal, options.db);
+    const chosen = options.file ? { gguf: options.file } : await chooseTextFiles(repo, quant, { ...options, revision, endpoint });
     const file = chosen.gguf;
     const { report, db } = await download(repo, file ? [file] : chosen.files, { ...options, revision, endpoint });
     if (signal?.aborted) throw new Aborted('aborted before the model was loaded');

@@ -59,7 +59,7 @@ async function listFiles(dir, prefix = '') {
 }
 
 /** The mirror's answer for a repo: its commit (from the files' names, sizes and digests) and files. */
-async function mirrorRepo(mirror, repo) {
+export async function mirrorRepo(mirror, repo) {
   const dir = resolve(mirror, repo);
   if (!dir.startsWith(resolve(mirror) + sep)) return null;
   const files = await listFiles(dir).catch(() => null);

@@ -6,7 +6,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortSignal, Headers, RequestInit, Response};
 
-use super::{Hub, HubError, RepoInfo};
+use super::{Hub, HubError, HubReason, RepoInfo};
 
 /// `fetch(url, {headers, signal})` on the window or worker global. A rejection is `Err(js error)`.
 pub async fn fetch(url: &str, headers: &Headers, signal: Option<&AbortSignal>) -> Result<Response, JsValue> {
@@ -49,14 +49,28 @@ impl Hub {
         Ok(h)
     }
 
+    /// The typed error for a failed answer to a request for `url`: the hub's `X-Error-Code` and
+    /// `X-Error-Message` where it sent them; a 401/403 from another origin (the CDN that `url`
+    /// redirected to) is a refused signed URL, worth resolving again.
+    pub fn error_of(&self, resp: &Response, url: &str) -> HubError {
+        let status = resp.status();
+        let final_url = resp.url();
+        if matches!(status, 401 | 403) && !final_url.is_empty() && !self.is_own(&final_url) {
+            return HubError::SignedUrlRefused { status, url: final_url };
+        }
+        let h = resp.headers();
+        let get = |k: &str| h.get(k).ok().flatten().filter(|v| !v.is_empty());
+        let reason = get("X-Error-Code").map(|code| HubReason { code, message: get("X-Error-Message").unwrap_or_default() });
+        HubError::from_response(status, url, get("Retry-After").as_deref(), reason)
+    }
+
     /// Resolves `revision` (branch, tag or commit) to a commit and its files.
     pub async fn resolve(&self, repo: &str, revision: &str, signal: Option<&AbortSignal>) -> Result<RepoInfo, HubError> {
         let url = self.revision_url(repo, revision)?;
         let net = |e: JsValue| HubError::Network { url: url.clone(), message: js_message(&e) };
         let resp = fetch(&url, &self.headers_for(&url)?, signal).await.map_err(net)?;
         if !resp.ok() {
-            let retry = resp.headers().get("Retry-After").ok().flatten();
-            return Err(HubError::from_status(resp.status(), &url, retry.as_deref()));
+            return Err(self.error_of(&resp, &url));
         }
         let buf = JsFuture::from(resp.array_buffer().map_err(net)?).await.map_err(net)?;
         let bytes = js_sys::Uint8Array::new(&buf).to_vec();

@@ -16,6 +16,19 @@ pub use api::{RepoInfo, Sibling};
 /// The public hub.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 
+/// Why the hub refused a request, from its `X-Error-Code` and `X-Error-Message` headers
+/// (`RepoNotFound`, `RevisionNotFound`, `EntryNotFound`, `GatedRepo`, ...).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubReason {
+    pub code: String,
+    pub message: String,
+}
+
+/// `" (Code: message)"`, or nothing.
+fn reason_suffix(reason: &Option<HubReason>) -> String {
+    reason.as_ref().map(|r| format!(" ({}: {})", r.code, r.message)).unwrap_or_default()
+}
+
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum HubError {
     #[error("invalid repo id {repo:?}: {reason}")]
@@ -26,14 +39,19 @@ pub enum HubError {
     InvalidPath { path: String, reason: &'static str },
     #[error("invalid endpoint {endpoint:?}: {reason}")]
     InvalidEndpoint { endpoint: String, reason: &'static str },
-    #[error("not found: {url}")]
-    NotFound { url: String },
-    #[error("unauthorized (HTTP {status}) for {url}: the repo may be gated or private; pass a token")]
-    Unauthorized { status: u16, url: String },
+    #[error("not found: {url}{}", reason_suffix(.reason))]
+    NotFound { url: String, reason: Option<HubReason> },
+    #[error("unauthorized (HTTP {status}) for {url}{}", .reason.as_ref().map(|r| format!(": {}: {}", r.code, r.message)).unwrap_or_else(|| ": the repo may be gated or private; pass a token".into()))]
+    Unauthorized { status: u16, url: String, reason: Option<HubReason> },
     #[error("rate limited (HTTP 429) for {url}; retry after {retry_after_s:?} s")]
     RateLimited { url: String, retry_after_s: Option<u64> },
     #[error("server error HTTP {status} for {url}")]
     Server { status: u16, url: String },
+    /// A download URL on another origin than the hub (the CDN's signed URL after a redirect)
+    /// refused the request: its signature expired, or it was never valid. Resolving the file
+    /// through the hub again hands out a fresh one.
+    #[error("the signed download URL was refused (HTTP {status}, expired?): {url}")]
+    SignedUrlRefused { status: u16, url: String },
     #[error("network error for {url}: {message}")]
     Network { url: String, message: String },
     #[error("unexpected response from {url}: {message}")]
@@ -51,17 +69,36 @@ impl HubError {
             HubError::NotFound { .. } => "NotFound",
             HubError::Unauthorized { .. } => "Unauthorized",
             HubError::RateLimited { .. } => "RateLimited",
-            HubError::Server { .. } | HubError::Network { .. } => "NetworkError",
+            HubError::Server { .. } | HubError::Network { .. } | HubError::SignedUrlRefused { .. } => "NetworkError",
             HubError::BadResponse { .. } => "BadResponse",
+        }
+    }
+
+    /// The hub's own error code (`X-Error-Code`), where it sent one.
+    pub fn hub_code(&self) -> Option<&str> {
+        match self {
+            HubError::NotFound { reason, .. } | HubError::Unauthorized { reason, .. } => reason.as_ref().map(|r| r.code.as_str()),
+            _ => None,
         }
     }
 
     /// Maps a non-success HTTP status to its error.
     pub fn from_status(status: u16, url: &str, retry_after: Option<&str>) -> HubError {
+        HubError::from_response(status, url, retry_after, None)
+    }
+
+    /// Maps a non-success answer to its error: the hub's `X-Error-Code` first (a `RepoNotFound` is
+    /// a 401 without a token, yet not found), then the status.
+    pub fn from_response(status: u16, url: &str, retry_after: Option<&str>, reason: Option<HubReason>) -> HubError {
         let url = url.to_string();
+        match reason.as_ref().map(|r| r.code.as_str()) {
+            Some("RepoNotFound" | "RevisionNotFound" | "EntryNotFound") => return HubError::NotFound { url, reason },
+            Some("GatedRepo") => return HubError::Unauthorized { status, url, reason },
+            _ => {}
+        }
         match status {
-            401 | 403 => HubError::Unauthorized { status, url },
-            404 | 410 => HubError::NotFound { url },
+            401 | 403 => HubError::Unauthorized { status, url, reason },
+            404 | 410 => HubError::NotFound { url, reason },
             429 => HubError::RateLimited { url, retry_after_s: retry_after.and_then(|v| v.trim().parse().ok()) },
             500..=599 => HubError::Server { status, url },
             _ => HubError::BadResponse { url, message: format!("HTTP {status}") },
@@ -170,11 +207,15 @@ impl Hub {
         }
     }
 
+    /// Whether `url` is on the endpoint's origin (not a CDN it redirected to).
+    pub fn is_own(&self, url: &str) -> bool {
+        let origin = self.origin();
+        url.starts_with(origin) && matches!(url.as_bytes().get(origin.len()), None | Some(b'/' | b'?'))
+    }
+
     /// The token, if `url` is on the endpoint's origin (never sent elsewhere).
     pub fn token_for(&self, url: &str) -> Option<&str> {
-        let origin = self.origin();
-        let same = url.starts_with(origin) && matches!(url.as_bytes().get(origin.len()), None | Some(b'/'));
-        if same { self.token.as_deref() } else { None }
+        if self.is_own(url) { self.token.as_deref() } else { None }
     }
 
     pub fn revision_url(&self, repo: &str, revision: &str) -> Result<String, HubError> {

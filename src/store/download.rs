@@ -1,6 +1,6 @@
 //! Browser downloads into the store: `fetch` streamed through a `ReadableStream` reader into a
-//! [`FileWriter`] (never the whole file in memory: at most one chunk is buffered), resumed with
-//! `Range` + `If-Range`, one Web Lock per file so that two tabs download it once, bounded
+//! [`FileWriter`] (never the whole file in memory: at most one chunk is buffered), resumed with a
+//! single `Range` (no preflight) at the signed URL that answered, one Web Lock per file so that two tabs download it once, bounded
 //! concurrency across files, byte progress per file and in total, and an `AbortSignal`.
 
 use std::cell::{Cell, RefCell};
@@ -73,8 +73,11 @@ pub struct FileReport {
     pub transferred: u64,
     /// Offsets that requests started at after the first (resumes).
     pub resumed_at: Vec<u64>,
-    /// Times the file started over from byte 0 (Range ignored, file changed).
+    /// Times the file started over from byte 0 (Range ignored or unsatisfiable).
     pub restarts: u32,
+    /// Times a signed download URL was refused (expired) and the file resolved through the hub
+    /// again.
+    pub resolved_again: u32,
     pub from_cache: bool,
 }
 
@@ -170,12 +173,13 @@ pub async fn request_persist() -> bool {
 }
 
 /// Whether a failed request is worth another try, and after how long: network errors, 5xx and
-/// 429 (after its `Retry-After`, at most a minute), with exponential backoff from 400 ms.
+/// 429 (after its `Retry-After`, at most a minute; at least a second when the hub's CORS hides
+/// it), a refused signed URL, with exponential backoff from 400 ms.
 fn retry_delay_ms(e: &StoreError, attempt: u32) -> Option<i32> {
     let backoff = 200 << attempt.min(7);
     match e {
-        StoreError::Network { .. } | StoreError::Hub(HubError::Server { .. } | HubError::Network { .. }) => Some(backoff),
-        StoreError::Hub(HubError::RateLimited { retry_after_s, .. }) => Some(retry_after_s.map_or(backoff, |s| (s.min(60) * 1000) as i32)),
+        StoreError::Network { .. } | StoreError::Hub(HubError::Server { .. } | HubError::Network { .. } | HubError::SignedUrlRefused { .. }) => Some(backoff),
+        StoreError::Hub(HubError::RateLimited { retry_after_s, .. }) => Some(retry_after_s.map_or(backoff.max(1000), |s| (s.min(60) * 1000) as i32)),
         _ => None,
     }
 }
@@ -209,8 +213,9 @@ pub async fn download_file(store: &IdbStore, hub: &Hub, repo: &str, commit: &str
             return Ok((m, report));
         }
         let mut attempts = 0u32;
+        let mut direct = None;
         loop {
-            match fetch_into(&mut w, hub, &url, opts.signal.as_ref(), &mut report, tick).await {
+            match fetch_into(&mut w, hub, &url, &mut direct, opts.signal.as_ref(), &mut report, tick).await {
                 Ok(()) => break,
                 Err(e) if attempts < opts.retries && !aborted(opts.signal.as_ref()) && retry_delay_ms(&e, attempts + 1).is_some() => {
                     attempts += 1;
@@ -237,45 +242,51 @@ pub async fn download_file(store: &IdbStore, hub: &Hub, repo: &str, commit: &str
     .await
 }
 
-/// One request from `w.committed()` to the end of the body.
-async fn fetch_into(w: &mut FileWriter<'_, IdbStore>, hub: &Hub, url: &str, signal: Option<&AbortSignal>, report: &mut FileReport, tick: &dyn Fn(&FileReport, u64, Phase)) -> Result<(), StoreError> {
+/// One request from `w.committed()` to the end of the body. The first goes to the hub's resolve
+/// URL (the browser follows its redirect to the CDN); a resume goes straight to the signed URL
+/// that answered (`direct`), and through the hub again when that one is refused (expired).
+///
+/// No request needs a CORS preflight: a single `Range` is safelisted, and there is no `If-Range`
+/// (the CDN's preflight would refuse it). A resolve URL pinned to a commit is immutable, so a
+/// resumed file is checked by its SHA-256 (or git blob id) at the end instead.
+async fn fetch_into(w: &mut FileWriter<'_, IdbStore>, hub: &Hub, url: &str, direct: &mut Option<String>, signal: Option<&AbortSignal>, report: &mut FileReport, tick: &dyn Fn(&FileReport, u64, Phase)) -> Result<(), StoreError> {
     let path = w.manifest().path.clone();
     for _ in 0..3 {
         let offset = w.committed();
-        let headers = hub.headers_for(url)?;
+        let target = direct.clone().unwrap_or_else(|| url.to_string());
+        let headers = hub.headers_for(&target)?;
         if offset > 0 {
-            let set = |k: &str, v: &str| headers.set(k, v).map_err(|e| net(&path, offset, &e));
-            set("Range", &format!("bytes={offset}-"))?;
-            if let Some(etag) = w.etag() {
-                set("If-Range", etag)?;
-            }
+            headers.set("Range", &format!("bytes={offset}-")).map_err(|e| net(&path, offset, &e))?;
             report.resumed_at.push(offset);
         }
-        let resp: Response = fetch(url, &headers, signal).await.map_err(|e| net(&path, offset, &e))?;
+        let resp: Response = match fetch(&target, &headers, signal).await {
+            Ok(resp) => resp,
+            // The browser refuses some answers to a ranged request outright (a CDN compressing on
+            // the fly: ERR_CONTENT_DECODING_FAILED); the whole file, its stored prefix skipped,
+            // keeps what is stored. A real outage fails this one too.
+            Err(e) if offset > 0 && !is_abort(&e) => fetch(&target, &hub.headers_for(&target)?, signal).await.map_err(|e| net(&path, offset, &e))?,
+            Err(e) => return Err(net(&path, offset, &e)),
+        };
         let status = resp.status();
         let h = resp.headers();
-        let etag = h.get("ETag").ok().flatten();
         let ctype = h.get("Content-Type").ok().flatten().unwrap_or_default();
+        let mut skip = 0;
         match status {
             200 => {
+                w.set_etag(h.get("ETag").ok().flatten()).await?;
                 if offset > 0 {
+                    // Range ignored: the whole file again; the stored part is skipped, not
+                    // rewritten (the hash at the end still checks every byte).
                     report.restarts += 1;
-                    w.restart(etag).await?; // Range ignored, or If-Range saw a changed file
-                } else {
-                    w.set_etag(etag).await?;
+                    skip = offset;
                 }
             }
             206 => {
-                let got = h.get("Content-Range").ok().flatten().and_then(|v| content_range_start(&v));
-                if got != Some(offset) {
+                // Unreadable when a CDN does not expose it: the hash at the end still decides.
+                let got = h.get("Content-Range").ok().flatten().map(|v| content_range_start(&v).unwrap_or(u64::MAX));
+                if let Some(got) = got.filter(|&g| g != offset) {
                     cancel(&resp).await;
-                    return Err(StoreError::RangeMismatch { path, asked: offset, got: got.unwrap_or(u64::MAX) });
-                }
-                if etag.is_some() && w.etag().is_some() && etag.as_deref() != w.etag() {
-                    cancel(&resp).await;
-                    report.restarts += 1;
-                    w.restart(None).await?;
-                    continue;
+                    return Err(StoreError::RangeMismatch { path, asked: offset, got });
                 }
             }
             416 => {
@@ -285,15 +296,26 @@ async fn fetch_into(w: &mut FileWriter<'_, IdbStore>, hub: &Hub, url: &str, sign
                 continue;
             }
             _ => {
-                let retry = h.get("Retry-After").ok().flatten();
-                return Err(HubError::from_status(status, url, retry.as_deref()).into());
+                cancel(&resp).await;
+                match hub.error_of(&resp, url) {
+                    HubError::SignedUrlRefused { .. } if direct.is_some() => {
+                        *direct = None;
+                        report.resolved_again += 1;
+                        continue;
+                    }
+                    e => return Err(e.into()),
+                }
             }
         }
         if ctype.starts_with("text/html") {
             cancel(&resp).await;
             return Err(HubError::BadResponse { url: url.to_string(), message: "an HTML page instead of the file (login wall or error page?)".into() }.into());
         }
-        return stream_body(w, &resp, signal, report, tick).await;
+        let landed = resp.url();
+        if resp.redirected() && !landed.is_empty() && !hub.is_own(&landed) {
+            *direct = Some(landed);
+        }
+        return stream_body(w, &resp, skip, signal, report, tick).await;
     }
     Err(StoreError::Network { path, offset: w.committed(), message: "too many restarts".into() })
 }
@@ -304,7 +326,8 @@ async fn cancel(resp: &Response) {
     }
 }
 
-async fn stream_body(w: &mut FileWriter<'_, IdbStore>, resp: &Response, signal: Option<&AbortSignal>, report: &mut FileReport, tick: &dyn Fn(&FileReport, u64, Phase)) -> Result<(), StoreError> {
+/// Streams the body into `w`, its first `skip` bytes dropped (already stored).
+async fn stream_body(w: &mut FileWriter<'_, IdbStore>, resp: &Response, mut skip: u64, signal: Option<&AbortSignal>, report: &mut FileReport, tick: &dyn Fn(&FileReport, u64, Phase)) -> Result<(), StoreError> {
     let path = w.manifest().path.clone();
     let Some(body) = resp.body() else { return Ok(()) };
     let reader: ReadableStreamDefaultReader = body.get_reader().dyn_into().map_err(|e| net(&path, 0, &e))?;
@@ -324,7 +347,10 @@ async fn stream_body(w: &mut FileWriter<'_, IdbStore>, resp: &Response, signal: 
         // Copied into wasm memory a slice at a time, however large a piece the browser hands
         // over: wasm memory only grows, so one large piece would stay its high-water mark.
         let len = piece.length();
-        let mut at = 0;
+        let dropped = skip.min(u64::from(len)) as u32;
+        skip -= u64::from(dropped);
+        report.transferred = report.transferred.saturating_add(u64::from(dropped));
+        let mut at = dropped;
         while at < len {
             let n = (len - at).min(scratch.len() as u32);
             piece.subarray(at, at + n).copy_to(&mut scratch[..n as usize]);
@@ -354,22 +380,11 @@ pub struct ModelReport {
 /// stored yet, then downloads `paths` (all files when empty) with bounded concurrency.
 pub async fn download_model(store: &IdbStore, hub: &Hub, repo: &str, revision: &str, paths: &[&str], opts: &DownloadOptions) -> Result<ModelReport, StoreError> {
     store.reconnect().await?;
-    // A commit is immutable: when its files are stored whole, nothing is asked of the network
-    // (offline first). A branch or tag is resolved; offline, the last revision of the repo used
-    // with these files whole still loads.
-    let pinned = if crate::hub::is_commit(revision) && !paths.is_empty() { cached_info(store, repo, revision, paths).await? } else { None };
-    let info: RepoInfo = match pinned {
-        Some(info) => info,
-        None => match hub.resolve(repo, revision, opts.signal.as_ref()).await {
-            Ok(info) => info,
-            Err(e @ HubError::Network { .. }) => cached_info(store, repo, revision, paths).await?.ok_or(e)?,
-            Err(e) => return Err(e.into()),
-        },
-    };
+    let info = revision_info(store, hub, repo, revision, paths, opts.signal.as_ref()).await?;
     let files: Vec<Sibling> = if paths.is_empty() {
         info.siblings.clone()
     } else {
-        paths.iter().map(|p| info.file(p).cloned().ok_or_else(|| StoreError::Hub(HubError::NotFound { url: hub.resolve_url(repo, &info.sha, p).unwrap_or_default() }))).collect::<Result<_, _>>()?
+        paths.iter().map(|p| info.file(p).cloned().ok_or_else(|| StoreError::Hub(HubError::NotFound { url: hub.resolve_url(repo, &info.sha, p).unwrap_or_default(), reason: None }))).collect::<Result<_, _>>()?
     };
     let total: u64 = files.iter().filter_map(|f| f.byte_size()).fold(0, u64::saturating_add);
     let mut needed = 0u64;
@@ -440,6 +455,24 @@ pub async fn download_model(store: &IdbStore, hub: &Hub, repo: &str, revision: &
         }
     }
     Ok(ModelReport { repo: repo.to_string(), commit: info.sha, files: reports, bytes: total, persisted })
+}
+
+/// The commit and files of `repo@revision`, offline first: a commit whose files `paths` are
+/// stored whole is answered from the store without any request (a commit is immutable; with no
+/// `paths`, the hub is asked for the full list); a branch or tag is resolved by the hub, and when
+/// the hub cannot be reached, the last revision of the repo used with these files whole answers.
+pub async fn revision_info(store: &IdbStore, hub: &Hub, repo: &str, revision: &str, paths: &[&str], signal: Option<&AbortSignal>) -> Result<RepoInfo, StoreError> {
+    if crate::hub::is_commit(revision)
+        && !paths.is_empty()
+        && let Some(info) = cached_info(store, repo, revision, paths).await?
+    {
+        return Ok(info);
+    }
+    match hub.resolve(repo, revision, signal).await {
+        Ok(info) => Ok(info),
+        Err(e @ HubError::Network { .. }) => Ok(cached_info(store, repo, revision, paths).await?.ok_or(e)?),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The most recently used cached revision of `repo` (the commit itself when `revision` is a

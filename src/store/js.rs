@@ -16,6 +16,11 @@ fn js_error(e: &StoreError) -> JsValue {
     err.set_name(e.code());
     let set = |k: &str, v: JsValue| js_sys::Reflect::set(&err, &JsValue::from_str(k), &v);
     let _ = set("code", JsValue::from_str(e.code()));
+    if let StoreError::Hub(h) = e
+        && let Some(code) = h.hub_code()
+    {
+        let _ = set("hubCode", JsValue::from_str(code));
+    }
     if let StoreError::QuotaInsufficient { needed, available } = e {
         let _ = set("needed", JsValue::from_f64(*needed as f64));
         let _ = set("available", JsValue::from_f64(*available as f64));
@@ -29,6 +34,12 @@ fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
 
 fn get(opts: &JsValue, key: &str) -> Option<JsValue> {
     js_sys::Reflect::get(opts, &JsValue::from_str(key)).ok().filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+/// The hub of `options.endpoint` (default huggingface.co) with `options.token`.
+fn hub_of(options: &JsValue) -> Result<Hub, crate::hub::HubError> {
+    let endpoint = get(options, "endpoint").and_then(|v| v.as_string()).unwrap_or_else(|| crate::hub::DEFAULT_ENDPOINT.to_string());
+    Hub::new(&endpoint, get(options, "token").and_then(|v| v.as_string()))
 }
 
 /// Weights kept in IndexedDB.
@@ -48,12 +59,12 @@ impl WeightStore {
     /// Resolves `repo@revision` and downloads `files` (all when empty) into the store.
     /// `options`: `{ endpoint, token, concurrency, retries, budget, signal, onProgress }`;
     /// `onProgress` gets `{ status, file, fileLoaded, fileTotal, loaded, total }`.
-    /// Resolves to `{ repo, commit, files: [{ path, size, transferred, resumedAt, restarts, fromCache }], bytes, persisted }`.
+    /// Resolves to `{ repo, commit, files: [{ path, size, transferred, resumedAt, restarts,
+    /// resolvedAgain, fromCache }], bytes, persisted }`. A hub refusal carries the hub's own code
+    /// as `hubCode` (`GatedRepo`, `RepoNotFound`, ...).
     pub async fn download(&self, repo: String, revision: Option<String>, files: Option<Vec<String>>, options: JsValue) -> Result<JsValue, JsValue> {
         self.store.reconnect().await.map_err(|e| js_error(&e))?;
-        let endpoint = get(&options, "endpoint").and_then(|v| v.as_string()).unwrap_or_else(|| crate::hub::DEFAULT_ENDPOINT.to_string());
-        let token = get(&options, "token").and_then(|v| v.as_string());
-        let hub = Hub::new(&endpoint, token).map_err(|e| js_error(&e.into()))?;
+        let hub = hub_of(&options).map_err(|e| js_error(&e.into()))?;
         let mut opts = DownloadOptions::default();
         if let Some(c) = get(&options, "concurrency").and_then(|v| v.as_f64()) {
             opts.concurrency = (c as usize).clamp(1, 16);
@@ -74,6 +85,25 @@ impl WeightStore {
         let paths: Vec<&str> = files.iter().map(String::as_str).collect();
         let report = download_model(&self.store, &hub, &repo, revision.as_deref().unwrap_or("main"), &paths, &opts).await.map_err(|e| js_error(&e))?;
         to_js(&report)
+    }
+
+    /// The commit and file names of `repo@revision` (default `main`): `{ commit, files }`, offline
+    /// first. A commit stored whole answers from the store without any request; otherwise the
+    /// hub's revision API (with the token, typed errors with the hub's `hubCode`), and when the
+    /// hub cannot be reached, the revision `download` would load offline.
+    /// `options`: `{ endpoint, token, signal }`.
+    #[wasm_bindgen(js_name = listFiles)]
+    pub async fn list_files(&self, repo: String, revision: Option<String>, options: JsValue) -> Result<JsValue, JsValue> {
+        self.store.reconnect().await.map_err(|e| js_error(&e))?;
+        let revision = revision.unwrap_or_else(|| "main".into());
+        let hub = hub_of(&options).map_err(|e| js_error(&e.into()))?;
+        let signal: Option<web_sys::AbortSignal> = get(&options, "signal").and_then(|v| v.dyn_into().ok());
+        let stored = if crate::hub::is_commit(&revision) { super::download::cached_info(&self.store, &repo, &revision, &[]).await.map_err(|e| js_error(&e))? } else { None };
+        let info = match stored {
+            Some(info) => info,
+            None => super::download::revision_info(&self.store, &hub, &repo, &revision, &[], signal.as_ref()).await.map_err(|e| js_error(&e))?,
+        };
+        to_js(&serde_json::json!({ "commit": info.sha, "files": info.siblings.iter().map(|s| &s.rfilename).collect::<Vec<_>>() }))
     }
 
     /// The stored revision `download` would load offline for `repo@revision` (the commit itself,
