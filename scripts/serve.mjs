@@ -15,6 +15,7 @@ import { createReadStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spacesCsp } from './spaces.mjs';
 
 const MIME = {
   '.html': 'text/html; charset=utf-8',
@@ -28,9 +29,8 @@ const MIME = {
   '.ts': 'text/plain; charset=utf-8',
 };
 
-// The spaces run no inline script and fetch only from this origin.
-const CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; " +
-  "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+// The spaces run no inline script and fetch only from this origin (scripts/spaces.mjs).
+const CSP = spacesCsp();
 
 const LFS_ABOVE = 1 << 20;
 const digests = new Map(); // "file:size:mtime" -> { sha256, blobId }
@@ -92,7 +92,7 @@ async function serveMirror(mirror, path, req, res) {
 
 /**
  * Starts serving `root`; resolves to `{ server, url }` once listening. `csp`: the pages' policy
- * (default: the spaces' own, same origin only); `cors`: answer any origin (as a CDN serving the
+ * (default: the spaces' own, same origin only; none when falsy, as a static host); `cors`: answer any origin (as a CDN serving the
  * package does: `Access-Control-Allow-Origin: *`, resources shareable cross-origin).
  */
 export function startServer({ root, models, mirror, port = 0, host = '127.0.0.1', csp = CSP, cors = false }) {
@@ -131,12 +131,12 @@ export function startServer({ root, models, mirror, port = 0, host = '127.0.0.1'
       }
       const headers = {
         'content-type': MIME[extname(file)] ?? 'application/octet-stream',
-        'content-security-policy': csp,
         'cross-origin-opener-policy': 'same-origin',
         'cross-origin-embedder-policy': 'require-corp',
         'cache-control': 'no-cache',
         'accept-ranges': 'bytes',
       };
+      if (csp) headers['content-security-policy'] = csp;
       if (mirrored) headers.etag = mirrored.etag;
       if (cors) Object.assign(headers, { 'access-control-allow-origin': '*', 'cross-origin-resource-policy': 'cross-origin' });
       const ifRange = req.headers['if-range'];

@@ -1,8 +1,9 @@
-// What the spaces share: the default models (served by the local hub mirror on this origin, see
-// scripts/serve.sh; point `endpoint` at https://huggingface.co to use the hub), and small DOM helpers.
+// What the spaces share: the default models, the hub they come from, and small DOM helpers.
+// The endpoint is the page's own origin (the local hub mirror of scripts/serve.sh), or the one a
+// static build put in `<meta name="hugrt-endpoint">` (scripts/spaces.mjs: https://huggingface.co).
 // Model output is always set as text (textContent), never parsed as HTML.
 export const DEFAULTS = {
-  endpoint: location.origin,
+  endpoint: document.querySelector('meta[name="hugrt-endpoint"]')?.content || location.origin,
   chat: { repo: 'HuggingFaceTB/SmolLM2-135M-Instruct', file: 'SmolLM2-135M-Instruct.Q4_1.gguf' },
   embed: { repo: 'sentence-transformers/all-MiniLM-L6-v2' },
   // Tiny random-weight checkpoints (tests/fixtures): no package this project can install ships
