@@ -17,7 +17,13 @@ export class HugrtError extends Error {
   detail?: ErrorDetail | string;
 }
 export class WebGpuUnavailable extends HugrtError { readonly code: 'WebGpuUnavailable'; }
-export class DeviceLost extends HugrtError { readonly code: 'DeviceLost'; }
+/**
+ * The GPU device was lost (driver reset, GPU process crash, `device.destroy()`). The pipeline's next
+ * call loads the model again (device 'auto': WebGPU again, else the CPU; 'webgpu': WebGPU again)
+ * and its `info` counts it (`recoveries`, `lostReason`). A generation cut short carries
+ * `finishReason: 'device_lost'` and the `text` it had streamed.
+ */
+export class DeviceLost extends HugrtError { readonly code: 'DeviceLost'; readonly finishReason?: 'device_lost'; readonly text?: string; }
 /** Not enough storage. Raised before a download that cannot fit, with `needed` and `available`
  * bytes (from `navigator.storage.estimate()` or the cache budget); or mid-write by IndexedDB. */
 export class QuotaExceeded extends HugrtError { readonly code: 'QuotaExceeded'; readonly needed?: number; readonly available?: number; }

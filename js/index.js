@@ -211,7 +211,8 @@ export const kBackend = Symbol('hugrt.backend');
  * Downloads a checkpoint's files into the store and loads it from there: the repo's listing
  * (`known` when it cannot be had: offline, the store loads a cached revision of the files every
  * such checkpoint has), `files(names)` downloaded, then `fromStore(db, repo, commit, device)`,
- * with upload and ready progress. Resolves to `{ model, report }`.
+ * with upload and ready progress. Resolves to `{ model, report, reload }` (`reload(old)`: the
+ * model loaded again after a lost device, for `Pipeline`).
  */
 async function loadFromStore(repo, options, known, files, fromStore) {
   const { revision = 'main', endpoint = env.endpoint, onProgress, device = 'auto' } = options;
@@ -220,9 +221,16 @@ async function loadFromStore(repo, options, known, files, fromStore) {
   const { report, db } = await download(repo, files(names), { ...options, revision, endpoint });
   if (options.signal?.aborted) throw new Aborted('aborted before the model was loaded');
   onProgress?.({ status: 'upload', repo, loaded: 0, total: report.bytes });
-  const model = await fromStore(db, report.repo, report.commit, device).catch(rethrow);
+  const load = () => fromStore(db, report.repo, report.commit, device).catch(rethrow);
+  const model = await load();
   onProgress?.({ status: 'ready', repo, loaded: report.bytes, total: report.bytes });
-  return { model, report };
+  // After a lost device: the same commit from the store again (no network), onto `device` again.
+  const reload = device === 'cpu' ? undefined : async (old) => {
+    old.dispose();
+    const backend = await load();
+    return { backend, info: backend.info?.() ?? {} };
+  };
+  return { model, report, reload };
 }
 
 class Queue {
@@ -232,6 +240,49 @@ class Queue {
     this.#tail = result.catch(() => {});
     return result;
   }
+}
+
+/**
+ * What every pipeline shares: its engine object (`backend`: the engine's model, or its Worker
+ * proxy), its `info`, one call at a time, and recovery from a lost GPU device. The call that meets
+ * the loss rejects with `DeviceLost`; the next call first loads the model again with `reload(old)`
+ * (from the stored commit, no network; device 'auto': WebGPU again, else the CPU; 'webgpu':
+ * WebGPU again) and `info` then says so (`recoveries`, `lostReason`, the new `device`). A reload
+ * that fails rejects that call and is tried again by the next.
+ */
+class Pipeline {
+  #model; #queue = new Queue(); #reload; #lost = null;
+
+  constructor(backend, info, reload) {
+    this.#model = backend;
+    this.info = info;
+    this.#reload = reload;
+  }
+
+  get [kBackend]() { return this.#model; }
+
+  /** Runs `job(backend)` after the calls before it; a lost device is recovered from first. */
+  _run(job) {
+    return this.#queue.run(async () => {
+      if (this.#lost) {
+        const { backend, info } = await this.#reload(this.#model).catch(rethrow);
+        const recoveries = (this.info.recoveries ?? 0) + 1;
+        Object.assign(this.info, info, { recoveries, lostReason: this.#lost.message });
+        this.#model = backend;
+        this.#lost = null;
+      }
+      try {
+        return await job(this.#model);
+      } catch (err) {
+        const e = toHugrtError(err);
+        if (e.code === 'DeviceLost' && e.detail !== 'OutOfMemory' && this.#reload) this.#lost = e;
+        throw e;
+      }
+    });
+  }
+
+  /** Frees the model's GPU memory. */
+  dispose() { this.#model.dispose(); }
 }
 
 const GENERATE_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'seed', 'stop',
@@ -250,19 +301,15 @@ function engineOptions(opts = {}) {
  * A text-generation model. `backend` is the engine's `TextModel` (or its Worker proxy):
  * `generate(text, options, templated, onText, signal)`, `applyChatTemplate(messages, add, tools)`, `dispose()`.
  */
-export class TextGenerationPipeline {
+export class TextGenerationPipeline extends Pipeline {
   task = 'text-generation';
-  #model; #queue = new Queue();
 
-  constructor(backend, info) {
-    this.#model = backend;
-    /** `{ repo, commit, file, architecture, layers, vocab, context, adapter, device, … }` */
-    this.info = info;
+  /** `info`: `{ repo, commit, file, architecture, layers, vocab, context, adapter, device, … }`. */
+  constructor(backend, info, reload) {
+    super(backend, info, reload);
     /** OpenAI-style chat completions over the model's chat template. */
     this.chat = { completions: { create: (request) => this.#createCompletion(request) } };
   }
-
-  get [kBackend]() { return this.#model; }
 
   static async load(repo, options = {}) {
     const { revision = 'main', endpoint = env.endpoint, quant, context, onProgress, signal, device = 'auto' } = options;
@@ -272,17 +319,23 @@ export class TextGenerationPipeline {
     const { report, db } = await download(repo, file ? [file] : chosen.files, { ...options, revision, endpoint });
     if (signal?.aborted) throw new Aborted('aborted before the model was loaded');
     onProgress?.({ status: 'upload', repo, file, loaded: 0, total: report.bytes });
-    const model = await wasm.TextModel.fromStore(db, report.repo, report.commit, file, context, device).catch(rethrow);
+    const load = () => wasm.TextModel.fromStore(db, report.repo, report.commit, file, context, device).catch(rethrow);
+    const model = await load();
     const info = { repo: report.repo, commit: report.commit, file, ...model.info() };
     onProgress?.({ status: 'compile', repo, file, loaded: report.bytes, total: report.bytes });
     info.compileMs = await model.warmup().catch(rethrow);
     onProgress?.({ status: 'ready', repo, file, loaded: report.bytes, total: report.bytes });
-    return new TextGenerationPipeline(model, info);
+    const reload = device === 'cpu' ? undefined : async (old) => {
+      old.dispose();
+      const backend = await load();
+      return { backend, info: { ...backend.info(), compileMs: await backend.warmup().catch(rethrow) } };
+    };
+    return new TextGenerationPipeline(model, info, reload);
   }
 
   /** The prompt that `messages` make with the model's chat template. */
   async applyChatTemplate(messages, { addGenerationPrompt = true, tools } = {}) {
-    try { return await this.#model.applyChatTemplate(messages, addGenerationPrompt, tools); } catch (e) { rethrow(e); }
+    try { return await this[kBackend].applyChatTemplate(messages, addGenerationPrompt, tools); } catch (e) { rethrow(e); }
   }
 
   /** Generates after `prompt` (a string, or chat `messages`); resolves to the whole result. */
@@ -327,10 +380,17 @@ export class TextGenerationPipeline {
     const templated = typeof prompt !== 'string';
     const opts = engineOptions(options);
     const signal = options.signal;
-    return this.#queue.run(async () => {
+    let streamed = '';
+    const collect = (piece, ...rest) => { streamed += piece; return onText?.(piece, ...rest); };
+    return this._run(async (model) => {
       if (signal?.aborted) throw new Aborted('aborted before generation started');
       const text = templated ? await this.applyChatTemplate(prompt, { tools: options.tools?.length ? options.tools : undefined }) : prompt;
-      const r = await this.#model.generate(text, opts, templated, onText, signal).catch(rethrow);
+      const r = await model.generate(text, opts, templated, collect, signal).catch((err) => {
+        // A generation cut short by a lost device says so, with the text it had streamed.
+        const e = toHugrtError(err);
+        if (e.code === 'DeviceLost') Object.assign(e, { finishReason: 'device_lost', text: streamed });
+        throw e;
+      });
       const u = r.usage;
       return { ...r, tokensPerSecond: { prefill: (u.promptTokens - u.cachedTokens) / Math.max(u.prefillMs / 1e3, 1e-9),
         decode: Math.max(u.completionTokens - 1, 0) / Math.max(u.decodeMs / 1e3, 1e-9) } };
@@ -418,10 +478,6 @@ export class TextGenerationPipeline {
     return batched ? out : out[0];
   }
 
-  /** Frees the model's GPU memory. */
-  dispose() {
-    this.#model.dispose();
-  }
 }
 
 /** transformers.js's Tensor, as far as its pipelines' results use it. */
@@ -448,19 +504,14 @@ export class Tensor {
  * hidden, dims, pooling, normalized, prompts, defaultPromptName, maxSeqLength, adapter, device,
  * fallbackReason }`.
  */
-export class FeatureExtractionPipeline {
+export class FeatureExtractionPipeline extends Pipeline {
   task = 'feature-extraction';
-  #model; #queue = new Queue();
-
-  constructor(backend, info) { this.#model = backend; this.info = info; }
-
-  get [kBackend]() { return this.#model; }
 
   static async load(repo, options = {}) {
     if (!wasm.EmbeddingModel) throw new Unsupported('feature extraction is not in this build');
     const files = (names) => withWeights(SAFETENSORS_TEXT, names).concat(names.filter(isSentenceTransformersFile));
-    const { model, report } = await loadFromStore(repo, options, SAFETENSORS_TEXT, files, (...a) => wasm.EmbeddingModel.fromStore(...a));
-    return new FeatureExtractionPipeline(model, { repo: report.repo, commit: report.commit, ...(model.info?.() ?? {}) });
+    const { model, report, reload } = await loadFromStore(repo, options, SAFETENSORS_TEXT, files, (...a) => wasm.EmbeddingModel.fromStore(...a));
+    return new FeatureExtractionPipeline(model, { repo: report.repo, commit: report.commit, ...(model.info?.() ?? {}) }, reload);
   }
 
   /**
@@ -471,12 +522,7 @@ export class FeatureExtractionPipeline {
   embed(texts, options = {}) {
     const batch = typeof texts === 'string' ? [texts] : [...texts];
     const { promptName, prompt } = options;
-    return this.#queue.run(async () => {
-      const result = await this.#model.embed(batch, promptName, prompt).catch(rethrow);
-      // With device 'auto' a lost WebGPU device moves the model to the CPU: the info says so.
-      try { if (typeof this.#model.info === 'function') Object.assign(this.info, this.#model.info()); } catch { /* disposed meanwhile */ }
-      return result;
-    });
+    return this._run((model) => model.embed(batch, promptName, prompt));
   }
 
   /**
@@ -501,8 +547,6 @@ export class FeatureExtractionPipeline {
     }
     return new Tensor('float32', data, dims);
   }
-
-  dispose() { this.#model.dispose(); }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -575,23 +619,18 @@ async function toAudioInput(audio, samplingRate, signal) {
  * `classifyImage`, `zeroShotImage`, `classifyAudio`, `fillMask`, `classifyText`, `info`, `dispose`
  * (`SpeechModel`'s `transcribe` for speech recognition, which shares this queue and plumbing).
  */
-class EncoderPipeline {
-  #model; #queue = new Queue();
-
-  constructor(backend, info) { this.#model = backend; this.info = info; }
-
-  get [kBackend]() { return this.#model; }
+class EncoderPipeline extends Pipeline {
 
   static async load(task, repo, options = {}) {
     if (!wasm.EncoderModel) throw new Unsupported(`${task} is not in this build`);
     const files = (names) => withWeights(ENCODER_FILES[task], names);
-    const { model, report } = await loadFromStore(repo, options, ENCODER_FILES[task], files, (db, r, c, device) => wasm.EncoderModel.fromStore(db, r, c, task, device));
-    return new PIPELINES[task](model, { repo: report.repo, commit: report.commit, task, ...model.info() });
+    const { model, report, reload } = await loadFromStore(repo, options, ENCODER_FILES[task], files, (db, r, c, device) => wasm.EncoderModel.fromStore(db, r, c, task, device));
+    return new PIPELINES[task](model, { repo: report.repo, commit: report.commit, task, ...model.info() }, reload);
   }
 
   /** Runs `fn(backend)` once, in turn with the other calls. */
   _batch(fn) {
-    return this.#queue.run(() => fn(this.#model).catch(rethrow));
+    return this._run(fn);
   }
 
   /** Runs `fn(backend, item)` for one input or each of an array, one call at a time. */
@@ -603,8 +642,6 @@ class EncoderPipeline {
       return many ? out : out[0];
     });
   }
-
-  dispose() { this.#model.dispose(); }
 }
 
 /** `classify(image | image[], { topK = 5 })` → `[{ label, score }]` (softmax over the model's labels). */
@@ -770,8 +807,8 @@ export class AutomaticSpeechRecognitionPipeline extends EncoderPipeline {
   static async load(repo, options = {}) {
     if (!wasm.SpeechModel) throw new Unsupported('automatic-speech-recognition is not in this build');
     const files = (names) => withWeights(SPEECH_FILES, names);
-    const { model, report } = await loadFromStore(repo, options, SPEECH_FILES, files, (...a) => wasm.SpeechModel.fromStore(...a));
-    return new AutomaticSpeechRecognitionPipeline(model, { repo: report.repo, commit: report.commit, task: 'automatic-speech-recognition', ...model.info() });
+    const { model, report, reload } = await loadFromStore(repo, options, SPEECH_FILES, files, (...a) => wasm.SpeechModel.fromStore(...a));
+    return new AutomaticSpeechRecognitionPipeline(model, { repo: report.repo, commit: report.commit, task: 'automatic-speech-recognition', ...model.info() }, reload);
   }
 
   transcribe(audio, { samplingRate, signal, onText, ...options } = {}) {

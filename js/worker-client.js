@@ -67,10 +67,12 @@ export async function workerPipeline(task, model, options) {
     for (const p of pending.values()) p.reject(toHugrtError({ code: 'Aborted', message: 'the pipeline was disposed' }));
     pending.clear();
   };
+  // After a lost device the Worker loads the model again; the page keeps the same proxy.
+  const reload = rest.device === 'cpu' ? undefined : async (old) => ({ backend: old, info: { ...(await call('reload', {})), worker: true } });
   if (kEncoderPipelines[task]) {
     const invoke = (method) => (...args) => call('invoke', { method, args });
     const backend = Object.fromEntries(['classifyImage', 'zeroShotImage', 'classifyAudio', 'fillMask', 'classifyText', 'embedImage', 'embedTexts'].map((m) => [m, invoke(m)]));
-    return new kEncoderPipelines[task]({ ...backend, dispose }, { ...info, worker: true });
+    return new kEncoderPipelines[task]({ ...backend, dispose }, { ...info, worker: true }, reload);
   }
   if (task === 'automatic-speech-recognition') {
     const backend = {
@@ -83,10 +85,10 @@ export async function workerPipeline(task, model, options) {
       },
       dispose,
     };
-    return new AutomaticSpeechRecognitionPipeline(backend, { ...info, worker: true });
+    return new AutomaticSpeechRecognitionPipeline(backend, { ...info, worker: true }, reload);
   }
   if (task === 'feature-extraction') {
-    return new FeatureExtractionPipeline({ embed: (texts, promptName, prompt) => call('embed', { texts, promptName, prompt }), dispose }, { ...info, worker: true });
+    return new FeatureExtractionPipeline({ embed: (texts, promptName, prompt) => call('embed', { texts, promptName, prompt }), dispose }, { ...info, worker: true }, reload);
   }
   const backend = {
     applyChatTemplate: (messages, add, tools) => call('applyChatTemplate', { messages, add, tools }),
@@ -99,5 +101,5 @@ export async function workerPipeline(task, model, options) {
     },
     dispose,
   };
-  return new TextGenerationPipeline(backend, { ...info, worker: true });
+  return new TextGenerationPipeline(backend, { ...info, worker: true }, reload);
 }

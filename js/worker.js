@@ -3,6 +3,7 @@
 import { pipeline, toHugrtError, kBackend } from './index.js';
 
 let pipe = null;
+let loaded = null; // the load's { task, model, options }, for a reload after a lost device
 const running = new Map(); // id -> AbortController
 
 self.onmessage = async ({ data: { id, op, args } }) => {
@@ -10,6 +11,13 @@ self.onmessage = async ({ data: { id, op, args } }) => {
     switch (op) {
       case 'load': {
         pipe = await pipeline(args.task, args.model, { ...args.options, worker: false, onProgress: (p) => self.postMessage({ id, progress: p }) });
+        loaded = args;
+        return self.postMessage({ id, result: pipe.info });
+      }
+      case 'reload': { // the page's pipeline met a lost device: the same commit again
+        const commit = pipe.info.commit;
+        pipe.dispose();
+        pipe = await pipeline(loaded.task, loaded.model, { ...loaded.options, revision: commit, worker: false });
         return self.postMessage({ id, result: pipe.info });
       }
       case 'generate': {

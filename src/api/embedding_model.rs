@@ -2,8 +2,9 @@
 //! (`config.json` and `tokenizer.json` fetched whole, `model.safetensors` tensor by tensor with
 //! Range requests, so never whole in wasm memory), run on WebGPU or on the CPU fallback (candle,
 //! wasm SIMD). With `device: "auto"` the CPU is used when there is no WebGPU adapter or device,
-//! and when the device is lost (the weights are then read again, onto the CPU, and the batch
-//! that met the loss is run there). The JS `pipeline('feature-extraction', …)` wraps it.
+//! or when the device is lost while loading (the weights are then read again, onto the CPU). A
+//! device lost later is a `DeviceLost` error; the JS `pipeline('feature-extraction', …)` that
+//! wraps this model then loads it again (js/index.js, `Pipeline`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -29,7 +30,8 @@ struct Inner {
     modules: Rc<SentenceModules>,
 }
 
-/// Where the model's files came from, to read the weights again onto the CPU after a device loss.
+/// Where the model's files came from, to read the weights again onto the CPU after a device loss
+/// while loading.
 enum Source {
     Http(String),
     Store { db: String, repo: String, commit: String },
@@ -40,10 +42,7 @@ enum Source {
 #[wasm_bindgen]
 pub struct EmbeddingModel {
     inner: Rc<RefCell<Option<Inner>>>,
-    info: Rc<RefCell<serde_json::Value>>,
-    /// `device` was "auto": a lost device moves the model to the CPU.
-    auto: bool,
-    source: Rc<Source>,
+    info: serde_json::Value,
     /// Set by `dispose`; an embedding running then drops the engine when it ends.
     disposed: Rc<std::cell::Cell<bool>>,
 }
@@ -186,13 +185,7 @@ impl EmbeddingModel {
         };
         let mut info = engine_info(&engine, &files.modules);
         info["fallbackReason"] = fallback_reason.into();
-        Ok(EmbeddingModel {
-            inner: Rc::new(RefCell::new(Some(Inner { engine, tokenizer: files.tokenizer, modules: Rc::new(files.modules) }))),
-            info: Rc::new(RefCell::new(info)),
-            auto,
-            source: Rc::new(source),
-            disposed: Rc::default(),
-        })
+        Ok(EmbeddingModel { inner: Rc::new(RefCell::new(Some(Inner { engine, tokenizer: files.tokenizer, modules: Rc::new(files.modules) }))), info, disposed: Rc::default() })
     }
 }
 
@@ -222,7 +215,7 @@ impl EmbeddingModel {
         if self.disposed.get() {
             return Err(js_error("Busy", "the model was disposed"));
         }
-        to_js(&*self.info.borrow())
+        to_js(&self.info)
     }
 
     /// Embeds `texts` (one pass per group of similar lengths) as the model's sentence-transformers
@@ -230,7 +223,7 @@ impl EmbeddingModel {
     /// `info().prompts`; the default prompt applies without either): resolves to
     /// `{ data: Float32Array (n·d values, row-major), dims: [n, d] }`.
     pub fn embed(&self, texts: Vec<String>, prompt_name: Option<String>, prompt: Option<String>) -> js_sys::Promise {
-        let (inner, info, source, auto, disposed) = (self.inner.clone(), self.info.clone(), self.source.clone(), self.auto, self.disposed.clone());
+        let (inner, disposed) = (self.inner.clone(), self.disposed.clone());
         wasm_bindgen_futures::future_to_promise(async move {
             let taken = inner.borrow_mut().take();
             let mut s = taken.ok_or_else(|| js_error("Busy", "the model is embedding or disposed"))?;
@@ -244,30 +237,7 @@ impl EmbeddingModel {
                     return Err(model_error(e));
                 }
             };
-            let mut result = s.engine.embed_sentences(&s.tokenizer, &texts, &modules, &prompt).await;
-            if let Err(e) = &result
-                && auto
-                && is_device_lost(e)
-            {
-                // The device is gone for good: read the weights again onto the CPU.
-                let reason = format!("the WebGPU device was lost: {e}");
-                match source.load(None).await {
-                    Ok((_, Ok(engine))) => {
-                        s.engine = engine;
-                        let mut i = engine_info(&s.engine, &modules);
-                        i["fallbackReason"] = reason.into();
-                        *info.borrow_mut() = i;
-                        result = s.engine.embed_sentences(&s.tokenizer, &texts, &modules, &prompt).await;
-                    }
-                    Ok((_, Err(e))) => result = Err(e),
-                    Err(js) => {
-                        if !disposed.get() {
-                            *inner.borrow_mut() = Some(s);
-                        }
-                        return Err(js);
-                    }
-                }
-            }
+            let result = s.engine.embed_sentences(&s.tokenizer, &texts, &modules, &prompt).await;
             let d = modules.dims;
             if !disposed.get() {
                 *inner.borrow_mut() = Some(s);

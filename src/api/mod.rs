@@ -22,6 +22,13 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// Test hook: destroys the GPU device in use at the `n`-th compute dispatch from now, mid-pass
+/// (0 disarms); the next call of any pipeline on it meets `DeviceLost`. Not for production use.
+#[wasm_bindgen(js_name = testLoseDeviceAfter)]
+pub fn test_lose_device_after(dispatches: u32) {
+    crate::gpu::context::lose_device_after(u64::from(dispatches));
+}
+
 /// A JS `Error` with `name` = `code` = the error's stable code.
 pub(crate) fn js_error(code: &str, message: &str) -> JsValue {
     let err = js_sys::Error::new(message);

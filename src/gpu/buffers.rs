@@ -79,10 +79,10 @@ impl GpuContext {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| GpuError::Readback { detail: e.to_string() })?;
-        rx.await
-            .map_err(|_| GpuError::Readback { detail: "the map callback was dropped (device lost?)".into() })?
-            .map_err(|e| GpuError::Readback { detail: e.to_string() })?;
+        let mapped = rx.await.map_err(|_| GpuError::Readback { detail: "the map callback was dropped (device lost?)".into() });
+        // A lost device fails the map: that is the loss, not a readback fault.
         self.check_alive()?;
+        mapped?.map_err(|e| GpuError::Readback { detail: e.to_string() })?;
         let view = staging.get_mapped_range(..).map_err(|e| GpuError::Readback { detail: e.to_string() })?;
         // `pod_collect_to_vec` copies without assuming the mapped bytes are 4-aligned.
         let out = bytemuck::pod_collect_to_vec::<u8, f32>(&view);

@@ -109,6 +109,16 @@ impl AdapterReport {
     }
 }
 
+/// Dispatches left before the test hook destroys the device (0: off); see [`lose_device_after`].
+static LOSE_DEVICE_IN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Test hook: the device of whichever context records the `n`-th compute dispatch from now is
+/// destroyed right there, mid-pass (0 disarms). The recovery tests use it to lose a device in the
+/// middle of a generation, an embedding or a transcription.
+pub fn lose_device_after(n: u64) {
+    LOSE_DEVICE_IN.store(n, Ordering::Relaxed);
+}
+
 /// One wgpu device and queue, with the state every op needs.
 pub struct GpuContext {
     pub device: wgpu::Device,
@@ -245,6 +255,19 @@ impl GpuContext {
 
     pub(crate) fn count_dispatch(&self) {
         self.dispatches.fetch_add(1, Ordering::Relaxed);
+        // The test hook: the device dies at the dispatch it was armed for, mid-pass.
+        if LOSE_DEVICE_IN.load(Ordering::Relaxed) > 0 && LOSE_DEVICE_IN.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.lose("destroyed by the test hook (lose_device_after)");
+        }
+    }
+
+    /// Destroys the device (as a driver reset or `device.destroy()` would lose it) and marks it
+    /// lost at once; every later op is a `DeviceLost` error.
+    pub fn lose(&self, reason: &str) {
+        if let Ok(mut slot) = self.lost.lock() {
+            slot.get_or_insert_with(|| reason.to_string());
+        }
+        self.device.destroy();
     }
 
     /// `Err(DeviceLost)` once the device is gone; ops call this before encoding work.
