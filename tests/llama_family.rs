@@ -358,3 +358,24 @@ gpu_test!(bad_inputs_give_the_same_error_on_both_backends, async {
         }
     }
 });
+
+gpu_test!(the_gpu_self_check_agrees_with_the_cpu_and_catches_broken_kernels, async {
+    // The probe (first layer, final norm, LM head) on the GPU against the CPU backend, for every
+    // file of three architectures; then with the test switch that dispatches every kernel over half
+    // its grid (a GPU computing garbage without an error): the check must fail.
+    for fixture in [&LLAMA, &GEMMA3, &PHI3] {
+        for &(file, bytes) in fixture.files {
+            let config = file.ends_with(".safetensors").then_some(fixture.config);
+            let t = table(file, bytes);
+            let gpu = common::gpu_for(Device::Gpu).await.expect("a GPU");
+            let ok = hugrt::models::decoder::gpu_self_check(gpu.clone(), config, &t, &mut { bytes }).await.expect("runs");
+            hugrt::gpu::context::break_kernels(true);
+            let broken = hugrt::models::decoder::gpu_self_check(gpu, config, &t, &mut { bytes }).await;
+            hugrt::gpu::context::break_kernels(false);
+            let broken = broken.expect("runs");
+            log(&format!("{} {file}: self-check relative error {:.2e}, with broken kernels {:.2e} (bound {})", fixture.name, ok.relative_error, broken.relative_error, ok.bound));
+            assert!(ok.passed, "{} {file}: {ok:?}", fixture.name);
+            assert!(!broken.passed, "{} {file}: broken kernels passed: {broken:?}", fixture.name);
+        }
+    }
+});

@@ -29,6 +29,14 @@ pub fn test_lose_device_after(dispatches: u32) {
     crate::gpu::context::lose_device_after(u64::from(dispatches));
 }
 
+/// Test switch: while on, every GPU kernel is dispatched over half its grid, a GPU that computes
+/// garbage without an error (a text model's self-check then fails: 'auto' loads on the CPU,
+/// 'webgpu' refuses). Not for production use.
+#[wasm_bindgen(js_name = testBreakKernels)]
+pub fn test_break_kernels(on: bool) {
+    crate::gpu::context::break_kernels(on);
+}
+
 /// A JS `Error` with `name` = `code` = the error's stable code.
 pub(crate) fn js_error(code: &str, message: &str) -> JsValue {
     let err = js_sys::Error::new(message);

@@ -77,9 +77,8 @@ impl SpeechModel {
         let o: Options = if options.is_undefined() || options.is_null() { Options::default() } else { serde_wasm_bindgen::from_value(options).map_err(|e| js_error("Usage", &format!("options: {e}")))? };
         let sampling = match o.temperature {
             Some(t) if t > 0.0 && t.is_finite() => Some(Sampling::at_temperature(t)),
-            Some(t) if t == 0.0 => None,
+            Some(0.0) | None => None,
             Some(t) => return Err(js_error("Usage", &format!("temperature {t}"))),
-            None => None,
         };
         let opts = TranscribeOptions {
             decode: DecodeOptions { language: o.language, task: o.task, timestamps: o.return_timestamps, sampling, seed: o.seed.unwrap_or(0), max_new_tokens: o.max_new_tokens },

@@ -65,11 +65,34 @@ impl TextModel {
             Some(source) => Some(Rc::new(ChatTemplate::new(source, &name(tokenizer.bos_id), &name(tokenizer.eos_id)).map_err(|e| js_error("BadModelFile", &e.to_string()))?)),
             None => None,
         };
-        let (gpu, fallback_reason) = super::choose_device(device).await?;
+        let (gpu, mut fallback_reason) = super::choose_device(device).await?;
+        let mut gpu = gpu.map(Rc::new);
+        // A GPU that computes garbage without an error is caught before the model goes there: the
+        // first layer on a fixed probe, GPU against CPU. 'auto' then runs on the CPU; 'webgpu'
+        // refuses.
+        let mut self_check = serde_json::Value::Null;
+        if let Some(ctx) = &gpu {
+            let check = crate::models::decoder::gpu_self_check(ctx.clone(), config.as_deref(), &table, read).await;
+            let failure = match &check {
+                Ok(c) if c.passed => None,
+                Ok(c) => Some(format!("the GPU failed its self-check: its logits on a fixed probe differ from the CPU's by {:.3} (relative RMS; at most {} allowed)", c.relative_error, c.bound)),
+                Err(e) => Some(format!("the GPU failed its self-check: {e}")),
+            };
+            if let Ok(c) = &check {
+                self_check = serde_json::to_value(c).unwrap_or_default();
+            }
+            if let Some(reason) = failure {
+                if device != "auto" {
+                    return Err(js_error("GpuError", &reason));
+                }
+                gpu = None;
+                fallback_reason = Some(reason);
+            }
+        }
         let (engine, mut info) = match gpu {
             Some(ctx) => {
                 let precision = to_json(ctx.precision());
-                let model = Decoder::load(Gpu::new(Rc::new(ctx)), config.as_deref(), &table, context, read).await.map_err(model_error)?;
+                let model = Decoder::load(Gpu::new(ctx), config.as_deref(), &table, context, read).await.map_err(model_error)?;
                 let mut info = model.info();
                 info["precision"] = precision;
                 (Engine::Gpu(model), info)
@@ -81,6 +104,7 @@ impl TextModel {
             }
         };
         info["fallbackReason"] = fallback_reason.into();
+        info["selfCheck"] = self_check;
         info["hasChatTemplate"] = template.is_some().into();
         info["generationDefaults"] = tokenizer.generation_defaults.to_json();
         Ok(TextModel { engine: Rc::new(RefCell::new(Some(engine))), disposed: Rc::default(), tokenizer: Rc::new(tokenizer), template, info })

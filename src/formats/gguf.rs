@@ -243,6 +243,16 @@ impl GgufMetadata {
         self.entries.push((key, value));
         Ok(())
     }
+
+    /// Sets `key` to `value`, replacing its value where present.
+    pub fn set(&mut self, key: &str, value: GgufValue) {
+        match self.index.get(key) {
+            Some(&i) => self.entries[i].1 = value,
+            None => {
+                let _ = self.push(key.to_string(), value);
+            }
+        }
+    }
 }
 
 /// Reads little-endian values from the prefix, telling "past the prefix" (`NeedMoreBytes`) from

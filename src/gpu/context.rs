@@ -109,14 +109,28 @@ impl AdapterReport {
     }
 }
 
-/// Dispatches left before the test hook destroys the device (0: off); see [`lose_device_after`].
-static LOSE_DEVICE_IN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 /// Test hook: the device of whichever context records the `n`-th compute dispatch from now is
 /// destroyed right there, mid-pass (0 disarms). The recovery tests use it to lose a device in the
 /// middle of a generation, an embedding or a transcription.
 pub fn lose_device_after(n: u64) {
-    LOSE_DEVICE_IN.store(n, Ordering::Relaxed);
+    LOSE_DEVICE_IN.with(|left| left.set(n));
+}
+
+thread_local! {
+    /// The test switch of [`break_kernels`] (per thread: native tests run side by side).
+    static KERNELS_BROKEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Dispatches left before the test hook destroys the device (0: off); see [`lose_device_after`].
+    static LOSE_DEVICE_IN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Test switch: while on, every kernel this thread records is dispatched over half its grid (the
+/// x dimension), a GPU computing garbage without any error, for the self-check's tests.
+pub fn break_kernels(on: bool) {
+    KERNELS_BROKEN.with(|k| k.set(on));
+}
+
+pub(crate) fn kernels_broken() -> bool {
+    KERNELS_BROKEN.with(std::cell::Cell::get)
 }
 
 /// One wgpu device and queue, with the state every op needs.
@@ -256,7 +270,8 @@ impl GpuContext {
     pub(crate) fn count_dispatch(&self) {
         self.dispatches.fetch_add(1, Ordering::Relaxed);
         // The test hook: the device dies at the dispatch it was armed for, mid-pass.
-        if LOSE_DEVICE_IN.load(Ordering::Relaxed) > 0 && LOSE_DEVICE_IN.fetch_sub(1, Ordering::Relaxed) == 1 {
+        let left = LOSE_DEVICE_IN.with(|left| left.replace(left.get().saturating_sub(1)));
+        if left == 1 {
             self.lose("destroyed by the test hook (lose_device_after)");
         }
     }

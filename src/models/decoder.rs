@@ -225,6 +225,77 @@ impl<B: Backend> Decoder<B> {
     }
 }
 
+impl<B: Backend> Decoder<B> {
+    /// The model cut to its first `layers` layers (then its final norm and LM head), with a small
+    /// cache: what [`gpu_self_check`] runs on both backends.
+    pub async fn load_first_layers(backend: B, config_json: Option<&[u8]>, table: &TensorTable, layers: u32, read: &mut impl RangeReader) -> Result<Self, ModelError> {
+        const CONTEXT: u32 = 32;
+        match config_json {
+            Some(json) => {
+                let mut v: serde_json::Value = serde_json::from_slice(json).map_err(|e| ModelError::Config(format!("config.json: {e}")))?;
+                if let Some(n) = v.get("num_hidden_layers").and_then(serde_json::Value::as_u64) {
+                    v["num_hidden_layers"] = n.min(u64::from(layers)).into();
+                }
+                if let Some(types) = v.get_mut("layer_types").and_then(serde_json::Value::as_array_mut) {
+                    types.truncate(layers as usize);
+                }
+                let json = serde_json::to_vec(&v).map_err(|e| ModelError::Config(e.to_string()))?;
+                Self::load(backend, Some(&json), table, Some(CONTEXT), read).await
+            }
+            None => {
+                let mut cut = table.clone();
+                if let Metadata::Gguf { metadata, .. } = &mut cut.metadata {
+                    let arch = metadata.get_str("general.architecture").unwrap_or_default().to_string();
+                    let key = format!("{arch}.block_count");
+                    if let Some(n) = metadata.get_u64(&key) {
+                        metadata.set(&key, crate::formats::GgufValue::U32(n.min(u64::from(layers)) as u32));
+                    }
+                }
+                Self::load(backend, None, &cut, Some(CONTEXT), read).await
+            }
+        }
+    }
+}
+
+/// What [`gpu_self_check`] found.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SelfCheck {
+    /// RMS of the GPU's logits minus the CPU's, over the RMS of the CPU's.
+    pub relative_error: f32,
+    /// The bound it was held to.
+    pub bound: f32,
+    pub passed: bool,
+    pub ms: f64,
+}
+
+/// The bound of [`gpu_self_check`]: the CPU backend rounds a GGUF model's activations to 8 bits
+/// before its quantized products (as llama.cpp does), which moves the tiny test models' logits by
+/// 2–4% of the largest (tests/llama_family.rs); the GPU computes in f32 (or f16 products). A GPU
+/// computing garbage (a miscompiled shader, a broken driver) is off by the logits' own size.
+pub const SELF_CHECK_BOUND: f32 = 0.15;
+
+/// A check against a GPU that computes garbage without an error: the model's first layer (then
+/// its final norm and LM head) run on a fixed short probe on the GPU `gpu` and on the CPU backend,
+/// from the same weights, and the logits compared ([`SELF_CHECK_BOUND`]).
+pub async fn gpu_self_check(gpu: std::rc::Rc<crate::gpu::GpuContext>, config_json: Option<&[u8]>, table: &TensorTable, read: &mut impl RangeReader) -> Result<SelfCheck, ModelError> {
+    let t0 = crate::clock::now_ms();
+    let mut on_gpu = Decoder::load_first_layers(crate::gpu::backend::Gpu::new(gpu), config_json, table, 1, read).await?;
+    let vocab = on_gpu.vocab();
+    let probe: Vec<u32> = (0..6u32).map(|i| (i * 7919 + 13) % vocab).collect();
+    let got = on_gpu.logits(&probe).await?;
+    drop(on_gpu);
+    let mut on_cpu = Decoder::load_first_layers(crate::cpu::backend::Cpu, config_json, table, 1, read).await?;
+    let want = on_cpu.logits(&probe).await?;
+    let rms = |v: &mut dyn Iterator<Item = f32>| {
+        let (sum, n) = v.fold((0f64, 0usize), |(s, n), x| (s + f64::from(x) * f64::from(x), n + 1));
+        (sum / n.max(1) as f64).sqrt()
+    };
+    let diff = rms(&mut got.iter().zip(&want).map(|(g, w)| if g.is_finite() { g - w } else { f32::MAX }));
+    let relative_error = if got.len() == want.len() { (diff / rms(&mut want.iter().copied()).max(1e-12)) as f32 } else { f32::INFINITY };
+    Ok(SelfCheck { relative_error, bound: SELF_CHECK_BOUND, passed: relative_error <= SELF_CHECK_BOUND, ms: crate::clock::now_ms() - t0 })
+}
+
 /// A decoder on whichever device was chosen at run time: what the wasm API, the CLI and the
 /// tests hold.
 #[allow(clippy::large_enum_variant)] // one per model

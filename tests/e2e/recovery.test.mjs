@@ -70,3 +70,28 @@ test('every pipeline recovers from a device lost mid-pass: DeviceLost, then the 
   assert.deepEqual(problems, []);
   await page.close();
 });
+
+test("a GPU that computes garbage fails the text model's self-check: 'webgpu' refuses to load, and loads once it computes right", { timeout: 300_000 }, async () => {
+  const page = await spaces.browser.newPage();
+  await page.goto(`${spaces.url}playground.html`);
+  await page.waitForFunction(() => document.body.dataset.status === 'idle-ready');
+  const out = await page.evaluate(async () => {
+    const { pipeline } = await import('./pkg/index.js');
+    const { testBreakKernels } = await import('./pkg/hugrt.js');
+    const options = { endpoint: location.origin, device: 'webgpu' };
+    const r = {};
+    testBreakKernels(true); // every kernel dispatched over half its grid: wrong numbers, no error
+    try { await pipeline('text-generation', 'hugrt-test/tiny-llama', options); } catch (e) { r.broken = { code: e.code, message: e.message }; }
+    testBreakKernels(false);
+    const llm = await pipeline('text-generation', 'hugrt-test/tiny-llama', options);
+    r.info = { device: llm.info.device, selfCheck: llm.info.selfCheck };
+    llm.dispose();
+    return r;
+  });
+  console.log(JSON.stringify(out));
+  assert.equal(out.broken?.code, 'GpuError', JSON.stringify(out.broken));
+  assert.match(out.broken.message, /self-check/);
+  assert.equal(out.info.device, 'webgpu');
+  assert.ok(out.info.selfCheck.passed && out.info.selfCheck.relativeError <= out.info.selfCheck.bound, JSON.stringify(out.info.selfCheck));
+  await page.close();
+});

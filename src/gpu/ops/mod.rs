@@ -70,7 +70,9 @@ impl<P: bytemuck::Pod> Dispatch<'_, P> {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(op), timestamp_writes: None });
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(self.groups.0, self.groups.1, self.groups.2);
+        // The test switch's broken kernels cover half their grid: outputs partly never written.
+        let x = if super::context::kernels_broken() { self.groups.0.div_ceil(2) } else { self.groups.0 };
+        pass.dispatch_workgroups(x, self.groups.1, self.groups.2);
         ctx.count_dispatch();
         Ok(())
     }
