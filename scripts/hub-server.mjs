@@ -30,7 +30,8 @@
 //
 // Repos: every `owner/name` exists with the same seeded files (generated in memory, never on disk):
 // config.json (small, not LFS), medium.bin (40 MiB + 777 B, LFS) and big.bin (--big-mb MB, LFS);
-// `main` or the commit (derived from the repo id) resolve. A name starting with `missing` does not
+// `main` or the commit (derived from the repo id) resolve, and tags `vN…` to commits of their own
+// (the same files). A name starting with `missing` does not
 // exist; the owner `gated` (or a name starting with `gated`) needs the token `hf_granted` (any
 // other token is a user not approved). `--mirror DIR` serves DIR/{owner}/{name}/... as repos too
 // (real models for page tests).
@@ -144,6 +145,17 @@ export async function startHub({ port = 0, cdnPort = 0, host = '127.0.0.1', bigM
   const blobs = new Map(); // sha256 -> { repo, file }: what a signed CDN URL may serve
   const issued = new Map(); // prefix|repo|sha256 -> { url, at }: the hub reuses signed URLs
   const mirrored = new Map(); // repo -> Promise<{ sha, files } | null>
+  const tagged = new Map(); // commit -> repo, for the commits that tags resolved to
+
+  /** The commit `rev` names in `r` (`main`, the repo's commit, or a tag `vN…` with its own commit). */
+  function commitOf(repo, r, rev) {
+    if (rev === 'main' || rev === r.sha) return r.sha;
+    if (tagged.get(rev) === repo) return rev;
+    if (!/^v\d+(\.\d+)*$/.test(rev)) return null;
+    const commit = sha1(`${repo}@${rev}`);
+    tagged.set(commit, repo);
+    return commit;
+  }
   let cdnOrigin = '';
 
   /** `{ sha, files: { name: entry } }` of a repo, or null when it does not exist. */
@@ -310,15 +322,16 @@ export async function startHub({ port = 0, cdnPort = 0, host = '127.0.0.1', bigM
       const r = await repoOf(repo, version);
       const no = refusal(req, repo, !!r);
       if (no) return hubError(req, res, no);
-      if (rev !== 'main' && rev !== r.sha) return hubError(req, res, [404, 'RevisionNotFound', `Invalid rev id: ${rev}`]);
+      const sha = commitOf(repo, r, rev);
+      if (!sha) return hubError(req, res, [404, 'RevisionNotFound', `Invalid rev id: ${rev}`]);
       const siblings = Object.values(r.files).map((f) => ({
         rfilename: f.name,
         size: f.size,
         blobId: faults.badblob ? 'f'.repeat(40) : f.blobId,
         ...(f.lfs ? { lfs: { sha256: faults.badsha ? '0'.repeat(64) : f.sha256, size: f.size, pointerSize: 134 } } : {}),
       }));
-      res.writeHead(200, { ...cors, 'Content-Type': 'application/json', 'X-Repo-Commit': r.sha });
-      return res.end(JSON.stringify({ id: repo, modelId: repo, sha: r.sha, siblings }));
+      res.writeHead(200, { ...cors, 'Content-Type': 'application/json', 'X-Repo-Commit': sha });
+      return res.end(JSON.stringify({ id: repo, modelId: repo, sha, siblings }));
     }
     const resolve = path.match(/^\/([\w.-]+\/[\w.-]+)\/resolve\/([^/]+)\/(.+)$/);
     const cached = path.match(/^\/api\/resolve-cache\/models\/([\w.-]+\/[\w.-]+)\/([0-9a-f]{40})\/(.+)$/);
@@ -328,17 +341,18 @@ export async function startHub({ port = 0, cdnPort = 0, host = '127.0.0.1', bigM
     const r = await repoOf(repo, version);
     const no = refusal(req, repo, !!r);
     if (no) return hubError(req, res, no);
-    if (rev !== 'main' && rev !== r.sha) return hubError(req, res, [404, 'RevisionNotFound', `Invalid rev id: ${rev}`]);
+    const sha = commitOf(repo, r, rev);
+    if (!sha) return hubError(req, res, [404, 'RevisionNotFound', `Invalid rev id: ${rev}`]);
     const file = r.files[name];
     if (!file) return hubError(req, res, [404, 'EntryNotFound', `${name} does not exist on "${rev}"`]);
     stats.hub.resolves = (stats.hub.resolves ?? 0) + (resolve ? 1 : 0);
-    if (cached) return serveBody(req, res, repo, file, faults, { ...cors, ETag: `"${file.blobId}"`, 'X-Repo-Commit': r.sha });
+    if (cached) return serveBody(req, res, repo, file, faults, { ...cors, ETag: `"${file.blobId}"`, 'X-Repo-Commit': sha });
     if (file.lfs) {
-      res.writeHead(302, { ...cors, Location: signedUrl(prefix, repo, file, faults), 'X-Repo-Commit': r.sha,
+      res.writeHead(302, { ...cors, Location: signedUrl(prefix, repo, file, faults), 'X-Repo-Commit': sha,
         'X-Linked-Etag': `"${file.sha256}"`, 'X-Linked-Size': String(file.size), 'X-Xet-Hash': file.xet, 'Content-Type': 'text/plain' });
       return res.end('Found');
     }
-    res.writeHead(307, { ...cors, Location: `${prefix}/api/resolve-cache/models/${repo}/${r.sha}/${name}`, 'X-Repo-Commit': r.sha,
+    res.writeHead(307, { ...cors, Location: `${prefix}/api/resolve-cache/models/${repo}/${sha}/${name}`, 'X-Repo-Commit': sha,
       ETag: `"${file.blobId}"`, 'Content-Type': 'text/plain' });
     res.end('Temporary Redirect');
   }

@@ -273,7 +273,6 @@ async fn fetch_into(w: &mut FileWriter<'_, IdbStore>, hub: &Hub, url: &str, dire
         let mut skip = 0;
         match status {
             200 => {
-                w.set_etag(h.get("ETag").ok().flatten()).await?;
                 if offset > 0 {
                     // Range ignored: the whole file again; the stored part is skipped, not
                     // rewritten (the hash at the end still checks every byte).
@@ -292,7 +291,7 @@ async fn fetch_into(w: &mut FileWriter<'_, IdbStore>, hub: &Hub, url: &str, dire
             416 => {
                 cancel(&resp).await;
                 report.restarts += 1;
-                w.restart(None).await?;
+                w.restart().await?;
                 continue;
             }
             _ => {
@@ -454,7 +453,21 @@ pub async fn download_model(store: &IdbStore, hub: &Hub, repo: &str, revision: &
             Err(e) => return Err(e),
         }
     }
+    if !crate::hub::is_commit(revision) {
+        record_ref(store, repo, &info.sha, reports.iter().map(|r| r.path.as_str()), revision).await?;
+    }
     Ok(ModelReport { repo: repo.to_string(), commit: info.sha, files: reports, bytes: total, persisted })
+}
+
+/// Notes in the manifests of `paths` that the branch or tag `reference` resolved to `commit` now.
+async fn record_ref(store: &IdbStore, repo: &str, commit: &str, paths: impl Iterator<Item = &str>, reference: &str) -> Result<(), StoreError> {
+    for path in paths {
+        if let Some(mut m) = store.manifest(&super::file_key(repo, commit, path)).await? {
+            m.resolved.insert(reference.to_string(), super::now_ms());
+            store.put_manifest(&m).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The commit and files of `repo@revision`, offline first: a commit whose files `paths` are
@@ -475,23 +488,28 @@ pub async fn revision_info(store: &IdbStore, hub: &Hub, repo: &str, revision: &s
     }
 }
 
-/// The most recently used cached revision of `repo` (the commit itself when `revision` is a
-/// commit) in which every file of `paths` (every stored file when empty) is complete.
+/// The cached revision of `repo` that `revision` names, in which every file of `paths` (every
+/// stored file when empty) is complete: the commit itself; for a branch or tag, the commit it last
+/// resolved to here (or, where none was recorded, the most recently used revision).
 pub async fn cached_info(store: &IdbStore, repo: &str, revision: &str, paths: &[&str]) -> Result<Option<RepoInfo>, StoreError> {
     let revs = super::list_revisions(store).await?;
     let manifests = store.manifests().await?;
-    let mut best: Option<(f64, RepoInfo)> = None;
-    for r in revs.iter().filter(|r| r.repo == repo && (!crate::hub::is_commit(revision) || r.commit.eq_ignore_ascii_case(revision))) {
+    let is_commit = crate::hub::is_commit(revision);
+    // Ranked by (when `revision` last resolved to it, when it was last used).
+    let mut best: Option<((f64, f64), RepoInfo)> = None;
+    for r in revs.iter().filter(|r| r.repo == repo && (!is_commit || r.commit.eq_ignore_ascii_case(revision))) {
         let files: Vec<&FileManifest> = manifests.iter().filter(|m| m.repo == r.repo && m.commit == r.commit && m.complete).collect();
         if !paths.iter().all(|p| files.iter().any(|m| m.path == *p)) || files.is_empty() {
             continue;
         }
+        let resolved = files.iter().filter_map(|m| m.resolved.get(revision).copied()).fold(f64::NEG_INFINITY, f64::max);
+        let rank = (resolved, r.last_used);
         let siblings = files
             .iter()
             .map(|m| Sibling { rfilename: m.path.clone(), size: Some(m.size), blob_id: None, lfs: m.sha256.clone().map(|sha256| crate::hub::api::Lfs { sha256, size: m.size }) })
             .collect();
-        if best.as_ref().is_none_or(|(t, _)| r.last_used > *t) {
-            best = Some((r.last_used, RepoInfo { id: repo.to_string(), sha: r.commit.clone(), siblings }));
+        if best.as_ref().is_none_or(|(t, _)| rank > *t) {
+            best = Some((rank, RepoInfo { id: repo.to_string(), sha: r.commit.clone(), siblings }));
         }
     }
     Ok(best.map(|(_, info)| info))

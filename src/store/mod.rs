@@ -99,8 +99,10 @@ pub struct FileManifest {
     pub chunks_done: u64,
     /// Set only together with the last chunk, after size and hash matched.
     pub complete: bool,
-    /// The server's ETag for `If-Range` on resume.
-    pub etag: Option<String>,
+    /// The branches and tags (`main`, `v1.0`) that resolved to this commit, with when they last
+    /// did (milliseconds since the epoch): offline, a branch loads the commit it last resolved to.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub resolved: BTreeMap<String, f64>,
     /// Milliseconds since the epoch.
     pub last_used: f64,
 }

@@ -45,7 +45,7 @@ impl<'a, S: ChunkStore> FileWriter<'a, S> {
             chunk_bytes: CHUNK_BYTES,
             chunks_done: 0,
             complete: false,
-            etag: None,
+            resolved: Default::default(),
             last_used: now_ms(),
         };
         let mut w = FileWriter { store, manifest: fresh.clone(), hasher: Sha256::new(), buf: Vec::new(), blob: None };
@@ -112,10 +112,6 @@ impl<'a, S: ChunkStore> FileWriter<'a, S> {
         self.manifest.chunks_done * self.manifest.chunk_bytes
     }
 
-    pub fn etag(&self) -> Option<&str> {
-        self.manifest.etag.as_deref()
-    }
-
     /// Rebuilds the hasher from the stored chunks dropping buffered bytes (after a failed request, before resuming at `committed()`).
     pub async fn resync(&mut self) -> Result<(), StoreError> {
         self.buf.clear();
@@ -129,22 +125,13 @@ impl<'a, S: ChunkStore> FileWriter<'a, S> {
         Ok(())
     }
 
-    /// Starts over from byte 0 (the server ignored Range, or the file changed).
-    pub async fn restart(&mut self, etag: Option<String>) -> Result<(), StoreError> {
+    /// Starts over from byte 0 (the stored bytes are past the server's end of the file).
+    pub async fn restart(&mut self) -> Result<(), StoreError> {
         self.buf.clear();
         self.hasher = Sha256::new();
         self.reset_blob();
         self.manifest.chunks_done = 0;
-        self.manifest.etag = etag;
         self.store.put_manifest(&self.manifest).await
-    }
-
-    pub async fn set_etag(&mut self, etag: Option<String>) -> Result<(), StoreError> {
-        if self.manifest.etag != etag {
-            self.manifest.etag = etag;
-            self.store.put_manifest(&self.manifest).await?;
-        }
-        Ok(())
     }
 
     pub async fn push(&mut self, mut bytes: &[u8]) -> Result<(), StoreError> {

@@ -104,6 +104,23 @@ async fn large_file_cold_download_then_warm_read_and_offline() {
 }
 
 #[wasm_bindgen_test]
+async fn offline_a_branch_loads_the_commit_it_last_resolved_to() {
+    // `main` and the tag `v1` resolve to two commits; `v1` is used last. Offline, `main` still
+    // loads its own commit (not merely the last one used), and `v1` its own.
+    let store = fresh_store("refs").await;
+    let main = get(&store, &hub(""), "test/refs", &["config.json"], &opts(0)).await.unwrap();
+    let tag = download_model(&store, &hub(""), "test/refs", "v1", &["config.json"], &opts(0)).await.unwrap();
+    assert_ne!(main.commit, tag.commit);
+    let offline = Hub::new("http://127.0.0.1:9", None).unwrap();
+    for (rev, want) in [("main", &main.commit), ("v1", &tag.commit), ("main", &main.commit)] {
+        let r = download_model(&store, &offline, "test/refs", rev, &["config.json"], &opts(0)).await.unwrap();
+        assert_eq!(&r.commit, want, "{rev} offline");
+        assert!(r.files[0].from_cache);
+    }
+    store.clear().await.unwrap();
+}
+
+#[wasm_bindgen_test]
 async fn drop_at_60_percent_then_resume_transfers_only_the_rest() {
     let store = fresh_store("drop").await;
     partial(&store, "test/drop").await;
@@ -323,7 +340,7 @@ async fn the_hubs_refusals_are_typed_with_its_code_and_message() {
         (token("hf_other"), "gated/model", "main", "Unauthorized", "GatedRepo"),
         (hub(""), "test/missing-model", "main", "NotFound", "RepoNotFound"),
         (token("hf_granted"), "test/missing-model", "main", "NotFound", "RepoNotFound"),
-        (hub(""), "test/refusals", "v9.9", "NotFound", "RevisionNotFound"),
+        (hub(""), "test/refusals", "no-such-branch", "NotFound", "RevisionNotFound"),
     ];
     for (h, repo, rev, code, hub_code) in cases {
         let e = download_model(&store, &h, repo, rev, &["config.json"], &opts(0)).await.unwrap_err();
