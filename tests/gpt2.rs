@@ -144,3 +144,16 @@ gpu_test!(gpt2_exact_gelu_agrees_on_both_devices, async {
     assert!(diff(&on_cpu, &on_gpu) < 4e-4, "CPU and GPU differ by {:.2e}", diff(&on_cpu, &on_gpu));
     assert!(diff(&on_cpu, &want.logits) > 1e-5, "erf and tanh GELU gave the same logits");
 });
+
+gpu_test!(gpt2_passes_the_gpu_self_check_and_broken_kernels_fail_it, async {
+    // GPT-2's config names its layer count `n_layer`: the probe is cut to one layer there too.
+    let t = common::table("model.safetensors", WEIGHTS);
+    let gpu = common::gpu_for(Device::Gpu).await.expect("a GPU");
+    let ok = hugrt::models::decoder::gpu_self_check(gpu.clone(), Some(CONFIG), &t, &mut { WEIGHTS }).await.expect("runs");
+    hugrt::gpu::context::break_kernels(true);
+    let broken = hugrt::models::decoder::gpu_self_check(gpu, Some(CONFIG), &t, &mut { WEIGHTS }).await;
+    hugrt::gpu::context::break_kernels(false);
+    let broken = broken.expect("runs");
+    assert!(ok.passed && ok.relative_error < 1e-4, "{ok:?}");
+    assert!(!broken.passed, "{broken:?}");
+});

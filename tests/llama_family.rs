@@ -361,9 +361,9 @@ gpu_test!(bad_inputs_give_the_same_error_on_both_backends, async {
 
 gpu_test!(the_gpu_self_check_agrees_with_the_cpu_and_catches_broken_kernels, async {
     // The probe (first layer, final norm, LM head) on the GPU against the CPU backend, for every
-    // file of three architectures; then with the test switch that dispatches every kernel over half
-    // its grid (a GPU computing garbage without an error): the check must fail.
-    for fixture in [&LLAMA, &GEMMA3, &PHI3] {
+    // file of every fixture; then with the test switch that dispatches every kernel over half its
+    // grid (a GPU computing garbage without an error): the check must fail.
+    for fixture in [&LLAMA, &QWEN2, &QWEN3, &SMOLLM3, &MISTRAL, &PHI3, &GEMMA, &GEMMA2, &GEMMA3] {
         for &(file, bytes) in fixture.files {
             let config = file.ends_with(".safetensors").then_some(fixture.config);
             let t = table(file, bytes);

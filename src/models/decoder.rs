@@ -233,11 +233,16 @@ impl<B: Backend> Decoder<B> {
         match config_json {
             Some(json) => {
                 let mut v: serde_json::Value = serde_json::from_slice(json).map_err(|e| ModelError::Config(format!("config.json: {e}")))?;
-                if let Some(n) = v.get("num_hidden_layers").and_then(serde_json::Value::as_u64) {
-                    v["num_hidden_layers"] = n.min(u64::from(layers)).into();
-                }
-                if let Some(types) = v.get_mut("layer_types").and_then(serde_json::Value::as_array_mut) {
-                    types.truncate(layers as usize);
+                // `n_layer` in GPT-2's config.
+                let key = if v.get("num_hidden_layers").is_some() { "num_hidden_layers" } else { "n_layer" };
+                if let Some(n) = v.get(key).and_then(serde_json::Value::as_u64) {
+                    v[key] = n.min(u64::from(layers)).into();
+                    // Per-layer lists (layer_types, SmolLM3's no_rope_layers, ...) cut alike.
+                    if let Some(fields) = v.as_object_mut() {
+                        for list in fields.values_mut().filter_map(serde_json::Value::as_array_mut).filter(|l| l.len() as u64 == n) {
+                            list.truncate(layers as usize);
+                        }
+                    }
                 }
                 let json = serde_json::to_vec(&v).map_err(|e| ModelError::Config(e.to_string()))?;
                 Self::load(backend, Some(&json), table, Some(CONTEXT), read).await
@@ -249,6 +254,19 @@ impl<B: Backend> Decoder<B> {
                     let key = format!("{arch}.block_count");
                     if let Some(n) = metadata.get_u64(&key) {
                         metadata.set(&key, crate::formats::GgufValue::U32(n.min(u64::from(layers)) as u32));
+                        // Per-layer arrays of the architecture's keys cut alike.
+                        let per_layer: Vec<String> = metadata
+                            .entries()
+                            .iter()
+                            .filter(|(k, v)| k.starts_with(&format!("{arch}.")) && matches!(v, crate::formats::GgufValue::Array(a) if a.values.len() as u64 == n))
+                            .map(|(k, _)| k.clone())
+                            .collect();
+                        for k in per_layer {
+                            if let Some(crate::formats::GgufValue::Array(mut a)) = metadata.get(&k).cloned() {
+                                a.values.truncate(layers as usize);
+                                metadata.set(&k, crate::formats::GgufValue::Array(a));
+                            }
+                        }
                     }
                 }
                 Self::load(backend, None, &cut, Some(CONTEXT), read).await
