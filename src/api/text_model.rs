@@ -71,7 +71,10 @@ impl TextModel {
         // first layer on a fixed probe, GPU against CPU. 'auto' then runs on the CPU; 'webgpu'
         // refuses.
         let mut self_check = serde_json::Value::Null;
-        if let Some(ctx) = &gpu {
+        let probe_bytes = crate::models::decoder::self_check_cpu_bytes(&table);
+        if gpu.is_some() && probe_bytes > crate::models::decoder::SELF_CHECK_MAX_CPU_BYTES {
+            self_check = serde_json::json!({ "skipped": format!("the CPU probe would hold {probe_bytes} bytes (at most {})", crate::models::decoder::SELF_CHECK_MAX_CPU_BYTES) });
+        } else if let Some(ctx) = &gpu {
             // A probe that cannot run (a configuration the cut model does not take) says nothing
             // about the GPU: it is reported, and the model loads as asked.
             let failure = match crate::models::decoder::gpu_self_check(ctx.clone(), config.as_deref(), &table, read).await {

@@ -293,6 +293,17 @@ pub struct SelfCheck {
 /// computing garbage (a miscompiled shader, a broken driver) is off by the logits' own size.
 pub const SELF_CHECK_BOUND: f32 = 0.15;
 
+/// The most CPU memory the self-check's probe may take: on the CPU backend the probe holds the
+/// embedding table widened to f32 while it looks rows up (the largest tensor of a decoder), which
+/// in wasm's 4 GiB must stay well clear of the limit (Mistral-7B's 32000 × 4096: 524 MB, checked;
+/// Llama-3-8B's 128256 × 4096: 2.1 GB, not).
+pub const SELF_CHECK_MAX_CPU_BYTES: u64 = 1 << 30;
+
+/// The f32 bytes of `table`'s largest tensor: what the self-check's CPU probe holds at its peak.
+pub fn self_check_cpu_bytes(table: &TensorTable) -> u64 {
+    table.tensors.iter().map(|t| t.elems()).max().unwrap_or(0).saturating_mul(4)
+}
+
 /// A check against a GPU that computes garbage without an error: the model's first layer (then
 /// its final norm and LM head) run on a fixed short probe on the GPU `gpu` and on the CPU backend,
 /// from the same weights, and the logits compared ([`SELF_CHECK_BOUND`]).
