@@ -315,6 +315,12 @@ export interface ModelInfo {
   compileMs?: number;
   /** Why `device: 'auto'` chose the CPU, when it did. */
   fallbackReason?: string | null;
+  /** Text generation on the GPU: the self-check against the CPU backend before loading there
+   *  (`skipped` or `error` when it did not run). */
+  selfCheck?: { relativeError: number; bound: number; passed: boolean; ms: number } | { skipped: string } | { error: string } | null;
+  /** Times the model was loaded again after a lost GPU device, and why the last one was lost. */
+  recoveries?: number;
+  lostReason?: string;
   worker?: boolean;
   /** Text generation: the options the checkpoint recommends, used where a call leaves them out
    *  (`{}`: greedy). */
@@ -438,6 +444,9 @@ export interface EncoderInfo {
   adapter: string;
   device: 'webgpu' | 'cpu';
   fallbackReason: string | null;
+  /** Times the model was loaded again after a lost GPU device, and why the last one was lost. */
+  recoveries?: number;
+  lostReason?: string;
   worker?: boolean;
 }
 
@@ -537,6 +546,9 @@ export interface SpeechInfo {
   device: 'webgpu' | 'cpu';
   adapter: string;
   fallbackReason: string | null;
+  /** Times the model was loaded again after a lost GPU device, and why the last one was lost. */
+  recoveries?: number;
+  lostReason?: string;
   worker?: boolean;
 }
 export class AutomaticSpeechRecognitionPipeline {
