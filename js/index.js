@@ -153,7 +153,7 @@ async function chooseTextFiles(repo, quant, options) {
  * The file names of `repo@revision`, offline first (the engine's `WeightStore.listFiles`): a
  * commit stored whole is listed from the store without asking the network; otherwise the hub's
  * revision API (with the token), and when the hub cannot be reached, the revision the store would
- * load offline (the last one used).
+ * load offline (the commit the branch last resolved to here).
  */
 async function repoFiles(repo, { revision = 'main', endpoint = env.endpoint, token, signal, db = env.db } = {}) {
   const store = await openStore(db);
@@ -477,7 +477,6 @@ export class TextGenerationPipeline extends Pipeline {
     }
     return batched ? out : out[0];
   }
-
 }
 
 /** transformers.js's Tensor, as far as its pipelines' results use it. */
@@ -628,15 +627,10 @@ class EncoderPipeline extends Pipeline {
     return new PIPELINES[task](model, { repo: report.repo, commit: report.commit, task, ...model.info() }, reload);
   }
 
-  /** Runs `fn(backend)` once, in turn with the other calls. */
-  _batch(fn) {
-    return this._run(fn);
-  }
-
   /** Runs `fn(backend, item)` for one input or each of an array, one call at a time. */
   _each(inputs, fn) {
     const many = Array.isArray(inputs);
-    return this._batch(async (m) => {
+    return this._run(async (m) => {
       const out = [];
       for (const item of many ? inputs : [inputs]) out.push(await fn(m, item));
       return many ? out : out[0];
@@ -684,7 +678,7 @@ export class ImageFeatureExtractionPipeline extends EncoderPipeline {
   }
   embedTexts(texts) {
     const list = (Array.isArray(texts) ? texts : [texts]).map(String);
-    return this._batch((m) => m.embedTexts(list));
+    return this._run((m) => m.embedTexts(list));
   }
   /** transformers.js's call: `(image | image[])` → a Tensor of dims [images, d] (here L2-normalised). */
   async _call(images) {

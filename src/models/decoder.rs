@@ -255,10 +255,11 @@ impl<B: Backend> Decoder<B> {
                     if let Some(n) = metadata.get_u64(&key) {
                         metadata.set(&key, crate::formats::GgufValue::U32(n.min(u64::from(layers)) as u32));
                         // Per-layer arrays of the architecture's keys cut alike.
+                        let prefix = format!("{arch}.");
                         let per_layer: Vec<String> = metadata
                             .entries()
                             .iter()
-                            .filter(|(k, v)| k.starts_with(&format!("{arch}.")) && matches!(v, crate::formats::GgufValue::Array(a) if a.values.len() as u64 == n))
+                            .filter(|(k, v)| k.starts_with(&prefix) && matches!(v, crate::formats::GgufValue::Array(a) if a.values.len() as u64 == n))
                             .map(|(k, _)| k.clone())
                             .collect();
                         for k in per_layer {

@@ -1,7 +1,8 @@
 //! Browser downloads into the store: `fetch` streamed through a `ReadableStream` reader into a
 //! [`FileWriter`] (never the whole file in memory: at most one chunk is buffered), resumed with a
-//! single `Range` (no preflight) at the signed URL that answered, one Web Lock per file so that two tabs download it once, bounded
-//! concurrency across files, byte progress per file and in total, and an `AbortSignal`.
+//! single `Range` (no preflight) at the signed URL that answered, one Web Lock per file so that
+//! two tabs download it once, bounded concurrency across files, byte progress per file and in
+//! total, and an `AbortSignal`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -473,7 +474,7 @@ async fn record_ref(store: &IdbStore, repo: &str, commit: &str, paths: impl Iter
 /// The commit and files of `repo@revision`, offline first: a commit whose files `paths` are
 /// stored whole is answered from the store without any request (a commit is immutable; with no
 /// `paths`, the hub is asked for the full list); a branch or tag is resolved by the hub, and when
-/// the hub cannot be reached, the last revision of the repo used with these files whole answers.
+/// the hub cannot be reached, the stored commit it last resolved to ([`cached_info`]) answers.
 pub async fn revision_info(store: &IdbStore, hub: &Hub, repo: &str, revision: &str, paths: &[&str], signal: Option<&AbortSignal>) -> Result<RepoInfo, StoreError> {
     if crate::hub::is_commit(revision)
         && !paths.is_empty()

@@ -106,18 +106,6 @@ impl WeightStore {
         to_js(&serde_json::json!({ "commit": info.sha, "files": info.siblings.iter().map(|s| &s.rfilename).collect::<Vec<_>>() }))
     }
 
-    /// The stored revision `download` would load offline for `repo@revision` (the commit itself,
-    /// or for a branch the last one used): `{ commit, files }` (the paths stored whole), or null.
-    #[wasm_bindgen(js_name = cachedRevision)]
-    pub async fn cached_revision(&self, repo: String, revision: String) -> Result<JsValue, JsValue> {
-        self.store.reconnect().await.map_err(|e| js_error(&e))?;
-        let info = super::download::cached_info(&self.store, &repo, &revision, &[]).await.map_err(|e| js_error(&e))?;
-        match info {
-            Some(info) => to_js(&serde_json::json!({ "commit": info.sha, "files": info.siblings.iter().map(|s| &s.rfilename).collect::<Vec<_>>() })),
-            None => Ok(JsValue::NULL),
-        }
-    }
-
     /// Bytes `start..end` of a complete file.
     #[wasm_bindgen(js_name = readRange)]
     pub async fn read_range(&self, repo: String, commit: String, path: String, start: f64, end: f64) -> Result<js_sys::Uint8Array, JsValue> {
