@@ -453,8 +453,13 @@ gpu_test!(buffer_pool_reuses_buffers, async {
 
 #[allow(clippy::too_many_arguments)]
 async fn check_tiled(ctx: &GpuContext, tile: Option<matmul::Tile>, dtype: DType, rows: usize, cols: usize, tokens: usize, seed: u64, max_part_bytes: Option<u64>) -> matmul::MatmulCheck {
-    let what = format!("tiled matmul {dtype} {rows}x{cols}, {tokens} tokens, tile {tile:?}");
-    let report = matmul::check_against_reference(ctx, tile, dtype, rows, cols, tokens, seed, max_part_bytes)
+    check_product(ctx, tile.map(matmul::Product::Tiled), dtype, rows, cols, tokens, seed, max_part_bytes).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn check_product(ctx: &GpuContext, product: Option<matmul::Product>, dtype: DType, rows: usize, cols: usize, tokens: usize, seed: u64, max_part_bytes: Option<u64>) -> matmul::MatmulCheck {
+    let what = format!("matmul {dtype} {rows}x{cols}, {tokens} tokens, {product:?}");
+    let report = matmul::check_against_reference(ctx, product, dtype, rows, cols, tokens, seed, max_part_bytes)
         .await
         .unwrap_or_else(|e| panic!("{what}: {e}"));
     log(&format!("{what}: {report}"));
@@ -485,6 +490,40 @@ gpu_test!(matmul_tiled_every_weight_type_at_awkward_sizes, async {
     }
 });
 
+gpu_test!(matmul_blocked_every_weight_type_at_awkward_sizes, async {
+    use matmul::Product::Blocked;
+    let ctx = context().await;
+    let types = [
+        DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+        DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
+    ];
+    for (i, dtype) in types.into_iter().enumerate() {
+        // Columns: 4 × a prime for F32 and F16/BF16, a prime number of blocks otherwise; 67 rows
+        // (8 invocations of 8 rows and 3 more: the last block clamped).
+        let cols = match dtype {
+            DType::F32 => 4 * 37,
+            DType::F16 | DType::BF16 => 4 * 29,
+            _ if dtype.block_elems() == 256 => 256 * 3,
+            _ => 32 * 7,
+        };
+        // One token (`token1`); 2; a partial block of 8 and a prime over several.
+        for (j, &tokens) in [1usize, 2, 7, 8, 131].iter().enumerate() {
+            check_product(&ctx, Some(Blocked), dtype, 67, cols, tokens, (5000 + 10 * i + j) as u64, None).await;
+        }
+    }
+    // Fewer rows than one invocation's 8; one row; weights in parts of 5 rows (each dispatch
+    // writing its own columns of Y).
+    check_product(&ctx, Some(Blocked), DType::Q4_1, 3, 64, 9, 5200, None).await;
+    check_product(&ctx, Some(Blocked), DType::F32, 1, 4, 1, 5201, None).await;
+    check_product(&ctx, Some(Blocked), DType::Q4_K, 37, 512, 33, 5202, Some(5 * 2 * 36 * 4)).await;
+    check_product(&ctx, Some(Blocked), DType::F32, 37, 12, 1, 5203, Some(5 * 12 * 4)).await;
+    // Columns that are not a multiple of 4 are refused, typed.
+    let w = hugrt::gpu::weights::GpuWeight::new(&ctx, "W", DType::F32, 3, 5, None).expect("valid shape");
+    let err = matmul::run(&ctx, Blocked, &w, &[0.0; 5]).await.expect_err("5 columns");
+    assert!(matches!(err, hugrt::gpu::GpuError::Shape { .. }), "{err:?}");
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+});
+
 gpu_test!(matmul_tiled_weight_split_and_other_tiles, async {
     use matmul::Tile;
     let ctx = context().await;
@@ -505,7 +544,7 @@ gpu_test!(matmul_rejects_bad_shapes_and_tiles_with_typed_errors, async {
     use matmul::Tile;
     let ctx = context().await;
     let w = hugrt::gpu::weights::GpuWeight::new(&ctx, "W", DType::F32, 3, 5, None).expect("valid shape");
-    let err = matmul::run(&ctx, Tile::DEFAULT, &w, &[0.0; 4]).await.expect_err("x not whole rows of 5");
+    let err = matmul::run(&ctx, matmul::Product::Tiled(Tile::DEFAULT), &w, &[0.0; 4]).await.expect_err("x not whole rows of 5");
     assert!(matches!(err, GpuError::Shape { .. }), "{err:?}");
     let small = ctx.storage_output("test", "small", 16).expect("buffer");
     let mut encoder = ctx.device.create_command_encoder(&Default::default());
@@ -530,22 +569,43 @@ gpu_test!(matmul_rejects_bad_shapes_and_tiles_with_typed_errors, async {
 });
 
 gpu_test!(matmul_encode_auto_picks_by_token_count, async {
-    use matmul::{Kernel, MIN_TILED_TOKENS, MIN_TILED_TOKENS_F16, Tile, min_tiled_tokens, pick};
+    use matmul::{Kernel, MIN_TILED_TOKENS, MIN_TILED_TOKENS_F16, Product, Tile, min_tiled_tokens, pick};
     let ctx = context().await;
-    let (rows, cols) = (19usize, 64usize);
     let mut rng = hugrt::rng::SeededRng::new(4000);
-    let bytes = rng.tensor_bytes(DType::Q4_0, rows * cols);
-    let w = hugrt::gpu::weights::GpuWeight::upload(&ctx, "W", DType::Q4_0, rows as u64, cols as u64, &bytes).expect("upload");
+    // A CPU adapter (lavapipe natively, SwiftShader in Chromium) takes the blocked kernel for
+    // every token count where the columns are a multiple of 4, as a GPU never does; elsewhere
+    // the token count decides, as below for F32 weights of 63 columns.
+    let software = ctx.report.is_software();
+    for tokens in [1, 7, 1214] {
+        assert_eq!(pick(&ctx, DType::Q4_0, 64, tokens) == Kernel::Blocked, software, "{tokens} tokens");
+    }
+    assert_ne!(pick(&ctx, DType::F32, 63, 1), Kernel::Blocked, "63 columns");
+    if software {
+        let (rows, cols, tokens) = (19usize, 64usize, 9u32);
+        let bytes = rng.tensor_bytes(DType::Q4_0, rows * cols);
+        let w = hugrt::gpu::weights::GpuWeight::upload(&ctx, "W", DType::Q4_0, rows as u64, cols as u64, &bytes).expect("upload");
+        let x = rng.signed_unit_vec(tokens as usize * cols);
+        let xb = ctx.storage_from("test", "x", &x).expect("x");
+        let yb = ctx.storage_output("test", "y", (tokens as usize * rows * 4) as u64).expect("y");
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        matmul::encode_auto(&ctx, &mut encoder, &w, tokens, &xb, &yb).await.expect("encode_auto");
+        ctx.queue.submit([encoder.finish()]);
+        let auto = ctx.read_f32(&yb, tokens as usize * rows).await.expect("read");
+        assert_eq!(auto, matmul::run(&ctx, Product::Blocked, &w, &x).await.expect("blocked"));
+    }
+    let (rows, cols) = (19usize, 63usize);
+    let bytes = rng.tensor_bytes(DType::F32, rows * cols);
+    let w = hugrt::gpu::weights::GpuWeight::upload(&ctx, "W", DType::F32, rows as u64, cols as u64, &bytes).expect("upload");
     // On each precision the device has: the threshold of the path matvec would take, and just
     // below and at it, the output is bit for bit that of the kernel picked.
     let f16 = f16_where_present(&ctx);
     for precision in [Precision::F32, f16] {
         ctx.set_precision(precision).expect("F32 or the preferred precision");
-        let min = min_tiled_tokens(&ctx, DType::Q4_0);
-        assert_eq!(min, if precision == Precision::F16 { MIN_TILED_TOKENS_F16 } else { MIN_TILED_TOKENS });
-        assert_eq!(min_tiled_tokens(&ctx, DType::F32), MIN_TILED_TOKENS, "F32 weights never take the f16 path");
-        assert_eq!(pick(&ctx, DType::Q4_0, 1), Kernel::Matvec);
-        assert_eq!(pick(&ctx, DType::Q4_0, 1214), Kernel::Tiled);
+        assert_eq!(min_tiled_tokens(&ctx, DType::Q4_0), if precision == Precision::F16 { MIN_TILED_TOKENS_F16 } else { MIN_TILED_TOKENS });
+        let min = min_tiled_tokens(&ctx, DType::F32);
+        assert_eq!(min, MIN_TILED_TOKENS, "F32 weights never take the f16 path");
+        assert_eq!(pick(&ctx, DType::F32, 63, 1), Kernel::Matvec);
+        assert_eq!(pick(&ctx, DType::F32, 63, 1214), Kernel::Tiled);
         for tokens in [min - 1, min] {
             let x = rng.signed_unit_vec(tokens as usize * cols);
             let xb = ctx.storage_from("test", "x", &x).expect("x");
@@ -554,11 +614,11 @@ gpu_test!(matmul_encode_auto_picks_by_token_count, async {
             matmul::encode_auto(&ctx, &mut encoder, &w, tokens, &xb, &yb).await.expect("encode_auto");
             ctx.queue.submit([encoder.finish()]);
             let auto = ctx.read_f32(&yb, tokens as usize * rows).await.expect("read");
-            let kernel = pick(&ctx, DType::Q4_0, tokens);
+            let kernel = pick(&ctx, DType::F32, 63, tokens);
             assert_eq!(kernel, if tokens < min { Kernel::Matvec } else { Kernel::Tiled });
             let want = match kernel {
                 Kernel::Matvec => matvec::run(&ctx, &w, &x).await.expect("matvec"),
-                Kernel::Tiled => matmul::run(&ctx, Tile::for_device(&ctx).expect("tile"), &w, &x).await.expect("matmul"),
+                _ => matmul::run(&ctx, Product::Tiled(Tile::for_device(&ctx).expect("tile")), &w, &x).await.expect("matmul"),
             };
             assert_eq!(auto, want, "{precision:?}, {tokens} tokens: {kernel:?}");
         }

@@ -103,14 +103,16 @@ pub async fn bench_kernels(ctx: &GpuContext, quick: bool) -> Result<Vec<BenchRow
         let x = ctx.storage_from("bench", "x", &rng.signed_unit_vec((k * u64::from(tokens)) as usize))?;
         let y = ctx.storage_output("bench", "y", n * u64::from(tokens) * 4)?;
         for &precision in precisions {
-            if precision == Precision::F16 && !matvec::f16_pays(dtype) {
+            // The kernel a model's product takes (`encode_auto`); the f16 path is matvec's.
+            let kernel = matmul::pick(ctx, dtype, k as u32, tokens);
+            if precision == Precision::F16 && !(matvec::f16_pays(dtype) && kernel == matmul::Kernel::Matvec) {
                 continue;
             }
             ctx.set_precision(precision)?;
             let ms = time(ctx, iters, |mut e| {
                 let (w, x, y) = (&w, &x, &y);
                 async move {
-                    matvec::encode(ctx, &mut e, w, tokens, x, y).await?;
+                    matmul::encode_auto(ctx, &mut e, w, tokens, x, y).await?;
                     Ok(e)
                 }
             })
@@ -120,7 +122,12 @@ pub async fn bench_kernels(ctx: &GpuContext, quick: bool) -> Result<Vec<BenchRow
             // scale per 32): counted as moved, as the f32 path's activations are.
             let staged = if precision == Precision::F16 { f64::from(tokens) * k as f64 * (2.0 * 2.0 + 8.0 / 32.0) } else { 0.0 };
             let moved = bytes.len() as f64 + 4.0 * f64::from(tokens) * (n + k) as f64 + staged;
-            let name = format!("{} {dtype}{}", if tokens == 1 { "matvec" } else { "matmul" }, if precision == Precision::F16 { " f16" } else { "" });
+            let kernel = match kernel {
+                matmul::Kernel::Matvec => "matvec",
+                matmul::Kernel::Tiled => "matmul",
+                matmul::Kernel::Blocked => "blocked",
+            };
+            let name = format!("{kernel} {dtype}{}", if precision == Precision::F16 { " f16" } else { "" });
             rows.push(row(name, format!("{n}x{k}, {tokens} token(s)"), ms?, moved, 2.0 * (n * k) as f64 * f64::from(tokens)));
         }
     }
@@ -185,6 +192,8 @@ pub struct MatmulRow {
     /// matvec on the f16 path, where the device has shader-f16 and the weights take it.
     pub matvec_f16_gflop_per_s: Option<f64>,
     pub tiled_gflop_per_s: f64,
+    /// The blocked kernel (CPU adapters'), where the columns allow it.
+    pub blocked_gflop_per_s: f64,
     /// Tiled over matvec f32.
     pub tiled_over_matvec: f64,
     /// Tiled over the faster matvec path, where there are two.
@@ -215,16 +224,16 @@ pub async fn bench_matmul(ctx: &GpuContext, quick: bool, token_counts: &[u32]) -
             let x = ctx.storage_from("bench", "x", &rng.signed_unit_vec((k * u64::from(tokens)) as usize))?;
             let y = ctx.storage_output("bench", "y", n * u64::from(tokens) * 4)?;
             let gflops = |ms: f64| flops / ms / 1e6;
-            let measure = async |tiled: bool, precision: Precision| -> Result<f64, GpuError> {
+            let measure = async |kernel: matmul::Kernel, precision: Precision| -> Result<f64, GpuError> {
                 ctx.set_precision(precision)?;
                 let ms = time(ctx, iters, |mut e| {
                     let (w, x, y) = (&w, &x, &y);
                     async move {
-                        if tiled {
-                            matmul::encode_with_tile(ctx, &mut e, tile, w, tokens, x, y).await?;
-                        } else {
-                            matvec::encode(ctx, &mut e, w, tokens, x, y).await?;
-                        }
+                        match kernel {
+                            matmul::Kernel::Tiled => matmul::encode_with_tile(ctx, &mut e, tile, w, tokens, x, y).await?,
+                            matmul::Kernel::Blocked => matmul::encode_blocked(ctx, &mut e, w, tokens, x, y).await?,
+                            matmul::Kernel::Matvec => matvec::encode(ctx, &mut e, w, tokens, x, y).await?,
+                        };
                         Ok(e)
                     }
                 })
@@ -232,9 +241,10 @@ pub async fn bench_matmul(ctx: &GpuContext, quick: bool, token_counts: &[u32]) -
                 ctx.set_precision(was)?;
                 ms
             };
-            let mv = gflops(measure(false, Precision::F32).await?);
-            let mv16 = if f16 && matvec::f16_pays(dtype) { Some(gflops(measure(false, Precision::F16).await?)) } else { None };
-            let tiled = gflops(measure(true, Precision::F32).await?);
+            let mv = gflops(measure(matmul::Kernel::Matvec, Precision::F32).await?);
+            let mv16 = if f16 && matvec::f16_pays(dtype) { Some(gflops(measure(matmul::Kernel::Matvec, Precision::F16).await?)) } else { None };
+            let tiled = gflops(measure(matmul::Kernel::Tiled, Precision::F32).await?);
+            let blocked = gflops(measure(matmul::Kernel::Blocked, Precision::F32).await?);
             let best = mv16.map_or(mv, |m| m.max(mv));
             out.push(MatmulRow {
                 dtype: dtype.to_string(),
@@ -243,6 +253,7 @@ pub async fn bench_matmul(ctx: &GpuContext, quick: bool, token_counts: &[u32]) -
                 matvec_gflop_per_s: mv,
                 matvec_f16_gflop_per_s: mv16,
                 tiled_gflop_per_s: tiled,
+                blocked_gflop_per_s: blocked,
                 tiled_over_matvec: tiled / mv,
                 tiled_over_best_matvec: tiled / best,
             });
@@ -253,12 +264,12 @@ pub async fn bench_matmul(ctx: &GpuContext, quick: bool, token_counts: &[u32]) -
 
 /// `bench_matmul`'s rows as an aligned text table (GFLOP/s).
 pub fn matmul_table(rows: &[MatmulRow]) -> String {
-    let mut out = format!("{:<6} {:<10} {:>6} {:>12} {:>12} {:>12} {:>9} {:>9}\n", "dtype", "W", "tokens", "matvec f32", "matvec f16", "tiled", "tiled/mv", "/best mv");
+    let mut out = format!("{:<6} {:<10} {:>6} {:>12} {:>12} {:>12} {:>12} {:>9} {:>9}\n", "dtype", "W", "tokens", "matvec f32", "matvec f16", "tiled", "blocked", "tiled/mv", "/best mv");
     for r in rows {
         let f16 = r.matvec_f16_gflop_per_s.map_or("-".to_owned(), |g| format!("{g:.2}"));
         out += &format!(
-            "{:<6} {:<10} {:>6} {:>12.2} {:>12} {:>12.2} {:>9.2} {:>9.2}\n",
-            r.dtype, r.shape, r.tokens, r.matvec_gflop_per_s, f16, r.tiled_gflop_per_s, r.tiled_over_matvec, r.tiled_over_best_matvec
+            "{:<6} {:<10} {:>6} {:>12.2} {:>12} {:>12.2} {:>12.2} {:>9.2} {:>9.2}\n",
+            r.dtype, r.shape, r.tokens, r.matvec_gflop_per_s, f16, r.tiled_gflop_per_s, r.blocked_gflop_per_s, r.tiled_over_matvec, r.tiled_over_best_matvec
         );
     }
     out

@@ -26,6 +26,8 @@ pub enum ShaderId {
     Matvec,
     /// The tiled matrix product for many tokens (weights decoded into workgroup memory).
     Matmul,
+    /// The register-blocked matrix product for CPU adapters (no workgroup memory).
+    MatmulBlocked,
     /// The matvec kernel with f16 block products (`enable f16;`).
     MatvecF16,
     /// Activations packed to f16 for `MatvecF16` (f32 WGSL: no f16 types).
@@ -46,13 +48,14 @@ macro_rules! wgsl {
 }
 
 impl ShaderId {
-    pub const ALL: &'static [ShaderId] = &[ShaderId::Matvec, ShaderId::Matmul, ShaderId::MatvecF16, ShaderId::StageF16, ShaderId::Elementwise, ShaderId::Norm, ShaderId::Rope, ShaderId::Reduce, ShaderId::Attention, ShaderId::Pool, ShaderId::Embedding, ShaderId::Sample, ShaderId::Patches];
+    pub const ALL: &'static [ShaderId] = &[ShaderId::Matvec, ShaderId::Matmul, ShaderId::MatmulBlocked, ShaderId::MatvecF16, ShaderId::StageF16, ShaderId::Elementwise, ShaderId::Norm, ShaderId::Rope, ShaderId::Reduce, ShaderId::Attention, ShaderId::Pool, ShaderId::Embedding, ShaderId::Sample, ShaderId::Patches];
 
     /// The files (under `shaders/`) this module is made of, in order; the first names it.
     pub fn files(self) -> &'static [&'static str] {
         match self {
             ShaderId::Matvec => &["matvec.wgsl", "quant_decode.wgsl", "quant_dot.wgsl"],
             ShaderId::Matmul => &["matmul.wgsl", "quant_decode.wgsl"],
+            ShaderId::MatmulBlocked => &["matmul_blocked.wgsl", "quant_decode.wgsl"],
             ShaderId::MatvecF16 => &["matvec.wgsl", "quant_decode.wgsl", "quant_dot_f16.wgsl"],
             ShaderId::StageF16 => &["stage_f16.wgsl"],
             ShaderId::Elementwise => &["elementwise.wgsl"],
@@ -85,6 +88,7 @@ impl ShaderId {
         match self {
             ShaderId::Matvec => wgsl!("matvec.wgsl", "quant_decode.wgsl", "quant_dot.wgsl"),
             ShaderId::Matmul => wgsl!("matmul.wgsl", "quant_decode.wgsl"),
+            ShaderId::MatmulBlocked => wgsl!("matmul_blocked.wgsl", "quant_decode.wgsl"),
             ShaderId::MatvecF16 => concat!("enable f16;\n", wgsl!("matvec.wgsl", "quant_decode.wgsl", "quant_dot_f16.wgsl")),
             ShaderId::StageF16 => wgsl!("stage_f16.wgsl"),
             ShaderId::Elementwise => wgsl!("elementwise.wgsl"),
@@ -105,7 +109,7 @@ impl ShaderId {
         match self {
             ShaderId::Matvec => &[Uniform, Read, Read, ReadWrite],
             // W, X, Y.
-            ShaderId::Matmul => &[Uniform, Read, Read, ReadWrite],
+            ShaderId::Matmul | ShaderId::MatmulBlocked => &[Uniform, Read, Read, ReadWrite],
             // W, staged X, Y, the staged X's scales.
             ShaderId::MatvecF16 => &[Uniform, Read, Read, ReadWrite, Read],
             ShaderId::StageF16 => &[Uniform, Read, ReadWrite, ReadWrite],

@@ -6,7 +6,10 @@
 //! `encode` always multiplies in f32 (the weights are decoded to f32 in workgroup memory), on
 //! every device; `encode_auto` picks between it and `matvec` (which for a few tokens reads each
 //! weight once and may use f16 products) by the token count (`pick`: from `MIN_TILED_TOKENS`
-//! tokens on, or `MIN_TILED_TOKENS_F16` where matvec would take its f16 path).
+//! tokens on, or `MIN_TILED_TOKENS_F16` where matvec would take its f16 path). On an adapter
+//! that emulates a GPU on the CPU it takes `encode_blocked` instead, for every token count
+//! (shaders/matmul_blocked.wgsl: 8 rows × 8 tokens per invocation in registers, no workgroup
+//! memory; why, and the measurements, are in the shader's header).
 
 use serde::Serialize;
 
@@ -124,14 +127,24 @@ pub enum Kernel {
     Matvec,
     /// `matmul::encode`: workgroup tiles of tokens × rows over weights decoded into workgroup memory.
     Tiled,
+    /// `matmul::encode_blocked`: 8 rows × 8 tokens (or 1) per invocation, for CPU adapters.
+    Blocked,
 }
 
-/// The kernel for `tokens` rows of activations times weights of `dtype` on `ctx`: matvec below
-/// `min_tiled_tokens` (a few tokens read every weight about once either way, matvec spreads a
-/// row over many invocations and may use f16 products, while a 64-token tile would be mostly
-/// padding), the tiled kernel from there on.
-pub fn pick(ctx: &GpuContext, dtype: DType, tokens: u32) -> Kernel {
-    if tokens < min_tiled_tokens(ctx, dtype) { Kernel::Matvec } else { Kernel::Tiled }
+/// The kernel for `tokens` rows of activations times `cols`-column weights of `dtype` on `ctx`:
+/// on an adapter that emulates a GPU on the CPU (`AdapterReport::is_software`) the blocked
+/// kernel wherever `cols` is a multiple of 4; elsewhere matvec below `min_tiled_tokens` (a few
+/// tokens read every weight about once either way, matvec spreads a row over many invocations
+/// and may use f16 products, while a 64-token tile would be mostly padding), the tiled kernel
+/// from there on.
+pub fn pick(ctx: &GpuContext, dtype: DType, cols: u32, tokens: u32) -> Kernel {
+    if ctx.report.is_software() && cols.is_multiple_of(BLOCKED_K_STEP) {
+        Kernel::Blocked
+    } else if tokens < min_tiled_tokens(ctx, dtype) {
+        Kernel::Matvec
+    } else {
+        Kernel::Tiled
+    }
 }
 
 /// `Y = X·Wᵀ` by the kernel `pick` chooses; same arguments and result as `matvec::encode`.
@@ -143,10 +156,73 @@ pub async fn encode_auto(
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<Precision, GpuError> {
-    match pick(ctx, w.dtype, tokens) {
+    match pick(ctx, w.dtype, w.cols, tokens) {
         Kernel::Matvec => matvec::encode(ctx, encoder, w, tokens, x, y).await,
         Kernel::Tiled => encode(ctx, encoder, w, tokens, x, y).await,
+        Kernel::Blocked => encode_blocked(ctx, encoder, w, tokens, x, y).await,
     }
+}
+
+/// Values of K per step of the blocked kernel: `cols` must be a multiple of it.
+pub const BLOCKED_K_STEP: u32 = 4;
+/// Weight rows, and tokens (`tokens8`), per invocation of the blocked kernel.
+pub const BLOCKED_ROWS: u32 = 8;
+pub const BLOCKED_TOKENS: u32 = 8;
+/// Invocations per workgroup of the blocked kernel (16 measured faster than 64 on SwiftShader).
+pub const BLOCKED_WG: u32 = 16;
+
+/// The shape checks every kernel of this file makes.
+fn check_shapes(w: &GpuWeight, tokens: u32, x: &wgpu::Buffer, y: &wgpu::Buffer) -> Result<(), GpuError> {
+    if tokens == 0 {
+        return Err(GpuError::Shape { op: OP, detail: "no tokens".into() });
+    }
+    // The shaders index X by t·cols + c and Y by t·rows + r in u32.
+    if u64::from(tokens) * u64::from(w.cols.max(w.rows)) > u64::from(u32::MAX) {
+        return Err(GpuError::Shape { op: OP, detail: format!("{tokens} tokens of {} values overflow u32 indexing", w.cols.max(w.rows)) });
+    }
+    check_len(OP, "x", x, u64::from(tokens) * u64::from(w.cols))?;
+    check_len(OP, "y", y, u64::from(tokens) * u64::from(w.rows))
+}
+
+/// Records `Y = X·Wᵀ` by the blocked kernel (shaders/matmul_blocked.wgsl): `token1` for one
+/// token, `tokens8` for more; one dispatch per part of `w`. Always the f32 path; `w.cols` must
+/// be a multiple of `BLOCKED_K_STEP`.
+pub async fn encode_blocked(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    w: &GpuWeight,
+    tokens: u32,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Result<Precision, GpuError> {
+    check_shapes(w, tokens, x, y)?;
+    if !w.cols.is_multiple_of(BLOCKED_K_STEP) {
+        return Err(GpuError::Shape { op: OP, detail: format!("{} columns, not a multiple of {BLOCKED_K_STEP}", w.cols) });
+    }
+    let kind = matvec::kind(w.dtype)?;
+    let (entry_point, token_groups) = if tokens == 1 { ("token1", 1) } else { ("tokens8", tokens.div_ceil(BLOCKED_TOKENS)) };
+    if token_groups > ctx.limits.max_compute_workgroups_per_dimension {
+        return Err(GpuError::Shape { op: OP, detail: format!("{tokens} tokens exceed the dispatch grid") });
+    }
+    for part in &w.parts {
+        let invocations = part.rows.div_ceil(BLOCKED_ROWS);
+        let (gx, gy, _) = grid(ctx, OP, u64::from(invocations.div_ceil(BLOCKED_WG)))?;
+        let params = MatmulParams { rows: part.rows, cols: w.cols, groups_x: gx, row_offset: part.first_row, tokens, out_stride: w.rows, _pad0: 0, _pad1: 0 };
+        Dispatch {
+            shader: ShaderId::MatmulBlocked,
+            entry_point,
+            workgroup_size: BLOCKED_WG,
+            kind: Some(kind),
+            threads_per_row: None,
+            params,
+            // W part (part.rows, cols) in blocks; x (tokens, cols); y (tokens, out_stride)
+            buffers: &[&part.buffer, x, y],
+            groups: (gx, gy, token_groups),
+        }
+        .encode(ctx, encoder)
+        .await?;
+    }
+    Ok(Precision::F32)
 }
 
 /// Records `Y = X·Wᵀ` for `tokens` rows of `x` (tokens, cols) into `y` (tokens, rows) with the
@@ -173,15 +249,7 @@ pub async fn encode_with_tile(
     y: &wgpu::Buffer,
 ) -> Result<Precision, GpuError> {
     tile.check(ctx)?;
-    if tokens == 0 {
-        return Err(GpuError::Shape { op: OP, detail: "no tokens".into() });
-    }
-    // The shader indexes X by t·cols + c and Y by t·rows + r in u32.
-    if u64::from(tokens) * u64::from(w.cols.max(w.rows)) > u64::from(u32::MAX) {
-        return Err(GpuError::Shape { op: OP, detail: format!("{tokens} tokens of {} values overflow u32 indexing", w.cols.max(w.rows)) });
-    }
-    check_len(OP, "x", x, u64::from(tokens) * u64::from(w.cols))?;
-    check_len(OP, "y", y, u64::from(tokens) * u64::from(w.rows))?;
+    check_shapes(w, tokens, x, y)?;
     let kind = matvec::kind(w.dtype)?;
     let token_tiles = tokens.div_ceil(tile.bm);
     if token_tiles > ctx.limits.max_compute_workgroups_per_dimension {
@@ -207,9 +275,28 @@ pub async fn encode_with_tile(
     Ok(Precision::F32)
 }
 
-/// Uploads `x` (tokens × cols), runs the tiled `X·Wᵀ` with `tile` and reads `Y` (tokens × rows)
-/// back: for tests, checks and benchmarks.
-pub async fn run(ctx: &GpuContext, tile: Tile, w: &GpuWeight, x: &[f32]) -> Result<Vec<f32>, GpuError> {
+/// The many-token kernel `run` and `check_against_reference` take: the tiled one with a tile, or
+/// the blocked one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Product {
+    Tiled(Tile),
+    Blocked,
+}
+
+impl Product {
+    /// Records `Y = X·Wᵀ` by this kernel.
+    pub async fn encode(self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, w: &GpuWeight, tokens: u32, x: &wgpu::Buffer, y: &wgpu::Buffer) -> Result<Precision, GpuError> {
+        match self {
+            Product::Tiled(tile) => encode_with_tile(ctx, encoder, tile, w, tokens, x, y).await,
+            Product::Blocked => encode_blocked(ctx, encoder, w, tokens, x, y).await,
+        }
+    }
+}
+
+/// Uploads `x` (tokens × cols), runs `X·Wᵀ` by `product` and reads `Y` (tokens × rows) back: for
+/// tests, checks and benchmarks.
+pub async fn run(ctx: &GpuContext, product: Product, w: &GpuWeight, x: &[f32]) -> Result<Vec<f32>, GpuError> {
     if x.is_empty() || !x.len().is_multiple_of(w.cols as usize) {
         return Err(GpuError::Shape { op: OP, detail: format!("x has {} values, W has {} columns", x.len(), w.cols) });
     }
@@ -217,7 +304,7 @@ pub async fn run(ctx: &GpuContext, tile: Tile, w: &GpuWeight, x: &[f32]) -> Resu
     let x_buf = ctx.storage_from(OP, "x", x)?;
     let y_buf = ctx.storage_output(OP, "y", u64::from(tokens) * u64::from(w.rows) * 4)?;
     let mut encoder = new_encoder(ctx, OP);
-    encode_with_tile(ctx, &mut encoder, tile, w, tokens, &x_buf, &y_buf).await?;
+    product.encode(ctx, &mut encoder, w, tokens, &x_buf, &y_buf).await?;
     submit(ctx, OP, encoder).await?;
     ctx.read_f32(&y_buf, tokens as usize * w.rows as usize).await
 }
@@ -269,26 +356,29 @@ pub struct MatmulCheck {
     /// Against `error_bound`.
     #[serde(flatten)]
     pub comparison: Comparison,
-    pub tile: Tile,
+    pub product: Product,
     /// The largest |GPU − exact| / Σ|W·x| over the outputs.
     pub max_rel_err: f64,
 }
 
 impl std::fmt::Display for MatmulCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let t = self.tile;
-        write!(f, "tile {}x{}, max |err|/Σ|w·x| {:.2e}: {}", t.bm, t.bn, self.max_rel_err, self.comparison)
+        match self.product {
+            Product::Tiled(t) => write!(f, "tile {}x{}", t.bm, t.bn)?,
+            Product::Blocked => write!(f, "blocked")?,
+        }
+        write!(f, ", max |err|/Σ|w·x| {:.2e}: {}", self.max_rel_err, self.comparison)
     }
 }
 
-/// Runs a seeded random `tokens × cols` by `rows × cols` product of `dtype` through the tiled
-/// kernel with `tile` (the device's when None), weights split into parts of at most
+/// Runs a seeded random `tokens × cols` by `rows × cols` product of `dtype` through `product`
+/// (the tiled kernel with the device's tile when None), weights split into parts of at most
 /// `max_part_bytes` when given, and compares it with the CPU reference under `error_bound`.
 /// Shared by the native and browser tests.
 #[allow(clippy::too_many_arguments)]
 pub async fn check_against_reference(
     ctx: &GpuContext,
-    tile: Option<Tile>,
+    product: Option<Product>,
     dtype: DType,
     rows: usize,
     cols: usize,
@@ -296,20 +386,20 @@ pub async fn check_against_reference(
     seed: u64,
     max_part_bytes: Option<u64>,
 ) -> Result<MatmulCheck, GpuError> {
-    let tile = match tile {
-        Some(t) => t,
-        None => Tile::for_device(ctx)?,
+    let product = match product {
+        Some(p) => p,
+        None => Product::Tiled(Tile::for_device(ctx)?),
     };
     let mut rng = crate::rng::SeededRng::new(seed);
     let w_bytes = rng.tensor_bytes(dtype, rows * cols);
     let x = rng.signed_unit_vec(tokens * cols);
     let w = GpuWeight::new(ctx, "W", dtype, rows as u64, cols as u64, max_part_bytes)?;
     w.write_rows(ctx, 0, &w_bytes)?;
-    let y = run(ctx, tile, &w, &x).await?;
+    let y = run(ctx, product, &w, &x).await?;
     let (expected, abs_sums) = reference(dtype, &w_bytes, &x, cols)?;
     let comparison = Comparison::elementwise(&y, &expected, error_bound(w.cols, &abs_sums));
     let max_rel_err = crate::check::max_relative_error(&y, &expected, &abs_sums);
-    Ok(MatmulCheck { comparison, tile, max_rel_err })
+    Ok(MatmulCheck { comparison, product, max_rel_err })
 }
 
 #[cfg(test)]
