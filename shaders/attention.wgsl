@@ -26,6 +26,12 @@
 // unnormalised output o[d] = Σ exp(s − m)·V[p, d] (head_dim + 2 floats per (head, split));
 // `attention_combine` rescales the splits to their common max and divides: one workgroup per
 // head.
+//
+// `attention_rows` is `attention` with one invocation per (query, head) doing all three phases
+// alone, for adapters that emulate a GPU on the CPU: there a barrier is a switch between the
+// invocations' stacks (SwiftShader's coroutines) and a reduction across invocations only costs,
+// so the 64-invocation workgroups with six reductions ran MiniLM's 19-key attention ~100x slower
+// than the arithmetic needs. Same grid as `attention` with WG (query, head) pairs per workgroup.
 
 struct AttnParams {
     q_len: u32,
@@ -91,11 +97,19 @@ fn reduce(lid: u32, v: f32, is_max: bool) -> f32 {
     return r;
 }
 
-@compute @workgroup_size(WG)
-fn attention(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let qh = group.x + group.y * P.groups_x;       // query * heads + head
-    let b = group.z;
-    let live = qh < P.q_len * P.heads;
+// What query `qh` (query · heads + head) of sequence `b` attends to, and where its rows are.
+struct Span {
+    t: u32,
+    h: u32,
+    k_lo: u32,
+    n_keys: u32,
+    q_base: u32,
+    s_base: u32,
+    kv_base: u32,
+    kv_row: u32,
+}
+
+fn span(qh: u32, b: u32) -> Span {
     let t = qh / P.heads;
     let h = qh % P.heads;
     let kvh = h / (P.heads / P.kv_heads);
@@ -108,47 +122,87 @@ fn attention(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_
         n_keys = min(n_keys, t + P.window);
         k_lo = select(0u, t + 1u - P.window, t + 1u > P.window);
     }
-    let q_base = ((b * P.q_len + t) * P.heads + h) * P.head_dim;
-    let s_base = ((b * P.q_len + t) * P.heads + h) * P.kv_len;
     let kv_row = P.kv_heads * P.head_dim;
-    let kv_base = b * P.kv_len * kv_row + kvh * P.head_dim;
+    return Span(t, h, k_lo, n_keys, ((b * P.q_len + t) * P.heads + h) * P.head_dim, ((b * P.q_len + t) * P.heads + h) * P.kv_len,
+        b * P.kv_len * kv_row + kvh * P.head_dim, kv_row);
+}
 
+// Key p's score for the query of `q`: written to S and returned.
+fn key_score(q: Span, p: u32) -> f32 {
+    var s = 0.0;
+    for (var d = 0u; d < P.head_dim; d++) {
+        s += Q[q.q_base + d] * K[q.kv_base + p * q.kv_row + d];
+    }
+    s = score(s);
+    if (P.rel_span != 0u) {
+        s += RB[q.h * (2u * P.rel_span - 1u) + p + P.rel_span - 1u - q.t];
+    }
+    S[q.s_base + p] = s;
+    return s;
+}
+
+// exp(S[p] − m) written back to S and returned.
+fn key_weight(q: Span, p: u32, m: f32) -> f32 {
+    let e = exp(S[q.s_base + p] - m);
+    S[q.s_base + p] = e;
+    return e;
+}
+
+// Output dimension d of the query: Σ S[p]·V[p, d] / sum.
+fn output(q: Span, d: u32, sum: f32) {
+    let inv = select(0.0, 1.0 / sum, sum > 0.0);
+    var acc = 0.0;
+    for (var p = q.k_lo; p < q.n_keys; p++) {
+        acc += S[q.s_base + p] * V[q.kv_base + p * q.kv_row + d];
+    }
+    O[q.q_base + d] = acc * inv;
+}
+
+@compute @workgroup_size(WG)
+fn attention(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let qh = group.x + group.y * P.groups_x;       // query * heads + head
+    let live = qh < P.q_len * P.heads;
+    let q = span(qh, group.z);
     var m = bitcast<f32>(0xFF7FFFFFu); // -f32::MAX
     if (live) {
-        for (var p = k_lo + lid; p < n_keys; p += WG) {
-            var s = 0.0;
-            for (var d = 0u; d < P.head_dim; d++) {
-                s += Q[q_base + d] * K[kv_base + p * kv_row + d];
-            }
-            s = score(s);
-            if (P.rel_span != 0u) {
-                s += RB[h * (2u * P.rel_span - 1u) + p + P.rel_span - 1u - t];
-            }
-            S[s_base + p] = s;
-            m = max(m, s);
+        for (var p = q.k_lo + lid; p < q.n_keys; p += WG) {
+            m = max(m, key_score(q, p));
         }
     }
     m = reduce(lid, m, true);
     var sum = 0.0;
     if (live) {
-        for (var p = k_lo + lid; p < n_keys; p += WG) {
-            let e = exp(S[s_base + p] - m);
-            S[s_base + p] = e;
-            sum += e;
+        for (var p = q.k_lo + lid; p < q.n_keys; p += WG) {
+            sum += key_weight(q, p, m);
         }
     }
     sum = reduce(lid, sum, false);
     storageBarrier();
     workgroupBarrier();
     if (live) {
-        let inv = select(0.0, 1.0 / sum, sum > 0.0);
         for (var d = lid; d < P.head_dim; d += WG) {
-            var acc = 0.0;
-            for (var p = k_lo; p < n_keys; p++) {
-                acc += S[s_base + p] * V[kv_base + p * kv_row + d];
-            }
-            O[q_base + d] = acc * inv;
+            output(q, d, sum);
         }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn attention_rows(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let qh = (group.x + group.y * P.groups_x) * WG + lid;
+    if (qh >= P.q_len * P.heads) {
+        return;
+    }
+    let q = span(qh, group.z);
+    var m = bitcast<f32>(0xFF7FFFFFu); // -f32::MAX
+    for (var p = q.k_lo; p < q.n_keys; p++) {
+        m = max(m, key_score(q, p));
+    }
+    var sum = 0.0;
+    for (var p = q.k_lo; p < q.n_keys; p++) {
+        sum += key_weight(q, p, m);
+    }
+    for (var d = 0u; d < P.head_dim; d++) {
+        output(q, d, sum);
     }
 }
 

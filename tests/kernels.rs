@@ -4,7 +4,7 @@
 //! A missing adapter fails the test: it never passes by skipping.
 
 use hugrt::formats::DType;
-use hugrt::gpu::ops::{matmul, matvec};
+use hugrt::gpu::ops::{Reduction, matmul, matvec};
 use hugrt::gpu::{GpuContext, Precision};
 
 #[cfg(target_arch = "wasm32")]
@@ -227,12 +227,15 @@ gpu_test!(patches_im2col, async {
 gpu_test!(norms, async {
     use hugrt::gpu::ops::norm::{Norm, check_against_reference};
     let ctx = context().await;
-    // RMSNorm, LayerNorm, and LayerNorm without a bias (ModernBERT's).
-    for (norm, biased) in [(Norm::Rms { eps: 1e-5 }, false), (Norm::Layer { eps: 1e-12 }, true), (Norm::Layer { eps: 1e-5 }, false)] {
-        for (i, &(rows, cols, offset)) in [(1, 1, 0.0), (3, 384, 0.0), (7, 577, 3.0), (2, 4099, -1.0)].iter().enumerate() {
-            let report = check_against_reference(&ctx, norm, rows, cols, offset, biased, i as u64).await.unwrap_or_else(|e| panic!("{norm:?}: {e}"));
-            log(&format!("{norm:?} (bias: {biased}) {rows}x{cols}: {report}"));
-            assert!(report.passed, "{norm:?} (bias: {biased}) {rows}x{cols}: {report}");
+    // RMSNorm, LayerNorm, and LayerNorm without a bias (ModernBERT's), by a workgroup per row
+    // (GPUs) and by an invocation per row (CPU adapters; 17 rows: a workgroup of 16 and one more).
+    for reduction in [Reduction::Workgroup, Reduction::PerInvocation] {
+        for (norm, biased) in [(Norm::Rms { eps: 1e-5 }, false), (Norm::Layer { eps: 1e-12 }, true), (Norm::Layer { eps: 1e-5 }, false)] {
+            for (i, &(rows, cols, offset)) in [(1, 1, 0.0), (3, 384, 0.0), (7, 577, 3.0), (2, 4099, -1.0), (17, 6, 0.5)].iter().enumerate() {
+                let report = check_against_reference(&ctx, reduction, norm, rows, cols, offset, biased, i as u64).await.unwrap_or_else(|e| panic!("{norm:?}: {e}"));
+                log(&format!("{norm:?} (bias: {biased}, {reduction:?}) {rows}x{cols}: {report}"));
+                assert!(report.passed, "{norm:?} (bias: {biased}, {reduction:?}) {rows}x{cols}: {report}");
+            }
         }
     }
     assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
@@ -318,11 +321,14 @@ gpu_test!(attention_decode_prefill_and_encoder, async {
         ("encoder with relative position bias, padded batch of 3", Attention { batch: 3, q_len: 7, kv_len: 7, heads: 3, kv_heads: 3, head_dim: 16, causal: false, scale: 0.25, rel_span: 7, ..base }, vec![7, 5, 1]),
         ("encoder with relative position bias, span 40 over 13", Attention { batch: 2, q_len: 13, kv_len: 13, heads: 2, kv_heads: 2, head_dim: 8, causal: false, scale: 0.35, rel_span: 40, ..base }, vec![13, 11]),
     ];
-    for (i, (name, attn, lengths)) in cases.into_iter().enumerate() {
-        assert_eq!(attn.decode_splits().is_some(), name.starts_with("split") || name == "decode, 1025 keys", "{name}: the kernel chosen");
-        let report = check_against_reference(&ctx, attn, &lengths, i as u64).await.unwrap_or_else(|e| panic!("{name}: {e}"));
-        log(&format!("attention {name}: {report}"));
-        assert!(report.passed, "attention {name}: {report}");
+    // Both kinds of reduction: a workgroup per query (GPUs), an invocation per query (CPU adapters).
+    for reduction in [Reduction::Workgroup, Reduction::PerInvocation] {
+        for (i, (name, attn, lengths)) in cases.iter().enumerate() {
+            assert_eq!(attn.decode_splits().is_some(), name.starts_with("split") || *name == "decode, 1025 keys", "{name}: the kernel chosen");
+            let report = check_against_reference(&ctx, reduction, *attn, lengths, i as u64).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            log(&format!("attention {name} ({reduction:?}): {report}"));
+            assert!(report.passed, "attention {name} ({reduction:?}): {report}");
+        }
     }
     assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
 });

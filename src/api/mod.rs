@@ -37,6 +37,21 @@ pub fn test_break_kernels(on: bool) {
     crate::gpu::context::break_kernels(on);
 }
 
+/// Benchmark switch: while on, every GPU dispatch runs on its own and its time is added to its
+/// kernel's total (`gpuProfile`). It serialises the GPU: for finding where a pass spends its time.
+#[wasm_bindgen(js_name = profileGpu)]
+pub fn profile_gpu(on: bool) {
+    crate::gpu::context::profile(on);
+}
+
+/// The totals since `profileGpu(true)` or the last call: `{ [entryPoint]: { dispatches, ms } }`.
+#[wasm_bindgen(js_name = gpuProfile)]
+pub fn gpu_profile() -> Result<JsValue, JsValue> {
+    let totals: serde_json::Map<String, serde_json::Value> =
+        crate::gpu::context::take_profile().into_iter().map(|(k, (n, ms))| (k.to_owned(), serde_json::json!({ "dispatches": n, "ms": ms }))).collect();
+    to_js(&totals)
+}
+
 /// A JS `Error` with `name` = `code` = the error's stable code.
 pub(crate) fn js_error(code: &str, message: &str) -> JsValue {
     let err = js_sys::Error::new(message);

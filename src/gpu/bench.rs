@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::context::{GpuContext, Precision};
 use super::error::GpuError;
-use super::ops::{attention::Attention, matmul, matvec, new_encoder, norm::Norm};
+use super::ops::{attention::Attention, matmul, matvec, new_encoder, norm::Norm, wait_idle};
 use super::weights::GpuWeight;
 use crate::clock::now_ms;
 use crate::formats::DType;
@@ -25,16 +25,6 @@ pub struct BenchRow {
 }
 
 
-/// Waits until the GPU has finished everything submitted so far.
-async fn finish(ctx: &GpuContext) -> Result<(), GpuError> {
-    let (tx, rx) = futures_channel::oneshot::channel();
-    ctx.queue.on_submitted_work_done(move || {
-        let _ = tx.send(());
-    });
-    #[cfg(not(target_arch = "wasm32"))]
-    ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback { detail: e.to_string() })?;
-    rx.await.map_err(|_| GpuError::Readback { detail: "work-done callback dropped".into() })
-}
 
 /// Runs `record` `iters` times in one submission (after one warm-up) and returns ms per run.
 async fn time<F, Fut>(ctx: &GpuContext, iters: u32, mut record: F) -> Result<f64, GpuError>
@@ -44,14 +34,14 @@ where
 {
     let warm = record(new_encoder(ctx, "bench")).await?;
     ctx.queue.submit([warm.finish()]);
-    finish(ctx).await?;
+    wait_idle(ctx).await?;
     let mut encoder = new_encoder(ctx, "bench");
     for _ in 0..iters {
         encoder = record(encoder).await?;
     }
     let t0 = now_ms();
     ctx.queue.submit([encoder.finish()]);
-    finish(ctx).await?;
+    wait_idle(ctx).await?;
     Ok((now_ms() - t0) / f64::from(iters))
 }
 

@@ -116,7 +116,37 @@ pub fn lose_device_after(n: u64) {
     LOSE_DEVICE_IN.with(|left| left.set(n));
 }
 
+/// GPU time per kernel entry point: dispatches and milliseconds, gathered while `profile(true)`.
+pub type Profile = std::collections::BTreeMap<&'static str, (u64, f64)>;
+
+/// Profiling switch (this thread's): while on, each dispatch is submitted on its own and waited
+/// for, and its wall time added to its entry point's total (`take_profile`). It serialises the
+/// GPU, so totals show where a pass spends its time, not how fast it runs. For benchmarks.
+pub fn profile(on: bool) {
+    PROFILE.with(|p| *p.borrow_mut() = on.then(Profile::new));
+}
+
+/// The totals gathered since `profile(true)` (empty when off), and a fresh start.
+pub fn take_profile() -> Profile {
+    PROFILE.with(|p| p.borrow_mut().as_mut().map(std::mem::take).unwrap_or_default())
+}
+
+pub(crate) fn profiling() -> bool {
+    PROFILE.with(|p| p.borrow().is_some())
+}
+
+pub(crate) fn add_to_profile(entry_point: &'static str, ms: f64) {
+    PROFILE.with(|p| {
+        if let Some(totals) = p.borrow_mut().as_mut() {
+            let t = totals.entry(entry_point).or_default();
+            t.0 += 1;
+            t.1 += ms;
+        }
+    });
+}
+
 thread_local! {
+    static PROFILE: std::cell::RefCell<Option<Profile>> = const { std::cell::RefCell::new(None) };
     /// The test switch of [`break_kernels`] (per thread: native tests run side by side).
     static KERNELS_BROKEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Dispatches left before the test hook destroys the device (0: off); see [`lose_device_after`].

@@ -5,7 +5,7 @@
 use crate::check::{Comparison, Tolerance};
 use crate::gpu::context::GpuContext;
 use crate::gpu::error::GpuError;
-use crate::gpu::ops::{Dispatch, check_len, grid_2d, new_encoder, submit};
+use crate::gpu::ops::{Dispatch, PER_INVOCATION_WG, Reduction, check_len, grid_2d, new_encoder, submit};
 use crate::gpu::shaders::ShaderId;
 
 const OP: &str = "attention";
@@ -111,11 +111,30 @@ impl Attention {
         u64::from(self.batch) * u64::from(self.q_len) * u64::from(self.heads) * u64::from(self.kv_len) * 4
     }
 
-    /// Records the attention. `lengths` holds `batch` u32 (valid keys per sequence); `rel_bias`
-    /// the relative position bias when `rel_span` is set.
+    /// Records the attention, by the device's kind of reduction. `lengths` holds `batch` u32
+    /// (valid keys per sequence); `rel_bias` the relative position bias when `rel_span` is set.
     #[allow(clippy::too_many_arguments)]
     pub async fn encode(
         &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        q: &wgpu::Buffer,
+        k: &wgpu::Buffer,
+        v: &wgpu::Buffer,
+        lengths: &wgpu::Buffer,
+        scratch: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        rel_bias: Option<&wgpu::Buffer>,
+    ) -> Result<(), GpuError> {
+        self.encode_with(Reduction::for_device(ctx), ctx, encoder, q, k, v, lengths, scratch, out, rel_bias).await
+    }
+
+    /// `encode` by the given kind of reduction (tests run both); a decode step split over the
+    /// keys (`decode_splits`) takes the split kernels either way.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn encode_with(
+        &self,
+        reduction: Reduction,
         ctx: &GpuContext,
         encoder: &mut wgpu::CommandEncoder,
         q: &wgpu::Buffer,
@@ -144,7 +163,11 @@ impl Attention {
         check_len(OP, "lengths", lengths, u64::from(self.batch))?;
         check_len(OP, "scores scratch", scratch, self.scratch_bytes() / 4)?;
         let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
-        let (gx, gy) = grid_2d(self.q_len * self.heads, max_dim)
+        let (entry_point, workgroup_size, groups) = match reduction {
+            Reduction::Workgroup => ("attention", WORKGROUP, self.q_len * self.heads),
+            Reduction::PerInvocation => ("attention_rows", PER_INVOCATION_WG, (self.q_len * self.heads).div_ceil(PER_INVOCATION_WG)),
+        };
+        let (gx, gy) = grid_2d(groups, max_dim)
             .filter(|_| self.batch <= max_dim)
             .ok_or_else(|| GpuError::Shape { op: OP, detail: "too many queries for the dispatch grid".into() })?;
         let params = AttnParams {
@@ -173,8 +196,8 @@ impl Attention {
         }
         Dispatch {
             shader: ShaderId::Attention,
-            entry_point: "attention",
-            workgroup_size: WORKGROUP,
+            entry_point,
+            workgroup_size,
             kind: None,
             threads_per_row: None,
             params,
@@ -233,9 +256,9 @@ impl Attention {
 /// Outputs are convex combinations of V: an absolute tolerance against max|V| (= 1 here).
 pub const ATTENTION: Tolerance = Tolerance { rel: 1e-5, abs: 1e-5 };
 
-/// Runs `attn` on seeded random Q, K, V in [-1, 1) with the given valid lengths and compares with
-/// the reference.
-pub async fn check_against_reference(ctx: &GpuContext, attn: Attention, lengths: &[u32], seed: u64) -> Result<Comparison, GpuError> {
+/// Runs `attn` by `reduction` on seeded random Q, K, V in [-1, 1) with the given valid lengths
+/// and compares with the reference.
+pub async fn check_against_reference(ctx: &GpuContext, reduction: Reduction, attn: Attention, lengths: &[u32], seed: u64) -> Result<Comparison, GpuError> {
     let mut rng = crate::rng::SeededRng::new(seed);
     let q_elems = (attn.batch * attn.q_len * attn.heads * attn.head_dim) as usize;
     let kv_elems = (attn.batch * attn.kv_len * attn.kv_heads * attn.head_dim) as usize;
@@ -248,7 +271,7 @@ pub async fn check_against_reference(ctx: &GpuContext, attn: Attention, lengths:
     let rel_bias: Vec<f32> = rng.signed_unit_vec((attn.heads * (2 * attn.rel_span).saturating_sub(1)) as usize).iter().map(|b| 3.0 * b).collect();
     let bias_buf = if attn.rel_span > 0 { Some(ctx.storage_from(OP, "relative position bias", &rel_bias)?) } else { None };
     let mut encoder = new_encoder(ctx, OP);
-    attn.encode(ctx, &mut encoder, &bufs.0, &bufs.1, &bufs.2, &len_buf, &scratch, &out, bias_buf.as_ref()).await?;
+    attn.encode_with(reduction, ctx, &mut encoder, &bufs.0, &bufs.1, &bufs.2, &len_buf, &scratch, &out, bias_buf.as_ref()).await?;
     submit(ctx, OP, encoder).await?;
     let y = ctx.read_f32(&out, q_elems).await?;
     Ok(Comparison::within(&y, &attn.reference(&q, &k, &v, lengths, &rel_bias), ATTENTION))

@@ -17,6 +17,27 @@ use super::error::GpuError;
 use super::pipelines::PipelineKey;
 use super::shaders::ShaderId;
 
+/// How a kernel that reduces over a row (a norm, attention's softmax) runs: a workgroup per row
+/// with a tree in workgroup memory (GPUs), or an invocation per row on its own (adapters that
+/// emulate a GPU on the CPU, where a barrier switches between the invocations' stacks and a
+/// reduction across invocations only costs: on SwiftShader MiniLM's LayerNorms and attention took
+/// 2/3 of a batch's time as workgroup reductions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduction {
+    Workgroup,
+    PerInvocation,
+}
+
+impl Reduction {
+    pub fn for_device(ctx: &GpuContext) -> Self {
+        if ctx.report.is_software() { Reduction::PerInvocation } else { Reduction::Workgroup }
+    }
+}
+
+/// Invocations per workgroup of the per-invocation kernels (few: a CPU adapter runs a workgroup
+/// on one thread, and the rows should spread over its threads).
+pub const PER_INVOCATION_WG: u32 = 16;
+
 /// Splits `groups` workgroups into an (x, y) grid within the per-dimension limit, so 1-D work
 /// larger than 65535 groups (a 151936-row vocabulary projection) still dispatches.
 pub fn grid_2d(groups: u32, max_per_dim: u32) -> Option<(u32, u32)> {
@@ -73,7 +94,16 @@ impl<P: bytemuck::Pod> Dispatch<'_, P> {
         // The test switch's broken kernels cover half their grid: outputs partly never written.
         let x = if super::context::kernels_broken() { self.groups.0.div_ceil(2) } else { self.groups.0 };
         pass.dispatch_workgroups(x, self.groups.1, self.groups.2);
+        drop(pass);
         ctx.count_dispatch();
+        if super::context::profiling() {
+            // Everything recorded so far goes now, and this dispatch's wait is its time.
+            let recorded = std::mem::replace(encoder, new_encoder(ctx, op));
+            let t0 = crate::clock::now_ms();
+            ctx.queue.submit([recorded.finish()]);
+            wait_idle(ctx).await?;
+            super::context::add_to_profile(op, crate::clock::now_ms() - t0);
+        }
         Ok(())
     }
 }
@@ -98,6 +128,17 @@ pub(crate) fn check_len(op: &'static str, what: &str, buffer: &wgpu::Buffer, ele
 /// Submits `encoder` inside error scopes.
 pub(crate) async fn submit(ctx: &GpuContext, op: &str, encoder: wgpu::CommandEncoder) -> Result<(), GpuError> {
     ctx.scoped(op, || ctx.queue.submit([encoder.finish()])).await.map(|_| ())
+}
+
+/// Waits until the GPU has finished everything submitted so far.
+pub(crate) async fn wait_idle(ctx: &GpuContext) -> Result<(), GpuError> {
+    let (tx, rx) = futures_channel::oneshot::channel();
+    ctx.queue.on_submitted_work_done(move || {
+        let _ = tx.send(());
+    });
+    #[cfg(not(target_arch = "wasm32"))]
+    ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback { detail: e.to_string() })?;
+    rx.await.map_err(|_| GpuError::Readback { detail: "work-done callback dropped".into() })
 }
 
 pub(crate) fn new_encoder(ctx: &GpuContext, op: &str) -> wgpu::CommandEncoder {

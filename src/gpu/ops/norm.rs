@@ -3,7 +3,7 @@
 use crate::check::{Comparison, NORMALISED};
 use crate::gpu::context::GpuContext;
 use crate::gpu::error::GpuError;
-use crate::gpu::ops::{Dispatch, check_len, grid, new_encoder, submit};
+use crate::gpu::ops::{Dispatch, PER_INVOCATION_WG, Reduction, check_len, grid, new_encoder, submit};
 use crate::gpu::shaders::ShaderId;
 
 const OP: &str = "norm";
@@ -35,10 +35,17 @@ impl Norm {
     }
 
     /// Records `y = norm(x)` for `rows` rows of `cols`: `g` (cols), `b` (cols; LayerNorm only,
-    /// `None` for a LayerNorm without bias).
+    /// `None` for a LayerNorm without bias), by the device's kind of reduction.
     #[allow(clippy::too_many_arguments)]
-    pub async fn encode(
+    pub async fn encode(self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, rows: u32, cols: u32, x: &wgpu::Buffer, g: &wgpu::Buffer, b: Option<&wgpu::Buffer>, y: &wgpu::Buffer) -> Result<(), GpuError> {
+        self.encode_with(Reduction::for_device(ctx), ctx, encoder, rows, cols, x, g, b, y).await
+    }
+
+    /// `encode` by the given kind of reduction (tests run both).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn encode_with(
         self,
+        reduction: Reduction,
         ctx: &GpuContext,
         encoder: &mut wgpu::CommandEncoder,
         rows: u32,
@@ -58,15 +65,21 @@ impl Norm {
         if let Some(b) = b.filter(|_| matches!(self, Norm::Layer { .. })) {
             check_len(OP, "b", b, u64::from(cols))?;
         }
-        let groups = grid(ctx, OP, u64::from(rows))?;
-        let entry_point = match (self, b) {
-            (Norm::Rms { .. }, _) => "rms_norm",
-            (Norm::Layer { .. }, Some(_)) => "layer_norm",
-            (Norm::Layer { .. }, None) => "layer_norm_unbiased",
+        let (workgroup_size, groups) = match reduction {
+            Reduction::Workgroup => (WORKGROUP, grid(ctx, OP, u64::from(rows))?),
+            Reduction::PerInvocation => (PER_INVOCATION_WG, grid(ctx, OP, u64::from(rows.div_ceil(PER_INVOCATION_WG)))?),
+        };
+        let entry_point = match (self, b, reduction) {
+            (Norm::Rms { .. }, _, Reduction::Workgroup) => "rms_norm",
+            (Norm::Layer { .. }, Some(_), Reduction::Workgroup) => "layer_norm",
+            (Norm::Layer { .. }, None, Reduction::Workgroup) => "layer_norm_unbiased",
+            (Norm::Rms { .. }, _, Reduction::PerInvocation) => "rms_norm_rows",
+            (Norm::Layer { .. }, Some(_), Reduction::PerInvocation) => "layer_norm_rows",
+            (Norm::Layer { .. }, None, Reduction::PerInvocation) => "layer_norm_unbiased_rows",
         };
         let b = b.unwrap_or(g); // bound, not read
         let params = NormParams { rows, cols, groups_x: groups.0, eps: self.eps() };
-        Dispatch { shader: ShaderId::Norm, entry_point, workgroup_size: WORKGROUP, kind: None, threads_per_row: None, params, buffers: &[x, g, b, y], groups }
+        Dispatch { shader: ShaderId::Norm, entry_point, workgroup_size, kind: None, threads_per_row: None, params, buffers: &[x, g, b, y], groups }
             .encode(ctx, encoder)
             .await
     }
@@ -94,11 +107,11 @@ impl Norm {
     }
 }
 
-/// Normalises seeded random rows (values offset by `offset`, to exercise the mean) and compares
-/// with the reference.
+/// Normalises seeded random rows (values offset by `offset`, to exercise the mean) by
+/// `reduction` and compares with the reference.
 /// `biased` false: a LayerNorm without bias.
 #[allow(clippy::too_many_arguments)]
-pub async fn check_against_reference(ctx: &GpuContext, norm: Norm, rows: usize, cols: usize, offset: f32, biased: bool, seed: u64) -> Result<Comparison, GpuError> {
+pub async fn check_against_reference(ctx: &GpuContext, reduction: Reduction, norm: Norm, rows: usize, cols: usize, offset: f32, biased: bool, seed: u64) -> Result<Comparison, GpuError> {
     let mut rng = crate::rng::SeededRng::new(seed);
     let x: Vec<f32> = rng.signed_unit_vec(rows * cols).iter().map(|v| v + offset).collect();
     let g = rng.signed_unit_vec(cols);
@@ -107,7 +120,7 @@ pub async fn check_against_reference(ctx: &GpuContext, norm: Norm, rows: usize, 
     let b_buf = if biased { Some(ctx.storage_from(OP, "b", &b)?) } else { None };
     let y_buf = ctx.storage_output(OP, "y", (rows * cols) as u64 * 4)?;
     let mut encoder = new_encoder(ctx, OP);
-    norm.encode(ctx, &mut encoder, rows as u32, cols as u32, &x_buf, &g_buf, b_buf.as_ref(), &y_buf).await?;
+    norm.encode_with(reduction, ctx, &mut encoder, rows as u32, cols as u32, &x_buf, &g_buf, b_buf.as_ref(), &y_buf).await?;
     submit(ctx, OP, encoder).await?;
     let y = ctx.read_f32(&y_buf, rows * cols).await?;
     Ok(Comparison::within(&y, &norm.reference(&x, &g, &b, cols), NORMALISED))
