@@ -45,9 +45,34 @@ pub struct Args {
     /// matmul: [{dtype, shape, tokens, matvecGflopPerS, matvecF16GflopPerS, tiledGflopPerS, …}]}.
     #[arg(long)]
     pub json: bool,
+    /// Also print GPU time per kernel entry point (each dispatch submitted and waited for on its
+    /// own, so the benchmark's own figures are slower then): a table, or with --json a second
+    /// line {"gpuProfile": {entryPoint: {dispatches, ms}}}.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 pub fn run(args: &Args) -> Result<String, CliError> {
+    crate::gpu::context::profile(args.profile);
+    let out = run_benchmark(args)?;
+    if !args.profile {
+        return Ok(out);
+    }
+    let mut totals: Vec<_> = crate::gpu::context::take_profile().into_iter().collect();
+    crate::gpu::context::profile(false);
+    totals.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
+    if args.json {
+        let map: serde_json::Map<String, serde_json::Value> = totals.iter().map(|(k, (n, ms))| ((*k).to_owned(), serde_json::json!({ "dispatches": n, "ms": ms }))).collect();
+        return Ok(format!("{out}{}\n", serde_json::json!({ "gpuProfile": map })));
+    }
+    let mut table = format!("{out}\nGPU time per kernel (each dispatch alone):\n{:<28} {:>10} {:>12}\n", "entry point", "dispatches", "ms");
+    for (k, (n, ms)) in totals {
+        table += &format!("{k:<28} {n:>10} {ms:>12.1}\n");
+    }
+    Ok(table)
+}
+
+fn run_benchmark(args: &Args) -> Result<String, CliError> {
     match (args.what.as_str(), &args.model) {
         ("kernels" | "matmul", _) => {}
         ("model", Some(path)) if args.device == "cpu" || args.device == "gpu" => return bench_model(args, path),
