@@ -127,13 +127,40 @@ fn span(qh: u32, b: u32) -> Span {
         b * P.kv_len * kv_row + kvh * P.head_dim, kv_row);
 }
 
-// Key p's score for the query of `q`: written to S and returned.
-fn key_score(q: Span, p: u32) -> f32 {
+fn q4(at: u32) -> vec4<f32> {
+    return vec4(Q[at], Q[at + 1u], Q[at + 2u], Q[at + 3u]);
+}
+
+fn k4(at: u32) -> vec4<f32> {
+    return vec4(K[at], K[at + 1u], K[at + 2u], K[at + 3u]);
+}
+
+fn v4(at: u32) -> vec4<f32> {
+    return vec4(V[at], V[at + 1u], V[at + 2u], V[at + 3u]);
+}
+
+// Q·K of the query of `q` and key p: 16 dimensions a step in four vec4 sums where head_dim
+// allows (a CPU adapter then runs a quarter of the loop iterations), else one at a time.
+fn key_dot(q: Span, p: u32) -> f32 {
+    let kr = q.kv_base + p * q.kv_row;
+    if (P.head_dim % 16u == 0u) {
+        var s = vec4(0.0);
+        for (var d = 0u; d < P.head_dim; d += 16u) {
+            s += vec4(dot(q4(q.q_base + d), k4(kr + d)), dot(q4(q.q_base + d + 4u), k4(kr + d + 4u)),
+                dot(q4(q.q_base + d + 8u), k4(kr + d + 8u)), dot(q4(q.q_base + d + 12u), k4(kr + d + 12u)));
+        }
+        return (s.x + s.y) + (s.z + s.w);
+    }
     var s = 0.0;
     for (var d = 0u; d < P.head_dim; d++) {
-        s += Q[q.q_base + d] * K[q.kv_base + p * q.kv_row + d];
+        s += Q[q.q_base + d] * K[kr + d];
     }
-    s = score(s);
+    return s;
+}
+
+// Key p's score for the query of `q`: written to S and returned.
+fn key_score(q: Span, p: u32) -> f32 {
+    var s = score(key_dot(q, p));
     if (P.rel_span != 0u) {
         s += RB[q.h * (2u * P.rel_span - 1u) + p + P.rel_span - 1u - q.t];
     }
@@ -201,8 +228,34 @@ fn attention_rows(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invoca
     for (var p = q.k_lo; p < q.n_keys; p++) {
         sum += key_weight(q, p, m);
     }
-    for (var d = 0u; d < P.head_dim; d++) {
-        output(q, d, sum);
+    if (P.head_dim % 16u != 0u) {
+        for (var d = 0u; d < P.head_dim; d++) {
+            output(q, d, sum);
+        }
+        return;
+    }
+    // 16 output dimensions at a time in registers: each weight S[p] read once per 16.
+    let inv = select(0.0, 1.0 / sum, sum > 0.0);
+    for (var d = 0u; d < P.head_dim; d += 16u) {
+        var a0 = vec4(0.0);
+        var a1 = vec4(0.0);
+        var a2 = vec4(0.0);
+        var a3 = vec4(0.0);
+        for (var p = q.k_lo; p < q.n_keys; p++) {
+            let w = S[q.s_base + p];
+            let vr = q.kv_base + p * q.kv_row + d;
+            a0 += w * v4(vr);
+            a1 += w * v4(vr + 4u);
+            a2 += w * v4(vr + 8u);
+            a3 += w * v4(vr + 12u);
+        }
+        let o = q.q_base + d;
+        for (var j = 0u; j < 4u; j++) {
+            O[o + j] = a0[j] * inv;
+            O[o + 4u + j] = a1[j] * inv;
+            O[o + 8u + j] = a2[j] * inv;
+            O[o + 12u + j] = a3[j] * inv;
+        }
     }
 }
 
