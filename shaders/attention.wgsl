@@ -31,7 +31,8 @@
 // alone, for adapters that emulate a GPU on the CPU: there a barrier is a switch between the
 // invocations' stacks (SwiftShader's coroutines) and a reduction across invocations only costs,
 // so the 64-invocation workgroups with six reductions ran MiniLM's 19-key attention ~100x slower
-// than the arithmetic needs. Same grid as `attention` with WG (query, head) pairs per workgroup.
+// than the arithmetic needs. Same grid as `attention` with WG (query, head) pairs per workgroup;
+// head_dim a multiple of 16 (the host takes `attention` for others).
 
 struct AttnParams {
     q_len: u32,
@@ -228,13 +229,8 @@ fn attention_rows(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invoca
     for (var p = q.k_lo; p < q.n_keys; p++) {
         sum += key_weight(q, p, m);
     }
-    if (P.head_dim % 16u != 0u) {
-        for (var d = 0u; d < P.head_dim; d++) {
-            output(q, d, sum);
-        }
-        return;
-    }
-    // 16 output dimensions at a time in registers: each weight S[p] read once per 16.
+    // 16 output dimensions at a time in registers: each weight S[p] read once per 16 (the host
+    // takes `attention` where head_dim is not a multiple of 16).
     let inv = select(0.0, 1.0 / sum, sum > 0.0);
     for (var d = 0u; d < P.head_dim; d += 16u) {
         var a0 = vec4(0.0);

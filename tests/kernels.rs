@@ -319,6 +319,10 @@ gpu_test!(attention_decode_prefill_and_encoder, async {
         ("encoder, bidirectional window 3, padded batch of 3", Attention { batch: 3, q_len: 9, kv_len: 9, heads: 2, kv_heads: 2, head_dim: 16, causal: false, scale: 0.25, window: 3, ..base }, vec![9, 4, 1]),
         // MPNet's relative position bias, over a padded batch and a span wider than the batch.
         ("encoder with relative position bias, padded batch of 3", Attention { batch: 3, q_len: 7, kv_len: 7, heads: 3, kv_heads: 3, head_dim: 16, causal: false, scale: 0.25, rel_span: 7, ..base }, vec![7, 5, 1]),
+        // Long encoder passes (Whisper's 1500 frames, shortened): many workgroups of queries, and a
+        // head_dim that is not a multiple of 16 (the per-invocation kernel's other path).
+        ("encoder, 600 tokens, 6 heads of 64", Attention { batch: 1, q_len: 600, kv_len: 600, heads: 6, kv_heads: 6, head_dim: 64, causal: false, scale: 0.125, ..base }, vec![600]),
+        ("encoder, 600 tokens, 6 heads of 72", Attention { batch: 1, q_len: 600, kv_len: 600, heads: 6, kv_heads: 6, head_dim: 72, causal: false, scale: 0.125, ..base }, vec![600]),
         ("encoder with relative position bias, span 40 over 13", Attention { batch: 2, q_len: 13, kv_len: 13, heads: 2, kv_heads: 2, head_dim: 8, causal: false, scale: 0.35, rel_span: 40, ..base }, vec![13, 11]),
     ];
     // Both kinds of reduction: a workgroup per query (GPUs), an invocation per query (CPU adapters).

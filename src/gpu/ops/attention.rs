@@ -163,6 +163,10 @@ impl Attention {
         check_len(OP, "lengths", lengths, u64::from(self.batch))?;
         check_len(OP, "scores scratch", scratch, self.scratch_bytes() / 4)?;
         let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
+        // attention_rows walks head dimensions 16 at a time. (Its first version, one dimension at
+        // a time, gave zeros on lavapipe for some outputs of long passes: 600 queries × 6 heads of
+        // 72, and Whisper's encoder; the kernel test keeps that case.)
+        let reduction = if self.head_dim.is_multiple_of(16) { reduction } else { Reduction::Workgroup };
         let (entry_point, workgroup_size, groups) = match reduction {
             Reduction::Workgroup => ("attention", WORKGROUP, self.q_len * self.heads),
             Reduction::PerInvocation => ("attention_rows", PER_INVOCATION_WG, (self.q_len * self.heads).div_ceil(PER_INVOCATION_WG)),
