@@ -141,7 +141,7 @@ fn v4(at: u32) -> vec4<f32> {
 }
 
 // Q·K of the query of `q` and key p: 16 dimensions a step in four vec4 sums where head_dim
-// allows (a CPU adapter then runs a quarter of the loop iterations), else one at a time.
+// allows (a CPU adapter then runs a sixteenth of the loop iterations), else one at a time.
 fn key_dot(q: Span, p: u32) -> f32 {
     let kr = q.kv_base + p * q.kv_row;
     if (P.head_dim % 16u == 0u) {

@@ -7,6 +7,12 @@ use hugrt::formats::DType;
 use hugrt::gpu::ops::{Reduction, matmul, matvec};
 use hugrt::gpu::{GpuContext, Precision};
 
+/// Every weight type the GPU kernels decode.
+const WEIGHT_TYPES: [DType; 13] = [
+    DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+    DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
+];
+
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
@@ -85,11 +91,7 @@ gpu_test!(matvec_f32_4096x4097, async {
 
 gpu_test!(matvec_every_weight_type, async {
     let ctx = context().await;
-    let types = [
-        DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
-        DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
-    ];
-    for (i, dtype) in types.into_iter().enumerate() {
+    for (i, dtype) in WEIGHT_TYPES[1..].iter().copied().enumerate() {
         let block = dtype.block_elems().max(2) as usize;
         // One block per row; a prime number of blocks per row and of rows; more blocks per row
         // than invocations per workgroup.
@@ -105,11 +107,7 @@ gpu_test!(matvec_f16_every_weight_type_at_awkward_sizes, async {
     // without it (SwiftShader) the f32 path must have been chosen, and is checked.
     let f16 = f16_where_present(&ctx);
     log(&format!("shader-f16: {}; the runtime's precision: {f16:?}", ctx.report.shader_f16));
-    let types = [
-        DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
-        DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
-    ];
-    for (i, dtype) in types.into_iter().enumerate() {
+    for (i, dtype) in WEIGHT_TYPES.into_iter().enumerate() {
         let block = dtype.block_elems().max(2) as usize;
         let (mut worst32, mut worst16) = (0f64, 0f64);
         // One block, one token; prime numbers of rows, blocks and tokens (5: a partial tile);
@@ -320,7 +318,8 @@ gpu_test!(attention_decode_prefill_and_encoder, async {
         // MPNet's relative position bias, over a padded batch and a span wider than the batch.
         ("encoder with relative position bias, padded batch of 3", Attention { batch: 3, q_len: 7, kv_len: 7, heads: 3, kv_heads: 3, head_dim: 16, causal: false, scale: 0.25, rel_span: 7, ..base }, vec![7, 5, 1]),
         // Long encoder passes (Whisper's 1500 frames, shortened): many workgroups of queries, and a
-        // head_dim that is not a multiple of 16 (the per-invocation kernel's other path).
+        // head_dim that is not a multiple of 16 (where the per-invocation choice takes the
+        // workgroup kernel: attention_rows' first version gave zeros here on lavapipe).
         ("encoder, 600 tokens, 6 heads of 64", Attention { batch: 1, q_len: 600, kv_len: 600, heads: 6, kv_heads: 6, head_dim: 64, causal: false, scale: 0.125, ..base }, vec![600]),
         ("encoder, 600 tokens, 6 heads of 72", Attention { batch: 1, q_len: 600, kv_len: 600, heads: 6, kv_heads: 6, head_dim: 72, causal: false, scale: 0.125, ..base }, vec![600]),
         ("encoder with relative position bias, span 40 over 13", Attention { batch: 2, q_len: 13, kv_len: 13, heads: 2, kv_heads: 2, head_dim: 8, causal: false, scale: 0.35, rel_span: 40, ..base }, vec![13, 11]),
@@ -386,11 +385,7 @@ gpu_test!(matvec_on_fixture_blocks, async {
 gpu_test!(embedding_lookup_every_weight_type, async {
     use hugrt::gpu::ops::embedding::check_against_reference;
     let ctx = context().await;
-    let types = [
-        DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
-        DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
-    ];
-    for (i, dtype) in types.into_iter().enumerate() {
+    for (i, dtype) in WEIGHT_TYPES.into_iter().enumerate() {
         let cols = 2 * dtype.block_elems().max(2) as usize;
         // Repeated ids, the first and last rows, a table split into parts of 3 rows.
         let ids = [0u32, 10, 3, 3, 16, 7];
@@ -480,11 +475,7 @@ async fn check_product(ctx: &GpuContext, product: Option<matmul::Product>, dtype
 
 gpu_test!(matmul_tiled_every_weight_type_at_awkward_sizes, async {
     let ctx = context().await;
-    let types = [
-        DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
-        DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
-    ];
-    for (i, dtype) in types.into_iter().enumerate() {
+    for (i, dtype) in WEIGHT_TYPES.into_iter().enumerate() {
         // Columns: a prime for F32 (a partial K-step of 32), a prime number of pairs for
         // F16/BF16, a prime number of blocks otherwise; 67 rows (a tile of 64 and 3 more).
         let cols = match dtype {
@@ -503,11 +494,7 @@ gpu_test!(matmul_tiled_every_weight_type_at_awkward_sizes, async {
 gpu_test!(matmul_blocked_every_weight_type_at_awkward_sizes, async {
     use matmul::Product::Blocked;
     let ctx = context().await;
-    let types = [
-        DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
-        DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
-    ];
-    for (i, dtype) in types.into_iter().enumerate() {
+    for (i, dtype) in WEIGHT_TYPES.into_iter().enumerate() {
         // Columns: 4 × a prime for F32 and F16/BF16, a prime number of blocks otherwise; 67 rows
         // (8 invocations of 8 rows and 3 more: the last block clamped).
         let cols = match dtype {

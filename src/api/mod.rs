@@ -47,9 +47,7 @@ pub fn profile_gpu(on: bool) {
 /// The totals since `profileGpu(true)` or the last call: `{ [entryPoint]: { dispatches, ms } }`.
 #[wasm_bindgen(js_name = gpuProfile)]
 pub fn gpu_profile() -> Result<JsValue, JsValue> {
-    let totals: serde_json::Map<String, serde_json::Value> =
-        crate::gpu::context::take_profile().into_iter().map(|(k, (n, ms))| (k.to_owned(), serde_json::json!({ "dispatches": n, "ms": ms }))).collect();
-    to_js(&totals)
+    to_js(&crate::gpu::context::take_profile())
 }
 
 /// A JS `Error` with `name` = `code` = the error's stable code.

@@ -58,16 +58,16 @@ pub fn run(args: &Args) -> Result<String, CliError> {
     if !args.profile {
         return Ok(out);
     }
-    let mut totals: Vec<_> = crate::gpu::context::take_profile().into_iter().collect();
+    let totals = crate::gpu::context::take_profile();
     crate::gpu::context::profile(false);
-    totals.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
     if args.json {
-        let map: serde_json::Map<String, serde_json::Value> = totals.iter().map(|(k, (n, ms))| ((*k).to_owned(), serde_json::json!({ "dispatches": n, "ms": ms }))).collect();
-        return Ok(format!("{out}{}\n", serde_json::json!({ "gpuProfile": map })));
+        return Ok(format!("{out}{}\n", serde_json::json!({ "gpuProfile": totals })));
     }
+    let mut by_time: Vec<_> = totals.into_iter().collect();
+    by_time.sort_by(|a, b| b.1.ms.total_cmp(&a.1.ms));
     let mut table = format!("{out}\nGPU time per kernel (each dispatch alone):\n{:<28} {:>10} {:>12}\n", "entry point", "dispatches", "ms");
-    for (k, (n, ms)) in totals {
-        table += &format!("{k:<28} {n:>10} {ms:>12.1}\n");
+    for (k, t) in by_time {
+        table += &format!("{k:<28} {:>10} {:>12.1}\n", t.dispatches, t.ms);
     }
     Ok(table)
 }

@@ -116,8 +116,15 @@ pub fn lose_device_after(n: u64) {
     LOSE_DEVICE_IN.with(|left| left.set(n));
 }
 
-/// GPU time per kernel entry point: dispatches and milliseconds, gathered while `profile(true)`.
-pub type Profile = std::collections::BTreeMap<&'static str, (u64, f64)>;
+/// One kernel entry point's share of a profile.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct KernelTime {
+    pub dispatches: u64,
+    pub ms: f64,
+}
+
+/// GPU time per kernel entry point, gathered while `profile(true)`.
+pub type Profile = std::collections::BTreeMap<&'static str, KernelTime>;
 
 /// Profiling switch (this thread's): while on, each dispatch is submitted on its own and waited
 /// for, and its wall time added to its entry point's total (`take_profile`). It serialises the
@@ -139,8 +146,8 @@ pub(crate) fn add_to_profile(entry_point: &'static str, ms: f64) {
     PROFILE.with(|p| {
         if let Some(totals) = p.borrow_mut().as_mut() {
             let t = totals.entry(entry_point).or_default();
-            t.0 += 1;
-            t.1 += ms;
+            t.dispatches += 1;
+            t.ms += ms;
         }
     });
 }
