@@ -24,16 +24,7 @@ fn index(gid: vec3<u32>) -> u32 {
     return gid.x + gid.y * P.groups_x * WG;
 }
 
-fn sigmoid(x: f32) -> f32 {
-    return 1.0 / (1.0 + exp(-x));
-}
-
-// erf by Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), WGSL having no erf.
-fn erf_approx(x: f32) -> f32 {
-    let t = 1.0 / (1.0 + 0.3275911 * abs(x));
-    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-    return sign(x) * (1.0 - poly * exp(-x * x));
-}
+// sigmoid, erf_approx and gelu_tanh_of: activations.wgsl (appended to this module).
 
 @compute @workgroup_size(WG)
 fn scale(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -77,17 +68,10 @@ fn swiglu(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i < P.n) { Y[i] = A[i] * sigmoid(A[i]) * B[i]; }
 }
 
-// GELU, tanh form (GPT-2's "gelu_new"): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
-// tanh is written through exp of a clamped argument: some drivers return NaN for tanh(±large).
 @compute @workgroup_size(WG)
 fn gelu_tanh(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = index(gid);
-    if (i < P.n) {
-        let x = A[i];
-        let u = clamp(0.7978845608 * (x + 0.044715 * x * x * x), -15.0, 15.0);
-        let e = exp(2.0 * u);
-        Y[i] = 0.5 * x * (1.0 + (e - 1.0) / (e + 1.0));
-    }
+    if (i < P.n) { Y[i] = gelu_tanh_of(A[i]); }
 }
 
 // GELU, erf form (BERT's "gelu"): 0.5·x·(1 + erf(x/√2)).

@@ -4,6 +4,7 @@
 //      `value_of` decodes one value, `block_elems`/`block_words` give the layout of KIND)
 //   X: (tokens, cols) f32
 //   Y: (tokens, out_stride) f32; this dispatch writes columns row_offset .. row_offset + rows
+//      through product_epilogue.wgsl (appended: bias, residual, output segments)
 //
 // Grid: workgroup (x + y·groups_x) owns BN weight rows, z a tile of BM tokens: a BM × BN tile of
 // Y. The K dimension (cols) goes in steps of BK = 32 values: one block of the 32-value formats, a
@@ -23,17 +24,6 @@
 // A weight larger than one storage binding is split by rows into parts, one dispatch each.
 // Error bound (tests, src/gpu/ops/matmul.rs): γ(cols + 3) · Σ|W[r,c]·X[t,c]|.
 
-struct MatmulParams {
-    rows: u32,
-    cols: u32,
-    groups_x: u32,
-    row_offset: u32,
-    tokens: u32,
-    out_stride: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
 override WG: u32 = 256u;
 override KIND: u32 = 0u;
 // Tokens and weight rows per workgroup tile, multiples of 4.
@@ -46,7 +36,7 @@ override QN: u32 = BN / 4u;
 override XS_LEN: u32 = QM * BK;
 override WS_LEN: u32 = QN * BK;
 
-@group(0) @binding(0) var<uniform> P: MatmulParams;
+@group(0) @binding(0) var<uniform> P: ProductParams;
 @group(0) @binding(1) var<storage, read> W: array<u32>;
 @group(0) @binding(2) var<storage, read> X: array<f32>;
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
@@ -127,10 +117,9 @@ fn store(t: u32, r: u32, v: vec4<f32>) {
     if (t >= P.tokens) {
         return;
     }
-    let base = t * P.out_stride + P.row_offset;
     for (var j = 0u; j < 4u; j++) {
         if (r + j < P.rows) {
-            Y[base + r + j] = v[j];
+            store_output(t, P.row_offset + r + j, v[j]);
         }
     }
 }

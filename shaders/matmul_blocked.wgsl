@@ -6,6 +6,10 @@
 //   W: (rows, cols) in the repacked block layout of quant_decode.wgsl (appended to this module)
 //   X: (tokens, cols) f32
 //   Y: (tokens, out_stride) f32; this dispatch writes columns row_offset .. row_offset + rows
+//      through product_epilogue.wgsl (appended: bias, residual, output segments, and the two
+//      fusions only this kernel runs, chosen by the override FUSE so that each is its own
+//      pipeline: RMSNorm of X, the gain taken as X is read and the token's 1/rms gathered in the
+//      same loop; gate and up rows, an invocation then holding 4 gate rows and their 4 up rows)
 //
 // Why a kernel of its own: a CPU runs a workgroup as one thread stepping through its invocations
 // a few lanes at a time, so workgroup memory is ordinary memory that costs what a storage load
@@ -17,30 +21,27 @@
 // matvec.wgsl. On a real GPU the same kernel would leave most of the chip idle at decode time
 // (576 rows are 72 invocations), so GPUs keep matvec and the tiled matmul.
 //
-// Grid: invocation (x + y·groups_x)·WG + local index owns rows 8i .. 8i + 7, z a block of 8 tokens
+// Grid: invocation (x + y·groups_x)·WG + local index owns rows 8i .. 8i + 7 (gated: outputs
+// 4i .. 4i + 3, from 4 gate and 4 up rows), z a block of 8 tokens
 // (`tokens8`) or one token (`token1`). Rows and tokens past the end are read clamped to the last
 // one and not stored. cols must be a multiple of 4 (the host checks). Each output is a sum over
 // cols / 4 steps of a 4-term dot product.
 // Error bound (tests, src/gpu/ops/matmul.rs): γ(cols + 3) · Σ|W[r,c]·X[t,c]|, as matmul.wgsl's.
 
-struct MatmulParams {
-    rows: u32,
-    cols: u32,
-    groups_x: u32,
-    row_offset: u32,
-    tokens: u32,
-    out_stride: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
 override WG: u32 = 16u;
 override KIND: u32 = 0u;
+// FUSE_RMS_NORM and FUSE_GATED_* bits of product_epilogue.wgsl (the rest come in P.flags).
+override FUSE: u32 = 0u;
 
-@group(0) @binding(0) var<uniform> P: MatmulParams;
+@group(0) @binding(0) var<uniform> P: ProductParams;
 @group(0) @binding(1) var<storage, read> W: array<u32>;
 @group(0) @binding(2) var<storage, read> X: array<f32>;
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+// The RMS norm's gain (cols values), read when FUSE has FUSE_RMS_NORM.
+@group(0) @binding(6) var<storage, read> G: array<f32>;
+
+override NORMED: bool = (FUSE & FUSE_RMS_NORM) != 0u;
+override GATED: bool = (FUSE & (FUSE_GATED_SILU | FUSE_GATED_GELU_TANH)) != 0u;
 
 // Values c .. c + 3 of the row whose blocks start at word `row_word` (c a multiple of 4, so the
 // four values lie in one block and, for the nibble and byte formats, in one word).
@@ -92,23 +93,59 @@ fn x4(at: u32) -> vec4<f32> {
     return vec4(X[at], X[at + 1u], X[at + 2u], X[at + 3u]);
 }
 
-// The word where row r's blocks start, r clamped to the last row.
-fn row_word(r: u32) -> u32 {
-    return min(r, P.rows - 1u) * (P.cols / block_elems() * block_words());
+// The norm's gain for columns c .. c + 3 (ones without the norm).
+fn g4(c: u32) -> vec4<f32> {
+    if (NORMED) {
+        return vec4(G[c], G[c + 1u], G[c + 2u], G[c + 3u]);
+    }
+    return vec4(1.0);
 }
 
-// Y[t, r .. r + 7] = (lo, hi), the values that fall inside Y.
-fn store8(t: u32, r: u32, lo: vec4<f32>, hi: vec4<f32>) {
+// Outputs an invocation stores per token (8 rows, or 4 gated pairs), and of the dispatch.
+override PER_INVOCATION: u32 = select(8u, 4u, GATED);
+fn outputs() -> u32 {
+    return select(P.rows, P.rows / 2u, GATED);
+}
+
+// The word where accumulator j's row starts for an invocation whose outputs begin at o0: row
+// o0 + j, or when gated the gate row o0 + j (j < 4) and the up row F + o0 + j − 4 (F = rows / 2);
+// rows past the end clamped to the last one.
+fn row_word(o0: u32, j: u32) -> u32 {
+    var r = min(o0 + j, P.rows - 1u);
+    if (GATED) {
+        let f = P.rows / 2u;
+        r = min(o0 + j % 4u, f - 1u) + f * (j / 4u);
+    }
+    return r * (P.cols / block_elems() * block_words());
+}
+
+// 1/rms of a token from its Σx² (1 without the norm).
+fn norm_scale(ss: f32) -> f32 {
+    if (NORMED) {
+        return inverseSqrt(ss / f32(P.cols) + P.eps);
+    }
+    return 1.0;
+}
+
+// Token t's outputs o0 .. o0 + 7 (or the 4 gated ones) from its sums (lo, hi) and 1/rms `s`,
+// those that fall inside Y.
+fn store8(t: u32, o0: u32, lo: vec4<f32>, hi: vec4<f32>, s: f32) {
     if (t >= P.tokens) {
         return;
     }
-    let base = t * P.out_stride + P.row_offset + r;
+    let n = outputs();
     for (var j = 0u; j < 4u; j++) {
-        if (r + j < P.rows) {
-            Y[base + j] = lo[j];
-        }
-        if (r + 4u + j < P.rows) {
-            Y[base + 4u + j] = hi[j];
+        if (GATED) {
+            if (o0 + j < n) {
+                store_gated(t, o0 + j, lo[j] * s, hi[j] * s);
+            }
+        } else {
+            if (o0 + j < n) {
+                store_output(t, P.row_offset + o0 + j, lo[j] * s);
+            }
+            if (o0 + 4u + j < n) {
+                store_output(t, P.row_offset + o0 + 4u + j, hi[j] * s);
+            }
         }
     }
 }
@@ -125,19 +162,19 @@ fn dots(a: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>
 
 @compute @workgroup_size(WG)
 fn tokens8(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let r0 = ((group.x + group.y * P.groups_x) * WG + lid) * 8u;
+    let o0 = ((group.x + group.y * P.groups_x) * WG + lid) * PER_INVOCATION;
     let t0 = group.z * 8u;
-    if (r0 >= P.rows) {
+    if (o0 >= outputs()) {
         return;
     }
-    let w0 = row_word(r0);
-    let w1 = row_word(r0 + 1u);
-    let w2 = row_word(r0 + 2u);
-    let w3 = row_word(r0 + 3u);
-    let w4_ = row_word(r0 + 4u);
-    let w5 = row_word(r0 + 5u);
-    let w6 = row_word(r0 + 6u);
-    let w7 = row_word(r0 + 7u);
+    let w0 = row_word(o0, 0u);
+    let w1 = row_word(o0, 1u);
+    let w2 = row_word(o0, 2u);
+    let w3 = row_word(o0, 3u);
+    let w4_ = row_word(o0, 4u);
+    let w5 = row_word(o0, 5u);
+    let w6 = row_word(o0, 6u);
+    let w7 = row_word(o0, 7u);
     let last = P.tokens - 1u;
     let x0 = min(t0, last) * P.cols;
     let x1 = min(t0 + 1u, last) * P.cols;
@@ -147,6 +184,9 @@ fn tokens8(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_in
     let x5 = min(t0 + 5u, last) * P.cols;
     let x6 = min(t0 + 6u, last) * P.cols;
     let x7 = min(t0 + 7u, last) * P.cols;
+    // Σx² of each token (the norm's), in the same loop.
+    var ss0 = vec4(0.0);
+    var ss1 = vec4(0.0);
     var a0 = Dots(vec4(0.0), vec4(0.0));
     var a1 = a0;
     var a2 = a0;
@@ -164,62 +204,80 @@ fn tokens8(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_in
         let b5 = w4(w5, c);
         let b6 = w4(w6, c);
         let b7 = w4(w7, c);
-        var d = dots(x4(x0 + c), b0, b1, b2, b3, b4, b5, b6, b7);
+        let g = g4(c);
+        let v0 = x4(x0 + c);
+        let v1 = x4(x1 + c);
+        let v2 = x4(x2 + c);
+        let v3 = x4(x3 + c);
+        let v4 = x4(x4_ + c);
+        let v5 = x4(x5 + c);
+        let v6 = x4(x6 + c);
+        let v7 = x4(x7 + c);
+        if (NORMED) {
+            ss0 += vec4(dot(v0, v0), dot(v1, v1), dot(v2, v2), dot(v3, v3));
+            ss1 += vec4(dot(v4, v4), dot(v5, v5), dot(v6, v6), dot(v7, v7));
+        }
+        var d = dots(v0 * g, b0, b1, b2, b3, b4, b5, b6, b7);
         a0.lo += d.lo;
         a0.hi += d.hi;
-        d = dots(x4(x1 + c), b0, b1, b2, b3, b4, b5, b6, b7);
+        d = dots(v1 * g, b0, b1, b2, b3, b4, b5, b6, b7);
         a1.lo += d.lo;
         a1.hi += d.hi;
-        d = dots(x4(x2 + c), b0, b1, b2, b3, b4, b5, b6, b7);
+        d = dots(v2 * g, b0, b1, b2, b3, b4, b5, b6, b7);
         a2.lo += d.lo;
         a2.hi += d.hi;
-        d = dots(x4(x3 + c), b0, b1, b2, b3, b4, b5, b6, b7);
+        d = dots(v3 * g, b0, b1, b2, b3, b4, b5, b6, b7);
         a3.lo += d.lo;
         a3.hi += d.hi;
-        d = dots(x4(x4_ + c), b0, b1, b2, b3, b4, b5, b6, b7);
+        d = dots(v4 * g, b0, b1, b2, b3, b4, b5, b6, b7);
         a4.lo += d.lo;
         a4.hi += d.hi;
-        d = dots(x4(x5 + c), b0, b1, b2, b3, b4, b5, b6, b7);
+        d = dots(v5 * g, b0, b1, b2, b3, b4, b5, b6, b7);
         a5.lo += d.lo;
         a5.hi += d.hi;
-        d = dots(x4(x6 + c), b0, b1, b2, b3, b4, b5, b6, b7);
+        d = dots(v6 * g, b0, b1, b2, b3, b4, b5, b6, b7);
         a6.lo += d.lo;
         a6.hi += d.hi;
-        d = dots(x4(x7 + c), b0, b1, b2, b3, b4, b5, b6, b7);
+        d = dots(v7 * g, b0, b1, b2, b3, b4, b5, b6, b7);
         a7.lo += d.lo;
         a7.hi += d.hi;
     }
-    store8(t0, r0, a0.lo, a0.hi);
-    store8(t0 + 1u, r0, a1.lo, a1.hi);
-    store8(t0 + 2u, r0, a2.lo, a2.hi);
-    store8(t0 + 3u, r0, a3.lo, a3.hi);
-    store8(t0 + 4u, r0, a4.lo, a4.hi);
-    store8(t0 + 5u, r0, a5.lo, a5.hi);
-    store8(t0 + 6u, r0, a6.lo, a6.hi);
-    store8(t0 + 7u, r0, a7.lo, a7.hi);
+    store8(t0, o0, a0.lo, a0.hi, norm_scale(ss0[0]));
+    store8(t0 + 1u, o0, a1.lo, a1.hi, norm_scale(ss0[1]));
+    store8(t0 + 2u, o0, a2.lo, a2.hi, norm_scale(ss0[2]));
+    store8(t0 + 3u, o0, a3.lo, a3.hi, norm_scale(ss0[3]));
+    store8(t0 + 4u, o0, a4.lo, a4.hi, norm_scale(ss1[0]));
+    store8(t0 + 5u, o0, a5.lo, a5.hi, norm_scale(ss1[1]));
+    store8(t0 + 6u, o0, a6.lo, a6.hi, norm_scale(ss1[2]));
+    store8(t0 + 7u, o0, a7.lo, a7.hi, norm_scale(ss1[3]));
 }
 
 @compute @workgroup_size(WG)
 fn token1(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let r0 = ((group.x + group.y * P.groups_x) * WG + lid) * 8u;
+    let o0 = ((group.x + group.y * P.groups_x) * WG + lid) * PER_INVOCATION;
     let t = group.z;
-    if (r0 >= P.rows) {
+    if (o0 >= outputs()) {
         return;
     }
-    let w0 = row_word(r0);
-    let w1 = row_word(r0 + 1u);
-    let w2 = row_word(r0 + 2u);
-    let w3 = row_word(r0 + 3u);
-    let w4_ = row_word(r0 + 4u);
-    let w5 = row_word(r0 + 5u);
-    let w6 = row_word(r0 + 6u);
-    let w7 = row_word(r0 + 7u);
+    let w0 = row_word(o0, 0u);
+    let w1 = row_word(o0, 1u);
+    let w2 = row_word(o0, 2u);
+    let w3 = row_word(o0, 3u);
+    let w4_ = row_word(o0, 4u);
+    let w5 = row_word(o0, 5u);
+    let w6 = row_word(o0, 6u);
+    let w7 = row_word(o0, 7u);
     let x0 = min(t, P.tokens - 1u) * P.cols;
     var a = Dots(vec4(0.0), vec4(0.0));
+    var ss = 0.0;
     for (var c = 0u; c < P.cols; c += 4u) {
-        let d = dots(x4(x0 + c), w4(w0, c), w4(w1, c), w4(w2, c), w4(w3, c), w4(w4_, c), w4(w5, c), w4(w6, c), w4(w7, c));
+        let v = x4(x0 + c);
+        if (NORMED) {
+            ss += dot(v, v);
+        }
+        let d = dots(v * g4(c), w4(w0, c), w4(w1, c), w4(w2, c), w4(w3, c), w4(w4_, c), w4(w5, c), w4(w6, c), w4(w7, c));
         a.lo += d.lo;
         a.hi += d.hi;
     }
-    store8(t, r0, a.lo, a.hi);
+    store8(t, o0, a.lo, a.hi, norm_scale(ss));
 }

@@ -7,6 +7,7 @@
 //   X: (tokens, cols): f32 (quant_dot.wgsl), or staged as f16 with a scale per 32 values
 //      (quant_dot_f16.wgsl, stage_f16.wgsl)
 //   Y: (tokens, out_stride) f32; this dispatch writes columns row_offset .. row_offset + rows
+//      through product_epilogue.wgsl (appended: bias, residual, output segments)
 //
 // Grid: workgroup (x + y·groups_x) holds WG / TPR weight rows, z a tile of TM tokens. The TPR
 // invocations of a row take its blocks lane, lane + TPR, … (elements for F32, word pairs for
@@ -19,17 +20,6 @@
 // KIND (an override, so each weight type gets its own specialised pipeline) picks the decoder.
 // Error bound (tests, src/gpu/ops/matvec.rs): f32 module γ(products per invocation + log2(TPR)
 // + 3) · Σ|W[r,c]·x[c]|; the f16 module adds γ_f16 of a block's chain (error_bound_f16).
-
-struct MatvecParams {
-    rows: u32,
-    cols: u32,
-    groups_x: u32,
-    row_offset: u32,
-    tokens: u32,
-    out_stride: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
 
 override WG: u32 = 64u;
 override KIND: u32 = 0u;
@@ -53,7 +43,7 @@ const Q4_K: u32 = 10u;
 const Q5_K: u32 = 11u;
 const Q6_K: u32 = 12u;
 
-@group(0) @binding(0) var<uniform> P: MatvecParams;
+@group(0) @binding(0) var<uniform> P: ProductParams;
 @group(0) @binding(1) var<storage, read> W: array<u32>;
 // Binding 2 (the activations) is declared with `dot_block`.
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
@@ -93,7 +83,7 @@ fn matvec(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_ind
     }
     if (lane == 0u && row < P.rows) {
         for (var t = 0u; t < nt; t++) {
-            Y[(tok0 + t) * P.out_stride + P.row_offset + row] = partial[t * WG + lid];
+            store_output(tok0 + t, P.row_offset + row, partial[t * WG + lid]);
         }
     }
 }

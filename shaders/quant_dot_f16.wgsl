@@ -15,7 +15,7 @@
 // Layouts: see quant_decode.wgsl; the f32 twin is quant_dot.wgsl.
 
 @group(0) @binding(2) var<storage, read> XH: array<vec4<f16>>;  // (tokens · cols / 4) staged ξ
-@group(0) @binding(4) var<storage, read> XS: array<f32>;        // (tokens · cols / 32) scales s
+@group(0) @binding(6) var<storage, read> XS: array<f32>;        // (tokens · cols / 32) scales s
 
 // The four staged values from element e (a multiple of 4) of the flat (tokens, cols) array.
 fn xq(e: u32) -> vec4<f16> {

@@ -4,7 +4,7 @@
 //! A missing adapter fails the test: it never passes by skipping.
 
 use hugrt::formats::DType;
-use hugrt::gpu::ops::{Reduction, matmul, matvec};
+use hugrt::gpu::ops::{Reduction, matmul, matvec, product};
 use hugrt::gpu::{GpuContext, Precision};
 
 /// Every weight type the GPU kernels decode.
@@ -621,4 +621,61 @@ gpu_test!(matmul_encode_auto_picks_by_token_count, async {
         }
     }
     assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+});
+
+async fn check_fused(ctx: &GpuContext, kernel: matmul::Kernel, dtype: DType, rows: usize, cols: usize, tokens: usize, case: product::FusedCase, seed: u64) {
+    let what = format!("fused {dtype} {rows}x{cols}, {tokens} tokens, {kernel:?} {case:?}");
+    let report = product::check_against_reference(ctx, kernel, dtype, rows, cols, tokens, case, seed).await.unwrap_or_else(|e| panic!("{what}: {e}"));
+    log(&format!("{what}: {report}"));
+    assert!(report.comparison.passed, "{what}: {report}");
+    assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
+}
+
+gpu_test!(products_fuse_bias_residual_segments_norm_and_gating, async {
+    use matmul::Kernel::{Blocked, Matvec, Tiled};
+    use product::{FusedCase, Gate};
+    let ctx = context().await;
+    let epilogue = [
+        FusedCase { bias: true, ..Default::default() },
+        FusedCase { residual: true, ..Default::default() },
+        // Q, K and V of 67 rows: 29 + 19 + 19, with their biases.
+        FusedCase { bias: true, splits: Some([29, 48]), ..Default::default() },
+        // Two segments (the second split at the end), and a residual.
+        FusedCase { residual: true, splits: Some([40, 67]), ..Default::default() },
+    ];
+    // Every kernel runs the epilogue: one token, a partial tile, past one tile of 64.
+    for (k, kernel) in [Matvec, Tiled, Blocked].into_iter().enumerate() {
+        for (i, &case) in epilogue.iter().enumerate() {
+            for (j, (dtype, cols)) in [(DType::F32, 4 * 37), (DType::Q4_K, 256 * 3), (DType::Q8_0, 32 * 7)].into_iter().enumerate() {
+                for &tokens in &[1usize, 7, 67] {
+                    check_fused(&ctx, kernel, dtype, 67, cols, tokens, case, (7000 + 100 * k + 10 * i + j) as u64 + tokens as u64).await;
+                }
+            }
+        }
+    }
+    // The blocked kernel's own fusions: RMSNorm of X; [gate; up] rows (2 × 37: 9 invocations of 4
+    // and 1 more); both, with a residual; a norm before a split Q/K/V with biases.
+    let blocked = [
+        FusedCase { rms_norm: Some(1e-5), ..Default::default() },
+        FusedCase { gated: Some(Gate::Silu), ..Default::default() },
+        FusedCase { gated: Some(Gate::GeluTanh), bias: true, ..Default::default() },
+        FusedCase { rms_norm: Some(1e-6), gated: Some(Gate::Silu), residual: true, ..Default::default() },
+        FusedCase { rms_norm: Some(1e-5), bias: true, splits: Some([36, 55]), ..Default::default() },
+    ];
+    for (i, &case) in blocked.iter().enumerate() {
+        for (j, dtype) in [DType::F32, DType::F16, DType::Q4_1, DType::Q4_K, DType::Q6_K].into_iter().enumerate() {
+            let cols = if dtype.block_elems() == 256 { 512 } else { 4 * 53 };
+            let cols = if dtype.block_elems() == 32 { 32 * 5 } else { cols };
+            for &tokens in &[1usize, 9] {
+                check_fused(&ctx, Blocked, dtype, 74, cols, tokens, case, (7500 + 10 * i + j) as u64 + tokens as u64).await;
+            }
+        }
+    }
+    // The other kernels refuse the norm and the gating, typed.
+    for kernel in [Matvec, Tiled] {
+        for case in [FusedCase { rms_norm: Some(1e-5), ..Default::default() }, FusedCase { gated: Some(Gate::Silu), ..Default::default() }] {
+            let err = product::check_against_reference(&ctx, kernel, DType::F32, 8, 8, 1, case, 1).await.expect_err("not fused there");
+            assert!(matches!(err, hugrt::gpu::GpuError::Shape { .. }), "{err:?}");
+        }
+    }
 });

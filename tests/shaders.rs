@@ -97,10 +97,11 @@ macro_rules! layout {
 
 #[test]
 fn uniform_structs_match_their_wgsl_layout() {
-    use hugrt::gpu::ops::{attention::AttnParams, elementwise::EltParams, embedding::EmbedParams, matmul::MatmulParams, matvec::{MatvecParams, StageParams}, norm::NormParams, patches::PatchParams, pool::PoolParams, reduce::ReduceParams, rope::RopeParams, sample::SampleParams};
-    layout!(ShaderId::Matvec, MatvecParams, "MatvecParams", rows, cols, groups_x, row_offset, tokens, out_stride, _pad0, _pad1);
-    layout!(ShaderId::Matmul, MatmulParams, "MatmulParams", rows, cols, groups_x, row_offset, tokens, out_stride, _pad0, _pad1);
-    layout!(ShaderId::MatvecF16, MatvecParams, "MatvecParams", rows, cols, groups_x, row_offset, tokens, out_stride, _pad0, _pad1);
+    use hugrt::gpu::ops::{attention::AttnParams, elementwise::EltParams, embedding::EmbedParams, matvec::StageParams, product::ProductParams, norm::NormParams, patches::PatchParams, pool::PoolParams, reduce::ReduceParams, rope::RopeParams, sample::SampleParams};
+    layout!(ShaderId::Matvec, ProductParams, "ProductParams", rows, cols, groups_x, row_offset, tokens, out_stride, split1, split2, flags, eps, _pad0, _pad1);
+    layout!(ShaderId::Matmul, ProductParams, "ProductParams", rows, cols, groups_x, row_offset, tokens, out_stride, split1, split2, flags, eps, _pad0, _pad1);
+    layout!(ShaderId::MatmulBlocked, ProductParams, "ProductParams", rows, cols, groups_x, row_offset, tokens, out_stride, split1, split2, flags, eps, _pad0, _pad1);
+    layout!(ShaderId::MatvecF16, ProductParams, "ProductParams", rows, cols, groups_x, row_offset, tokens, out_stride, split1, split2, flags, eps, _pad0, _pad1);
     layout!(ShaderId::StageF16, StageParams, "StageParams", n, groups, groups_x, _pad);
     layout!(ShaderId::Elementwise, EltParams, "EltParams", n, cols, groups_x, s);
     layout!(ShaderId::Norm, NormParams, "NormParams", rows, cols, groups_x, eps);

@@ -220,8 +220,8 @@ pub async fn bench_matmul(ctx: &GpuContext, quick: bool, token_counts: &[u32]) -
                     let (w, x, y) = (&w, &x, &y);
                     async move {
                         match kernel {
-                            matmul::Kernel::Tiled => matmul::encode_with_tile(ctx, &mut e, tile, w, tokens, x, y).await?,
-                            matmul::Kernel::Blocked => matmul::encode_blocked(ctx, &mut e, w, tokens, x, y).await?,
+                            matmul::Kernel::Tiled => matmul::encode_with_tile(ctx, &mut e, tile, w, tokens, x, y, &Default::default()).await?,
+                            matmul::Kernel::Blocked => matmul::encode_blocked(ctx, &mut e, w, tokens, x, y, &Default::default()).await?,
                             matmul::Kernel::Matvec => matvec::encode(ctx, &mut e, w, tokens, x, y).await?,
                         };
                         Ok(e)

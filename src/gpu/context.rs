@@ -189,6 +189,9 @@ pub struct GpuContext {
     f16_products: AtomicBool,
     /// Compute dispatches recorded so far (`Gpu` reports them per pass).
     dispatches: std::sync::atomic::AtomicU64,
+    /// A small storage buffer bound where a kernel's optional input is absent (a product without
+    /// a bias): WebGPU wants every binding of a layout filled.
+    pub placeholder: wgpu::Buffer,
 }
 
 impl GpuContext {
@@ -249,7 +252,9 @@ impl GpuContext {
         #[cfg(target_arch = "wasm32")]
         web_info.fill(&mut report);
 
+        let placeholder = device.create_buffer(&wgpu::BufferDescriptor { label: Some("placeholder"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
         Ok(Self {
+            placeholder,
             device,
             queue,
             features,

@@ -19,6 +19,8 @@ pub struct PipelineKey {
     pub kind: Option<u32>,
     /// The WGSL `override TPR` (threads per row) of modules that have it, else None.
     pub threads_per_row: Option<u32>,
+    /// The WGSL `override FUSE` (matmul_blocked.wgsl's fused norm and gating), else None.
+    pub fuse: Option<u32>,
     /// The WGSL tile overrides (`BM`, `BN`, `TM`, `TN`) of matmul.wgsl, else None.
     pub tile: Option<super::ops::matmul::Tile>,
 }
@@ -72,6 +74,7 @@ impl GpuContext {
         let mut constants = vec![("WG", f64::from(key.workgroup_size))];
         constants.extend(key.kind.map(|k| ("KIND", f64::from(k))));
         constants.extend(key.threads_per_row.map(|t| ("TPR", f64::from(t))));
+        constants.extend(key.fuse.map(|f| ("FUSE", f64::from(f))));
         constants.extend(key.tile.into_iter().flat_map(|t| t.overrides()));
         let pipeline = self
             .scoped(&op, || {

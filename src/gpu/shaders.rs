@@ -53,12 +53,12 @@ impl ShaderId {
     /// The files (under `shaders/`) this module is made of, in order; the first names it.
     pub fn files(self) -> &'static [&'static str] {
         match self {
-            ShaderId::Matvec => &["matvec.wgsl", "quant_decode.wgsl", "quant_dot.wgsl"],
-            ShaderId::Matmul => &["matmul.wgsl", "quant_decode.wgsl"],
-            ShaderId::MatmulBlocked => &["matmul_blocked.wgsl", "quant_decode.wgsl"],
-            ShaderId::MatvecF16 => &["matvec.wgsl", "quant_decode.wgsl", "quant_dot_f16.wgsl"],
+            ShaderId::Matvec => &["matvec.wgsl", "quant_decode.wgsl", "quant_dot.wgsl", "product_epilogue.wgsl", "activations.wgsl"],
+            ShaderId::Matmul => &["matmul.wgsl", "quant_decode.wgsl", "product_epilogue.wgsl", "activations.wgsl"],
+            ShaderId::MatmulBlocked => &["matmul_blocked.wgsl", "quant_decode.wgsl", "product_epilogue.wgsl", "activations.wgsl"],
+            ShaderId::MatvecF16 => &["matvec.wgsl", "quant_decode.wgsl", "quant_dot_f16.wgsl", "product_epilogue.wgsl", "activations.wgsl"],
             ShaderId::StageF16 => &["stage_f16.wgsl"],
-            ShaderId::Elementwise => &["elementwise.wgsl"],
+            ShaderId::Elementwise => &["elementwise.wgsl", "activations.wgsl"],
             ShaderId::Norm => &["norm.wgsl"],
             ShaderId::Rope => &["rope.wgsl"],
             ShaderId::Reduce => &["reduce.wgsl"],
@@ -86,12 +86,12 @@ impl ShaderId {
 
     pub fn source(self) -> &'static str {
         match self {
-            ShaderId::Matvec => wgsl!("matvec.wgsl", "quant_decode.wgsl", "quant_dot.wgsl"),
-            ShaderId::Matmul => wgsl!("matmul.wgsl", "quant_decode.wgsl"),
-            ShaderId::MatmulBlocked => wgsl!("matmul_blocked.wgsl", "quant_decode.wgsl"),
-            ShaderId::MatvecF16 => concat!("enable f16;\n", wgsl!("matvec.wgsl", "quant_decode.wgsl", "quant_dot_f16.wgsl")),
+            ShaderId::Matvec => wgsl!("matvec.wgsl", "quant_decode.wgsl", "quant_dot.wgsl", "product_epilogue.wgsl", "activations.wgsl"),
+            ShaderId::Matmul => wgsl!("matmul.wgsl", "quant_decode.wgsl", "product_epilogue.wgsl", "activations.wgsl"),
+            ShaderId::MatmulBlocked => wgsl!("matmul_blocked.wgsl", "quant_decode.wgsl", "product_epilogue.wgsl", "activations.wgsl"),
+            ShaderId::MatvecF16 => concat!("enable f16;\n", wgsl!("matvec.wgsl", "quant_decode.wgsl", "quant_dot_f16.wgsl", "product_epilogue.wgsl", "activations.wgsl")),
             ShaderId::StageF16 => wgsl!("stage_f16.wgsl"),
-            ShaderId::Elementwise => wgsl!("elementwise.wgsl"),
+            ShaderId::Elementwise => wgsl!("elementwise.wgsl", "activations.wgsl"),
             ShaderId::Norm => wgsl!("norm.wgsl"),
             ShaderId::Rope => wgsl!("rope.wgsl"),
             ShaderId::Reduce => wgsl!("reduce.wgsl"),
@@ -107,11 +107,10 @@ impl ShaderId {
     pub fn bindings(self) -> &'static [Binding] {
         use Binding::*;
         match self {
-            ShaderId::Matvec => &[Uniform, Read, Read, ReadWrite],
-            // W, X, Y.
-            ShaderId::Matmul | ShaderId::MatmulBlocked => &[Uniform, Read, Read, ReadWrite],
-            // W, staged X, Y, the staged X's scales.
-            ShaderId::MatvecF16 => &[Uniform, Read, Read, ReadWrite, Read],
+            // W, X (staged on the f16 path), Y, bias, residual (product_epilogue.wgsl), then the
+            // f16 module's scales of the staged X or the blocked kernel's norm gain.
+            ShaderId::Matvec | ShaderId::Matmul => &[Uniform, Read, Read, ReadWrite, Read, Read],
+            ShaderId::MatmulBlocked | ShaderId::MatvecF16 => &[Uniform, Read, Read, ReadWrite, Read, Read, Read],
             ShaderId::StageF16 => &[Uniform, Read, ReadWrite, ReadWrite],
             ShaderId::Elementwise => &[Uniform, Read, Read, ReadWrite],
             ShaderId::Norm => &[Uniform, Read, Read, Read, ReadWrite],

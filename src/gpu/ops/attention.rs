@@ -194,7 +194,7 @@ impl Attention {
         };
         let buffers = [q, k, v, lengths, scratch, out, rel_bias];
         if let Some(splits) = self.decode_splits() {
-            let dispatch = |entry_point, groups| Dispatch { shader: ShaderId::Attention, entry_point, workgroup_size: WORKGROUP, kind: None, threads_per_row: None, params, buffers: &buffers, groups };
+            let dispatch = |entry_point, groups| Dispatch { shader: ShaderId::Attention, entry_point, workgroup_size: WORKGROUP, kind: None, threads_per_row: None, fuse: None, params, buffers: &buffers, groups };
             dispatch("attention_partial", (splits, self.heads, 1)).encode(ctx, encoder).await?;
             return dispatch("attention_combine", (self.heads, 1, 1)).encode(ctx, encoder).await;
         }
@@ -204,6 +204,7 @@ impl Attention {
             workgroup_size,
             kind: None,
             threads_per_row: None,
+            fuse: None,
             params,
             buffers: &buffers,
             groups: (gx, gy, self.batch),

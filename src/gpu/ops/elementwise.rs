@@ -90,7 +90,7 @@ impl Elementwise {
         let groups = grid(ctx, OP, n.div_ceil(u64::from(WORKGROUP)))?;
         let s = if let Elementwise::Scale(s) = self { s } else { 0.0 };
         let params = EltParams { n: n32, cols, groups_x: groups.0, s };
-        Dispatch { shader: ShaderId::Elementwise, entry_point: self.entry_point(), workgroup_size: WORKGROUP, kind: None, threads_per_row: None, params, buffers: &[a, b, y], groups }
+        Dispatch { shader: ShaderId::Elementwise, entry_point: self.entry_point(), workgroup_size: WORKGROUP, kind: None, threads_per_row: None, fuse: None, params, buffers: &[a, b, y], groups }
             .encode(ctx, encoder)
             .await
     }

@@ -52,6 +52,7 @@ pub async fn encode(ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, table:
             workgroup_size: WORKGROUP,
             kind: Some(kind(table.dtype)?),
             threads_per_row: None,
+            fuse: None,
             params,
             buffers: &[&part.buffer, ids, out],
             groups,

@@ -17,25 +17,12 @@ use crate::check::{Comparison, gamma_f32};
 use crate::formats::{DType, quant};
 use crate::gpu::context::{GpuContext, Precision};
 use crate::gpu::error::GpuError;
-use crate::gpu::ops::{Dispatch, check_len, grid, matvec, new_encoder, submit};
+use crate::gpu::ops::product::{Epilogue, PartsDispatch};
+use crate::gpu::ops::{matvec, new_encoder, submit};
 use crate::gpu::shaders::ShaderId;
 use crate::gpu::weights::GpuWeight;
 
 const OP: &str = "matmul";
-
-/// Uniforms of `shaders/matmul.wgsl` (`struct MatmulParams`); a test checks the layout.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct MatmulParams {
-    pub rows: u32,
-    pub cols: u32,
-    pub groups_x: u32,
-    pub row_offset: u32,
-    pub tokens: u32,
-    pub out_stride: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
-}
 
 /// Values of the K dimension per step (the shader's `BK`): one block of the 32-value formats,
 /// a sub-block of the K-quants.
@@ -156,10 +143,31 @@ pub async fn encode_auto(
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<Precision, GpuError> {
+    encode_fused(ctx, encoder, w, tokens, x, y, &Epilogue::default()).await
+}
+
+/// `encode_auto` with an epilogue; a norm or gating only where `pick` takes the blocked kernel
+/// (`Kernel::fuses_loop`), refused elsewhere.
+pub async fn encode_fused(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    w: &GpuWeight,
+    tokens: u32,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    epi: &Epilogue<'_>,
+) -> Result<Precision, GpuError> {
     match pick(ctx, w.dtype, w.cols, tokens) {
-        Kernel::Matvec => matvec::encode(ctx, encoder, w, tokens, x, y).await,
-        Kernel::Tiled => encode(ctx, encoder, w, tokens, x, y).await,
-        Kernel::Blocked => encode_blocked(ctx, encoder, w, tokens, x, y).await,
+        Kernel::Matvec => matvec::encode_with(ctx, encoder, w, tokens, x, y, epi).await,
+        Kernel::Tiled => encode_with_tile(ctx, encoder, Tile::for_device(ctx)?, w, tokens, x, y, epi).await,
+        Kernel::Blocked => encode_blocked(ctx, encoder, w, tokens, x, y, epi).await,
+    }
+}
+
+impl Kernel {
+    /// Whether the kernel runs an epilogue's norm and gating (`Epilogue::loop_fusions`).
+    pub fn fuses_loop(self) -> bool {
+        self == Kernel::Blocked
     }
 }
 
@@ -171,19 +179,6 @@ pub const BLOCKED_TOKENS: u32 = 8;
 /// Invocations per workgroup of the blocked kernel (16 measured faster than 64 on SwiftShader).
 pub const BLOCKED_WG: u32 = 16;
 
-/// The shape checks every kernel of this file makes.
-fn check_shapes(w: &GpuWeight, tokens: u32, x: &wgpu::Buffer, y: &wgpu::Buffer) -> Result<(), GpuError> {
-    if tokens == 0 {
-        return Err(GpuError::Shape { op: OP, detail: "no tokens".into() });
-    }
-    // The shaders index X by t·cols + c and Y by t·rows + r in u32.
-    if u64::from(tokens) * u64::from(w.cols.max(w.rows)) > u64::from(u32::MAX) {
-        return Err(GpuError::Shape { op: OP, detail: format!("{tokens} tokens of {} values overflow u32 indexing", w.cols.max(w.rows)) });
-    }
-    check_len(OP, "x", x, u64::from(tokens) * u64::from(w.cols))?;
-    check_len(OP, "y", y, u64::from(tokens) * u64::from(w.rows))
-}
-
 /// Records `Y = X·Wᵀ` by the blocked kernel (shaders/matmul_blocked.wgsl): `token1` for one
 /// token, `tokens8` for more; one dispatch per part of `w`. Always the f32 path; `w.cols` must
 /// be a multiple of `BLOCKED_K_STEP`.
@@ -194,8 +189,9 @@ pub async fn encode_blocked(
     tokens: u32,
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
+    epi: &Epilogue<'_>,
 ) -> Result<Precision, GpuError> {
-    check_shapes(w, tokens, x, y)?;
+    epi.check(OP, true, w, tokens, x, y)?;
     if !w.cols.is_multiple_of(BLOCKED_K_STEP) {
         return Err(GpuError::Shape { op: OP, detail: format!("{} columns, not a multiple of {BLOCKED_K_STEP}", w.cols) });
     }
@@ -204,24 +200,16 @@ pub async fn encode_blocked(
     if token_groups > ctx.limits.max_compute_workgroups_per_dimension {
         return Err(GpuError::Shape { op: OP, detail: format!("{tokens} tokens exceed the dispatch grid") });
     }
-    for part in &w.parts {
-        let invocations = part.rows.div_ceil(BLOCKED_ROWS);
-        let (gx, gy, _) = grid(ctx, OP, u64::from(invocations.div_ceil(BLOCKED_WG)))?;
-        let params = MatmulParams { rows: part.rows, cols: w.cols, groups_x: gx, row_offset: part.first_row, tokens, out_stride: w.rows, _pad0: 0, _pad1: 0 };
-        Dispatch {
-            shader: ShaderId::MatmulBlocked,
-            entry_point,
-            workgroup_size: BLOCKED_WG,
-            kind: Some(kind),
-            threads_per_row: None,
-            params,
-            // W part (part.rows, cols) in blocks; x (tokens, cols); y (tokens, out_stride)
-            buffers: &[&part.buffer, x, y],
-            groups: (gx, gy, token_groups),
-        }
-        .encode(ctx, encoder)
-        .await?;
-    }
+    // Gated: an invocation stores 4 outputs from 4 gate and 4 up rows.
+    let per_invocation = if epi.gated.is_some() { BLOCKED_ROWS / 2 } else { BLOCKED_ROWS };
+    let gated = epi.gated.is_some();
+    let groups_for_rows = |rows: u32| {
+        let outputs = if gated { rows / 2 } else { rows };
+        u64::from(outputs.div_ceil(per_invocation).div_ceil(BLOCKED_WG))
+    };
+    let gain = epi.rms_norm.map_or(&ctx.placeholder, |(g, _)| g);
+    let parts = PartsDispatch { op: OP, shader: ShaderId::MatmulBlocked, entry_point, workgroup_size: BLOCKED_WG, threads_per_row: None, tile: None, groups_for_rows: &groups_for_rows, token_groups, extra: Some(gain) };
+    parts.encode(ctx, encoder, w, kind, tokens, x, y, epi).await?;
     Ok(Precision::F32)
 }
 
@@ -235,10 +223,12 @@ pub async fn encode(
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<Precision, GpuError> {
-    encode_with_tile(ctx, encoder, Tile::for_device(ctx)?, w, tokens, x, y).await
+    encode_with_tile(ctx, encoder, Tile::for_device(ctx)?, w, tokens, x, y, &Epilogue::default()).await
 }
 
-/// `encode` with a given tile (benchmarks and tests of other tiles).
+/// `encode` with a given tile (benchmarks and tests of other tiles) and an epilogue (bias,
+/// residual, output segments; not the norm or gating).
+#[allow(clippy::too_many_arguments)]
 pub async fn encode_with_tile(
     ctx: &GpuContext,
     encoder: &mut wgpu::CommandEncoder,
@@ -247,31 +237,18 @@ pub async fn encode_with_tile(
     tokens: u32,
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
+    epi: &Epilogue<'_>,
 ) -> Result<Precision, GpuError> {
     tile.check(ctx)?;
-    check_shapes(w, tokens, x, y)?;
+    epi.check(OP, false, w, tokens, x, y)?;
     let kind = matvec::kind(w.dtype)?;
     let token_tiles = tokens.div_ceil(tile.bm);
     if token_tiles > ctx.limits.max_compute_workgroups_per_dimension {
         return Err(GpuError::Shape { op: OP, detail: format!("{tokens} tokens exceed the dispatch grid") });
     }
-    for part in &w.parts {
-        let (gx, gy, _) = grid(ctx, OP, u64::from(part.rows.div_ceil(tile.bn)))?;
-        let params = MatmulParams { rows: part.rows, cols: w.cols, groups_x: gx, row_offset: part.first_row, tokens, out_stride: w.rows, _pad0: 0, _pad1: 0 };
-        Dispatch {
-            shader: ShaderId::Matmul,
-            entry_point: "matmul",
-            workgroup_size: tile.invocations(),
-            kind: Some(kind),
-            threads_per_row: None,
-            params,
-            // W part (part.rows, cols) in blocks; x (tokens, cols); y (tokens, out_stride)
-            buffers: &[&part.buffer, x, y],
-            groups: (gx, gy, token_tiles),
-        }
-        .encode_with_tile(ctx, encoder, Some(tile))
-        .await?;
-    }
+    let groups_for_rows = |rows: u32| u64::from(rows.div_ceil(tile.bn));
+    let parts = PartsDispatch { op: OP, shader: ShaderId::Matmul, entry_point: "matmul", workgroup_size: tile.invocations(), threads_per_row: None, tile: Some(tile), groups_for_rows: &groups_for_rows, token_groups: token_tiles, extra: None };
+    parts.encode(ctx, encoder, w, kind, tokens, x, y, epi).await?;
     Ok(Precision::F32)
 }
 
@@ -285,11 +262,12 @@ pub enum Product {
 }
 
 impl Product {
-    /// Records `Y = X·Wᵀ` by this kernel.
-    pub async fn encode(self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, w: &GpuWeight, tokens: u32, x: &wgpu::Buffer, y: &wgpu::Buffer) -> Result<Precision, GpuError> {
+    /// Records `Y = X·Wᵀ` (and `epi`) by this kernel.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn encode(self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, w: &GpuWeight, tokens: u32, x: &wgpu::Buffer, y: &wgpu::Buffer, epi: &Epilogue<'_>) -> Result<Precision, GpuError> {
         match self {
-            Product::Tiled(tile) => encode_with_tile(ctx, encoder, tile, w, tokens, x, y).await,
-            Product::Blocked => encode_blocked(ctx, encoder, w, tokens, x, y).await,
+            Product::Tiled(tile) => encode_with_tile(ctx, encoder, tile, w, tokens, x, y, epi).await,
+            Product::Blocked => encode_blocked(ctx, encoder, w, tokens, x, y, epi).await,
         }
     }
 }
@@ -304,7 +282,7 @@ pub async fn run(ctx: &GpuContext, product: Product, w: &GpuWeight, x: &[f32]) -
     let x_buf = ctx.storage_from(OP, "x", x)?;
     let y_buf = ctx.storage_output(OP, "y", u64::from(tokens) * u64::from(w.rows) * 4)?;
     let mut encoder = new_encoder(ctx, OP);
-    product.encode(ctx, &mut encoder, w, tokens, &x_buf, &y_buf).await?;
+    product.encode(ctx, &mut encoder, w, tokens, &x_buf, &y_buf, &Epilogue::default()).await?;
     submit(ctx, OP, encoder).await?;
     ctx.read_f32(&y_buf, tokens as usize * w.rows as usize).await
 }

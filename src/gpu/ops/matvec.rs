@@ -13,25 +13,12 @@ use crate::check::{Comparison, F16_MIN_NORMAL, gamma_f16, gamma_f32};
 use crate::formats::{DType, quant};
 use crate::gpu::context::{GpuContext, Precision};
 use crate::gpu::error::GpuError;
-use crate::gpu::ops::{Dispatch, check_len, grid, new_encoder, submit};
+use crate::gpu::ops::product::{Epilogue, PartsDispatch};
+use crate::gpu::ops::{Dispatch, grid, new_encoder, submit};
 use crate::gpu::shaders::ShaderId;
 use crate::gpu::weights::GpuWeight;
 
 const OP: &str = "matvec";
-
-/// Uniforms of `shaders/matvec.wgsl` (`struct MatvecParams`); a test checks the layout.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct MatvecParams {
-    pub rows: u32,
-    pub cols: u32,
-    pub groups_x: u32,
-    pub row_offset: u32,
-    pub tokens: u32,
-    pub out_stride: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
-}
 
 /// Uniforms of `shaders/stage_f16.wgsl` (`struct StageParams`); a test checks the layout.
 #[repr(C)]
@@ -124,11 +111,20 @@ pub async fn encode(
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<Precision, GpuError> {
-    check_len(OP, "x", x, u64::from(tokens) * u64::from(w.cols))?;
-    check_len(OP, "y", y, u64::from(tokens) * u64::from(w.rows))?;
-    if u64::from(tokens) * u64::from(w.cols.max(w.rows)) > u64::from(u32::MAX) {
-        return Err(GpuError::Shape { op: OP, detail: format!("{tokens} tokens of {} values overflow u32 indexing", w.cols) });
-    }
+    encode_with(ctx, encoder, w, tokens, x, y, &Epilogue::default()).await
+}
+
+/// `encode` with an epilogue (bias, residual, output segments; not the norm or gating).
+pub async fn encode_with(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    w: &GpuWeight,
+    tokens: u32,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    epi: &Epilogue<'_>,
+) -> Result<Precision, GpuError> {
+    epi.check(OP, false, w, tokens, x, y)?;
     let kind = kind(w.dtype)?;
     let tpr = threads_per_row(w.dtype, w.cols, min_steps_per_thread(ctx));
     let rows_per_group = WORKGROUP / tpr;
@@ -141,37 +137,14 @@ pub async fn encode(
         Precision::F16 => Some(stage(ctx, encoder, tokens * w.cols, x).await?),
         Precision::F32 => None,
     };
-    for part in &w.parts {
-        let (gx, gy, _) = grid(ctx, OP, u64::from(part.rows.div_ceil(rows_per_group)))?;
-        let params = MatvecParams {
-            rows: part.rows,
-            cols: w.cols,
-            groups_x: gx,
-            row_offset: part.first_row,
-            tokens,
-            out_stride: w.rows,
-            _pad0: 0,
-            _pad1: 0,
-        };
-        let (shader, buffers) = match &staged {
-            // W (rows, cols); staged x (tokens · cols / 4) vec4<f16>; y (tokens, out_stride);
-            // scales (tokens · cols / 32)
-            Some((xh, xs)) => (ShaderId::MatvecF16, [&part.buffer, xh, y, xs].to_vec()),
-            None => (ShaderId::Matvec, [&part.buffer, x, y].to_vec()),
-        };
-        Dispatch {
-            shader,
-            entry_point: "matvec",
-            workgroup_size: WORKGROUP,
-            kind: Some(kind),
-            threads_per_row: Some(tpr),
-            params,
-            buffers: &buffers,
-            groups: (gx, gy, tiles),
-        }
-        .encode(ctx, encoder)
-        .await?;
-    }
+    let groups_for_rows = |rows: u32| u64::from(rows.div_ceil(rows_per_group));
+    let (shader, x, extra) = match &staged {
+        // Staged x (tokens · cols / 4) vec4<f16> at binding 2, its scales (tokens · cols / 32) at 6.
+        Some((xh, xs)) => (ShaderId::MatvecF16, xh, Some(xs)),
+        None => (ShaderId::Matvec, x, None),
+    };
+    let parts = PartsDispatch { op: OP, shader, entry_point: "matvec", workgroup_size: WORKGROUP, threads_per_row: Some(tpr), tile: None, groups_for_rows: &groups_for_rows, token_groups: tiles, extra };
+    parts.encode(ctx, encoder, w, kind, tokens, x, y, epi).await?;
     Ok(precision)
 }
 
@@ -192,6 +165,7 @@ async fn stage(ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, n: u32, x: 
         workgroup_size: WORKGROUP,
         kind: None,
         threads_per_row: None,
+        fuse: None,
         params: StageParams { n, groups, groups_x: gx, _pad: 0 },
         buffers: &[x, &xh, &xs],
         groups: (gx, gy, 1),

@@ -8,6 +8,7 @@ pub mod matvec;
 pub mod norm;
 pub mod patches;
 pub mod pool;
+pub mod product;
 pub mod reduce;
 pub mod rope;
 pub mod sample;
@@ -59,6 +60,8 @@ pub(crate) struct Dispatch<'a, P: bytemuck::Pod> {
     pub kind: Option<u32>,
     /// The `override TPR` value, for modules that have it.
     pub threads_per_row: Option<u32>,
+    /// The `override FUSE` value (matmul_blocked.wgsl's fused norm and gating).
+    pub fuse: Option<u32>,
     pub params: P,
     pub buffers: &'a [&'a wgpu::Buffer],
     /// Workgroups along x, y and z.
@@ -76,7 +79,7 @@ impl<P: bytemuck::Pod> Dispatch<'_, P> {
         if self.buffers.len() + 1 != self.shader.bindings().len() {
             return Err(GpuError::Shape { op: "dispatch", detail: format!("{op}: {} buffers for {} bindings", self.buffers.len(), self.shader.bindings().len()) });
         }
-        let key = PipelineKey { shader: self.shader, entry_point: self.entry_point, workgroup_size: self.workgroup_size, kind: self.kind, threads_per_row: self.threads_per_row, tile };
+        let key = PipelineKey { shader: self.shader, entry_point: self.entry_point, workgroup_size: self.workgroup_size, kind: self.kind, threads_per_row: self.threads_per_row, fuse: self.fuse, tile };
         let pipeline = ctx.pipeline(key).await?;
         let uniforms = ctx.uniform(op, &self.params);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniforms.as_entire_binding() }];

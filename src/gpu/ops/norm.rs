@@ -79,7 +79,7 @@ impl Norm {
         };
         let b = b.unwrap_or(g); // bound, not read
         let params = NormParams { rows, cols, groups_x: groups.0, eps: self.eps() };
-        Dispatch { shader: ShaderId::Norm, entry_point, workgroup_size, kind: None, threads_per_row: None, params, buffers: &[x, g, b, y], groups }
+        Dispatch { shader: ShaderId::Norm, entry_point, workgroup_size, kind: None, threads_per_row: None, fuse: None, params, buffers: &[x, g, b, y], groups }
             .encode(ctx, encoder)
             .await
     }

@@ -138,7 +138,7 @@ impl Patches {
             pad_x: self.pad_x,
             width: self.width,
         };
-        Dispatch { shader: ShaderId::Patches, entry_point: "im2col", workgroup_size: WORKGROUP, kind: None, threads_per_row: None, params, buffers: &[x, y], groups }
+        Dispatch { shader: ShaderId::Patches, entry_point: "im2col", workgroup_size: WORKGROUP, kind: None, threads_per_row: None, fuse: None, params, buffers: &[x, y], groups }
             .encode(ctx, encoder)
             .await
     }

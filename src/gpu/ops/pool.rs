@@ -39,7 +39,7 @@ pub async fn encode(
     check_len(OP, "lengths", lengths, u64::from(batch))?;
     check_len(OP, "out", out, u64::from(batch) * u64::from(hidden))?;
     let params = PoolParams { seq_len, hidden, normalize: u32::from(normalize), _pad: 0 };
-    Dispatch { shader: ShaderId::Pool, entry_point: "mean_pool", workgroup_size: WORKGROUP, kind: None, threads_per_row: None, params, buffers: &[x, lengths, out], groups: (batch, 1, 1) }
+    Dispatch { shader: ShaderId::Pool, entry_point: "mean_pool", workgroup_size: WORKGROUP, kind: None, threads_per_row: None, fuse: None, params, buffers: &[x, lengths, out], groups: (batch, 1, 1) }
         .encode(ctx, encoder)
         .await
 }

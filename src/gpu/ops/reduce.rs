@@ -37,7 +37,7 @@ async fn encode(
     check_len(OP, "x", x, u64::from(rows) * u64::from(cols))?;
     let groups = grid(ctx, OP, u64::from(rows))?;
     let params = ReduceParams { rows, cols, groups_x: groups.0, _pad: 0 };
-    Dispatch { shader: ShaderId::Reduce, entry_point, workgroup_size: WORKGROUP, kind: None, threads_per_row: None, params, buffers: &[x, y, idx], groups }.encode(ctx, encoder).await
+    Dispatch { shader: ShaderId::Reduce, entry_point, workgroup_size: WORKGROUP, kind: None, threads_per_row: None, fuse: None, params, buffers: &[x, y, idx], groups }.encode(ctx, encoder).await
 }
 
 /// Records `y = softmax(x)` per row. `scratch` is any buffer of ≥ 4 bytes (argmax's output slot,

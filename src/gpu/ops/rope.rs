@@ -115,7 +115,7 @@ pub async fn encode(
         RopeLayout::Normal => "rope_normal",
         RopeLayout::NeoX => "rope_neox",
     };
-    Dispatch { shader: ShaderId::Rope, entry_point, workgroup_size: WORKGROUP, kind: None, threads_per_row: None, params, buffers: &[cs, q], groups }.encode(ctx, encoder).await
+    Dispatch { shader: ShaderId::Rope, entry_point, workgroup_size: WORKGROUP, kind: None, threads_per_row: None, fuse: None, params, buffers: &[cs, q], groups }.encode(ctx, encoder).await
 }
 
 /// CPU reference: the rotation in f64 with the same table. Returns (y, per-element bound).

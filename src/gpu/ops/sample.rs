@@ -60,7 +60,7 @@ impl Sampling {
         check_len(OP, "logits", logits, u64::from(vocab))?;
         check_len(OP, "out", out, 1)?;
         let params = SampleParams { vocab, top_k: self.top_k, inv_temp: 1.0 / self.temperature, min_p: self.min_p, top_p: self.top_p, u, _pad0: 0, _pad1: 0 };
-        Dispatch { shader: ShaderId::Sample, entry_point: "sample", workgroup_size: WORKGROUP, kind: None, threads_per_row: None, params, buffers: &[logits, out], groups: (1, 1, 1) }
+        Dispatch { shader: ShaderId::Sample, entry_point: "sample", workgroup_size: WORKGROUP, kind: None, threads_per_row: None, fuse: None, params, buffers: &[logits, out], groups: (1, 1, 1) }
             .encode(ctx, encoder)
             .await
     }
