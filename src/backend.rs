@@ -151,6 +151,27 @@ pub trait Backend {
         }
         Ok(out)
     }
+    /// `linear_many` of `x` normalised by `norm` (gain `g`): a pre-norm block's first product.
+    /// One kernel where the backend can (the GPU folds RMSNorm into its CPU-adapter kernel).
+    async fn norm_linear_many(&mut self, x: &Self::Tensor, norm: Norm, g: &Self::Vector, ws: &[(&Self::Matrix, Option<&Self::Vector>)]) -> Result<Vec<Self::Tensor>, ModelError> {
+        compose::norm_linear_many(self, x, norm, g, ws).await
+    }
+    /// act(x'·Gateᵀ) · (x'·Upᵀ), x' being `x` normalised by `norm` (gain) when given: a gated
+    /// MLP's first half (SwiGLU with `Silu`). One product where the backend holds gate and up as
+    /// one matrix (`matrices`).
+    async fn gated_linear(&mut self, x: &Self::Tensor, norm: Option<(Norm, &Self::Vector)>, gate: &Self::Matrix, up: &Self::Matrix, act: Activation) -> Result<Self::Tensor, ModelError> {
+        compose::gated_linear(self, x, norm, gate, up, act).await
+    }
+    /// x·Wᵀ (+ bias) + `residual`: a block's last product and its residual connection.
+    async fn linear_add(&mut self, x: &Self::Tensor, w: &Self::Matrix, bias: Option<&Self::Vector>, residual: &Self::Tensor) -> Result<Self::Tensor, ModelError> {
+        compose::linear_add(self, x, w, bias, residual).await
+    }
+    /// `rope` of `q` (`heads` heads) and `k` (`kv_heads`) with one table: one kernel where the
+    /// backend can.
+    #[allow(clippy::too_many_arguments)]
+    async fn rope_qk(&mut self, q: Self::Tensor, k: Self::Tensor, table: &Self::Rope, layout: RopeLayout, heads: u32, kv_heads: u32, head_dim: u32) -> Result<(Self::Tensor, Self::Tensor), ModelError> {
+        Ok((self.rope(q, table, layout, heads, head_dim).await?, self.rope(k, table, layout, kv_heads, head_dim).await?))
+    }
     /// Each row normalised: RMSNorm (gain `g`) or LayerNorm (gain `g`, bias `b`).
     async fn norm(&mut self, x: &Self::Tensor, norm: Norm, g: &Self::Vector, b: Option<&Self::Vector>) -> Result<Self::Tensor, ModelError>;
     /// `x` (tokens, heads · head_dim) with each head's values normalised on their own (RMSNorm
@@ -213,4 +234,31 @@ pub trait Backend {
     async fn mean_pool(&mut self, x: &Self::Tensor, batch: &Self::Batch, normalize: bool) -> Result<Self::Tensor, ModelError>;
     /// Ends the pass with `x`'s values, row after row.
     async fn read(&mut self, x: &Self::Tensor) -> Result<Vec<f32>, ModelError>;
+}
+
+/// The fused ops of `Backend` as the ops they fuse: the trait's defaults (the CPU runs these), and
+/// what a backend falls back to where its kernels cannot fuse a case.
+pub mod compose {
+    use super::{Activation, Backend, Norm};
+    use crate::models::ModelError;
+
+    pub async fn norm_linear_many<B: Backend + ?Sized>(b: &mut B, x: &B::Tensor, norm: Norm, g: &B::Vector, ws: &[(&B::Matrix, Option<&B::Vector>)]) -> Result<Vec<B::Tensor>, ModelError> {
+        let h = b.norm(x, norm, g, None).await?;
+        b.linear_many(&h, ws).await
+    }
+
+    pub async fn gated_linear<B: Backend + ?Sized>(b: &mut B, x: &B::Tensor, norm: Option<(Norm, &B::Vector)>, gate: &B::Matrix, up: &B::Matrix, act: Activation) -> Result<B::Tensor, ModelError> {
+        let h = match norm {
+            Some((n, g)) => Some(b.norm(x, n, g, None).await?),
+            None => None,
+        };
+        let both = b.linear_many(h.as_ref().unwrap_or(x), &[(gate, None), (up, None)]).await?;
+        let [gate, up] = &both[..] else { return Err(ModelError::Config("gate and up: not two products".into())) };
+        b.gated(gate, up, act).await
+    }
+
+    pub async fn linear_add<B: Backend + ?Sized>(b: &mut B, x: &B::Tensor, w: &B::Matrix, bias: Option<&B::Vector>, residual: &B::Tensor) -> Result<B::Tensor, ModelError> {
+        let y = b.linear(x, w, bias).await?;
+        b.add(residual, &y).await
+    }
 }

@@ -258,6 +258,15 @@ gpu_test!(rope_layouts_positions_and_scaling, async {
             log(&format!("rope {layout:?} case {i}: {report}"));
             assert!(report.passed, "rope {layout:?} case {i}: {report}");
         }
+        // q and k in one dispatch: 9 and 3 heads (SmolLM2's), 7 tokens at 40; 5 and 1, a part of
+        // each head rotated.
+        for (i, &(tokens, heads, head_dim, rot_dim, pos0)) in [(7, [9, 3], 64, 64, 40), (2, [5, 1], 96, 32, 3)].iter().enumerate() {
+            let report = hugrt::gpu::ops::rope::check_pair_against_reference(&ctx, layout, tokens, heads, head_dim, rot_dim, pos0, RopeScaling::None, 50 + i as u64)
+                .await
+                .unwrap_or_else(|e| panic!("{layout:?}: {e}"));
+            log(&format!("rope q and k {layout:?} case {i}: {report}"));
+            assert!(report.passed, "rope q and k {layout:?} case {i}: {report}");
+        }
     }
 });
 
@@ -623,6 +632,7 @@ gpu_test!(matmul_encode_auto_picks_by_token_count, async {
     assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
 });
 
+#[allow(clippy::too_many_arguments)]
 async fn check_fused(ctx: &GpuContext, kernel: matmul::Kernel, dtype: DType, rows: usize, cols: usize, tokens: usize, case: product::FusedCase, seed: u64) {
     let what = format!("fused {dtype} {rows}x{cols}, {tokens} tokens, {kernel:?} {case:?}");
     let report = product::check_against_reference(ctx, kernel, dtype, rows, cols, tokens, case, seed).await.unwrap_or_else(|e| panic!("{what}: {e}"));

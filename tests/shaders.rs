@@ -105,7 +105,7 @@ fn uniform_structs_match_their_wgsl_layout() {
     layout!(ShaderId::StageF16, StageParams, "StageParams", n, groups, groups_x, _pad);
     layout!(ShaderId::Elementwise, EltParams, "EltParams", n, cols, groups_x, s);
     layout!(ShaderId::Norm, NormParams, "NormParams", rows, cols, groups_x, eps);
-    layout!(ShaderId::Rope, RopeParams, "RopeParams", tokens, heads, head_dim, rot_dim, groups_x, _pad0, _pad1, _pad2);
+    layout!(ShaderId::Rope, RopeParams, "RopeParams", tokens, heads, head_dim, rot_dim, groups_x, heads_k, _pad1, _pad2);
     layout!(ShaderId::Reduce, ReduceParams, "ReduceParams", rows, cols, groups_x, _pad);
     layout!(ShaderId::Attention, AttnParams, "AttnParams", q_len, kv_len, heads, kv_heads, head_dim, q_pos0, causal, groups_x, scale, splits, window, softcap, rel_span, _pad0, _pad1, _pad2);
     layout!(ShaderId::Pool, PoolParams, "PoolParams", seq_len, hidden, normalize, _pad);

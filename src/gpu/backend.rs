@@ -14,6 +14,7 @@ use crate::formats::TensorInfo;
 use crate::generate::{Next, Pick};
 use crate::gpu::ops::attention::Attention;
 use crate::gpu::ops::elementwise::Elementwise;
+use crate::gpu::ops::product::{Epilogue, Gate};
 use crate::gpu::ops::{embedding, matmul, new_encoder, pool, reduce, rope, submit};
 use crate::gpu::weights::GpuWeight;
 use crate::gpu::{GpuContext, GpuError};
@@ -54,6 +55,46 @@ impl GpuTensor {
     fn elems(&self) -> u64 {
         u64::from(self.rows) * u64::from(self.cols)
     }
+}
+
+/// A weight on the GPU: rows `rows` of a `GpuWeight` that may hold several matrices stacked (Q,
+/// K and V; gate and up: `Backend::matrices`), so that one product serves them all.
+#[derive(Clone)]
+pub struct GpuMatrix {
+    pub weight: Rc<GpuWeight>,
+    pub rows: std::ops::Range<u32>,
+}
+
+impl GpuMatrix {
+    fn whole(weight: GpuWeight) -> Self {
+        let rows = 0..weight.rows;
+        Self { weight: Rc::new(weight), rows }
+    }
+
+    /// The whole weight, when this matrix is all of it.
+    fn alone(&self) -> Option<&GpuWeight> {
+        (self.rows == (0..self.weight.rows)).then_some(&*self.weight)
+    }
+
+    fn len(&self) -> u32 {
+        self.rows.end - self.rows.start
+    }
+}
+
+/// The weight that `ms` are all the rows of, in order (one whole matrix, or the two or three
+/// that `matrices` stacked), else None.
+fn joint<'m>(ms: impl IntoIterator<Item = &'m GpuMatrix>) -> Option<&'m GpuWeight> {
+    let mut ms = ms.into_iter();
+    let first = ms.next()?;
+    let (mut end, mut count) = (first.rows.end, 1);
+    for m in ms {
+        if !Rc::ptr_eq(&m.weight, &first.weight) || m.rows.start != end {
+            return None;
+        }
+        end = m.rows.end;
+        count += 1;
+    }
+    (first.rows.start == 0 && end == first.weight.rows && count <= 3).then_some(&*first.weight)
 }
 
 /// A small f32 vector (a gain, a bias, a table added to each sequence).
@@ -177,6 +218,97 @@ impl Gpu {
     }
 }
 
+impl Gpu {
+    fn check_product(&self, x: &GpuTensor, w: &GpuWeight) -> Result<(), ModelError> {
+        if x.cols != w.cols {
+            return Err(shape(format!("({}, {}) times {} ({}, {})ᵀ", x.rows, x.cols, w.name, w.rows, w.cols)));
+        }
+        Ok(())
+    }
+
+    /// Whether the product kernel for `tokens` rows times `w` fuses a norm and gating.
+    fn fuses_loop(&self, w: &GpuWeight, tokens: u32) -> bool {
+        matmul::pick(&self.ctx, w.dtype, w.cols, tokens).fuses_loop()
+    }
+
+    /// x·Wᵀ through `epi` (no output segments) into a new tensor.
+    async fn product(&mut self, x: &GpuTensor, w: &GpuWeight, epi: Epilogue<'_>) -> Result<GpuTensor, ModelError> {
+        self.check_product(x, w)?;
+        let y = self.output(x.rows, epi.out_cols(w))?;
+        let ctx = self.ctx.clone();
+        matmul::encode_fused(&ctx, self.encoder()?, w, x.rows, x.buffer(), y.buffer(), &epi).await?;
+        Ok(y)
+    }
+
+    /// The biases of `ws` as one vector over their rows (zeros where a matrix has none), or None
+    /// when none has one.
+    fn joint_bias(&mut self, ws: &[(&GpuMatrix, Option<&GpuVector>)]) -> Result<Option<GpuTensor>, ModelError> {
+        if ws.iter().all(|(_, b)| b.is_none()) {
+            return Ok(None);
+        }
+        let total: u32 = ws.iter().map(|(m, _)| m.len()).sum();
+        let joint = self.output(1, total)?;
+        let e = self.encoder()?;
+        if ws.iter().any(|(_, b)| b.is_none()) {
+            e.clear_buffer(joint.buffer(), 0, None);
+        }
+        let mut at = 0u64;
+        for (m, b) in ws {
+            if let Some(b) = b {
+                e.copy_buffer_to_buffer(&b.buffer, 0, joint.buffer(), at * 4, u64::from(b.len) * 4);
+            }
+            at += u64::from(m.len());
+        }
+        Ok(Some(joint))
+    }
+
+    /// `x·Wᵀ` for each of `ws`, which are all the rows of `w` in order, as one product: their
+    /// biases and (with `norm`: gain, epsilon) a fused RMSNorm of x in its epilogue, each
+    /// matrix's outputs then copied out of their segment.
+    async fn joint_product(&mut self, x: &GpuTensor, w: &GpuWeight, ws: &[(&GpuMatrix, Option<&GpuVector>)], norm: Option<(&GpuVector, f32)>) -> Result<Vec<GpuTensor>, ModelError> {
+        self.check_product(x, w)?;
+        for &(m, b) in ws {
+            check_bias(m, b)?;
+        }
+        if let Some((g, _)) = norm
+            && g.len != x.cols
+        {
+            return Err(shape(format!("a norm of {} values over rows of {}", g.len, x.cols)));
+        }
+        let splits = match ws {
+            [_] => None,
+            [a, _] => Some([a.0.rows.end, w.rows]),
+            [a, b, _] => Some([a.0.rows.end, b.0.rows.end]),
+            _ => return Err(shape(format!("a joint product of {} matrices", ws.len()))),
+        };
+        let bias = self.joint_bias(ws)?;
+        let n = x.rows;
+        let y = self.output(n, w.rows)?;
+        let epi = Epilogue { bias: bias.as_ref().map(GpuTensor::buffer), splits, rms_norm: norm.map(|(g, eps)| (&g.buffer, eps)), ..Default::default() };
+        let ctx = self.ctx.clone();
+        matmul::encode_fused(&ctx, self.encoder()?, w, n, x.buffer(), y.buffer(), &epi).await?;
+        if ws.len() == 1 {
+            return Ok(vec![y]);
+        }
+        let mut out = Vec::with_capacity(ws.len());
+        for (m, _) in ws {
+            let t = self.output(n, m.len())?;
+            let at = u64::from(n) * u64::from(m.rows.start) * 4;
+            self.encoder()?.copy_buffer_to_buffer(y.buffer(), at, t.buffer(), 0, u64::from(n) * u64::from(m.len()) * 4);
+            out.push(t);
+        }
+        Ok(out)
+    }
+}
+
+/// A bias must have a value per row of its matrix.
+fn check_bias(w: &GpuMatrix, bias: Option<&GpuVector>) -> Result<(), ModelError> {
+    match bias {
+        Some(b) if b.len != w.len() => Err(shape(format!("a bias of {} for {} ({} rows)", b.len, w.weight.name, w.len()))),
+        _ => Ok(()),
+    }
+}
+
 /// RoPE's cos/sin table of a pass and the dimensions it rotates.
 pub struct GpuRope {
     buffer: wgpu::Buffer,
@@ -208,7 +340,7 @@ fn elementwise_of(act: Activation) -> Elementwise {
 
 impl Backend for Gpu {
     type Tensor = GpuTensor;
-    type Matrix = GpuWeight;
+    type Matrix = GpuMatrix;
     type Vector = GpuVector;
     type KvCache = GpuKvCache;
     type Rope = GpuRope;
@@ -230,13 +362,47 @@ impl Backend for Gpu {
         self.ctx.take_uncaptured_errors()
     }
 
-    async fn matrix(&self, t: &TensorInfo, read: &mut impl RangeReader, rows: u32, cols: u32) -> Result<GpuWeight, ModelError> {
-        crate::models::upload_matrix(&self.ctx, t, read, rows, cols).await
+    async fn matrix(&self, t: &TensorInfo, read: &mut impl RangeReader, rows: u32, cols: u32) -> Result<GpuMatrix, ModelError> {
+        Ok(GpuMatrix::whole(crate::models::upload_matrix(&self.ctx, t, read, rows, cols).await?))
     }
 
-    fn matrix_from_values(&self, name: &str, values: &[f32], rows: u32, cols: u32) -> Result<GpuWeight, ModelError> {
+    fn matrix_from_values(&self, name: &str, values: &[f32], rows: u32, cols: u32) -> Result<GpuMatrix, ModelError> {
         crate::backend::check_values(name, values, rows, cols)?;
-        Ok(GpuWeight::upload(&self.ctx, name, crate::formats::DType::F32, u64::from(rows), u64::from(cols), bytemuck::cast_slice(values))?)
+        Ok(GpuMatrix::whole(GpuWeight::upload(&self.ctx, name, crate::formats::DType::F32, u64::from(rows), u64::from(cols), bytemuck::cast_slice(values))?))
+    }
+
+    async fn matrices(&self, ts: &[&TensorInfo], read: &mut impl RangeReader, rows: &[u32], cols: u32) -> Result<Vec<GpuMatrix>, ModelError> {
+        // Stacked in one weight when they share a type (GGUF mixes: a V of Q6_K beside Q and K of
+        // Q4_K stays apart) and there are two or three of them (the epilogue's segments).
+        let dtype = ts.first().map(|t| crate::models::gpu_dtype(t.dtype, cols));
+        let stack = (2..=3).contains(&ts.len()) && ts.len() == rows.len() && ts.iter().all(|t| Some(crate::models::gpu_dtype(t.dtype, cols)) == dtype);
+        let Some(dtype) = dtype.filter(|_| stack) else {
+            let mut out = Vec::with_capacity(ts.len());
+            for (t, &r) in ts.iter().zip(rows) {
+                out.push(self.matrix(t, read, r, cols).await?);
+            }
+            return Ok(out);
+        };
+        for (t, &r) in ts.iter().zip(rows) {
+            if t.shape != [u64::from(r), u64::from(cols)] {
+                return Err(ModelError::Tensor { name: t.name.clone(), problem: format!("shape {:?}, expected [{r}, {cols}]", t.shape) });
+            }
+        }
+        let total: u64 = rows.iter().map(|&r| u64::from(r)).sum();
+        let name = ts.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(" + ");
+        let weight = Rc::new(GpuWeight::new(&self.ctx, &name, dtype, total, u64::from(cols), None)?);
+        let mut out = Vec::with_capacity(ts.len());
+        let mut first = 0u32;
+        for (t, &r) in ts.iter().zip(rows) {
+            crate::models::write_tensor_rows(&self.ctx, t, read, &weight, u64::from(first), r).await?;
+            out.push(GpuMatrix { weight: weight.clone(), rows: first..first + r });
+            first += r;
+        }
+        Ok(out)
+    }
+
+    async fn table(&self, t: &TensorInfo, read: &mut impl RangeReader, rows: u32, cols: u32) -> Result<GpuMatrix, ModelError> {
+        self.matrix(t, read, rows, cols).await
     }
 
     fn vector(&self, values: &[f32]) -> Result<GpuVector, ModelError> {
@@ -254,11 +420,12 @@ impl Backend for Gpu {
             .collect()
     }
 
-    fn matrix_bytes(&self, m: &GpuWeight) -> u64 {
-        m.gpu_bytes()
+    fn matrix_bytes(&self, m: &GpuMatrix) -> u64 {
+        m.weight.gpu_bytes() / u64::from(m.weight.rows) * u64::from(m.len())
     }
 
-    async fn embed(&mut self, table: &GpuWeight, ids: &[u32]) -> Result<GpuTensor, ModelError> {
+    async fn embed(&mut self, table: &GpuMatrix, ids: &[u32]) -> Result<GpuTensor, ModelError> {
+        let table = table.alone().ok_or_else(|| shape("row lookups in a part of a joint matrix".into()))?;
         let n = u32::try_from(ids.len()).map_err(|_| shape(format!("{} ids", ids.len())))?;
         let ids = self.upload(ids)?;
         let y = self.output(n, table.cols)?;
@@ -267,25 +434,88 @@ impl Backend for Gpu {
         Ok(y)
     }
 
-    async fn linear(&mut self, x: &GpuTensor, w: &GpuWeight, bias: Option<&GpuVector>) -> Result<GpuTensor, ModelError> {
-        if x.cols != w.cols {
-            return Err(shape(format!("({}, {}) times {} ({}, {})ᵀ", x.rows, x.cols, w.name, w.rows, w.cols)));
-        }
-        let y = self.output(x.rows, w.rows)?;
-        let ctx = self.ctx.clone();
-        match bias {
-            None => {
-                matmul::encode_auto(&ctx, self.encoder()?, w, x.rows, x.buffer(), y.buffer()).await?;
-                Ok(y)
-            }
-            Some(bias) => {
-                if bias.len != w.rows {
-                    return Err(shape(format!("a bias of {} for {} ({} rows)", bias.len, w.name, w.rows)));
+    async fn linear(&mut self, x: &GpuTensor, w: &GpuMatrix, bias: Option<&GpuVector>) -> Result<GpuTensor, ModelError> {
+        check_bias(w, bias)?;
+        let Some(weight) = w.alone() else {
+            // A part of a joint weight on its own: the joint product, this part's segment (the
+            // rows before and after it standing in as matrices of their own).
+            let before = GpuMatrix { weight: w.weight.clone(), rows: 0..w.rows.start };
+            let after = GpuMatrix { weight: w.weight.clone(), rows: w.rows.end..w.weight.rows };
+            let ws: Vec<(&GpuMatrix, Option<&GpuVector>)> = [&before, w, &after].into_iter().filter(|m| m.len() > 0).map(|m| (m, None)).collect();
+            let ys = self.joint_product(x, &w.weight, &ws, None).await?;
+            let y = ys.into_iter().nth(usize::from(w.rows.start > 0)).ok_or_else(|| shape("a part's segment".into()))?;
+            return match bias {
+                Some(b) => self.add_tiled(&y, b).await,
+                None => Ok(y),
+            };
+        };
+        self.product(x, weight, Epilogue { bias: bias.map(|b| &b.buffer), ..Default::default() }).await
+    }
+
+    async fn linear_many(&mut self, x: &GpuTensor, ws: &[(&GpuMatrix, Option<&GpuVector>)]) -> Result<Vec<GpuTensor>, ModelError> {
+        match joint(ws.iter().map(|(m, _)| *m)) {
+            Some(w) if ws.len() > 1 => self.joint_product(x, w, ws, None).await,
+            _ => {
+                let mut out = Vec::with_capacity(ws.len());
+                for &(w, b) in ws {
+                    out.push(self.linear(x, w, b).await?);
                 }
-                matmul::encode_auto(&ctx, self.encoder()?, w, x.rows, x.buffer(), y.buffer()).await?;
-                self.add_tiled(&y, bias).await
+                Ok(out)
             }
         }
+    }
+
+    async fn norm_linear_many(&mut self, x: &GpuTensor, norm: Norm, g: &GpuVector, ws: &[(&GpuMatrix, Option<&GpuVector>)]) -> Result<Vec<GpuTensor>, ModelError> {
+        if let (Norm::Rms { eps }, Some(w)) = (norm, joint(ws.iter().map(|(m, _)| *m)))
+            && self.fuses_loop(w, x.rows)
+        {
+            return self.joint_product(x, w, ws, Some((g, eps))).await;
+        }
+        crate::backend::compose::norm_linear_many(self, x, norm, g, ws).await
+    }
+
+    async fn gated_linear(&mut self, x: &GpuTensor, norm: Option<(Norm, &GpuVector)>, gate: &GpuMatrix, up: &GpuMatrix, act: Activation) -> Result<GpuTensor, ModelError> {
+        let kind = match act {
+            Activation::Silu => Some(Gate::Silu),
+            Activation::GeluTanh => Some(Gate::GeluTanh),
+            _ => None,
+        };
+        let rms = match norm {
+            None => Some(None),
+            Some((Norm::Rms { eps }, g)) => Some(Some((&g.buffer, eps))),
+            Some(_) => None,
+        };
+        if let (Some(kind), Some(rms_norm), Some(w)) = (kind, rms, joint([gate, up]))
+            && gate.len() == up.len()
+            && w.parts.len() == 1
+            && self.fuses_loop(w, x.rows)
+        {
+            if let Some((_, g)) = norm
+                && g.len != x.cols
+            {
+                return Err(shape(format!("a norm of {} values over rows of {}", g.len, x.cols)));
+            }
+            return self.product(x, w, Epilogue { gated: Some(kind), rms_norm, ..Default::default() }).await;
+        }
+        crate::backend::compose::gated_linear(self, x, norm, gate, up, act).await
+    }
+
+    async fn linear_add(&mut self, x: &GpuTensor, w: &GpuMatrix, bias: Option<&GpuVector>, residual: &GpuTensor) -> Result<GpuTensor, ModelError> {
+        check_bias(w, bias)?;
+        let Some(weight) = w.alone() else { return crate::backend::compose::linear_add(self, x, w, bias, residual).await };
+        if (residual.rows, residual.cols) != (x.rows, weight.rows) {
+            return Err(shape(format!("a residual of ({}, {}) for ({}, {}) outputs", residual.rows, residual.cols, x.rows, weight.rows)));
+        }
+        self.product(x, weight, Epilogue { bias: bias.map(|b| &b.buffer), residual: Some(residual.buffer()), ..Default::default() }).await
+    }
+
+    async fn rope_qk(&mut self, q: GpuTensor, k: GpuTensor, table: &GpuRope, layout: RopeLayout, heads: u32, kv_heads: u32, head_dim: u32) -> Result<(GpuTensor, GpuTensor), ModelError> {
+        if q.cols != heads * head_dim || k.cols != kv_heads * head_dim || q.rows != k.rows {
+            return Err(shape(format!("RoPE of {heads} and {kv_heads} heads of {head_dim} over ({}, {}) and ({}, {})", q.rows, q.cols, k.rows, k.cols)));
+        }
+        let ctx = self.ctx.clone();
+        rope::encode_pair(&ctx, self.encoder()?, layout, q.rows, [heads, kv_heads], head_dim, table.rot_dim, &table.buffer, [q.buffer(), k.buffer()]).await?;
+        Ok((q, k))
     }
 
     async fn norm(&mut self, x: &GpuTensor, norm: Norm, g: &GpuVector, b: Option<&GpuVector>) -> Result<GpuTensor, ModelError> {
@@ -415,7 +645,7 @@ impl Backend for Gpu {
         Ok(GpuBatch { lengths: lengths.to_vec(), len, buffer })
     }
 
-    async fn embed_batch(&mut self, table: &GpuWeight, ids: &[u32], batch: &GpuBatch) -> Result<GpuTensor, ModelError> {
+    async fn embed_batch(&mut self, table: &GpuMatrix, ids: &[u32], batch: &GpuBatch) -> Result<GpuTensor, ModelError> {
         if ids.len() as u64 != batch.lengths.iter().map(|&n| u64::from(n)).sum::<u64>() {
             return Err(shape(format!("{} ids for sequences of {:?}", ids.len(), batch.lengths)));
         }
@@ -464,6 +694,9 @@ impl Backend for Gpu {
     }
 
     async fn add_tiled(&mut self, x: &GpuTensor, t: &GpuVector) -> Result<GpuTensor, ModelError> {
+        if t.len == 0 || x.cols == 0 || !t.len.is_multiple_of(x.cols) || !x.elems().is_multiple_of(u64::from(t.len)) {
+            return Err(shape(format!("{} values tiled over ({}, {})", t.len, x.rows, x.cols)));
+        }
         let y = self.output(x.rows, x.cols)?;
         let ctx = self.ctx.clone();
         Elementwise::AddRow { cols: t.len }.encode(&ctx, self.encoder()?, x.elems(), x.buffer(), &t.buffer, y.buffer()).await?;

@@ -114,7 +114,7 @@ impl ShaderId {
             ShaderId::StageF16 => &[Uniform, Read, ReadWrite, ReadWrite],
             ShaderId::Elementwise => &[Uniform, Read, Read, ReadWrite],
             ShaderId::Norm => &[Uniform, Read, Read, Read, ReadWrite],
-            ShaderId::Rope => &[Uniform, Read, ReadWrite],
+            ShaderId::Rope => &[Uniform, Read, ReadWrite, ReadWrite],
             ShaderId::Reduce => &[Uniform, Read, ReadWrite, ReadWrite],
             // Q, K, V, lengths, scores, O, relative position bias.
             ShaderId::Attention => &[Uniform, Read, Read, Read, Read, ReadWrite, ReadWrite, Read],

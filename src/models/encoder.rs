@@ -30,6 +30,11 @@ impl<B: Backend> Linear<B> {
     pub async fn forward(&self, be: &mut B, x: &B::Tensor) -> Result<B::Tensor, ModelError> {
         be.linear(x, &self.w, self.b.as_ref()).await
     }
+
+    /// `forward` plus `residual` (one kernel where the backend fuses it).
+    pub async fn forward_add(&self, be: &mut B, x: &B::Tensor, residual: &B::Tensor) -> Result<B::Tensor, ModelError> {
+        be.linear_add(x, &self.w, self.b.as_ref(), residual).await
+    }
 }
 
 /// A LayerNorm's gain and bias (ModernBERT's have none).
@@ -328,33 +333,30 @@ impl<B: Backend> Encoder<B> {
         let s = &self.shape;
         let a = BatchAttention { heads: s.heads, head_dim: s.head_dim, causal, scale: 1.0 / (s.head_dim as f32).sqrt(), window: None };
         for l in &self.layers {
-            let attend = async |be: &mut B, h: &B::Tensor| -> Result<B::Tensor, ModelError> {
+            // Each sublayer's output projection adds the residual `r` in its epilogue.
+            let attend = async |be: &mut B, h: &B::Tensor, r: &B::Tensor| -> Result<B::Tensor, ModelError> {
                 let qkv = be.linear_many(h, &[(&l.q.w, l.q.b.as_ref()), (&l.k.w, l.k.b.as_ref()), (&l.v.w, l.v.b.as_ref())]).await?;
                 let [q, k, v] = &qkv[..] else { return Err(ModelError::Config("Q, K and V: not three products".into())) };
                 let attn = be.attention(q, k, v, batch, a, bias).await?;
-                l.out.forward(be, &attn).await
+                l.out.forward_add(be, &attn, r).await
             };
-            let mlp = async |be: &mut B, h: &B::Tensor| -> Result<B::Tensor, ModelError> {
+            let mlp = async |be: &mut B, h: &B::Tensor, r: &B::Tensor| -> Result<B::Tensor, ModelError> {
                 let up = l.up.forward(be, h).await?;
                 let up = be.activation(&up, s.activation).await?;
-                l.down.forward(be, &up).await
+                l.down.forward_add(be, &up, r).await
             };
             x = match s.placement {
                 Placement::Post => {
-                    let o = attend(be, &x).await?;
-                    let sum = be.add(&x, &o).await?;
+                    let sum = attend(be, &x, &x).await?;
                     let x = l.norm1.forward(be, &sum).await?;
-                    let o = mlp(be, &x).await?;
-                    let sum = be.add(&x, &o).await?;
+                    let sum = mlp(be, &x, &x).await?;
                     l.norm2.forward(be, &sum).await?
                 }
                 Placement::Pre => {
                     let h = l.norm1.forward(be, &x).await?;
-                    let o = attend(be, &h).await?;
-                    let x = be.add(&x, &o).await?;
+                    let x = attend(be, &h, &x).await?;
                     let h = l.norm2.forward(be, &x).await?;
-                    let o = mlp(be, &h).await?;
-                    be.add(&x, &o).await?
+                    mlp(be, &h, &x).await?
                 }
             };
         }

@@ -402,17 +402,21 @@ impl<B: Backend> Gemma<B> {
             let post_attention_norm = if four_norms { Some(norm("post_attention_norm", c.hidden).await?) } else { None };
             let ffn_norm = norm("ffn_norm", c.hidden).await?;
             let post_ffw_norm = if four_norms { Some(norm("post_ffw_norm", c.hidden).await?) } else { None };
+            let qkv = w.matrices(b, &[&p("attn_q"), &p("attn_k"), &p("attn_v")], &[qd, kvd, kvd], c.hidden).await?;
+            let [wq, wk, wv] = qkv.try_into().map_err(|_| ModelError::Config("Q, K and V: not three matrices".into()))?;
+            let gate_up = w.matrices(b, &[&p("ffn_gate"), &p("ffn_up")], &[c.ffn, c.ffn], c.hidden).await?;
+            let [w_gate, w_up] = gate_up.try_into().map_err(|_| ModelError::Config("gate and up: not two matrices".into()))?;
             layers.push(Layer {
                 attn_norm,
-                wq: w.matrix(b, &p("attn_q"), qd, c.hidden).await?,
-                wk: w.matrix(b, &p("attn_k"), kvd, c.hidden).await?,
-                wv: w.matrix(b, &p("attn_v"), kvd, c.hidden).await?,
+                wq,
+                wk,
+                wv,
                 qk_norm,
                 wo: w.matrix(b, &p("attn_output"), c.hidden, qd).await?,
                 post_attention_norm,
                 ffn_norm,
-                w_gate: w.matrix(b, &p("ffn_gate"), c.ffn, c.hidden).await?,
-                w_up: w.matrix(b, &p("ffn_up"), c.ffn, c.hidden).await?,
+                w_gate,
+                w_up,
                 w_down: w.matrix(b, &p("ffn_down"), c.hidden, c.ffn).await?,
                 post_ffw_norm,
                 cache: caches.next().ok_or_else(|| ModelError::Config("a layer without a cache".into()))?,
@@ -474,10 +478,8 @@ impl<B: Backend> Architecture<B> for Gemma<B> {
         let x = b.embed(&self.token_embd, ids).await?;
         let mut x = b.scale(&x, (c.hidden as f32).sqrt()).await?;
         for (layer, kind) in self.layers.iter_mut().zip(&c.layers) {
-            let h = b.norm(&x, norm, &layer.attn_norm, None).await?;
-            let q = b.linear(&h, &layer.wq, None).await?;
-            let k = b.linear(&h, &layer.wk, None).await?;
-            let v = b.linear(&h, &layer.wv, None).await?;
+            let qkv = b.norm_linear_many(&x, norm, &layer.attn_norm, &[(&layer.wq, None), (&layer.wk, None), (&layer.wv, None)]).await?;
+            let [q, k, v]: [B::Tensor; 3] = qkv.try_into().map_err(|_| ModelError::Config("Q, K and V: not three products".into()))?;
             let (q, k) = match &layer.qk_norm {
                 Some([qn, kn]) => (b.head_norm(&q, norm, qn, c.heads).await?, b.head_norm(&k, norm, kn, c.kv_heads).await?),
                 None => (q, k),
@@ -486,31 +488,33 @@ impl<B: Backend> Architecture<B> for Gemma<B> {
                 (Some(local), Some(_)) => local,
                 _ => &global,
             };
-            let q = b.rope(q, table, RopeLayout::NeoX, c.heads, c.head_dim).await?;
-            let k = b.rope(k, table, RopeLayout::NeoX, c.kv_heads, c.head_dim).await?;
+            let (q, k) = b.rope_qk(q, k, table, RopeLayout::NeoX, c.heads, c.kv_heads, c.head_dim).await?;
             let attn = b.cached_attention(&q, &k, &v, &mut layer.cache, CachedAttention { window: kind.window, ..attention }).await?;
-            let mut o = b.linear(&attn, &layer.wo, None).await?;
-            if let Some(g) = &layer.post_attention_norm {
-                o = b.norm(&o, norm, g, None).await?;
-            }
-            x = b.add(&x, &o).await?;
-            let h = b.norm(&x, norm, &layer.ffn_norm, None).await?;
-            let gate = b.linear(&h, &layer.w_gate, None).await?;
-            let up = b.linear(&h, &layer.w_up, None).await?;
-            let ffn = b.gated(&gate, &up, c.activation).await?;
-            let mut down = b.linear(&ffn, &layer.w_down, None).await?;
-            if let Some(g) = &layer.post_ffw_norm {
-                down = b.norm(&down, norm, g, None).await?;
-            }
-            x = b.add(&x, &down).await?;
+            x = match &layer.post_attention_norm {
+                Some(g) => {
+                    let o = b.linear(&attn, &layer.wo, None).await?;
+                    let o = b.norm(&o, norm, g, None).await?;
+                    b.add(&x, &o).await?
+                }
+                None => b.linear_add(&attn, &layer.wo, None, &x).await?,
+            };
+            let ffn = b.gated_linear(&x, Some((norm, &layer.ffn_norm)), &layer.w_gate, &layer.w_up, c.activation).await?;
+            x = match &layer.post_ffw_norm {
+                Some(g) => {
+                    let down = b.linear(&ffn, &layer.w_down, None).await?;
+                    let down = b.norm(&down, norm, g, None).await?;
+                    b.add(&x, &down).await?
+                }
+                None => b.linear_add(&ffn, &layer.w_down, None, &x).await?,
+            };
         }
         let Some(pick) = head else {
             b.finish().await?;
             return Ok(None);
         };
         let last = b.last_row(&x).await?;
-        let h = b.norm(&last, norm, &self.output_norm, None).await?;
-        let mut logits = b.linear(&h, self.output.as_ref().unwrap_or(&self.token_embd), None).await?;
+        let head = self.output.as_ref().unwrap_or(&self.token_embd);
+        let mut logits = b.norm_linear_many(&last, norm, &self.output_norm, &[(head, None)]).await?.pop().ok_or_else(|| ModelError::Config("no logits".into()))?;
         if let Some(cap) = c.final_softcap {
             let capped = b.scale(&logits, 1.0 / cap).await?;
             let capped = b.activation(&capped, Activation::Tanh).await?;

@@ -217,13 +217,11 @@ impl<B: Backend> Architecture<B> for Gpt2<B> {
             let k = Self::linear(b, &h, &blk.k).await?;
             let v = Self::linear(b, &h, &blk.v).await?;
             let attn = b.cached_attention(&q, &k, &v, &mut blk.cache, attention).await?;
-            let o = Self::linear(b, &attn, &blk.attn_proj).await?;
-            x = b.add(&x, &o).await?;
+            x = b.linear_add(&attn, &blk.attn_proj.w, Some(&blk.attn_proj.b), &x).await?;
             let h = b.norm(&x, norm, &blk.ln2.0, Some(&blk.ln2.1)).await?;
             let f = Self::linear(b, &h, &blk.fc).await?;
             let f = b.activation(&f, c.activation()).await?;
-            let down = Self::linear(b, &f, &blk.mlp_proj).await?;
-            x = b.add(&x, &down).await?;
+            x = b.linear_add(&f, &blk.mlp_proj.w, Some(&blk.mlp_proj.b), &x).await?;
         }
         let Some(pick) = head else {
             b.finish().await?;

@@ -491,12 +491,16 @@ impl<B: Backend> Llama<B> {
             let [wq, wk, wv] = if w.has(&p("attn_qkv")) {
                 w.matrix_parts(b, &p("attn_qkv"), [qd, kvd, kvd], c.hidden).await?
             } else {
-                [w.matrix(b, &p("attn_q"), qd, c.hidden).await?, w.matrix(b, &p("attn_k"), kvd, c.hidden).await?, w.matrix(b, &p("attn_v"), kvd, c.hidden).await?]
+                let qkv = w.matrices(b, &[&p("attn_q"), &p("attn_k"), &p("attn_v")], &[qd, kvd, kvd], c.hidden).await?;
+                qkv.try_into().map_err(|_| ModelError::Config("Q, K and V: not three matrices".into()))?
             };
             let fused = [p("ffn_gate_up"), p("ffn_up")].into_iter().find(|name| !w.has(&p("ffn_gate")) && w.has(name));
             let [w_gate, w_up] = match fused {
                 Some(name) => w.matrix_parts(b, &name, [c.ffn, c.ffn], c.hidden).await?,
-                None => [w.matrix(b, &p("ffn_gate"), c.ffn, c.hidden).await?, w.matrix(b, &p("ffn_up"), c.ffn, c.hidden).await?],
+                None => {
+                    let gate_up = w.matrices(b, &[&p("ffn_gate"), &p("ffn_up")], &[c.ffn, c.ffn], c.hidden).await?;
+                    gate_up.try_into().map_err(|_| ModelError::Config("gate and up: not two matrices".into()))?
+                }
             };
             layers.push(Layer {
                 qk_norm,
@@ -580,40 +584,29 @@ impl<B: Backend> super::decoder::Architecture<B> for Llama<B> {
         let rope = b.rope_table(inv_freq, rope_scale, pos0, n)?;
         let mut x = b.embed(&self.token_embd, ids).await?;
         for (layer, kind) in self.layers.iter_mut().zip(&c.layers) {
-            let h = b.norm(&x, norm, &layer.attn_norm, None).await?;
             let [bq, bk, bv] = match &layer.qkv_bias {
                 Some([q, k, v]) => [Some(q), Some(k), Some(v)],
                 None => [None; 3],
             };
-            let q = b.linear(&h, &layer.wq, bq).await?;
-            let k = b.linear(&h, &layer.wk, bk).await?;
-            let v = b.linear(&h, &layer.wv, bv).await?;
+            let qkv = b.norm_linear_many(&x, norm, &layer.attn_norm, &[(&layer.wq, bq), (&layer.wk, bk), (&layer.wv, bv)]).await?;
+            let [q, k, v]: [B::Tensor; 3] = qkv.try_into().map_err(|_| ModelError::Config("Q, K and V: not three products".into()))?;
             let (q, k) = match &layer.qk_norm {
                 Some([qn, kn]) => (b.head_norm(&q, norm, qn, c.heads).await?, b.head_norm(&k, norm, kn, c.kv_heads).await?),
                 None => (q, k),
             };
-            let (q, k) = if kind.rope {
-                (b.rope(q, &rope, c.rope_layout, c.heads, c.head_dim).await?, b.rope(k, &rope, c.rope_layout, c.kv_heads, c.head_dim).await?)
-            } else {
-                (q, k)
-            };
+            let (q, k) = if kind.rope { b.rope_qk(q, k, &rope, c.rope_layout, c.heads, c.kv_heads, c.head_dim).await? } else { (q, k) };
             let attn = b.cached_attention(&q, &k, &v, &mut layer.cache, CachedAttention { window: kind.window, ..attention }).await?;
-            let o = b.linear(&attn, &layer.wo, None).await?;
-            x = b.add(&x, &o).await?;
-            let h = b.norm(&x, norm, &layer.ffn_norm, None).await?;
-            let gate = b.linear(&h, &layer.w_gate, None).await?;
-            let up = b.linear(&h, &layer.w_up, None).await?;
-            let ffn = b.gated(&gate, &up, Activation::Silu).await?;
-            let down = b.linear(&ffn, &layer.w_down, None).await?;
-            x = b.add(&x, &down).await?;
+            x = b.linear_add(&attn, &layer.wo, None, &x).await?;
+            let ffn = b.gated_linear(&x, Some((norm, &layer.ffn_norm)), &layer.w_gate, &layer.w_up, Activation::Silu).await?;
+            x = b.linear_add(&ffn, &layer.w_down, None, &x).await?;
         }
         let Some(pick) = head else {
             b.finish().await?;
             return Ok(None);
         };
         let last = b.last_row(&x).await?;
-        let h = b.norm(&last, norm, &self.output_norm, None).await?;
-        let logits = b.linear(&h, self.output.as_ref().unwrap_or(&self.token_embd), None).await?;
+        let head = self.output.as_ref().unwrap_or(&self.token_embd);
+        let logits = b.norm_linear_many(&last, norm, &self.output_norm, &[(head, None)]).await?.pop().ok_or_else(|| ModelError::Config("no logits".into()))?;
         Ok(Some(b.pick(&logits, pick).await?))
     }
 }

@@ -126,15 +126,27 @@ pub(crate) async fn upload_matrix(ctx: &crate::gpu::GpuContext, t: &crate::forma
 /// (out, in, kh, kw) kernel is the (out, in·kh·kw) matrix of its im2col product): the caller checks
 /// the shape.
 pub(crate) async fn upload_rows(ctx: &crate::gpu::GpuContext, t: &crate::formats::TensorInfo, read: &mut impl RangeReader, rows: u32, cols: u32) -> Result<crate::gpu::weights::GpuWeight, ModelError> {
+    let w = crate::gpu::weights::GpuWeight::new(ctx, &t.name, gpu_dtype(t.dtype, cols), u64::from(rows), u64::from(cols), None)?;
+    write_tensor_rows(ctx, t, read, &w, 0, rows).await?;
+    Ok(w)
+}
+
+/// The type a (rows, cols) matrix of `dtype` has on the GPU: the F16/BF16 kernels read values in
+/// pairs, so rows of an odd length go as F32.
+pub(crate) fn gpu_dtype(dtype: DType, cols: u32) -> DType {
+    if matches!(dtype, DType::F16 | DType::BF16) && cols % 2 == 1 { DType::F32 } else { dtype }
+}
+
+/// Writes tensor `t`, `rows` rows of `w.cols`, into `w` from row `first_row` on, in slices of
+/// whole rows (several tensors stacked in one weight: Q, K and V).
+pub(crate) async fn write_tensor_rows(ctx: &crate::gpu::GpuContext, t: &crate::formats::TensorInfo, read: &mut impl RangeReader, w: &crate::gpu::weights::GpuWeight, first_row: u64, rows: u32) -> Result<(), ModelError> {
     let problem = |problem: String| ModelError::Tensor { name: t.name.clone(), problem };
+    let cols = w.cols;
     let row_bytes = t.dtype.bytes_for(u64::from(cols)).filter(|&b| b > 0).ok_or_else(|| problem(format!("{cols} columns are not whole {} blocks", t.dtype)))?;
     if t.range.end.checked_sub(t.range.start) != Some(u64::from(rows) * row_bytes) {
         return Err(problem(format!("{} bytes in the file for {rows} rows of {row_bytes}", t.range.end.saturating_sub(t.range.start))));
     }
-    // The F16/BF16 kernels read values in pairs: rows of an odd length go to the GPU as F32.
-    let widen = matches!(t.dtype, DType::F16 | DType::BF16) && cols % 2 == 1;
-    let gpu_dtype = if widen { DType::F32 } else { t.dtype };
-    let w = crate::gpu::weights::GpuWeight::new(ctx, &t.name, gpu_dtype, u64::from(rows), u64::from(cols), None)?;
+    let widen = w.dtype != t.dtype;
     let per_read = (UPLOAD_SLICE_BYTES / row_bytes).max(1);
     let mut row = 0u64;
     while row < u64::from(rows) {
@@ -145,13 +157,13 @@ pub(crate) async fn upload_rows(ctx: &crate::gpu::GpuContext, t: &crate::formats
         }
         if widen {
             let values = crate::formats::quant::dequantize(t.dtype, &bytes).map_err(|e| problem(e.to_string()))?;
-            w.write_rows(ctx, row, bytemuck::cast_slice(&values))?;
+            w.write_rows(ctx, first_row + row, bytemuck::cast_slice(&values))?;
         } else {
-            w.write_rows(ctx, row, &bytes)?;
+            w.write_rows(ctx, first_row + row, &bytes)?;
         }
         row += n;
     }
-    Ok(w)
+    Ok(())
 }
 
 /// Tensor `t`, which must have `shape`, as f32 values (the model loaders find `t` by their own

@@ -241,18 +241,15 @@ impl<B: Backend> ModernStack<B> {
             let qkv = be.linear_many(h, &[(&l.q.w, l.q.b.as_ref()), (&l.k.w, l.k.b.as_ref()), (&l.v.w, l.v.b.as_ref())]).await?;
             let [q, k, v] = <[B::Tensor; 3]>::try_from(qkv).map_err(|_| ModelError::Config("Q, K and V: not three products".into()))?;
             let table = &tables[usize::from(window.is_some())];
-            let q = be.rope(q, table, RopeLayout::NeoX, heads, hd).await?;
-            let k = be.rope(k, table, RopeLayout::NeoX, heads, hd).await?;
+            let (q, k) = be.rope_qk(q, k, table, RopeLayout::NeoX, heads, heads, hd).await?;
             let a = BatchAttention { heads, head_dim: hd, causal: false, scale: 1.0 / (hd as f32).sqrt(), window: *window };
             let attn = be.attention(&q, &k, &v, batch, a, None).await?;
-            let o = l.out.forward(be, &attn).await?;
-            x = be.add(&x, &o).await?;
+            x = l.out.forward_add(be, &attn, &x).await?;
             let h = l.mlp_norm.forward(be, &x).await?;
             let input = l.input.forward(be, &h).await?;
             let gate = l.gate.forward(be, &h).await?;
             let mlp = be.gated(&input, &gate, c.activation).await?;
-            let down = l.down.forward(be, &mlp).await?;
-            x = be.add(&x, &down).await?;
+            x = l.down.forward_add(be, &mlp, &x).await?;
         }
         self.final_norm.forward(be, &x).await
     }

@@ -60,14 +60,16 @@ impl<'a, R: RangeReader> Weights<'a, R> {
             return Err(bad(format!("shape {:?}: ({total}, {cols}) expected, rows {parts:?}", t.shape)));
         }
         let row_bytes = t.dtype.bytes_for(u64::from(cols)).ok_or_else(|| bad(format!("rows of {cols} {} values", t.dtype)))?;
-        let mut out = Vec::with_capacity(N);
+        let mut infos = Vec::with_capacity(N);
         let mut start = t.range.start;
         for rows in parts {
             let end = start + u64::from(rows) * row_bytes;
-            let part = TensorInfo { name: t.name.clone(), dtype: t.dtype, shape: vec![u64::from(rows), u64::from(cols)], range: start..end };
-            out.push(b.matrix(&part, self.read, rows, cols).await?);
+            infos.push(TensorInfo { name: t.name.clone(), dtype: t.dtype, shape: vec![u64::from(rows), u64::from(cols)], range: start..end });
             start = end;
         }
+        // Parts of one tensor multiply the same input: one joint matrix where the backend can.
+        let refs: Vec<&TensorInfo> = infos.iter().collect();
+        let out = b.matrices(&refs, self.read, &parts, cols).await?;
         out.try_into().map_err(|_| bad(format!("not {N} parts")))
     }
 

@@ -327,18 +327,15 @@ impl<B: Backend> Whisper<B> {
             let qkv = be.linear_many(&h, &[(&l.q.w, l.q.b.as_ref()), (&l.k.w, None), (&l.v.w, l.v.b.as_ref())]).await?;
             let [q, k, v] = &qkv[..] else { return Err(ModelError::Config("Q, K and V: not three products".into())) };
             let o = be.cached_attention(q, k, v, cache, a).await?;
-            let o = l.out.forward(be, &o).await?;
-            x = be.add(&x, &o).await?;
+            x = l.out.forward_add(be, &o, &x).await?;
             let h = l.cross_norm.forward(be, &x).await?;
             let q = l.cross_q.forward(be, &h).await?;
             let o = be.cross_attention(&q, ck, cv, heads, head_dim, scale).await?;
-            let o = l.cross_out.forward(be, &o).await?;
-            x = be.add(&x, &o).await?;
+            x = l.cross_out.forward_add(be, &o, &x).await?;
             let h = l.mlp_norm.forward(be, &x).await?;
             let h = l.fc1.forward(be, &h).await?;
             let h = be.activation(&h, self.activation).await?;
-            let o = l.fc2.forward(be, &h).await?;
-            x = be.add(&x, &o).await?;
+            x = l.fc2.forward_add(be, &h, &x).await?;
         }
         let x = be.last_row(&x).await?;
         let x = self.decoder_norm.forward(be, &x).await?;

@@ -152,6 +152,7 @@ pub(crate) struct PartsDispatch<'a> {
 impl PartsDispatch<'_> {
     /// Records one dispatch per part of `w`: params from `epi`, bindings W part, x, y, bias,
     /// residual (the context's placeholder where absent) and `extra`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn encode(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, w: &GpuWeight, kind: u32, tokens: u32, x: &wgpu::Buffer, y: &wgpu::Buffer, epi: &Epilogue<'_>) -> Result<(), GpuError> {
         let out_stride = epi.out_cols(w);
         let [split1, split2] = epi.splits.unwrap_or([out_stride; 2]);

@@ -18,7 +18,8 @@ pub struct RopeParams {
     pub head_dim: u32,
     pub rot_dim: u32,
     pub groups_x: u32,
-    pub _pad0: u32,
+    /// Heads of the second tensor (k), 0 for none.
+    pub heads_k: u32,
     pub _pad1: u32,
     pub _pad2: u32,
 }
@@ -90,7 +91,8 @@ pub fn cos_sin_rows(inv_freq: &[f32], scale: f32, positions: impl ExactSizeItera
     table
 }
 
-/// Records the rotation of `q` (tokens, heads, head_dim) in place with table `cs`.
+/// Records RoPE in place on `q` (tokens, heads, head_dim) with the (cos, sin) table `cs` of the
+/// tokens' positions.
 #[allow(clippy::too_many_arguments)]
 pub async fn encode(
     ctx: &GpuContext,
@@ -103,19 +105,38 @@ pub async fn encode(
     cs: &wgpu::Buffer,
     q: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
+    encode_pair(ctx, encoder, layout, tokens, [heads, 0], head_dim, rot_dim, cs, [q, &ctx.placeholder]).await
+}
+
+/// Records RoPE in place on `q` (tokens, heads[0], head_dim) and `k` (tokens, heads[1],
+/// head_dim) in one dispatch.
+#[allow(clippy::too_many_arguments)]
+pub async fn encode_pair(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    layout: RopeLayout,
+    tokens: u32,
+    heads: [u32; 2],
+    head_dim: u32,
+    rot_dim: u32,
+    cs: &wgpu::Buffer,
+    [q, k]: [&wgpu::Buffer; 2],
+) -> Result<(), GpuError> {
     if rot_dim == 0 || !rot_dim.is_multiple_of(2) || rot_dim > head_dim {
         return Err(GpuError::Shape { op: OP, detail: format!("rot_dim {rot_dim} with head_dim {head_dim}") });
     }
+    let [heads, heads_k] = heads;
     check_len(OP, "q", q, u64::from(tokens) * u64::from(heads) * u64::from(head_dim))?;
+    check_len(OP, "k", k, u64::from(tokens) * u64::from(heads_k) * u64::from(head_dim))?;
     check_len(OP, "cos/sin table", cs, u64::from(tokens) * u64::from(rot_dim))?;
-    let pairs = u64::from(tokens) * u64::from(heads) * u64::from(rot_dim / 2);
+    let pairs = u64::from(tokens) * (u64::from(heads) + u64::from(heads_k)) * u64::from(rot_dim / 2);
     let groups = grid(ctx, OP, pairs.div_ceil(u64::from(WORKGROUP)))?;
-    let params = RopeParams { tokens, heads, head_dim, rot_dim, groups_x: groups.0, _pad0: 0, _pad1: 0, _pad2: 0 };
+    let params = RopeParams { tokens, heads, head_dim, rot_dim, groups_x: groups.0, heads_k, _pad1: 0, _pad2: 0 };
     let entry_point = match layout {
         RopeLayout::Normal => "rope_normal",
         RopeLayout::NeoX => "rope_neox",
     };
-    Dispatch { shader: ShaderId::Rope, entry_point, workgroup_size: WORKGROUP, kind: None, threads_per_row: None, fuse: None, params, buffers: &[cs, q], groups }.encode(ctx, encoder).await
+    Dispatch { shader: ShaderId::Rope, entry_point, workgroup_size: WORKGROUP, kind: None, threads_per_row: None, fuse: None, params, buffers: &[cs, q, k], groups }.encode(ctx, encoder).await
 }
 
 /// CPU reference: the rotation in f64 with the same table. Returns (y, per-element bound).
@@ -155,16 +176,43 @@ pub async fn check_against_reference(
     scaling: RopeScaling,
     seed: u64,
 ) -> Result<Comparison, GpuError> {
+    check_pair_against_reference(ctx, layout, tokens, [heads, 0], head_dim, rot_dim, pos0, scaling, seed).await
+}
+
+/// `check_against_reference` for q of `heads[0]` heads and k of `heads[1]` rotated in one
+/// dispatch (`encode_pair`; plain `encode` when there is no k): both compared, q then k.
+#[allow(clippy::too_many_arguments)]
+pub async fn check_pair_against_reference(
+    ctx: &GpuContext,
+    layout: RopeLayout,
+    tokens: u32,
+    heads: [u32; 2],
+    head_dim: u32,
+    rot_dim: u32,
+    pos0: u32,
+    scaling: RopeScaling,
+    seed: u64,
+) -> Result<Comparison, GpuError> {
     let mut rng = crate::rng::SeededRng::new(seed);
-    let q = rng.signed_unit_vec((tokens * heads * head_dim) as usize);
+    let [q, k] = heads.map(|h| rng.signed_unit_vec((tokens * h * head_dim) as usize));
     let table = cos_sin_table(&inv_freq(rot_dim, 10_000.0, scaling), 1.0, pos0, tokens);
-    let q_buf = ctx.storage_output(OP, "q", q.len() as u64 * 4)?;
+    let [q_buf, k_buf] = [&q, &k].map(|v| ctx.storage_output(OP, "q or k", v.len() as u64 * 4));
+    let (q_buf, k_buf) = (q_buf?, k_buf?);
     ctx.queue.write_buffer(&q_buf, 0, bytemuck::cast_slice(&q));
+    ctx.queue.write_buffer(&k_buf, 0, bytemuck::cast_slice(&k));
     let cs_buf = ctx.storage_from(OP, "cos/sin", &table)?;
     let mut encoder = new_encoder(ctx, OP);
-    encode(ctx, &mut encoder, layout, tokens, heads, head_dim, rot_dim, &cs_buf, &q_buf).await?;
+    if heads[1] == 0 {
+        encode(ctx, &mut encoder, layout, tokens, heads[0], head_dim, rot_dim, &cs_buf, &q_buf).await?;
+    } else {
+        encode_pair(ctx, &mut encoder, layout, tokens, heads, head_dim, rot_dim, &cs_buf, [&q_buf, &k_buf]).await?;
+    }
     submit(ctx, OP, encoder).await?;
-    let y = ctx.read_f32(&q_buf, q.len()).await?;
-    let (expected, bound) = reference(layout, &q, &table, heads as usize, head_dim as usize, rot_dim as usize);
+    let mut y = ctx.read_f32(&q_buf, q.len()).await?;
+    y.extend(ctx.read_f32(&k_buf, k.len()).await?);
+    let (mut expected, mut bound) = reference(layout, &q, &table, heads[0] as usize, head_dim as usize, rot_dim as usize);
+    let (ek, bk) = reference(layout, &k, &table, heads[1] as usize, head_dim as usize, rot_dim as usize);
+    expected.extend(ek);
+    bound.extend(bk);
     Ok(Comparison::elementwise(&y, &expected, |i| bound[i] + 1e-37))
 }
