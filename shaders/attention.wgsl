@@ -48,7 +48,9 @@ struct AttnParams {
     window: u32,
     softcap: f32,
     rel_span: u32,
-    _pad0: u32,
+    // 1: query 0 sits at L[0] − q_len (a pass over a KV cache: the position is the
+    // buffer's, so a decode step's params do not change), else at q_pos0.
+    pos_from_lengths: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -62,6 +64,14 @@ const SPLIT_KEYS: u32 = 256u;
 @group(0) @binding(2) var<storage, read> K: array<f32>;
 @group(0) @binding(3) var<storage, read> V: array<f32>;
 @group(0) @binding(4) var<storage, read> L: array<u32>;
+
+// The position of query 0.
+fn q_pos0() -> u32 {
+    if (P.pos_from_lengths != 0u) {
+        return L[0] - P.q_len;
+    }
+    return P.q_pos0;
+}
 @group(0) @binding(5) var<storage, read_write> S: array<f32>;
 @group(0) @binding(6) var<storage, read_write> O: array<f32>;
 @group(0) @binding(7) var<storage, read> RB: array<f32>;
@@ -117,8 +127,8 @@ fn span(qh: u32, b: u32) -> Span {
     var n_keys = min(L[b], P.kv_len);
     var k_lo = 0u;
     if (P.causal != 0u) {
-        n_keys = min(n_keys, P.q_pos0 + t + 1u);
-        k_lo = first_key(P.q_pos0 + t);
+        n_keys = min(n_keys, q_pos0() + t + 1u);
+        k_lo = first_key(q_pos0() + t);
     } else if (P.window != 0u) {
         n_keys = min(n_keys, t + P.window);
         k_lo = select(0u, t + 1u - P.window, t + 1u > P.window);
@@ -259,7 +269,7 @@ var<workgroup> split_p: array<f32, SPLIT_KEYS>;
 
 /// Keys a decode query sees: the valid ones, up to its own position.
 fn decode_keys() -> u32 {
-    return min(min(L[0], P.kv_len), P.q_pos0 + 1u);
+    return min(min(L[0], P.kv_len), q_pos0() + 1u);
 }
 
 @compute @workgroup_size(WG)
@@ -267,7 +277,7 @@ fn attention_partial(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_inv
     let split = group.x;
     let h = group.y;
     let n_keys = decode_keys();
-    let k0 = min(first_key(P.q_pos0) + split * SPLIT_KEYS, n_keys);
+    let k0 = min(first_key(q_pos0()) + split * SPLIT_KEYS, n_keys);
     let k1 = min(k0 + SPLIT_KEYS, n_keys);
     let kvh = h / (P.heads / P.kv_heads);
     let q_base = h * P.head_dim;

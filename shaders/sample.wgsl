@@ -15,9 +15,9 @@ struct SampleParams {
     inv_temp: f32,
     min_p: f32,
     top_p: f32,
-    u: f32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 override WG: u32 = 256u;
@@ -26,6 +26,8 @@ const BISECT: u32 = 32u;
 
 @group(0) @binding(0) var<uniform> P: SampleParams;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
+// O[0] holds the draw's u ∈ [0, 1) (f32 bits) when the kernel starts (a buffer, not a uniform: the
+// params stay the same from one step to the next), and the token when it ends.
 @group(0) @binding(2) var<storage, read_write> O: array<u32>;
 
 var<workgroup> red: array<f32, MAX_WG>;
@@ -71,6 +73,9 @@ fn mass_at_least(lid: u32, t: f32, m: f32) -> f32 {
 
 @compute @workgroup_size(WG)
 fn sample(@builtin(local_invocation_index) lid: u32) {
+    // Every invocation reads u before invocation 0 can write the token over it.
+    let u = bitcast<f32>(O[0]);
+    storageBarrier();
     var hi = bitcast<f32>(0xFF7FFFFFu);
     var lo = bitcast<f32>(0x7F7FFFFFu);
     for (var i = lid; i < P.vocab; i += WG) {
@@ -134,7 +139,7 @@ fn sample(@builtin(local_invocation_index) lid: u32) {
     workgroupBarrier();
     let total = red[0];
     workgroupBarrier(); // everyone has read red[0] before the next reduction reuses it
-    let r = P.u * total;
+    let r = u * total;
     var run = prefix[lid];
     if (s > 0.0 && r >= run && r < run + s) {
         var pick = last - 1u;

@@ -294,7 +294,7 @@ gpu_test!(softmax_and_argmax, async {
 gpu_test!(attention_decode_prefill_and_encoder, async {
     use hugrt::gpu::ops::attention::{Attention, check_against_reference};
     let ctx = context().await;
-    let base = Attention { batch: 1, q_len: 1, kv_len: 1, heads: 9, kv_heads: 3, head_dim: 64, q_pos0: 0, causal: true, window: 0, scale: 0.125, softcap: 0.0, rel_span: 0 };
+    let base = Attention { batch: 1, q_len: 1, kv_len: 1, heads: 9, kv_heads: 3, head_dim: 64, q_pos0: 0, q_pos_from_lengths: false, causal: true, window: 0, scale: 0.125, softcap: 0.0, rel_span: 0 };
     let cases: Vec<(&str, Attention, Vec<u32>)> = vec![
         ("decode, 1 key", base, vec![1]),
         // Decode at position 36 of a 64-slot cache: keys past 37 are stale and must be ignored.
@@ -304,6 +304,9 @@ gpu_test!(attention_decode_prefill_and_encoder, async {
         // 4096 full with stale slots past it; head_dim 128; and a cache whose valid length is
         // below the query's position.
         ("split decode, 257 keys", Attention { kv_len: 300, q_pos0: 256, ..base }, vec![300]),
+        ("decode at the lengths' position", Attention { kv_len: 64, q_pos0: 36, q_pos_from_lengths: true, ..base }, vec![37]),
+        ("split decode at the lengths' position", Attention { kv_len: 4096, q_pos0: 3000, q_pos_from_lengths: true, ..base }, vec![3001]),
+        ("prefill of 5 at the lengths' position 20", Attention { q_len: 5, kv_len: 40, q_pos0: 20, q_pos_from_lengths: true, ..base }, vec![25]),
         ("split decode, GQA 9/3, 3001 of 4096 slots", Attention { kv_len: 4096, q_pos0: 3000, ..base }, vec![3001]),
         ("split decode, head_dim 128, 700 of 1024", Attention { kv_len: 1024, q_pos0: 699, heads: 8, kv_heads: 2, head_dim: 128, ..base }, vec![700]),
         ("split decode, 600 valid of position 900", Attention { kv_len: 1024, q_pos0: 900, ..base }, vec![600]),

@@ -573,3 +573,30 @@ fn smollm2_greedy_equals_llamacpp_until_near_tie() {
     }
     assert_eq!(gpu.uncaptured_errors(), Vec::<String>::new());
 }
+
+gpu_test!(decode_steps_create_no_gpu_objects, async {
+    // After its first steps, a decode loop reuses its uniforms, bind groups and pooled buffers:
+    // a step records its dispatches and submits, and creates nothing (greedy or sampled).
+    let bytes = tiny_llama(DType::Q8_0, 5);
+    let table = hugrt::formats::read_table(&bytes, bytes.len() as u64, "tiny.gguf").expect("reads");
+    let ctx = common::gpu_for(common::Device::Gpu).await.expect("a GPU");
+    let mut model = AnyDecoder::load(Some(ctx.clone()), None, &table, Some(64), &mut &bytes[..]).await.expect("loads");
+    let sample = Pick::Sample(hugrt::gpu::ops::sample::Sampling::at_temperature(1.0), 0.25);
+    let token = |n: Next| match n {
+        Next::Token(t) => t,
+        Next::Logits(_) => panic!("a token asked"),
+    };
+    let mut t = token(model.forward(&[3, 14, 15, 92], Pick::Greedy).await.expect("prefill"));
+    // Warm-up: both kinds of step, and both orders of them (which buffers a pass gets depends a
+    // little on the passes before).
+    for pick in [Pick::Greedy, Pick::Greedy, sample, sample, Pick::Greedy, sample, Pick::Greedy, sample] {
+        t = token(model.forward(&[t], pick).await.expect("warm-up step"));
+    }
+    let before = ctx.objects_created();
+    for i in 0..8 {
+        let pick = if i % 2 == 0 { Pick::Greedy } else { sample };
+        t = token(model.forward(&[t], pick).await.expect("step"));
+    }
+    assert_eq!(ctx.objects_created() - before, 0, "objects created by 8 decode steps after warm-up");
+    assert!(before > 0, "the count counts");
+});

@@ -107,9 +107,9 @@ fn uniform_structs_match_their_wgsl_layout() {
     layout!(ShaderId::Norm, NormParams, "NormParams", rows, cols, groups_x, eps);
     layout!(ShaderId::Rope, RopeParams, "RopeParams", tokens, heads, head_dim, rot_dim, groups_x, heads_k, _pad1, _pad2);
     layout!(ShaderId::Reduce, ReduceParams, "ReduceParams", rows, cols, groups_x, _pad);
-    layout!(ShaderId::Attention, AttnParams, "AttnParams", q_len, kv_len, heads, kv_heads, head_dim, q_pos0, causal, groups_x, scale, splits, window, softcap, rel_span, _pad0, _pad1, _pad2);
+    layout!(ShaderId::Attention, AttnParams, "AttnParams", q_len, kv_len, heads, kv_heads, head_dim, q_pos0, causal, groups_x, scale, splits, window, softcap, rel_span, pos_from_lengths, _pad1, _pad2);
     layout!(ShaderId::Pool, PoolParams, "PoolParams", seq_len, hidden, normalize, _pad);
-    layout!(ShaderId::Sample, SampleParams, "SampleParams", vocab, top_k, inv_temp, min_p, top_p, u, _pad0, _pad1);
+    layout!(ShaderId::Sample, SampleParams, "SampleParams", vocab, top_k, inv_temp, min_p, top_p, _pad0, _pad1, _pad2);
     layout!(ShaderId::Patches, PatchParams, "PatchParams", channels, kh, kw, sh, sw, out_h, out_w, prefix, c_stride, y_stride, x_stride, image_stride, batch, groups_x, pad_x, width);
     layout!(ShaderId::Embedding, EmbedParams, "EmbedParams", rows, cols, first_row, tokens, groups_x, _pad0, _pad1, _pad2);
 }

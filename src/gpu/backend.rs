@@ -145,6 +145,14 @@ pub struct Gpu {
     pub last_pass_dispatches: u64,
 }
 
+impl Drop for Gpu {
+    /// The dispatch cache's bind groups hold this backend's buffers (a model's weights, its KV
+    /// cache): let them go with it.
+    fn drop(&mut self) {
+        self.ctx.clear_dispatch_cache();
+    }
+}
+
 /// The size class of the pool (`BufferPool::take`'s): the next power of two, at least 256 bytes.
 fn class(bytes: u64) -> u64 {
     bytes.max(256).next_power_of_two()
@@ -159,6 +167,11 @@ impl Gpu {
     fn encoder(&mut self) -> Result<&mut wgpu::CommandEncoder, ModelError> {
         if self.encoder.is_none() {
             self.ctx.check_alive()?;
+            // Buffers freed since the last pass (its outputs, read after it ran) go back to the
+            // pool first, so that every pass starts from the pool's one order (`BufferPool::give`).
+            for (_, buffers) in self.free.borrow_mut().drain() {
+                buffers.into_iter().for_each(|b| self.ctx.pool.give(b));
+            }
             self.pass_start = self.ctx.dispatches();
             self.encoder = Some(new_encoder(&self.ctx, "forward pass"));
         }
@@ -587,7 +600,7 @@ impl Backend for Gpu {
         let Some(end) = end.filter(|_| fits) else {
             return Err(shape(format!("attention of q ({n}, {}), k/v ({}, {}) at {} over a cache of {} × {}", q.cols, k.rows, k.cols, a.pos0, cache.capacity, cache.width)));
         };
-        let attn = Attention { batch: 1, q_len: n, kv_len: cache.capacity, heads: a.heads, kv_heads: a.kv_heads, head_dim: a.head_dim, q_pos0: a.pos0, causal: true, window: a.window.unwrap_or(0), scale: a.scale, softcap: a.softcap.unwrap_or(0.0), rel_span: 0 };
+        let attn = Attention { batch: 1, q_len: n, kv_len: cache.capacity, heads: a.heads, kv_heads: a.kv_heads, head_dim: a.head_dim, q_pos0: a.pos0, q_pos_from_lengths: true, causal: true, window: a.window.unwrap_or(0), scale: a.scale, softcap: a.softcap.unwrap_or(0.0), rel_span: 0 };
         let lengths = self.upload(&[end])?;
         let scores = self.scratch(attn.scratch_bytes())?;
         let out = self.output(n, q.cols)?;
@@ -618,12 +631,19 @@ impl Backend for Gpu {
         }
         let token = self.output(1, 1)?;
         let scratch = self.output(1, 1)?;
+        let u = match pick {
+            Pick::Sample(_, u) => {
+                crate::gpu::ops::sample::check_u(u)?;
+                Some(self.upload(&[u])?)
+            }
+            _ => None,
+        };
         let ctx = self.ctx.clone();
         let e = self.encoder()?;
-        match pick {
-            Pick::Greedy => reduce::encode_argmax(&ctx, e, 1, vocab, logits.buffer(), token.buffer(), scratch.buffer()).await?,
-            Pick::Sample(sampling, u) => sampling.encode(&ctx, e, vocab, logits.buffer(), token.buffer(), u).await?,
-            Pick::Logits => {}
+        match (pick, &u) {
+            (Pick::Greedy, _) => reduce::encode_argmax(&ctx, e, 1, vocab, logits.buffer(), token.buffer(), scratch.buffer()).await?,
+            (Pick::Sample(sampling, _), Some(u)) => sampling.encode(&ctx, e, vocab, logits.buffer(), token.buffer(), u).await?,
+            (Pick::Sample(..), None) | (Pick::Logits, _) => {}
         }
         self.submit().await?;
         Ok(match pick {
@@ -684,7 +704,7 @@ impl Backend for Gpu {
         if q.cols != width || k.cols != width || (v.rows, v.cols) != (k.rows, k.cols) {
             return Err(shape(format!("cross-attention of {heads} heads of {head_dim}: q ({}, {}), k ({}, {}), v ({}, {})", q.rows, q.cols, k.rows, k.cols, v.rows, v.cols)));
         }
-        let attn = Attention { batch: 1, q_len: q.rows, kv_len: k.rows, heads, kv_heads: heads, head_dim, q_pos0: 0, causal: false, window: 0, scale, softcap: 0.0, rel_span: 0 };
+        let attn = Attention { batch: 1, q_len: q.rows, kv_len: k.rows, heads, kv_heads: heads, head_dim, q_pos0: 0, q_pos_from_lengths: false, causal: false, window: 0, scale, softcap: 0.0, rel_span: 0 };
         let lengths = self.upload(&[k.rows])?;
         let scores = self.scratch(attn.scratch_bytes())?;
         let out = self.output(q.rows, width)?;
@@ -716,7 +736,7 @@ impl Backend for Gpu {
             Some(b) => relative_span(b.len, a.heads).ok_or_else(|| shape(format!("a relative position bias of {} values over {} heads", b.len, a.heads)))?,
             None => 0,
         };
-        let attn = Attention { batch: n, q_len: batch.len, kv_len: batch.len, heads: a.heads, kv_heads: a.heads, head_dim: a.head_dim, q_pos0: 0, causal: a.causal, window: a.window.unwrap_or(0), scale: a.scale, softcap: 0.0, rel_span };
+        let attn = Attention { batch: n, q_len: batch.len, kv_len: batch.len, heads: a.heads, kv_heads: a.heads, head_dim: a.head_dim, q_pos0: 0, q_pos_from_lengths: false, causal: a.causal, window: a.window.unwrap_or(0), scale: a.scale, softcap: 0.0, rel_span };
         let scores = self.scratch(attn.scratch_bytes())?;
         let out = self.output(q.rows, width)?;
         let ctx = self.ctx.clone();

@@ -138,7 +138,7 @@ pub async fn bench_kernels(ctx: &GpuContext, quick: bool) -> Result<Vec<BenchRow
     rows.push(row("rms_norm".into(), format!("{r}x{c}"), ms, 8.0 * f64::from(r * c), 3.0 * f64::from(r * c)));
 
     // Decode attention: 9 heads over 1024 cached keys (SmolLM2-like).
-    let attn = Attention { batch: 1, q_len: 1, kv_len: 1024, heads: 9, kv_heads: 3, head_dim: 64, q_pos0: 1023, causal: true, window: 0, scale: 0.125, softcap: 0.0, rel_span: 0 };
+    let attn = Attention { batch: 1, q_len: 1, kv_len: 1024, heads: 9, kv_heads: 3, head_dim: 64, q_pos0: 1023, q_pos_from_lengths: false, causal: true, window: 0, scale: 0.125, softcap: 0.0, rel_span: 0 };
     let q = ctx.storage_from("bench", "q", &rng.signed_unit_vec(9 * 64))?;
     let kv: Vec<f32> = rng.signed_unit_vec(1024 * 3 * 64);
     let (k, v) = (ctx.storage_from("bench", "k", &kv)?, ctx.storage_from("bench", "v", &kv)?);

@@ -9,6 +9,7 @@
 //! exact enough for the model tests' 2e-5 bounds) or with f16 block products where the device
 //! has shader-f16 (`preferred_precision`, what the CLI and the JS API ask for unless told not to).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +17,7 @@ use serde::Serialize;
 
 use super::error::GpuError;
 use super::pipelines::PipelineCache;
+use super::shaders::ShaderId;
 
 /// Features we use when the adapter has them.
 const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
@@ -192,7 +194,23 @@ pub struct GpuContext {
     /// A small storage buffer bound where a kernel's optional input is absent (a product without
     /// a bias): WebGPU wants every binding of a layout filled.
     pub placeholder: wgpu::Buffer,
+    dispatch_cache: Mutex<DispatchCache>,
+    /// Uniform buffers, bind groups and pooled buffers created so far (`objects_created`).
+    created: std::sync::atomic::AtomicU64,
 }
+
+/// Uniform buffers by their bytes and bind groups by their module and buffers: a pass that
+/// repeats the dispatches of the one before (a decode step: same params, same pooled buffers in
+/// the same order) creates no wgpu object. Both are immutable once made, so reuse is safe
+/// anywhere; the cache is emptied when it grows past `DISPATCH_CACHE_ENTRIES` and when a model's
+/// backend is dropped (its bind groups hold its buffers alive).
+#[derive(Default)]
+struct DispatchCache {
+    uniforms: HashMap<Vec<u8>, wgpu::Buffer>,
+    bind_groups: HashMap<(ShaderId, Vec<wgpu::Buffer>), wgpu::BindGroup>,
+}
+
+const DISPATCH_CACHE_ENTRIES: usize = 4096;
 
 impl GpuContext {
     /// Finds an adapter and creates a device with the adapter's limits and our optional features.
@@ -255,6 +273,8 @@ impl GpuContext {
         let placeholder = device.create_buffer(&wgpu::BufferDescriptor { label: Some("placeholder"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
         Ok(Self {
             placeholder,
+            dispatch_cache: Default::default(),
+            created: Default::default(),
             device,
             queue,
             features,
@@ -292,6 +312,60 @@ impl GpuContext {
     /// The precision the matrix products use now.
     pub fn precision(&self) -> Precision {
         if self.f16_products.load(Ordering::Relaxed) { Precision::F16 } else { Precision::F32 }
+    }
+
+    /// The uniform buffer holding `params`: made once per distinct value (`DispatchCache`).
+    pub(crate) fn cached_uniform<T: bytemuck::Pod>(&self, what: &'static str, params: &T) -> wgpu::Buffer {
+        let bytes = bytemuck::bytes_of(params);
+        let Ok(mut cache) = self.dispatch_cache.lock() else { return self.uniform(what, params) };
+        if let Some(b) = cache.uniforms.get(bytes) {
+            return b.clone();
+        }
+        if cache.uniforms.len() >= DISPATCH_CACHE_ENTRIES {
+            cache.uniforms.clear();
+        }
+        self.count_created();
+        let b = self.uniform(what, params);
+        cache.uniforms.insert(bytes.to_vec(), b.clone());
+        b
+    }
+
+    /// The bind group of `buffers` (binding 0, 1, …) for a pipeline of `shader`: made once per
+    /// distinct set (`DispatchCache`).
+    pub(crate) fn cached_bind_group(&self, shader: ShaderId, label: &str, layout: &wgpu::BindGroupLayout, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+        let make = || {
+            let entries: Vec<wgpu::BindGroupEntry> = buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() }).collect();
+            self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout, entries: &entries })
+        };
+        let key = (shader, buffers.iter().map(|&b| b.clone()).collect::<Vec<_>>());
+        let Ok(mut cache) = self.dispatch_cache.lock() else { return make() };
+        if let Some(g) = cache.bind_groups.get(&key) {
+            return g.clone();
+        }
+        if cache.bind_groups.len() >= DISPATCH_CACHE_ENTRIES {
+            cache.bind_groups.clear();
+        }
+        self.count_created();
+        let g = make();
+        cache.bind_groups.insert(key, g.clone());
+        g
+    }
+
+    /// Empties the dispatch cache, letting go of the buffers its bind groups hold.
+    pub fn clear_dispatch_cache(&self) {
+        if let Ok(mut cache) = self.dispatch_cache.lock() {
+            *cache = DispatchCache::default();
+        }
+    }
+
+    pub(crate) fn count_created(&self) {
+        self.created.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Uniform buffers, bind groups and pooled buffers created on this context so far: a test
+    /// asserts that decode steps after the first add none.
+    pub fn objects_created(&self) -> u64 {
+        self.created.load(Ordering::Relaxed)
     }
 
     /// Chooses the matrix products' precision for work encoded from now on; F16 on a device

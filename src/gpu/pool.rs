@@ -31,14 +31,21 @@ impl BufferPool {
         if let Some(buffer) = self.free.lock().ok().and_then(|mut f| f.get_mut(&size).and_then(Vec::pop)) {
             return Ok(buffer);
         }
+        ctx.count_created();
         Ok(ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("pooled"), size, usage: USAGE, mapped_at_creation: false }))
     }
 
     /// Returns a buffer from `take` for reuse. Buffers of other origins are dropped.
+    ///
+    /// Each size class is kept in one order (by the buffers' identities, `take` handing out the
+    /// lowest first) whatever order they come back in: a pass that asks for the same sizes as the
+    /// one before then gets the same buffers, and finds its bind groups in the context's cache.
     pub fn give(&self, buffer: wgpu::Buffer) {
         if buffer.usage() == USAGE && buffer.size().is_power_of_two()
             && let Ok(mut free) = self.free.lock() {
-                free.entry(buffer.size()).or_default().push(buffer);
+                let class = free.entry(buffer.size()).or_default();
+                let at = class.partition_point(|b| *b > buffer);
+                class.insert(at, buffer);
             }
     }
 

@@ -32,7 +32,7 @@ pub struct AttnParams {
     pub softcap: f32,
     /// Relative position bias over sequences of at most this many tokens; 0 for none.
     pub rel_span: u32,
-    pub _pad0: u32,
+    pub pos_from_lengths: u32,
     pub _pad1: u32,
     pub _pad2: u32,
 }
@@ -53,6 +53,9 @@ pub struct Attention {
     pub head_dim: u32,
     /// Position of query 0 (causal masking).
     pub q_pos0: u32,
+    /// The kernel takes q_pos0 as lengths[0] − q_len (batch 1: a pass over a KV cache whose
+    /// lengths buffer holds q_pos0 + q_len), so that its params stay the same from step to step.
+    pub q_pos_from_lengths: bool,
     pub causal: bool,
     /// Sliding window: each query sees the keys nearer than `window` to it: its last `window`
     /// keys (itself included) when causal, those within `window` − 1 on either side when not
@@ -180,7 +183,8 @@ impl Attention {
             heads: self.heads,
             kv_heads: self.kv_heads,
             head_dim: self.head_dim,
-            q_pos0: self.q_pos0,
+            // Not in the params when the kernel reads it from the lengths (they stay the same).
+            q_pos0: if self.q_pos_from_lengths { 0 } else { self.q_pos0 },
             causal: u32::from(self.causal),
             groups_x: gx,
             scale: self.scale,
@@ -188,7 +192,7 @@ impl Attention {
             window: self.window,
             softcap: self.softcap,
             rel_span: self.rel_span,
-            _pad0: 0,
+            pos_from_lengths: u32::from(self.q_pos_from_lengths),
             _pad1: 0,
             _pad2: 0,
         };

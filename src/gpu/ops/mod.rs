@@ -81,16 +81,10 @@ impl<P: bytemuck::Pod> Dispatch<'_, P> {
         }
         let key = PipelineKey { shader: self.shader, entry_point: self.entry_point, workgroup_size: self.workgroup_size, kind: self.kind, threads_per_row: self.threads_per_row, fuse: self.fuse, tile };
         let pipeline = ctx.pipeline(key).await?;
-        let uniforms = ctx.uniform(op, &self.params);
-        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniforms.as_entire_binding() }];
-        entries.extend(
-            self.buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() }),
-        );
-        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(op),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
+        let uniforms = ctx.cached_uniform(op, &self.params);
+        let mut buffers = vec![&uniforms];
+        buffers.extend_from_slice(self.buffers);
+        let bind_group = ctx.cached_bind_group(self.shader, op, &pipeline.get_bind_group_layout(0), &buffers);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(op), timestamp_writes: None });
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &bind_group, &[]);

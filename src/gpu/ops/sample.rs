@@ -19,9 +19,9 @@ pub struct SampleParams {
     pub inv_temp: f32,
     pub min_p: f32,
     pub top_p: f32,
-    pub u: f32,
     pub _pad0: u32,
     pub _pad1: u32,
+    pub _pad2: u32,
 }
 
 /// Sampling settings, as OpenAI-style APIs and llama.cpp name them.
@@ -51,15 +51,18 @@ impl Sampling {
         Ok(())
     }
 
-    /// Records the draw from `logits` (vocab f32) into `out` (1 u32). `u` ∈ [0, 1).
-    pub async fn encode(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, vocab: u32, logits: &wgpu::Buffer, out: &wgpu::Buffer, u: f32) -> Result<(), GpuError> {
+    /// Records the draw from `logits` (vocab f32) into `out` (1 u32), with the u ∈ [0, 1) (f32)
+    /// that buffer `u` holds (copied into `out` first: the kernel reads it there).
+    pub async fn encode(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, vocab: u32, logits: &wgpu::Buffer, out: &wgpu::Buffer, u: &wgpu::Buffer) -> Result<(), GpuError> {
         self.guard()?;
-        if vocab == 0 || !(0.0..1.0).contains(&u) {
-            return Err(GpuError::Shape { op: OP, detail: format!("vocab {vocab}, u {u}") });
+        if vocab == 0 {
+            return Err(GpuError::Shape { op: OP, detail: "an empty vocabulary".into() });
         }
         check_len(OP, "logits", logits, u64::from(vocab))?;
         check_len(OP, "out", out, 1)?;
-        let params = SampleParams { vocab, top_k: self.top_k, inv_temp: 1.0 / self.temperature, min_p: self.min_p, top_p: self.top_p, u, _pad0: 0, _pad1: 0 };
+        check_len(OP, "u", u, 1)?;
+        encoder.copy_buffer_to_buffer(u, 0, out, 0, 4);
+        let params = SampleParams { vocab, top_k: self.top_k, inv_temp: 1.0 / self.temperature, min_p: self.min_p, top_p: self.top_p, _pad0: 0, _pad1: 0, _pad2: 0 };
         Dispatch { shader: ShaderId::Sample, entry_point: "sample", workgroup_size: WORKGROUP, kind: None, threads_per_row: None, fuse: None, params, buffers: &[logits, out], groups: (1, 1, 1) }
             .encode(ctx, encoder)
             .await
@@ -110,12 +113,22 @@ impl Sampling {
     }
 }
 
+/// Refuses a u outside [0, 1).
+pub fn check_u(u: f32) -> Result<(), GpuError> {
+    if !(0.0..1.0).contains(&u) {
+        return Err(GpuError::Shape { op: OP, detail: format!("u {u} outside [0, 1)") });
+    }
+    Ok(())
+}
+
 /// Draws one token on the GPU from `logits` (for tests and tools).
 pub async fn sample(ctx: &GpuContext, logits: &[f32], sampling: Sampling, u: f32) -> Result<u32, GpuError> {
+    check_u(u)?;
     let x = ctx.storage_from(OP, "logits", logits)?;
     let out = ctx.storage_output(OP, "token", 4)?;
+    let u = ctx.storage_from(OP, "u", &[u])?;
     let mut encoder = new_encoder(ctx, OP);
-    sampling.encode(ctx, &mut encoder, logits.len() as u32, &x, &out, u).await?;
+    sampling.encode(ctx, &mut encoder, logits.len() as u32, &x, &out, &u).await?;
     submit(ctx, OP, encoder).await?;
     Ok(ctx.read_f32(&out, 1).await?[0].to_bits())
 }
