@@ -153,6 +153,9 @@ impl Drop for Gpu {
     }
 }
 
+/// The most tokens for which a product fuses the norm of its input (`Gpu::fuses_norm`).
+const NORM_FUSED_MAX_TOKENS: u32 = 8;
+
 /// The size class of the pool (`BufferPool::take`'s): the next power of two, at least 256 bytes.
 fn class(bytes: u64) -> u64 {
     bytes.max(256).next_power_of_two()
@@ -239,9 +242,18 @@ impl Gpu {
         Ok(())
     }
 
-    /// Whether the product kernel for `tokens` rows times `w` fuses a norm and gating.
+    /// Whether the product kernel for `tokens` rows times `w` fuses gating.
     fn fuses_loop(&self, w: &GpuWeight, tokens: u32) -> bool {
         matmul::pick(&self.ctx, w.dtype, w.cols, tokens).fuses_loop()
+    }
+
+    /// Whether it fuses a norm too: only for a few tokens (a decode step), where the product
+    /// reads each weight once whatever it computes and a dispatch saved counts. Over many tokens
+    /// every invocation would gather each token's Σx² again and scale its x by the gain, an
+    /// eighth more multiply-adds for its 8 × 8 block (SmolLM2's 128-token prefill on lavapipe:
+    /// 33 tok/s against 40 with the norm its own dispatch), where the norm kernel does it once.
+    fn fuses_norm(&self, w: &GpuWeight, tokens: u32) -> bool {
+        tokens <= NORM_FUSED_MAX_TOKENS && self.fuses_loop(w, tokens)
     }
 
     /// x·Wᵀ through `epi` (no output segments) into a new tensor.
@@ -480,7 +492,7 @@ impl Backend for Gpu {
 
     async fn norm_linear_many(&mut self, x: &GpuTensor, norm: Norm, g: &GpuVector, ws: &[(&GpuMatrix, Option<&GpuVector>)]) -> Result<Vec<GpuTensor>, ModelError> {
         if let (Norm::Rms { eps }, Some(w)) = (norm, joint(ws.iter().map(|(m, _)| *m)))
-            && self.fuses_loop(w, x.rows)
+            && self.fuses_norm(w, x.rows)
         {
             return self.joint_product(x, w, ws, Some((g, eps))).await;
         }
@@ -493,21 +505,26 @@ impl Backend for Gpu {
             Activation::GeluTanh => Some(Gate::GeluTanh),
             _ => None,
         };
-        let rms = match norm {
-            None => Some(None),
-            Some((Norm::Rms { eps }, g)) => Some(Some((&g.buffer, eps))),
-            Some(_) => None,
-        };
-        if let (Some(kind), Some(rms_norm), Some(w)) = (kind, rms, joint([gate, up]))
+        if let (Some(kind), Some(w)) = (kind, joint([gate, up]))
             && gate.len() == up.len()
             && w.parts.len() == 1
             && self.fuses_loop(w, x.rows)
         {
-            if let Some((_, g)) = norm
-                && g.len != x.cols
-            {
-                return Err(shape(format!("a norm of {} values over rows of {}", g.len, x.cols)));
-            }
+            // The norm in the product's loop where it pays (`fuses_norm`), else its own kernel.
+            let normed;
+            let (x, rms_norm) = match norm {
+                None => (x, None),
+                Some((Norm::Rms { eps }, g)) if self.fuses_norm(w, x.rows) => {
+                    if g.len != x.cols {
+                        return Err(shape(format!("a norm of {} values over rows of {}", g.len, x.cols)));
+                    }
+                    (x, Some((&g.buffer, eps)))
+                }
+                Some((n, g)) => {
+                    normed = self.norm(x, n, g, None).await?;
+                    (&normed, None)
+                }
+            };
             return self.product(x, w, Epilogue { gated: Some(kind), rms_norm, ..Default::default() }).await;
         }
         crate::backend::compose::gated_linear(self, x, norm, gate, up, act).await
