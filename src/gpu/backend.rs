@@ -172,9 +172,7 @@ impl Gpu {
             self.ctx.check_alive()?;
             // Buffers freed since the last pass (its outputs, read after it ran) go back to the
             // pool first, so that every pass starts from the pool's one order (`BufferPool::give`).
-            for (_, buffers) in self.free.borrow_mut().drain() {
-                buffers.into_iter().for_each(|b| self.ctx.pool.give(b));
-            }
+            self.give_back_freed();
             self.pass_start = self.ctx.dispatches();
             self.encoder = Some(new_encoder(&self.ctx, "forward pass"));
         }
@@ -215,10 +213,15 @@ impl Gpu {
         for b in self.uploads.drain(..) {
             self.ctx.pool.give(b);
         }
+        self.give_back_freed();
+        Ok(result?)
+    }
+
+    /// Hands the buffers on this backend's free list back to the context's pool.
+    fn give_back_freed(&self) {
         for (_, buffers) in self.free.borrow_mut().drain() {
             buffers.into_iter().for_each(|b| self.ctx.pool.give(b));
         }
-        Ok(result?)
     }
 
     async fn elementwise(&mut self, op: Elementwise, a: &GpuTensor, b: Option<&GpuTensor>) -> Result<GpuTensor, ModelError> {
@@ -295,10 +298,8 @@ impl Gpu {
         for &(m, b) in ws {
             check_bias(m, b)?;
         }
-        if let Some((g, _)) = norm
-            && g.len != x.cols
-        {
-            return Err(shape(format!("a norm of {} values over rows of {}", g.len, x.cols)));
+        if let Some((g, _)) = norm {
+            check_norm(x, g, None)?;
         }
         let splits = match ws {
             [_] => None,
@@ -324,6 +325,14 @@ impl Gpu {
         }
         Ok(out)
     }
+}
+
+/// A norm's gain (and bias) must have a value per column of its input.
+fn check_norm(x: &GpuTensor, g: &GpuVector, b: Option<&GpuVector>) -> Result<(), ModelError> {
+    if g.len != x.cols || b.is_some_and(|b| b.len != x.cols) {
+        return Err(shape(format!("a norm of {} values over rows of {}", g.len, x.cols)));
+    }
+    Ok(())
 }
 
 /// A bias must have a value per row of its matrix.
@@ -409,9 +418,7 @@ impl Backend for Gpu {
             return Ok(out);
         };
         for (t, &r) in ts.iter().zip(rows) {
-            if t.shape != [u64::from(r), u64::from(cols)] {
-                return Err(ModelError::Tensor { name: t.name.clone(), problem: format!("shape {:?}, expected [{r}, {cols}]", t.shape) });
-            }
+            crate::models::check_matrix_shape(t, r, cols)?;
         }
         let total: u64 = rows.iter().map(|&r| u64::from(r)).sum();
         let name = ts.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(" + ");
@@ -515,9 +522,7 @@ impl Backend for Gpu {
             let (x, rms_norm) = match norm {
                 None => (x, None),
                 Some((Norm::Rms { eps }, g)) if self.fuses_norm(w, x.rows) => {
-                    if g.len != x.cols {
-                        return Err(shape(format!("a norm of {} values over rows of {}", g.len, x.cols)));
-                    }
+                    check_norm(x, g, None)?;
                     (x, Some((&g.buffer, eps)))
                 }
                 Some((n, g)) => {
@@ -549,9 +554,7 @@ impl Backend for Gpu {
     }
 
     async fn norm(&mut self, x: &GpuTensor, norm: Norm, g: &GpuVector, b: Option<&GpuVector>) -> Result<GpuTensor, ModelError> {
-        if g.len != x.cols || b.is_some_and(|b| b.len != x.cols) {
-            return Err(shape(format!("a norm of {} values over rows of {}", g.len, x.cols)));
-        }
+        check_norm(x, g, b)?;
         let y = self.output(x.rows, x.cols)?;
         let ctx = self.ctx.clone();
         norm.encode(&ctx, self.encoder()?, x.rows, x.cols, x.buffer(), &g.buffer, b.map(|b| &b.buffer), y.buffer()).await?;

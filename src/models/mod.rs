@@ -115,11 +115,16 @@ const UPLOAD_SLICE_BYTES: u64 = 4 << 20;
 
 /// Uploads tensor `t`, which must be a (rows, cols) matrix, to the GPU in slices of whole rows.
 pub(crate) async fn upload_matrix(ctx: &crate::gpu::GpuContext, t: &crate::formats::TensorInfo, read: &mut impl RangeReader, rows: u32, cols: u32) -> Result<crate::gpu::weights::GpuWeight, ModelError> {
-    let problem = |problem: String| ModelError::Tensor { name: t.name.clone(), problem };
-    if t.shape != [u64::from(rows), u64::from(cols)] {
-        return Err(problem(format!("shape {:?}, expected [{rows}, {cols}]", t.shape)));
-    }
+    check_matrix_shape(t, rows, cols)?;
     upload_rows(ctx, t, read, rows, cols).await
+}
+
+/// Refuses tensor `t` unless it is a (rows, cols) matrix.
+pub(crate) fn check_matrix_shape(t: &crate::formats::TensorInfo, rows: u32, cols: u32) -> Result<(), ModelError> {
+    if t.shape != [u64::from(rows), u64::from(cols)] {
+        return Err(ModelError::Tensor { name: t.name.clone(), problem: format!("shape {:?}, expected [{rows}, {cols}]", t.shape) });
+    }
+    Ok(())
 }
 
 /// Uploads tensor `t` as a (rows, cols) matrix whatever its shape (a convolution's
