@@ -75,6 +75,12 @@ fn q_pos0() -> u32 {
 @group(0) @binding(5) var<storage, read_write> S: array<f32>;
 @group(0) @binding(6) var<storage, read_write> O: array<f32>;
 @group(0) @binding(7) var<storage, read> RB: array<f32>;
+// Q, K and V again as vec4s (bound where head_dim is a multiple of 16, else a placeholder): a
+// CPU adapter loads a vec4 in one go where four scalar loads cost four times as much
+// (lavapipe runs each load of an address that differs by invocation as a loop over its lanes).
+@group(0) @binding(8) var<storage, read> Q4: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read> K4: array<vec4<f32>>;
+@group(0) @binding(10) var<storage, read> V4: array<vec4<f32>>;
 
 var<workgroup> red: array<f32, MAX_WG>;
 
@@ -138,16 +144,17 @@ fn span(qh: u32, b: u32) -> Span {
         b * P.kv_len * kv_row + kvh * P.head_dim, kv_row);
 }
 
+// Q[at .. at + 3] (at a multiple of 4), likewise K and V: only where head_dim is a multiple of 16.
 fn q4(at: u32) -> vec4<f32> {
-    return vec4(Q[at], Q[at + 1u], Q[at + 2u], Q[at + 3u]);
+    return Q4[at / 4u];
 }
 
 fn k4(at: u32) -> vec4<f32> {
-    return vec4(K[at], K[at + 1u], K[at + 2u], K[at + 3u]);
+    return K4[at / 4u];
 }
 
 fn v4(at: u32) -> vec4<f32> {
-    return vec4(V[at], V[at + 1u], V[at + 2u], V[at + 3u]);
+    return V4[at / 4u];
 }
 
 // Q·K of the query of `q` and key p: 16 dimensions a step in four vec4 sums where head_dim

@@ -35,10 +35,18 @@ override FUSE: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> P: ProductParams;
 @group(0) @binding(1) var<storage, read> W: array<u32>;
-@group(0) @binding(2) var<storage, read> X: array<f32>;
+// X as vec4s, and (binding 7) W again as vec4s of words, because a CPU adapter loads a vec4
+// in one go where four scalar loads cost four times as much: lavapipe (Mesa 22) runs every
+// load of an address that differs by invocation as a loop over the SIMD lanes, and
+// `bench matmul` measured 1.5–2x for Q4_1 and Q8_0 from X alone.
+@group(0) @binding(2) var<storage, read> X: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
 // The RMS norm's gain (cols values), read when FUSE has FUSE_RMS_NORM.
 @group(0) @binding(6) var<storage, read> G: array<f32>;
+// With P.flags' WEIGHT_VEC4 (F32/F16/BF16 weights whose size is whole vec4s, else a
+// placeholder): an F32 row starts at a multiple of 4 words (cols is one), so values c .. c + 3
+// are one vec4; an F16/BF16 row at a multiple of 2 words, so they are one half of a vec4.
+@group(0) @binding(7) var<storage, read> WV: array<vec4<u32>>;
 
 override NORMED: bool = (FUSE & FUSE_RMS_NORM) != 0u;
 override GATED: bool = (FUSE & (FUSE_GATED_SILU | FUSE_GATED_GELU_TANH)) != 0u;
@@ -51,15 +59,23 @@ fn w4(row_word: u32, c: u32) -> vec4<f32> {
     let i = c % be;
     switch KIND {
         case 0u: {
+            if ((P.flags & WEIGHT_VEC4) != 0u) {
+                return bitcast<vec4<f32>>(WV[wb / 4u]);
+            }
             return bitcast<vec4<f32>>(vec4(W[wb], W[wb + 1u], W[wb + 2u], W[wb + 3u]));
         }
-        case 1u: {
-            return vec4(unpack2x16float(W[wb]), unpack2x16float(W[wb + 1u]));
-        }
-        case 2u: {
-            let a = W[wb];
-            let b = W[wb + 1u];
-            return bitcast<vec4<f32>>(vec4(a << 16u, a & 0xFFFF0000u, b << 16u, b & 0xFFFF0000u));
+        case 1u, 2u: {
+            var ab: vec2<u32>;
+            if ((P.flags & WEIGHT_VEC4) != 0u) {
+                let v = WV[wb / 4u];
+                ab = select(v.xy, v.zw, (wb & 2u) != 0u);
+            } else {
+                ab = vec2(W[wb], W[wb + 1u]);
+            }
+            if (KIND == 1u) {
+                return vec4(unpack2x16float(ab.x), unpack2x16float(ab.y));
+            }
+            return bitcast<vec4<f32>>(vec4(ab.x << 16u, ab.x & 0xFFFF0000u, ab.y << 16u, ab.y & 0xFFFF0000u));
         }
         case 3u, 4u: {
             // Q4_0 / Q4_1: values 0..15 are the low nibbles of the 16 bytes, 16..31 the high ones.
@@ -89,8 +105,9 @@ fn w4(row_word: u32, c: u32) -> vec4<f32> {
     }
 }
 
+// X[at .. at + 3], `at` a multiple of 4 (cols is one).
 fn x4(at: u32) -> vec4<f32> {
-    return vec4(X[at], X[at + 1u], X[at + 2u], X[at + 3u]);
+    return X[at / 4u];
 }
 
 // The norm's gain for columns c .. c + 3 (ones without the norm).

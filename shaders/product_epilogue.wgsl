@@ -40,6 +40,8 @@ const FUSE_RESIDUAL: u32 = 2u;
 const FUSE_RMS_NORM: u32 = 4u;
 const FUSE_GATED_SILU: u32 = 8u;
 const FUSE_GATED_GELU_TANH: u32 = 16u;
+// The blocked kernel's binding 7 holds the weight (as vec4s of words), not a placeholder.
+const WEIGHT_VEC4: u32 = 32u;
 
 @group(0) @binding(4) var<storage, read> BIAS: array<f32>;
 @group(0) @binding(5) var<storage, read> RES: array<f32>;

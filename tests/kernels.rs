@@ -526,6 +526,10 @@ gpu_test!(matmul_blocked_every_weight_type_at_awkward_sizes, async {
     check_product(&ctx, Some(Blocked), DType::F32, 1, 4, 1, 5201, None).await;
     check_product(&ctx, Some(Blocked), DType::Q4_K, 37, 512, 33, 5202, Some(5 * 2 * 36 * 4)).await;
     check_product(&ctx, Some(Blocked), DType::F32, 37, 12, 1, 5203, Some(5 * 12 * 4)).await;
+    // F16/BF16 weights whose size is whole vec4s (67 rows above are not): read through the
+    // kernel's vec4 view of W; rows of 58 words start alternately at either half of a vec4.
+    check_product(&ctx, Some(Blocked), DType::F16, 64, 4 * 29, 9, 5204, None).await;
+    check_product(&ctx, Some(Blocked), DType::BF16, 64, 4 * 29, 1, 5205, None).await;
     // Columns that are not a multiple of 4 are refused, typed.
     let w = hugrt::gpu::weights::GpuWeight::new(&ctx, "W", DType::F32, 3, 5, None).expect("valid shape");
     let err = matmul::run(&ctx, Blocked, &w, &[0.0; 5]).await.expect_err("5 columns");

@@ -204,7 +204,7 @@ pub async fn bench_matmul(ctx: &GpuContext, quick: bool, token_counts: &[u32]) -
     let f16 = ctx.preferred_precision() == Precision::F16;
     let tile = matmul::Tile::for_device(ctx)?;
     let mut out = Vec::new();
-    for dtype in [DType::F32, DType::F16, DType::Q4_K, DType::Q8_0] {
+    for dtype in [DType::F32, DType::F16, DType::Q4_1, DType::Q4_K, DType::Q8_0] {
         let bytes = rng.tensor_bytes(dtype, (n * k) as usize);
         let w = GpuWeight::upload(ctx, "W", dtype, n, k, &bytes)?;
         for &tokens in token_counts {

@@ -110,14 +110,16 @@ impl ShaderId {
             // W, X (staged on the f16 path), Y, bias, residual (product_epilogue.wgsl), then the
             // f16 module's scales of the staged X or the blocked kernel's norm gain.
             ShaderId::Matvec | ShaderId::Matmul => &[Uniform, Read, Read, ReadWrite, Read, Read],
-            ShaderId::MatmulBlocked | ShaderId::MatvecF16 => &[Uniform, Read, Read, ReadWrite, Read, Read, Read],
+            ShaderId::MatvecF16 => &[Uniform, Read, Read, ReadWrite, Read, Read, Read],
+            // …and the weight again, read as vec4s.
+            ShaderId::MatmulBlocked => &[Uniform, Read, Read, ReadWrite, Read, Read, Read, Read],
             ShaderId::StageF16 => &[Uniform, Read, ReadWrite, ReadWrite],
             ShaderId::Elementwise => &[Uniform, Read, Read, ReadWrite],
             ShaderId::Norm => &[Uniform, Read, Read, Read, ReadWrite],
             ShaderId::Rope => &[Uniform, Read, ReadWrite, ReadWrite],
             ShaderId::Reduce => &[Uniform, Read, ReadWrite, ReadWrite],
-            // Q, K, V, lengths, scores, O, relative position bias.
-            ShaderId::Attention => &[Uniform, Read, Read, Read, Read, ReadWrite, ReadWrite, Read],
+            // Q, K, V, lengths, scores, O, relative position bias, then Q, K, V as vec4s.
+            ShaderId::Attention => &[Uniform, Read, Read, Read, Read, ReadWrite, ReadWrite, Read, Read, Read, Read],
             ShaderId::Pool => &[Uniform, Read, Read, ReadWrite],
             ShaderId::Embedding => &[Uniform, Read, Read, ReadWrite],
             ShaderId::Sample => &[Uniform, Read, ReadWrite],

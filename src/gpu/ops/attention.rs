@@ -196,7 +196,9 @@ impl Attention {
             _pad1: 0,
             _pad2: 0,
         };
-        let buffers = [q, k, v, lengths, scratch, out, rel_bias];
+        // The vec4 views of Q, K and V (bindings 8–10), read only where head_dim is a multiple of 16.
+        let [q4, k4, v4] = if self.head_dim.is_multiple_of(16) { [q, k, v] } else { [&ctx.placeholder; 3] };
+        let buffers = [q, k, v, lengths, scratch, out, rel_bias, q4, k4, v4];
         if let Some(splits) = self.decode_splits() {
             let dispatch = |entry_point, groups| Dispatch { shader: ShaderId::Attention, entry_point, workgroup_size: WORKGROUP, kind: None, threads_per_row: None, fuse: None, params, buffers: &buffers, groups };
             dispatch("attention_partial", (splits, self.heads, 1)).encode(ctx, encoder).await?;

@@ -44,6 +44,8 @@ pub const FUSE_RESIDUAL: u32 = 2;
 pub const FUSE_RMS_NORM: u32 = 4;
 pub const FUSE_GATED_SILU: u32 = 8;
 pub const FUSE_GATED_GELU_TANH: u32 = 16;
+/// The blocked kernel's binding 7 is the weight part (read as vec4s of words), not a placeholder.
+pub const WEIGHT_VEC4: u32 = 32;
 
 /// The activation of a gated product's gate rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -159,6 +161,9 @@ impl PartsDispatch<'_> {
         let fuse = epi.loop_fusions();
         for part in &w.parts {
             let (gx, gy, _) = grid(ctx, self.op, (self.groups_for_rows)(part.rows))?;
+            // The blocked kernel reads F32/F16/BF16 weights as vec4s of words (binding 7) where
+            // the part's size allows that view (whole vec4s); other formats read words.
+            let vec4_weight = self.shader == ShaderId::MatmulBlocked && kind <= 2 && part.buffer.size().is_multiple_of(16);
             let params = ProductParams {
                 rows: part.rows,
                 cols: w.cols,
@@ -168,13 +173,16 @@ impl PartsDispatch<'_> {
                 out_stride,
                 split1,
                 split2,
-                flags: epi.flags(),
+                flags: epi.flags() | if vec4_weight { WEIGHT_VEC4 } else { 0 },
                 eps: epi.rms_norm.map_or(0.0, |(_, eps)| eps),
                 _pad0: 0,
                 _pad1: 0,
             };
             let mut buffers = vec![&part.buffer, x, y, epi.bias.unwrap_or(&ctx.placeholder), epi.residual.unwrap_or(&ctx.placeholder)];
             buffers.extend(self.extra);
+            if self.shader == ShaderId::MatmulBlocked {
+                buffers.push(if vec4_weight { &part.buffer } else { &ctx.placeholder });
+            }
             Dispatch {
                 shader: self.shader,
                 entry_point: self.entry_point,
