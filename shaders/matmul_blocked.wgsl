@@ -15,7 +15,8 @@
 // a few lanes at a time, so workgroup memory is ordinary memory that costs what a storage load
 // does, a barrier is a switch between the invocations' stacks (SwiftShader's coroutines), and a
 // reduction across invocations (matvec.wgsl) is pure overhead. What counts there is loads per
-// multiply-add: here 16 vec4 loads feed 64 dot products. Measured in Chromium on SwiftShader
+// multiply-add: here 16 vec4 loads feed 64 dot products, and each is one vector load (X and
+// F32/F16/BF16 weights through vec4 bindings, below). Measured in Chromium on SwiftShader
 // (2 cores), F32 weights: 608 tokens × 1536 × 384 in 167 ms (4.3 GFLOP/s) against 1059 ms for
 // matmul.wgsl's 64 × 64 workgroup tiles; one token × 4096 × 4096 in 29 ms against 921 ms for
 // matvec.wgsl. On a real GPU the same kernel would leave most of the chip idle at decode time
