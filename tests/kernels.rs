@@ -530,6 +530,9 @@ gpu_test!(matmul_blocked_every_weight_type_at_awkward_sizes, async {
     // kernel's vec4 view of W; rows of 58 words start alternately at either half of a vec4.
     check_product(&ctx, Some(Blocked), DType::F16, 64, 4 * 29, 9, 5204, None).await;
     check_product(&ctx, Some(Blocked), DType::BF16, 64, 4 * 29, 1, 5205, None).await;
+    // F16 rows of a multiple of 8 values start at a vec4: `tokens8` reads 8 values a load.
+    check_product(&ctx, Some(Blocked), DType::F16, 64, 8 * 13, 9, 5206, None).await;
+    check_product(&ctx, Some(Blocked), DType::F16, 5, 8 * 13, 131, 5207, None).await;
     // Columns that are not a multiple of 4 are refused, typed.
     let w = hugrt::gpu::weights::GpuWeight::new(&ctx, "W", DType::F32, 3, 5, None).expect("valid shape");
     let err = matmul::run(&ctx, Blocked, &w, &[0.0; 5]).await.expect_err("5 columns");
