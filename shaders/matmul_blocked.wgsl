@@ -54,6 +54,11 @@ override FUSE: u32 = 0u;
 override NORMED: bool = (FUSE & FUSE_RMS_NORM) != 0u;
 override GATED: bool = (FUSE & (FUSE_GATED_SILU | FUSE_GATED_GELU_TANH)) != 0u;
 
+// Four F16 values from two words.
+fn f16x4(ab: vec2<u32>) -> vec4<f32> {
+    return vec4(unpack2x16float(ab.x), unpack2x16float(ab.y));
+}
+
 // Values c .. c + 3 of the row whose blocks start at word `row_word` (c a multiple of 4, so the
 // four values lie in one block and, for the nibble and byte formats, in one word).
 fn w4(row_word: u32, c: u32) -> vec4<f32> {
@@ -76,7 +81,7 @@ fn w4(row_word: u32, c: u32) -> vec4<f32> {
                 ab = vec2(W[wb], W[wb + 1u]);
             }
             if (KIND == 1u) {
-                return vec4(unpack2x16float(ab.x), unpack2x16float(ab.y));
+                return f16x4(ab);
             }
             return bitcast<vec4<f32>>(vec4(ab.x << 16u, ab.x & 0xFFFF0000u, ab.y << 16u, ab.y & 0xFFFF0000u));
         }
@@ -176,6 +181,10 @@ struct Dots {
     hi: vec4<f32>,
 }
 
+fn plus(a: Dots, b: Dots) -> Dots {
+    return Dots(a.lo + b.lo, a.hi + b.hi);
+}
+
 fn dots(a: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>, b4: vec4<f32>, b5: vec4<f32>, b6: vec4<f32>, b7: vec4<f32>) -> Dots {
     return Dots(vec4(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3)), vec4(dot(a, b4), dot(a, b5), dot(a, b6), dot(a, b7)));
 }
@@ -221,35 +230,14 @@ fn accumulate(acc: ptr<function, Block>, xs: Tokens, c: u32, b0: vec4<f32>, b1: 
         (*acc).ss0 += vec4(dot(v0, v0), dot(v1, v1), dot(v2, v2), dot(v3, v3));
         (*acc).ss1 += vec4(dot(v4, v4), dot(v5, v5), dot(v6, v6), dot(v7, v7));
     }
-    var d = dots(v0 * g, b0, b1, b2, b3, b4, b5, b6, b7);
-    (*acc).a0.lo += d.lo;
-    (*acc).a0.hi += d.hi;
-    d = dots(v1 * g, b0, b1, b2, b3, b4, b5, b6, b7);
-    (*acc).a1.lo += d.lo;
-    (*acc).a1.hi += d.hi;
-    d = dots(v2 * g, b0, b1, b2, b3, b4, b5, b6, b7);
-    (*acc).a2.lo += d.lo;
-    (*acc).a2.hi += d.hi;
-    d = dots(v3 * g, b0, b1, b2, b3, b4, b5, b6, b7);
-    (*acc).a3.lo += d.lo;
-    (*acc).a3.hi += d.hi;
-    d = dots(v4 * g, b0, b1, b2, b3, b4, b5, b6, b7);
-    (*acc).a4.lo += d.lo;
-    (*acc).a4.hi += d.hi;
-    d = dots(v5 * g, b0, b1, b2, b3, b4, b5, b6, b7);
-    (*acc).a5.lo += d.lo;
-    (*acc).a5.hi += d.hi;
-    d = dots(v6 * g, b0, b1, b2, b3, b4, b5, b6, b7);
-    (*acc).a6.lo += d.lo;
-    (*acc).a6.hi += d.hi;
-    d = dots(v7 * g, b0, b1, b2, b3, b4, b5, b6, b7);
-    (*acc).a7.lo += d.lo;
-    (*acc).a7.hi += d.hi;
-}
-
-// Four F16 values from two words.
-fn f16x4(ab: vec2<u32>) -> vec4<f32> {
-    return vec4(unpack2x16float(ab.x), unpack2x16float(ab.y));
+    (*acc).a0 = plus((*acc).a0, dots(v0 * g, b0, b1, b2, b3, b4, b5, b6, b7));
+    (*acc).a1 = plus((*acc).a1, dots(v1 * g, b0, b1, b2, b3, b4, b5, b6, b7));
+    (*acc).a2 = plus((*acc).a2, dots(v2 * g, b0, b1, b2, b3, b4, b5, b6, b7));
+    (*acc).a3 = plus((*acc).a3, dots(v3 * g, b0, b1, b2, b3, b4, b5, b6, b7));
+    (*acc).a4 = plus((*acc).a4, dots(v4 * g, b0, b1, b2, b3, b4, b5, b6, b7));
+    (*acc).a5 = plus((*acc).a5, dots(v5 * g, b0, b1, b2, b3, b4, b5, b6, b7));
+    (*acc).a6 = plus((*acc).a6, dots(v6 * g, b0, b1, b2, b3, b4, b5, b6, b7));
+    (*acc).a7 = plus((*acc).a7, dots(v7 * g, b0, b1, b2, b3, b4, b5, b6, b7));
 }
 
 @compute @workgroup_size(WG)
@@ -325,9 +313,7 @@ fn token1(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_ind
         if (NORMED) {
             ss += dot(v, v);
         }
-        let d = dots(v * g4(c), w4(w0, c), w4(w1, c), w4(w2, c), w4(w3, c), w4(w4_, c), w4(w5, c), w4(w6, c), w4(w7, c));
-        a.lo += d.lo;
-        a.hi += d.hi;
+        a = plus(a, dots(v * g4(c), w4(w0, c), w4(w1, c), w4(w2, c), w4(w3, c), w4(w4_, c), w4(w5, c), w4(w6, c), w4(w7, c)));
     }
     store8(t, o0, a.lo, a.hi, norm_scale(ss));
 }
