@@ -1,12 +1,11 @@
 // Whisper's real-time factor in headless Chromium through pipeline('automatic-speech-recognition')
 // (the local hub mirror, weights streamed into IndexedDB): per device and clip, seconds of audio
 // per second of compute, the text, and the load time. A benchmark, not a test.
-//   node scripts/bench-whisper-browser.mjs DEVICE:CLIP… (e.g. cpu:fox webgpu:fox); clips from scripts/speech.sh
-import { execFileSync } from 'node:child_process';
+//   node scripts/bench-whisper-browser.mjs DEVICE:CLIP… (e.g. cpu:fox webgpu:fox); clips of tests/fixtures/whisper/speech
 import { readFileSync } from 'node:fs';
 import { openBrowser, serveWithModels } from '../tests/e2e/browser.mjs';
 
-const speech = execFileSync('bash', ['scripts/speech.sh'], { encoding: 'utf8' }).trim();
+const speech = 'tests/fixtures/whisper/speech';
 const runs = process.argv.slice(2).map((a) => a.split(':'));
 const { server, url } = await serveWithModels();
 const browser = await openBrowser();

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Whisper's real-time factor (seconds of audio per second of compute) for whisper-tiny.en on the
-# espeak-ng clips of scripts/speech.sh: hugrt natively (release CLI, CPU backend and the native GPU:
+# espeak-ng clips of tests/fixtures/whisper/speech: hugrt natively (release CLI, CPU backend and the native GPU:
 # lavapipe without one), hugrt in headless Chromium (CPU, WebGPU on SwiftShader), and transformers
 # (PyTorch on the CPU, greedy, this machine's cores) when a Python with torch and transformers is
 # given as REF_PYTHON (default /root/venv-ref/bin/python, skipped when absent). One JSON line per run.
@@ -8,7 +8,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 bash scripts/models.sh >/dev/null
-SPEECH="$(bash scripts/speech.sh)"
+SPEECH=tests/fixtures/whisper/speech
 MODEL="$HOME/.cache/hugrt/models/whisper-tiny.en"
 CLIPS=(fox library history)
 GPU_CLIPS=("${CLIPS[@]}")

