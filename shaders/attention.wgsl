@@ -272,6 +272,156 @@ fn attention_rows(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invoca
     }
 }
 
+// `attention_queries` (CPU adapters, head_dim 16, 32, 48 or 64, more than one query): one
+// invocation per query like `attention_rows`, but the WG invocations of a workgroup are
+// consecutive queries of one head of one sequence, so that they read the same keys and values:
+// the workgroup walks the keys any of its queries sees once, each invocation masking the keys
+// outside its own span, in an online softmax (running max m and sum, the output rescaled by
+// exp(m_old − m_new) when the max grows: no scores scratch) with the query and the output in
+// registers. A key's or value's row comes from `kv_row`, appended: every invocation loading it
+// (attention_loads.wgsl), or two loads an invocation shared through subgroups
+// (attention_subgroups.wgsl). ViT-B/16 on lavapipe (197 queries, 12 heads of 64; `bench encoder
+// --profile`, shared rows): 11 ms a layer where attention_rows took 71.
+
+// A row of up to 64 values (a query, key, value or output of one head) as 16 vec4s in registers;
+// values past head_dim are zero.
+struct Row {
+    v0: vec4<f32>,
+    v1: vec4<f32>,
+    v2: vec4<f32>,
+    v3: vec4<f32>,
+    v4: vec4<f32>,
+    v5: vec4<f32>,
+    v6: vec4<f32>,
+    v7: vec4<f32>,
+    v8: vec4<f32>,
+    v9: vec4<f32>,
+    v10: vec4<f32>,
+    v11: vec4<f32>,
+    v12: vec4<f32>,
+    v13: vec4<f32>,
+    v14: vec4<f32>,
+    v15: vec4<f32>,
+}
+
+fn zero_row() -> Row {
+    let z = vec4(0.0);
+    return Row(z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z);
+}
+
+// Σ a·b over the row.
+fn row_dot(a: Row, b: Row) -> f32 {
+    let s = vec4(dot(a.v0, b.v0), dot(a.v1, b.v1), dot(a.v2, b.v2), dot(a.v3, b.v3))
+        + vec4(dot(a.v4, b.v4), dot(a.v5, b.v5), dot(a.v6, b.v6), dot(a.v7, b.v7))
+        + vec4(dot(a.v8, b.v8), dot(a.v9, b.v9), dot(a.v10, b.v10), dot(a.v11, b.v11))
+        + vec4(dot(a.v12, b.v12), dot(a.v13, b.v13), dot(a.v14, b.v14), dot(a.v15, b.v15));
+    return (s.x + s.y) + (s.z + s.w);
+}
+
+// acc · c + w · v.
+fn row_axpy(acc: Row, c: f32, w: f32, v: Row) -> Row {
+    return Row(acc.v0 * c + w * v.v0, acc.v1 * c + w * v.v1, acc.v2 * c + w * v.v2, acc.v3 * c + w * v.v3,
+        acc.v4 * c + w * v.v4, acc.v5 * c + w * v.v5, acc.v6 * c + w * v.v6, acc.v7 * c + w * v.v7,
+        acc.v8 * c + w * v.v8, acc.v9 * c + w * v.v9, acc.v10 * c + w * v.v10, acc.v11 * c + w * v.v11,
+        acc.v12 * c + w * v.v12, acc.v13 * c + w * v.v13, acc.v14 * c + w * v.v14, acc.v15 * c + w * v.v15);
+}
+
+// Values at .. at + 3 of Q (src 0), K (1) or V (2).
+fn qkv4(src: u32, at: u32) -> vec4<f32> {
+    switch src {
+        case 0u: {
+            return q4(at);
+        }
+        case 1u: {
+            return k4(at);
+        }
+        default: {
+            return v4(at);
+        }
+    }
+}
+
+// The row of Q, K or V (`qkv4`) starting at `at`, each vec4 loaded (values past head_dim zero).
+fn loaded_row(src: u32, at: u32) -> Row {
+    var r = zero_row();
+    r.v0 = qkv4(src, at);
+    r.v1 = qkv4(src, at + 4u);
+    r.v2 = qkv4(src, at + 8u);
+    r.v3 = qkv4(src, at + 12u);
+    if (P.head_dim > 16u) {
+        r.v4 = qkv4(src, at + 16u);
+        r.v5 = qkv4(src, at + 20u);
+        r.v6 = qkv4(src, at + 24u);
+        r.v7 = qkv4(src, at + 28u);
+    }
+    if (P.head_dim > 32u) {
+        r.v8 = qkv4(src, at + 32u);
+        r.v9 = qkv4(src, at + 36u);
+        r.v10 = qkv4(src, at + 40u);
+        r.v11 = qkv4(src, at + 44u);
+    }
+    if (P.head_dim > 48u) {
+        r.v12 = qkv4(src, at + 48u);
+        r.v13 = qkv4(src, at + 52u);
+        r.v14 = qkv4(src, at + 56u);
+        r.v15 = qkv4(src, at + 60u);
+    }
+    return r;
+}
+
+// O[at + d] = r[d] · inv for d < head_dim.
+fn store_row(at: u32, r: Row, inv: f32) {
+    let n = P.head_dim;
+    let vs = array<vec4<f32>, 16>(r.v0, r.v1, r.v2, r.v3, r.v4, r.v5, r.v6, r.v7, r.v8, r.v9, r.v10, r.v11, r.v12, r.v13, r.v14, r.v15);
+    for (var i = 0u; i < n / 4u; i++) {
+        let v = vs[i] * inv;
+        O[at + 4u * i] = v.x;
+        O[at + 4u * i + 1u] = v.y;
+        O[at + 4u * i + 2u] = v.z;
+        O[at + 4u * i + 3u] = v.w;
+    }
+}
+
+// `attention_queries`' body (its entry point is appended): `lane` is the invocation's index in
+// its subgroup where the module shares rows through subgroups, else 0. Every invocation of a
+// workgroup that has a head runs the loop (past q_len a clamped query, not stored), so that
+// the subgroup broadcasts are in uniform control flow.
+fn attention_queries_block(group: vec3<u32>, lid: u32, lane: u32) {
+    let blocks = (P.q_len + WG - 1u) / WG;
+    let gi = group.x + group.y * P.groups_x;
+    let h = gi / blocks;
+    if (h >= P.heads) {
+        return;
+    }
+    let first = (gi % blocks) * WG;
+    let q = span(min(first + lid, P.q_len - 1u) * P.heads + h, group.z);
+    // A later query's keys start and end no earlier (causal, windowed or not): the workgroup's
+    // keys run from its first query's first to its last query's last.
+    let k_begin = span(first * P.heads + h, group.z).k_lo;
+    let k_end = span(min(first + WG, P.q_len) * P.heads - P.heads + h, group.z).n_keys;
+    let qr = loaded_row(0u, q.q_base);
+    var m = bitcast<f32>(0xFF7FFFFFu); // -f32::MAX
+    var sum = 0.0;
+    var acc = zero_row();
+    for (var p = k_begin; p < k_end; p++) {
+        let kr = q.kv_base + p * q.kv_row;
+        var s = score(row_dot(qr, kv_row(1u, kr, lane)));
+        if (P.rel_span != 0u) {
+            s += RB[q.h * (2u * P.rel_span - 1u) + p + P.rel_span - 1u - q.t];
+        }
+        let valid = p >= q.k_lo && p < q.n_keys;
+        let m_new = select(m, max(m, s), valid);
+        let c = exp(m - m_new);
+        let w = select(0.0, exp(s - m_new), valid);
+        sum = sum * c + w;
+        acc = row_axpy(acc, c, w, kv_row(2u, kr, lane));
+        m = m_new;
+    }
+    if (first + lid < P.q_len) {
+        store_row(q.q_base, acc, select(0.0, 1.0 / sum, sum > 0.0));
+    }
+}
+
 var<workgroup> split_p: array<f32, SPLIT_KEYS>;
 
 /// Keys a decode query sees: the valid ones, up to its own position.

@@ -215,17 +215,32 @@ struct Tokens {
     x7: u32,
 }
 
-// Adds columns c .. c + 3 of the 8 rows (b0 .. b7) times the 8 tokens' to the block.
-fn accumulate(acc: ptr<function, Block>, xs: Tokens, c: u32, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>, b4: vec4<f32>, b5: vec4<f32>, b6: vec4<f32>, b7: vec4<f32>) {
+// Columns c .. c + 3 of the 8 tokens of a block.
+struct Columns {
+    v0: vec4<f32>,
+    v1: vec4<f32>,
+    v2: vec4<f32>,
+    v3: vec4<f32>,
+    v4: vec4<f32>,
+    v5: vec4<f32>,
+    v6: vec4<f32>,
+    v7: vec4<f32>,
+}
+
+// Adds columns c .. c + 3 of the 8 rows (b0 .. b7) times the 8 tokens' to the block; `mine` is
+// where the tokens of the block this invocation loads start (`my_tokens` and `block_columns`,
+// appended).
+fn accumulate(acc: ptr<function, Block>, xs: Tokens, mine: vec2<u32>, c: u32, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>, b4: vec4<f32>, b5: vec4<f32>, b6: vec4<f32>, b7: vec4<f32>) {
     let g = g4(c);
-    let v0 = x4(xs.x0 + c);
-    let v1 = x4(xs.x1 + c);
-    let v2 = x4(xs.x2 + c);
-    let v3 = x4(xs.x3 + c);
-    let v4 = x4(xs.x4 + c);
-    let v5 = x4(xs.x5 + c);
-    let v6 = x4(xs.x6 + c);
-    let v7 = x4(xs.x7 + c);
+    let x = block_columns(xs, mine, c);
+    let v0 = x.v0;
+    let v1 = x.v1;
+    let v2 = x.v2;
+    let v3 = x.v3;
+    let v4 = x.v4;
+    let v5 = x.v5;
+    let v6 = x.v6;
+    let v7 = x.v7;
     if (NORMED) {
         (*acc).ss0 += vec4(dot(v0, v0), dot(v1, v1), dot(v2, v2), dot(v3, v3));
         (*acc).ss1 += vec4(dot(v4, v4), dot(v5, v5), dot(v6, v6), dot(v7, v7));
@@ -240,13 +255,13 @@ fn accumulate(acc: ptr<function, Block>, xs: Tokens, c: u32, b0: vec4<f32>, b1: 
     (*acc).a7 = plus((*acc).a7, dots(v7 * g, b0, b1, b2, b3, b4, b5, b6, b7));
 }
 
-@compute @workgroup_size(WG)
-fn tokens8(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+// `tokens8`'s body (its entry point is appended): `lane` is the invocation's index in its
+// subgroup where the module shares X through subgroups, else 0. An invocation past the last
+// output computes clamped rows and stores nothing, so that every invocation of a subgroup takes
+// part in its broadcasts (uniform control flow).
+fn tokens8_block(group: vec3<u32>, lid: u32, lane: u32) {
     let o0 = ((group.x + group.y * P.groups_x) * WG + lid) * PER_INVOCATION;
     let t0 = group.z * 8u;
-    if (o0 >= outputs()) {
-        return;
-    }
     let w0 = row_word(o0, 0u);
     let w1 = row_word(o0, 1u);
     let w2 = row_word(o0, 2u);
@@ -258,6 +273,7 @@ fn tokens8(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_in
     let last = P.tokens - 1u;
     let xs = Tokens(min(t0, last) * P.cols, min(t0 + 1u, last) * P.cols, min(t0 + 2u, last) * P.cols, min(t0 + 3u, last) * P.cols,
         min(t0 + 4u, last) * P.cols, min(t0 + 5u, last) * P.cols, min(t0 + 6u, last) * P.cols, min(t0 + 7u, last) * P.cols);
+    let mine = my_tokens(t0, last, lane);
     let zero = Dots(vec4(0.0), vec4(0.0));
     var acc = Block(zero, zero, zero, zero, zero, zero, zero, zero, vec4(0.0), vec4(0.0));
     if (KIND == 1u && (P.flags & WEIGHT_VEC4) != 0u && P.cols % 8u == 0u) {
@@ -272,12 +288,12 @@ fn tokens8(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_in
             let r5 = WV[w5 / 4u + i];
             let r6 = WV[w6 / 4u + i];
             let r7 = WV[w7 / 4u + i];
-            accumulate(&acc, xs, c, f16x4(r0.xy), f16x4(r1.xy), f16x4(r2.xy), f16x4(r3.xy), f16x4(r4.xy), f16x4(r5.xy), f16x4(r6.xy), f16x4(r7.xy));
-            accumulate(&acc, xs, c + 4u, f16x4(r0.zw), f16x4(r1.zw), f16x4(r2.zw), f16x4(r3.zw), f16x4(r4.zw), f16x4(r5.zw), f16x4(r6.zw), f16x4(r7.zw));
+            accumulate(&acc, xs, mine, c, f16x4(r0.xy), f16x4(r1.xy), f16x4(r2.xy), f16x4(r3.xy), f16x4(r4.xy), f16x4(r5.xy), f16x4(r6.xy), f16x4(r7.xy));
+            accumulate(&acc, xs, mine, c + 4u, f16x4(r0.zw), f16x4(r1.zw), f16x4(r2.zw), f16x4(r3.zw), f16x4(r4.zw), f16x4(r5.zw), f16x4(r6.zw), f16x4(r7.zw));
         }
     } else {
         for (var c = 0u; c < P.cols; c += 4u) {
-            accumulate(&acc, xs, c, w4(w0, c), w4(w1, c), w4(w2, c), w4(w3, c), w4(w4_, c), w4(w5, c), w4(w6, c), w4(w7, c));
+            accumulate(&acc, xs, mine, c, w4(w0, c), w4(w1, c), w4(w2, c), w4(w3, c), w4(w4_, c), w4(w5, c), w4(w6, c), w4(w7, c));
         }
     }
     store8(t0, o0, acc.a0.lo, acc.a0.hi, norm_scale(acc.ss0[0]));
@@ -290,8 +306,8 @@ fn tokens8(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_in
     store8(t0 + 7u, o0, acc.a7.lo, acc.a7.hi, norm_scale(acc.ss1[3]));
 }
 
-@compute @workgroup_size(WG)
-fn token1(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+// `token1`'s body (its entry point is appended).
+fn token1_block(group: vec3<u32>, lid: u32) {
     let o0 = ((group.x + group.y * P.groups_x) * WG + lid) * PER_INVOCATION;
     let t = group.z;
     if (o0 >= outputs()) {

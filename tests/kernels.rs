@@ -336,15 +336,22 @@ gpu_test!(attention_decode_prefill_and_encoder, async {
         ("encoder, 600 tokens, 6 heads of 72", Attention { batch: 1, q_len: 600, kv_len: 600, heads: 6, kv_heads: 6, head_dim: 72, causal: false, scale: 0.125, ..base }, vec![600]),
         ("encoder with relative position bias, span 40 over 13", Attention { batch: 2, q_len: 13, kv_len: 13, heads: 2, kv_heads: 2, head_dim: 8, causal: false, scale: 0.35, rel_span: 40, ..base }, vec![13, 11]),
     ];
-    // Both kinds of reduction: a workgroup per query (GPUs), an invocation per query (CPU adapters).
-    for reduction in [Reduction::Workgroup, Reduction::PerInvocation] {
+    // Both kinds of reduction: a workgroup per query (GPUs), an invocation per query (CPU
+    // adapters: attention_queries for several queries of head_dim up to 64, attention_rows
+    // otherwise), the latter loading every row or sharing rows through subgroups.
+    let default = ctx.subgroup_sharing();
+    let mut runs = vec![(Reduction::Workgroup, 0)];
+    runs.extend(sharing_modes(&ctx).into_iter().map(|shared| (Reduction::PerInvocation, shared)));
+    for (reduction, shared) in runs {
+        ctx.set_subgroup_sharing(shared).expect("a mode the adapter has");
         for (i, (name, attn, lengths)) in cases.iter().enumerate() {
             assert_eq!(attn.decode_splits().is_some(), name.starts_with("split") || *name == "decode, 1025 keys", "{name}: the kernel chosen");
             let report = check_against_reference(&ctx, reduction, *attn, lengths, i as u64).await.unwrap_or_else(|e| panic!("{name}: {e}"));
-            log(&format!("attention {name} ({reduction:?}): {report}"));
-            assert!(report.passed, "attention {name} ({reduction:?}): {report}");
+            log(&format!("attention {name} ({reduction:?}, shared {shared}): {report}"));
+            assert!(report.passed, "attention {name} ({reduction:?}, shared {shared}): {report}");
         }
     }
+    ctx.set_subgroup_sharing(default).expect("the default mode");
     assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
 });
 
@@ -503,9 +510,41 @@ gpu_test!(matmul_tiled_every_weight_type_at_awkward_sizes, async {
     }
 });
 
+/// The CPU adapters' kernels' modes on this adapter: every invocation loading what it reads (0),
+/// and loads shared through subgroups between 4 and 8 lanes where the subgroups allow. Each mode
+/// is switched on in turn by the caller, which restores the adapter's default after.
+fn sharing_modes(ctx: &GpuContext) -> Vec<u32> {
+    let default = ctx.subgroup_sharing();
+    let modes: Vec<u32> = [0, 4, 8].into_iter().filter(|&lanes| ctx.set_subgroup_sharing(lanes).is_ok()).collect();
+    ctx.set_subgroup_sharing(default).expect("the default mode");
+    assert_eq!(default, *modes.last().expect("0 always"), "the default shares between the most lanes allowed");
+    assert!(matches!(ctx.set_subgroup_sharing(3), Err(hugrt::gpu::GpuError::Shape { .. })), "3 lanes");
+    assert!(matches!(ctx.set_subgroup_sharing(16), Err(hugrt::gpu::GpuError::Shape { .. })), "16 lanes");
+    // The test adapters: lavapipe's subgroups are its SIMD lanes (8 with AVX2). Chromium's
+    // SwiftShader offers subgroups of 4, but wgpu 30's WebGPU backend does not map the
+    // "subgroups" feature, so a device made through it never has them.
+    if ctx.report.name.contains("llvmpipe") {
+        assert_eq!(modes, [0, 4, 8], "lavapipe");
+    }
+    if cfg!(target_arch = "wasm32") {
+        assert_eq!(modes, [0], "the browser, through wgpu 30");
+    }
+    modes
+}
+
 gpu_test!(matmul_blocked_every_weight_type_at_awkward_sizes, async {
-    use matmul::Product::Blocked;
     let ctx = context().await;
+    let default = ctx.subgroup_sharing();
+    for shared in sharing_modes(&ctx) {
+        ctx.set_subgroup_sharing(shared).expect("a mode the adapter has");
+        log(&format!("blocked kernel, X shared between {shared} lanes"));
+        blocked_every_weight_type(&ctx).await;
+    }
+    ctx.set_subgroup_sharing(default).expect("the default mode");
+});
+
+async fn blocked_every_weight_type(ctx: &GpuContext) {
+    use matmul::Product::Blocked;
     for (i, dtype) in WEIGHT_TYPES.into_iter().enumerate() {
         // Columns: 4 × a prime for F32 and F16/BF16, a prime number of blocks otherwise; 67 rows
         // (8 invocations of 8 rows and 3 more: the last block clamped).
@@ -517,28 +556,28 @@ gpu_test!(matmul_blocked_every_weight_type_at_awkward_sizes, async {
         };
         // One token (`token1`); 2; a partial block of 8 and a prime over several.
         for (j, &tokens) in [1usize, 2, 7, 8, 131].iter().enumerate() {
-            check_product(&ctx, Some(Blocked), dtype, 67, cols, tokens, (5000 + 10 * i + j) as u64, None).await;
+            check_product(ctx, Some(Blocked), dtype, 67, cols, tokens, (5000 + 10 * i + j) as u64, None).await;
         }
     }
     // Fewer rows than one invocation's 8; one row; weights in parts of 5 rows (each dispatch
     // writing its own columns of Y).
-    check_product(&ctx, Some(Blocked), DType::Q4_1, 3, 64, 9, 5200, None).await;
-    check_product(&ctx, Some(Blocked), DType::F32, 1, 4, 1, 5201, None).await;
-    check_product(&ctx, Some(Blocked), DType::Q4_K, 37, 512, 33, 5202, Some(5 * 2 * 36 * 4)).await;
-    check_product(&ctx, Some(Blocked), DType::F32, 37, 12, 1, 5203, Some(5 * 12 * 4)).await;
+    check_product(ctx, Some(Blocked), DType::Q4_1, 3, 64, 9, 5200, None).await;
+    check_product(ctx, Some(Blocked), DType::F32, 1, 4, 1, 5201, None).await;
+    check_product(ctx, Some(Blocked), DType::Q4_K, 37, 512, 33, 5202, Some(5 * 2 * 36 * 4)).await;
+    check_product(ctx, Some(Blocked), DType::F32, 37, 12, 1, 5203, Some(5 * 12 * 4)).await;
     // F16/BF16 weights whose size is whole vec4s (67 rows above are not): read through the
     // kernel's vec4 view of W; rows of 58 words start alternately at either half of a vec4.
-    check_product(&ctx, Some(Blocked), DType::F16, 64, 4 * 29, 9, 5204, None).await;
-    check_product(&ctx, Some(Blocked), DType::BF16, 64, 4 * 29, 1, 5205, None).await;
+    check_product(ctx, Some(Blocked), DType::F16, 64, 4 * 29, 9, 5204, None).await;
+    check_product(ctx, Some(Blocked), DType::BF16, 64, 4 * 29, 1, 5205, None).await;
     // F16 rows of a multiple of 8 values start at a vec4: `tokens8` reads 8 values a load.
-    check_product(&ctx, Some(Blocked), DType::F16, 64, 8 * 13, 9, 5206, None).await;
-    check_product(&ctx, Some(Blocked), DType::F16, 5, 8 * 13, 131, 5207, None).await;
+    check_product(ctx, Some(Blocked), DType::F16, 64, 8 * 13, 9, 5206, None).await;
+    check_product(ctx, Some(Blocked), DType::F16, 5, 8 * 13, 131, 5207, None).await;
     // Columns that are not a multiple of 4 are refused, typed.
-    let w = hugrt::gpu::weights::GpuWeight::new(&ctx, "W", DType::F32, 3, 5, None).expect("valid shape");
-    let err = matmul::run(&ctx, Blocked, &w, &[0.0; 5]).await.expect_err("5 columns");
+    let w = hugrt::gpu::weights::GpuWeight::new(ctx, "W", DType::F32, 3, 5, None).expect("valid shape");
+    let err = matmul::run(ctx, Blocked, &w, &[0.0; 5]).await.expect_err("5 columns");
     assert!(matches!(err, hugrt::gpu::GpuError::Shape { .. }), "{err:?}");
     assert_eq!(ctx.take_uncaptured_errors(), Vec::<String>::new());
-});
+}
 
 gpu_test!(matmul_tiled_weight_split_and_other_tiles, async {
     use matmul::Tile;
@@ -682,15 +721,20 @@ gpu_test!(products_fuse_bias_residual_segments_norm_and_gating, async {
         FusedCase { rms_norm: Some(1e-6), gated: Some(Gate::Silu), residual: true, ..Default::default() },
         FusedCase { rms_norm: Some(1e-5), bias: true, splits: Some([36, 55]), ..Default::default() },
     ];
-    for (i, &case) in blocked.iter().enumerate() {
-        for (j, dtype) in [DType::F32, DType::F16, DType::Q4_1, DType::Q4_K, DType::Q6_K].into_iter().enumerate() {
-            let cols = if dtype.block_elems() == 256 { 512 } else { 4 * 53 };
-            let cols = if dtype.block_elems() == 32 { 32 * 5 } else { cols };
-            for &tokens in &[1usize, 9] {
-                check_fused(&ctx, Blocked, dtype, 74, cols, tokens, case, (7500 + 10 * i + j) as u64 + tokens as u64).await;
+    let default = ctx.subgroup_sharing();
+    for shared in sharing_modes(&ctx) {
+        ctx.set_subgroup_sharing(shared).expect("a mode the adapter has");
+        for (i, &case) in blocked.iter().enumerate() {
+            for (j, dtype) in [DType::F32, DType::F16, DType::Q4_1, DType::Q4_K, DType::Q6_K].into_iter().enumerate() {
+                let cols = if dtype.block_elems() == 256 { 512 } else { 4 * 53 };
+                let cols = if dtype.block_elems() == 32 { 32 * 5 } else { cols };
+                for &tokens in &[1usize, 9] {
+                    check_fused(&ctx, Blocked, dtype, 74, cols, tokens, case, (7500 + 10 * i + j) as u64 + tokens as u64).await;
+                }
             }
         }
     }
+    ctx.set_subgroup_sharing(default).expect("the default mode");
     // The other kernels refuse the norm and the gating, typed.
     for kernel in [Matvec, Tiled] {
         for case in [FusedCase { rms_norm: Some(1e-5), ..Default::default() }, FusedCase { gated: Some(Gate::Silu), ..Default::default() }] {

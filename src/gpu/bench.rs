@@ -184,6 +184,8 @@ pub struct MatmulRow {
     pub tiled_gflop_per_s: f64,
     /// The blocked kernel (CPU adapters'), where the columns allow it.
     pub blocked_gflop_per_s: f64,
+    /// The blocked kernel with every invocation loading X, where it shares X through subgroups.
+    pub blocked_loads_gflop_per_s: Option<f64>,
     /// Tiled over matvec f32.
     pub tiled_over_matvec: f64,
     /// Tiled over the faster matvec path, where there are two.
@@ -235,6 +237,15 @@ pub async fn bench_matmul(ctx: &GpuContext, quick: bool, token_counts: &[u32]) -
             let mv16 = if f16 && matvec::f16_pays(dtype) { Some(gflops(measure(matmul::Kernel::Matvec, Precision::F16).await?)) } else { None };
             let tiled = gflops(measure(matmul::Kernel::Tiled, Precision::F32).await?);
             let blocked = gflops(measure(matmul::Kernel::Blocked, Precision::F32).await?);
+            let shared = ctx.subgroup_sharing();
+            let blocked_loads = if shared > 0 {
+                ctx.set_subgroup_sharing(0)?;
+                let ms = measure(matmul::Kernel::Blocked, Precision::F32).await;
+                ctx.set_subgroup_sharing(shared)?;
+                Some(gflops(ms?))
+            } else {
+                None
+            };
             let best = mv16.map_or(mv, |m| m.max(mv));
             out.push(MatmulRow {
                 dtype: dtype.to_string(),
@@ -244,6 +255,7 @@ pub async fn bench_matmul(ctx: &GpuContext, quick: bool, token_counts: &[u32]) -
                 matvec_f16_gflop_per_s: mv16,
                 tiled_gflop_per_s: tiled,
                 blocked_gflop_per_s: blocked,
+                blocked_loads_gflop_per_s: blocked_loads,
                 tiled_over_matvec: tiled / mv,
                 tiled_over_best_matvec: tiled / best,
             });
@@ -254,12 +266,13 @@ pub async fn bench_matmul(ctx: &GpuContext, quick: bool, token_counts: &[u32]) -
 
 /// `bench_matmul`'s rows as an aligned text table (GFLOP/s).
 pub fn matmul_table(rows: &[MatmulRow]) -> String {
-    let mut out = format!("{:<6} {:<10} {:>6} {:>12} {:>12} {:>12} {:>12} {:>9} {:>9}\n", "dtype", "W", "tokens", "matvec f32", "matvec f16", "tiled", "blocked", "tiled/mv", "/best mv");
+    let mut out = format!("{:<6} {:<10} {:>6} {:>12} {:>12} {:>12} {:>12} {:>12} {:>9} {:>9}\n", "dtype", "W", "tokens", "matvec f32", "matvec f16", "tiled", "blocked", "blocked ld", "tiled/mv", "/best mv");
     for r in rows {
         let f16 = r.matvec_f16_gflop_per_s.map_or("-".to_owned(), |g| format!("{g:.2}"));
+        let loads = r.blocked_loads_gflop_per_s.map_or("-".to_owned(), |g| format!("{g:.2}"));
         out += &format!(
-            "{:<6} {:<10} {:>6} {:>12.2} {:>12} {:>12.2} {:>12.2} {:>9.2} {:>9.2}\n",
-            r.dtype, r.shape, r.tokens, r.matvec_gflop_per_s, f16, r.tiled_gflop_per_s, r.blocked_gflop_per_s, r.tiled_over_matvec, r.tiled_over_best_matvec
+            "{:<6} {:<10} {:>6} {:>12.2} {:>12} {:>12.2} {:>12.2} {:>12} {:>9.2} {:>9.2}\n",
+            r.dtype, r.shape, r.tokens, r.matvec_gflop_per_s, f16, r.tiled_gflop_per_s, r.blocked_gflop_per_s, loads, r.tiled_over_matvec, r.tiled_over_best_matvec
         );
     }
     out

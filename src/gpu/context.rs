@@ -10,7 +10,7 @@
 //! has shader-f16 (`preferred_precision`, what the CLI and the JS API ask for unless told not to).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -189,6 +189,11 @@ pub struct GpuContext {
     /// `Precision::F16` when set (only ever with shader-f16); an atomic so that a shared context
     /// (`Rc` in the browser) can be switched between runs.
     f16_products: AtomicBool,
+    /// The adapter's smallest subgroup (0 without subgroups).
+    subgroup_min_size: u32,
+    /// Lanes the CPU adapters' kernels share loads between through subgroups (0, 4 or 8;
+    /// `set_subgroup_sharing`).
+    subgroup_sharing: AtomicU32,
     /// Compute dispatches recorded so far (`Gpu` reports them per pass).
     dispatches: std::sync::atomic::AtomicU64,
     /// A small storage buffer bound where a kernel's optional input is absent (a product without
@@ -211,6 +216,16 @@ struct DispatchCache {
 }
 
 const DISPATCH_CACHE_ENTRIES: usize = 4096;
+
+/// The lanes the sharing kernels (matmul_blocked_subgroups.wgsl, attention_subgroups.wgsl) share
+/// a load between: a subgroup's first 4 or 8 (lavapipe's subgroups have 8, SwiftShader's 4).
+const SHARED_LANES: [u32; 2] = [4, 8];
+
+/// The most lanes an adapter whose subgroups have at least `min_size` invocations shares
+/// between, 0 where it has none to share.
+fn shared_lanes_for(min_size: u32) -> u32 {
+    SHARED_LANES.into_iter().filter(|&n| n <= min_size).max().unwrap_or(0)
+}
 
 impl GpuContext {
     /// Finds an adapter and creates a device with the adapter's limits and our optional features.
@@ -285,6 +300,8 @@ impl GpuContext {
             lost,
             uncaptured,
             f16_products: AtomicBool::new(false),
+            subgroup_min_size: if features.contains(wgpu::Features::SUBGROUP) { info.subgroup_min_size } else { 0 },
+            subgroup_sharing: AtomicU32::new(if features.contains(wgpu::Features::SUBGROUP) { shared_lanes_for(info.subgroup_min_size) } else { 0 }),
             dispatches: Default::default(),
         }
         .with_precision_from_env())
@@ -375,6 +392,27 @@ impl GpuContext {
             return Err(GpuError::MissingFeature { op: "set_precision", feature: "shader-f16" });
         }
         self.f16_products.store(precision == Precision::F16, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Between how many lanes of a subgroup the kernels of CPU adapters share what all of them
+    /// read (matmul_blocked.wgsl's block of X, attention_queries' keys and values): 8 or 4, the
+    /// most the adapter's smallest subgroup allows, 0 (every invocation loads) without subgroups.
+    pub fn subgroup_sharing(&self) -> u32 {
+        self.subgroup_sharing.load(Ordering::Relaxed)
+    }
+
+    /// Sets those lanes (0, 4 or 8; tests run each the adapter allows); more lanes than the
+    /// adapter's smallest subgroup is `MissingFeature`, another count `Shape`, and neither changes
+    /// anything.
+    pub fn set_subgroup_sharing(&self, lanes: u32) -> Result<(), GpuError> {
+        if lanes != 0 && !SHARED_LANES.contains(&lanes) {
+            return Err(GpuError::Shape { op: "set_subgroup_sharing", detail: format!("{lanes} lanes: 0, 4 or 8") });
+        }
+        if lanes > self.subgroup_min_size {
+            return Err(GpuError::MissingFeature { op: "set_subgroup_sharing", feature: "subgroups of that many invocations" });
+        }
+        self.subgroup_sharing.store(lanes, Ordering::Relaxed);
         Ok(())
     }
 

@@ -23,6 +23,8 @@ pub struct PipelineKey {
     pub fuse: Option<u32>,
     /// The WGSL tile overrides (`BM`, `BN`, `TM`, `TN`) of matmul.wgsl, else None.
     pub tile: Option<super::ops::matmul::Tile>,
+    /// The WGSL `override SG` of the subgroup modules: lanes a load is shared between (4 or 8).
+    pub shared_lanes: Option<u32>,
 }
 
 #[derive(Default)]
@@ -69,12 +71,16 @@ impl GpuContext {
         if key.shader.needs_f16() && !self.features.contains(wgpu::Features::SHADER_F16) {
             return Err(GpuError::MissingFeature { op: "compiling an f16 shader", feature: "shader-f16" });
         }
+        if key.shader.needs_subgroups() && !self.features.contains(wgpu::Features::SUBGROUP) {
+            return Err(GpuError::MissingFeature { op: "compiling a subgroup shader", feature: "subgroups" });
+        }
         let op = format!("compiling {} ({})", key.shader.name(), key.entry_point);
         let cached_module = self.pipelines.modules.lock().ok().and_then(|m| m.get(&key.shader).cloned());
         let mut constants = vec![("WG", f64::from(key.workgroup_size))];
         constants.extend(key.kind.map(|k| ("KIND", f64::from(k))));
         constants.extend(key.threads_per_row.map(|t| ("TPR", f64::from(t))));
         constants.extend(key.fuse.map(|f| ("FUSE", f64::from(f))));
+        constants.extend(key.shared_lanes.map(|s| ("SG", f64::from(s))));
         constants.extend(key.tile.into_iter().flat_map(|t| t.overrides()));
         let pipeline = self
             .scoped(&op, || {

@@ -28,6 +28,8 @@ pub enum ShaderId {
     Matmul,
     /// The register-blocked matrix product for CPU adapters (no workgroup memory).
     MatmulBlocked,
+    /// `MatmulBlocked` sharing X's columns through subgroups of at least 8 invocations.
+    MatmulBlockedSubgroups,
     /// The matvec kernel with f16 block products (`enable f16;`).
     MatvecF16,
     /// Activations packed to f16 for `MatvecF16` (f32 WGSL: no f16 types).
@@ -37,6 +39,8 @@ pub enum ShaderId {
     Rope,
     Reduce,
     Attention,
+    /// `Attention` sharing key and value rows through subgroups of at least 8 invocations.
+    AttentionSubgroups,
     Pool,
     Embedding,
     Sample,
@@ -48,21 +52,23 @@ macro_rules! wgsl {
 }
 
 impl ShaderId {
-    pub const ALL: &'static [ShaderId] = &[ShaderId::Matvec, ShaderId::Matmul, ShaderId::MatmulBlocked, ShaderId::MatvecF16, ShaderId::StageF16, ShaderId::Elementwise, ShaderId::Norm, ShaderId::Rope, ShaderId::Reduce, ShaderId::Attention, ShaderId::Pool, ShaderId::Embedding, ShaderId::Sample, ShaderId::Patches];
+    pub const ALL: &'static [ShaderId] = &[ShaderId::Matvec, ShaderId::Matmul, ShaderId::MatmulBlocked, ShaderId::MatmulBlockedSubgroups, ShaderId::MatvecF16, ShaderId::StageF16, ShaderId::Elementwise, ShaderId::Norm, ShaderId::Rope, ShaderId::Reduce, ShaderId::Attention, ShaderId::AttentionSubgroups, ShaderId::Pool, ShaderId::Embedding, ShaderId::Sample, ShaderId::Patches];
 
     /// The files (under `shaders/`) this module is made of, in order; the first names it.
     pub fn files(self) -> &'static [&'static str] {
         match self {
             ShaderId::Matvec => &["matvec.wgsl", "quant_decode.wgsl", "quant_dot.wgsl", "product_epilogue.wgsl", "activations.wgsl"],
             ShaderId::Matmul => &["matmul.wgsl", "quant_decode.wgsl", "product_epilogue.wgsl", "activations.wgsl"],
-            ShaderId::MatmulBlocked => &["matmul_blocked.wgsl", "quant_decode.wgsl", "product_epilogue.wgsl", "activations.wgsl"],
+            ShaderId::MatmulBlocked => &["matmul_blocked.wgsl", "matmul_blocked_loads.wgsl", "quant_decode.wgsl", "product_epilogue.wgsl", "activations.wgsl"],
+            ShaderId::MatmulBlockedSubgroups => &["matmul_blocked.wgsl", "matmul_blocked_subgroups.wgsl", "quant_decode.wgsl", "product_epilogue.wgsl", "activations.wgsl"],
             ShaderId::MatvecF16 => &["matvec.wgsl", "quant_decode.wgsl", "quant_dot_f16.wgsl", "product_epilogue.wgsl", "activations.wgsl"],
             ShaderId::StageF16 => &["stage_f16.wgsl"],
             ShaderId::Elementwise => &["elementwise.wgsl", "activations.wgsl"],
             ShaderId::Norm => &["norm.wgsl"],
             ShaderId::Rope => &["rope.wgsl"],
             ShaderId::Reduce => &["reduce.wgsl"],
-            ShaderId::Attention => &["attention.wgsl"],
+            ShaderId::Attention => &["attention.wgsl", "attention_loads.wgsl"],
+            ShaderId::AttentionSubgroups => &["attention.wgsl", "attention_subgroups.wgsl"],
             ShaderId::Pool => &["pool.wgsl"],
             ShaderId::Embedding => &["embedding.wgsl", "quant_decode.wgsl"],
             ShaderId::Sample => &["sample.wgsl"],
@@ -74,6 +80,8 @@ impl ShaderId {
     pub fn name(self) -> &'static str {
         match self {
             ShaderId::MatvecF16 => "matvec.wgsl (f16)",
+            ShaderId::MatmulBlockedSubgroups => "matmul_blocked.wgsl (subgroups)",
+            ShaderId::AttentionSubgroups => "attention.wgsl (subgroups)",
             other => other.files()[0],
         }
     }
@@ -84,18 +92,39 @@ impl ShaderId {
         matches!(self, ShaderId::MatvecF16)
     }
 
+    /// Whether the module uses subgroup builtins: it compiles only on a device with subgroups
+    /// (and, in the browser, starts with `enable subgroups;`).
+    pub fn needs_subgroups(self) -> bool {
+        matches!(self, ShaderId::MatmulBlockedSubgroups | ShaderId::AttentionSubgroups)
+    }
+
+    /// One of the two modules of the blocked product kernel.
+    pub fn is_blocked(self) -> bool {
+        matches!(self, ShaderId::MatmulBlocked | ShaderId::MatmulBlockedSubgroups)
+    }
+
     pub fn source(self) -> &'static str {
         match self {
             ShaderId::Matvec => wgsl!("matvec.wgsl", "quant_decode.wgsl", "quant_dot.wgsl", "product_epilogue.wgsl", "activations.wgsl"),
             ShaderId::Matmul => wgsl!("matmul.wgsl", "quant_decode.wgsl", "product_epilogue.wgsl", "activations.wgsl"),
-            ShaderId::MatmulBlocked => wgsl!("matmul_blocked.wgsl", "quant_decode.wgsl", "product_epilogue.wgsl", "activations.wgsl"),
+            ShaderId::MatmulBlocked => wgsl!("matmul_blocked.wgsl", "matmul_blocked_loads.wgsl", "quant_decode.wgsl", "product_epilogue.wgsl", "activations.wgsl"),
+            // Tint wants the directive; naga 30 refuses it as unimplemented and takes subgroup
+            // builtins from the device's capabilities.
+            #[cfg(target_arch = "wasm32")]
+            ShaderId::MatmulBlockedSubgroups => concat!("enable subgroups;\n", wgsl!("matmul_blocked.wgsl", "matmul_blocked_subgroups.wgsl", "quant_decode.wgsl", "product_epilogue.wgsl", "activations.wgsl")),
+            #[cfg(not(target_arch = "wasm32"))]
+            ShaderId::MatmulBlockedSubgroups => wgsl!("matmul_blocked.wgsl", "matmul_blocked_subgroups.wgsl", "quant_decode.wgsl", "product_epilogue.wgsl", "activations.wgsl"),
             ShaderId::MatvecF16 => concat!("enable f16;\n", wgsl!("matvec.wgsl", "quant_decode.wgsl", "quant_dot_f16.wgsl", "product_epilogue.wgsl", "activations.wgsl")),
             ShaderId::StageF16 => wgsl!("stage_f16.wgsl"),
             ShaderId::Elementwise => wgsl!("elementwise.wgsl", "activations.wgsl"),
             ShaderId::Norm => wgsl!("norm.wgsl"),
             ShaderId::Rope => wgsl!("rope.wgsl"),
             ShaderId::Reduce => wgsl!("reduce.wgsl"),
-            ShaderId::Attention => wgsl!("attention.wgsl"),
+            ShaderId::Attention => wgsl!("attention.wgsl", "attention_loads.wgsl"),
+            #[cfg(target_arch = "wasm32")]
+            ShaderId::AttentionSubgroups => concat!("enable subgroups;\n", wgsl!("attention.wgsl", "attention_subgroups.wgsl")),
+            #[cfg(not(target_arch = "wasm32"))]
+            ShaderId::AttentionSubgroups => wgsl!("attention.wgsl", "attention_subgroups.wgsl"),
             ShaderId::Pool => wgsl!("pool.wgsl"),
             ShaderId::Embedding => wgsl!("embedding.wgsl", "quant_decode.wgsl"),
             ShaderId::Sample => wgsl!("sample.wgsl"),
@@ -112,14 +141,14 @@ impl ShaderId {
             ShaderId::Matvec | ShaderId::Matmul => &[Uniform, Read, Read, ReadWrite, Read, Read],
             ShaderId::MatvecF16 => &[Uniform, Read, Read, ReadWrite, Read, Read, Read],
             // …and the weight again, read as vec4s.
-            ShaderId::MatmulBlocked => &[Uniform, Read, Read, ReadWrite, Read, Read, Read, Read],
+            ShaderId::MatmulBlocked | ShaderId::MatmulBlockedSubgroups => &[Uniform, Read, Read, ReadWrite, Read, Read, Read, Read],
             ShaderId::StageF16 => &[Uniform, Read, ReadWrite, ReadWrite],
             ShaderId::Elementwise => &[Uniform, Read, Read, ReadWrite],
             ShaderId::Norm => &[Uniform, Read, Read, Read, ReadWrite],
             ShaderId::Rope => &[Uniform, Read, ReadWrite, ReadWrite],
             ShaderId::Reduce => &[Uniform, Read, ReadWrite, ReadWrite],
             // Q, K, V, lengths, scores, O, relative position bias, then Q, K, V as vec4s.
-            ShaderId::Attention => &[Uniform, Read, Read, Read, Read, ReadWrite, ReadWrite, Read, Read, Read, Read],
+            ShaderId::Attention | ShaderId::AttentionSubgroups => &[Uniform, Read, Read, Read, Read, ReadWrite, ReadWrite, Read, Read, Read, Read],
             ShaderId::Pool => &[Uniform, Read, Read, ReadWrite],
             ShaderId::Embedding => &[Uniform, Read, Read, ReadWrite],
             ShaderId::Sample => &[Uniform, Read, ReadWrite],

@@ -10,6 +10,8 @@ use crate::gpu::shaders::ShaderId;
 
 const OP: &str = "attention";
 const WORKGROUP: u32 = 64;
+/// The largest head_dim `attention_queries` takes (a row of 16 vec4s in registers).
+const QUERIES_MAX_HEAD_DIM: u32 = 64;
 
 /// Uniforms of `struct AttnParams`.
 #[repr(C)]
@@ -170,10 +172,15 @@ impl Attention {
         // a time, gave zeros on lavapipe for some outputs of long passes: 600 queries × 6 heads of
         // 72, and Whisper's encoder; the kernel test keeps that case.)
         let reduction = if self.head_dim.is_multiple_of(16) { reduction } else { Reduction::Workgroup };
+        // attention_queries holds a query's 64 values in registers and gives a workgroup the
+        // queries of one head: for more than one query and head_dim up to 64.
+        let queries = reduction == Reduction::PerInvocation && self.q_len > 1 && self.head_dim <= QUERIES_MAX_HEAD_DIM;
         let (entry_point, workgroup_size, groups) = match reduction {
             Reduction::Workgroup => ("attention", WORKGROUP, self.q_len * self.heads),
+            Reduction::PerInvocation if queries => ("attention_queries", PER_INVOCATION_WG, self.q_len.div_ceil(PER_INVOCATION_WG) * self.heads),
             Reduction::PerInvocation => ("attention_rows", PER_INVOCATION_WG, (self.q_len * self.heads).div_ceil(PER_INVOCATION_WG)),
         };
+        let shader = if queries && ctx.subgroup_sharing() > 0 { ShaderId::AttentionSubgroups } else { ShaderId::Attention };
         let (gx, gy) = grid_2d(groups, max_dim)
             .filter(|_| self.batch <= max_dim)
             .ok_or_else(|| GpuError::Shape { op: OP, detail: "too many queries for the dispatch grid".into() })?;
@@ -205,7 +212,7 @@ impl Attention {
             return dispatch("attention_combine", (self.heads, 1, 1)).encode(ctx, encoder).await;
         }
         Dispatch {
-            shader: ShaderId::Attention,
+            shader,
             entry_point,
             workgroup_size,
             kind: None,

@@ -208,7 +208,8 @@ pub async fn encode_blocked(
         u64::from(outputs.div_ceil(per_invocation).div_ceil(BLOCKED_WG))
     };
     let gain = epi.rms_norm.map_or(&ctx.placeholder, |(g, _)| g);
-    let parts = PartsDispatch { op: OP, shader: ShaderId::MatmulBlocked, entry_point, workgroup_size: BLOCKED_WG, threads_per_row: None, tile: None, groups_for_rows: &groups_for_rows, token_groups, extra: Some(gain) };
+    let shader = if ctx.subgroup_sharing() > 0 { ShaderId::MatmulBlockedSubgroups } else { ShaderId::MatmulBlocked };
+    let parts = PartsDispatch { op: OP, shader, entry_point, workgroup_size: BLOCKED_WG, threads_per_row: None, tile: None, groups_for_rows: &groups_for_rows, token_groups, extra: Some(gain) };
     parts.encode(ctx, encoder, w, kind, tokens, x, y, epi).await?;
     Ok(Precision::F32)
 }

@@ -79,7 +79,7 @@ impl<P: bytemuck::Pod> Dispatch<'_, P> {
         if self.buffers.len() + 1 != self.shader.bindings().len() {
             return Err(GpuError::Shape { op: "dispatch", detail: format!("{op}: {} buffers for {} bindings", self.buffers.len(), self.shader.bindings().len()) });
         }
-        let key = PipelineKey { shader: self.shader, entry_point: self.entry_point, workgroup_size: self.workgroup_size, kind: self.kind, threads_per_row: self.threads_per_row, fuse: self.fuse, tile };
+        let key = PipelineKey { shader: self.shader, entry_point: self.entry_point, workgroup_size: self.workgroup_size, kind: self.kind, threads_per_row: self.threads_per_row, fuse: self.fuse, tile, shared_lanes: self.shader.needs_subgroups().then(|| ctx.subgroup_sharing()) };
         let pipeline = ctx.pipeline(key).await?;
         let uniforms = ctx.cached_uniform(op, &self.params);
         let mut buffers = vec![&uniforms];

@@ -163,7 +163,7 @@ impl PartsDispatch<'_> {
             let (gx, gy, _) = grid(ctx, self.op, (self.groups_for_rows)(part.rows))?;
             // The blocked kernel reads F32/F16/BF16 weights as vec4s of words (binding 7) where
             // the part's size allows that view (whole vec4s); other formats read words.
-            let vec4_weight = self.shader == ShaderId::MatmulBlocked && kind <= 2 && part.buffer.size().is_multiple_of(16);
+            let vec4_weight = self.shader.is_blocked() && kind <= 2 && part.buffer.size().is_multiple_of(16);
             let params = ProductParams {
                 rows: part.rows,
                 cols: w.cols,
@@ -180,7 +180,7 @@ impl PartsDispatch<'_> {
             };
             let mut buffers = vec![&part.buffer, x, y, epi.bias.unwrap_or(&ctx.placeholder), epi.residual.unwrap_or(&ctx.placeholder)];
             buffers.extend(self.extra);
-            if self.shader == ShaderId::MatmulBlocked {
+            if self.shader.is_blocked() {
                 buffers.push(if vec4_weight { &part.buffer } else { &ctx.placeholder });
             }
             Dispatch {
@@ -189,7 +189,7 @@ impl PartsDispatch<'_> {
                 workgroup_size: self.workgroup_size,
                 kind: Some(kind),
                 threads_per_row: self.threads_per_row,
-                fuse: (self.shader == ShaderId::MatmulBlocked).then_some(fuse),
+                fuse: self.shader.is_blocked().then_some(fuse),
                 params,
                 buffers: &buffers,
                 groups: (gx, gy, self.token_groups),
