@@ -1,5 +1,5 @@
 // matmul_blocked.wgsl's entry points where every invocation loads the X columns it multiplies
-// (adapters without subgroups, or with subgroups of fewer than 8 invocations).
+// (`GpuContext::subgroup_sharing` 0: no subgroups of at least 4 invocations, or the browser).
 
 // Tokens this invocation loads for the block: all 8 (Tokens), none of its own.
 fn my_tokens(t0: u32, last: u32, lane: u32) -> vec2<u32> {

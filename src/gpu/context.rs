@@ -269,6 +269,7 @@ impl GpuContext {
         }));
 
         let info = adapter.get_info();
+        let subgroup_min_size = if features.contains(wgpu::Features::SUBGROUP) { info.subgroup_min_size } else { 0 };
         let granted = device.limits();
         #[cfg_attr(not(target_arch = "wasm32"), allow(unused_mut))]
         let mut report = AdapterReport {
@@ -300,8 +301,8 @@ impl GpuContext {
             lost,
             uncaptured,
             f16_products: AtomicBool::new(false),
-            subgroup_min_size: if features.contains(wgpu::Features::SUBGROUP) { info.subgroup_min_size } else { 0 },
-            subgroup_sharing: AtomicU32::new(if features.contains(wgpu::Features::SUBGROUP) { shared_lanes_for(info.subgroup_min_size) } else { 0 }),
+            subgroup_min_size,
+            subgroup_sharing: AtomicU32::new(shared_lanes_for(subgroup_min_size)),
             dispatches: Default::default(),
         }
         .with_precision_from_env())

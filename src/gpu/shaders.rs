@@ -28,7 +28,7 @@ pub enum ShaderId {
     Matmul,
     /// The register-blocked matrix product for CPU adapters (no workgroup memory).
     MatmulBlocked,
-    /// `MatmulBlocked` sharing X's columns through subgroups of at least 8 invocations.
+    /// `MatmulBlocked` sharing X's columns through subgroups (`GpuContext::subgroup_sharing`).
     MatmulBlockedSubgroups,
     /// The matvec kernel with f16 block products (`enable f16;`).
     MatvecF16,
@@ -39,7 +39,7 @@ pub enum ShaderId {
     Rope,
     Reduce,
     Attention,
-    /// `Attention` sharing key and value rows through subgroups of at least 8 invocations.
+    /// `Attention` sharing key and value rows through subgroups (`GpuContext::subgroup_sharing`).
     AttentionSubgroups,
     Pool,
     Embedding,
